@@ -1,0 +1,129 @@
+//! The architectural state a vCPU starts from: general registers, segment
+//! registers, descriptor tables and control registers. Backends load it
+//! as they can (KVM: KVM_SET_REGS / KVM_SET_SREGS).
+
+use serde::{Deserialize, Serialize};
+
+/// General-purpose registers, RIP and RFLAGS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Regs {
+    /// RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 .. R15: the order of the
+    /// ModRM register encoding (and of CR-access qualification bits 11:8).
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+impl Regs {
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RBX: usize = 3;
+    pub const RSP: usize = 4;
+    pub const RBP: usize = 5;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+
+    /// Register names in encoding order.
+    pub const NAMES: [&'static str; 16] = [
+        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15",
+    ];
+}
+
+/// A segment register with its hidden descriptor cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub selector: u16,
+    pub base: u64,
+    pub limit: u32,
+    /// Descriptor type field (bits 43:40 of the descriptor).
+    pub type_: u8,
+    /// S: code/data (1) or system (0).
+    pub s: bool,
+    pub dpl: u8,
+    pub present: bool,
+    pub avl: bool,
+    /// L: 64-bit code segment.
+    pub l: bool,
+    /// D/B: default operation size.
+    pub db: bool,
+    /// G: limit in 4 KiB units.
+    pub g: bool,
+}
+
+impl Segment {
+    /// The 8-byte GDT descriptor for a code or data segment (base < 4 GiB).
+    pub fn descriptor(&self) -> u64 {
+        let limit = if self.g { self.limit >> 12 } else { self.limit };
+        let base = self.base as u32;
+        u64::from(limit & 0xffff)
+            | u64::from(base & 0xff_ffff) << 16
+            | u64::from(self.type_ & 0xf) << 40
+            | u64::from(self.s) << 44
+            | u64::from(self.dpl & 3) << 45
+            | u64::from(self.present) << 47
+            | u64::from((limit >> 16) & 0xf) << 48
+            | u64::from(self.avl) << 52
+            | u64::from(self.l) << 53
+            | u64::from(self.db) << 54
+            | u64::from(self.g) << 55
+            | u64::from(base >> 24) << 56
+    }
+}
+
+/// GDTR or IDTR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorTable {
+    pub base: u64,
+    pub limit: u16,
+}
+
+/// Everything a vCPU needs to start executing a guest image in long mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootState {
+    pub regs: Regs,
+    pub cs: Segment,
+    pub ds: Segment,
+    pub es: Segment,
+    pub fs: Segment,
+    pub gs: Segment,
+    pub ss: Segment,
+    pub tr: Segment,
+    pub ldt: Segment,
+    pub gdt: DescriptorTable,
+    pub idt: DescriptorTable,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_64bit_code_descriptor() {
+        // The classic long-mode kernel code descriptor 0x00af9b000000ffff.
+        let cs = Segment {
+            selector: 8,
+            limit: 0xffff_ffff,
+            type_: 0xb,
+            s: true,
+            present: true,
+            l: true,
+            g: true,
+            ..Default::default()
+        };
+        assert_eq!(cs.descriptor(), 0x00af_9b00_0000_ffff);
+        // Flat data: 0x00cf93000000ffff.
+        let ds = Segment {
+            type_: 0x3,
+            db: true,
+            l: false,
+            ..cs
+        };
+        assert_eq!(ds.descriptor(), 0x00cf_9300_0000_ffff);
+    }
+}

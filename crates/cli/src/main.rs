@@ -1,0 +1,265 @@
+//! `exitlab`: run guest workloads, see their VM exits.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use exitlab_guest::layout::Phase;
+use exitlab_guest::{Image, Workload, WORKLOADS};
+use exitlab_vmm::{render_json, render_table, Outcome, RunReport, StatView};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "exitlab",
+    version,
+    about = "See VM exits: where they come from and what they cost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// The host's KVM (/dev/kvm, or $EXITLAB_KVM_DEVICE).
+    Kvm,
+}
+
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// Workload name (see `exitlab list`).
+    workload: String,
+    /// Iterations in the measure phase (same as --set n=N).
+    #[arg(short = 'n', value_name = "N")]
+    n: Option<String>,
+    /// Set a workload parameter (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in workloads and their parameters.
+    List,
+    /// Run a workload and print its exits as `perf kvm stat report` does.
+    Stat {
+        #[command(flatten)]
+        w: WorkloadArgs,
+        /// Machine to run on. The default is kvm until the simulated CPU
+        /// lands; then it becomes sim.
+        #[arg(long, value_enum, default_value = "kvm")]
+        backend: Backend,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Only this phase: boot, warmup, measure or done (default: the whole run).
+        #[arg(long, value_name = "NAME")]
+        phase: Option<String>,
+        /// Also print what the guest wrote to its serial console.
+        #[arg(long)]
+        console: bool,
+    },
+    /// Assemble a workload's guest image; print it or write its bytes.
+    Image {
+        #[command(flatten)]
+        w: WorkloadArgs,
+        /// Print the disassembly with symbols.
+        #[arg(long)]
+        disasm: bool,
+        /// Write the raw image bytes to FILE.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Bad input: one line on stderr, exit status 2.
+struct UsageError(String);
+
+impl<E: std::fmt::Display> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+fn find_workload(name: &str) -> Result<&'static Workload, UsageError> {
+    exitlab_guest::find_workload(name).ok_or_else(|| {
+        let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
+        UsageError(format!(
+            "unknown workload `{name}` (try one of: {})",
+            names.join(", ")
+        ))
+    })
+}
+
+fn build(w: &WorkloadArgs) -> Result<(&'static Workload, Image), UsageError> {
+    let workload = find_workload(&w.workload)?;
+    let mut sets: Vec<String> = Vec::new();
+    if let Some(n) = &w.n {
+        sets.push(format!("n={n}"));
+    }
+    sets.extend(w.set.iter().cloned());
+    let params = workload.resolve(sets.iter().map(String::as_str))?;
+    let image = workload
+        .build(&params)
+        .map_err(|e| UsageError(format!("internal error: {e}")))?;
+    Ok((workload, image))
+}
+
+fn list() {
+    for w in WORKLOADS {
+        println!("{:<12} {}", w.name, w.summary);
+        for p in w.params() {
+            println!(
+                "    {:<12} {:<40} default {}, range {}",
+                p.name,
+                p.help,
+                p.default_text(),
+                p.range_text()
+            );
+        }
+    }
+}
+
+fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), UsageError> {
+    let (_, img) = build(w)?;
+    if let Some(path) = output {
+        write_atomically(&path, &img.bytes)?;
+    }
+    if disasm {
+        print!("{}", img.disassemble());
+    } else {
+        println!(
+            "image `{}`: {} bytes at {:#x}, entry {:#x}, {} symbols",
+            img.name,
+            img.bytes.len(),
+            img.load_gpa,
+            img.entry,
+            img.symbols.len()
+        );
+        for (name, addr) in &img.symbols {
+            println!("  {addr:#010x} {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes via a temporary file and a rename, so a reader never sees half a
+/// file and an old file survives a failed write.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageError> {
+    let tmp = path.with_extension("tmp-exitlab");
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        UsageError(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+fn run_on(
+    backend: Backend,
+    kvm_device: Option<PathBuf>,
+    img: &Image,
+) -> Result<RunReport, UsageError> {
+    match backend {
+        Backend::Kvm => {
+            let path = kvm_device.unwrap_or_else(exitlab_kvm::device_path);
+            let mut vm = exitlab_kvm::KvmVm::new(&path, img.memory_size)?;
+            exitlab_vmm::run_image(&mut vm, img).map_err(|e| UsageError(format!("run failed: {e}")))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stat(
+    w: &WorkloadArgs,
+    backend: Backend,
+    kvm_device: Option<PathBuf>,
+    json: bool,
+    phase: Option<String>,
+    console: bool,
+) -> Result<ExitCode, UsageError> {
+    let phase = match phase.as_deref() {
+        None | Some("all") => None,
+        Some(name) => Some(Phase::from_name(name).ok_or_else(|| {
+            UsageError(format!(
+                "unknown phase `{name}` (try one of: all, boot, warmup, measure, done)"
+            ))
+        })?),
+    };
+    let (workload, img) = build(w)?;
+    let report = run_on(backend, kvm_device, &img)?;
+    let stats = match phase {
+        Some(p) => report.accountant.phase_stats(p),
+        None => report.accountant.all().clone(),
+    };
+    let backend_name = match backend {
+        Backend::Kvm => "kvm",
+    };
+    let view = StatView {
+        workload: workload.name,
+        backend: backend_name,
+        phase: phase.map_or("all", Phase::name),
+        stats: &stats,
+        virtual_time: false,
+    };
+    if console {
+        eprint!("{}", report.console());
+    }
+    let outcome = match &report.outcome {
+        Outcome::Exited { status } => serde_json::json!({ "status": status }),
+        Outcome::GuestError(e) => serde_json::json!({ "guest_error": e.to_string() }),
+    };
+    if json {
+        let mut v = render_json(&view);
+        v["outcome"] = outcome;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values always serialize")
+        );
+    } else {
+        print!("{}", render_table(&view));
+    }
+    Ok(match report.outcome {
+        Outcome::Exited { status: 0 } => ExitCode::SUCCESS,
+        Outcome::Exited { status } => {
+            eprintln!("exitlab: guest exited with status {status}");
+            ExitCode::from(1)
+        }
+        Outcome::GuestError(e) => {
+            eprintln!("exitlab: {e}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::List => {
+            list();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stat {
+            w,
+            backend,
+            kvm_device,
+            json,
+            phase,
+            console,
+        } => stat(&w, backend, kvm_device, json, phase, console),
+        Command::Image { w, disasm, output } => {
+            image(&w, disasm, output).map(|_| ExitCode::SUCCESS)
+        }
+    };
+    match res {
+        Ok(code) => code,
+        Err(UsageError(msg)) => {
+            eprintln!("exitlab: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The guest-physical memory map and the guest <-> VMM conventions every
+//! exitlab image follows. Port I/O is the channel because it exits to
+//! userspace on every backend.
+
+/// GDT: null, kernel code, kernel data, user data, user code, TSS (16 bytes).
+pub const GDT: u64 = 0x0500;
+/// 64-bit TSS (104 bytes); RSP0 is the kernel stack top.
+pub const TSS: u64 = 0x0600;
+/// Mailbox the guest kernel fills before reporting an event (see
+/// [`crate::MailboxReport`]).
+pub const MAILBOX: u64 = 0x0700;
+/// 4-level identity page tables: PML4, PDPT, and four page directories of
+/// 2 MiB pages covering the low 4 GiB (RAM, MMIO holes and the local APIC).
+pub const PML4: u64 = 0x1000;
+pub const PDPT: u64 = 0x2000;
+pub const PD: u64 = 0x3000;
+pub const PD_COUNT: u64 = 4;
+/// The ring-0 stack grows down from here.
+pub const KERNEL_STACK_TOP: u64 = 0x8_0000;
+/// The ring-3 stack grows down from here.
+pub const USER_STACK_TOP: u64 = 0x9_0000;
+/// Where images load.
+pub const IMAGE_BASE: u64 = 0x10_0000;
+/// Default guest RAM size.
+pub const DEFAULT_MEMORY: u64 = 32 << 20;
+
+/// GDT selectors.
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_DS: u16 = 0x10;
+pub const USER_DS: u16 = 0x18 | 3;
+pub const USER_CS: u16 = 0x20 | 3;
+pub const TSS_SELECTOR: u16 = 0x28;
+
+/// COM1, a 16550 UART: the guest console.
+pub const SERIAL_COM1: u16 = 0x3f8;
+/// Writing a dword here ends the run with that status (QEMU's
+/// isa-debug-exit convention and port).
+pub const PORT_DEBUG_EXIT: u16 = 0xf4;
+/// Writing a [`Phase`] code here marks a measurement-phase boundary.
+pub const PORT_MARKER: u16 = 0x510;
+/// Writing here reports the event described in the mailbox (an exception
+/// or an unexpected interrupt); the run ends with a guest error.
+pub const PORT_REPORT: u16 = 0x511;
+/// The POST diagnostic port: the target of the port-I/O microbenchmarks.
+pub const PORT_POST: u16 = 0x80;
+/// 8259 PIC data ports (the kernel masks every line).
+pub const PIC_MASTER_DATA: u16 = 0x21;
+pub const PIC_SLAVE_DATA: u16 = 0xa1;
+
+/// The MMIO scratch device the MMIO microbenchmarks access: no RAM there,
+/// so every access exits.
+pub const MMIO_BENCH: u64 = 0xd000_0000;
+pub const MMIO_BENCH_SIZE: u64 = 0x1000;
+
+/// The local APIC timer's vector in every exitlab kernel.
+pub const TIMER_VECTOR: u8 = 0x40;
+/// The spurious-interrupt vector programmed into the APIC SVR.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Measurement phases a guest marks on [`PORT_MARKER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// From reset until the first marker.
+    Boot = 0,
+    Warmup = 1,
+    Measure = 2,
+    /// After the measured loop, until the run ends.
+    Done = 3,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Boot, Phase::Warmup, Phase::Measure, Phase::Done];
+
+    pub fn from_code(code: u32) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| *p as u32 == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Boot => "boot",
+            Phase::Warmup => "warmup",
+            Phase::Measure => "measure",
+            Phase::Done => "done",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == name)
+    }
+}

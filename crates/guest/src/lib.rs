@@ -1,0 +1,22 @@
+//! Guest images for exitlab, assembled in Rust with iced-x86's
+//! CodeAssembler so that every trapping instruction sits exactly where an
+//! experiment wants it and no external toolchain is needed.
+//!
+//! An [`Image`] is plain data: bytes, the guest-physical address they load
+//! at, an entry point and symbols. [`boot::BootLayout`] describes the memory
+//! and register state the image expects (long mode, identity paging owned
+//! by the guest, GDT, TSS, stacks); both backends load it the same way.
+#![forbid(unsafe_code)]
+
+mod asm;
+pub mod boot;
+mod image;
+mod kernel;
+pub mod layout;
+pub mod params;
+mod workload;
+
+pub use asm::BuildError;
+pub use image::{Image, MailboxReport};
+pub use params::{ParamError, ParamKind, ParamSpec, Params};
+pub use workload::{find as find_workload, Workload, WORKLOADS};

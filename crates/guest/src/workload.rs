@@ -1,0 +1,472 @@
+//! The built-in workloads: microbenchmarks in the spirit of kvm-unit-tests'
+//! `x86/vmexit.c`. Each one runs its iteration `warmup` times, then `n`
+//! times between the `measure` and `done` markers, then exits with status 0.
+//! The instruction that exits is named `<phase>_trap` in the symbol table.
+
+use crate::asm::{Asm, BuildError, Result};
+use crate::image::Image;
+use crate::kernel::{debug_exit, marker, Kernel};
+use crate::layout::*;
+use crate::params::{ParamError, ParamSpec, Params};
+use exitlab_arch::bits::{apic, msr};
+use iced_x86::code_asm::*;
+
+type Emit = fn(&mut Asm, &Params) -> Result<()>;
+type Iteration = fn(&mut Asm, &Params, &str) -> Result<()>;
+
+/// A named guest program with declared parameters.
+pub struct Workload {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// Parameters beyond the common `n` and `warmup`.
+    own_params: &'static [ParamSpec],
+    /// Runs once in ring 0 before the first marker.
+    setup: Emit,
+    /// One iteration of the measured loop; names its exiting instruction.
+    iteration: Iteration,
+}
+
+const N: ParamSpec = ParamSpec::int(
+    "n",
+    1,
+    1_000_000_000,
+    1000,
+    "iterations in the measure phase",
+);
+const WARMUP: ParamSpec = ParamSpec::int(
+    "warmup",
+    0,
+    1_000_000,
+    10,
+    "iterations in the warm-up phase",
+);
+const RING3: ParamSpec = ParamSpec::int("ring3", 0, 1, 0, "1: run the loops in ring 3 (IOPL 3)");
+
+impl Workload {
+    /// Every parameter the workload takes, common ones first.
+    pub fn params(&self) -> Vec<ParamSpec> {
+        let mut v = vec![N, WARMUP];
+        v.extend_from_slice(self.own_params);
+        v
+    }
+
+    /// Defaults overridden by `key=value` assignments.
+    pub fn resolve<'a>(
+        &self,
+        assignments: impl IntoIterator<Item = &'a str>,
+    ) -> std::result::Result<Params, ParamError> {
+        let specs = self.params();
+        let mut p = Params::defaults(&specs);
+        p.apply(self.name, &specs, assignments)?;
+        Ok(p)
+    }
+
+    /// Assembles the image for these parameters.
+    pub fn build(&self, p: &Params) -> std::result::Result<Image, BuildError> {
+        let mut asm = Asm::new()?;
+        let kernel = Kernel::emit_init(&mut asm, self.name)?;
+        (self.setup)(&mut asm, p)?;
+        if self.own_params.contains(&RING3) && p.int("ring3") == 1 {
+            let mut body = asm.label();
+            asm.a.lea(rdi, ptr(body))?;
+            asm.a.jmp(kernel.enter_user)?;
+            asm.set(&mut body)?;
+            asm.name("user_body", body);
+        }
+        for (phase, count) in [
+            (Phase::Warmup, p.int("warmup")),
+            (Phase::Measure, p.int("n")),
+        ] {
+            marker(&mut asm, phase)?;
+            counted_loop(&mut asm, phase.name(), count, |asm| {
+                (self.iteration)(asm, p, phase.name())
+            })?;
+        }
+        marker(&mut asm, Phase::Done)?;
+        debug_exit(&mut asm, 0)?;
+        kernel.emit_runtime(&mut asm)?;
+        asm.finish(self.name, IMAGE_BASE, DEFAULT_MEMORY)
+    }
+}
+
+/// `r15 = count; r14 = 0; while r15 != 0 { body; r15 -= 1 }`, with the top
+/// of the loop named `<name>_loop`.
+fn counted_loop(
+    asm: &mut Asm,
+    name: &str,
+    count: u64,
+    body: impl Fn(&mut Asm) -> Result<()>,
+) -> Result<()> {
+    let mut end = asm.label();
+    asm.a.mov(r15, count)?;
+    asm.a.xor(r14d, r14d)?;
+    asm.a.test(r15, r15)?;
+    asm.a.jz(end)?;
+    let top = asm.symbol(&format!("{name}_loop"))?;
+    body(asm)?;
+    asm.a.dec(r15)?;
+    asm.a.jnz(top)?;
+    asm.set(&mut end)?;
+    Ok(())
+}
+
+fn trap(asm: &mut Asm, phase: &str) -> Result<()> {
+    asm.symbol(&format!("{phase}_trap")).map(|_| ())
+}
+
+fn no_setup(_: &mut Asm, _: &Params) -> Result<()> {
+    Ok(())
+}
+
+/// OUT of the loop counter's low byte to the POST port.
+fn pio_out(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(dx, u32::from(PORT_POST))?;
+    asm.a.mov(eax, r15d)?;
+    trap(asm, phase)?;
+    asm.a.out(dx, al)?;
+    Ok(())
+}
+
+fn pio_in(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(dx, u32::from(PORT_POST))?;
+    trap(asm, phase)?;
+    asm.a.in_(al, dx)?;
+    Ok(())
+}
+
+fn mmio_read(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rdi, MMIO_BENCH)?;
+    trap(asm, phase)?;
+    asm.a.mov(eax, dword_ptr(rdi))?;
+    Ok(())
+}
+
+/// Stores the loop counter's low dword to the MMIO scratch register.
+fn mmio_write(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rdi, MMIO_BENCH)?;
+    asm.a.mov(eax, r15d)?;
+    trap(asm, phase)?;
+    asm.a.mov(dword_ptr(rdi), eax)?;
+    Ok(())
+}
+
+fn cpuid(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(eax, p.int("leaf") as u32)?;
+    asm.a.xor(ecx, ecx)?;
+    trap(asm, phase)?;
+    asm.a.cpuid()?;
+    Ok(())
+}
+
+fn rdmsr(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(ecx, p.int("msr") as u32)?;
+    trap(asm, phase)?;
+    asm.a.rdmsr()?;
+    Ok(())
+}
+
+/// Reads the MSR once into r13 so every write stores its current value.
+fn wrmsr_setup(asm: &mut Asm, p: &Params) -> Result<()> {
+    asm.a.mov(ecx, p.int("msr") as u32)?;
+    asm.a.rdmsr()?;
+    asm.a.shl(rdx, 32)?;
+    asm.a.or(rax, rdx)?;
+    asm.a.mov(r13, rax)?;
+    Ok(())
+}
+
+fn wrmsr(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(ecx, p.int("msr") as u32)?;
+    asm.a.mov(rax, r13)?;
+    asm.a.mov(rdx, r13)?;
+    asm.a.shr(rdx, 32)?;
+    trap(asm, phase)?;
+    asm.a.wrmsr()?;
+    Ok(())
+}
+
+fn cr3_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+    asm.a.mov(r13, cr3)?;
+    Ok(())
+}
+
+/// Reloads the same CR3: a TLB flush and, under shadow paging, an exit.
+fn cr3_write(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rax, r13)?;
+    trap(asm, phase)?;
+    asm.a.mov(cr3, rax)?;
+    Ok(())
+}
+
+/// Divide by 1, one-shot mode on the kernel's timer vector.
+fn hlt_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+    asm.a.mov(rdi, apic::DEFAULT_BASE)?;
+    asm.a.mov(
+        dword_ptr(rdi + apic::TIMER_DIVIDE as i32),
+        apic::DIVIDE_BY_1,
+    )?;
+    asm.a.mov(
+        dword_ptr(rdi + apic::LVT_TIMER as i32),
+        apic::TIMER_ONE_SHOT | u32::from(TIMER_VECTOR),
+    )?;
+    Ok(())
+}
+
+/// Arms the one-shot timer, then `sti; hlt` (the STI shadow covers the
+/// HLT, so the wake-up cannot be lost) and `cli` after the interrupt.
+fn hlt(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rdi, apic::DEFAULT_BASE)?;
+    asm.a.mov(
+        dword_ptr(rdi + apic::TIMER_INITIAL_COUNT as i32),
+        p.int("timer_count") as u32,
+    )?;
+    asm.a.sti()?;
+    trap(asm, phase)?;
+    asm.a.hlt()?;
+    asm.a.cli()?;
+    Ok(())
+}
+
+/// Fixed-point 16.16 accumulator in r14: an iteration does I/O when the
+/// accumulator crosses 1.0, so exactly floor(n * p) iterations of a phase
+/// exit (with p rounded to 1/65536), the rest compute.
+fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    let step = (p.float("p") * 65536.0).round() as u32;
+    let mut compute = asm.label();
+    let mut next = asm.label();
+    asm.a.add(r14d, step)?;
+    asm.a.cmp(r14d, 0x1_0000)?;
+    asm.a.jb(compute)?;
+    asm.a.sub(r14d, 0x1_0000)?;
+    asm.a.mov(dx, u32::from(PORT_POST))?;
+    asm.a.mov(eax, r15d)?;
+    trap(asm, phase)?;
+    asm.a.out(dx, al)?;
+    asm.a.jmp(next)?;
+    asm.set(&mut compute)?;
+    asm.a.mov(ecx, p.int("work") as u32)?;
+    asm.a.test(ecx, ecx)?;
+    asm.a.jz(next)?;
+    let mut work = asm.label();
+    asm.set(&mut work)?;
+    asm.a.imul_3(rax, rax, 0x5bd1_e995)?;
+    asm.a.add(rax, rcx)?;
+    asm.a.dec(ecx)?;
+    asm.a.jnz(work)?;
+    asm.set(&mut next)?;
+    asm.a.nop()?;
+    Ok(())
+}
+
+/// The workloads `exitlab list` shows, in its order.
+pub static WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "pio-out",
+        summary: "OUT to the POST port 0x80: one IO_INSTRUCTION exit per iteration",
+        own_params: &[RING3],
+        setup: no_setup,
+        iteration: pio_out,
+    },
+    Workload {
+        name: "pio-in",
+        summary: "IN from the POST port 0x80: one IO_INSTRUCTION exit per iteration",
+        own_params: &[RING3],
+        setup: no_setup,
+        iteration: pio_in,
+    },
+    Workload {
+        name: "mmio-read",
+        summary:
+            "32-bit load from the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
+        own_params: &[RING3],
+        setup: no_setup,
+        iteration: mmio_read,
+    },
+    Workload {
+        name: "mmio-write",
+        summary:
+            "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
+        own_params: &[RING3],
+        setup: no_setup,
+        iteration: mmio_write,
+    },
+    Workload {
+        name: "cpuid",
+        summary: "CPUID (always intercepted under VMX; KVM answers it in the kernel)",
+        own_params: &[
+            RING3,
+            ParamSpec::int("leaf", 0, 0xffff_ffff, 0, "CPUID leaf (EAX)"),
+        ],
+        setup: no_setup,
+        iteration: cpuid,
+    },
+    Workload {
+        name: "rdmsr",
+        summary: "RDMSR of an intercepted MSR (default IA32_APIC_BASE)",
+        own_params: &[ParamSpec::int(
+            "msr",
+            0,
+            0xffff_ffff,
+            msr::IA32_APIC_BASE as u64,
+            "MSR index (ECX)",
+        )],
+        setup: no_setup,
+        iteration: rdmsr,
+    },
+    Workload {
+        name: "wrmsr",
+        summary: "WRMSR of an MSR's own value (default IA32_EFER, never passed through)",
+        own_params: &[ParamSpec::int(
+            "msr",
+            0,
+            0xffff_ffff,
+            msr::IA32_EFER as u64,
+            "MSR index (ECX)",
+        )],
+        setup: wrmsr_setup,
+        iteration: wrmsr,
+    },
+    Workload {
+        name: "cr3-write",
+        summary:
+            "MOV to CR3 of the current page-table root: exits under shadow paging, not with EPT",
+        own_params: &[],
+        setup: cr3_setup,
+        iteration: cr3_write,
+    },
+    Workload {
+        name: "hlt",
+        summary: "HLT woken by a one-shot LAPIC timer interrupt",
+        own_params: &[ParamSpec::int(
+            "timer_count",
+            1,
+            1_000_000_000,
+            10_000,
+            "LAPIC timer initial count (divide by 1)",
+        )],
+        setup: hlt_setup,
+        iteration: hlt,
+    },
+    Workload {
+        name: "io-mix",
+        summary: "fraction p of iterations OUT to port 0x80, the rest run a compute loop",
+        own_params: &[
+            RING3,
+            ParamSpec::float(
+                "p",
+                0.0,
+                1.0,
+                0.5,
+                "fraction of iterations that do port I/O",
+            ),
+            ParamSpec::int(
+                "work",
+                0,
+                1_000_000,
+                50,
+                "compute-loop trips in a non-I/O iteration",
+            ),
+        ],
+        setup: no_setup,
+        iteration: io_mix,
+    },
+];
+
+/// The workload called `name`.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    fn decode_at(img: &Image, addr: u64) -> iced_x86::Instruction {
+        let off = (addr - img.load_gpa) as usize;
+        Decoder::with_ip(64, &img.bytes[off..], addr, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn every_workload_builds_with_defaults() {
+        for w in WORKLOADS {
+            let img = w.build(&w.resolve([]).unwrap()).unwrap();
+            assert_eq!(img.entry, IMAGE_BASE);
+            assert!(img.symbol("measure_trap").is_some(), "{}", w.name);
+            assert!(img.symbol("exit").is_some());
+            assert!(img.code_len < img.bytes.len());
+        }
+    }
+
+    #[test]
+    fn trap_symbols_name_the_exiting_instruction() {
+        let expect = [
+            ("pio-out", Mnemonic::Out),
+            ("pio-in", Mnemonic::In),
+            ("mmio-read", Mnemonic::Mov),
+            ("mmio-write", Mnemonic::Mov),
+            ("cpuid", Mnemonic::Cpuid),
+            ("rdmsr", Mnemonic::Rdmsr),
+            ("wrmsr", Mnemonic::Wrmsr),
+            ("cr3-write", Mnemonic::Mov),
+            ("hlt", Mnemonic::Hlt),
+            ("io-mix", Mnemonic::Out),
+        ];
+        for (name, m) in expect {
+            let w = find(name).unwrap();
+            let img = w.build(&w.resolve([]).unwrap()).unwrap();
+            let i = decode_at(&img, img.symbol("measure_trap").unwrap());
+            assert_eq!(i.mnemonic(), m, "{name}");
+        }
+    }
+
+    #[test]
+    fn idt_gates_point_at_handlers() {
+        let w = find("hlt").unwrap();
+        let img = w.build(&w.resolve([]).unwrap()).unwrap();
+        let idt = (img.symbol("idt").unwrap() - img.load_gpa) as usize;
+        let gate = |v: usize| {
+            let g = &img.bytes[idt + v * 16..][..16];
+            let lo = u64::from(u16::from_le_bytes([g[0], g[1]]));
+            let mid = u64::from(u16::from_le_bytes([g[6], g[7]]));
+            let hi = u64::from(u32::from_le_bytes([g[8], g[9], g[10], g[11]]));
+            assert_eq!(g[5], 0x8e);
+            assert_eq!(u16::from_le_bytes([g[2], g[3]]), KERNEL_CS);
+            lo | mid << 16 | hi << 32
+        };
+        assert_eq!(
+            gate(TIMER_VECTOR as usize),
+            img.symbol("timer_isr").unwrap()
+        );
+        assert_eq!(
+            gate(SPURIOUS_VECTOR as usize),
+            img.symbol("spurious_isr").unwrap()
+        );
+        // #UD has no error code: its stub pushes 0, then the vector.
+        let ud = decode_at(&img, gate(6));
+        assert_eq!(ud.mnemonic(), Mnemonic::Push);
+        assert_eq!(ud.immediate32(), 0);
+        // #GP has one: its stub pushes only the vector.
+        let gp = decode_at(&img, gate(13));
+        assert_eq!(gp.immediate32(), 13);
+    }
+
+    #[test]
+    fn ring3_variant_enters_user_mode() {
+        let w = find("pio-out").unwrap();
+        let img = w.build(&w.resolve(["ring3=1"]).unwrap()).unwrap();
+        assert!(img.symbol("user_body").is_some());
+        let plain = w.build(&w.resolve([]).unwrap()).unwrap();
+        assert!(plain.symbol("user_body").is_none());
+    }
+
+    #[test]
+    fn disassembly_shows_symbols_and_instructions() {
+        let w = find("cpuid").unwrap();
+        let text = w.build(&w.resolve([]).unwrap()).unwrap().disassemble();
+        assert!(text.contains("measure_trap:\n"));
+        assert!(text.contains("cpuid"));
+        assert!(text.contains("lidt"));
+        assert!(text.contains("idt: data at"));
+    }
+}

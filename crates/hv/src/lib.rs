@@ -1,0 +1,249 @@
+//! The backend interface: what the VMM needs from a machine that runs guest
+//! code, and nothing else. A backend (the simulated CPU, KVM) implements
+//! [`Vm`] and [`Vcpu`]; the VMM drives them and never asks which one it
+//! has, only what it [`Capabilities`] offers.
+#![forbid(unsafe_code)]
+
+use exitlab_arch::{BootState, ExitReason, IoQual, Regs};
+use serde::Serialize;
+use std::fmt;
+
+/// What a backend can show and do. An experiment cell that needs a missing
+/// capability is reported as "n/a (reason)", never faked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Backend name as users select it (`sim`, `kvm`).
+    pub backend: &'static str,
+    /// Every exit reaches the VMM (sim). KVM shows only userspace exits;
+    /// the rest appear in [`Vcpu::counters`].
+    pub sees_all_exits: bool,
+    /// Same inputs give the same exits, registers and time, bit for bit.
+    pub deterministic_time: bool,
+    /// Per-page execute permission in the second-level tables.
+    pub ept_exec_control: bool,
+    pub pml: bool,
+    pub posted_interrupts: bool,
+    pub tsx: bool,
+    /// The backend reports counters for exits it handles itself.
+    pub backend_counters: bool,
+}
+
+/// An MSI: the address/data pair a device writes to interrupt a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msi {
+    pub address: u64,
+    pub data: u32,
+}
+
+impl Msi {
+    /// A fixed-delivery, edge-triggered MSI of `vector` to APIC ID `dest`.
+    pub fn fixed(dest: u8, vector: u8) -> Msi {
+        Msi {
+            address: exitlab_arch::bits::apic::MSI_ADDRESS_BASE | u64::from(dest) << 12,
+            data: u32::from(vector),
+        }
+    }
+}
+
+/// A port I/O exit (IO_INSTRUCTION).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoExit {
+    pub qual: IoQual,
+    /// Repetitions of a string instruction the backend folded into this
+    /// exit (1 for IN/OUT).
+    pub count: u32,
+    /// OUT: the value written (low `qual.size` bytes), when `count` is 1.
+    pub data: u32,
+    /// OUTS with `count` > 1: all bytes written, in order.
+    pub bulk: Vec<u8>,
+}
+
+/// An access to guest-physical memory that has no RAM behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioExit {
+    pub gpa: u64,
+    pub size: u8,
+    pub is_write: bool,
+    /// The stored value for a write (low `size` bytes).
+    pub data: u64,
+}
+
+/// Why a vCPU stopped running guest code, in the SDM's vocabulary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmExit {
+    /// IO_INSTRUCTION. An IN needs [`Vcpu::complete_read`] before the
+    /// next [`Vcpu::run`].
+    Io(IoExit),
+    /// A guest-physical access to MMIO. The SDM reason is the backend's
+    /// (`EPT_MISCONFIG` for KVM's MMIO exits, see docs/DESIGN.md). A read
+    /// needs [`Vcpu::complete_read`].
+    Mmio {
+        reason: ExitReason,
+        access: MmioExit,
+    },
+    /// HLT with nothing pending (a backend without an in-kernel irqchip).
+    Hlt,
+    /// TRIPLE_FAULT: the guest shut the vCPU down.
+    Shutdown,
+    /// A debug event (single step or breakpoint) the VMM asked to see.
+    Debug { rip: u64, dr6: u64 },
+    /// Any other exit, with its raw qualification.
+    Other {
+        reason: ExitReason,
+        qualification: u64,
+    },
+}
+
+impl VmExit {
+    pub fn reason(&self) -> ExitReason {
+        match self {
+            VmExit::Io(_) => ExitReason::IoInstruction,
+            VmExit::Mmio { reason, .. } => *reason,
+            VmExit::Hlt => ExitReason::Hlt,
+            VmExit::Shutdown => ExitReason::TripleFault,
+            VmExit::Debug { .. } => ExitReason::ExceptionNmi,
+            VmExit::Other { reason, .. } => *reason,
+        }
+    }
+
+    /// The exit-qualification field, SDM layout.
+    pub fn qualification(&self) -> u64 {
+        match self {
+            VmExit::Io(io) => io.qual.encode(),
+            VmExit::Mmio { access, .. } => {
+                let q = exitlab_arch::EptViolationQual {
+                    read: !access.is_write,
+                    write: access.is_write,
+                    ..Default::default()
+                };
+                q.encode()
+            }
+            VmExit::Debug { dr6, .. } => *dr6,
+            VmExit::Other { qualification, .. } => *qualification,
+            VmExit::Hlt | VmExit::Shutdown => 0,
+        }
+    }
+}
+
+/// A counter the backend keeps for events the VMM may not see (KVM's
+/// binary stats: `exits`, `io_exits`, `halt_exits`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    pub name: String,
+    pub value: u64,
+}
+
+/// Why a backend call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HvError {
+    /// The backend cannot be used on this host (e.g. no usable /dev/kvm).
+    Unavailable(String),
+    /// A guest-physical range outside guest memory.
+    BadAddress { gpa: u64, len: usize },
+    /// The backend failed (an ioctl error, an entry failure).
+    Backend(String),
+}
+
+impl fmt::Display for HvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HvError::Unavailable(s) => write!(f, "backend unavailable: {s}"),
+            HvError::BadAddress { gpa, len } => {
+                write!(
+                    f,
+                    "guest-physical range {gpa:#x}+{len:#x} is outside guest memory"
+                )
+            }
+            HvError::Backend(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for HvError {}
+
+pub type Result<T> = std::result::Result<T, HvError>;
+
+/// A virtual machine: guest memory, vCPUs, interrupt delivery.
+pub trait Vm {
+    type Vcpu: Vcpu;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Bytes of guest RAM, mapped from guest-physical address 0.
+    fn memory_size(&self) -> u64;
+
+    fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()>;
+
+    fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()>;
+
+    /// Creates vCPU `id` in the given architectural state.
+    fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<Self::Vcpu>;
+
+    /// Delivers an MSI to the guest's local APICs.
+    fn signal_msi(&self, msi: Msi) -> Result<()>;
+}
+
+/// One virtual CPU.
+pub trait Vcpu {
+    fn id(&self) -> u32;
+
+    /// Runs guest code until the next exit the VMM must handle.
+    fn run(&mut self) -> Result<VmExit>;
+
+    /// Supplies the value an IN or MMIO-read exit asked for; it reaches the
+    /// guest on the next [`Vcpu::run`].
+    fn complete_read(&mut self, data: &[u8]);
+
+    fn regs(&mut self) -> Result<Regs>;
+
+    fn set_regs(&mut self, regs: &Regs) -> Result<()>;
+
+    /// The backend's own counters, cumulative since the vCPU was created.
+    fn counters(&mut self) -> Result<Vec<Counter>>;
+
+    /// Nanoseconds on this backend's clock: host monotonic time on KVM,
+    /// virtual time on the simulator.
+    fn now_ns(&self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_report_sdm_reason_and_qualification() {
+        let io = VmExit::Io(IoExit {
+            qual: IoQual {
+                size: 1,
+                is_in: false,
+                string: false,
+                rep: false,
+                immediate: false,
+                port: 0x80,
+            },
+            count: 1,
+            data: 7,
+            bulk: Vec::new(),
+        });
+        assert_eq!(io.reason(), ExitReason::IoInstruction);
+        assert_eq!(io.qualification(), 0x0080_0000);
+        let mmio = VmExit::Mmio {
+            reason: ExitReason::EptMisconfig,
+            access: MmioExit {
+                gpa: 0xd000_0000,
+                size: 4,
+                is_write: true,
+                data: 1,
+            },
+        };
+        assert_eq!(mmio.reason().name(), "EPT_MISCONFIG");
+        assert_eq!(mmio.qualification(), 0b10);
+    }
+
+    #[test]
+    fn msi_address_carries_the_destination() {
+        let m = Msi::fixed(3, 0x41);
+        assert_eq!(m.address, 0xfee0_3000);
+        assert_eq!(m.data, 0x41);
+    }
+}

@@ -1,0 +1,496 @@
+//! The KVM backend: runs exitlab images on the host's /dev/kvm through
+//! kvm-ioctls and vm-memory. The only crate that issues ioctls; every
+//! `unsafe` block sits at that boundary and says why it is sound.
+//!
+//! KVM hands userspace only the exits it cannot finish itself (port I/O,
+//! MMIO, debug, shutdown); the rest are visible through KVM's binary
+//! statistics, which [`KvmVcpu::counters`] reads.
+
+mod stats;
+
+use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
+use exitlab_hv::{Capabilities, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
+use kvm_bindings::{
+    kvm_dtable, kvm_fpu, kvm_msi, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId,
+    KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+pub use stats::StatsFile;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+/// The device exitlab opens unless told otherwise.
+pub const DEFAULT_DEVICE: &str = "/dev/kvm";
+
+/// Environment variable naming another KVM device node (tests point it at a
+/// path that does not exist to exercise the "no KVM" path).
+pub const DEVICE_ENV: &str = "EXITLAB_KVM_DEVICE";
+
+/// KVM's TSS for real-mode emulation must live somewhere unused; this is
+/// the address Firecracker and QEMU use, just under the 4 GiB BIOS area.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+vmm_sys_util::ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
+
+/// The KVM device to use: `$EXITLAB_KVM_DEVICE`, else /dev/kvm.
+pub fn device_path() -> PathBuf {
+    std::env::var_os(DEVICE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE))
+}
+
+/// Whether KVM can be used here, and if not, why (for tests that must skip
+/// with a printed reason rather than fail).
+pub fn probe(path: &Path) -> std::result::Result<(), String> {
+    open_kvm(path).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn open_kvm(path: &Path) -> Result<Kvm> {
+    let unavailable = |why: String| {
+        HvError::Unavailable(format!("cannot use KVM device {}: {why}", path.display()))
+    };
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| unavailable("path contains NUL".into()))?;
+    let kvm = Kvm::new_with_path(&c)
+        .map_err(|e| unavailable(std::io::Error::from_raw_os_error(e.errno()).to_string()))?;
+    if kvm.get_api_version() != 12 {
+        return Err(unavailable(format!(
+            "KVM API version {} (expected 12)",
+            kvm.get_api_version()
+        )));
+    }
+    Ok(kvm)
+}
+
+fn backend(what: &str) -> impl Fn(kvm_ioctls::Error) -> HvError + '_ {
+    move |e| {
+        HvError::Backend(format!(
+            "{what}: {}",
+            std::io::Error::from_raw_os_error(e.errno())
+        ))
+    }
+}
+
+/// A KVM virtual machine with guest RAM at guest-physical 0.
+pub struct KvmVm {
+    kvm: Kvm,
+    vm: VmFd,
+    memory: GuestMemoryMmap,
+    memory_size: u64,
+    epoch: Instant,
+}
+
+impl KvmVm {
+    /// Opens `path`, creates a VM with an in-kernel irqchip (LAPIC, IOAPIC,
+    /// PIC) and `memory_size` bytes of RAM.
+    pub fn new(path: &Path, memory_size: u64) -> Result<KvmVm> {
+        let kvm = open_kvm(path)?;
+        let vm = kvm.create_vm().map_err(backend("KVM_CREATE_VM"))?;
+        vm.set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(backend("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(backend("KVM_CREATE_IRQCHIP"))?;
+        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), memory_size as usize)])
+            .map_err(|e| {
+                HvError::Backend(format!(
+                    "cannot map {memory_size} bytes of guest memory: {e}"
+                ))
+            })?;
+        for (slot, region) in memory.iter().enumerate() {
+            let host = memory
+                .get_host_address(region.start_addr())
+                .map_err(|e| HvError::Backend(format!("guest memory: {e}")))?;
+            let r = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: `host` is the start of a live mapping of `region.len()`
+            // bytes owned by `memory`, which this KvmVm keeps alive for as long
+            // as the VM fd (and so the slot) exists.
+            unsafe { vm.set_user_memory_region(r) }
+                .map_err(backend("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        Ok(KvmVm {
+            kvm,
+            vm,
+            memory,
+            memory_size,
+            epoch: Instant::now(),
+        })
+    }
+}
+
+impl Vm for KvmVm {
+    type Vcpu = KvmVcpu;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "kvm",
+            sees_all_exits: false,
+            deterministic_time: false,
+            ept_exec_control: false,
+            pml: false,
+            posted_interrupts: false,
+            tsx: false,
+            backend_counters: true,
+        }
+    }
+
+    fn memory_size(&self) -> u64 {
+        self.memory_size
+    }
+
+    fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {
+        self.memory
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|_| HvError::BadAddress {
+                gpa,
+                len: data.len(),
+            })
+    }
+
+    fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()> {
+        let len = data.len();
+        self.memory
+            .read_slice(data, GuestAddress(gpa))
+            .map_err(|_| HvError::BadAddress { gpa, len })
+    }
+
+    fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<KvmVcpu> {
+        let fd = self
+            .vm
+            .create_vcpu(u64::from(id))
+            .map_err(backend("KVM_CREATE_VCPU"))?;
+        let mut cpuid: CpuId = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(backend("KVM_GET_SUPPORTED_CPUID"))?;
+        for e in cpuid.as_mut_slice() {
+            if e.function == 1 {
+                // Initial APIC ID in EBX[31:24].
+                e.ebx = (e.ebx & 0x00ff_ffff) | (id << 24);
+            }
+        }
+        fd.set_cpuid2(&cpuid).map_err(backend("KVM_SET_CPUID2"))?;
+
+        let mut sregs = fd.get_sregs().map_err(backend("KVM_GET_SREGS"))?;
+        sregs.cs = segment(&boot.cs);
+        sregs.ds = segment(&boot.ds);
+        sregs.es = segment(&boot.es);
+        sregs.fs = segment(&boot.fs);
+        sregs.gs = segment(&boot.gs);
+        sregs.ss = segment(&boot.ss);
+        sregs.tr = segment(&boot.tr);
+        sregs.ldt = segment(&boot.ldt);
+        sregs.gdt = dtable(&boot.gdt);
+        sregs.idt = dtable(&boot.idt);
+        sregs.cr0 = boot.cr0;
+        sregs.cr3 = boot.cr3;
+        sregs.cr4 = boot.cr4;
+        sregs.efer = boot.efer;
+        fd.set_sregs(&sregs).map_err(backend("KVM_SET_SREGS"))?;
+        let fpu = kvm_fpu {
+            fcw: 0x37f,
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
+        fd.set_fpu(&fpu).map_err(backend("KVM_SET_FPU"))?;
+        fd.set_regs(&to_kvm_regs(&boot.regs))
+            .map_err(backend("KVM_SET_REGS"))?;
+
+        // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd
+        // or -1; `fd` is a valid vCPU fd.
+        let raw = unsafe { vmm_sys_util::ioctl::ioctl(&fd, KVM_GET_STATS_FD()) };
+        let stats = if raw >= 0 {
+            // SAFETY: `raw` is a fresh fd the kernel just gave us and that
+            // nothing else owns; File takes ownership and closes it.
+            let file = unsafe { File::from_raw_fd(raw) };
+            Some(StatsFile::new(file).map_err(|e| HvError::Backend(format!("KVM stats fd: {e}")))?)
+        } else {
+            None
+        };
+        Ok(KvmVcpu {
+            id,
+            fd,
+            stats,
+            epoch: self.epoch,
+        })
+    }
+
+    fn signal_msi(&self, msi: Msi) -> Result<()> {
+        let m = kvm_msi {
+            address_lo: msi.address as u32,
+            address_hi: (msi.address >> 32) as u32,
+            data: msi.data,
+            ..Default::default()
+        };
+        self.vm
+            .signal_msi(m)
+            .map(|_| ())
+            .map_err(backend("KVM_SIGNAL_MSI"))
+    }
+}
+
+fn segment(s: &Segment) -> kvm_segment {
+    kvm_segment {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: u8::from(s.present),
+        dpl: s.dpl,
+        db: u8::from(s.db),
+        s: u8::from(s.s),
+        l: u8::from(s.l),
+        g: u8::from(s.g),
+        avl: u8::from(s.avl),
+        unusable: u8::from(!s.present),
+        padding: 0,
+    }
+}
+
+fn dtable(t: &DescriptorTable) -> kvm_dtable {
+    kvm_dtable {
+        base: t.base,
+        limit: t.limit,
+        padding: [0; 3],
+    }
+}
+
+fn to_kvm_regs(r: &Regs) -> kvm_regs {
+    let g = &r.gpr;
+    kvm_regs {
+        rax: g[0],
+        rcx: g[1],
+        rdx: g[2],
+        rbx: g[3],
+        rsp: g[4],
+        rbp: g[5],
+        rsi: g[6],
+        rdi: g[7],
+        r8: g[8],
+        r9: g[9],
+        r10: g[10],
+        r11: g[11],
+        r12: g[12],
+        r13: g[13],
+        r14: g[14],
+        r15: g[15],
+        rip: r.rip,
+        rflags: r.rflags,
+    }
+}
+
+fn from_kvm_regs(k: &kvm_regs) -> Regs {
+    Regs {
+        gpr: [
+            k.rax, k.rcx, k.rdx, k.rbx, k.rsp, k.rbp, k.rsi, k.rdi, k.r8, k.r9, k.r10, k.r11,
+            k.r12, k.r13, k.r14, k.r15,
+        ],
+        rip: k.rip,
+        rflags: k.rflags,
+    }
+}
+
+/// A KVM vCPU.
+pub struct KvmVcpu {
+    id: u32,
+    fd: VcpuFd,
+    stats: Option<StatsFile>,
+    epoch: Instant,
+}
+
+impl KvmVcpu {
+    /// The size and repeat count of the port I/O exit KVM just reported.
+    fn io_size_count(&mut self) -> (u8, u32) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: called only right after KVM_RUN returned KVM_EXIT_IO, so
+        // `io` is the active member of the exit union.
+        let io = unsafe { run.__bindgen_anon_1.io };
+        (io.size, io.count)
+    }
+}
+
+impl Vcpu for KvmVcpu {
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn run(&mut self) -> Result<VmExit> {
+        loop {
+            let exit = match self.fd.run() {
+                Ok(exit) => exit,
+                Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
+                Err(e) => return Err(backend("KVM_RUN")(e)),
+            };
+            return Ok(match exit {
+                VcpuExit::IoOut(port, data) => {
+                    let mut v = [0u8; 4];
+                    let n = data.len().min(4);
+                    v[..n].copy_from_slice(&data[..n]);
+                    let bulk = if data.len() > 4 {
+                        data.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    let (size, count) = self.io_size_count();
+                    VmExit::Io(io_exit(
+                        port,
+                        size,
+                        false,
+                        count,
+                        u32::from_le_bytes(v),
+                        bulk,
+                    ))
+                }
+                VcpuExit::IoIn(port, _) => {
+                    let (size, count) = self.io_size_count();
+                    VmExit::Io(io_exit(port, size, true, count, 0, Vec::new()))
+                }
+                VcpuExit::MmioRead(gpa, data) => VmExit::Mmio {
+                    reason: ExitReason::EptMisconfig,
+                    access: MmioExit {
+                        gpa,
+                        size: data.len() as u8,
+                        is_write: false,
+                        data: 0,
+                    },
+                },
+                VcpuExit::MmioWrite(gpa, data) => {
+                    let mut v = [0u8; 8];
+                    let n = data.len().min(8);
+                    v[..n].copy_from_slice(&data[..n]);
+                    VmExit::Mmio {
+                        reason: ExitReason::EptMisconfig,
+                        access: MmioExit {
+                            gpa,
+                            size: n as u8,
+                            is_write: true,
+                            data: u64::from_le_bytes(v),
+                        },
+                    }
+                }
+                VcpuExit::Hlt => VmExit::Hlt,
+                VcpuExit::Shutdown | VcpuExit::SystemEvent(..) => VmExit::Shutdown,
+                VcpuExit::Debug(d) => VmExit::Debug {
+                    rip: d.pc,
+                    dr6: d.dr6,
+                },
+                VcpuExit::Intr => continue,
+                VcpuExit::FailEntry(reason, cpu) => return Err(HvError::Backend(format!(
+                    "KVM_EXIT_FAIL_ENTRY on cpu {cpu}: hardware entry failure reason {reason:#x}"
+                ))),
+                VcpuExit::InternalError => {
+                    let run = self.fd.get_kvm_run();
+                    // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
+                    // `internal` is the active member of the exit union.
+                    let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+                    return Err(HvError::Backend(format!(
+                        "KVM_EXIT_INTERNAL_ERROR, suberror {suberror} (1 = KVM could not emulate an instruction)"
+                    )));
+                }
+                other => return Err(HvError::Backend(format!("unexpected KVM exit {other:?}"))),
+            });
+        }
+    }
+
+    fn complete_read(&mut self, data: &[u8]) {
+        let run = self.fd.get_kvm_run();
+        match run.exit_reason {
+            KVM_EXIT_IO => {
+                // SAFETY: the last exit was KVM_EXIT_IO, so `io` is the active
+                // union member.
+                let io = unsafe { run.__bindgen_anon_1.io };
+                if io.direction as u32 != KVM_EXIT_IO_IN {
+                    return;
+                }
+                let len = (usize::from(io.size) * io.count as usize).min(data.len());
+                let base = (run as *mut kvm_bindings::kvm_run).cast::<u8>();
+                // SAFETY: KVM places IN data at `data_offset` inside the vCPU's
+                // kvm_run mapping, which is `size * count` bytes long there;
+                // we write at most that many and the mapping lives as long as
+                // `self.fd`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        data.as_ptr(),
+                        base.add(io.data_offset as usize),
+                        len,
+                    )
+                };
+            }
+            KVM_EXIT_MMIO => {
+                // SAFETY: the last exit was KVM_EXIT_MMIO, so `mmio` is the
+                // active union member; `len` is at most its 8-byte buffer.
+                unsafe {
+                    let mmio = &mut run.__bindgen_anon_1.mmio;
+                    let len = (mmio.len as usize).min(8).min(data.len());
+                    mmio.data[..len].copy_from_slice(&data[..len]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn regs(&mut self) -> Result<Regs> {
+        self.fd
+            .get_regs()
+            .map(|r| from_kvm_regs(&r))
+            .map_err(backend("KVM_GET_REGS"))
+    }
+
+    fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        self.fd
+            .set_regs(&to_kvm_regs(regs))
+            .map_err(backend("KVM_SET_REGS"))
+    }
+
+    fn counters(&mut self) -> Result<Vec<Counter>> {
+        match &mut self.stats {
+            Some(s) => s
+                .sample()
+                .map_err(|e| HvError::Backend(format!("reading KVM stats: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+fn io_exit(port: u16, size: u8, is_in: bool, count: u32, data: u32, bulk: Vec<u8>) -> IoExit {
+    IoExit {
+        qual: IoQual {
+            size,
+            is_in,
+            string: count > 1,
+            rep: count > 1,
+            immediate: false,
+            port,
+        },
+        count,
+        data,
+        bulk,
+    }
+}
+
+const fn libc_eintr() -> i32 {
+    4
+}
+
+const fn libc_eagain() -> i32 {
+    11
+}
+
+impl AsRawFd for KvmVcpu {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,308 @@
+//! Exit accounting: every exit becomes an [`ExitRecord`]; the
+//! [`Accountant`] folds records into per-phase, per-reason counters and HDR
+//! histograms of handling time, per-port and per-MMIO-region counts, and
+//! the backend's own counters (KVM binary stats) as per-phase deltas.
+
+use exitlab_arch::ExitReason;
+use exitlab_guest::layout::Phase;
+use exitlab_hv::Counter;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+
+/// Where an exit's access went, for the per-device breakdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Port { port: u16, device: &'static str },
+    Mmio { region: &'static str },
+    None,
+}
+
+/// One exit, as the VMM saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub vcpu: u32,
+    pub reason: ExitReason,
+    pub qualification: u64,
+    pub target: Target,
+    /// Backend clock when the exit reached the VMM.
+    pub exit_ns: u64,
+    /// Backend clock when the VMM resumed the vCPU.
+    pub resume_ns: u64,
+    /// Length of the run call that ended in this exit (guest execution,
+    /// in-backend exits and the transitions).
+    pub run_ns: u64,
+}
+
+impl ExitRecord {
+    /// Time from exit to resume: what `perf kvm stat` calls the event time.
+    pub fn handle_ns(&self) -> u64 {
+        self.resume_ns.saturating_sub(self.exit_ns)
+    }
+}
+
+/// Samples and handling-time distribution of one exit reason.
+#[derive(Clone, Debug)]
+pub struct ReasonStats {
+    pub samples: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// Sum of the run calls that ended in this reason.
+    pub run_ns: u64,
+    pub histogram: Histogram<u64>,
+}
+
+impl ReasonStats {
+    fn new() -> ReasonStats {
+        ReasonStats {
+            samples: 0,
+            total_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            run_ns: 0,
+            histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
+        }
+    }
+
+    fn add(&mut self, handle_ns: u64, run_ns: u64) {
+        self.samples += 1;
+        self.total_ns = self.total_ns.saturating_add(handle_ns);
+        self.run_ns = self.run_ns.saturating_add(run_ns);
+        self.min_ns = self.min_ns.min(handle_ns);
+        self.max_ns = self.max_ns.max(handle_ns);
+        self.histogram.saturating_record(handle_ns);
+    }
+
+    pub fn mean_ns(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.total_ns as f64 / self.samples as f64
+        }
+    }
+}
+
+/// Exits that reached one port or MMIO region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetStats {
+    pub device: &'static str,
+    pub exits: u64,
+    pub total_ns: u64,
+}
+
+/// Everything accounted in one phase (or over the whole run).
+#[derive(Clone, Debug, Default)]
+pub struct PhaseStats {
+    pub reasons: BTreeMap<ExitReason, ReasonStats>,
+    pub ports: BTreeMap<u16, TargetStats>,
+    pub mmio: BTreeMap<&'static str, TargetStats>,
+    pub per_vcpu: BTreeMap<u32, u64>,
+    /// Backend counters: increase over the phase.
+    pub counters: BTreeMap<String, u64>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl PhaseStats {
+    fn add(&mut self, r: &ExitRecord) {
+        let h = r.handle_ns();
+        self.reasons
+            .entry(r.reason)
+            .or_insert_with(ReasonStats::new)
+            .add(h, r.run_ns);
+        *self.per_vcpu.entry(r.vcpu).or_default() += 1;
+        let t = match r.target {
+            Target::Port { port, device } => Some(self.ports.entry(port).or_insert(TargetStats {
+                device,
+                ..Default::default()
+            })),
+            Target::Mmio { region } => Some(self.mmio.entry(region).or_insert(TargetStats {
+                device: region,
+                ..Default::default()
+            })),
+            Target::None => None,
+        };
+        if let Some(t) = t {
+            t.exits += 1;
+            t.total_ns = t.total_ns.saturating_add(h);
+        }
+    }
+
+    pub fn total_exits(&self) -> u64 {
+        self.reasons.values().map(|s| s.samples).sum()
+    }
+
+    pub fn total_handle_ns(&self) -> u64 {
+        self.reasons.values().map(|s| s.total_ns).sum()
+    }
+
+    pub fn total_run_ns(&self) -> u64 {
+        self.reasons.values().map(|s| s.run_ns).sum()
+    }
+
+    pub fn samples(&self, reason: ExitReason) -> u64 {
+        self.reasons.get(&reason).map_or(0, |s| s.samples)
+    }
+
+    fn add_counters(&mut self, before: &[Counter], after: &[Counter]) {
+        for (b, a) in before.iter().zip(after) {
+            if a.name == b.name {
+                *self.counters.entry(a.name.clone()).or_default() +=
+                    a.value.saturating_sub(b.value);
+            }
+        }
+    }
+}
+
+/// Folds exit records into per-phase statistics. Marker exits, which draw
+/// the phase boundaries, count in the whole-run view only, so a phase holds
+/// exactly the exits its own code caused.
+#[derive(Debug)]
+pub struct Accountant {
+    phases: BTreeMap<Phase, PhaseStats>,
+    all: PhaseStats,
+    current: Phase,
+    last_counters: Vec<Counter>,
+}
+
+impl Accountant {
+    /// Starts in the boot phase at `now_ns` with the backend's counters.
+    pub fn new(now_ns: u64, counters: Vec<Counter>) -> Accountant {
+        let mut boot = PhaseStats {
+            start_ns: now_ns,
+            ..Default::default()
+        };
+        boot.end_ns = now_ns;
+        let all = boot.clone();
+        Accountant {
+            phases: BTreeMap::from([(Phase::Boot, boot)]),
+            all,
+            current: Phase::Boot,
+            last_counters: counters,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.current
+    }
+
+    /// An exit caused by the guest's own work.
+    pub fn record(&mut self, r: &ExitRecord) {
+        self.phases.entry(self.current).or_default().add(r);
+        self.all.add(r);
+    }
+
+    /// A marker exit: counted in the whole run, then `next` begins.
+    pub fn boundary(&mut self, r: &ExitRecord, next: Phase, counters: Vec<Counter>) {
+        self.all.add(r);
+        self.close(r.exit_ns, counters);
+        self.current = next;
+        let p = self.phases.entry(next).or_default();
+        p.start_ns = r.resume_ns;
+        p.end_ns = r.resume_ns;
+    }
+
+    /// Ends the run at `now_ns`.
+    pub fn finish(&mut self, now_ns: u64, counters: Vec<Counter>) {
+        self.close(now_ns, counters);
+    }
+
+    fn close(&mut self, now_ns: u64, counters: Vec<Counter>) {
+        let p = self.phases.entry(self.current).or_default();
+        p.end_ns = now_ns;
+        p.add_counters(&self.last_counters, &counters);
+        self.all.add_counters(&self.last_counters, &counters);
+        self.all.end_ns = now_ns;
+        self.last_counters = counters;
+    }
+
+    /// One phase's statistics (empty if the guest never entered it).
+    pub fn phase_stats(&self, phase: Phase) -> PhaseStats {
+        self.phases.get(&phase).cloned().unwrap_or_default()
+    }
+
+    /// The whole run, markers included.
+    pub fn all(&self) -> &PhaseStats {
+        &self.all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(reason: ExitReason, exit_ns: u64, handle: u64, target: Target) -> ExitRecord {
+        ExitRecord {
+            vcpu: 0,
+            reason,
+            qualification: 0,
+            target,
+            exit_ns,
+            resume_ns: exit_ns + handle,
+            run_ns: 100,
+        }
+    }
+
+    fn counters(exits: u64) -> Vec<Counter> {
+        vec![Counter {
+            name: "exits".into(),
+            value: exits,
+        }]
+    }
+
+    #[test]
+    fn markers_split_phases_and_count_only_in_the_whole_run() {
+        let post = Target::Port {
+            port: 0x80,
+            device: "post",
+        };
+        let marker = Target::Port {
+            port: 0x510,
+            device: "marker",
+        };
+        let mut a = Accountant::new(0, counters(0));
+        a.record(&rec(ExitReason::IoInstruction, 10, 5, post));
+        a.boundary(
+            &rec(ExitReason::IoInstruction, 20, 1, marker),
+            Phase::Measure,
+            counters(7),
+        );
+        for i in 0..3 {
+            a.record(&rec(ExitReason::IoInstruction, 30 + i * 10, 2 + i, post));
+        }
+        a.record(&rec(
+            ExitReason::EptMisconfig,
+            70,
+            9,
+            Target::Mmio { region: "scratch" },
+        ));
+        a.boundary(
+            &rec(ExitReason::IoInstruction, 80, 1, marker),
+            Phase::Done,
+            counters(12),
+        );
+        a.finish(100, counters(13));
+
+        let m = a.phase_stats(Phase::Measure);
+        assert_eq!(m.samples(ExitReason::IoInstruction), 3);
+        assert_eq!(m.samples(ExitReason::EptMisconfig), 1);
+        let io = &m.reasons[&ExitReason::IoInstruction];
+        assert_eq!((io.min_ns, io.max_ns, io.total_ns), (2, 4, 9));
+        assert_eq!(io.histogram.len(), 3);
+        assert_eq!(m.ports[&0x80].exits, 3);
+        assert_eq!(m.mmio["scratch"].exits, 1);
+        assert_eq!(m.counters["exits"], 5);
+        assert_eq!((m.start_ns, m.end_ns), (21, 80));
+
+        assert_eq!(
+            a.phase_stats(Phase::Boot)
+                .samples(ExitReason::IoInstruction),
+            1
+        );
+        assert_eq!(a.phase_stats(Phase::Boot).counters["exits"], 7);
+        assert_eq!(a.phase_stats(Phase::Warmup).total_exits(), 0);
+        assert_eq!(a.all().samples(ExitReason::IoInstruction), 6);
+        assert_eq!(a.all().ports[&0x510].exits, 2);
+        assert_eq!(a.all().counters["exits"], 13);
+    }
+}

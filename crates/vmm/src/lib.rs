@@ -1,0 +1,15 @@
+//! The exitlab hypervisor: loads a guest image into a backend VM, runs the
+//! vCPU loop, routes port I/O and MMIO to device models, and accounts for
+//! every exit. Devices never see the backend; the backend never sees a
+//! device.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod bus;
+pub mod devices;
+mod run;
+mod table;
+
+pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};
+pub use run::{run_image, GuestError, Outcome, RunReport, VmmError};
+pub use table::{render_json, render_table, StatView};

@@ -1,0 +1,282 @@
+//! The vCPU run loop: load an image, run until the guest ends the run, and
+//! account for every exit on the way.
+
+use crate::account::{Accountant, ExitRecord, Target};
+use crate::bus::Bus;
+use crate::devices::{MmioScratch, PostPort, Serial};
+use exitlab_arch::Regs;
+use exitlab_guest::layout::{self, Phase};
+use exitlab_guest::{Image, MailboxReport};
+use exitlab_hv::{HvError, IoExit, MmioExit, Vcpu, Vm, VmExit};
+use std::fmt;
+
+/// Something the guest did that ends the run without a clean exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestError {
+    /// The guest kernel reported an exception or an unexpected interrupt.
+    Exception(MailboxReport),
+    /// TRIPLE_FAULT: the vCPU shut down.
+    TripleFault,
+    /// HLT with nothing that could ever wake the vCPU.
+    HaltedForever,
+    /// The guest broke the exitlab guest <-> VMM protocol.
+    Protocol(String),
+    /// An exit this VMM does not handle on this backend.
+    UnhandledExit(String),
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestError::Exception(r) => write!(f, "{r}"),
+            GuestError::TripleFault => f.write_str("triple fault: the vCPU shut down"),
+            GuestError::HaltedForever => {
+                f.write_str("HLT with interrupts masked and no wake-up source")
+            }
+            GuestError::Protocol(s) => write!(f, "guest protocol error: {s}"),
+            GuestError::UnhandledExit(s) => write!(f, "unhandled exit: {s}"),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest wrote `status` to the debug-exit port.
+    Exited {
+        status: u32,
+    },
+    GuestError(GuestError),
+}
+
+/// The VMM itself could not run the guest.
+#[derive(Debug)]
+pub enum VmmError {
+    Backend(HvError),
+    /// The image does not fit the VM.
+    Load(String),
+}
+
+impl fmt::Display for VmmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmmError::Backend(e) => write!(f, "{e}"),
+            VmmError::Load(s) => write!(f, "cannot load image: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for VmmError {}
+
+impl From<HvError> for VmmError {
+    fn from(e: HvError) -> Self {
+        VmmError::Backend(e)
+    }
+}
+
+/// The result of one run: how it ended, the accounting, and the machine's
+/// devices for inspection.
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub accountant: Accountant,
+    pub regs: Regs,
+    pub pio: Bus,
+    pub mmio: Bus,
+}
+
+impl RunReport {
+    /// What the guest printed on COM1.
+    pub fn console(&self) -> String {
+        let serial = self.pio.device::<Serial>("serial");
+        String::from_utf8_lossy(serial.map_or(&[][..], |s| s.output())).into_owned()
+    }
+}
+
+const SERIAL: &str = "serial";
+const UNASSIGNED: &str = "unassigned";
+
+/// The exitlab machine's devices.
+fn machine() -> (Bus, Bus) {
+    let mut pio = Bus::new();
+    let mut mmio = Bus::new();
+    let fixed = "device ranges are disjoint by construction";
+    pio.insert(
+        SERIAL,
+        u64::from(layout::SERIAL_COM1),
+        8,
+        Box::<Serial>::default(),
+    )
+    .expect(fixed);
+    pio.insert(
+        "post",
+        u64::from(layout::PORT_POST),
+        1,
+        Box::<PostPort>::default(),
+    )
+    .expect(fixed);
+    mmio.insert(
+        "mmio-scratch",
+        layout::MMIO_BENCH,
+        layout::MMIO_BENCH_SIZE,
+        Box::<MmioScratch>::default(),
+    )
+    .expect(fixed);
+    (pio, mmio)
+}
+
+fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
+    let end = image.load_gpa.checked_add(image.bytes.len() as u64);
+    if end.is_none_or(|e| e > vm.memory_size()) {
+        return Err(VmmError::Load(format!(
+            "{} bytes at {:#x} do not fit in {} bytes of guest memory",
+            image.bytes.len(),
+            image.load_gpa,
+            vm.memory_size()
+        )));
+    }
+    for c in image.boot_layout().chunks {
+        vm.write_memory(c.gpa, &c.bytes)?;
+    }
+    vm.write_memory(image.load_gpa, &image.bytes)?;
+    Ok(())
+}
+
+/// Loads `image` into `vm`, runs vCPU 0 until the guest ends the run, and
+/// returns what happened.
+pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError> {
+    load(vm, image)?;
+    let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
+    let (mut pio, mut mmio) = machine();
+    let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
+
+    let outcome = loop {
+        let start = vcpu.now_ns();
+        let exit = vcpu.run()?;
+        let exit_ns = vcpu.now_ns();
+        let mut rec = ExitRecord {
+            vcpu: vcpu.id(),
+            reason: exit.reason(),
+            qualification: exit.qualification(),
+            target: Target::None,
+            exit_ns,
+            resume_ns: exit_ns,
+            run_ns: exit_ns - start,
+        };
+        let ended = match &exit {
+            VmExit::Io(io) => match (io.qual.port, io.qual.is_in) {
+                (layout::PORT_DEBUG_EXIT, false) => {
+                    rec.target = Target::Port {
+                        port: layout::PORT_DEBUG_EXIT,
+                        device: "debug-exit",
+                    };
+                    Some(Outcome::Exited { status: io.data })
+                }
+                (layout::PORT_REPORT, false) => {
+                    rec.target = Target::Port {
+                        port: layout::PORT_REPORT,
+                        device: "report",
+                    };
+                    let mut b = [0u8; MailboxReport::SIZE];
+                    vm.read_memory(layout::MAILBOX, &mut b)?;
+                    Some(Outcome::GuestError(GuestError::Exception(
+                        MailboxReport::from_bytes(&b),
+                    )))
+                }
+                (layout::PORT_MARKER, false) => {
+                    let Some(next) = Phase::from_code(io.data) else {
+                        break Outcome::GuestError(GuestError::Protocol(format!(
+                            "unknown phase marker {}",
+                            io.data
+                        )));
+                    };
+                    rec.target = Target::Port {
+                        port: layout::PORT_MARKER,
+                        device: "marker",
+                    };
+                    let counters = vcpu.counters()?;
+                    rec.resume_ns = vcpu.now_ns();
+                    acc.boundary(&rec, next, counters);
+                    continue;
+                }
+                _ => {
+                    rec.target = port_io(&mut pio, &mut vcpu, io);
+                    None
+                }
+            },
+            VmExit::Mmio { access, .. } => {
+                rec.target = mmio_access(&mut mmio, &mut vcpu, access);
+                None
+            }
+            VmExit::Hlt => Some(Outcome::GuestError(GuestError::HaltedForever)),
+            VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
+            VmExit::Debug { .. } => None,
+            VmExit::Other {
+                reason,
+                qualification,
+            } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
+                "{reason} (qualification {qualification:#x})"
+            )))),
+        };
+        rec.resume_ns = vcpu.now_ns();
+        acc.record(&rec);
+        if let Some(o) = ended {
+            break o;
+        }
+    };
+    acc.finish(vcpu.now_ns(), vcpu.counters()?);
+    let regs = vcpu.regs()?;
+    Ok(RunReport {
+        outcome,
+        accountant: acc,
+        regs,
+        pio,
+        mmio,
+    })
+}
+
+/// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port.
+fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> Target {
+    let port = io.qual.port;
+    let size = usize::from(io.qual.size).clamp(1, 4);
+    let count = io.count.max(1) as usize;
+    let hit = bus.find(u64::from(port));
+    let device = hit.map_or(UNASSIGNED, |h| bus.name(h.slot));
+    if io.qual.is_in {
+        let mut data = vec![0xffu8; size * count];
+        if let Some(h) = hit {
+            for chunk in data.chunks_mut(size) {
+                bus.read(h, chunk);
+            }
+        }
+        vcpu.complete_read(&data);
+    } else if let Some(h) = hit {
+        if io.bulk.is_empty() {
+            bus.write(h, &io.data.to_le_bytes()[..size]);
+        } else {
+            for chunk in io.bulk.chunks(size) {
+                bus.write(h, chunk);
+            }
+        }
+    }
+    Target::Port { port, device }
+}
+
+/// Routes an MMIO access; unassigned addresses read as all ones and drop
+/// writes, as an unclaimed PCI/memory transaction does.
+fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit) -> Target {
+    let size = usize::from(access.size).clamp(1, 8);
+    let hit = bus.find(access.gpa);
+    let region = hit.map_or(UNASSIGNED, |h| bus.name(h.slot));
+    if access.is_write {
+        if let Some(h) = hit {
+            bus.write(h, &access.data.to_le_bytes()[..size]);
+        }
+    } else {
+        let mut data = [0xffu8; 8];
+        if let Some(h) = hit {
+            bus.read(h, &mut data[..size]);
+        }
+        vcpu.complete_read(&data[..size]);
+    }
+    Target::Mmio { region }
+}

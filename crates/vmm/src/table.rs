@@ -1,0 +1,191 @@
+//! The two forms a phase's statistics are shown in: the table hypervisor
+//! engineers already read (`perf kvm stat report` columns) and JSON with
+//! the same numbers.
+
+use crate::account::PhaseStats;
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
+
+/// What to render, and the context to title it with.
+pub struct StatView<'a> {
+    pub workload: &'a str,
+    pub backend: &'a str,
+    /// `all`, or a phase name.
+    pub phase: &'a str,
+    pub stats: &'a PhaseStats,
+    /// Whether times are the backend's virtual clock (sim) or host time.
+    pub virtual_time: bool,
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.2}us", ns as f64 / 1000.0)
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// Relative standard error of the mean, as perf prints it after "+-".
+fn rel_stderr(h: &hdrhistogram::Histogram<u64>) -> f64 {
+    let n = h.len();
+    let mean = h.mean();
+    if n < 2 || mean == 0.0 {
+        0.0
+    } else {
+        h.stdev() / (n as f64).sqrt() / mean * 100.0
+    }
+}
+
+/// The `perf kvm stat report` table, then per-port and per-region counts
+/// and the backend's counters.
+pub fn render_table(v: &StatView) -> String {
+    let s = v.stats;
+    let total = s.total_exits();
+    let total_ns = s.total_handle_ns();
+    let mut out = String::new();
+    let clock = if v.virtual_time {
+        "virtual time"
+    } else {
+        "host time"
+    };
+    let _ = writeln!(
+        out,
+        "Analyze events for all VMs, all VCPUs (workload {}, backend {}, phase {}, {clock}):\n",
+        v.workload, v.backend, v.phase
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>10} {:>9} {:>9} {:>11} {:>11} {:>16}",
+        "VM-EXIT", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"
+    );
+    let mut rows: Vec<_> = s.reasons.iter().collect();
+    rows.sort_by(|a, b| b.1.samples.cmp(&a.1.samples).then(a.0.cmp(b.0)));
+    for (reason, r) in rows {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>10} {:>8.2}% {:>8.2}% {:>11} {:>11} {:>11} ( +- {:5.2}% )",
+            reason.name(),
+            r.samples,
+            pct(r.samples, total),
+            pct(r.total_ns, total_ns),
+            us(r.min_ns),
+            us(r.max_ns),
+            us(r.mean_ns().round() as u64),
+            rel_stderr(&r.histogram),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nTotal Samples:{total}, Total events handled time:{:.2}us.",
+        total_ns as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "Phase length {}; time inside the backend's run call {}.",
+        us(s.end_ns.saturating_sub(s.start_ns)),
+        us(s.total_run_ns())
+    );
+
+    if !s.ports.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<8} {:<14} {:>10} {:>11}",
+            "PORT", "DEVICE", "Exits", "Avg time"
+        );
+        for (port, t) in &s.ports {
+            let avg = t.total_ns / t.exits.max(1);
+            let _ = writeln!(
+                out,
+                "{:<8} {:<14} {:>10} {:>11}",
+                format!("{port:#x}"),
+                t.device,
+                t.exits,
+                us(avg)
+            );
+        }
+    }
+    if !s.mmio.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<23} {:>10} {:>11}",
+            "MMIO REGION", "Exits", "Avg time"
+        );
+        for (region, t) in &s.mmio {
+            let avg = t.total_ns / t.exits.max(1);
+            let _ = writeln!(out, "{:<23} {:>10} {:>11}", region, t.exits, us(avg));
+        }
+    }
+    let nonzero: Vec<_> = s.counters.iter().filter(|(_, &v)| v > 0).collect();
+    if !nonzero.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nBackend counters ({} binary stats), increase over the phase:",
+            v.backend
+        );
+        for (name, value) in nonzero {
+            let _ = writeln!(out, "  {name:<28} {value:>12}");
+        }
+    }
+    out
+}
+
+/// The same numbers as [`render_table`], as JSON.
+pub fn render_json(v: &StatView) -> Value {
+    let s = v.stats;
+    let total = s.total_exits();
+    let total_ns = s.total_handle_ns();
+    let mut rows: Vec<_> = s.reasons.iter().collect();
+    rows.sort_by(|a, b| b.1.samples.cmp(&a.1.samples).then(a.0.cmp(b.0)));
+    let exits: Vec<Value> = rows
+        .into_iter()
+        .map(|(reason, r)| {
+            json!({
+                "reason": reason.name(),
+                "number": reason.number(),
+                "samples": r.samples,
+                "samples_pct": pct(r.samples, total),
+                "time_pct": pct(r.total_ns, total_ns),
+                "min_ns": r.min_ns,
+                "max_ns": r.max_ns,
+                "avg_ns": r.mean_ns(),
+                "p50_ns": r.histogram.value_at_quantile(0.5),
+                "p99_ns": r.histogram.value_at_quantile(0.99),
+                "total_ns": r.total_ns,
+                "run_ns": r.run_ns,
+            })
+        })
+        .collect();
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|(p, t)| json!({"port": p, "device": t.device, "exits": t.exits, "total_ns": t.total_ns}))
+        .collect();
+    let mmio: Vec<Value> = s
+        .mmio
+        .iter()
+        .map(|(r, t)| json!({"region": r, "exits": t.exits, "total_ns": t.total_ns}))
+        .collect();
+    let counters: Map<String, Value> = s
+        .counters
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    json!({
+        "workload": v.workload,
+        "backend": v.backend,
+        "phase": v.phase,
+        "virtual_time": v.virtual_time,
+        "total_samples": total,
+        "total_time_ns": total_ns,
+        "phase_ns": s.end_ns.saturating_sub(s.start_ns),
+        "run_ns": s.total_run_ns(),
+        "exits": exits,
+        "ports": ports,
+        "mmio": mmio,
+        "backend_counters": counters,
+    })
+}
