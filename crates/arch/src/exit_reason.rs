@@ -112,10 +112,7 @@ exit_reasons! {
 impl ExitReason {
     /// Looks a reason up by its `perf kvm stat` name (case-insensitive).
     pub fn from_name(name: &str) -> Option<ExitReason> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|r| r.name().eq_ignore_ascii_case(name))
+        Self::ALL.iter().copied().find(|r| r.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -166,10 +163,7 @@ mod tests {
             assert_eq!(ExitReason::from_name(r.name()), Some(r));
         }
         assert_eq!(ExitReason::from_number(35), None);
-        assert_eq!(
-            ExitReason::from_name("io_instruction"),
-            Some(ExitReason::IoInstruction)
-        );
+        assert_eq!(ExitReason::from_name("io_instruction"), Some(ExitReason::IoInstruction));
     }
 
     #[test]

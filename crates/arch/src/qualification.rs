@@ -75,11 +75,7 @@ impl CrAccessQual {
     pub fn mov(cr: u8, to_cr: bool, gpr: u8) -> CrAccessQual {
         CrAccessQual {
             cr,
-            access: if to_cr {
-                CrAccessType::MovToCr
-            } else {
-                CrAccessType::MovFromCr
-            },
+            access: if to_cr { CrAccessType::MovToCr } else { CrAccessType::MovFromCr },
             lmsw_memory: false,
             gpr,
             lmsw_source: 0,
@@ -163,34 +159,13 @@ mod tests {
     #[test]
     fn io_qualification_bits_follow_the_sdm() {
         // OUT DX, AL to port 0x3f8: size 1 -> 0, direction out, DX operand.
-        let q = IoQual {
-            size: 1,
-            is_in: false,
-            string: false,
-            rep: false,
-            immediate: false,
-            port: 0x3f8,
-        };
+        let q = IoQual { size: 1, is_in: false, string: false, rep: false, immediate: false, port: 0x3f8 };
         assert_eq!(q.encode(), 0x03f8_0000);
         // IN EAX, 0x80: size 4 -> 3, bit 3 in, bit 6 immediate.
-        let q = IoQual {
-            size: 4,
-            is_in: true,
-            string: false,
-            rep: false,
-            immediate: true,
-            port: 0x80,
-        };
+        let q = IoQual { size: 4, is_in: true, string: false, rep: false, immediate: true, port: 0x80 };
         assert_eq!(q.encode(), 0x0080_0000 | 3 | 1 << 3 | 1 << 6);
         // REP OUTSW to DX = 0x1f0.
-        let q = IoQual {
-            size: 2,
-            is_in: false,
-            string: true,
-            rep: true,
-            immediate: false,
-            port: 0x1f0,
-        };
+        let q = IoQual { size: 2, is_in: false, string: true, rep: true, immediate: false, port: 0x1f0 };
         assert_eq!(q.encode(), 0x01f0_0000 | 1 | 1 << 4 | 1 << 5);
         assert_eq!(IoQual::decode(q.encode()), q);
     }
@@ -204,13 +179,7 @@ mod tests {
         assert_eq!(q.encode(), 8 | 1 << 4 | 9 << 8);
         assert_eq!(CrAccessQual::decode(q.encode()), q);
         // LMSW from memory with source 0x1234.
-        let q = CrAccessQual {
-            cr: 0,
-            access: CrAccessType::Lmsw,
-            lmsw_memory: true,
-            gpr: 0,
-            lmsw_source: 0x1234,
-        };
+        let q = CrAccessQual { cr: 0, access: CrAccessType::Lmsw, lmsw_memory: true, gpr: 0, lmsw_source: 0x1234 };
         assert_eq!(q.encode(), 3 << 4 | 1 << 6 | 0x1234 << 16);
         assert_eq!(CrAccessQual::decode(q.encode()), q);
     }
@@ -228,12 +197,7 @@ mod tests {
         };
         assert_eq!(q.encode(), 1 << 1 | 1 << 3 | 1 << 7 | 1 << 8);
         assert_eq!(EptViolationQual::decode(q.encode()), q);
-        let fetch = EptViolationQual {
-            fetch: true,
-            readable: true,
-            writable: true,
-            ..Default::default()
-        };
+        let fetch = EptViolationQual { fetch: true, readable: true, writable: true, ..Default::default() };
         assert_eq!(fetch.encode(), 0b1_1100);
     }
 

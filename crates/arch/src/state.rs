@@ -25,10 +25,8 @@ impl Regs {
     pub const RDI: usize = 7;
 
     /// Register names in encoding order.
-    pub const NAMES: [&'static str; 16] = [
-        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
-        "r13", "r14", "r15",
-    ];
+    pub const NAMES: [&'static str; 16] =
+        ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
 }
 
 /// A segment register with its hidden descriptor cache.
@@ -118,12 +116,7 @@ mod tests {
         };
         assert_eq!(cs.descriptor(), 0x00af_9b00_0000_ffff);
         // Flat data: 0x00cf93000000ffff.
-        let ds = Segment {
-            type_: 0x3,
-            db: true,
-            l: false,
-            ..cs
-        };
+        let ds = Segment { type_: 0x3, db: true, l: false, ..cs };
         assert_eq!(ds.descriptor(), 0x00cf_9300_0000_ffff);
     }
 }

@@ -29,9 +29,9 @@ pub const fn has_error_code(vector: u8) -> bool {
 /// The mnemonic of an exception vector (`#PF`), or `None` above 31.
 pub fn mnemonic(vector: u8) -> Option<&'static str> {
     const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#CSO", "#TS", "#NP", "#SS",
-        "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "#22", "#23", "#24", "#25",
-        "#26", "#27", "#HV", "#VC", "#SX", "#31",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
+        "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "#22", "#23", "#24", "#25", "#26", "#27", "#HV", "#VC", "#SX",
+        "#31",
     ];
     NAMES.get(usize::from(vector)).copied()
 }

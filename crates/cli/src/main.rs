@@ -8,12 +8,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench;
+
 #[derive(Parser)]
-#[command(
-    name = "exitlab",
-    version,
-    about = "See VM exits: where they come from and what they cost"
-)]
+#[command(name = "exitlab", version, about = "See VM exits: where they come from and what they cost")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,6 +60,11 @@ enum Command {
         #[arg(long)]
         console: bool,
     },
+    /// Measure exitlab itself.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Assemble a workload's guest image; print it or write its bytes.
     Image {
         #[command(flatten)]
@@ -75,8 +78,25 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The VMM's userspace exit round trip beside a bare KVM_RUN loop on
+    /// the same host and guest (pio-out), as a ratio.
+    Kvm {
+        /// pio-out iterations per round.
+        #[arg(short = 'n', value_name = "N", default_value = "20000")]
+        n: String,
+        /// Rounds of each loop, alternating; the median is reported.
+        #[arg(long, default_value = "5")]
+        rounds: String,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+    },
+}
+
 /// Bad input: one line on stderr, exit status 2.
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
 
 impl<E: std::fmt::Display> From<E> for UsageError {
     fn from(e: E) -> Self {
@@ -87,10 +107,7 @@ impl<E: std::fmt::Display> From<E> for UsageError {
 fn find_workload(name: &str) -> Result<&'static Workload, UsageError> {
     exitlab_guest::find_workload(name).ok_or_else(|| {
         let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
-        UsageError(format!(
-            "unknown workload `{name}` (try one of: {})",
-            names.join(", ")
-        ))
+        UsageError(format!("unknown workload `{name}` (try one of: {})", names.join(", ")))
     })
 }
 
@@ -102,9 +119,7 @@ fn build(w: &WorkloadArgs) -> Result<(&'static Workload, Image), UsageError> {
     }
     sets.extend(w.set.iter().cloned());
     let params = workload.resolve(sets.iter().map(String::as_str))?;
-    let image = workload
-        .build(&params)
-        .map_err(|e| UsageError(format!("internal error: {e}")))?;
+    let image = workload.build(&params).map_err(|e| UsageError(format!("internal error: {e}")))?;
     Ok((workload, image))
 }
 
@@ -112,13 +127,7 @@ fn list() {
     for w in WORKLOADS {
         println!("{:<12} {}", w.name, w.summary);
         for p in w.params() {
-            println!(
-                "    {:<12} {:<40} default {}, range {}",
-                p.name,
-                p.help,
-                p.default_text(),
-                p.range_text()
-            );
+            println!("    {:<12} {:<40} default {}, range {}", p.name, p.help, p.default_text(), p.range_text());
         }
     }
 }
@@ -159,11 +168,7 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageErr
     })
 }
 
-fn run_on(
-    backend: Backend,
-    kvm_device: Option<PathBuf>,
-    img: &Image,
-) -> Result<RunReport, UsageError> {
+fn run_on(backend: Backend, kvm_device: Option<PathBuf>, img: &Image) -> Result<RunReport, UsageError> {
     match backend {
         Backend::Kvm => {
             let path = kvm_device.unwrap_or_else(exitlab_kvm::device_path);
@@ -185,16 +190,14 @@ fn stat(
     let phase = match phase.as_deref() {
         None | Some("all") => None,
         Some(name) => Some(Phase::from_name(name).ok_or_else(|| {
-            UsageError(format!(
-                "unknown phase `{name}` (try one of: all, boot, warmup, measure, done)"
-            ))
+            UsageError(format!("unknown phase `{name}` (try one of: all, boot, warmup, measure, done)"))
         })?),
     };
     let (workload, img) = build(w)?;
     let report = run_on(backend, kvm_device, &img)?;
     let stats = match phase {
-        Some(p) => report.accountant.phase_stats(p),
-        None => report.accountant.all().clone(),
+        Some(p) => report.accountant.phase_stats(p).clone(),
+        None => report.accountant.all(),
     };
     let backend_name = match backend {
         Backend::Kvm => "kvm",
@@ -216,10 +219,7 @@ fn stat(
     if json {
         let mut v = render_json(&view);
         v["outcome"] = outcome;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).expect("JSON values always serialize")
-        );
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
     } else {
         print!("{}", render_table(&view));
     }
@@ -243,16 +243,12 @@ fn main() -> ExitCode {
             list();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stat {
-            w,
-            backend,
-            kvm_device,
-            json,
-            phase,
-            console,
-        } => stat(&w, backend, kvm_device, json, phase, console),
-        Command::Image { w, disasm, output } => {
-            image(&w, disasm, output).map(|_| ExitCode::SUCCESS)
+        Command::Stat { w, backend, kvm_device, json, phase, console } => {
+            stat(&w, backend, kvm_device, json, phase, console)
+        }
+        Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
+        Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
+            bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)
         }
     };
     match res {

@@ -107,10 +107,7 @@ impl Asm {
     }
 
     pub fn finish(mut self, name: &str, load_gpa: u64, memory_size: u64) -> Result<Image> {
-        let res = self.a.assemble_options(
-            load_gpa,
-            BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
-        )?;
+        let res = self.a.assemble_options(load_gpa, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
         let mut bytes = res.inner.code_buffer.clone();
         let ip = |l: &CodeLabel| -> Result<u64> { Ok(res.label_ip(l)?) };
 
@@ -140,14 +137,6 @@ impl Asm {
             Some(d) => (ip(d)? - load_gpa) as usize,
             None => bytes.len(),
         };
-        Ok(Image {
-            name: name.to_string(),
-            load_gpa,
-            entry: load_gpa,
-            bytes,
-            code_len,
-            symbols,
-            memory_size,
-        })
+        Ok(Image { name: name.to_string(), load_gpa, entry: load_gpa, bytes, code_len, symbols, memory_size })
     }
 }

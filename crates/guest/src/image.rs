@@ -34,11 +34,7 @@ impl Image {
 
     /// The nearest symbol at or below `addr`, with the offset from it.
     pub fn symbolize(&self, addr: u64) -> Option<(&str, u64)> {
-        self.symbols
-            .iter()
-            .filter(|(_, &a)| a <= addr)
-            .max_by_key(|(_, &a)| a)
-            .map(|(n, &a)| (n.as_str(), addr - a))
+        self.symbols.iter().filter(|(_, &a)| a <= addr).max_by_key(|(_, &a)| a).map(|(n, &a)| (n.as_str(), addr - a))
     }
 
     /// The code decoded back to Intel syntax with symbol labels, followed
@@ -59,12 +55,7 @@ impl Image {
             self.bytes.len() - self.code_len,
             self.entry
         );
-        let mut decoder = Decoder::with_ip(
-            64,
-            &self.bytes[..self.code_len],
-            self.load_gpa,
-            DecoderOptions::NONE,
-        );
+        let mut decoder = Decoder::with_ip(64, &self.bytes[..self.code_len], self.load_gpa, DecoderOptions::NONE);
         let mut formatter = IntelFormatter::new();
         formatter.options_mut().set_first_operand_char_index(8);
         let mut instr = Instruction::default();
@@ -79,10 +70,7 @@ impl Image {
             text.clear();
             formatter.format(&instr, &mut text);
             let start = (instr.ip() - self.load_gpa) as usize;
-            let hex: String = self.bytes[start..start + instr.len()]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hex: String = self.bytes[start..start + instr.len()].iter().map(|b| format!("{b:02x}")).collect();
             let _ = writeln!(out, "  {:016x}  {:<24} {}", instr.ip(), hex, text);
         }
         for (n, &a) in &self.symbols {
@@ -113,13 +101,7 @@ impl MailboxReport {
     pub const SIZE: usize = mailbox::SIZE;
 
     pub fn from_bytes(b: &[u8; mailbox::SIZE]) -> MailboxReport {
-        let q = |off: i32| {
-            u64::from_le_bytes(
-                b[off as usize..off as usize + 8]
-                    .try_into()
-                    .expect("8 bytes"),
-            )
-        };
+        let q = |off: i32| u64::from_le_bytes(b[off as usize..off as usize + 8].try_into().expect("8 bytes"));
         MailboxReport {
             vector: q(mailbox::VECTOR) as u8,
             error_code: q(mailbox::ERROR_CODE),

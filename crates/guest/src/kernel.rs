@@ -59,10 +59,7 @@ impl Kernel {
         a.out(PIC_MASTER_DATA as u32, al)?;
         a.out(PIC_SLAVE_DATA as u32, al)?;
         a.mov(rdi, apic::DEFAULT_BASE)?;
-        a.mov(
-            dword_ptr(rdi + apic::SVR as i32),
-            apic::SVR_ENABLE | u32::from(SPURIOUS_VECTOR),
-        )?;
+        a.mov(dword_ptr(rdi + apic::SVR as i32), apic::SVR_ENABLE | u32::from(SPURIOUS_VECTOR))?;
         a.lea(rsi, ptr(k.banner))?;
         a.mov(ecx, k.banner_text.len() as u32)?;
         a.call(k.puts)?;
@@ -160,12 +157,7 @@ impl Kernel {
             a.mov(qword_ptr(rdi + mailbox::VECTOR), rax)?;
             a.pop(rax)?;
             a.mov(qword_ptr(rdi + mailbox::ERROR_CODE), rax)?;
-            for (slot, off) in [
-                (0, mailbox::RIP),
-                (8, mailbox::CS),
-                (16, mailbox::RFLAGS),
-                (24, mailbox::RSP),
-            ] {
+            for (slot, off) in [(0, mailbox::RIP), (8, mailbox::CS), (16, mailbox::RFLAGS), (24, mailbox::RSP)] {
                 a.mov(rax, qword_ptr(rsp + slot))?;
                 a.mov(qword_ptr(rdi + off), rax)?;
             }

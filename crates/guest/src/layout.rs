@@ -4,8 +4,14 @@
 
 /// GDT: null, kernel code, kernel data, user data, user code, TSS (16 bytes).
 pub const GDT: u64 = 0x0500;
-/// 64-bit TSS (104 bytes); RSP0 is the kernel stack top.
-pub const TSS: u64 = 0x0600;
+/// 64-bit TSS: 104 bytes, then an I/O permission bitmap that allows every
+/// port (8 KiB of zeros and the terminating 0xff byte); RSP0 is the kernel
+/// stack top.
+pub const TSS: u64 = 0x8000;
+/// Offset of the I/O permission bitmap inside the TSS.
+pub const TSS_IO_BITMAP: u64 = 0x68;
+/// TSS limit: the last byte of the bitmap's terminator.
+pub const TSS_LIMIT: u32 = 0x68 + 8192;
 /// Mailbox the guest kernel fills before reporting an event (see
 /// [`crate::MailboxReport`]).
 pub const MAILBOX: u64 = 0x0700;

@@ -20,32 +20,12 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub const fn int(
-        name: &'static str,
-        min: u64,
-        max: u64,
-        default: u64,
-        help: &'static str,
-    ) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Int { min, max, default },
-            help,
-        }
+    pub const fn int(name: &'static str, min: u64, max: u64, default: u64, help: &'static str) -> Self {
+        ParamSpec { name, kind: ParamKind::Int { min, max, default }, help }
     }
 
-    pub const fn float(
-        name: &'static str,
-        min: f64,
-        max: f64,
-        default: f64,
-        help: &'static str,
-    ) -> Self {
-        ParamSpec {
-            name,
-            kind: ParamKind::Float { min, max, default },
-            help,
-        }
+    pub const fn float(name: &'static str, min: f64, max: f64, default: f64, help: &'static str) -> Self {
+        ParamSpec { name, kind: ParamKind::Float { min, max, default }, help }
     }
 
     /// The default value, printed as a user would write it.
@@ -68,35 +48,18 @@ impl ParamSpec {
 /// What is wrong with a parameter a user gave.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamError {
-    Unknown {
-        workload: String,
-        key: String,
-        known: Vec<&'static str>,
-    },
-    NotANumber {
-        key: String,
-        value: String,
-    },
-    OutOfRange {
-        key: String,
-        value: String,
-        range: String,
-    },
+    Unknown { workload: String, key: String, known: Vec<&'static str> },
+    NotANumber { key: String, value: String },
+    OutOfRange { key: String, value: String, range: String },
     Malformed(String),
 }
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParamError::Unknown {
-                workload,
-                key,
-                known,
-            } => write!(
-                f,
-                "workload `{workload}` has no parameter `{key}` (it takes: {})",
-                known.join(", ")
-            ),
+            ParamError::Unknown { workload, key, known } => {
+                write!(f, "workload `{workload}` has no parameter `{key}` (it takes: {})", known.join(", "))
+            }
             ParamError::NotANumber { key, value } => {
                 write!(f, "parameter `{key}`: `{value}` is not a number")
             }
@@ -133,30 +96,15 @@ impl Params {
     }
 
     /// Sets `key` from text, checking it against the workload's specs.
-    pub fn set(
-        &mut self,
-        workload: &str,
-        specs: &[ParamSpec],
-        key: &str,
-        value: &str,
-    ) -> Result<(), ParamError> {
-        let spec = specs
-            .iter()
-            .find(|s| s.name == key)
-            .ok_or_else(|| ParamError::Unknown {
-                workload: workload.to_string(),
-                key: key.to_string(),
-                known: specs.iter().map(|s| s.name).collect(),
-            })?;
-        let bad = || ParamError::NotANumber {
+    pub fn set(&mut self, workload: &str, specs: &[ParamSpec], key: &str, value: &str) -> Result<(), ParamError> {
+        let spec = specs.iter().find(|s| s.name == key).ok_or_else(|| ParamError::Unknown {
+            workload: workload.to_string(),
             key: key.to_string(),
-            value: value.to_string(),
-        };
-        let out_of_range = || ParamError::OutOfRange {
-            key: key.to_string(),
-            value: value.to_string(),
-            range: spec.range_text(),
-        };
+            known: specs.iter().map(|s| s.name).collect(),
+        })?;
+        let bad = || ParamError::NotANumber { key: key.to_string(), value: value.to_string() };
+        let out_of_range =
+            || ParamError::OutOfRange { key: key.to_string(), value: value.to_string(), range: spec.range_text() };
         let v = match spec.kind {
             ParamKind::Int { min, max, .. } => {
                 let v = parse_int(value).ok_or_else(bad)?;
@@ -185,9 +133,7 @@ impl Params {
         assignments: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), ParamError> {
         for a in assignments {
-            let (k, v) = a
-                .split_once('=')
-                .ok_or_else(|| ParamError::Malformed(a.to_string()))?;
+            let (k, v) = a.split_once('=').ok_or_else(|| ParamError::Malformed(a.to_string()))?;
             self.set(workload, specs, k.trim(), v)?;
         }
         Ok(())
@@ -220,10 +166,8 @@ fn parse_int(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const SPECS: &[ParamSpec] = &[
-        ParamSpec::int("n", 1, 1000, 10, "iterations"),
-        ParamSpec::float("p", 0.0, 1.0, 0.5, "fraction"),
-    ];
+    const SPECS: &[ParamSpec] =
+        &[ParamSpec::int("n", 1, 1000, 10, "iterations"), ParamSpec::float("p", 0.0, 1.0, 0.5, "fraction")];
 
     #[test]
     fn defaults_then_overrides() {
@@ -238,21 +182,12 @@ mod tests {
     fn errors_name_the_problem() {
         let mut p = Params::defaults(SPECS);
         let e = p.apply("w", SPECS, ["q=1"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "workload `w` has no parameter `q` (it takes: n, p)"
-        );
+        assert_eq!(e.to_string(), "workload `w` has no parameter `q` (it takes: n, p)");
         let e = p.set("w", SPECS, "n", "5000").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "parameter `n` = 5000 is out of range (1..=1000)"
-        );
+        assert_eq!(e.to_string(), "parameter `n` = 5000 is out of range (1..=1000)");
         let e = p.set("w", SPECS, "p", "lots").unwrap_err();
         assert_eq!(e.to_string(), "parameter `p`: `lots` is not a number");
-        assert!(matches!(
-            p.apply("w", SPECS, ["n"]),
-            Err(ParamError::Malformed(_))
-        ));
+        assert!(matches!(p.apply("w", SPECS, ["n"]), Err(ParamError::Malformed(_))));
         assert!(p.set("w", SPECS, "p", "NaN").is_err());
     }
 }

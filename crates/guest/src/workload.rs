@@ -26,20 +26,8 @@ pub struct Workload {
     iteration: Iteration,
 }
 
-const N: ParamSpec = ParamSpec::int(
-    "n",
-    1,
-    1_000_000_000,
-    1000,
-    "iterations in the measure phase",
-);
-const WARMUP: ParamSpec = ParamSpec::int(
-    "warmup",
-    0,
-    1_000_000,
-    10,
-    "iterations in the warm-up phase",
-);
+const N: ParamSpec = ParamSpec::int("n", 1, 1_000_000_000, 1000, "iterations in the measure phase");
+const WARMUP: ParamSpec = ParamSpec::int("warmup", 0, 1_000_000, 10, "iterations in the warm-up phase");
 const RING3: ParamSpec = ParamSpec::int("ring3", 0, 1, 0, "1: run the loops in ring 3 (IOPL 3)");
 
 impl Workload {
@@ -73,14 +61,9 @@ impl Workload {
             asm.set(&mut body)?;
             asm.name("user_body", body);
         }
-        for (phase, count) in [
-            (Phase::Warmup, p.int("warmup")),
-            (Phase::Measure, p.int("n")),
-        ] {
+        for (phase, count) in [(Phase::Warmup, p.int("warmup")), (Phase::Measure, p.int("n"))] {
             marker(&mut asm, phase)?;
-            counted_loop(&mut asm, phase.name(), count, |asm| {
-                (self.iteration)(asm, p, phase.name())
-            })?;
+            counted_loop(&mut asm, phase.name(), count, |asm| (self.iteration)(asm, p, phase.name()))?;
         }
         marker(&mut asm, Phase::Done)?;
         debug_exit(&mut asm, 0)?;
@@ -91,12 +74,7 @@ impl Workload {
 
 /// `r15 = count; r14 = 0; while r15 != 0 { body; r15 -= 1 }`, with the top
 /// of the loop named `<name>_loop`.
-fn counted_loop(
-    asm: &mut Asm,
-    name: &str,
-    count: u64,
-    body: impl Fn(&mut Asm) -> Result<()>,
-) -> Result<()> {
+fn counted_loop(asm: &mut Asm, name: &str, count: u64, body: impl Fn(&mut Asm) -> Result<()>) -> Result<()> {
     let mut end = asm.label();
     asm.a.mov(r15, count)?;
     asm.a.xor(r14d, r14d)?;
@@ -201,14 +179,8 @@ fn cr3_write(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
 /// Divide by 1, one-shot mode on the kernel's timer vector.
 fn hlt_setup(asm: &mut Asm, _: &Params) -> Result<()> {
     asm.a.mov(rdi, apic::DEFAULT_BASE)?;
-    asm.a.mov(
-        dword_ptr(rdi + apic::TIMER_DIVIDE as i32),
-        apic::DIVIDE_BY_1,
-    )?;
-    asm.a.mov(
-        dword_ptr(rdi + apic::LVT_TIMER as i32),
-        apic::TIMER_ONE_SHOT | u32::from(TIMER_VECTOR),
-    )?;
+    asm.a.mov(dword_ptr(rdi + apic::TIMER_DIVIDE as i32), apic::DIVIDE_BY_1)?;
+    asm.a.mov(dword_ptr(rdi + apic::LVT_TIMER as i32), apic::TIMER_ONE_SHOT | u32::from(TIMER_VECTOR))?;
     Ok(())
 }
 
@@ -216,10 +188,7 @@ fn hlt_setup(asm: &mut Asm, _: &Params) -> Result<()> {
 /// HLT, so the wake-up cannot be lost) and `cli` after the interrupt.
 fn hlt(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     asm.a.mov(rdi, apic::DEFAULT_BASE)?;
-    asm.a.mov(
-        dword_ptr(rdi + apic::TIMER_INITIAL_COUNT as i32),
-        p.int("timer_count") as u32,
-    )?;
+    asm.a.mov(dword_ptr(rdi + apic::TIMER_INITIAL_COUNT as i32), p.int("timer_count") as u32)?;
     asm.a.sti()?;
     trap(asm, phase)?;
     asm.a.hlt()?;
@@ -258,6 +227,26 @@ fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Faults on purpose so the kernel's report path can be checked: kind 0
+/// executes UD2 (#UD), 1 reads 4 GiB, past the identity map (#PF, error
+/// code 0, CR2 = 4 GiB), 2 reads a non-canonical address (#GP(0)).
+fn fault(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    match p.int("kind") {
+        0 => {
+            asm.a.nop()?; // the loop label needs an instruction of its own
+            trap(asm, phase)?;
+            asm.a.ud2()?;
+        }
+        kind => {
+            let addr: u64 = if kind == 1 { 1 << 32 } else { 1 << 63 };
+            asm.a.mov(rax, addr)?;
+            trap(asm, phase)?;
+            asm.a.mov(al, byte_ptr(rax))?;
+        }
+    }
+    Ok(())
+}
+
 /// The workloads `exitlab list` shows, in its order.
 pub static WORKLOADS: &[Workload] = &[
     Workload {
@@ -276,16 +265,14 @@ pub static WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "mmio-read",
-        summary:
-            "32-bit load from the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
+        summary: "32-bit load from the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
         setup: no_setup,
         iteration: mmio_read,
     },
     Workload {
         name: "mmio-write",
-        summary:
-            "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
+        summary: "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
         setup: no_setup,
         iteration: mmio_write,
@@ -293,43 +280,27 @@ pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "cpuid",
         summary: "CPUID (always intercepted under VMX; KVM answers it in the kernel)",
-        own_params: &[
-            RING3,
-            ParamSpec::int("leaf", 0, 0xffff_ffff, 0, "CPUID leaf (EAX)"),
-        ],
+        own_params: &[RING3, ParamSpec::int("leaf", 0, 0xffff_ffff, 0, "CPUID leaf (EAX)")],
         setup: no_setup,
         iteration: cpuid,
     },
     Workload {
         name: "rdmsr",
         summary: "RDMSR of an intercepted MSR (default IA32_APIC_BASE)",
-        own_params: &[ParamSpec::int(
-            "msr",
-            0,
-            0xffff_ffff,
-            msr::IA32_APIC_BASE as u64,
-            "MSR index (ECX)",
-        )],
+        own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_APIC_BASE as u64, "MSR index (ECX)")],
         setup: no_setup,
         iteration: rdmsr,
     },
     Workload {
         name: "wrmsr",
         summary: "WRMSR of an MSR's own value (default IA32_EFER, never passed through)",
-        own_params: &[ParamSpec::int(
-            "msr",
-            0,
-            0xffff_ffff,
-            msr::IA32_EFER as u64,
-            "MSR index (ECX)",
-        )],
+        own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_EFER as u64, "MSR index (ECX)")],
         setup: wrmsr_setup,
         iteration: wrmsr,
     },
     Workload {
         name: "cr3-write",
-        summary:
-            "MOV to CR3 of the current page-table root: exits under shadow paging, not with EPT",
+        summary: "MOV to CR3 of the current page-table root: exits under shadow paging, not with EPT",
         own_params: &[],
         setup: cr3_setup,
         iteration: cr3_write,
@@ -352,23 +323,21 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "fraction p of iterations OUT to port 0x80, the rest run a compute loop",
         own_params: &[
             RING3,
-            ParamSpec::float(
-                "p",
-                0.0,
-                1.0,
-                0.5,
-                "fraction of iterations that do port I/O",
-            ),
-            ParamSpec::int(
-                "work",
-                0,
-                1_000_000,
-                50,
-                "compute-loop trips in a non-I/O iteration",
-            ),
+            ParamSpec::float("p", 0.0, 1.0, 0.5, "fraction of iterations that do port I/O"),
+            ParamSpec::int("work", 0, 1_000_000, 50, "compute-loop trips in a non-I/O iteration"),
         ],
         setup: no_setup,
         iteration: io_mix,
+    },
+    Workload {
+        name: "fault",
+        summary: "raises an exception on its first iteration, to show how guest errors are reported",
+        own_params: &[
+            RING3,
+            ParamSpec::int("kind", 0, 2, 0, "0: #UD (UD2), 1: #PF (read past 4 GiB), 2: #GP (non-canonical read)"),
+        ],
+        setup: no_setup,
+        iteration: fault,
     },
 ];
 
@@ -411,6 +380,7 @@ mod tests {
             ("cr3-write", Mnemonic::Mov),
             ("hlt", Mnemonic::Hlt),
             ("io-mix", Mnemonic::Out),
+            ("fault", Mnemonic::Ud2),
         ];
         for (name, m) in expect {
             let w = find(name).unwrap();
@@ -434,14 +404,8 @@ mod tests {
             assert_eq!(u16::from_le_bytes([g[2], g[3]]), KERNEL_CS);
             lo | mid << 16 | hi << 32
         };
-        assert_eq!(
-            gate(TIMER_VECTOR as usize),
-            img.symbol("timer_isr").unwrap()
-        );
-        assert_eq!(
-            gate(SPURIOUS_VECTOR as usize),
-            img.symbol("spurious_isr").unwrap()
-        );
+        assert_eq!(gate(TIMER_VECTOR as usize), img.symbol("timer_isr").unwrap());
+        assert_eq!(gate(SPURIOUS_VECTOR as usize), img.symbol("spurious_isr").unwrap());
         // #UD has no error code: its stub pushes 0, then the vector.
         let ud = decode_at(&img, gate(6));
         assert_eq!(ud.mnemonic(), Mnemonic::Push);

@@ -38,10 +38,7 @@ pub struct Msi {
 impl Msi {
     /// A fixed-delivery, edge-triggered MSI of `vector` to APIC ID `dest`.
     pub fn fixed(dest: u8, vector: u8) -> Msi {
-        Msi {
-            address: exitlab_arch::bits::apic::MSI_ADDRESS_BASE | u64::from(dest) << 12,
-            data: u32::from(vector),
-        }
+        Msi { address: exitlab_arch::bits::apic::MSI_ADDRESS_BASE | u64::from(dest) << 12, data: u32::from(vector) }
     }
 }
 
@@ -77,10 +74,7 @@ pub enum VmExit {
     /// A guest-physical access to MMIO. The SDM reason is the backend's
     /// (`EPT_MISCONFIG` for KVM's MMIO exits, see docs/DESIGN.md). A read
     /// needs [`Vcpu::complete_read`].
-    Mmio {
-        reason: ExitReason,
-        access: MmioExit,
-    },
+    Mmio { reason: ExitReason, access: MmioExit },
     /// HLT with nothing pending (a backend without an in-kernel irqchip).
     Hlt,
     /// TRIPLE_FAULT: the guest shut the vCPU down.
@@ -88,10 +82,7 @@ pub enum VmExit {
     /// A debug event (single step or breakpoint) the VMM asked to see.
     Debug { rip: u64, dr6: u64 },
     /// Any other exit, with its raw qualification.
-    Other {
-        reason: ExitReason,
-        qualification: u64,
-    },
+    Other { reason: ExitReason, qualification: u64 },
 }
 
 impl VmExit {
@@ -149,10 +140,7 @@ impl fmt::Display for HvError {
         match self {
             HvError::Unavailable(s) => write!(f, "backend unavailable: {s}"),
             HvError::BadAddress { gpa, len } => {
-                write!(
-                    f,
-                    "guest-physical range {gpa:#x}+{len:#x} is outside guest memory"
-                )
+                write!(f, "guest-physical range {gpa:#x}+{len:#x} is outside guest memory")
             }
             HvError::Backend(s) => f.write_str(s),
         }
@@ -213,14 +201,7 @@ mod tests {
     #[test]
     fn exits_report_sdm_reason_and_qualification() {
         let io = VmExit::Io(IoExit {
-            qual: IoQual {
-                size: 1,
-                is_in: false,
-                string: false,
-                rep: false,
-                immediate: false,
-                port: 0x80,
-            },
+            qual: IoQual { size: 1, is_in: false, string: false, rep: false, immediate: false, port: 0x80 },
             count: 1,
             data: 7,
             bulk: Vec::new(),
@@ -229,12 +210,7 @@ mod tests {
         assert_eq!(io.qualification(), 0x0080_0000);
         let mmio = VmExit::Mmio {
             reason: ExitReason::EptMisconfig,
-            access: MmioExit {
-                gpa: 0xd000_0000,
-                size: 4,
-                is_write: true,
-                data: 1,
-            },
+            access: MmioExit { gpa: 0xd000_0000, size: 4, is_write: true, data: 1 },
         };
         assert_eq!(mmio.reason().name(), "EPT_MISCONFIG");
         assert_eq!(mmio.qualification(), 0b10);

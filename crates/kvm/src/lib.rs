@@ -11,8 +11,8 @@ mod stats;
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
 use exitlab_hv::{Capabilities, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
 use kvm_bindings::{
-    kvm_dtable, kvm_fpu, kvm_msi, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId,
-    KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
+    kvm_dtable, kvm_fpu, kvm_msi, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId, KVM_EXIT_IO,
+    KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 pub use stats::StatsFile;
@@ -38,9 +38,7 @@ vmm_sys_util::ioctl_io_nr!(KVM_GET_STATS_FD, kvm_bindings::KVMIO, 0xce);
 
 /// The KVM device to use: `$EXITLAB_KVM_DEVICE`, else /dev/kvm.
 pub fn device_path() -> PathBuf {
-    std::env::var_os(DEVICE_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE))
+    std::env::var_os(DEVICE_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE))
 }
 
 /// Whether KVM can be used here, and if not, why (for tests that must skip
@@ -50,29 +48,18 @@ pub fn probe(path: &Path) -> std::result::Result<(), String> {
 }
 
 fn open_kvm(path: &Path) -> Result<Kvm> {
-    let unavailable = |why: String| {
-        HvError::Unavailable(format!("cannot use KVM device {}: {why}", path.display()))
-    };
-    let c = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| unavailable("path contains NUL".into()))?;
-    let kvm = Kvm::new_with_path(&c)
-        .map_err(|e| unavailable(std::io::Error::from_raw_os_error(e.errno()).to_string()))?;
+    let unavailable = |why: String| HvError::Unavailable(format!("cannot use KVM device {}: {why}", path.display()));
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| unavailable("path contains NUL".into()))?;
+    let kvm =
+        Kvm::new_with_path(&c).map_err(|e| unavailable(std::io::Error::from_raw_os_error(e.errno()).to_string()))?;
     if kvm.get_api_version() != 12 {
-        return Err(unavailable(format!(
-            "KVM API version {} (expected 12)",
-            kvm.get_api_version()
-        )));
+        return Err(unavailable(format!("KVM API version {} (expected 12)", kvm.get_api_version())));
     }
     Ok(kvm)
 }
 
 fn backend(what: &str) -> impl Fn(kvm_ioctls::Error) -> HvError + '_ {
-    move |e| {
-        HvError::Backend(format!(
-            "{what}: {}",
-            std::io::Error::from_raw_os_error(e.errno())
-        ))
-    }
+    move |e| HvError::Backend(format!("{what}: {}", std::io::Error::from_raw_os_error(e.errno())))
 }
 
 /// A KVM virtual machine with guest RAM at guest-physical 0.
@@ -90,16 +77,10 @@ impl KvmVm {
     pub fn new(path: &Path, memory_size: u64) -> Result<KvmVm> {
         let kvm = open_kvm(path)?;
         let vm = kvm.create_vm().map_err(backend("KVM_CREATE_VM"))?;
-        vm.set_tss_address(KVM_TSS_ADDRESS)
-            .map_err(backend("KVM_SET_TSS_ADDR"))?;
-        vm.create_irq_chip()
-            .map_err(backend("KVM_CREATE_IRQCHIP"))?;
+        vm.set_tss_address(KVM_TSS_ADDRESS).map_err(backend("KVM_SET_TSS_ADDR"))?;
+        vm.create_irq_chip().map_err(backend("KVM_CREATE_IRQCHIP"))?;
         let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), memory_size as usize)])
-            .map_err(|e| {
-                HvError::Backend(format!(
-                    "cannot map {memory_size} bytes of guest memory: {e}"
-                ))
-            })?;
+            .map_err(|e| HvError::Backend(format!("cannot map {memory_size} bytes of guest memory: {e}")))?;
         for (slot, region) in memory.iter().enumerate() {
             let host = memory
                 .get_host_address(region.start_addr())
@@ -114,16 +95,9 @@ impl KvmVm {
             // SAFETY: `host` is the start of a live mapping of `region.len()`
             // bytes owned by `memory`, which this KvmVm keeps alive for as long
             // as the VM fd (and so the slot) exists.
-            unsafe { vm.set_user_memory_region(r) }
-                .map_err(backend("KVM_SET_USER_MEMORY_REGION"))?;
+            unsafe { vm.set_user_memory_region(r) }.map_err(backend("KVM_SET_USER_MEMORY_REGION"))?;
         }
-        Ok(KvmVm {
-            kvm,
-            vm,
-            memory,
-            memory_size,
-            epoch: Instant::now(),
-        })
+        Ok(KvmVm { kvm, vm, memory, memory_size, epoch: Instant::now() })
     }
 }
 
@@ -148,30 +122,18 @@ impl Vm for KvmVm {
     }
 
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {
-        self.memory
-            .write_slice(data, GuestAddress(gpa))
-            .map_err(|_| HvError::BadAddress {
-                gpa,
-                len: data.len(),
-            })
+        self.memory.write_slice(data, GuestAddress(gpa)).map_err(|_| HvError::BadAddress { gpa, len: data.len() })
     }
 
     fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()> {
         let len = data.len();
-        self.memory
-            .read_slice(data, GuestAddress(gpa))
-            .map_err(|_| HvError::BadAddress { gpa, len })
+        self.memory.read_slice(data, GuestAddress(gpa)).map_err(|_| HvError::BadAddress { gpa, len })
     }
 
     fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<KvmVcpu> {
-        let fd = self
-            .vm
-            .create_vcpu(u64::from(id))
-            .map_err(backend("KVM_CREATE_VCPU"))?;
-        let mut cpuid: CpuId = self
-            .kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(backend("KVM_GET_SUPPORTED_CPUID"))?;
+        let fd = self.vm.create_vcpu(u64::from(id)).map_err(backend("KVM_CREATE_VCPU"))?;
+        let mut cpuid: CpuId =
+            self.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(backend("KVM_GET_SUPPORTED_CPUID"))?;
         for e in cpuid.as_mut_slice() {
             if e.function == 1 {
                 // Initial APIC ID in EBX[31:24].
@@ -196,14 +158,9 @@ impl Vm for KvmVm {
         sregs.cr4 = boot.cr4;
         sregs.efer = boot.efer;
         fd.set_sregs(&sregs).map_err(backend("KVM_SET_SREGS"))?;
-        let fpu = kvm_fpu {
-            fcw: 0x37f,
-            mxcsr: 0x1f80,
-            ..Default::default()
-        };
+        let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
         fd.set_fpu(&fpu).map_err(backend("KVM_SET_FPU"))?;
-        fd.set_regs(&to_kvm_regs(&boot.regs))
-            .map_err(backend("KVM_SET_REGS"))?;
+        fd.set_regs(&to_kvm_regs(&boot.regs)).map_err(backend("KVM_SET_REGS"))?;
 
         // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd
         // or -1; `fd` is a valid vCPU fd.
@@ -216,12 +173,7 @@ impl Vm for KvmVm {
         } else {
             None
         };
-        Ok(KvmVcpu {
-            id,
-            fd,
-            stats,
-            epoch: self.epoch,
-        })
+        Ok(KvmVcpu { id, fd, stats, epoch: self.epoch })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -231,10 +183,7 @@ impl Vm for KvmVm {
             data: msi.data,
             ..Default::default()
         };
-        self.vm
-            .signal_msi(m)
-            .map(|_| ())
-            .map_err(backend("KVM_SIGNAL_MSI"))
+        self.vm.signal_msi(m).map(|_| ()).map_err(backend("KVM_SIGNAL_MSI"))
     }
 }
 
@@ -257,11 +206,7 @@ fn segment(s: &Segment) -> kvm_segment {
 }
 
 fn dtable(t: &DescriptorTable) -> kvm_dtable {
-    kvm_dtable {
-        base: t.base,
-        limit: t.limit,
-        padding: [0; 3],
-    }
+    kvm_dtable { base: t.base, limit: t.limit, padding: [0; 3] }
 }
 
 fn to_kvm_regs(r: &Regs) -> kvm_regs {
@@ -291,8 +236,8 @@ fn to_kvm_regs(r: &Regs) -> kvm_regs {
 fn from_kvm_regs(k: &kvm_regs) -> Regs {
     Regs {
         gpr: [
-            k.rax, k.rcx, k.rdx, k.rbx, k.rsp, k.rbp, k.rsi, k.rdi, k.r8, k.r9, k.r10, k.r11,
-            k.r12, k.r13, k.r14, k.r15,
+            k.rax, k.rcx, k.rdx, k.rbx, k.rsp, k.rbp, k.rsi, k.rdi, k.r8, k.r9, k.r10, k.r11, k.r12, k.r13, k.r14,
+            k.r15,
         ],
         rip: k.rip,
         rflags: k.rflags,
@@ -335,20 +280,9 @@ impl Vcpu for KvmVcpu {
                     let mut v = [0u8; 4];
                     let n = data.len().min(4);
                     v[..n].copy_from_slice(&data[..n]);
-                    let bulk = if data.len() > 4 {
-                        data.to_vec()
-                    } else {
-                        Vec::new()
-                    };
+                    let bulk = if data.len() > 4 { data.to_vec() } else { Vec::new() };
                     let (size, count) = self.io_size_count();
-                    VmExit::Io(io_exit(
-                        port,
-                        size,
-                        false,
-                        count,
-                        u32::from_le_bytes(v),
-                        bulk,
-                    ))
+                    VmExit::Io(io_exit(port, size, false, count, u32::from_le_bytes(v), bulk))
                 }
                 VcpuExit::IoIn(port, _) => {
                     let (size, count) = self.io_size_count();
@@ -356,12 +290,7 @@ impl Vcpu for KvmVcpu {
                 }
                 VcpuExit::MmioRead(gpa, data) => VmExit::Mmio {
                     reason: ExitReason::EptMisconfig,
-                    access: MmioExit {
-                        gpa,
-                        size: data.len() as u8,
-                        is_write: false,
-                        data: 0,
-                    },
+                    access: MmioExit { gpa, size: data.len() as u8, is_write: false, data: 0 },
                 },
                 VcpuExit::MmioWrite(gpa, data) => {
                     let mut v = [0u8; 8];
@@ -369,24 +298,18 @@ impl Vcpu for KvmVcpu {
                     v[..n].copy_from_slice(&data[..n]);
                     VmExit::Mmio {
                         reason: ExitReason::EptMisconfig,
-                        access: MmioExit {
-                            gpa,
-                            size: n as u8,
-                            is_write: true,
-                            data: u64::from_le_bytes(v),
-                        },
+                        access: MmioExit { gpa, size: n as u8, is_write: true, data: u64::from_le_bytes(v) },
                     }
                 }
                 VcpuExit::Hlt => VmExit::Hlt,
                 VcpuExit::Shutdown | VcpuExit::SystemEvent(..) => VmExit::Shutdown,
-                VcpuExit::Debug(d) => VmExit::Debug {
-                    rip: d.pc,
-                    dr6: d.dr6,
-                },
+                VcpuExit::Debug(d) => VmExit::Debug { rip: d.pc, dr6: d.dr6 },
                 VcpuExit::Intr => continue,
-                VcpuExit::FailEntry(reason, cpu) => return Err(HvError::Backend(format!(
-                    "KVM_EXIT_FAIL_ENTRY on cpu {cpu}: hardware entry failure reason {reason:#x}"
-                ))),
+                VcpuExit::FailEntry(reason, cpu) => {
+                    return Err(HvError::Backend(format!(
+                        "KVM_EXIT_FAIL_ENTRY on cpu {cpu}: hardware entry failure reason {reason:#x}"
+                    )))
+                }
                 VcpuExit::InternalError => {
                     let run = self.fd.get_kvm_run();
                     // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
@@ -417,13 +340,7 @@ impl Vcpu for KvmVcpu {
                 // kvm_run mapping, which is `size * count` bytes long there;
                 // we write at most that many and the mapping lives as long as
                 // `self.fd`.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        data.as_ptr(),
-                        base.add(io.data_offset as usize),
-                        len,
-                    )
-                };
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(io.data_offset as usize), len) };
             }
             KVM_EXIT_MMIO => {
                 // SAFETY: the last exit was KVM_EXIT_MMIO, so `mmio` is the
@@ -439,23 +356,16 @@ impl Vcpu for KvmVcpu {
     }
 
     fn regs(&mut self) -> Result<Regs> {
-        self.fd
-            .get_regs()
-            .map(|r| from_kvm_regs(&r))
-            .map_err(backend("KVM_GET_REGS"))
+        self.fd.get_regs().map(|r| from_kvm_regs(&r)).map_err(backend("KVM_GET_REGS"))
     }
 
     fn set_regs(&mut self, regs: &Regs) -> Result<()> {
-        self.fd
-            .set_regs(&to_kvm_regs(regs))
-            .map_err(backend("KVM_SET_REGS"))
+        self.fd.set_regs(&to_kvm_regs(regs)).map_err(backend("KVM_SET_REGS"))
     }
 
     fn counters(&mut self) -> Result<Vec<Counter>> {
         match &mut self.stats {
-            Some(s) => s
-                .sample()
-                .map_err(|e| HvError::Backend(format!("reading KVM stats: {e}"))),
+            Some(s) => s.sample().map_err(|e| HvError::Backend(format!("reading KVM stats: {e}"))),
             None => Ok(Vec::new()),
         }
     }
@@ -467,14 +377,7 @@ impl Vcpu for KvmVcpu {
 
 fn io_exit(port: u16, size: u8, is_in: bool, count: u32, data: u32, bulk: Vec<u8>) -> IoExit {
     IoExit {
-        qual: IoQual {
-            size,
-            is_in,
-            string: count > 1,
-            rep: count > 1,
-            immediate: false,
-            port,
-        },
+        qual: IoQual { size, is_in, string: count > 1, rep: count > 1, immediate: false, port },
         count,
         data,
         bulk,

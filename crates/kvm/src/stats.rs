@@ -73,37 +73,25 @@ fn parse_descriptors(b: &[u8]) -> Option<(u64, usize, Vec<Stat>)> {
 impl StatsFile {
     /// Parses the file behind a stats fd.
     pub fn new(file: File) -> std::io::Result<StatsFile> {
-        let bad =
-            || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed KVM stats file");
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed KVM stats file");
         let mut header = [0u8; HEADER_SIZE];
         file.read_exact_at(&mut header, 0)?;
         let data_offset = u64::from(u32_at(&header, 20).ok_or_else(bad)?);
         let mut head = vec![0u8; data_offset as usize];
         file.read_exact_at(&mut head, 0)?;
         let (data_offset, data_len, stats) = parse_descriptors(&head).ok_or_else(bad)?;
-        Ok(StatsFile {
-            file,
-            data_offset,
-            data_len,
-            stats,
-            buf: vec![0; data_len],
-        })
+        Ok(StatsFile { file, data_offset, data_len, stats, buf: vec![0; data_len] })
     }
 
     /// The current value of every cumulative statistic.
     pub fn sample(&mut self) -> std::io::Result<Vec<Counter>> {
-        self.file
-            .read_exact_at(&mut self.buf[..self.data_len], self.data_offset)?;
+        self.file.read_exact_at(&mut self.buf[..self.data_len], self.data_offset)?;
         Ok(self
             .stats
             .iter()
             .map(|s| Counter {
                 name: s.name.clone(),
-                value: u64::from_le_bytes(
-                    self.buf[s.offset..s.offset + 8]
-                        .try_into()
-                        .expect("8 bytes"),
-                ),
+                value: u64::from_le_bytes(self.buf[s.offset..s.offset + 8].try_into().expect("8 bytes")),
             })
             .collect())
     }
@@ -149,16 +137,7 @@ mod tests {
         assert_eq!(data_len, 16 + 256 + 8);
         assert_eq!(
             stats,
-            vec![
-                Stat {
-                    name: "exits".into(),
-                    offset: 0
-                },
-                Stat {
-                    name: "io_exits".into(),
-                    offset: 272
-                }
-            ]
+            vec![Stat { name: "exits".into(), offset: 0 }, Stat { name: "io_exits".into(), offset: 272 }]
         );
     }
 

@@ -106,20 +106,15 @@ pub struct PhaseStats {
 impl PhaseStats {
     fn add(&mut self, r: &ExitRecord) {
         let h = r.handle_ns();
-        self.reasons
-            .entry(r.reason)
-            .or_insert_with(ReasonStats::new)
-            .add(h, r.run_ns);
+        self.reasons.entry(r.reason).or_insert_with(ReasonStats::new).add(h, r.run_ns);
         *self.per_vcpu.entry(r.vcpu).or_default() += 1;
         let t = match r.target {
-            Target::Port { port, device } => Some(self.ports.entry(port).or_insert(TargetStats {
-                device,
-                ..Default::default()
-            })),
-            Target::Mmio { region } => Some(self.mmio.entry(region).or_insert(TargetStats {
-                device: region,
-                ..Default::default()
-            })),
+            Target::Port { port, device } => {
+                Some(self.ports.entry(port).or_insert(TargetStats { device, ..Default::default() }))
+            }
+            Target::Mmio { region } => {
+                Some(self.mmio.entry(region).or_insert(TargetStats { device: region, ..Default::default() }))
+            }
             Target::None => None,
         };
         if let Some(t) = t {
@@ -144,11 +139,39 @@ impl PhaseStats {
         self.reasons.get(&reason).map_or(0, |s| s.samples)
     }
 
+    /// Adds another phase's exits and counters into this one.
+    fn merge(&mut self, o: &PhaseStats) {
+        for (reason, r) in &o.reasons {
+            let m = self.reasons.entry(*reason).or_insert_with(ReasonStats::new);
+            m.samples += r.samples;
+            m.total_ns = m.total_ns.saturating_add(r.total_ns);
+            m.run_ns = m.run_ns.saturating_add(r.run_ns);
+            m.min_ns = m.min_ns.min(r.min_ns);
+            m.max_ns = m.max_ns.max(r.max_ns);
+            m.histogram.add(&r.histogram).expect("auto-resizing histograms of the same precision always merge");
+        }
+        for (port, t) in &o.ports {
+            let m = self.ports.entry(*port).or_insert(TargetStats { device: t.device, ..Default::default() });
+            m.exits += t.exits;
+            m.total_ns = m.total_ns.saturating_add(t.total_ns);
+        }
+        for (region, t) in &o.mmio {
+            let m = self.mmio.entry(region).or_insert(TargetStats { device: t.device, ..Default::default() });
+            m.exits += t.exits;
+            m.total_ns = m.total_ns.saturating_add(t.total_ns);
+        }
+        for (vcpu, n) in &o.per_vcpu {
+            *self.per_vcpu.entry(*vcpu).or_default() += n;
+        }
+        for (name, v) in &o.counters {
+            *self.counters.entry(name.clone()).or_default() += v;
+        }
+    }
+
     fn add_counters(&mut self, before: &[Counter], after: &[Counter]) {
         for (b, a) in before.iter().zip(after) {
             if a.name == b.name {
-                *self.counters.entry(a.name.clone()).or_default() +=
-                    a.value.saturating_sub(b.value);
+                *self.counters.entry(a.name.clone()).or_default() += a.value.saturating_sub(b.value);
             }
         }
     }
@@ -156,11 +179,12 @@ impl PhaseStats {
 
 /// Folds exit records into per-phase statistics. Marker exits, which draw
 /// the phase boundaries, count in the whole-run view only, so a phase holds
-/// exactly the exits its own code caused.
+/// exactly the exits its own code caused. Each exit is folded once, into
+/// its phase; the whole-run view is merged on demand.
 #[derive(Debug)]
 pub struct Accountant {
-    phases: BTreeMap<Phase, PhaseStats>,
-    all: PhaseStats,
+    phases: [PhaseStats; 4],
+    markers: PhaseStats,
     current: Phase,
     last_counters: Vec<Counter>,
 }
@@ -168,18 +192,10 @@ pub struct Accountant {
 impl Accountant {
     /// Starts in the boot phase at `now_ns` with the backend's counters.
     pub fn new(now_ns: u64, counters: Vec<Counter>) -> Accountant {
-        let mut boot = PhaseStats {
-            start_ns: now_ns,
-            ..Default::default()
-        };
-        boot.end_ns = now_ns;
-        let all = boot.clone();
-        Accountant {
-            phases: BTreeMap::from([(Phase::Boot, boot)]),
-            all,
-            current: Phase::Boot,
-            last_counters: counters,
-        }
+        let mut phases: [PhaseStats; 4] = Default::default();
+        phases[Phase::Boot as usize].start_ns = now_ns;
+        phases[Phase::Boot as usize].end_ns = now_ns;
+        Accountant { phases, markers: PhaseStats::default(), current: Phase::Boot, last_counters: counters }
     }
 
     pub fn phase(&self) -> Phase {
@@ -188,16 +204,15 @@ impl Accountant {
 
     /// An exit caused by the guest's own work.
     pub fn record(&mut self, r: &ExitRecord) {
-        self.phases.entry(self.current).or_default().add(r);
-        self.all.add(r);
+        self.phases[self.current as usize].add(r);
     }
 
     /// A marker exit: counted in the whole run, then `next` begins.
     pub fn boundary(&mut self, r: &ExitRecord, next: Phase, counters: Vec<Counter>) {
-        self.all.add(r);
+        self.markers.add(r);
         self.close(r.exit_ns, counters);
         self.current = next;
-        let p = self.phases.entry(next).or_default();
+        let p = &mut self.phases[next as usize];
         p.start_ns = r.resume_ns;
         p.end_ns = r.resume_ns;
     }
@@ -208,22 +223,26 @@ impl Accountant {
     }
 
     fn close(&mut self, now_ns: u64, counters: Vec<Counter>) {
-        let p = self.phases.entry(self.current).or_default();
+        let p = &mut self.phases[self.current as usize];
         p.end_ns = now_ns;
         p.add_counters(&self.last_counters, &counters);
-        self.all.add_counters(&self.last_counters, &counters);
-        self.all.end_ns = now_ns;
         self.last_counters = counters;
     }
 
     /// One phase's statistics (empty if the guest never entered it).
-    pub fn phase_stats(&self, phase: Phase) -> PhaseStats {
-        self.phases.get(&phase).cloned().unwrap_or_default()
+    pub fn phase_stats(&self, phase: Phase) -> &PhaseStats {
+        &self.phases[phase as usize]
     }
 
     /// The whole run, markers included.
-    pub fn all(&self) -> &PhaseStats {
-        &self.all
+    pub fn all(&self) -> PhaseStats {
+        let mut all = self.markers.clone();
+        for p in &self.phases {
+            all.merge(p);
+        }
+        all.start_ns = self.phases[Phase::Boot as usize].start_ns;
+        all.end_ns = self.phases.iter().map(|p| p.end_ns).max().unwrap_or(0);
+        all
     }
 }
 
@@ -232,55 +251,25 @@ mod tests {
     use super::*;
 
     fn rec(reason: ExitReason, exit_ns: u64, handle: u64, target: Target) -> ExitRecord {
-        ExitRecord {
-            vcpu: 0,
-            reason,
-            qualification: 0,
-            target,
-            exit_ns,
-            resume_ns: exit_ns + handle,
-            run_ns: 100,
-        }
+        ExitRecord { vcpu: 0, reason, qualification: 0, target, exit_ns, resume_ns: exit_ns + handle, run_ns: 100 }
     }
 
     fn counters(exits: u64) -> Vec<Counter> {
-        vec![Counter {
-            name: "exits".into(),
-            value: exits,
-        }]
+        vec![Counter { name: "exits".into(), value: exits }]
     }
 
     #[test]
     fn markers_split_phases_and_count_only_in_the_whole_run() {
-        let post = Target::Port {
-            port: 0x80,
-            device: "post",
-        };
-        let marker = Target::Port {
-            port: 0x510,
-            device: "marker",
-        };
+        let post = Target::Port { port: 0x80, device: "post" };
+        let marker = Target::Port { port: 0x510, device: "marker" };
         let mut a = Accountant::new(0, counters(0));
         a.record(&rec(ExitReason::IoInstruction, 10, 5, post));
-        a.boundary(
-            &rec(ExitReason::IoInstruction, 20, 1, marker),
-            Phase::Measure,
-            counters(7),
-        );
+        a.boundary(&rec(ExitReason::IoInstruction, 20, 1, marker), Phase::Measure, counters(7));
         for i in 0..3 {
             a.record(&rec(ExitReason::IoInstruction, 30 + i * 10, 2 + i, post));
         }
-        a.record(&rec(
-            ExitReason::EptMisconfig,
-            70,
-            9,
-            Target::Mmio { region: "scratch" },
-        ));
-        a.boundary(
-            &rec(ExitReason::IoInstruction, 80, 1, marker),
-            Phase::Done,
-            counters(12),
-        );
+        a.record(&rec(ExitReason::EptMisconfig, 70, 9, Target::Mmio { region: "scratch" }));
+        a.boundary(&rec(ExitReason::IoInstruction, 80, 1, marker), Phase::Done, counters(12));
         a.finish(100, counters(13));
 
         let m = a.phase_stats(Phase::Measure);
@@ -294,11 +283,7 @@ mod tests {
         assert_eq!(m.counters["exits"], 5);
         assert_eq!((m.start_ns, m.end_ns), (21, 80));
 
-        assert_eq!(
-            a.phase_stats(Phase::Boot)
-                .samples(ExitReason::IoInstruction),
-            1
-        );
+        assert_eq!(a.phase_stats(Phase::Boot).samples(ExitReason::IoInstruction), 1);
         assert_eq!(a.phase_stats(Phase::Boot).counters["exits"], 7);
         assert_eq!(a.phase_stats(Phase::Warmup).total_exits(), 0);
         assert_eq!(a.all().samples(ExitReason::IoInstruction), 6);

@@ -53,48 +53,21 @@ impl Bus {
         Bus::default()
     }
 
-    pub fn insert(
-        &mut self,
-        name: &'static str,
-        base: u64,
-        len: u64,
-        device: Box<dyn Device>,
-    ) -> Result<(), Overlap> {
+    pub fn insert(&mut self, name: &'static str, base: u64, len: u64, device: Box<dyn Device>) -> Result<(), Overlap> {
         let end = base.saturating_add(len);
-        if let Some(s) = self
-            .slots
-            .iter()
-            .find(|s| base < s.base + s.len && s.base < end)
-        {
-            return Err(Overlap {
-                name,
-                other: s.name,
-            });
+        if let Some(s) = self.slots.iter().find(|s| base < s.base + s.len && s.base < end) {
+            return Err(Overlap { name, other: s.name });
         }
         let at = self.slots.partition_point(|s| s.base < base);
-        self.slots.insert(
-            at,
-            Slot {
-                base,
-                len,
-                name,
-                device,
-            },
-        );
+        self.slots.insert(at, Slot { base, len, name, device });
         Ok(())
     }
 
     /// The device whose range holds `addr`.
     pub fn find(&self, addr: u64) -> Option<Hit> {
-        let i = self
-            .slots
-            .partition_point(|s| s.base <= addr)
-            .checked_sub(1)?;
+        let i = self.slots.partition_point(|s| s.base <= addr).checked_sub(1)?;
         let s = &self.slots[i];
-        (addr - s.base < s.len).then_some(Hit {
-            slot: i,
-            offset: addr - s.base,
-        })
+        (addr - s.base < s.len).then_some(Hit { slot: i, offset: addr - s.base })
     }
 
     pub fn name(&self, slot: usize) -> &'static str {
@@ -116,12 +89,7 @@ impl Bus {
 
     /// The device called `name`, if it is a `T`.
     pub fn device<T: 'static>(&self, name: &str) -> Option<&T> {
-        self.slots
-            .iter()
-            .find(|s| s.name == name)?
-            .device
-            .as_any()
-            .downcast_ref()
+        self.slots.iter().find(|s| s.name == name)?.device.as_any().downcast_ref()
     }
 }
 
@@ -162,20 +130,9 @@ mod tests {
     #[test]
     fn rejects_overlap() {
         let mut bus = Bus::new();
-        bus.insert("a", 0x100, 0x10, Box::new(Echo(vec![])))
-            .unwrap();
-        let e = bus
-            .insert("b", 0x108, 0x10, Box::new(Echo(vec![])))
-            .unwrap_err();
-        assert_eq!(
-            e,
-            Overlap {
-                name: "b",
-                other: "a"
-            }
-        );
-        assert!(bus
-            .insert("c", u64::MAX - 1, 0x10, Box::new(Echo(vec![])))
-            .is_ok());
+        bus.insert("a", 0x100, 0x10, Box::new(Echo(vec![]))).unwrap();
+        let e = bus.insert("b", 0x108, 0x10, Box::new(Echo(vec![]))).unwrap_err();
+        assert_eq!(e, Overlap { name: "b", other: "a" });
+        assert!(bus.insert("c", u64::MAX - 1, 0x10, Box::new(Echo(vec![]))).is_ok());
     }
 }

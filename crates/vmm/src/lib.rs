@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod bench;
 pub mod bus;
 pub mod devices;
 mod run;

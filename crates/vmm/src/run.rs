@@ -30,9 +30,7 @@ impl fmt::Display for GuestError {
         match self {
             GuestError::Exception(r) => write!(f, "{r}"),
             GuestError::TripleFault => f.write_str("triple fault: the vCPU shut down"),
-            GuestError::HaltedForever => {
-                f.write_str("HLT with interrupts masked and no wake-up source")
-            }
+            GuestError::HaltedForever => f.write_str("HLT with interrupts masked and no wake-up source"),
             GuestError::Protocol(s) => write!(f, "guest protocol error: {s}"),
             GuestError::UnhandledExit(s) => write!(f, "unhandled exit: {s}"),
         }
@@ -100,31 +98,14 @@ fn machine() -> (Bus, Bus) {
     let mut pio = Bus::new();
     let mut mmio = Bus::new();
     let fixed = "device ranges are disjoint by construction";
-    pio.insert(
-        SERIAL,
-        u64::from(layout::SERIAL_COM1),
-        8,
-        Box::<Serial>::default(),
-    )
-    .expect(fixed);
-    pio.insert(
-        "post",
-        u64::from(layout::PORT_POST),
-        1,
-        Box::<PostPort>::default(),
-    )
-    .expect(fixed);
-    mmio.insert(
-        "mmio-scratch",
-        layout::MMIO_BENCH,
-        layout::MMIO_BENCH_SIZE,
-        Box::<MmioScratch>::default(),
-    )
-    .expect(fixed);
+    pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(fixed);
+    pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(fixed);
+    mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
+        .expect(fixed);
     (pio, mmio)
 }
 
-fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
+pub(crate) fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
     let end = image.load_gpa.checked_add(image.bytes.len() as u64);
     if end.is_none_or(|e| e > vm.memory_size()) {
         return Err(VmmError::Load(format!(
@@ -149,8 +130,10 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
     let (mut pio, mut mmio) = machine();
     let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
 
+    // One clock read at each exit and one at each resume; a resume is
+    // also the start of the next run call.
+    let mut start = vcpu.now_ns();
     let outcome = loop {
-        let start = vcpu.now_ns();
         let exit = vcpu.run()?;
         let exit_ns = vcpu.now_ns();
         let mut rec = ExitRecord {
@@ -165,37 +148,24 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
         let ended = match &exit {
             VmExit::Io(io) => match (io.qual.port, io.qual.is_in) {
                 (layout::PORT_DEBUG_EXIT, false) => {
-                    rec.target = Target::Port {
-                        port: layout::PORT_DEBUG_EXIT,
-                        device: "debug-exit",
-                    };
+                    rec.target = Target::Port { port: layout::PORT_DEBUG_EXIT, device: "debug-exit" };
                     Some(Outcome::Exited { status: io.data })
                 }
                 (layout::PORT_REPORT, false) => {
-                    rec.target = Target::Port {
-                        port: layout::PORT_REPORT,
-                        device: "report",
-                    };
+                    rec.target = Target::Port { port: layout::PORT_REPORT, device: "report" };
                     let mut b = [0u8; MailboxReport::SIZE];
                     vm.read_memory(layout::MAILBOX, &mut b)?;
-                    Some(Outcome::GuestError(GuestError::Exception(
-                        MailboxReport::from_bytes(&b),
-                    )))
+                    Some(Outcome::GuestError(GuestError::Exception(MailboxReport::from_bytes(&b))))
                 }
                 (layout::PORT_MARKER, false) => {
                     let Some(next) = Phase::from_code(io.data) else {
-                        break Outcome::GuestError(GuestError::Protocol(format!(
-                            "unknown phase marker {}",
-                            io.data
-                        )));
+                        break Outcome::GuestError(GuestError::Protocol(format!("unknown phase marker {}", io.data)));
                     };
-                    rec.target = Target::Port {
-                        port: layout::PORT_MARKER,
-                        device: "marker",
-                    };
+                    rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
                     let counters = vcpu.counters()?;
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
+                    start = rec.resume_ns;
                     continue;
                 }
                 _ => {
@@ -210,10 +180,7 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
             VmExit::Hlt => Some(Outcome::GuestError(GuestError::HaltedForever)),
             VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
             VmExit::Debug { .. } => None,
-            VmExit::Other {
-                reason,
-                qualification,
-            } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
+            VmExit::Other { reason, qualification } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
@@ -222,16 +189,11 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
         if let Some(o) = ended {
             break o;
         }
+        start = rec.resume_ns;
     };
     acc.finish(vcpu.now_ns(), vcpu.counters()?);
     let regs = vcpu.regs()?;
-    Ok(RunReport {
-        outcome,
-        accountant: acc,
-        regs,
-        pio,
-        mmio,
-    })
+    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio })
 }
 
 /// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port.

@@ -47,11 +47,7 @@ pub fn render_table(v: &StatView) -> String {
     let total = s.total_exits();
     let total_ns = s.total_handle_ns();
     let mut out = String::new();
-    let clock = if v.virtual_time {
-        "virtual time"
-    } else {
-        "host time"
-    };
+    let clock = if v.virtual_time { "virtual time" } else { "host time" };
     let _ = writeln!(
         out,
         "Analyze events for all VMs, all VCPUs (workload {}, backend {}, phase {}, {clock}):\n",
@@ -78,11 +74,7 @@ pub fn render_table(v: &StatView) -> String {
             rel_stderr(&r.histogram),
         );
     }
-    let _ = writeln!(
-        out,
-        "\nTotal Samples:{total}, Total events handled time:{:.2}us.",
-        total_ns as f64 / 1000.0
-    );
+    let _ = writeln!(out, "\nTotal Samples:{total}, Total events handled time:{:.2}us.", total_ns as f64 / 1000.0);
     let _ = writeln!(
         out,
         "Phase length {}; time inside the backend's run call {}.",
@@ -91,29 +83,14 @@ pub fn render_table(v: &StatView) -> String {
     );
 
     if !s.ports.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<8} {:<14} {:>10} {:>11}",
-            "PORT", "DEVICE", "Exits", "Avg time"
-        );
+        let _ = writeln!(out, "\n{:<8} {:<14} {:>10} {:>11}", "PORT", "DEVICE", "Exits", "Avg time");
         for (port, t) in &s.ports {
             let avg = t.total_ns / t.exits.max(1);
-            let _ = writeln!(
-                out,
-                "{:<8} {:<14} {:>10} {:>11}",
-                format!("{port:#x}"),
-                t.device,
-                t.exits,
-                us(avg)
-            );
+            let _ = writeln!(out, "{:<8} {:<14} {:>10} {:>11}", format!("{port:#x}"), t.device, t.exits, us(avg));
         }
     }
     if !s.mmio.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<23} {:>10} {:>11}",
-            "MMIO REGION", "Exits", "Avg time"
-        );
+        let _ = writeln!(out, "\n{:<23} {:>10} {:>11}", "MMIO REGION", "Exits", "Avg time");
         for (region, t) in &s.mmio {
             let avg = t.total_ns / t.exits.max(1);
             let _ = writeln!(out, "{:<23} {:>10} {:>11}", region, t.exits, us(avg));
@@ -121,11 +98,7 @@ pub fn render_table(v: &StatView) -> String {
     }
     let nonzero: Vec<_> = s.counters.iter().filter(|(_, &v)| v > 0).collect();
     if !nonzero.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nBackend counters ({} binary stats), increase over the phase:",
-            v.backend
-        );
+        let _ = writeln!(out, "\nBackend counters ({} binary stats), increase over the phase:", v.backend);
         for (name, value) in nonzero {
             let _ = writeln!(out, "  {name:<28} {value:>12}");
         }
@@ -164,16 +137,9 @@ pub fn render_json(v: &StatView) -> Value {
         .iter()
         .map(|(p, t)| json!({"port": p, "device": t.device, "exits": t.exits, "total_ns": t.total_ns}))
         .collect();
-    let mmio: Vec<Value> = s
-        .mmio
-        .iter()
-        .map(|(r, t)| json!({"region": r, "exits": t.exits, "total_ns": t.total_ns}))
-        .collect();
-    let counters: Map<String, Value> = s
-        .counters
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let mmio: Vec<Value> =
+        s.mmio.iter().map(|(r, t)| json!({"region": r, "exits": t.exits, "total_ns": t.total_ns})).collect();
+    let counters: Map<String, Value> = s.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     json!({
         "workload": v.workload,
         "backend": v.backend,

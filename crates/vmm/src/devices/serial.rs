@@ -21,9 +21,7 @@ pub struct Serial {
 
 impl Default for Serial {
     fn default() -> Self {
-        Serial {
-            uart: vm_superio::Serial::new(Unwired, Vec::new()),
-        }
+        Serial { uart: vm_superio::Serial::new(Unwired, Vec::new()) }
     }
 }
 
@@ -36,9 +34,7 @@ impl Serial {
 
 impl Device for Serial {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        let v = u8::try_from(offset)
-            .map(|o| self.uart.read(o))
-            .unwrap_or(0xff);
+        let v = u8::try_from(offset).map(|o| self.uart.read(o)).unwrap_or(0xff);
         data.fill(v);
     }
 

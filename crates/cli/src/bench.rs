@@ -1,0 +1,56 @@
+//! `exitlab bench`: what exitlab itself costs.
+
+use crate::UsageError;
+use exitlab_vmm::bench::{bare_loop, vmm_loop, LoopTime};
+use std::path::PathBuf;
+
+fn parse_in(what: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError> {
+    match text.trim().parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        Ok(v) => Err(UsageError(format!("{what} = {v} is out of range ({min}..={max})"))),
+        Err(_) => Err(UsageError(format!("{what}: `{text}` is not a whole number"))),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Alternates a bare KVM_RUN loop and the full VMM loop over pio-out and
+/// prints the median time per exit of each and their ratio.
+pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageError> {
+    let n = parse_in("-n", n, 1, 10_000_000)?;
+    let rounds = parse_in("--rounds", rounds, 1, 100)?;
+    let path = device.unwrap_or_else(exitlab_kvm::device_path);
+    let w = exitlab_guest::find_workload("pio-out").expect("pio-out is built in");
+    let image = w.build(&w.resolve([format!("n={n}").as_str()])?).map_err(|e| UsageError(e.to_string()))?;
+    let run = |f: fn(&mut exitlab_kvm::KvmVm, &exitlab_guest::Image) -> Result<LoopTime, exitlab_vmm::VmmError>| {
+        let mut vm = exitlab_kvm::KvmVm::new(&path, image.memory_size)?;
+        f(&mut vm, &image).map_err(|e| UsageError(e.to_string()))
+    };
+    // Alternate which loop goes first so drift on the host (frequency,
+    // other tenants) does not favour either; compare round by round.
+    let (mut bare, mut vmm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (b, v) = if round % 2 == 0 {
+            let b = run(bare_loop)?.ns_per_exit();
+            (b, run(vmm_loop)?.ns_per_exit())
+        } else {
+            let v = run(vmm_loop)?.ns_per_exit();
+            (run(bare_loop)?.ns_per_exit(), v)
+        };
+        bare.push(b);
+        vmm.push(v);
+        ratios.push(v / b);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (bmin, vmin) = (best(&bare), best(&vmm));
+    let ratio = median(ratios);
+    println!("exit round trip on kvm ({}; pio-out, n = {n}, {rounds} rounds):", path.display());
+    println!("{:<22} {:>14} {:>14}", "", "median us/exit", "best us/exit");
+    println!("{:<22} {:>14.3} {:>14.3}", "bare KVM_RUN loop", median(bare) / 1000.0, bmin / 1000.0);
+    println!("{:<22} {:>14.3} {:>14.3}", "exitlab VMM loop", median(vmm) / 1000.0, vmin / 1000.0);
+    println!("ratio VMM / bare: {ratio:.4} (median of per-round ratios), {:.4} (best against best)", vmin / bmin);
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The `exitlab` command as a user runs it: outputs, JSON, exit statuses.
+
+use std::process::{Command, Output};
+
+fn exitlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).output().expect("the binary runs")
+}
+
+fn exitlab_env(args: &[&str], key: &str, value: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).env(key, value).output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Bad input: exit status 2 and exactly one line on stderr naming `what`.
+fn assert_usage_error(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+    assert!(err.contains(what), "`{what}` not in: {err}");
+}
+
+fn kvm_usable() -> bool {
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping KVM test: {why}");
+            false
+        }
+    }
+}
+
+/// The sample count on the table row of `reason`, if there is one.
+fn samples(table: &str, reason: &str) -> Option<u64> {
+    table.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next() == Some(reason)).then(|| f.next().unwrap().parse().unwrap())
+    })
+}
+
+#[test]
+fn bad_input_gets_one_line_and_status_2() {
+    assert_usage_error(&exitlab(&["stat", "no-such-workload"]), "unknown workload `no-such-workload`");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "--set", "bogus=1"]), "no parameter `bogus`");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "--set", "n"]), "not of the form key=value");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "-n", "0"]), "`n` = 0 is out of range");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "-n", "ten"]), "`ten` is not a number");
+    assert_usage_error(&exitlab(&["stat", "io-mix", "--set", "p=1.5"]), "`p` = 1.5 is out of range");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "--phase", "lunch"]), "unknown phase `lunch`");
+    assert_usage_error(&exitlab(&["image", "nope", "--disasm"]), "unknown workload");
+    assert_usage_error(&exitlab(&["bench", "kvm", "-n", "0"]), "-n = 0 is out of range");
+}
+
+#[test]
+fn no_kvm_is_one_line_naming_the_device() {
+    let o = exitlab_env(&["stat", "pio-out"], "EXITLAB_KVM_DEVICE", "/nonexistent/kvm");
+    assert_usage_error(&o, "/nonexistent/kvm");
+    let o = exitlab(&["stat", "pio-out", "--kvm-device", "/nonexistent/kvm2"]);
+    assert_usage_error(&o, "cannot use KVM device /nonexistent/kvm2: No such file or directory");
+}
+
+#[test]
+fn list_shows_every_workload_with_parameters() {
+    let out = stdout(&exitlab(&["list"]));
+    for w in ["pio-out", "pio-in", "mmio-read", "mmio-write", "cpuid", "rdmsr", "wrmsr", "cr3-write", "hlt", "io-mix"] {
+        assert!(out.lines().any(|l| l.starts_with(w)), "{w} missing from:\n{out}");
+    }
+    assert!(out.contains("    p "), "io-mix's p parameter is listed");
+}
+
+#[test]
+fn image_disassembles_with_symbols_and_writes_bytes() {
+    let o = exitlab(&["image", "cr3-write", "--disasm"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    let trap = text.lines().skip_while(|l| *l != "measure_trap:").nth(1).unwrap();
+    assert!(trap.ends_with("mov     cr3,rax"), "{trap}");
+
+    let dir = std::env::temp_dir().join(format!("exitlab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cpuid.bin");
+    let o = exitlab(&["image", "cpuid", "-o", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..3], &[0x0f, 0x01, 0x1d], "the image starts with lidt [rip+disp32]");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stat_counts_userspace_exits_on_kvm() {
+    if !kvm_usable() {
+        return;
+    }
+    let o = exitlab(&["stat", "pio-out", "-n", "10000", "--backend", "kvm", "--phase", "measure"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert_eq!(samples(&table, "IO_INSTRUCTION"), Some(10000), "{table}");
+    assert!(table.contains("VM-EXIT") && table.contains("Samples%") && table.contains("Avg time"));
+
+    let o = exitlab(&["stat", "mmio-write", "-n", "10000", "--phase", "measure"]);
+    assert_eq!(samples(&stdout(&o), "EPT_MISCONFIG"), Some(10000));
+
+    let o = exitlab(&["stat", "pio-out", "-n", "2000", "--phase", "measure", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["exits"][0]["reason"], "IO_INSTRUCTION");
+    assert_eq!(v["exits"][0]["samples"], 2000);
+    assert_eq!(v["total_samples"], 2000);
+    assert_eq!(v["ports"][0]["port"], 0x80);
+    assert_eq!(v["outcome"]["status"], 0);
+}
+
+#[test]
+fn cpuid_shows_only_kvm_stats_on_kvm() {
+    if !kvm_usable() {
+        return;
+    }
+    let o = exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total_samples"], 0);
+    assert!(v["exits"].as_array().unwrap().iter().all(|e| e["reason"] != "CPUID"));
+    assert!(v["backend_counters"]["exits"].as_u64().unwrap() >= 1);
+    let table = stdout(&exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure"]));
+    assert_eq!(samples(&table, "CPUID"), None);
+    assert!(table.contains("Backend counters (kvm binary stats)"));
+}
+
+#[test]
+fn a_faulting_guest_is_reported_with_status_1() {
+    if !kvm_usable() {
+        return;
+    }
+    let o = exitlab(&["stat", "fault", "--set", "kind=1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("guest exception #PF (vector 14)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cr2 0x100000000"));
+}
