@@ -188,3 +188,40 @@ fn a_missing_device_is_reported_by_path() {
     assert!(msg.contains("/nonexistent/kvm"), "{msg}");
     assert!(msg.contains("No such file"), "{msg}");
 }
+
+#[test]
+fn an_msi_signalled_by_the_vmm_reaches_the_guest_idt() {
+    use exitlab_hv::{Msi, Vcpu, VmExit};
+    let img = image("hlt", &["n=20", "warmup=3"]);
+    let Some(mut vm) = vm_for(&img) else { return };
+    for c in img.boot_layout().chunks {
+        vm.write_memory(c.gpa, &c.bytes).unwrap();
+    }
+    vm.write_memory(img.load_gpa, &img.bytes).unwrap();
+    let mut vcpu = vm.create_vcpu(0, &img.boot_layout().state).unwrap();
+    loop {
+        let exit = vcpu.run().unwrap();
+        let VmExit::Io(io) = &exit else { panic!("unexpected {exit:?}") };
+        if io.qual.is_in {
+            vcpu.complete_read(&[0x20]);
+        }
+        // At the first marker the kernel has enabled its local APIC and
+        // runs with interrupts off; vector 0x50 has no handler of its own,
+        // so its stub reports it when the first STI; HLT lets it in.
+        if io.qual.port == layout::PORT_MARKER && io.data == Phase::Warmup as u32 {
+            vm.signal_msi(Msi::fixed(0, 0x50)).unwrap();
+        }
+        assert_ne!(io.qual.port, layout::PORT_DEBUG_EXIT, "the MSI was never delivered");
+        if io.qual.port == layout::PORT_REPORT {
+            break;
+        }
+    }
+    let mut b = [0u8; MailboxReport::SIZE];
+    vm.read_memory(layout::MAILBOX, &mut b).unwrap();
+    let rep = MailboxReport::from_bytes(&b);
+    assert_eq!(rep.vector, 0x50);
+    // Pending before STI; the STI shadow covers HLT, so the interrupt
+    // arrives with RIP after the HLT.
+    assert_eq!(rep.rip, next_rip(&img, img.symbol("warmup_trap").unwrap()));
+    assert_eq!(MailboxReport::ticks(&b), 0);
+}
