@@ -3,6 +3,7 @@
 use crate::UsageError;
 use exitlab_vmm::bench::{bare_loop, vmm_loop, LoopTime};
 use std::path::PathBuf;
+use std::time::Instant;
 
 fn parse_in(what: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError> {
     match text.trim().parse::<u64>() {
@@ -52,5 +53,46 @@ pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageEr
     println!("{:<22} {:>14.3} {:>14.3}", "bare KVM_RUN loop", median(bare) / 1000.0, bmin / 1000.0);
     println!("{:<22} {:>14.3} {:>14.3}", "exitlab VMM loop", median(vmm) / 1000.0, vmin / 1000.0);
     println!("ratio VMM / bare: {ratio:.4} (median of per-round ratios), {:.4} (best against best)", vmin / bmin);
+    Ok(())
+}
+
+/// Runs `workload` with `sets` on the simulator; returns host seconds and
+/// guest instructions retired over the whole run.
+fn sim_run(workload: &str, sets: &[&str]) -> Result<(f64, u64, exitlab_vmm::RunReport), UsageError> {
+    let w = exitlab_guest::find_workload(workload).expect("built in");
+    let image = w.build(&w.resolve(sets.iter().copied())?).map_err(|e| UsageError(e.to_string()))?;
+    let mut vm = exitlab_sim::SimVm::new(image.memory_size)?;
+    let start = Instant::now();
+    let report = exitlab_vmm::run_image(&mut vm, &image).map_err(|e| UsageError(e.to_string()))?;
+    let secs = start.elapsed().as_secs_f64();
+    let instructions = report.accountant.all().counters.get("instructions").copied().unwrap_or(0);
+    Ok((secs, instructions, report))
+}
+
+/// The simulator's speed: a compute-bound guest loop in million guest
+/// instructions per host second, and the host time one hour of tickless
+/// idle guest time takes. Ends with `guest MIPS: <median>`.
+pub fn sim(rounds: &str) -> Result<(), UsageError> {
+    let rounds = parse_in("--rounds", rounds, 1, 100)?;
+    let sets = ["n=10000", "warmup=0", "p=0", "work=1000"];
+    let mut mips = Vec::new();
+    let mut instructions = 0;
+    for _ in 0..rounds {
+        let (secs, n, _) = sim_run("io-mix", &sets)?;
+        instructions = n;
+        mips.push(n as f64 / secs / 1e6);
+    }
+    let (idle_secs, _, idle) = sim_run("idle", &["n=1", "warmup=0", "period_ms=3600000"])?;
+    let guest = idle.accountant.phase_stats(exitlab_guest::layout::Phase::Measure);
+    let best = mips.iter().copied().fold(0.0, f64::max);
+    println!("compute loop: io-mix p=0 work=1000 n=10000, {instructions} guest instructions, {rounds} rounds");
+    println!("  best {best:.1} MIPS, median {:.1} MIPS", median(mips.clone()));
+    println!(
+        "tickless idle: {:.3} s of guest time took {:.3} ms of host time ({} HLT exits)",
+        guest.end_ns.saturating_sub(guest.start_ns) as f64 / 1e9,
+        idle_secs * 1e3,
+        guest.samples(exitlab_arch::ExitReason::Hlt)
+    );
+    println!("guest MIPS: {:.1}", median(mips));
     Ok(())
 }

@@ -19,8 +19,37 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
+    /// The deterministic simulated x86-64 machine (virtual time).
+    Sim,
     /// The host's KVM (/dev/kvm, or $EXITLAB_KVM_DEVICE).
     Kvm,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sim => "sim",
+            Backend::Kvm => "kvm",
+        }
+    }
+}
+
+/// Where and how to run a guest.
+#[derive(clap::Args)]
+struct MachineArgs {
+    /// Machine to run on.
+    #[arg(long, value_enum, default_value = "sim")]
+    backend: Backend,
+    /// KVM device node (kvm backend).
+    #[arg(long, value_name = "PATH")]
+    kvm_device: Option<PathBuf>,
+    /// Stop a runaway guest after this many instructions (sim backend).
+    #[arg(long, value_name = "N")]
+    max_instructions: Option<String>,
+    /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
+    /// (sim backend).
+    #[arg(long, value_name = "DURATION")]
+    max_time: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -43,13 +72,8 @@ enum Command {
     Stat {
         #[command(flatten)]
         w: WorkloadArgs,
-        /// Machine to run on. The default is kvm until the simulated CPU
-        /// lands; then it becomes sim.
-        #[arg(long, value_enum, default_value = "kvm")]
-        backend: Backend,
-        /// KVM device node.
-        #[arg(long, value_name = "PATH")]
-        kvm_device: Option<PathBuf>,
+        #[command(flatten)]
+        m: MachineArgs,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -80,6 +104,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The simulator's speed on a compute-bound guest loop (guest MIPS)
+    /// and the host time of one hour of tickless idle guest time.
+    Sim {
+        /// Rounds of the compute loop; the median is reported.
+        #[arg(long, default_value = "5")]
+        rounds: String,
+    },
     /// The VMM's userspace exit round trip beside a bare KVM_RUN loop on
     /// the same host and guest (pio-out), as a ratio.
     Kvm {
@@ -168,21 +199,61 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageErr
     })
 }
 
-fn run_on(backend: Backend, kvm_device: Option<PathBuf>, img: &Image) -> Result<RunReport, UsageError> {
-    match backend {
+/// `10s`, `250ms`, `40us`, `7ns` (no unit: seconds) as nanoseconds.
+fn parse_duration(text: &str) -> Result<u64, UsageError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1e9,
+        "ms" => 1e6,
+        "us" => 1e3,
+        "ns" => 1.0,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        _ => {
+            return Err(UsageError(format!(
+                "--max-time: unknown unit `{unit}` in `{text}` (use ns, us, ms, s, min or h)"
+            )))
+        }
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && (v * scale) < 1.8e19 => Ok((v * scale) as u64),
+        _ => Err(UsageError(format!("--max-time: `{text}` is not a positive duration"))),
+    }
+}
+
+fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
+    let run_failed = |e: exitlab_vmm::VmmError| UsageError(format!("run failed: {e}"));
+    match m.backend {
+        Backend::Sim => {
+            let mut vm = exitlab_sim::SimVm::new(img.memory_size)?;
+            let max_instructions = match &m.max_instructions {
+                Some(t) => Some(
+                    t.trim()
+                        .parse::<u64>()
+                        .map_err(|_| UsageError(format!("--max-instructions: `{t}` is not a whole number")))?,
+                ),
+                None => None,
+            };
+            let max_cycles = match &m.max_time {
+                Some(t) => Some(exitlab_sim::cost::ns_to_cycles(parse_duration(t)?)),
+                None => None,
+            };
+            vm.set_limits(exitlab_sim::Limits { max_instructions, max_cycles });
+            exitlab_vmm::run_image(&mut vm, img).map_err(run_failed)
+        }
         Backend::Kvm => {
-            let path = kvm_device.unwrap_or_else(exitlab_kvm::device_path);
+            let path = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
             let mut vm = exitlab_kvm::KvmVm::new(&path, img.memory_size)?;
-            exitlab_vmm::run_image(&mut vm, img).map_err(|e| UsageError(format!("run failed: {e}")))
+            exitlab_vmm::run_image(&mut vm, img).map_err(run_failed)
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn stat(
     w: &WorkloadArgs,
-    backend: Backend,
-    kvm_device: Option<PathBuf>,
+    m: &MachineArgs,
     json: bool,
     phase: Option<String>,
     console: bool,
@@ -194,20 +265,17 @@ fn stat(
         })?),
     };
     let (workload, img) = build(w)?;
-    let report = run_on(backend, kvm_device, &img)?;
+    let report = run_on(m, &img)?;
     let stats = match phase {
         Some(p) => report.accountant.phase_stats(p).clone(),
         None => report.accountant.all(),
     };
-    let backend_name = match backend {
-        Backend::Kvm => "kvm",
-    };
     let view = StatView {
         workload: workload.name,
-        backend: backend_name,
+        backend: m.backend.name(),
         phase: phase.map_or("all", Phase::name),
         stats: &stats,
-        virtual_time: false,
+        virtual_time: m.backend == Backend::Sim,
     };
     if console {
         eprint!("{}", report.console());
@@ -243,10 +311,9 @@ fn main() -> ExitCode {
             list();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stat { w, backend, kvm_device, json, phase, console } => {
-            stat(&w, backend, kvm_device, json, phase, console)
-        }
+        Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
+        Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
             bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)
         }

@@ -59,9 +59,9 @@ fn bad_input_gets_one_line_and_status_2() {
 
 #[test]
 fn no_kvm_is_one_line_naming_the_device() {
-    let o = exitlab_env(&["stat", "pio-out"], "EXITLAB_KVM_DEVICE", "/nonexistent/kvm");
+    let o = exitlab_env(&["stat", "pio-out", "--backend", "kvm"], "EXITLAB_KVM_DEVICE", "/nonexistent/kvm");
     assert_usage_error(&o, "/nonexistent/kvm");
-    let o = exitlab(&["stat", "pio-out", "--kvm-device", "/nonexistent/kvm2"]);
+    let o = exitlab(&["stat", "pio-out", "--backend", "kvm", "--kvm-device", "/nonexistent/kvm2"]);
     assert_usage_error(&o, "cannot use KVM device /nonexistent/kvm2: No such file or directory");
 }
 
@@ -103,10 +103,10 @@ fn stat_counts_userspace_exits_on_kvm() {
     assert_eq!(samples(&table, "IO_INSTRUCTION"), Some(10000), "{table}");
     assert!(table.contains("VM-EXIT") && table.contains("Samples%") && table.contains("Avg time"));
 
-    let o = exitlab(&["stat", "mmio-write", "-n", "10000", "--phase", "measure"]);
+    let o = exitlab(&["stat", "mmio-write", "-n", "10000", "--phase", "measure", "--backend", "kvm"]);
     assert_eq!(samples(&stdout(&o), "EPT_MISCONFIG"), Some(10000));
 
-    let o = exitlab(&["stat", "pio-out", "-n", "2000", "--phase", "measure", "--json"]);
+    let o = exitlab(&["stat", "pio-out", "-n", "2000", "--phase", "measure", "--json", "--backend", "kvm"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["exits"][0]["reason"], "IO_INSTRUCTION");
     assert_eq!(v["exits"][0]["samples"], 2000);
@@ -120,23 +120,65 @@ fn cpuid_shows_only_kvm_stats_on_kvm() {
     if !kvm_usable() {
         return;
     }
-    let o = exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure", "--json"]);
+    let o = exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure", "--json", "--backend", "kvm"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["total_samples"], 0);
     assert!(v["exits"].as_array().unwrap().iter().all(|e| e["reason"] != "CPUID"));
     assert!(v["backend_counters"]["exits"].as_u64().unwrap() >= 1);
-    let table = stdout(&exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure"]));
+    let table = stdout(&exitlab(&["stat", "cpuid", "-n", "1000", "--phase", "measure", "--backend", "kvm"]));
     assert_eq!(samples(&table, "CPUID"), None);
     assert!(table.contains("Backend counters (kvm binary stats)"));
 }
 
 #[test]
 fn a_faulting_guest_is_reported_with_status_1() {
-    if !kvm_usable() {
-        return;
-    }
     let o = exitlab(&["stat", "fault", "--set", "kind=1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("guest exception #PF (vector 14)"), "{}", stderr(&o));
     assert!(stderr(&o).contains("cr2 0x100000000"));
+}
+
+#[test]
+fn the_simulator_is_the_default_and_sees_every_exit() {
+    let o = exitlab(&["stat", "pio-out", "-n", "10000", "--phase", "measure"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.contains("backend sim"), "{table}");
+    assert_eq!(samples(&table, "IO_INSTRUCTION"), Some(10000));
+    for (workload, reason) in [("cpuid", "CPUID"), ("rdmsr", "MSR_READ"), ("wrmsr", "MSR_WRITE"), ("hlt", "HLT")] {
+        let o = exitlab(&["stat", workload, "-n", "500", "--phase", "measure"]);
+        assert_eq!(samples(&stdout(&o), reason), Some(500), "{workload}");
+    }
+}
+
+#[test]
+fn two_simulated_runs_print_identical_json() {
+    let args = ["stat", "io-mix", "-n", "3000", "--set", "p=0.3", "--json"];
+    let (a, b) = (exitlab(&args), exitlab(&args));
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(a.stdout, b.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(v["virtual_time"], true);
+}
+
+#[test]
+fn runaway_guests_stop_at_the_limits_with_a_report() {
+    let o = exitlab(&["stat", "io-mix", "-n", "1000000", "--set", "p=0", "--max-instructions", "100000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("instruction limit of 100000 reached at rip 0x"), "{}", stderr(&o));
+    let o = exitlab(&["stat", "idle", "--set", "period_ms=60000", "--max-time", "2s"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("time limit of 2000000000 ns"), "{}", stderr(&o));
+    assert_usage_error(&exitlab(&["stat", "idle", "--max-time", "2 weeks"]), "--max-time");
+}
+
+#[test]
+fn bench_sim_ends_with_the_mips_line() {
+    let o = exitlab(&["bench", "sim", "--rounds", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let last = out.lines().last().unwrap();
+    let mips: f64 = last.strip_prefix("guest MIPS: ").unwrap().parse().unwrap();
+    assert!(mips > 0.0);
+    assert!(out.contains("tickless idle: 3600.000 s of guest time"));
 }

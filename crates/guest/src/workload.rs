@@ -227,6 +227,65 @@ fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Periodic tick: the LAPIC timer in periodic mode at `tick_hz` (divide
+/// by 1, the count in 1 GHz bus ticks). Tickless: divide by 128, one-shot,
+/// armed per idle period.
+fn idle_setup(asm: &mut Asm, p: &Params) -> Result<()> {
+    asm.a.mov(rdi, apic::DEFAULT_BASE)?;
+    match 1_000_000_000u64.checked_div(p.int("tick_hz")) {
+        None => {
+            asm.a.mov(dword_ptr(rdi + apic::TIMER_DIVIDE as i32), 0b1010u32)?; // divide by 128
+            asm.a.mov(dword_ptr(rdi + apic::LVT_TIMER as i32), apic::TIMER_ONE_SHOT | u32::from(TIMER_VECTOR))?;
+        }
+        Some(period) => {
+            asm.a.mov(dword_ptr(rdi + apic::TIMER_DIVIDE as i32), apic::DIVIDE_BY_1)?;
+            asm.a.mov(dword_ptr(rdi + apic::LVT_TIMER as i32), apic::TIMER_PERIODIC | u32::from(TIMER_VECTOR))?;
+            asm.a.mov(dword_ptr(rdi + apic::TIMER_INITIAL_COUNT as i32), period as u32)?;
+        }
+    }
+    Ok(())
+}
+
+/// One idle period of `period_ms`. Tickless: arm the one-shot timer for
+/// the whole period (in 2^32-tick chunks of 128 ns) and halt; one wake-up
+/// per chunk. Periodic: halt until the tick count has advanced by
+/// `period_ms * tick_hz / 1000`; every tick wakes the vCPU.
+fn idle(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    let hz = p.int("tick_hz");
+    let ms = p.int("period_ms");
+    asm.a.mov(rdi, apic::DEFAULT_BASE)?;
+    asm.a.mov(rsi, MAILBOX)?;
+    let mut wait = asm.label();
+    let mut done = asm.label();
+    if hz == 0 {
+        // r13 = ticks of 128 ns left in the period.
+        asm.a.mov(r13, ms * 1_000_000 / 128)?;
+        asm.set(&mut wait)?;
+        asm.a.test(r13, r13)?;
+        asm.a.jz(done)?;
+        asm.a.mov(eax, 0xffff_ffffu32)?;
+        asm.a.cmp(r13, rax)?;
+        asm.a.cmovb(rax, r13)?;
+        asm.a.sub(r13, rax)?;
+        asm.a.mov(dword_ptr(rdi + apic::TIMER_INITIAL_COUNT as i32), eax)?;
+    } else {
+        // r13 = the tick count that ends the period.
+        asm.a.mov(r13, qword_ptr(rsi + crate::kernel::mailbox::TICKS))?;
+        asm.a.add(r13, (ms * hz / 1000).max(1) as i32)?;
+        asm.set(&mut wait)?;
+        asm.a.cmp(qword_ptr(rsi + crate::kernel::mailbox::TICKS), r13)?;
+        asm.a.jae(done)?;
+    }
+    asm.a.sti()?;
+    trap(asm, phase)?;
+    asm.a.hlt()?;
+    asm.a.cli()?;
+    asm.a.jmp(wait)?;
+    asm.set(&mut done)?;
+    asm.a.nop()?;
+    Ok(())
+}
+
 /// Faults on purpose so the kernel's report path can be checked: kind 0
 /// executes UD2 (#UD), 1 reads 4 GiB, past the identity map (#PF, error
 /// code 0, CR2 = 4 GiB), 2 reads a non-canonical address (#GP(0)).
@@ -330,6 +389,16 @@ pub static WORKLOADS: &[Workload] = &[
         iteration: io_mix,
     },
     Workload {
+        name: "idle",
+        summary: "idle periods of period_ms: periodic tick at tick_hz, or tickless (tick_hz=0, one timer per period)",
+        own_params: &[
+            ParamSpec::int("period_ms", 1, 3_600_000, 1000, "length of one idle period in milliseconds"),
+            ParamSpec::int("tick_hz", 0, 10_000, 0, "periodic tick rate in Hz; 0 = tickless"),
+        ],
+        setup: idle_setup,
+        iteration: idle,
+    },
+    Workload {
         name: "fault",
         summary: "raises an exception on its first iteration, to show how guest errors are reported",
         own_params: &[
@@ -381,6 +450,7 @@ mod tests {
             ("hlt", Mnemonic::Hlt),
             ("io-mix", Mnemonic::Out),
             ("fault", Mnemonic::Ud2),
+            ("idle", Mnemonic::Hlt),
         ];
         for (name, m) in expect {
             let w = find(name).unwrap();

@@ -81,6 +81,12 @@ pub enum VmExit {
     Shutdown,
     /// A debug event (single step or breakpoint) the VMM asked to see.
     Debug { rip: u64, dr6: u64 },
+    /// CPUID: answer with [`Completion::Cpuid`].
+    Cpuid { leaf: u32, subleaf: u32 },
+    /// RDMSR: answer with [`Completion::MsrRead`].
+    MsrRead { msr: u32 },
+    /// WRMSR: answer with [`Completion::MsrWrite`].
+    MsrWrite { msr: u32, value: u64 },
     /// Any other exit, with its raw qualification.
     Other { reason: ExitReason, qualification: u64 },
 }
@@ -93,6 +99,9 @@ impl VmExit {
             VmExit::Hlt => ExitReason::Hlt,
             VmExit::Shutdown => ExitReason::TripleFault,
             VmExit::Debug { .. } => ExitReason::ExceptionNmi,
+            VmExit::Cpuid { .. } => ExitReason::Cpuid,
+            VmExit::MsrRead { .. } => ExitReason::MsrRead,
+            VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
             VmExit::Other { reason, .. } => *reason,
         }
     }
@@ -111,9 +120,40 @@ impl VmExit {
             }
             VmExit::Debug { dr6, .. } => *dr6,
             VmExit::Other { qualification, .. } => *qualification,
-            VmExit::Hlt | VmExit::Shutdown => 0,
+            VmExit::Hlt
+            | VmExit::Shutdown
+            | VmExit::Cpuid { .. }
+            | VmExit::MsrRead { .. }
+            | VmExit::MsrWrite { .. } => 0,
         }
     }
+}
+
+/// The VMM's answer to an exit that needs one, given before the next run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion<'a> {
+    /// The bytes an IN or MMIO read returns.
+    Read(&'a [u8]),
+    /// EAX, EBX, ECX, EDX for a CPUID.
+    Cpuid([u32; 4]),
+    /// The value an RDMSR returns, or `None` to raise #GP(0).
+    MsrRead(Option<u64>),
+    /// Whether a WRMSR was accepted; `false` raises #GP(0).
+    MsrWrite(bool),
+}
+
+/// Work a VMM exit handler did, in units a cost model can price (the
+/// simulator turns them into virtual time; KVM's real time already passed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerWork {
+    /// Device register reads and writes.
+    pub device_ops: u32,
+    /// Guest instruction bytes fetched and decoded.
+    pub bytes_decoded: u32,
+    /// Guest page-table walks.
+    pub page_walks: u32,
+    /// Bytes copied to or from guest memory.
+    pub bytes_copied: u32,
 }
 
 /// A counter the backend keeps for events the VMM may not see (KVM's
@@ -133,6 +173,11 @@ pub enum HvError {
     BadAddress { gpa: u64, len: usize },
     /// The backend failed (an ioctl error, an entry failure).
     Backend(String),
+    /// The guest executed something the backend does not implement; the
+    /// message names the RIP, the bytes and their disassembly.
+    Unsupported(String),
+    /// A run limit (instructions, virtual time) was reached.
+    Limit(String),
 }
 
 impl fmt::Display for HvError {
@@ -142,7 +187,7 @@ impl fmt::Display for HvError {
             HvError::BadAddress { gpa, len } => {
                 write!(f, "guest-physical range {gpa:#x}+{len:#x} is outside guest memory")
             }
-            HvError::Backend(s) => f.write_str(s),
+            HvError::Backend(s) | HvError::Unsupported(s) | HvError::Limit(s) => f.write_str(s),
         }
     }
 }
@@ -178,9 +223,31 @@ pub trait Vcpu {
     /// Runs guest code until the next exit the VMM must handle.
     fn run(&mut self) -> Result<VmExit>;
 
-    /// Supplies the value an IN or MMIO-read exit asked for; it reaches the
-    /// guest on the next [`Vcpu::run`].
-    fn complete_read(&mut self, data: &[u8]);
+    /// Answers the last exit; the answer reaches the guest on the next
+    /// [`Vcpu::run`].
+    fn complete(&mut self, answer: Completion<'_>);
+
+    /// Supplies the value an IN or MMIO-read exit asked for.
+    fn complete_read(&mut self, data: &[u8]) {
+        self.complete(Completion::Read(data))
+    }
+
+    /// Completes a HLT exit: the vCPU enters the HLT activity state. Returns
+    /// the backend-clock time at which something the vCPU owns (its local
+    /// APIC timer) will wake it, or `None` if nothing it owns can.
+    fn halt(&mut self) -> Result<Option<u64>>;
+
+    /// An MSR of the vCPU's architectural state, or `None` if the CPU has
+    /// no such MSR.
+    fn read_msr(&mut self, msr: u32) -> Result<Option<u64>>;
+
+    /// Writes an MSR; `false` if the CPU has no such MSR or rejects the
+    /// value (the guest then gets #GP).
+    fn write_msr(&mut self, msr: u32, value: u64) -> Result<bool>;
+
+    /// Charges the exit the VMM just handled to the backend's clock. Only a
+    /// backend with virtual time has anything to do.
+    fn account_exit(&mut self, _reason: ExitReason, _work: &HandlerWork) {}
 
     fn regs(&mut self) -> Result<Regs>;
 

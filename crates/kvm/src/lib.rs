@@ -9,10 +9,10 @@
 mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
-use exitlab_hv::{Capabilities, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
+use exitlab_hv::{Capabilities, Completion, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
 use kvm_bindings::{
-    kvm_dtable, kvm_fpu, kvm_msi, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId, KVM_EXIT_IO,
-    KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
+    kvm_dtable, kvm_fpu, kvm_msi, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId, Msrs,
+    KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 pub use stats::StatsFile;
@@ -324,7 +324,10 @@ impl Vcpu for KvmVcpu {
         }
     }
 
-    fn complete_read(&mut self, data: &[u8]) {
+    fn complete(&mut self, answer: Completion<'_>) {
+        // KVM answers CPUID and MSR accesses in the kernel; only reads
+        // come back to userspace.
+        let Completion::Read(data) = answer else { return };
         let run = self.fd.get_kvm_run();
         match run.exit_reason {
             KVM_EXIT_IO => {
@@ -353,6 +356,26 @@ impl Vcpu for KvmVcpu {
             }
             _ => {}
         }
+    }
+
+    fn halt(&mut self) -> Result<Option<u64>> {
+        // With the in-kernel irqchip KVM handles HLT itself; a HLT exit
+        // never reaches userspace, so nothing here can wake the vCPU.
+        Ok(None)
+    }
+
+    fn read_msr(&mut self, msr: u32) -> Result<Option<u64>> {
+        let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: msr, ..Default::default() }])
+            .map_err(|e| HvError::Backend(format!("KVM_GET_MSRS: {e:?}")))?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(backend("KVM_GET_MSRS"))?;
+        Ok((n == 1).then(|| msrs.as_slice()[0].data))
+    }
+
+    fn write_msr(&mut self, msr: u32, value: u64) -> Result<bool> {
+        let msrs = Msrs::from_entries(&[kvm_msr_entry { index: msr, data: value, ..Default::default() }])
+            .map_err(|e| HvError::Backend(format!("KVM_SET_MSRS: {e:?}")))?;
+        let n = self.fd.set_msrs(&msrs).map_err(backend("KVM_SET_MSRS"))?;
+        Ok(n == 1)
     }
 
     fn regs(&mut self) -> Result<Regs> {

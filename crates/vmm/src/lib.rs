@@ -7,6 +7,7 @@
 pub mod account;
 pub mod bench;
 pub mod bus;
+pub mod cpuid;
 pub mod devices;
 mod run;
 mod table;

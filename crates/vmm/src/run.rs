@@ -3,11 +3,11 @@
 
 use crate::account::{Accountant, ExitRecord, Target};
 use crate::bus::Bus;
-use crate::devices::{MmioScratch, PostPort, Serial};
+use crate::devices::{MmioScratch, Pic, PostPort, Serial};
 use exitlab_arch::Regs;
 use exitlab_guest::layout::{self, Phase};
 use exitlab_guest::{Image, MailboxReport};
-use exitlab_hv::{HvError, IoExit, MmioExit, Vcpu, Vm, VmExit};
+use exitlab_hv::{Completion, HandlerWork, HvError, IoExit, MmioExit, Vcpu, Vm, VmExit};
 use std::fmt;
 
 /// Something the guest did that ends the run without a clean exit.
@@ -23,6 +23,10 @@ pub enum GuestError {
     Protocol(String),
     /// An exit this VMM does not handle on this backend.
     UnhandledExit(String),
+    /// The guest ran an instruction the backend does not implement.
+    Unsupported(String),
+    /// The guest hit a run limit (instructions or time): a runaway loop.
+    Runaway(String),
 }
 
 impl fmt::Display for GuestError {
@@ -33,6 +37,8 @@ impl fmt::Display for GuestError {
             GuestError::HaltedForever => f.write_str("HLT with interrupts masked and no wake-up source"),
             GuestError::Protocol(s) => write!(f, "guest protocol error: {s}"),
             GuestError::UnhandledExit(s) => write!(f, "unhandled exit: {s}"),
+            GuestError::Unsupported(s) => write!(f, "unsupported: {s}"),
+            GuestError::Runaway(s) => write!(f, "stopped: {s}"),
         }
     }
 }
@@ -100,6 +106,8 @@ fn machine() -> (Bus, Bus) {
     let fixed = "device ranges are disjoint by construction";
     pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(fixed);
     pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(fixed);
+    pio.insert("pic-master", 0x20, 2, Box::<Pic>::default()).expect(fixed);
+    pio.insert("pic-slave", 0xa0, 2, Box::<Pic>::default()).expect(fixed);
     mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
         .expect(fixed);
     (pio, mmio)
@@ -134,7 +142,12 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
     // also the start of the next run call.
     let mut start = vcpu.now_ns();
     let outcome = loop {
-        let exit = vcpu.run()?;
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(HvError::Unsupported(s)) => break Outcome::GuestError(GuestError::Unsupported(s)),
+            Err(HvError::Limit(s)) => break Outcome::GuestError(GuestError::Runaway(s)),
+            Err(e) => return Err(e.into()),
+        };
         let exit_ns = vcpu.now_ns();
         let mut rec = ExitRecord {
             vcpu: vcpu.id(),
@@ -163,6 +176,7 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
                     };
                     rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
                     let counters = vcpu.counters()?;
+                    vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
                     start = rec.resume_ns;
@@ -177,13 +191,32 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
                 rec.target = mmio_access(&mut mmio, &mut vcpu, access);
                 None
             }
-            VmExit::Hlt => Some(Outcome::GuestError(GuestError::HaltedForever)),
+            VmExit::Hlt => match vcpu.halt()? {
+                Some(_) => None,
+                None => Some(Outcome::GuestError(GuestError::HaltedForever)),
+            },
             VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
             VmExit::Debug { .. } => None,
+            VmExit::Cpuid { leaf, subleaf } => {
+                vcpu.complete(Completion::Cpuid(crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8)));
+                None
+            }
+            VmExit::MsrRead { msr } => {
+                let v = vcpu.read_msr(*msr)?;
+                vcpu.complete(Completion::MsrRead(v));
+                None
+            }
+            VmExit::MsrWrite { msr, value } => {
+                let ok = vcpu.write_msr(*msr, *value)?;
+                vcpu.complete(Completion::MsrWrite(ok));
+                None
+            }
             VmExit::Other { reason, qualification } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
+        let work = HandlerWork { device_ops: u32::from(!matches!(rec.target, Target::None)), ..Default::default() };
+        vcpu.account_exit(rec.reason, &work);
         rec.resume_ns = vcpu.now_ns();
         acc.record(&rec);
         if let Some(o) = ended {

@@ -1,0 +1,365 @@
+//! The local APIC (xAPIC, SDM Vol. 3A ch. 11): interrupt request and
+//! in-service registers with priority, TPR/PPR, EOI, self-IPIs through
+//! the ICR, and the timer in one-shot, periodic and TSC-deadline modes, all
+//! in virtual time (cycles of the vCPU's clock).
+
+use crate::cost::{APIC_BUS_HZ, CPU_HZ};
+use exitlab_arch::bits::apic::*;
+
+/// LVT mask bit.
+const LVT_MASKED: u32 = 1 << 16;
+const TIMER_MODE_MASK: u32 = 3 << 17;
+/// Core cycles per APIC bus tick.
+const CYCLES_PER_TICK: u64 = CPU_HZ / APIC_BUS_HZ;
+
+#[derive(Clone, Debug)]
+pub struct Apic {
+    pub id: u8,
+    svr: u32,
+    tpr: u32,
+    ldr: u32,
+    dfr: u32,
+    esr: u32,
+    irr: [u32; 8],
+    isr: [u32; 8],
+    icr: [u32; 2],
+    /// LVT timer, thermal, performance, LINT0, LINT1, error.
+    lvt: [u32; 6],
+    timer_initial: u32,
+    timer_divide: u32,
+    /// Cycle at which the timer fires next.
+    deadline: Option<u64>,
+    /// Cycle at which the current period started (for the count register).
+    period_start: u64,
+    tsc_deadline: u64,
+    /// Timer interrupts raised so far.
+    pub timer_fires: u64,
+}
+
+const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
+
+impl Apic {
+    pub fn new(id: u8) -> Apic {
+        Apic {
+            id,
+            svr: 0xff,
+            tpr: 0,
+            ldr: 0,
+            dfr: 0xffff_ffff,
+            esr: 0,
+            irr: [0; 8],
+            isr: [0; 8],
+            icr: [0; 2],
+            lvt: [LVT_MASKED; 6],
+            timer_initial: 0,
+            timer_divide: 0,
+            deadline: None,
+            period_start: 0,
+            tsc_deadline: 0,
+            timer_fires: 0,
+        }
+    }
+
+    fn software_enabled(&self) -> bool {
+        self.svr & SVR_ENABLE != 0
+    }
+
+    fn divisor(&self) -> u64 {
+        let d = (self.timer_divide & 3) | ((self.timer_divide & 8) >> 1);
+        if d == 7 {
+            1
+        } else {
+            2 << d
+        }
+    }
+
+    fn timer_mode(&self) -> u32 {
+        self.lvt[0] & TIMER_MODE_MASK
+    }
+
+    fn period_cycles(&self) -> u64 {
+        u64::from(self.timer_initial) * self.divisor() * CYCLES_PER_TICK
+    }
+
+    /// Requests `vector` (an MSI, a self-IPI, the timer). Vectors below 16
+    /// are illegal for fixed delivery and are dropped with an ESR bit.
+    pub fn request(&mut self, vector: u8) {
+        if vector < 16 {
+            self.esr |= 1 << 6; // received illegal vector
+            return;
+        }
+        if !self.software_enabled() {
+            return;
+        }
+        self.irr[usize::from(vector >> 5)] |= 1 << (vector & 31);
+    }
+
+    fn highest(bits: &[u32; 8]) -> Option<u8> {
+        (0..8).rev().find(|&i| bits[i] != 0).map(|i| (i as u8) * 32 + (31 - bits[i].leading_zeros() as u8))
+    }
+
+    fn ppr(&self) -> u32 {
+        let isr_class = Self::highest(&self.isr).map_or(0, |v| u32::from(v) & 0xf0);
+        if self.tpr & 0xf0 >= isr_class {
+            self.tpr & 0xff
+        } else {
+            isr_class
+        }
+    }
+
+    /// Whether any interrupt is requested (cheap: checked before every
+    /// block).
+    #[inline(always)]
+    pub fn any_requested(&self) -> bool {
+        self.irr != [0; 8]
+    }
+
+    /// The vector the APIC would present to the core now, if any.
+    pub fn deliverable(&self) -> Option<u8> {
+        let v = Self::highest(&self.irr)?;
+        (u32::from(v) & 0xf0 > self.ppr() & 0xf0).then_some(v)
+    }
+
+    /// The core accepted `vector`: IRR to ISR.
+    pub fn accept(&mut self, vector: u8) {
+        let (i, b) = (usize::from(vector >> 5), 1u32 << (vector & 31));
+        self.irr[i] &= !b;
+        self.isr[i] |= b;
+    }
+
+    fn eoi(&mut self) {
+        if let Some(v) = Self::highest(&self.isr) {
+            self.isr[usize::from(v >> 5)] &= !(1 << (v & 31));
+        }
+    }
+
+    /// The next cycle at which the timer fires.
+    pub fn next_event(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    /// Fires the timer if its deadline is at or before `now`.
+    pub fn tick(&mut self, now: u64) {
+        let Some(d) = self.deadline else { return };
+        if d > now {
+            return;
+        }
+        self.timer_fires += 1;
+        if self.lvt[0] & LVT_MASKED == 0 {
+            self.request(self.lvt[0] as u8);
+        }
+        match self.timer_mode() {
+            TIMER_PERIODIC if self.period_cycles() > 0 => {
+                // Keep the phase: the next period starts at the deadline.
+                let p = self.period_cycles();
+                let missed = (now - d) / p;
+                self.period_start = d + missed * p;
+                self.deadline = Some(self.period_start + p);
+            }
+            TIMER_TSC_DEADLINE => {
+                self.deadline = None;
+                self.tsc_deadline = 0;
+            }
+            _ => self.deadline = None,
+        }
+    }
+
+    /// TPR as CR8 sees it (bits 7:4).
+    pub fn cr8(&self) -> u64 {
+        u64::from(self.tpr >> 4)
+    }
+
+    pub fn set_cr8(&mut self, v: u64) {
+        self.tpr = ((v & 0xf) << 4) as u32;
+    }
+
+    pub fn tsc_deadline(&self) -> u64 {
+        self.tsc_deadline
+    }
+
+    /// IA32_TSC_DEADLINE: arms (non-zero) or disarms (zero) the timer in
+    /// TSC-deadline mode; ignored in the other modes, as the SDM says.
+    pub fn set_tsc_deadline(&mut self, v: u64, now: u64) {
+        if self.timer_mode() != TIMER_TSC_DEADLINE {
+            return;
+        }
+        self.tsc_deadline = v;
+        self.deadline = (v != 0).then_some(v.max(now));
+    }
+
+    /// A 32-bit read of register `offset`.
+    pub fn read(&self, offset: u64, now: u64) -> u32 {
+        match offset {
+            ID => u32::from(self.id) << 24,
+            VERSION => 0x0005_0014,
+            TPR => self.tpr,
+            0xa0 => self.ppr(),
+            0xd0 => self.ldr,
+            0xe0 => self.dfr,
+            SVR => self.svr,
+            0x100..=0x170 => self.isr[((offset - 0x100) >> 4) as usize],
+            0x200..=0x270 => self.irr[((offset - 0x200) >> 4) as usize],
+            0x280 => self.esr,
+            ICR_LOW => self.icr[0] & !(1 << 12),
+            ICR_HIGH => self.icr[1],
+            TIMER_INITIAL_COUNT => self.timer_initial,
+            TIMER_CURRENT_COUNT => self.current_count(now),
+            TIMER_DIVIDE => self.timer_divide,
+            o => LVT_OFFSETS.iter().position(|&l| l == o).map_or(0, |i| self.lvt[i]),
+        }
+    }
+
+    fn current_count(&self, now: u64) -> u32 {
+        match (self.deadline, self.timer_mode()) {
+            (Some(d), TIMER_ONE_SHOT | TIMER_PERIODIC) => {
+                let left = d.saturating_sub(now);
+                left.div_ceil(self.divisor() * CYCLES_PER_TICK) as u32
+            }
+            _ => 0,
+        }
+    }
+
+    /// A 32-bit write of register `offset`.
+    pub fn write(&mut self, offset: u64, value: u32, now: u64) {
+        match offset {
+            TPR => self.tpr = value & 0xff,
+            EOI => self.eoi(),
+            0xd0 => self.ldr = value & 0xff00_0000,
+            0xe0 => self.dfr = value | 0x0fff_ffff,
+            SVR => {
+                self.svr = value & 0x3ff;
+                if !self.software_enabled() {
+                    // Software disable masks every LVT entry.
+                    for l in &mut self.lvt {
+                        *l |= LVT_MASKED;
+                    }
+                }
+            }
+            0x280 => self.esr = 0,
+            ICR_HIGH => self.icr[1] = value & 0xff00_0000,
+            ICR_LOW => {
+                self.icr[0] = value;
+                self.send_ipi();
+            }
+            TIMER_INITIAL_COUNT => {
+                if self.timer_mode() == TIMER_TSC_DEADLINE {
+                    return;
+                }
+                self.timer_initial = value;
+                self.period_start = now;
+                self.deadline = (value != 0).then(|| now + self.period_cycles());
+            }
+            TIMER_DIVIDE => self.timer_divide = value & 0xb,
+            LVT_TIMER => {
+                let old_mode = self.timer_mode();
+                let mut v = value & (0xff | LVT_MASKED | TIMER_MODE_MASK);
+                if !self.software_enabled() {
+                    v |= LVT_MASKED;
+                }
+                self.lvt[0] = v;
+                if self.timer_mode() != old_mode {
+                    self.deadline = None;
+                    self.tsc_deadline = 0;
+                    self.timer_initial = 0;
+                }
+            }
+            o => {
+                if let Some(i) = LVT_OFFSETS.iter().position(|&l| l == o) {
+                    self.lvt[i] = value & 0x1_07ff;
+                }
+            }
+        }
+    }
+
+    /// ICR: fixed-mode IPIs to this APIC (shorthand self or all-including-
+    /// self, or our own ID) are the only ones a one-vCPU machine can take.
+    fn send_ipi(&mut self) {
+        let lo = self.icr[0];
+        let vector = lo as u8;
+        let fixed = (lo >> 8) & 7 == 0;
+        let to_self = match (lo >> 18) & 3 {
+            0 => (self.icr[1] >> 24) as u8 == self.id,
+            1 | 2 => true,
+            _ => false,
+        };
+        if fixed && to_self {
+            self.request(vector);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> Apic {
+        let mut a = Apic::new(0);
+        a.write(SVR, SVR_ENABLE | 0xff, 0);
+        a
+    }
+
+    #[test]
+    fn priority_eoi_and_tpr() {
+        let mut a = enabled();
+        a.request(0x41);
+        a.request(0x62);
+        assert_eq!(a.deliverable(), Some(0x62));
+        a.accept(0x62);
+        // 0x41's class (4) is below the in-service class (6).
+        assert_eq!(a.deliverable(), None);
+        a.write(EOI, 0, 0);
+        assert_eq!(a.deliverable(), Some(0x41));
+        a.write(TPR, 0x50, 0);
+        assert_eq!(a.deliverable(), None);
+        a.set_cr8(3);
+        assert_eq!(a.deliverable(), Some(0x41));
+    }
+
+    #[test]
+    fn one_shot_and_periodic_timers_in_cycles() {
+        let mut a = enabled();
+        a.write(TIMER_DIVIDE, DIVIDE_BY_1, 0);
+        a.write(LVT_TIMER, 0x40, 0);
+        a.write(TIMER_INITIAL_COUNT, 1000, 100);
+        // 1000 ticks at 1 GHz = 2000 cycles at 2 GHz.
+        assert_eq!(a.next_event(), Some(2100));
+        assert_eq!(a.read(TIMER_CURRENT_COUNT, 1100), 500);
+        a.tick(2099);
+        assert_eq!(a.deliverable(), None);
+        a.tick(2100);
+        assert_eq!(a.deliverable(), Some(0x40));
+        assert_eq!(a.next_event(), None);
+
+        a.write(LVT_TIMER, 0x41 | TIMER_PERIODIC, 3000);
+        a.write(TIMER_INITIAL_COUNT, 10, 3000);
+        a.tick(3020);
+        assert_eq!(a.next_event(), Some(3040));
+        a.tick(3105); // late: the phase is kept
+        assert_eq!(a.next_event(), Some(3120));
+        assert_eq!(a.timer_fires, 3);
+    }
+
+    #[test]
+    fn tsc_deadline_mode_and_self_ipi() {
+        let mut a = enabled();
+        a.set_tsc_deadline(5000, 0); // ignored outside deadline mode
+        assert_eq!(a.next_event(), None);
+        a.write(LVT_TIMER, 0x42 | TIMER_TSC_DEADLINE, 0);
+        a.set_tsc_deadline(5000, 0);
+        assert_eq!(a.next_event(), Some(5000));
+        a.tick(5000);
+        assert_eq!((a.deliverable(), a.tsc_deadline()), (Some(0x42), 0));
+        a.accept(0x42);
+        a.write(ICR_LOW, 1 << 18 | 0x80, 0); // self IPI, vector 0x80
+        assert_eq!(a.deliverable(), Some(0x80));
+    }
+
+    #[test]
+    fn disabled_apic_drops_requests() {
+        let mut a = Apic::new(0);
+        a.request(0x40);
+        assert_eq!(a.deliverable(), None);
+        a.request(3);
+        assert_eq!(a.read(0x280, 0), 1 << 6);
+    }
+}

@@ -1,0 +1,271 @@
+//! Linear-to-physical translation (4-level paging, SDM Vol. 3A ch. 4) with
+//! accessed/dirty bits and #PF error codes, a software TLB with the
+//! architecture's staleness (entries live until CR3 writes or INVLPG),
+//! and the physical access paths: RAM, the local APIC page, and MMIO exits.
+
+use super::event::Event;
+use super::{Machine, Replayed, Stop};
+use crate::cost;
+use crate::machine::PAGE;
+use exitlab_arch::bits::{cr0, efer, pf_error, pte};
+use exitlab_arch::ExitReason;
+use exitlab_hv::{MmioExit, VmExit};
+
+/// The kind of a memory access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Fetch,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    /// Virtual page number + 1 (0: empty).
+    tag: u64,
+    /// Physical page base.
+    frame: u64,
+    writable: bool,
+    user: bool,
+    exec: bool,
+    /// The leaf's dirty bit is set (a write may skip the walk).
+    dirty: bool,
+}
+
+const TLB_ENTRIES: usize = 256;
+
+/// A direct-mapped, 256-entry TLB of 4 KiB translations.
+#[derive(Clone, Debug)]
+pub struct Tlb {
+    e: Box<[Entry; TLB_ENTRIES]>,
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Tlb { e: Box::new([Entry::default(); TLB_ENTRIES]) }
+    }
+}
+
+impl Tlb {
+    pub fn flush(&mut self) {
+        self.e.fill(Entry::default());
+    }
+
+    pub fn flush_page(&mut self, lin: u64) {
+        let vpn = lin >> 12;
+        let e = &mut self.e[vpn as usize % TLB_ENTRIES];
+        if e.tag == vpn + 1 {
+            *e = Entry::default();
+        }
+    }
+}
+
+fn canonical(lin: u64) -> bool {
+    ((lin as i64) << 16 >> 16) as u64 == lin
+}
+
+impl Machine<'_> {
+    /// Translates `lin` for an access at privilege `user`.
+    #[inline(always)]
+    pub fn translate(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
+        let vpn = lin >> 12;
+        let e = self.cpu.tlb.e[vpn as usize % TLB_ENTRIES];
+        if e.tag == vpn + 1
+            && (!user || e.user)
+            && match access {
+                Access::Read => true,
+                Access::Write => e.dirty && (e.writable || (!user && self.cpu.cr0 & cr0::WP == 0)),
+                Access::Fetch => e.exec,
+            }
+        {
+            return Ok(e.frame | (lin & 0xfff));
+        }
+        self.walk(lin, access, user)
+    }
+
+    fn read_pte(&self, addr: u64) -> Option<u64> {
+        let a = addr as usize;
+        self.sh.ram.get(a..a + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn write_pte(&mut self, addr: u64, v: u64) {
+        let a = addr as usize;
+        self.sh.ram[a..a + 8].copy_from_slice(&v.to_le_bytes());
+        self.sh.note_write(addr);
+    }
+
+    /// The page walk, setting A (and D on writes) as it goes.
+    fn walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
+        if !canonical(lin) {
+            return Err(self.raise(Event::gp(0)));
+        }
+        self.cpu.stats.page_walks += 1;
+        self.cpu.stats.tlb_misses += 1;
+        let nxe = self.cpu.efer & efer::NXE != 0;
+        let mut table = self.cpu.cr3 & pte::ADDR_MASK;
+        let (mut writable, mut usr, mut exec) = (true, true, true);
+        let write = access == Access::Write;
+        let fault = |present: bool| {
+            let mut code = 0;
+            if present {
+                code |= pf_error::P;
+            }
+            if write {
+                code |= pf_error::W;
+            }
+            if user {
+                code |= pf_error::U;
+            }
+            if access == Access::Fetch && nxe {
+                code |= pf_error::I;
+            }
+            Event::page_fault(code as u32, lin)
+        };
+        let mut level = 4;
+        loop {
+            self.cpu.cycles += cost::WALK_STEP;
+            let shift = 12 + 9 * (level - 1);
+            let addr = table + ((lin >> shift) & 511) * 8;
+            let Some(mut e) = self.read_pte(addr) else { return Err(self.raise(fault(false))) };
+            if e & pte::P == 0 {
+                return Err(self.raise(fault(false)));
+            }
+            writable &= e & pte::RW != 0;
+            usr &= e & pte::US != 0;
+            exec &= !(nxe && e & pte::NX != 0);
+            let leaf = level == 1 || (level <= 3 && e & pte::PS != 0);
+            let denied = (user && !usr)
+                || (write && !writable && (user || self.cpu.cr0 & cr0::WP != 0))
+                || (access == Access::Fetch && !exec);
+            if denied {
+                return Err(self.raise(fault(true)));
+            }
+            let mut set = pte::A;
+            if leaf && write {
+                set |= pte::D;
+            }
+            if e & set != set {
+                e |= set;
+                self.write_pte(addr, e);
+            }
+            if leaf {
+                let page_mask = (1u64 << shift) - 1;
+                let frame = ((e & pte::ADDR_MASK & !page_mask) | (lin & page_mask)) & !0xfff;
+                let vpn = lin >> 12;
+                self.cpu.tlb.e[vpn as usize % TLB_ENTRIES] =
+                    Entry { tag: vpn + 1, frame, writable, user: usr, exec, dirty: e & pte::D != 0 };
+                return Ok(frame | (lin & 0xfff));
+            }
+            table = e & pte::ADDR_MASK;
+            level -= 1;
+        }
+    }
+
+    /// Reads `size` bytes at physical `phys`: RAM, the APIC page, or an
+    /// MMIO exit (answered through the replay log).
+    pub fn read_phys(&mut self, phys: u64, size: u8) -> Result<u64, Stop> {
+        let p = phys as usize;
+        if let Some(b) = self.sh.ram.get(p..p + usize::from(size)) {
+            let mut v = [0u8; 8];
+            v[..b.len()].copy_from_slice(b);
+            return Ok(u64::from_le_bytes(v));
+        }
+        if self.cpu.apic_page(phys) {
+            let v = self.cpu.apic.read(phys & 0xff0, self.cpu.cycles);
+            return Ok(u64::from(v) >> ((phys & 3) * 8));
+        }
+        self.replayed_read(|| mmio(phys, size, false, 0))
+    }
+
+    pub fn write_phys(&mut self, phys: u64, size: u8, v: u64) -> Result<(), Stop> {
+        let p = phys as usize;
+        let n = usize::from(size);
+        if p.checked_add(n).is_some_and(|e| e <= self.sh.ram.len()) {
+            self.sh.ram[p..p + n].copy_from_slice(&v.to_le_bytes()[..n]);
+            self.sh.note_write(phys);
+            return Ok(());
+        }
+        if self.cpu.apic_page(phys) {
+            if phys & 0xf == 0 {
+                let now = self.cpu.cycles;
+                self.cpu.apic.write(phys & 0xff0, v as u32, now);
+            }
+            return Ok(());
+        }
+        self.replayed_write(|| mmio(phys, size, true, v))
+    }
+
+    /// A read the VMM answers: from the replay log if this instruction
+    /// already exited for it, else a new exit.
+    pub fn replayed_read(&mut self, exit: impl FnOnce() -> VmExit) -> Result<u64, Stop> {
+        let r = &mut self.cpu.replay;
+        if let Some(&Replayed::Read(v)) = r.log.get(r.pos) {
+            r.pos += 1;
+            return Ok(v);
+        }
+        r.log.push(Replayed::Read(u64::MAX));
+        Err(self.exit(exit()))
+    }
+
+    pub fn replayed_write(&mut self, exit: impl FnOnce() -> VmExit) -> Result<(), Stop> {
+        let r = &mut self.cpu.replay;
+        if r.log.get(r.pos) == Some(&Replayed::Write) {
+            r.pos += 1;
+            return Ok(());
+        }
+        r.log.push(Replayed::Write);
+        Err(self.exit(exit()))
+    }
+
+    /// Reads `size` bytes at linear `lin` (a page-crossing access translates
+    /// both pages before touching either).
+    #[inline(always)]
+    pub fn read(&mut self, lin: u64, size: u8, user: bool) -> Result<u64, Stop> {
+        if (lin & 0xfff) + u64::from(size) <= PAGE {
+            let phys = self.translate(lin, Access::Read, user)?;
+            return self.read_phys(phys, size);
+        }
+        let mut v = 0u64;
+        let first = self.translate(lin, Access::Read, user)?;
+        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Read, user)?;
+        let split = (PAGE - (lin & 0xfff)) as u8;
+        for i in 0..size {
+            let phys = if i < split { first + u64::from(i) } else { second + u64::from(i - split) };
+            v |= self.read_phys(phys, 1)? << (8 * i);
+        }
+        Ok(v)
+    }
+
+    #[inline(always)]
+    pub fn write(&mut self, lin: u64, size: u8, v: u64, user: bool) -> Result<(), Stop> {
+        if (lin & 0xfff) + u64::from(size) <= PAGE {
+            let phys = self.translate(lin, Access::Write, user)?;
+            return self.write_phys(phys, size, v);
+        }
+        let first = self.translate(lin, Access::Write, user)?;
+        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Write, user)?;
+        let split = (PAGE - (lin & 0xfff)) as u8;
+        for i in 0..size {
+            let phys = if i < split { first + u64::from(i) } else { second + u64::from(i - split) };
+            self.write_phys(phys, 1, v >> (8 * i))?;
+        }
+        Ok(())
+    }
+
+    /// A read with the current privilege.
+    #[inline(always)]
+    pub fn load(&mut self, lin: u64, size: u8) -> Result<u64, Stop> {
+        let user = self.cpu.cpl() == 3;
+        self.read(lin, size, user)
+    }
+
+    #[inline(always)]
+    pub fn store(&mut self, lin: u64, size: u8, v: u64) -> Result<(), Stop> {
+        let user = self.cpu.cpl() == 3;
+        self.write(lin, size, v, user)
+    }
+}
+
+fn mmio(gpa: u64, size: u8, is_write: bool, data: u64) -> VmExit {
+    VmExit::Mmio { reason: ExitReason::EptMisconfig, access: MmioExit { gpa, size, is_write, data } }
+}

@@ -1,0 +1,310 @@
+//! The simulated x86-64 core: architectural state, the MMU with its TLB,
+//! the interpreter over decoded blocks, and event delivery.
+
+pub mod op;
+
+mod event;
+mod exec;
+mod mmu;
+pub mod run;
+
+use crate::apic::Apic;
+use crate::machine::Shared;
+use exitlab_arch::bits::{dr6, msr, rflags};
+use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
+use exitlab_hv::VmExit;
+use exitlab_x86::Flags;
+
+pub use event::{Event, EventKind};
+pub use mmu::Tlb;
+
+/// Why the interpreter stopped executing guest code. The payloads of
+/// `Exit` and `Event` wait in [`Cpu::exit`] and [`Cpu::event`], so that
+/// every `Result<_, Stop>` on the hot path fits in two registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Hand the exit in [`Cpu::exit`] to the VMM.
+    Exit,
+    /// Raise the exception (or software interrupt) in [`Cpu::event`].
+    Event,
+    /// A fault while delivering a double fault.
+    Shutdown,
+    /// An instruction the model does not implement, at the current RIP.
+    Unsupported,
+}
+
+/// An MMIO or port access the VMM performed for the instruction at RIP,
+/// replayed when the instruction re-executes after the exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replayed {
+    /// A read and the data the VMM answered (all ones until it answers).
+    Read(u64),
+    Write,
+}
+
+/// The accesses an instruction made so far that exited to the VMM. An
+/// exiting instruction does not complete; after the VMM's answer it runs
+/// again from the start and takes its earlier accesses from here, so any
+/// instruction form (read-modify-write, string, stack) works with MMIO.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    pub log: Vec<Replayed>,
+    pub pos: usize,
+}
+
+/// An answer the VMM owes to a CPUID, RDMSR, WRMSR or HLT exit: the
+/// instruction completes when the answer arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Awaiting {
+    Cpuid,
+    Rdmsr,
+    Wrmsr,
+    Hlt,
+}
+
+/// Counters the simulator keeps about itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub instructions: u64,
+    pub cycles_idle: u64,
+    pub blocks_decoded: u64,
+    pub block_runs: u64,
+    pub page_walks: u64,
+    pub tlb_misses: u64,
+    pub interrupts: u64,
+    pub exceptions: u64,
+}
+
+/// Architectural state of one vCPU.
+#[derive(Clone, Debug)]
+pub struct Cpu {
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    /// Status flags, lazily evaluated.
+    pub flags: Flags,
+    /// RFLAGS without the six status flags.
+    pub rflags_rest: u64,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub cs: Segment,
+    pub ss: Segment,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub kernel_gs_base: u64,
+    pub gdtr: DescriptorTable,
+    pub idtr: DescriptorTable,
+    pub tr: Segment,
+    pub dr: [u64; 4],
+    pub dr6: u64,
+    pub dr7: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub fmask: u64,
+    pub sysenter: [u64; 3],
+    pub pat: u64,
+    pub tsc_aux: u64,
+    pub apic_base: u64,
+    pub apic: Apic,
+    pub tlb: Tlb,
+    /// Virtual time: core cycles since reset. The TSC reads this.
+    pub cycles: u64,
+    /// An STI just set IF: the next instruction runs before any interrupt.
+    pub sti_shadow: bool,
+    /// In the HLT activity state.
+    pub halted: bool,
+    /// The VMM owes an answer for the instruction at RIP.
+    pub awaiting: Option<(Awaiting, u8)>,
+    /// TF was set when the instruction awaiting an answer started.
+    pub awaiting_tf: bool,
+    /// An exception to deliver before the next instruction.
+    pub pending: Option<Event>,
+    pub replay: Replay,
+    pub stats: Stats,
+    /// The exit a [`Stop::Exit`] stands for.
+    pub exit: Option<VmExit>,
+    /// The event a [`Stop::Event`] stands for.
+    pub event: Option<Event>,
+    /// The block that ran last, tried before the cache (loops re-enter it).
+    pub last_block: Option<std::sync::Arc<crate::machine::Block>>,
+}
+
+impl Cpu {
+    /// A vCPU in `boot`'s state, with APIC ID `id`.
+    pub fn new(id: u8, boot: &BootState) -> Cpu {
+        let rf = boot.regs.rflags | rflags::FIXED;
+        Cpu {
+            gpr: boot.regs.gpr,
+            rip: boot.regs.rip,
+            flags: Flags::known(rf & rflags::STATUS),
+            rflags_rest: rf & !rflags::STATUS,
+            cr0: boot.cr0,
+            cr2: 0,
+            cr3: boot.cr3,
+            cr4: boot.cr4,
+            efer: boot.efer,
+            cs: boot.cs,
+            ss: boot.ss,
+            fs_base: boot.fs.base,
+            gs_base: boot.gs.base,
+            kernel_gs_base: 0,
+            gdtr: boot.gdt,
+            idtr: boot.idt,
+            tr: boot.tr,
+            dr: [0; 4],
+            dr6: dr6::INIT,
+            dr7: 0x400,
+            star: 0,
+            lstar: 0,
+            cstar: 0,
+            fmask: 0,
+            sysenter: [0; 3],
+            pat: 0x0007_0406_0007_0406,
+            tsc_aux: 0,
+            apic_base: exitlab_arch::bits::apic::DEFAULT_BASE | 1 << 11 | u64::from(id == 0) << 8,
+            apic: Apic::new(id),
+            tlb: Tlb::default(),
+            cycles: 0,
+            sti_shadow: false,
+            halted: false,
+            awaiting: None,
+            awaiting_tf: false,
+            pending: None,
+            replay: Replay::default(),
+            stats: Stats::default(),
+            last_block: None,
+            exit: None,
+            event: None,
+        }
+    }
+
+    pub fn cpl(&self) -> u8 {
+        self.cs.selector as u8 & 3
+    }
+
+    pub fn rflags(&self) -> u64 {
+        self.rflags_rest | self.flags.bits()
+    }
+
+    pub fn set_rflags(&mut self, v: u64) {
+        self.flags = Flags::known(v & rflags::STATUS);
+        self.rflags_rest = (v & !rflags::STATUS) | rflags::FIXED;
+    }
+
+    pub fn iopl(&self) -> u8 {
+        ((self.rflags_rest & rflags::IOPL) >> rflags::IOPL_SHIFT) as u8
+    }
+
+    pub fn interrupts_enabled(&self) -> bool {
+        self.rflags_rest & rflags::IF != 0
+    }
+
+    pub fn regs(&self) -> Regs {
+        Regs { gpr: self.gpr, rip: self.rip, rflags: self.rflags() }
+    }
+
+    pub fn set_regs(&mut self, r: &Regs) {
+        self.gpr = r.gpr;
+        self.rip = r.rip;
+        self.set_rflags(r.rflags);
+    }
+
+    /// Whether the local APIC's MMIO page is at `phys` (xAPIC mode on).
+    pub fn apic_page(&self, phys: u64) -> bool {
+        self.apic_base & (1 << 11) != 0 && phys & !0xfff == self.apic_base & !0xfff
+    }
+
+    /// An architectural MSR, as RDMSR would read it; `None` if this CPU has
+    /// no such MSR.
+    pub fn read_msr(&self, index: u32) -> Option<u64> {
+        Some(match index {
+            msr::IA32_TSC => self.cycles,
+            msr::IA32_APIC_BASE => self.apic_base,
+            msr::IA32_EFER => self.efer,
+            msr::IA32_STAR => self.star,
+            msr::IA32_LSTAR => self.lstar,
+            0xc000_0083 => self.cstar,
+            msr::IA32_FMASK => self.fmask,
+            msr::IA32_FS_BASE => self.fs_base,
+            msr::IA32_GS_BASE => self.gs_base,
+            msr::IA32_KERNEL_GS_BASE => self.kernel_gs_base,
+            msr::IA32_SYSENTER_CS => self.sysenter[0],
+            0x175 => self.sysenter[1],
+            0x176 => self.sysenter[2],
+            msr::IA32_TSC_DEADLINE => self.apic.tsc_deadline(),
+            0x277 => self.pat,
+            0xc000_0103 => self.tsc_aux,
+            0x1a0 => 1, // IA32_MISC_ENABLE: fast strings
+            _ => return None,
+        })
+    }
+
+    /// WRMSR; `false` for an unknown MSR or a value the MSR rejects.
+    pub fn write_msr(&mut self, index: u32, v: u64) -> bool {
+        let canonical = ((v as i64) << 16 >> 16) as u64 == v;
+        match index {
+            msr::IA32_TSC => self.cycles = v,
+            msr::IA32_APIC_BASE => {
+                // Only the default base, enabled, in xAPIC mode is modelled.
+                if v & !0x100 != self.apic_base & !0x100 {
+                    return false;
+                }
+            }
+            msr::IA32_EFER => {
+                use exitlab_arch::bits::efer::*;
+                if v & !(SCE | LME | LMA | NXE) != 0 || (v ^ self.efer) & (LME | LMA) != 0 {
+                    return false;
+                }
+                if (v ^ self.efer) & NXE != 0 {
+                    self.tlb.flush();
+                }
+                self.efer = v;
+            }
+            msr::IA32_STAR => self.star = v,
+            msr::IA32_LSTAR if canonical => self.lstar = v,
+            0xc000_0083 if canonical => self.cstar = v,
+            msr::IA32_FMASK => self.fmask = v & 0xffff_ffff,
+            msr::IA32_FS_BASE if canonical => self.fs_base = v,
+            msr::IA32_GS_BASE if canonical => self.gs_base = v,
+            msr::IA32_KERNEL_GS_BASE if canonical => self.kernel_gs_base = v,
+            msr::IA32_SYSENTER_CS => self.sysenter[0] = v & 0xffff,
+            0x175 if canonical => self.sysenter[1] = v,
+            0x176 if canonical => self.sysenter[2] = v,
+            msr::IA32_TSC_DEADLINE => self.apic.set_tsc_deadline(v, self.cycles),
+            0x277 => self.pat = v,
+            0xc000_0103 => self.tsc_aux = v & 0xffff_ffff,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The next cycle at which something this vCPU owns needs attention.
+    pub fn next_event(&self) -> u64 {
+        self.apic.next_event().unwrap_or(u64::MAX)
+    }
+}
+
+/// The core with the memory it runs against, for the length of one run.
+pub struct Machine<'a> {
+    pub cpu: &'a mut Cpu,
+    pub sh: &'a mut Shared,
+}
+
+impl Machine<'_> {
+    /// Stops the instruction with exception `e`.
+    #[cold]
+    pub fn raise(&mut self, e: Event) -> Stop {
+        self.cpu.event = Some(e);
+        Stop::Event
+    }
+
+    /// Stops the instruction with exit `x` for the VMM.
+    #[cold]
+    pub fn exit(&mut self, x: VmExit) -> Stop {
+        self.cpu.exit = Some(x);
+        Stop::Exit
+    }
+}

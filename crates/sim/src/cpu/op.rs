@@ -1,0 +1,667 @@
+//! The simulator's decoded form of an instruction: iced-x86 decodes once,
+//! [`lower`] turns the result into an [`Op`] (what to do, operand size,
+//! operands as register numbers, immediates and address recipes), and the
+//! block cache keeps ops so a loop is decoded once, not per iteration.
+
+use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
+
+/// What an op does. Names follow the SDM mnemonics; where one name covers
+/// several encodings (IMUL), the suffix says which form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Mov,
+    Movzx,
+    Movsx,
+    Lea,
+    Xchg,
+    Cmov,
+    Setcc,
+    Bswap,
+    Add,
+    Adc,
+    Sub,
+    Sbb,
+    And,
+    Or,
+    Xor,
+    Cmp,
+    Test,
+    Inc,
+    Dec,
+    Neg,
+    Not,
+    Shl,
+    Shr,
+    Sar,
+    Rol,
+    Ror,
+    Rcl,
+    Rcr,
+    Shld,
+    Shrd,
+    Mul,
+    Imul1,
+    Imul2,
+    Imul3,
+    Div,
+    Idiv,
+    Bt,
+    Bts,
+    Btr,
+    Btc,
+    Bsf,
+    Bsr,
+    Popcnt,
+    Tzcnt,
+    Lzcnt,
+    Xadd,
+    Cmpxchg,
+    /// CBW / CWDE / CDQE by operand size.
+    Cbw,
+    /// CWD / CDQ / CQO by operand size.
+    Cwd,
+    Push,
+    Pop,
+    Pushf,
+    Popf,
+    Leave,
+    Call,
+    Ret,
+    Jmp,
+    Jcc,
+    Jrcxz,
+    Loop,
+    Loope,
+    Loopne,
+    Nop,
+    Hlt,
+    Cli,
+    Sti,
+    Cld,
+    Std,
+    Clc,
+    Stc,
+    Cmc,
+    Lahf,
+    Sahf,
+    Int3,
+    Int,
+    Ud,
+    Iretq,
+    In,
+    Out,
+    Ins,
+    Outs,
+    Movs,
+    Stos,
+    Lods,
+    Cmps,
+    Scas,
+    Cpuid,
+    Rdmsr,
+    Wrmsr,
+    Rdtsc,
+    Rdtscp,
+    MovToCr,
+    MovFromCr,
+    MovToDr,
+    MovFromDr,
+    Lidt,
+    Lgdt,
+    Sidt,
+    Sgdt,
+    Invlpg,
+    Swapgs,
+    Clts,
+    /// WBINVD, INVD: no caches to flush in the model.
+    CacheFlush,
+    /// Decoded by iced but not modelled: the run stops with a report.
+    Unsupported,
+}
+
+/// A memory operand's address recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mem {
+    /// Register number of the base, or [`Mem::NONE`].
+    pub base: u8,
+    pub index: u8,
+    pub scale: u8,
+    /// 0 none, 1 FS, 2 GS: the only segments with a base in 64-bit mode.
+    pub seg: u8,
+    /// 32-bit address size (0x67 prefix): the address wraps at 4 GiB.
+    pub a32: bool,
+    /// Displacement; for RIP-relative operands the absolute address.
+    pub disp: u64,
+}
+
+impl Mem {
+    pub const NONE: u8 = 0xff;
+}
+
+/// An operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opnd {
+    None,
+    /// General register by encoding number (low 8/16/32/64 bits by size).
+    Reg(u8),
+    /// AH, CH, DH, BH: bits 15:8 of register 0..3.
+    RegHi(u8),
+    Imm(u64),
+    Mem(Mem),
+}
+
+/// REP prefix of a string op.
+pub const REP_NONE: u8 = 0;
+pub const REP_E: u8 = 1;
+pub const REP_NE: u8 = 2;
+
+/// One decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub kind: Kind,
+    /// Operand size in bytes (the destination's for moves and extensions).
+    pub size: u8,
+    /// Size of the second operand (MOVZX/MOVSX source).
+    pub size2: u8,
+    pub len: u8,
+    /// Condition code (Jcc, SETcc, CMOVcc), REP kind (string ops), control
+    /// or debug register number (MOV CR/DR).
+    pub cc: u8,
+    /// Modelled cycles (see `crate::cost`).
+    pub cost: u16,
+    pub a: Opnd,
+    pub b: Opnd,
+    pub c: Opnd,
+}
+
+impl Op {
+    /// Whether the block must end after this op: control transfers and
+    /// anything that may exit, change modes or interrupt state, or fault by
+    /// design.
+    pub fn ends_block(&self) -> bool {
+        use Kind::*;
+        matches!(
+            self.kind,
+            Call | Ret
+                | Jmp
+                | Jcc
+                | Jrcxz
+                | Loop
+                | Loope
+                | Loopne
+                | Hlt
+                | Cli
+                | Sti
+                | Popf
+                | Int3
+                | Int
+                | Ud
+                | Iretq
+                | In
+                | Out
+                | Ins
+                | Outs
+                | Cpuid
+                | Rdmsr
+                | Wrmsr
+                | MovToCr
+                | MovToDr
+                | Lidt
+                | Lgdt
+                | Invlpg
+                | Swapgs
+                | Clts
+                | Unsupported
+        ) || (self.cc != REP_NONE && matches!(self.kind, Movs | Stos | Lods | Cmps | Scas))
+    }
+}
+
+fn gpr(r: Register) -> Option<Opnd> {
+    if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
+        return Some(Opnd::RegHi((r as u32 - Register::AH as u32) as u8));
+    }
+    let full = r.full_register();
+    if full.is_gpr64() {
+        Some(Opnd::Reg((full as u32 - Register::RAX as u32) as u8))
+    } else {
+        None
+    }
+}
+
+fn reg_num(r: Register) -> u8 {
+    if r == Register::None {
+        return Mem::NONE;
+    }
+    let full = r.full_register();
+    (full as u32 - Register::RAX as u32) as u8
+}
+
+fn mem(i: &Instruction) -> Option<Opnd> {
+    let base = i.memory_base();
+    let index = i.memory_index();
+    let ok =
+        |r: Register| r == Register::None || r.full_register().is_gpr64() || r == Register::RIP || r == Register::EIP;
+    if !ok(base) || !ok(index) {
+        return None;
+    }
+    let seg = match i.segment_prefix() {
+        Register::FS => 1,
+        Register::GS => 2,
+        _ => 0,
+    };
+    let rip_rel = i.is_ip_rel_memory_operand();
+    Some(Opnd::Mem(Mem {
+        base: if rip_rel { Mem::NONE } else { reg_num(base) },
+        index: reg_num(index),
+        scale: i.memory_index_scale() as u8,
+        seg,
+        a32: base.is_gpr32() || index.is_gpr32() || base == Register::EIP,
+        disp: if rip_rel { i.ip_rel_memory_address() } else { i.memory_displacement64() },
+    }))
+}
+
+fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
+    match i.op_kind(n) {
+        OpKind::Register => gpr(i.op_register(n)),
+        OpKind::Memory => mem(i),
+        OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16 => Some(Opnd::Imm(i.near_branch_target())),
+        OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64
+        | OpKind::Immediate8_2nd => Some(Opnd::Imm(i.immediate(n))),
+        _ => None,
+    }
+}
+
+fn cond(i: &Instruction) -> u8 {
+    match i.condition_code() {
+        ConditionCode::o => 0,
+        ConditionCode::no => 1,
+        ConditionCode::b => 2,
+        ConditionCode::ae => 3,
+        ConditionCode::e => 4,
+        ConditionCode::ne => 5,
+        ConditionCode::be => 6,
+        ConditionCode::a => 7,
+        ConditionCode::s => 8,
+        ConditionCode::ns => 9,
+        ConditionCode::p => 10,
+        ConditionCode::np => 11,
+        ConditionCode::l => 12,
+        ConditionCode::ge => 13,
+        ConditionCode::le => 14,
+        _ => 15,
+    }
+}
+
+/// Size in bytes of operand `n` (register or memory).
+fn op_size(i: &Instruction, n: u32) -> u8 {
+    match i.op_kind(n) {
+        OpKind::Register => i.op_register(n).size() as u8,
+        OpKind::Memory => i.memory_size().size() as u8,
+        _ => 0,
+    }
+}
+
+/// The REP kind of a string instruction.
+fn rep(i: &Instruction) -> u8 {
+    if i.has_rep_prefix() || i.has_repe_prefix() {
+        REP_E
+    } else if i.has_repne_prefix() {
+        REP_NE
+    } else {
+        REP_NONE
+    }
+}
+
+/// Element size of a string instruction, from its mnemonic's suffix.
+fn string_size(i: &Instruction) -> u8 {
+    match i.mnemonic() {
+        Mnemonic::Movsb
+        | Mnemonic::Stosb
+        | Mnemonic::Lodsb
+        | Mnemonic::Cmpsb
+        | Mnemonic::Scasb
+        | Mnemonic::Insb
+        | Mnemonic::Outsb => 1,
+        Mnemonic::Movsw
+        | Mnemonic::Stosw
+        | Mnemonic::Lodsw
+        | Mnemonic::Cmpsw
+        | Mnemonic::Scasw
+        | Mnemonic::Insw
+        | Mnemonic::Outsw => 2,
+        Mnemonic::Movsd
+        | Mnemonic::Stosd
+        | Mnemonic::Lodsd
+        | Mnemonic::Cmpsd
+        | Mnemonic::Scasd
+        | Mnemonic::Insd
+        | Mnemonic::Outsd => 4,
+        _ => 8,
+    }
+}
+
+/// Lowers one decoded instruction.
+pub fn lower(i: &Instruction) -> Op {
+    use Kind::*;
+    let unsupported = Op {
+        kind: Unsupported,
+        size: 0,
+        size2: 0,
+        len: i.len() as u8,
+        cc: 0,
+        cost: 0,
+        a: Opnd::None,
+        b: Opnd::None,
+        c: Opnd::None,
+    };
+    if i.code() == Code::INVALID {
+        return Op { kind: Ud, ..unsupported };
+    }
+    let n = i.op_count();
+    let mut ops = [Opnd::None; 3];
+    for k in 0..n.min(3) {
+        match operand(i, k) {
+            Some(o) => ops[k as usize] = o,
+            // Segment registers, control registers and the like are only
+            // valid where a kind below reads them itself.
+            None => ops[k as usize] = Opnd::None,
+        }
+    }
+    let size = if n > 0 { op_size(i, 0) } else { 0 };
+    let size2 = if n > 1 { op_size(i, 1) } else { 0 };
+    let mut op = Op { kind: Nop, size, size2, len: i.len() as u8, cc: 0, cost: 0, a: ops[0], b: ops[1], c: ops[2] };
+    let m = i.mnemonic();
+    op.kind = match m {
+        Mnemonic::Mov => match i.code() {
+            Code::Mov_r64_cr | Code::Mov_r32_cr => {
+                op.cc = (i.op1_register() as u32 - Register::CR0 as u32) as u8;
+                op.size = 8;
+                MovFromCr
+            }
+            Code::Mov_cr_r64 | Code::Mov_cr_r32 => {
+                op.cc = (i.op0_register() as u32 - Register::CR0 as u32) as u8;
+                op.size = 8;
+                MovToCr
+            }
+            Code::Mov_r64_dr | Code::Mov_r32_dr => {
+                op.cc = (i.op1_register() as u32 - Register::DR0 as u32) as u8;
+                op.size = 8;
+                MovFromDr
+            }
+            Code::Mov_dr_r64 | Code::Mov_dr_r32 => {
+                op.cc = (i.op0_register() as u32 - Register::DR0 as u32) as u8;
+                op.size = 8;
+                MovToDr
+            }
+            _ if ops[0] == Opnd::None || ops[1] == Opnd::None => return unsupported,
+            _ => Mov,
+        },
+        Mnemonic::Movzx => Movzx,
+        Mnemonic::Movsx | Mnemonic::Movsxd => Movsx,
+        Mnemonic::Lea => Lea,
+        Mnemonic::Xchg => Xchg,
+        Mnemonic::Bswap => Bswap,
+        Mnemonic::Add => Add,
+        Mnemonic::Adc => Adc,
+        Mnemonic::Sub => Sub,
+        Mnemonic::Sbb => Sbb,
+        Mnemonic::And => And,
+        Mnemonic::Or => Or,
+        Mnemonic::Xor => Xor,
+        Mnemonic::Cmp => Cmp,
+        Mnemonic::Test => Test,
+        Mnemonic::Inc => Inc,
+        Mnemonic::Dec => Dec,
+        Mnemonic::Neg => Neg,
+        Mnemonic::Not => Not,
+        Mnemonic::Shl | Mnemonic::Sal => Shl,
+        Mnemonic::Shr => Shr,
+        Mnemonic::Sar => Sar,
+        Mnemonic::Rol => Rol,
+        Mnemonic::Ror => Ror,
+        Mnemonic::Rcl => Rcl,
+        Mnemonic::Rcr => Rcr,
+        Mnemonic::Shld => Shld,
+        Mnemonic::Shrd => Shrd,
+        Mnemonic::Mul => Mul,
+        Mnemonic::Imul => match n {
+            1 => Imul1,
+            2 => Imul2,
+            _ => Imul3,
+        },
+        Mnemonic::Div => Div,
+        Mnemonic::Idiv => Idiv,
+        Mnemonic::Bt => Bt,
+        Mnemonic::Bts => Bts,
+        Mnemonic::Btr => Btr,
+        Mnemonic::Btc => Btc,
+        Mnemonic::Bsf => Bsf,
+        Mnemonic::Bsr => Bsr,
+        Mnemonic::Popcnt => Popcnt,
+        Mnemonic::Tzcnt => Tzcnt,
+        Mnemonic::Lzcnt => Lzcnt,
+        Mnemonic::Xadd => Xadd,
+        Mnemonic::Cmpxchg => Cmpxchg,
+        Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => {
+            op.size = match m {
+                Mnemonic::Cbw => 2,
+                Mnemonic::Cwde => 4,
+                _ => 8,
+            };
+            Cbw
+        }
+        Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => {
+            op.size = match m {
+                Mnemonic::Cwd => 2,
+                Mnemonic::Cdq => 4,
+                _ => 8,
+            };
+            Cwd
+        }
+        Mnemonic::Push => {
+            // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
+            op.size = if size == 2 { 2 } else { 8 };
+            if matches!(ops[0], Opnd::None) {
+                return unsupported; // PUSH segment register
+            }
+            Push
+        }
+        Mnemonic::Pop => {
+            if matches!(ops[0], Opnd::None) {
+                return unsupported;
+            }
+            Pop
+        }
+        Mnemonic::Pushfq | Mnemonic::Pushf => Pushf,
+        Mnemonic::Popfq | Mnemonic::Popf => Popf,
+        Mnemonic::Leave => Leave,
+        Mnemonic::Call => Call,
+        Mnemonic::Ret => Ret,
+        Mnemonic::Jmp => {
+            if i.is_jmp_far() || i.is_jmp_far_indirect() {
+                return unsupported;
+            }
+            Jmp
+        }
+        Mnemonic::Jrcxz | Mnemonic::Jecxz => Jrcxz,
+        Mnemonic::Loop => Loop,
+        Mnemonic::Loope => Loope,
+        Mnemonic::Loopne => Loopne,
+        Mnemonic::Nop
+        | Mnemonic::Pause
+        | Mnemonic::Lfence
+        | Mnemonic::Sfence
+        | Mnemonic::Mfence
+        | Mnemonic::Endbr64 => Nop,
+        Mnemonic::Hlt => Hlt,
+        Mnemonic::Cli => Cli,
+        Mnemonic::Sti => Sti,
+        Mnemonic::Cld => Cld,
+        Mnemonic::Std => Std,
+        Mnemonic::Clc => Clc,
+        Mnemonic::Stc => Stc,
+        Mnemonic::Cmc => Cmc,
+        Mnemonic::Lahf => Lahf,
+        Mnemonic::Sahf => Sahf,
+        Mnemonic::Int3 => Int3,
+        Mnemonic::Int => Int,
+        Mnemonic::Ud2 | Mnemonic::Ud0 | Mnemonic::Ud1 => Ud,
+        Mnemonic::Iretq => Iretq,
+        Mnemonic::In => In,
+        Mnemonic::Out => Out,
+        Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => Ins,
+        Mnemonic::Outsb | Mnemonic::Outsw | Mnemonic::Outsd => Outs,
+        Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq if !is_sse_movsd(i) => Movs,
+        Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => Stos,
+        Mnemonic::Lodsb | Mnemonic::Lodsw | Mnemonic::Lodsd | Mnemonic::Lodsq => Lods,
+        Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq if !is_sse_cmpsd(i) => Cmps,
+        Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq => Scas,
+        Mnemonic::Cpuid => Cpuid,
+        Mnemonic::Rdmsr => Rdmsr,
+        Mnemonic::Wrmsr => Wrmsr,
+        Mnemonic::Rdtsc => Rdtsc,
+        Mnemonic::Rdtscp => Rdtscp,
+        Mnemonic::Lidt => Lidt,
+        Mnemonic::Lgdt => Lgdt,
+        Mnemonic::Sidt => Sidt,
+        Mnemonic::Sgdt => Sgdt,
+        Mnemonic::Invlpg => Invlpg,
+        Mnemonic::Swapgs => Swapgs,
+        Mnemonic::Clts => Clts,
+        Mnemonic::Wbinvd | Mnemonic::Invd => CacheFlush,
+        _ if i.condition_code() != ConditionCode::None => match m {
+            _ if i.is_jcc_short_or_near() => Jcc,
+            Mnemonic::Cmovo
+            | Mnemonic::Cmovno
+            | Mnemonic::Cmovb
+            | Mnemonic::Cmovae
+            | Mnemonic::Cmove
+            | Mnemonic::Cmovne
+            | Mnemonic::Cmovbe
+            | Mnemonic::Cmova
+            | Mnemonic::Cmovs
+            | Mnemonic::Cmovns
+            | Mnemonic::Cmovp
+            | Mnemonic::Cmovnp
+            | Mnemonic::Cmovl
+            | Mnemonic::Cmovge
+            | Mnemonic::Cmovle
+            | Mnemonic::Cmovg => Cmov,
+            Mnemonic::Seto
+            | Mnemonic::Setno
+            | Mnemonic::Setb
+            | Mnemonic::Setae
+            | Mnemonic::Sete
+            | Mnemonic::Setne
+            | Mnemonic::Setbe
+            | Mnemonic::Seta
+            | Mnemonic::Sets
+            | Mnemonic::Setns
+            | Mnemonic::Setp
+            | Mnemonic::Setnp
+            | Mnemonic::Setl
+            | Mnemonic::Setge
+            | Mnemonic::Setle
+            | Mnemonic::Setg => Setcc,
+            _ => return unsupported,
+        },
+        _ => return unsupported,
+    };
+    if matches!(op.kind, Jcc | Cmov | Setcc) {
+        op.cc = cond(i);
+    }
+    if matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs) {
+        op.cc = rep(i);
+        op.size = string_size(i);
+    }
+    if matches!(op.kind, Ret) && n == 0 {
+        op.a = Opnd::Imm(0);
+    }
+    // Any operand left unlowered (a segment register, an unusual address
+    // form) where the kind needs it makes the instruction unsupported.
+    for k in 0..n.min(3) {
+        let needed = !matches!(
+            op.kind,
+            MovToCr | MovFromCr | MovToDr | MovFromDr | Movs | Stos | Lods | Cmps | Scas | Ins | Outs | In | Out
+        );
+        if needed && ops[k as usize] == Opnd::None {
+            return unsupported;
+        }
+    }
+    if matches!(op.kind, In | Out) {
+        // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
+        let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
+        op.size = i.op_register(reg).size() as u8;
+        op.a = Opnd::Reg(0);
+        op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
+    }
+    op.cost = crate::cost::cycles(&op);
+    op
+}
+
+fn is_sse_movsd(i: &Instruction) -> bool {
+    i.op_count() == 2 && i.op0_kind() == OpKind::Register && i.op0_register().is_xmm()
+        || i.op_count() == 2 && i.op1_kind() == OpKind::Register && i.op1_register().is_xmm()
+}
+
+fn is_sse_cmpsd(i: &Instruction) -> bool {
+    i.op_count() >= 2 && i.op0_kind() == OpKind::Register && i.op0_register().is_xmm()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::{Decoder, DecoderOptions};
+
+    fn lower_bytes(bytes: &[u8]) -> Op {
+        lower(&Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE).decode())
+    }
+
+    #[test]
+    fn lowers_common_forms() {
+        // mov eax, [rdi+8]
+        let op = lower_bytes(&[0x8b, 0x47, 0x08]);
+        assert_eq!(op.kind, Kind::Mov);
+        assert_eq!(op.size, 4);
+        assert_eq!(op.a, Opnd::Reg(0));
+        assert_eq!(op.b, Opnd::Mem(Mem { base: 7, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 8 }));
+        // out dx, al
+        let op = lower_bytes(&[0xee]);
+        assert_eq!((op.kind, op.size, op.b), (Kind::Out, 1, Opnd::Reg(2)));
+        // in eax, 0x80
+        let op = lower_bytes(&[0xe5, 0x80]);
+        assert_eq!((op.kind, op.size, op.b), (Kind::In, 4, Opnd::Imm(0x80)));
+        // mov ah, bl
+        let op = lower_bytes(&[0x88, 0xdc]);
+        assert_eq!((op.a, op.b), (Opnd::RegHi(0), Opnd::Reg(3)));
+        // jne short back to 0x1000
+        let op = lower_bytes(&[0x75, 0xfe]);
+        assert_eq!((op.kind, op.cc, op.a), (Kind::Jcc, 5, Opnd::Imm(0x1000)));
+        // mov cr3, rax
+        let op = lower_bytes(&[0x0f, 0x22, 0xd8]);
+        assert_eq!((op.kind, op.cc, op.b), (Kind::MovToCr, 3, Opnd::Reg(0)));
+        // rep movsb
+        let op = lower_bytes(&[0xf3, 0xa4]);
+        assert_eq!((op.kind, op.cc, op.size), (Kind::Movs, REP_E, 1));
+        // lea rsi, [rip+0x10] -> absolute
+        let op = lower_bytes(&[0x48, 0x8d, 0x35, 0x10, 0, 0, 0]);
+        assert_eq!(
+            op.b,
+            Opnd::Mem(Mem { base: Mem::NONE, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 0x1017 })
+        );
+    }
+
+    #[test]
+    fn invalid_and_unmodelled() {
+        assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
+        assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
+        assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Unsupported); // addps
+    }
+}

@@ -1,0 +1,232 @@
+//! The interpreter loop: events first (MSIs, timers, pending exceptions,
+//! interrupts), then the HLT state's jump to the next event, then guest
+//! code a decoded block at a time, or one instruction at a time when TF or
+//! an interrupt shadow needs instruction boundaries.
+
+use super::event::Event;
+use super::mmu::Access;
+use super::op::lower;
+use super::{Machine, Stop};
+use crate::machine::{Block, PAGE};
+use exitlab_arch::bits::rflags;
+use exitlab_hv::{HvError, VmExit};
+use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
+use std::sync::Arc;
+
+/// Most instructions in one decoded block.
+const BLOCK_MAX: usize = 32;
+
+/// Run limits that turn a runaway guest into a report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_instructions: Option<u64>,
+    pub max_cycles: Option<u64>,
+}
+
+impl Machine<'_> {
+    /// Runs until the next exit.
+    pub fn run(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        loop {
+            if !self.sh.msi.is_empty() {
+                let id = self.cpu.apic.id;
+                let mut i = 0;
+                while i < self.sh.msi.len() {
+                    if self.sh.msi[i].0 == id || self.sh.msi[i].0 == 0xff {
+                        let (_, v) = self.sh.msi.remove(i);
+                        self.cpu.apic.request(v);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            if self.cpu.cycles >= self.cpu.next_event() {
+                let now = self.cpu.cycles;
+                self.cpu.apic.tick(now);
+            }
+            if let Some(ev) = self.cpu.pending.take() {
+                if let Err(stop) = self.deliver(ev) {
+                    if let Some(exit) = self.stopped(stop)? {
+                        return Ok(exit);
+                    }
+                }
+                continue;
+            }
+            if !self.cpu.sti_shadow && self.cpu.interrupts_enabled() && self.cpu.apic.any_requested() {
+                if let Some(v) = self.cpu.apic.deliverable() {
+                    self.cpu.apic.accept(v);
+                    self.cpu.halted = false;
+                    if let Err(stop) = self.deliver(Event::external(v)) {
+                        if let Some(exit) = self.stopped(stop)? {
+                            return Ok(exit);
+                        }
+                    }
+                    continue;
+                }
+            }
+            if self.cpu.halted {
+                let t = self.cpu.next_event();
+                if !self.cpu.interrupts_enabled() || t == u64::MAX {
+                    return Ok(VmExit::Hlt);
+                }
+                // Idle costs no host time: jump to the next event.
+                self.cpu.stats.cycles_idle += t.saturating_sub(self.cpu.cycles);
+                self.cpu.cycles = self.cpu.cycles.max(t);
+                continue;
+            }
+            if let Some(max) = limits.max_instructions {
+                if self.cpu.stats.instructions >= max {
+                    return Err(HvError::Limit(format!(
+                        "instruction limit of {max} reached at rip {:#x}",
+                        self.cpu.rip
+                    )));
+                }
+            }
+            if let Some(max) = limits.max_cycles {
+                if self.cpu.cycles >= max {
+                    return Err(HvError::Limit(format!(
+                        "time limit of {} ns of guest time reached at rip {:#x}",
+                        crate::cost::cycles_to_ns(max),
+                        self.cpu.rip
+                    )));
+                }
+            }
+            let single = self.cpu.rflags_rest & rflags::TF != 0 || self.cpu.sti_shadow;
+            if let Some(exit) = self.run_block(single)? {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Runs one block (or one instruction). Returns an exit, or `None` to
+    /// go around the event loop again.
+    fn run_block(&mut self, single: bool) -> Result<Option<VmExit>, HvError> {
+        let block = match self.block_at(self.cpu.rip) {
+            Ok(b) => b,
+            Err(stop) => return self.stopped(stop),
+        };
+        self.cpu.stats.block_runs += 1;
+        let tf = self.cpu.rflags_rest & rflags::TF != 0;
+        if single {
+            self.cpu.sti_shadow = false;
+        }
+        self.sh.code_written = false;
+        let count = if single { 1 } else { block.ops.len() };
+        for op in &block.ops[..count] {
+            self.cpu.replay.pos = 0;
+            match self.exec(op) {
+                Ok(()) => {
+                    self.cpu.cycles += u64::from(op.cost);
+                    self.cpu.stats.instructions += 1;
+                    self.cpu.replay.log.clear();
+                    if tf {
+                        self.cpu.pending = Some(Event::single_step());
+                    }
+                }
+                Err(Stop::Exit) => {
+                    self.cpu.awaiting_tf = tf;
+                    return Ok(self.cpu.exit.take());
+                }
+                Err(stop) => {
+                    self.cpu.replay.log.clear();
+                    return self.stopped(stop);
+                }
+            }
+            if self.sh.code_written {
+                // This block may be stale: do not keep it.
+                return Ok(None);
+            }
+        }
+        self.cpu.last_block = Some(block);
+        Ok(None)
+    }
+
+    /// Turns a stop into what the VMM sees: an exception is queued for
+    /// delivery on the next loop (no exit), shutdown is TRIPLE_FAULT.
+    fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
+        match stop {
+            Stop::Exit => Ok(self.cpu.exit.take()),
+            Stop::Event => {
+                self.cpu.pending = self.cpu.event.take();
+                Ok(None)
+            }
+            Stop::Shutdown => Ok(Some(VmExit::Shutdown)),
+            Stop::Unsupported => Err(HvError::Unsupported(self.describe(self.cpu.rip))),
+        }
+    }
+
+    /// The decoded block at `rip`: the one that just ran (a loop), one from
+    /// the cache, or a freshly decoded one.
+    fn block_at(&mut self, rip: u64) -> Result<Arc<Block>, Stop> {
+        let user = self.cpu.cpl() == 3;
+        let phys = self.translate(rip, Access::Fetch, user)?;
+        // Moving the block out of `last_block` (and back after it ran)
+        // keeps reference-count atomics off the loop path.
+        if let Some(b) = self.cpu.last_block.take() {
+            if b.lin == rip && b.phys == phys {
+                return Ok(b);
+            }
+        }
+        if let Some(b) = self.sh.cache.get(phys, rip) {
+            return Ok(b.clone());
+        }
+        self.cpu.stats.blocks_decoded += 1;
+        let page_end = (phys | (PAGE - 1)) + 1;
+        let Some(bytes) = self.sh.ram.get(phys as usize..page_end as usize) else {
+            return Err(Stop::Unsupported);
+        };
+        let bytes = bytes.to_vec();
+        let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
+        let mut ops = Vec::new();
+        let mut crossed = false;
+        while ops.len() < BLOCK_MAX && decoder.can_decode() {
+            let at = decoder.ip();
+            let instr = decoder.decode();
+            let op = if decoder.last_error() == DecoderError::NoMoreBytes {
+                // The instruction runs into the next page: decode it from
+                // both pages' bytes (the second page must be executable).
+                let off = (at - rip) as usize;
+                let mut buf = bytes[off..].to_vec();
+                let next = match self.translate((rip | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
+                    Ok(p) => p,
+                    Err(e) if ops.is_empty() => return Err(e),
+                    Err(_) => break,
+                };
+                let n = next as usize;
+                buf.extend_from_slice(self.sh.ram.get(n..n + 15).ok_or(Stop::Unsupported)?);
+                self.sh.mark_code(next);
+                crossed = true;
+                lower(&Decoder::with_ip(64, &buf, at, DecoderOptions::NONE).decode())
+            } else {
+                lower(&instr)
+            };
+            ops.push(op);
+            if op.ends_block() || crossed {
+                break;
+            }
+        }
+        self.sh.mark_code(phys);
+        let block = Arc::new(Block { lin: rip, phys, ops });
+        self.sh.cache.insert(block.clone());
+        Ok(block)
+    }
+
+    /// "rip 0x...: bytes 0f 0b (ud2)" for reports.
+    pub fn describe(&mut self, rip: u64) -> String {
+        let mut bytes = Vec::new();
+        for i in 0..15 {
+            let user = self.cpu.cpl() == 3;
+            match self.translate(rip + i, Access::Fetch, user) {
+                Ok(p) => match self.sh.ram.get(p as usize) {
+                    Some(b) => bytes.push(*b),
+                    None => break,
+                },
+                Err(_) => break,
+            }
+        }
+        let instr = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
+        let mut text = String::new();
+        IntelFormatter::new().format(&instr, &mut text);
+        let hex: Vec<String> = bytes.iter().take(instr.len().max(1)).map(|b| format!("{b:02x}")).collect();
+        format!("instruction at rip {rip:#x} not modelled by the simulator: bytes {} ({text})", hex.join(" "))
+    }
+}

@@ -1,0 +1,245 @@
+//! exitlab's default machine: a deterministic simulated x86-64 computer.
+//! The same image bytes that run on KVM run here, in virtual time, and the
+//! VMM sees every exit the default VMX controls would cause (port I/O, HLT,
+//! CPUID, MSR access, MMIO).
+//!
+//! Same image + parameters = the same exits, registers and virtual time,
+//! bit for bit: nothing here reads the host clock or depends on host
+//! scheduling.
+#![forbid(unsafe_code)]
+
+pub mod apic;
+pub mod cost;
+pub mod cpu;
+mod machine;
+
+use cpu::{Awaiting, Cpu, Event, Machine};
+use exitlab_arch::{BootState, ExitReason, Regs};
+use exitlab_hv::{Capabilities, Completion, Counter, HandlerWork, HvError, Msi, Result, Vcpu, Vm, VmExit};
+use machine::Shared;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use cpu::run::Limits;
+
+/// A simulated VM: RAM and vCPUs in virtual time.
+pub struct SimVm {
+    shared: Arc<Mutex<Shared>>,
+    memory_size: u64,
+    limits: Limits,
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic while holding the lock is a simulator bug; the state is
+    // still memory, so keep going rather than poison every later call.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SimVm {
+    pub fn new(memory_size: u64) -> Result<SimVm> {
+        let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
+            HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
+        })?;
+        Ok(SimVm { shared: Arc::new(Mutex::new(Shared::new(size))), memory_size, limits: Limits::default() })
+    }
+
+    /// Stops runaway guests: each vCPU created afterwards ends its run with
+    /// a report at these limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+}
+
+impl Vm for SimVm {
+    type Vcpu = SimVcpu;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            backend: "sim",
+            sees_all_exits: true,
+            deterministic_time: true,
+            ept_exec_control: false,
+            pml: false,
+            posted_interrupts: false,
+            tsx: false,
+            backend_counters: true,
+        }
+    }
+
+    fn memory_size(&self) -> u64 {
+        self.memory_size
+    }
+
+    fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {
+        lock(&self.shared).write(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len: data.len() })
+    }
+
+    fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()> {
+        let len = data.len();
+        lock(&self.shared).read(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len })
+    }
+
+    fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<SimVcpu> {
+        let apic_id =
+            u8::try_from(id).map_err(|_| HvError::Backend(format!("vCPU id {id} exceeds the xAPIC's 8-bit IDs")))?;
+        Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot), shared: self.shared.clone(), limits: self.limits })
+    }
+
+    fn signal_msi(&self, msi: Msi) -> Result<()> {
+        // Fixed delivery only: data bits 10:8 must be 0.
+        if msi.address >> 20 != 0xfee || (msi.data >> 8) & 7 != 0 {
+            return Err(HvError::Backend(format!(
+                "MSI {:#x}/{:#x} is not a fixed-delivery xAPIC message",
+                msi.address, msi.data
+            )));
+        }
+        lock(&self.shared).msi.push(((msi.address >> 12) as u8, msi.data as u8));
+        Ok(())
+    }
+}
+
+/// A simulated vCPU.
+pub struct SimVcpu {
+    id: u32,
+    cpu: Cpu,
+    shared: Arc<Mutex<Shared>>,
+    limits: Limits,
+}
+
+impl SimVcpu {
+    /// The architectural state, for tests and the VMM's own emulation.
+    pub fn cpu(&self) -> &Cpu {
+        &self.cpu
+    }
+
+    /// Completes the instruction the VMM answered: RIP past it, and the
+    /// single-step trap if it started with TF.
+    fn finish_awaited(&mut self, len: u8) {
+        self.cpu.rip = self.cpu.rip.wrapping_add(u64::from(len));
+        self.cpu.awaiting = None;
+        self.cpu.stats.instructions += 1;
+        if self.cpu.awaiting_tf {
+            self.cpu.pending = Some(Event::single_step());
+        }
+    }
+
+    fn awaited(&self, what: Awaiting) -> Option<u8> {
+        self.cpu.awaiting.filter(|(a, _)| *a == what).map(|(_, len)| len)
+    }
+}
+
+impl Vcpu for SimVcpu {
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn run(&mut self) -> Result<VmExit> {
+        if let Some((what, _)) = self.cpu.awaiting {
+            return Err(HvError::Backend(format!("run with the {what:?} exit unanswered")));
+        }
+        let mut sh = lock(&self.shared);
+        Machine { cpu: &mut self.cpu, sh: &mut sh }.run(&self.limits)
+    }
+
+    fn complete(&mut self, answer: Completion<'_>) {
+        match answer {
+            Completion::Read(data) => {
+                if let Some(cpu::Replayed::Read(v)) = self.cpu.replay.log.last_mut() {
+                    let mut b = [0u8; 8];
+                    let n = data.len().min(8);
+                    b[..n].copy_from_slice(&data[..n]);
+                    *v = u64::from_le_bytes(b);
+                }
+            }
+            Completion::Cpuid(r) => {
+                if let Some(len) = self.awaited(Awaiting::Cpuid) {
+                    for (i, reg) in [0usize, 3, 1, 2].into_iter().enumerate() {
+                        self.cpu.gpr[reg] = u64::from(r[i]);
+                    }
+                    self.finish_awaited(len);
+                }
+            }
+            Completion::MsrRead(v) => {
+                if let Some(len) = self.awaited(Awaiting::Rdmsr) {
+                    match v {
+                        Some(v) => {
+                            self.cpu.gpr[0] = v & 0xffff_ffff;
+                            self.cpu.gpr[2] = v >> 32;
+                            self.finish_awaited(len);
+                        }
+                        None => {
+                            self.cpu.awaiting = None;
+                            self.cpu.pending = Some(Event::gp(0));
+                        }
+                    }
+                }
+            }
+            Completion::MsrWrite(ok) => {
+                if let Some(len) = self.awaited(Awaiting::Wrmsr) {
+                    if ok {
+                        self.finish_awaited(len);
+                    } else {
+                        self.cpu.awaiting = None;
+                        self.cpu.pending = Some(Event::gp(0));
+                    }
+                }
+            }
+        }
+    }
+
+    fn halt(&mut self) -> Result<Option<u64>> {
+        let Some(len) = self.awaited(Awaiting::Hlt) else { return Ok(None) };
+        self.finish_awaited(len);
+        self.cpu.halted = true;
+        if !self.cpu.interrupts_enabled() {
+            return Ok(None);
+        }
+        let now = self.cpu.cycles;
+        Ok(if self.cpu.apic.deliverable().is_some() || !lock(&self.shared).msi.is_empty() {
+            Some(cost::cycles_to_ns(now))
+        } else {
+            self.cpu.apic.next_event().map(cost::cycles_to_ns)
+        })
+    }
+
+    fn read_msr(&mut self, msr: u32) -> Result<Option<u64>> {
+        Ok(self.cpu.read_msr(msr))
+    }
+
+    fn write_msr(&mut self, msr: u32, value: u64) -> Result<bool> {
+        Ok(self.cpu.write_msr(msr, value))
+    }
+
+    fn account_exit(&mut self, _reason: ExitReason, work: &HandlerWork) {
+        self.cpu.cycles += cost::EXIT_ROUND_TRIP + u64::from(work.device_ops) * cost::DEVICE_OP;
+    }
+
+    fn regs(&mut self) -> Result<Regs> {
+        Ok(self.cpu.regs())
+    }
+
+    fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        self.cpu.set_regs(regs);
+        Ok(())
+    }
+
+    fn counters(&mut self) -> Result<Vec<Counter>> {
+        let s = &self.cpu.stats;
+        let c = |name: &str, value: u64| Counter { name: name.to_string(), value };
+        Ok(vec![
+            c("instructions", s.instructions),
+            c("cycles", self.cpu.cycles),
+            c("idle_cycles", s.cycles_idle),
+            c("blocks_decoded", s.blocks_decoded),
+            c("block_runs", s.block_runs),
+            c("page_walks", s.page_walks),
+            c("tlb_misses", s.tlb_misses),
+            c("interrupts", s.interrupts),
+            c("exceptions", s.exceptions),
+            c("timer_fires", self.cpu.apic.timer_fires),
+        ])
+    }
+
+    fn now_ns(&self) -> u64 {
+        cost::cycles_to_ns(self.cpu.cycles)
+    }
+}

@@ -1,0 +1,128 @@
+//! What a simulated VM's vCPUs share: guest RAM, the cache of decoded
+//! blocks (with the pages it was decoded from, for self-modifying code),
+//! and interrupts signalled from outside the vCPUs (MSIs).
+
+use crate::cpu::op::Op;
+use std::sync::Arc;
+
+pub const PAGE: u64 = 4096;
+
+/// A run of decoded instructions from one page, entered at `lin`.
+#[derive(Debug)]
+pub struct Block {
+    /// The linear address the block was decoded at (RIP-relative operands
+    /// were resolved against it).
+    pub lin: u64,
+    pub phys: u64,
+    pub ops: Vec<Op>,
+}
+
+const CACHE_SLOTS: usize = 1 << 13;
+
+/// Direct-mapped cache of decoded blocks, keyed by physical address.
+#[derive(Debug)]
+pub struct BlockCache {
+    slots: Vec<Option<Arc<Block>>>,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        BlockCache { slots: vec![None; CACHE_SLOTS] }
+    }
+}
+
+fn slot(phys: u64) -> usize {
+    ((phys ^ (phys >> 13)) as usize) & (CACHE_SLOTS - 1)
+}
+
+impl BlockCache {
+    pub fn get(&self, phys: u64, lin: u64) -> Option<&Arc<Block>> {
+        self.slots[slot(phys)].as_ref().filter(|b| b.phys == phys && b.lin == lin)
+    }
+
+    pub fn insert(&mut self, block: Arc<Block>) {
+        let i = slot(block.phys);
+        self.slots[i] = Some(block);
+    }
+
+    /// Drops every block decoded from physical page `page`.
+    pub fn invalidate_page(&mut self, page: u64) {
+        for s in &mut self.slots {
+            if s.as_ref().is_some_and(|b| b.phys / PAGE == page) {
+                *s = None;
+            }
+        }
+    }
+}
+
+/// Guest RAM and the state the vCPUs share.
+#[derive(Debug)]
+pub struct Shared {
+    pub ram: Vec<u8>,
+    /// One bit per RAM page: a cached block was decoded from it.
+    code_pages: Vec<u64>,
+    pub cache: BlockCache,
+    /// A write hit a page holding decoded code: the running block is stale.
+    pub code_written: bool,
+    /// MSIs signalled from outside: (destination APIC ID, vector).
+    pub msi: Vec<(u8, u8)>,
+}
+
+impl Shared {
+    pub fn new(size: usize) -> Shared {
+        let pages = size.div_ceil(PAGE as usize);
+        Shared {
+            ram: vec![0; size],
+            code_pages: vec![0; pages.div_ceil(64)],
+            cache: BlockCache::default(),
+            code_written: false,
+            msi: Vec::new(),
+        }
+    }
+
+    pub fn mark_code(&mut self, phys: u64) {
+        let p = (phys / PAGE) as usize;
+        if let Some(w) = self.code_pages.get_mut(p / 64) {
+            *w |= 1 << (p % 64);
+        }
+    }
+
+    /// Called on every RAM write: invalidates decoded code on the page.
+    #[inline(always)]
+    pub fn note_write(&mut self, phys: u64) {
+        let p = (phys / PAGE) as usize;
+        if let Some(w) = self.code_pages.get_mut(p / 64) {
+            if *w & (1 << (p % 64)) != 0 {
+                *w &= !(1 << (p % 64));
+                self.cache.invalidate_page(p as u64);
+                self.code_written = true;
+            }
+        }
+    }
+
+    /// Copies guest memory out; `false` if the range leaves RAM.
+    pub fn read(&self, gpa: u64, out: &mut [u8]) -> bool {
+        let Some(src) = usize::try_from(gpa).ok().and_then(|g| self.ram.get(g..g.checked_add(out.len())?)) else {
+            return false;
+        };
+        out.copy_from_slice(src);
+        true
+    }
+
+    /// Copies into guest memory; `false` if the range leaves RAM.
+    pub fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        let Some(end) = usize::try_from(gpa).ok().and_then(|g| g.checked_add(data.len())) else {
+            return false;
+        };
+        if end > self.ram.len() {
+            return false;
+        }
+        self.ram[gpa as usize..end].copy_from_slice(data);
+        let mut p = gpa & !(PAGE - 1);
+        while p < end as u64 {
+            self.note_write(p);
+            p += PAGE;
+        }
+        true
+    }
+}

@@ -1,0 +1,228 @@
+//! Shifts and rotates (SDM Vol. 2, SAL/SAR/SHL/SHR, ROL/ROR/RCL/RCR,
+//! SHLD/SHRD). The count is masked to 5 bits (6 for 64-bit operands); a
+//! masked count of 0 changes no flags. Where the SDM leaves a flag
+//! undefined (OF for counts above 1, AF), these functions produce what
+//! current Intel cores produce for the common cases, and exitlab's
+//! differential tests do not compare those bits.
+
+use crate::flags::{flag, parity, Flags};
+use crate::{mask, sign_bit, sign_extend, Size};
+use exitlab_arch::bits::rflags::{CF, OF, PF, SF, ZF};
+
+/// The masked shift count for an operand of `size` bytes.
+#[inline(always)]
+pub fn count(size: Size, c: u64) -> u32 {
+    (c & if size == 8 { 63 } else { 31 }) as u32
+}
+
+fn szp(size: Size, r: u64) -> u64 {
+    let mut f = 0;
+    if r & mask(size) == 0 {
+        f |= ZF;
+    }
+    if r & sign_bit(size) != 0 {
+        f |= SF;
+    }
+    if parity(r) {
+        f |= PF;
+    }
+    f
+}
+
+fn with_cf_of(old: &Flags, cf: bool, of: bool) -> Flags {
+    let keep = old.bits() & !(CF | OF);
+    Flags::known(keep | flag(cf, CF) | flag(of, OF))
+}
+
+/// SHL/SAL. Returns the result and the new flags (the old ones if c = 0).
+pub fn shl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let c = count(size, c);
+    if c == 0 {
+        return (a & mask(size), old);
+    }
+    let bits = size as u32 * 8;
+    let wide = (a as u128 & mask(size) as u128) << c;
+    let r = wide as u64 & mask(size);
+    let cf = (wide >> bits) & 1 != 0;
+    let of = (r & sign_bit(size) != 0) != cf;
+    (r, Flags::known(szp(size, r) | flag(cf, CF) | flag(of, OF)))
+}
+
+/// SHR.
+pub fn shr(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let c = count(size, c);
+    if c == 0 {
+        return (a & mask(size), old);
+    }
+    let a = a & mask(size);
+    let r = if c >= 64 { 0 } else { a >> c };
+    let cf = if c > 64 { false } else { (a >> (c - 1)) & 1 != 0 };
+    let of = a & sign_bit(size) != 0;
+    (r, Flags::known(szp(size, r) | flag(cf, CF) | flag(of, OF)))
+}
+
+/// SAR.
+pub fn sar(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let c = count(size, c);
+    if c == 0 {
+        return (a & mask(size), old);
+    }
+    let s = sign_extend(a, size) as i64;
+    let r = (s >> c.min(63)) as u64 & mask(size);
+    let cf = (s >> (c - 1).min(63)) & 1 != 0;
+    (r, Flags::known(szp(size, r) | flag(cf, CF)))
+}
+
+/// ROL: only CF and OF change.
+pub fn rol(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let bits = size as u32 * 8;
+    let masked = count(size, c);
+    if masked == 0 {
+        return (a & mask(size), old);
+    }
+    let c = masked % bits;
+    let a = a & mask(size);
+    let r = if c == 0 { a } else { ((a << c) | (a >> (bits - c))) & mask(size) };
+    let cf = r & 1 != 0;
+    let of = (r & sign_bit(size) != 0) != cf;
+    (r, with_cf_of(&old, cf, of))
+}
+
+/// ROR: only CF and OF change.
+pub fn ror(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let bits = size as u32 * 8;
+    let masked = count(size, c);
+    if masked == 0 {
+        return (a & mask(size), old);
+    }
+    let c = masked % bits;
+    let a = a & mask(size);
+    let r = if c == 0 { a } else { ((a >> c) | (a << (bits - c))) & mask(size) };
+    let msb = r & sign_bit(size) != 0;
+    let msb2 = r & (sign_bit(size) >> 1) != 0;
+    (r, with_cf_of(&old, msb, msb != msb2))
+}
+
+/// RCL: rotate left through CF.
+pub fn rcl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let bits = size as u32 * 8;
+    let c = count(size, c) % (bits + 1);
+    if c == 0 {
+        return (a & mask(size), old);
+    }
+    let cf_in = old.cf() as u128;
+    let v = (a as u128 & mask(size) as u128) | cf_in << bits;
+    let width = bits + 1;
+    let rot = ((v << c) | (v >> (width - c))) & ((1u128 << width) - 1);
+    let r = rot as u64 & mask(size);
+    let cf = (rot >> bits) & 1 != 0;
+    let of = (r & sign_bit(size) != 0) != cf;
+    (r, with_cf_of(&old, cf, of))
+}
+
+/// RCR: rotate right through CF.
+pub fn rcr(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let bits = size as u32 * 8;
+    let c = count(size, c) % (bits + 1);
+    if c == 0 {
+        return (a & mask(size), old);
+    }
+    let cf_in = old.cf() as u128;
+    let v = (a as u128 & mask(size) as u128) | cf_in << bits;
+    let width = bits + 1;
+    let rot = ((v >> c) | (v << (width - c))) & ((1u128 << width) - 1);
+    let r = rot as u64 & mask(size);
+    let cf = (rot >> bits) & 1 != 0;
+    let msb = r & sign_bit(size) != 0;
+    let msb2 = r & (sign_bit(size) >> 1) != 0;
+    (r, with_cf_of(&old, cf, msb != msb2))
+}
+
+/// SHLD dst, src, count (16/32/64-bit). For a 16-bit operand a count
+/// above 16 leaves the result undefined; this returns a 48-bit funnel shift
+/// of dst:src:dst, as Intel cores do.
+pub fn shld(size: Size, dst: u64, src: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let c = count(size, c);
+    if c == 0 {
+        return (dst & mask(size), old);
+    }
+    let bits = size as u32 * 8;
+    let (d, s) = (dst & mask(size), src & mask(size));
+    let (r, cf) = if c < bits {
+        (((d << c) | (s >> (bits - c))) & mask(size), (d >> (bits - c)) & 1 != 0)
+    } else {
+        let wide = (d as u128) << (2 * bits) | (s as u128) << bits | d as u128;
+        let shifted = wide << c;
+        ((shifted >> (2 * bits)) as u64 & mask(size), (shifted >> (3 * bits)) & 1 != 0)
+    };
+    let of = ((r ^ d) & sign_bit(size)) != 0;
+    (r, Flags::known(szp(size, r) | flag(cf, CF) | flag(of, OF)))
+}
+
+/// SHRD dst, src, count.
+pub fn shrd(size: Size, dst: u64, src: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let c = count(size, c);
+    if c == 0 {
+        return (dst & mask(size), old);
+    }
+    let bits = size as u32 * 8;
+    let (d, s) = (dst & mask(size), src & mask(size));
+    let (r, cf) = if c < bits {
+        (((d >> c) | (s << (bits - c))) & mask(size), (d >> (c - 1)) & 1 != 0)
+    } else {
+        let wide = (d as u128) << (2 * bits) | (s as u128) << bits | d as u128;
+        ((wide >> c) as u64 & mask(size), (wide >> (c - 1)) & 1 != 0)
+    };
+    let of = ((r ^ d) & sign_bit(size)) != 0;
+    (r, Flags::known(szp(size, r) | flag(cf, CF) | flag(of, OF)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_follow_the_manual() {
+        let f0 = Flags::known(0);
+        let (r, f) = shl(1, 0x81, 1, f0);
+        assert_eq!(r, 0x02);
+        assert!(f.cf() && f.of());
+        let (r, f) = shr(4, 0x8000_0001, 1, f0);
+        assert_eq!(r, 0x4000_0000);
+        assert!(f.cf() && f.of());
+        let (r, f) = sar(1, 0x80, 7, f0);
+        assert_eq!(r, 0xff);
+        assert!(!f.cf() && f.sf());
+        // Count 0 leaves flags untouched; counts mask to 5 bits.
+        let marked = Flags::known(ZF | CF);
+        assert_eq!(shl(4, 5, 32, marked), (5, marked));
+        assert_eq!(shl(8, 1, 64, marked).1, marked);
+        assert_eq!(shl(8, 1, 63, f0).0, 1 << 63);
+    }
+
+    #[test]
+    fn rotates_touch_only_cf_and_of() {
+        let old = Flags::known(ZF | SF | PF);
+        let (r, f) = rol(1, 0x81, 1, old);
+        assert_eq!(r, 0x03);
+        assert_eq!(f.bits() & (ZF | SF | PF), ZF | SF | PF);
+        assert!(f.cf());
+        let (r, f) = ror(2, 1, 1, old);
+        assert_eq!(r, 0x8000);
+        assert!(f.cf() && f.of());
+        let (r, f) = rcl(1, 0x80, 1, Flags::known(0));
+        assert_eq!((r, f.cf()), (0, true));
+        let (r, f) = rcr(1, 0x01, 1, Flags::known(CF));
+        assert_eq!((r, f.cf()), (0x80, true));
+        // 8-bit RCL by 9 is a full turn through CF.
+        assert_eq!(rcl(1, 0x5a, 9, Flags::known(CF)).0, 0x5a);
+    }
+
+    #[test]
+    fn double_shifts() {
+        let f0 = Flags::known(0);
+        assert_eq!(shld(4, 0x1234_5678, 0x9abc_def0, 8, f0).0, 0x3456_789a);
+        assert_eq!(shrd(4, 0x1234_5678, 0x9abc_def0, 8, f0).0, 0xf012_3456);
+        assert_eq!(shld(8, 1, 1 << 63, 1, f0).0, 3);
+    }
+}
