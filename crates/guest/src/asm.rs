@@ -38,6 +38,7 @@ pub(crate) struct Asm {
     idt: Option<CodeLabel>,
     idtr: Option<CodeLabel>,
     data: Option<CodeLabel>,
+    user_body: bool,
 }
 
 impl Asm {
@@ -49,6 +50,7 @@ impl Asm {
             idt: None,
             idtr: None,
             data: None,
+            user_body: false,
         })
     }
 
@@ -79,6 +81,15 @@ impl Asm {
     pub fn gate(&mut self, vector: u8, handler: CodeLabel) {
         self.gates.retain(|(v, _)| *v != vector);
         self.gates.push((vector, handler));
+    }
+
+    /// Notes that the code from here on runs in ring 3.
+    pub fn mark_user_body(&mut self) {
+        self.user_body = true;
+    }
+
+    pub fn has_user_body(&self) -> bool {
+        self.user_body
     }
 
     pub fn has_gate(&self, vector: u8) -> bool {

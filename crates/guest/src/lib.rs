@@ -14,6 +14,7 @@ mod image;
 mod kernel;
 pub mod layout;
 pub mod params;
+pub mod program;
 mod workload;
 
 pub use asm::BuildError;

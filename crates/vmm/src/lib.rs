@@ -13,5 +13,5 @@ mod run;
 mod table;
 
 pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};
-pub use run::{run_image, GuestError, Outcome, RunReport, VmmError};
+pub use run::{run_image, run_image_with, Access, GuestError, Outcome, RunOptions, RunReport, TraceEntry, VmmError};
 pub use table::{render_json, render_table, StatView};

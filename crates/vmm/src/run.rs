@@ -78,6 +78,45 @@ impl From<HvError> for VmmError {
     }
 }
 
+/// What an exit carried, for the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A port access and its data (for IN, what the VMM answered).
+    Port {
+        port: u16,
+        size: u8,
+        is_in: bool,
+        data: u32,
+    },
+    /// An MMIO access and its data (for reads, what the VMM answered).
+    Mmio {
+        gpa: u64,
+        size: u8,
+        is_write: bool,
+        data: u64,
+    },
+    None,
+}
+
+/// One exit in a run's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEntry {
+    pub record: ExitRecord,
+    pub access: Access,
+    /// Guest RIP as the backend reports it when the exit reaches the VMM
+    /// (the simulator: the exiting instruction; KVM may already be past
+    /// it for port I/O).
+    pub rip: u64,
+}
+
+/// How to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Keep every exit in [`RunReport::trace`] (costs a register read per
+    /// exit on KVM).
+    pub trace: bool,
+}
+
 /// The result of one run: how it ended, the accounting, and the machine's
 /// devices for inspection.
 pub struct RunReport {
@@ -86,6 +125,8 @@ pub struct RunReport {
     pub regs: Regs,
     pub pio: Bus,
     pub mmio: Bus,
+    /// Every exit in order, when [`RunOptions::trace`] asked for it.
+    pub trace: Vec<TraceEntry>,
 }
 
 impl RunReport {
@@ -133,7 +174,13 @@ pub(crate) fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
 /// Loads `image` into `vm`, runs vCPU 0 until the guest ends the run, and
 /// returns what happened.
 pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError> {
+    run_image_with(vm, image, RunOptions::default())
+}
+
+/// [`run_image`] with options.
+pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> Result<RunReport, VmmError> {
     load(vm, image)?;
+    let mut trace = Vec::new();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
     let (mut pio, mut mmio) = machine();
     let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
@@ -149,6 +196,7 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
             Err(e) => return Err(e.into()),
         };
         let exit_ns = vcpu.now_ns();
+        let rip = if options.trace { vcpu.regs()?.rip } else { 0 };
         let mut rec = ExitRecord {
             vcpu: vcpu.id(),
             reason: exit.reason(),
@@ -157,6 +205,10 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
             exit_ns,
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
+        };
+        let mut traced = match &exit {
+            VmExit::Io(io) => port_access(io, io.data),
+            _ => Access::None,
         };
         let ended = match &exit {
             VmExit::Io(io) => match (io.qual.port, io.qual.is_in) {
@@ -179,16 +231,23 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
+                    if options.trace {
+                        trace.push(TraceEntry { record: rec, access: port_access(io, io.data), rip });
+                    }
                     start = rec.resume_ns;
                     continue;
                 }
                 _ => {
-                    rec.target = port_io(&mut pio, &mut vcpu, io);
+                    let (target, data) = port_io(&mut pio, &mut vcpu, io);
+                    rec.target = target;
+                    traced = port_access(io, data);
                     None
                 }
             },
             VmExit::Mmio { access, .. } => {
-                rec.target = mmio_access(&mut mmio, &mut vcpu, access);
+                let (target, data) = mmio_access(&mut mmio, &mut vcpu, access);
+                rec.target = target;
+                traced = Access::Mmio { gpa: access.gpa, size: access.size, is_write: access.is_write, data };
                 None
             }
             VmExit::Hlt => match vcpu.halt()? {
@@ -219,6 +278,9 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
         vcpu.account_exit(rec.reason, &work);
         rec.resume_ns = vcpu.now_ns();
         acc.record(&rec);
+        if options.trace {
+            trace.push(TraceEntry { record: rec, access: traced, rip });
+        }
         if let Some(o) = ended {
             break o;
         }
@@ -226,11 +288,16 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
     };
     acc.finish(vcpu.now_ns(), vcpu.counters()?);
     let regs = vcpu.regs()?;
-    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio })
+    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace })
 }
 
-/// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port.
-fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> Target {
+fn port_access(io: &IoExit, data: u32) -> Access {
+    Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
+}
+
+/// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port;
+/// returns where it went and the (first) value transferred.
+fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> (Target, u32) {
     let port = io.qual.port;
     let size = usize::from(io.qual.size).clamp(1, 4);
     let count = io.count.max(1) as usize;
@@ -244,7 +311,11 @@ fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> Target {
             }
         }
         vcpu.complete_read(&data);
-    } else if let Some(h) = hit {
+        let mut first = [0u8; 4];
+        first[..size].copy_from_slice(&data[..size]);
+        return (Target::Port { port, device }, u32::from_le_bytes(first));
+    }
+    if let Some(h) = hit {
         if io.bulk.is_empty() {
             bus.write(h, &io.data.to_le_bytes()[..size]);
         } else {
@@ -253,12 +324,13 @@ fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> Target {
             }
         }
     }
-    Target::Port { port, device }
+    (Target::Port { port, device }, io.data)
 }
 
 /// Routes an MMIO access; unassigned addresses read as all ones and drop
-/// writes, as an unclaimed PCI/memory transaction does.
-fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit) -> Target {
+/// writes, as an unclaimed PCI/memory transaction does. Returns where it
+/// went and the value transferred.
+fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit) -> (Target, u64) {
     let size = usize::from(access.size).clamp(1, 8);
     let hit = bus.find(access.gpa);
     let region = hit.map_or(UNASSIGNED, |h| bus.name(h.slot));
@@ -266,12 +338,14 @@ fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit) -> Targe
         if let Some(h) = hit {
             bus.write(h, &access.data.to_le_bytes()[..size]);
         }
-    } else {
-        let mut data = [0xffu8; 8];
-        if let Some(h) = hit {
-            bus.read(h, &mut data[..size]);
-        }
-        vcpu.complete_read(&data[..size]);
+        return (Target::Mmio { region }, access.data);
     }
-    Target::Mmio { region }
+    let mut data = [0xffu8; 8];
+    if let Some(h) = hit {
+        bus.read(h, &mut data[..size]);
+    }
+    vcpu.complete_read(&data[..size]);
+    let mut v = [0u8; 8];
+    v[..size].copy_from_slice(&data[..size]);
+    (Target::Mmio { region }, u64::from_le_bytes(v))
 }

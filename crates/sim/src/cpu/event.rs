@@ -155,7 +155,11 @@ impl Machine<'_> {
             old_rsp
         };
         rsp &= !0xf;
-        let mut frame = vec![u64::from(old_ss), old_rsp, old_rflags, u64::from(old_cs), self.cpu.rip];
+        // A fault pushes RFLAGS with RF set, so that IRET back to the
+        // faulting instruction does not re-trigger an instruction breakpoint
+        // (SDM Vol. 3A, "RF flag"; KVM on silicon agrees).
+        let pushed_rflags = if ev.kind == EventKind::Fault { old_rflags | rflags::RF } else { old_rflags };
+        let mut frame = vec![u64::from(old_ss), old_rsp, pushed_rflags, u64::from(old_cs), self.cpu.rip];
         if let Some(code) = ev.error_code {
             frame.push(u64::from(code));
         }

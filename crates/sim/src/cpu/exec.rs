@@ -387,8 +387,16 @@ impl Machine<'_> {
                 let a = self.get(&op.a, size)?;
                 let b = self.get(&op.b, size)?;
                 let (r, f) = alu::add(size, a, b);
-                self.put(&op.a, size, r)?;
-                self.put(&op.b, size, a)?;
+                // The sum goes to the destination last, so `xadd r, r`
+                // leaves the sum; a memory destination is written first so
+                // a fault there leaves the register untouched.
+                if matches!(op.a, Opnd::Mem(_)) {
+                    self.put(&op.a, size, r)?;
+                    self.put(&op.b, size, a)?;
+                } else {
+                    self.put(&op.b, size, a)?;
+                    self.put(&op.a, size, r)?;
+                }
                 self.cpu.flags = f;
             }
             Cmpxchg => {
@@ -497,8 +505,12 @@ impl Machine<'_> {
                     let v = self.replayed_read(|| io(q, 0))?;
                     self.set_reg(0, size, v);
                 } else {
+                    // OUT completes before the exit, as VMX handlers and KVM
+                    // do: RIP is past it when the VMM looks.
                     let v = self.reg(0, size);
-                    self.replayed_write(|| io(q, v))?;
+                    self.cpu.rip = next;
+                    self.cpu.exit = Some(io(q, v));
+                    return Err(Stop::ExitAfter);
                 }
             }
             Movs | Stos | Lods | Cmps | Scas | Ins | Outs => {

@@ -23,8 +23,12 @@ pub use mmu::Tlb;
 /// every `Result<_, Stop>` on the hot path fits in two registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// Hand the exit in [`Cpu::exit`] to the VMM.
+    /// Hand the exit in [`Cpu::exit`] to the VMM; the instruction will
+    /// run again, replaying what the VMM answered.
     Exit,
+    /// The instruction completed (an OUT: nothing follows the write); hand
+    /// the exit in [`Cpu::exit`] to the VMM.
+    ExitAfter,
     /// Raise the exception (or software interrupt) in [`Cpu::event`].
     Event,
     /// A fault while delivering a double fault.

@@ -113,15 +113,18 @@ impl Machine<'_> {
         let count = if single { 1 } else { block.ops.len() };
         for op in &block.ops[..count] {
             self.cpu.replay.pos = 0;
-            match self.exec(op) {
-                Ok(()) => {
-                    self.cpu.cycles += u64::from(op.cost);
-                    self.cpu.stats.instructions += 1;
-                    self.cpu.replay.log.clear();
-                    if tf {
-                        self.cpu.pending = Some(Event::single_step());
-                    }
+            let result = self.exec(op);
+            if matches!(result, Ok(()) | Err(Stop::ExitAfter)) {
+                self.cpu.cycles += u64::from(op.cost);
+                self.cpu.stats.instructions += 1;
+                self.cpu.replay.log.clear();
+                if tf {
+                    self.cpu.pending = Some(Event::single_step());
                 }
+            }
+            match result {
+                Ok(()) => {}
+                Err(Stop::ExitAfter) => return Ok(self.cpu.exit.take()),
                 Err(Stop::Exit) => {
                     self.cpu.awaiting_tf = tf;
                     return Ok(self.cpu.exit.take());
@@ -144,7 +147,7 @@ impl Machine<'_> {
     /// delivery on the next loop (no exit), shutdown is TRIPLE_FAULT.
     fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
         match stop {
-            Stop::Exit => Ok(self.cpu.exit.take()),
+            Stop::Exit | Stop::ExitAfter => Ok(self.cpu.exit.take()),
             Stop::Event => {
                 self.cpu.pending = self.cpu.event.take();
                 Ok(None)
