@@ -1,0 +1,332 @@
+//! The simulated CPU against the architecture: exact RIPs, registers,
+//! exit sequences and event delivery for the cases KVM cannot show (every
+//! exit is visible here) or that need precise control.
+
+use exitlab_arch::bits::{dr6, pte};
+use exitlab_arch::vector;
+use exitlab_guest::layout::{self, MAILBOX, PD, PORT_DEBUG_EXIT, PORT_REPORT};
+use exitlab_guest::program::{program, Ring, Start};
+use exitlab_guest::{Image, MailboxReport};
+use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit};
+use exitlab_sim::{SimVcpu, SimVm};
+use iced_x86::code_asm::*;
+
+/// How a test program's run ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// `out 0xf4, al` (the program's end).
+    Done,
+    /// The kernel reported an exception or interrupt.
+    Report(MailboxReport),
+    Shutdown,
+    Unsupported(String),
+}
+
+struct Run {
+    vm: SimVm,
+    vcpu: SimVcpu,
+    /// Every exit except the serial banner's.
+    exits: Vec<VmExit>,
+    end: End,
+}
+
+fn start() -> Start {
+    Start { gpr: [0; 16], rflags: 0 }
+}
+
+/// Runs `img`, answering reads with `read_value` (and the UART's LSR with
+/// "transmitter empty"), CPUID with zeros, MSRs from the CPU model.
+fn run_with(img: &Image, read_value: u64) -> Run {
+    let mut vm = SimVm::new(img.memory_size).unwrap();
+    for c in img.boot_layout().chunks {
+        vm.write_memory(c.gpa, &c.bytes).unwrap();
+    }
+    vm.write_memory(img.load_gpa, &img.bytes).unwrap();
+    let mut vcpu = vm.create_vcpu(0, &img.boot_layout().state).unwrap();
+    let mut exits = Vec::new();
+    let end = loop {
+        let exit = match vcpu.run() {
+            Ok(e) => e,
+            Err(HvError::Unsupported(s)) => break End::Unsupported(s),
+            Err(e) => panic!("{e}"),
+        };
+        match &exit {
+            VmExit::Io(io) if io.qual.port == PORT_DEBUG_EXIT => break End::Done,
+            VmExit::Io(io) if io.qual.port == PORT_REPORT => {
+                let mut b = [0u8; MailboxReport::SIZE];
+                vm.read_memory(MAILBOX, &mut b).unwrap();
+                break End::Report(MailboxReport::from_bytes(&b));
+            }
+            VmExit::Io(io) if io.qual.port & !7 == layout::SERIAL_COM1 => {
+                if io.qual.is_in {
+                    vcpu.complete_read(&[0x20]);
+                }
+                continue;
+            }
+            VmExit::Io(io) if io.qual.is_in => vcpu.complete_read(&read_value.to_le_bytes()),
+            VmExit::Mmio { access, .. } if !access.is_write => vcpu.complete_read(&read_value.to_le_bytes()),
+            VmExit::Cpuid { .. } => vcpu.complete(Completion::Cpuid([0; 4])),
+            VmExit::MsrRead { msr } => {
+                let v = vcpu.read_msr(*msr).unwrap();
+                vcpu.complete(Completion::MsrRead(v));
+            }
+            VmExit::MsrWrite { msr, value } => {
+                let ok = vcpu.write_msr(*msr, *value).unwrap();
+                vcpu.complete(Completion::MsrWrite(ok));
+            }
+            VmExit::Hlt => {
+                if vcpu.halt().unwrap().is_none() {
+                    panic!("halted forever");
+                }
+            }
+            VmExit::Shutdown => break End::Shutdown,
+            _ => {}
+        }
+        exits.push(exit);
+    };
+    Run { vm, vcpu, exits, end }
+}
+
+fn run(ring: Ring, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Run, Image) {
+    run_reading(ring, 0, body)
+}
+
+/// As `run`, with MMIO and port reads answered with `value`.
+fn run_reading(ring: Ring, value: u64, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Run, Image) {
+    let img = program("test", ring, &start(), body).unwrap();
+    (run_with(&img, value), img)
+}
+
+fn sym(img: &Image, name: &str) -> u64 {
+    img.symbol(name).unwrap()
+}
+
+/// The address after the instruction at `addr`.
+fn after(img: &Image, addr: u64) -> u64 {
+    let off = (addr - img.load_gpa) as usize;
+    iced_x86::Decoder::with_ip(64, &img.bytes[off..], addr, iced_x86::DecoderOptions::NONE).decode().next_ip()
+}
+
+fn report(r: &Run) -> MailboxReport {
+    match &r.end {
+        End::Report(rep) => *rep,
+        other => panic!("expected a report, got {other:?}"),
+    }
+}
+
+#[test]
+fn same_image_same_exits_registers_and_time() {
+    let w = exitlab_guest::find_workload("io-mix").unwrap();
+    let img = w.build(&w.resolve(["n=2000", "p=0.3", "ring3=1"]).unwrap()).unwrap();
+    let (a, b) = (run_with(&img, 7), run_with(&img, 7));
+    assert_eq!(a.exits, b.exits);
+    assert_eq!(a.vcpu.cpu().regs(), b.vcpu.cpu().regs());
+    assert_eq!(a.vcpu.now_ns(), b.vcpu.now_ns());
+    assert_eq!(a.vcpu.cpu().stats.instructions, b.vcpu.cpu().stats.instructions);
+    assert_eq!(a.exits.iter().filter(|e| matches!(e, VmExit::Io(io) if io.qual.port == 0x80)).count(), 600 + 3);
+}
+
+#[test]
+fn popf_setting_tf_traps_after_the_next_instruction_with_dr6_bs() {
+    let mut l = CodeLabel::default();
+    let (r, img) = run(Ring::Kernel, |a| {
+        a.pushfq()?;
+        a.or(qword_ptr(rsp), 0x100)?;
+        a.popfq()?;
+        l = a.create_label();
+        a.set_label(&mut l)?;
+        a.nop()?;
+        a.nop()
+    });
+    let rep = report(&r);
+    assert_eq!(rep.vector, vector::DB);
+    // POPF sets TF: the NOP after it runs, then #DB with RIP past the NOP.
+    let popf = after(&img, after(&img, sym(&img, "body")));
+    let nop = after(&img, popf);
+    assert_eq!(rep.rip, after(&img, nop));
+    assert_ne!(r.vcpu.cpu().dr6 & dr6::BS, 0);
+    // Delivery cleared TF in the handler's RFLAGS; the pushed image has it.
+    assert_ne!(rep.rflags & 0x100, 0);
+}
+
+#[test]
+fn sti_shadow_holds_a_pending_interrupt_for_one_instruction() {
+    let (r, img) = run(Ring::Kernel, |a| {
+        // A self-IPI on vector 0x50 (no handler: the kernel reports it)
+        // while IF = 0, then STI; NOP; NOP.
+        a.mov(rdi, 0xfee0_0000u64)?;
+        a.mov(dword_ptr(rdi + 0x300), 1 << 18 | 0x50)?;
+        a.sti()?;
+        a.nop()?;
+        a.nop()
+    });
+    let rep = report(&r);
+    assert_eq!(rep.vector, 0x50);
+    let sti = after(&img, after(&img, sym(&img, "body")));
+    let first_nop = after(&img, sti);
+    // Not after STI: after the instruction in its shadow.
+    assert_eq!(rep.rip, after(&img, first_nop));
+}
+
+#[test]
+fn read_modify_write_and_rep_string_against_mmio_exit_per_access() {
+    let (r, _) = run_reading(Ring::Kernel, 10, |a| {
+        a.mov(rdi, 0xd000_0000u64)?;
+        a.add(dword_ptr(rdi), 5)?;
+        // Three dwords of RAM to MMIO.
+        a.mov(rsi, 0x30_0000u64)?;
+        a.mov(dword_ptr(rsi), 0x11)?;
+        a.mov(dword_ptr(rsi + 4), 0x22)?;
+        a.mov(dword_ptr(rsi + 8), 0x33)?;
+        a.mov(ecx, 3)?;
+        a.rep().movsd()
+    });
+    assert_eq!(r.end, End::Done);
+    let mmio: Vec<(u64, bool, u64)> = r
+        .exits
+        .iter()
+        .filter_map(|e| match e {
+            VmExit::Mmio { access, .. } => Some((access.gpa, access.is_write, access.data)),
+            _ => None,
+        })
+        .collect();
+    let d = 0xd000_0000;
+    // The VMM answered the read with 10: the write carries 15.
+    assert_eq!(mmio, vec![(d, false, 0), (d, true, 15), (d, true, 0x11), (d + 4, true, 0x22), (d + 8, true, 0x33)]);
+    let cpu = r.vcpu.cpu();
+    assert_eq!((cpu.gpr[1], cpu.gpr[7]), (0, d + 12));
+}
+
+#[test]
+fn self_modifying_code_runs_the_new_bytes() {
+    let (r, _) = run(Ring::Kernel, |a| {
+        let mut f = a.create_label();
+        let mut over = a.create_label();
+        a.call(f)?;
+        a.mov(rbx, rax)?;
+        // Patch the immediate of `mov eax, 1` in f, then call it again.
+        a.lea(rdi, ptr(f))?;
+        a.mov(byte_ptr(rdi + 1), 7)?;
+        a.call(f)?;
+        a.jmp(over)?;
+        a.set_label(&mut f)?;
+        a.mov(eax, 1)?;
+        a.ret()?;
+        a.set_label(&mut over)?;
+        a.nop()
+    });
+    assert_eq!(r.end, End::Done);
+    assert_eq!((r.vcpu.cpu().gpr[3], r.vcpu.cpu().gpr[0]), (1, 7));
+}
+
+#[test]
+fn a_fault_while_delivering_a_double_fault_shuts_down() {
+    let (r, _) = run(Ring::Kernel, |a| {
+        // An IDT with a zero limit: #UD -> #GP (IDT limit) -> #DF -> shutdown.
+        a.push(0)?;
+        a.push(0)?;
+        a.lidt(ptr(rsp + 6))?;
+        a.ud2()
+    });
+    assert_eq!(r.end, End::Shutdown);
+}
+
+#[test]
+fn unmodelled_instructions_stop_with_rip_bytes_and_disassembly() {
+    let (r, img) = run(Ring::Kernel, |a| a.addps(xmm0, xmm1));
+    let End::Unsupported(msg) = &r.end else { panic!("{:?}", r.end) };
+    assert!(msg.contains(&format!("rip {:#x}", sym(&img, "body"))), "{msg}");
+    assert!(msg.contains("0f 58 c1") && msg.contains("addps"), "{msg}");
+}
+
+#[test]
+fn undefined_opcodes_raise_ud_in_the_guest() {
+    let (r, img) = run(Ring::User, |a| a.db(&[0x06])); // PUSH ES: invalid in 64-bit mode
+    let rep = report(&r);
+    assert_eq!((rep.vector, rep.rip, rep.cs & 3), (vector::UD, sym(&img, "body"), 3));
+}
+
+#[test]
+fn page_faults_report_the_architectural_error_code_and_cr2() {
+    // The 2 MiB page at 4 MiB made read-only by the guest itself, then
+    // written: #PF with P and W; user access to a supervisor page: P and U.
+    let pde = PD + 2 * 8;
+    let (r, img) = run(Ring::Kernel, |a| {
+        a.mov(rdi, pde)?;
+        a.and(qword_ptr(rdi), !(pte::RW as i32))?;
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.mov(rsi, 0x40_0010u64)?;
+        a.mov(eax, dword_ptr(rsi))?;
+        a.mov(dword_ptr(rsi), eax)
+    });
+    let rep = report(&r);
+    assert_eq!((rep.vector, rep.error_code, rep.cr2), (vector::PF, 0b11, 0x40_0010));
+    assert_eq!(rep.rip, img.symbol("body_end").unwrap() - 2);
+    // The read set A in the PDE; the faulting write did not set D.
+    let mut e = [0u8; 8];
+    r.vm.read_memory(pde, &mut e).unwrap();
+    let e = u64::from_le_bytes(e);
+    assert_ne!(e & pte::A, 0);
+    assert_eq!(e & pte::D, 0);
+}
+
+#[test]
+fn writes_set_the_dirty_bit_and_the_tlb_keeps_stale_entries_until_invlpg() {
+    let pde = PD + 3 * 8; // 6 MiB
+    let (r, _) = run(Ring::Kernel, |a| {
+        a.mov(rsi, 0x60_0000u64)?;
+        a.mov(dword_ptr(rsi), 1)?; // fills the TLB, sets A and D
+        a.mov(rdi, pde)?;
+        a.and(qword_ptr(rdi), !(pte::RW as i32))?;
+        a.mov(dword_ptr(rsi), 2)?; // stale writable entry: no fault
+        a.invlpg(ptr(rsi))?;
+        a.mov(dword_ptr(rsi), 3) // now it faults
+    });
+    let rep = report(&r);
+    assert_eq!((rep.vector, rep.cr2), (vector::PF, 0x60_0000));
+    let mut v = [0u8; 4];
+    r.vm.read_memory(0x60_0000, &mut v).unwrap();
+    assert_eq!(u32::from_le_bytes(v), 2);
+    let mut e = [0u8; 8];
+    r.vm.read_memory(pde, &mut e).unwrap();
+    assert_eq!(u64::from_le_bytes(e) & (pte::A | pte::D), pte::A | pte::D);
+}
+
+#[test]
+fn ring3_port_io_checks_iopl_then_the_tss_bitmap() {
+    // Ring 3 cannot lower IOPL with POPF (it stays 3), and I/O works.
+    let (r, _) = run(Ring::User, |a| {
+        a.pushfq()?;
+        a.and(qword_ptr(rsp), !0x3000)?;
+        a.popfq()?;
+        a.pushfq()?;
+        a.pop(r12)?;
+        a.out(0x80, al)
+    });
+    assert_eq!(r.end, End::Done);
+    assert_eq!(r.vcpu.cpu().gpr[12] & 0x3000, 0x3000);
+
+    // Ring 0 denies port 0x80 in the TSS bitmap and enters ring 3 with
+    // IOPL 0: port 0x81 still exits to the VMM, port 0x80 raises #GP(0).
+    let mut user = CodeLabel::default();
+    let (r, img) = run(Ring::Kernel, |a| {
+        user = a.create_label();
+        a.mov(rdi, layout::TSS + layout::TSS_IO_BITMAP + 0x80 / 8)?;
+        a.mov(byte_ptr(rdi), 1)?;
+        a.push(i32::from(layout::USER_DS))?;
+        a.push(layout::USER_STACK_TOP as i32)?;
+        a.push(0x2)?;
+        a.push(i32::from(layout::USER_CS))?;
+        a.lea(rax, ptr(user))?;
+        a.push(rax)?;
+        a.iretq()?;
+        a.set_label(&mut user)?;
+        a.out(0x81, al)?;
+        a.out(0x80, al)
+    });
+    let rep = report(&r);
+    assert_eq!((rep.vector, rep.error_code, rep.cs & 3), (vector::GP, 0, 3));
+    assert_eq!(rep.rip, img.symbol("body_end").unwrap() - 2);
+    assert!(matches!(r.exits.last(), Some(VmExit::Io(io)) if io.qual.port == 0x81));
+}
