@@ -74,11 +74,7 @@ fn run_with(img: &Image, read_value: u64) -> Run {
                 let ok = vcpu.write_msr(*msr, *value).unwrap();
                 vcpu.complete(Completion::MsrWrite(ok));
             }
-            VmExit::Hlt => {
-                if vcpu.halt().unwrap().is_none() {
-                    panic!("halted forever");
-                }
-            }
+            VmExit::Hlt => assert!(vcpu.halt().unwrap().is_some(), "halted forever"),
             VmExit::Shutdown => break End::Shutdown,
             _ => {}
         }
