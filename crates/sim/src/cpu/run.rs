@@ -91,7 +91,7 @@ impl Machine<'_> {
                 }
             }
             let single = self.cpu.rflags_rest & rflags::TF != 0 || self.cpu.sti_shadow;
-            if let Some(exit) = self.run_block(single)? {
+            if let Some(exit) = self.run_block(single, limits)? {
                 return Ok(exit);
             }
         }
@@ -99,19 +99,53 @@ impl Machine<'_> {
 
     /// Runs one block (or one instruction). Returns an exit, or `None` to
     /// go around the event loop again.
-    fn run_block(&mut self, single: bool) -> Result<Option<VmExit>, HvError> {
+    fn run_block(&mut self, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
         let block = match self.block_at(self.cpu.rip) {
             Ok(b) => b,
             Err(stop) => return self.stopped(stop),
         };
-        self.cpu.stats.block_runs += 1;
         let tf = self.cpu.rflags_rest & rflags::TF != 0;
         if single {
             self.cpu.sti_shadow = false;
         }
         self.sh.code_written = false;
         let count = if single { 1 } else { block.ops.len() };
-        for op in &block.ops[..count] {
+        loop {
+            self.cpu.stats.block_runs += 1;
+            if let Some(exit) = self.run_ops(&block.ops[..count], tf)? {
+                return Ok(exit);
+            }
+            if self.sh.code_written {
+                // This block may be stale: do not keep it.
+                return Ok(None);
+            }
+            // A loop back to this block's start goes round again here, while
+            // nothing needs the event loop's attention.
+            if single || self.cpu.rip != block.lin || !self.quiet(limits) {
+                break;
+            }
+        }
+        self.cpu.last_block = Some(block);
+        Ok(None)
+    }
+
+    /// Nothing is due: no timer, exception, interrupt request or MSI, and
+    /// no limit reached.
+    #[inline(always)]
+    fn quiet(&self, limits: &Limits) -> bool {
+        self.cpu.cycles < self.cpu.next_event()
+            && self.cpu.pending.is_none()
+            && !self.cpu.apic.any_requested()
+            && self.sh.msi.is_empty()
+            && limits.max_instructions.is_none_or(|m| self.cpu.stats.instructions < m)
+            && limits.max_cycles.is_none_or(|m| self.cpu.cycles < m)
+    }
+
+    /// Runs `ops` in order. `Some(exit)` ends the run call; `None` means the
+    /// ops ran (or stopped for an event the loop delivers).
+    #[inline(always)]
+    fn run_ops(&mut self, ops: &[super::op::Op], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
+        for op in ops {
             self.cpu.replay.pos = 0;
             let result = self.exec(op);
             if matches!(result, Ok(()) | Err(Stop::ExitAfter)) {
@@ -124,22 +158,20 @@ impl Machine<'_> {
             }
             match result {
                 Ok(()) => {}
-                Err(Stop::ExitAfter) => return Ok(self.cpu.exit.take()),
+                Err(Stop::ExitAfter) => return Ok(Some(self.cpu.exit.take())),
                 Err(Stop::Exit) => {
                     self.cpu.awaiting_tf = tf;
-                    return Ok(self.cpu.exit.take());
+                    return Ok(Some(self.cpu.exit.take()));
                 }
                 Err(stop) => {
                     self.cpu.replay.log.clear();
-                    return self.stopped(stop);
+                    return self.stopped(stop).map(Some);
                 }
             }
             if self.sh.code_written {
-                // This block may be stale: do not keep it.
                 return Ok(None);
             }
         }
-        self.cpu.last_block = Some(block);
         Ok(None)
     }
 
