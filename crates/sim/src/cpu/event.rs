@@ -121,9 +121,9 @@ impl Machine<'_> {
         if v * 16 + 15 > u64::from(cpu.idtr.limit) {
             return Err(self.raise(Event::gp(idt_error)));
         }
-        let gate_at = cpu.idtr.base + v * 16;
+        let gate_at = cpu.idtr.base.wrapping_add(v * 16);
         let lo = self.read(gate_at, 8, false)?;
-        let hi = self.read(gate_at + 8, 8, false)?;
+        let hi = self.read(gate_at.wrapping_add(8), 8, false)?;
         let present = lo & (1 << 47) != 0;
         let gate_type = (lo >> 40) & 0xf;
         let gate_dpl = ((lo >> 45) & 3) as u8;
@@ -148,9 +148,9 @@ impl Machine<'_> {
         let old_rflags = self.cpu.rflags();
         let old_cs = self.cpu.cs.selector;
         let mut rsp = if ist != 0 {
-            self.read(self.cpu.tr.base + 0x24 + (ist - 1) * 8, 8, false)?
+            self.read(self.cpu.tr.base.wrapping_add(0x24 + (ist - 1) * 8), 8, false)?
         } else if new_cpl < old_cpl {
-            self.read(self.cpu.tr.base + 4 + u64::from(new_cpl) * 8, 8, false)?
+            self.read(self.cpu.tr.base.wrapping_add(4 + u64::from(new_cpl) * 8), 8, false)?
         } else {
             old_rsp
         };
@@ -191,7 +191,7 @@ impl Machine<'_> {
         if selector & 4 != 0 || index + 7 > u64::from(self.cpu.gdtr.limit) || index == 0 {
             return Err(self.raise(Event::gp(u32::from(selector & !3))));
         }
-        self.read(self.cpu.gdtr.base + index, 8, false)
+        self.read(self.cpu.gdtr.base.wrapping_add(index), 8, false)
     }
 
     /// IRETQ: pops RIP, CS, RFLAGS, RSP and SS.
@@ -199,7 +199,7 @@ impl Machine<'_> {
         let rsp = self.cpu.gpr[4];
         let mut pop = [0u64; 5];
         for (i, v) in pop.iter_mut().enumerate() {
-            *v = self.load(rsp + 8 * i as u64, 8)?;
+            *v = self.load(rsp.wrapping_add(8 * i as u64), 8)?;
         }
         let [rip, cs, rf, new_rsp, ss] = pop;
         let cs = cs as u16;

@@ -127,12 +127,12 @@ impl Machine<'_> {
         }
         let tss = self.cpu.tr.base;
         let limit = u64::from(self.cpu.tr.limit);
-        let base = self.read(tss + 0x66, 2, false)?;
+        let base = self.read(tss.wrapping_add(0x66), 2, false)?;
         let first = base + u64::from(port / 8);
         if first + 1 > limit {
             return Err(self.raise(Event::gp(0)));
         }
-        let bits = self.read(tss + first, 2, false)?;
+        let bits = self.read(tss.wrapping_add(first), 2, false)?;
         let want = ((1u64 << size) - 1) << (port % 8);
         if bits & want != 0 {
             return Err(self.raise(Event::gp(0)));
@@ -593,7 +593,7 @@ impl Machine<'_> {
                 if matches!(op.kind, Lidt | Lgdt) {
                     self.require_cpl0()?;
                     let limit = self.load(a, 2)? as u16;
-                    let base = self.load(a + 2, 8)?;
+                    let base = self.load(a.wrapping_add(2), 8)?;
                     let t = exitlab_arch::DescriptorTable { base, limit };
                     if op.kind == Lidt {
                         self.cpu.idtr = t;
@@ -603,7 +603,7 @@ impl Machine<'_> {
                 } else {
                     let t = if op.kind == Sidt { self.cpu.idtr } else { self.cpu.gdtr };
                     self.store(a, 2, u64::from(t.limit))?;
-                    self.store(a + 2, 8, t.base)?;
+                    self.store(a.wrapping_add(2), 8, t.base)?;
                 }
             }
             Invlpg => {

@@ -250,7 +250,7 @@ impl Machine<'_> {
         let mut bytes = Vec::new();
         for i in 0..15 {
             let user = self.cpu.cpl() == 3;
-            match self.translate(rip + i, Access::Fetch, user) {
+            match self.translate(rip.wrapping_add(i), Access::Fetch, user) {
                 Ok(p) => match self.sh.ram.get(p as usize) {
                     Some(b) => bytes.push(*b),
                     None => break,
