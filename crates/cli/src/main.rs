@@ -43,6 +43,12 @@ struct MachineArgs {
     /// KVM device node (kvm backend).
     #[arg(long, value_name = "PATH")]
     kvm_device: Option<PathBuf>,
+    /// Hardware profile (sim backend): legacy, modern, or a TOML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "modern")]
+    profile: String,
+    /// Seed for the profile's cost distributions (sim backend).
+    #[arg(long, value_name = "N", default_value = "0")]
+    seed: String,
     /// Stop a runaway guest after this many instructions (sim backend).
     #[arg(long, value_name = "N")]
     max_instructions: Option<String>,
@@ -83,6 +89,12 @@ enum Command {
         /// Also print what the guest wrote to its serial console.
         #[arg(long)]
         console: bool,
+    },
+    /// List the hardware profiles with every figure and its source.
+    Profiles {
+        /// Also show one profile file (or built-in name) in full.
+        #[arg(value_name = "NAME|FILE")]
+        profile: Option<String>,
     },
     /// Measure exitlab itself.
     Bench {
@@ -186,6 +198,31 @@ fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), 
     Ok(())
 }
 
+fn profiles(one: Option<&str>) -> Result<(), UsageError> {
+    use exitlab_sim::profile::{Profile, BUILT_IN};
+    let list: Vec<Profile> = match one {
+        Some(p) => vec![Profile::load(p)?],
+        None => BUILT_IN.iter().map(|(name, _)| Profile::load(name)).collect::<Result<_, _>>()?,
+    };
+    for p in list {
+        let f = p.features;
+        println!("{}: {}", p.name, p.summary);
+        println!(
+            "  features: ept={} vpid={} apicv={} posted_interrupts={} pml={} decode_assist={} tsx={}",
+            f.ept, f.vpid, f.apicv, f.posted_interrupts, f.pml, f.decode_assist, f.tsx
+        );
+        for (key, fig) in p.figures() {
+            let value = match fig.spread {
+                Some(s) if s > 0.0 => format!("{} +- {}", fig.mean(), s),
+                _ => format!("{}", fig.mean()),
+            };
+            println!("  {key:<28} {value:>16}  {}", fig.source);
+        }
+        println!();
+    }
+    Ok(())
+}
+
 /// Writes via a temporary file and a rename, so a reader never sees half a
 /// file and an old file survives a failed write.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageError> {
@@ -227,7 +264,13 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
     let run_failed = |e: exitlab_vmm::VmmError| UsageError(format!("run failed: {e}"));
     match m.backend {
         Backend::Sim => {
-            let mut vm = exitlab_sim::SimVm::new(img.memory_size)?;
+            let profile = exitlab_sim::profile::Profile::load(&m.profile)?;
+            let seed = m
+                .seed
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| UsageError(format!("--seed: `{}` is not a whole number", m.seed)))?;
+            let mut vm = exitlab_sim::SimVm::with_profile(img.memory_size, profile, seed)?;
             let max_instructions = match &m.max_instructions {
                 Some(t) => Some(
                     t.trim()
@@ -236,11 +279,11 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
                 ),
                 None => None,
             };
-            let max_cycles = match &m.max_time {
-                Some(t) => Some(exitlab_sim::cost::ns_to_cycles(parse_duration(t)?)),
+            let max_time_ns = match &m.max_time {
+                Some(t) => Some(parse_duration(t)?),
                 None => None,
             };
-            vm.set_limits(exitlab_sim::Limits { max_instructions, max_cycles });
+            vm.set_limits(exitlab_sim::RunLimits { max_instructions, max_time_ns });
             exitlab_vmm::run_image(&mut vm, img).map_err(run_failed)
         }
         Backend::Kvm => {
@@ -313,6 +356,7 @@ fn main() -> ExitCode {
         }
         Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
+        Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
             bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)

@@ -3,18 +3,18 @@
 //! the ICR, and the timer in one-shot, periodic and TSC-deadline modes, all
 //! in virtual time (cycles of the vCPU's clock).
 
-use crate::cost::{APIC_BUS_HZ, CPU_HZ};
+use crate::cost::APIC_BUS_HZ;
 use exitlab_arch::bits::apic::*;
 
 /// LVT mask bit.
 const LVT_MASKED: u32 = 1 << 16;
 const TIMER_MODE_MASK: u32 = 3 << 17;
-/// Core cycles per APIC bus tick.
-const CYCLES_PER_TICK: u64 = CPU_HZ / APIC_BUS_HZ;
 
 #[derive(Clone, Debug)]
 pub struct Apic {
     pub id: u8,
+    /// Core clock, to turn bus ticks into cycles.
+    hz: u64,
     svr: u32,
     tpr: u32,
     ldr: u32,
@@ -39,9 +39,10 @@ pub struct Apic {
 const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
 
 impl Apic {
-    pub fn new(id: u8) -> Apic {
+    pub fn new(id: u8, hz: u64) -> Apic {
         Apic {
             id,
+            hz,
             svr: 0xff,
             tpr: 0,
             ldr: 0,
@@ -77,8 +78,13 @@ impl Apic {
         self.lvt[0] & TIMER_MODE_MASK
     }
 
+    /// Core cycles for `ticks` of the divided bus clock.
+    fn ticks_to_cycles(&self, ticks: u64) -> u64 {
+        (u128::from(ticks) * u128::from(self.divisor()) * u128::from(self.hz) / u128::from(APIC_BUS_HZ)) as u64
+    }
+
     fn period_cycles(&self) -> u64 {
-        u64::from(self.timer_initial) * self.divisor() * CYCLES_PER_TICK
+        self.ticks_to_cycles(u64::from(self.timer_initial))
     }
 
     /// Requests `vector` (an MSI, a self-IPI, the timer). Vectors below 16
@@ -212,8 +218,9 @@ impl Apic {
     fn current_count(&self, now: u64) -> u32 {
         match (self.deadline, self.timer_mode()) {
             (Some(d), TIMER_ONE_SHOT | TIMER_PERIODIC) => {
-                let left = d.saturating_sub(now);
-                left.div_ceil(self.divisor() * CYCLES_PER_TICK) as u32
+                let left = u128::from(d.saturating_sub(now));
+                let per_tick = u128::from(self.divisor()) * u128::from(self.hz);
+                (left * u128::from(APIC_BUS_HZ)).div_ceil(per_tick) as u32
             }
             _ => 0,
         }
@@ -293,7 +300,7 @@ mod tests {
     use super::*;
 
     fn enabled() -> Apic {
-        let mut a = Apic::new(0);
+        let mut a = Apic::new(0, 2_000_000_000);
         a.write(SVR, SVR_ENABLE | 0xff, 0);
         a
     }
@@ -356,7 +363,7 @@ mod tests {
 
     #[test]
     fn disabled_apic_drops_requests() {
-        let mut a = Apic::new(0);
+        let mut a = Apic::new(0, 2_000_000_000);
         a.request(0x40);
         assert_eq!(a.deliverable(), None);
         a.request(3);

@@ -1,28 +1,88 @@
-//! The simulator's time model until hardware profiles land: a cycle cost
-//! per op kind, a clock frequency, and the cost of an exit round trip.
-//! Every figure here is **modelled**: a round, defensible number, not a
-//! measurement; the reasoning is beside each one. Hardware profiles
-//! (docs/DESIGN.md, "Time and cost") replace them with sourced figures.
+//! The simulator's time: the core clock, the per-instruction cycle table
+//! (CPI), and the prices of exits and handler work drawn from the hardware
+//! profile. The CPI table and event-delivery cost here are **modelled**
+//! (the reasoning is beside each); everything a profile carries is sourced
+//! there.
 
 use crate::cpu::op::{Kind, Op, Opnd};
-
-/// Guest clock: TSC and core at 2 GHz (modelled: a typical server base
-/// clock; only ratios between costs matter to the experiments).
-pub const CPU_HZ: u64 = 2_000_000_000;
+use crate::profile::{Draw, Figure, Profile};
+use exitlab_arch::ExitReason;
+use exitlab_hv::HandlerWork;
 
 /// The local APIC timer counts at 1 GHz, as KVM's emulated APIC does
 /// (APIC_BUS_CYCLE_NS = 1), so the same count means the same time on both
 /// backends.
 pub const APIC_BUS_HZ: u64 = 1_000_000_000;
 
-/// Virtual nanoseconds for `cycles` core cycles.
-pub fn cycles_to_ns(cycles: u64) -> u64 {
-    (cycles as u128 * 1_000_000_000 / CPU_HZ as u128) as u64
+/// The core (and TSC) frequency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    pub hz: u64,
 }
 
-/// Core cycles for `ns` virtual nanoseconds.
-pub fn ns_to_cycles(ns: u64) -> u64 {
-    (ns as u128 * CPU_HZ as u128 / 1_000_000_000) as u64
+impl Clock {
+    /// Virtual nanoseconds for `cycles` core cycles.
+    pub fn ns(&self, cycles: u64) -> u64 {
+        (cycles as u128 * 1_000_000_000 / self.hz as u128) as u64
+    }
+
+    /// Core cycles for `ns` virtual nanoseconds.
+    pub fn cycles(&self, ns: u64) -> u64 {
+        (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
+    }
+}
+
+/// A profile's prices, ready for the hot paths.
+#[derive(Clone, Debug)]
+pub struct Costs {
+    pub clock: Clock,
+    /// Cycles per hardware paging-structure read.
+    pub walk_step: u64,
+    exits: Vec<Figure>,
+    device_op: Figure,
+    decode_byte: Figure,
+    page_walk: Figure,
+    byte_copied: Figure,
+    draw: Draw,
+}
+
+impl Costs {
+    pub fn new(p: &Profile, seed: u64) -> Costs {
+        let max = ExitReason::ALL.iter().map(|r| r.number()).max().unwrap_or(0) as usize;
+        let mut exits = vec![p.exit.round_trip.clone(); max + 1];
+        for r in ExitReason::ALL {
+            exits[r.number() as usize] = p.exit_cost(*r).clone();
+        }
+        Costs {
+            clock: Clock { hz: p.hz() },
+            walk_step: p.paging.walk_step.mean() as u64,
+            exits,
+            device_op: p.handler.device_op.clone(),
+            decode_byte: p.handler.decode_byte.clone(),
+            page_walk: p.handler.page_walk.clone(),
+            byte_copied: p.handler.byte_copied.clone(),
+            draw: Draw::new(seed),
+        }
+    }
+
+    /// Cycles for one exit of `reason` whose handler did `work`: the round
+    /// trip plus each unit of work, every figure drawn from its
+    /// distribution.
+    pub fn exit(&mut self, reason: ExitReason, work: &HandlerWork) -> u64 {
+        let d = &mut self.draw;
+        let mut c = d.sample(&self.exits[reason.number() as usize]);
+        for (n, f) in [
+            (work.device_ops, &self.device_op),
+            (work.bytes_decoded, &self.decode_byte),
+            (work.page_walks, &self.page_walk),
+            (work.bytes_copied, &self.byte_copied),
+        ] {
+            if n > 0 {
+                c += u64::from(n) * d.sample(f);
+            }
+        }
+        c
+    }
 }
 
 /// Modelled cycles for one execution of `op` (CPI table). Register ALU ops
@@ -53,17 +113,6 @@ pub fn cycles(op: &Op) -> u16 {
     base + mem
 }
 
-/// Modelled cycles for one exit round trip (VM exit, the handler's
-/// dispatch, VM entry). 1,000 cycles sits in SOURCES.md's Sandy Bridge to
-/// Skylake band (600-1,000 hardware) and under the ~1,030-1,100 cycles a
-/// full in-kernel KVM CPUID exit measures (SOURCES.md section 1, verified).
-pub const EXIT_ROUND_TRIP: u64 = 1_000;
-
-/// Modelled cycles per device register operation in a VMM handler.
-pub const DEVICE_OP: u64 = 200;
-
-/// Cycles to deliver an interrupt or exception through the IDT.
+/// Cycles to deliver an interrupt or exception through the IDT (modelled:
+/// a few stack writes and a descriptor read, tens of cycles).
 pub const EVENT_DELIVERY: u64 = 60;
-
-/// Cycles of one guest page-table walk step (one paging-structure read).
-pub const WALK_STEP: u64 = 4;

@@ -12,20 +12,34 @@ pub mod apic;
 pub mod cost;
 pub mod cpu;
 mod machine;
+pub mod profile;
 
+use cost::Costs;
 use cpu::{Awaiting, Cpu, Event, Machine};
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{Capabilities, Completion, Counter, HandlerWork, HvError, Msi, Result, Vcpu, Vm, VmExit};
 use machine::Shared;
+use profile::Profile;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use cpu::run::Limits;
+use cpu::run::Limits;
 
-/// A simulated VM: RAM and vCPUs in virtual time.
+/// Run limits that turn a runaway guest into a report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunLimits {
+    pub max_instructions: Option<u64>,
+    /// Guest time, in virtual nanoseconds.
+    pub max_time_ns: Option<u64>,
+}
+
+/// A simulated VM: RAM and vCPUs in virtual time, priced by a hardware
+/// profile.
 pub struct SimVm {
     shared: Arc<Mutex<Shared>>,
     memory_size: u64,
-    limits: Limits,
+    limits: RunLimits,
+    profile: Profile,
+    seed: u64,
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -35,16 +49,32 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl SimVm {
+    /// A VM with the default (modern) profile and seed 0.
     pub fn new(memory_size: u64) -> Result<SimVm> {
+        SimVm::with_profile(memory_size, Profile::default_profile(), 0)
+    }
+
+    /// A VM on `profile`'s hardware; `seed` drives every cost distribution.
+    pub fn with_profile(memory_size: u64, profile: Profile, seed: u64) -> Result<SimVm> {
         let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
-        Ok(SimVm { shared: Arc::new(Mutex::new(Shared::new(size))), memory_size, limits: Limits::default() })
+        Ok(SimVm {
+            shared: Arc::new(Mutex::new(Shared::new(size))),
+            memory_size,
+            limits: RunLimits::default(),
+            profile,
+            seed,
+        })
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// Stops runaway guests: each vCPU created afterwards ends its run with
     /// a report at these limits.
-    pub fn set_limits(&mut self, limits: Limits) {
+    pub fn set_limits(&mut self, limits: RunLimits) {
         self.limits = limits;
     }
 }
@@ -81,7 +111,12 @@ impl Vm for SimVm {
     fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<SimVcpu> {
         let apic_id =
             u8::try_from(id).map_err(|_| HvError::Backend(format!("vCPU id {id} exceeds the xAPIC's 8-bit IDs")))?;
-        Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot), shared: self.shared.clone(), limits: self.limits })
+        let costs = Costs::new(&self.profile, self.seed.wrapping_add(u64::from(id)));
+        let limits = Limits {
+            max_instructions: self.limits.max_instructions,
+            max_cycles: self.limits.max_time_ns.map(|ns| costs.clock.cycles(ns)),
+        };
+        Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot, costs), shared: self.shared.clone(), limits })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -195,9 +230,9 @@ impl Vcpu for SimVcpu {
         }
         let now = self.cpu.cycles;
         Ok(if self.cpu.apic.deliverable().is_some() || !lock(&self.shared).msi.is_empty() {
-            Some(cost::cycles_to_ns(now))
+            Some(self.cpu.costs.clock.ns(now))
         } else {
-            self.cpu.apic.next_event().map(cost::cycles_to_ns)
+            self.cpu.apic.next_event().map(|c| self.cpu.costs.clock.ns(c))
         })
     }
 
@@ -209,8 +244,8 @@ impl Vcpu for SimVcpu {
         Ok(self.cpu.write_msr(msr, value))
     }
 
-    fn account_exit(&mut self, _reason: ExitReason, work: &HandlerWork) {
-        self.cpu.cycles += cost::EXIT_ROUND_TRIP + u64::from(work.device_ops) * cost::DEVICE_OP;
+    fn account_exit(&mut self, reason: ExitReason, work: &HandlerWork) {
+        self.cpu.cycles += self.cpu.costs.exit(reason, work);
     }
 
     fn regs(&mut self) -> Result<Regs> {
@@ -240,6 +275,6 @@ impl Vcpu for SimVcpu {
     }
 
     fn now_ns(&self) -> u64 {
-        cost::cycles_to_ns(self.cpu.cycles)
+        self.cpu.costs.clock.ns(self.cpu.cycles)
     }
 }

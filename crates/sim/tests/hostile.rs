@@ -5,13 +5,13 @@
 
 use exitlab_guest::program::{program, Ring, Start};
 use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit};
-use exitlab_sim::{Limits, SimVm};
+use exitlab_sim::{RunLimits, SimVm};
 use proptest::prelude::*;
 
 fn run_bytes(ring: Ring, gpr: [u64; 16], rflags: u64, code: &[u8]) {
     let img = program("hostile", ring, &Start { gpr, rflags }, |a| a.db(code)).unwrap();
     let mut vm = SimVm::new(img.memory_size).unwrap();
-    vm.set_limits(Limits { max_instructions: Some(20_000), max_cycles: Some(1 << 32) });
+    vm.set_limits(RunLimits { max_instructions: Some(20_000), max_time_ns: Some(1 << 31) });
     for c in img.boot_layout().chunks {
         vm.write_memory(c.gpa, &c.bytes).unwrap();
     }

@@ -5,7 +5,6 @@
 
 use super::event::Event;
 use super::{Machine, Replayed, Stop};
-use crate::cost;
 use crate::machine::PAGE;
 use exitlab_arch::bits::{cr0, efer, pf_error, pte};
 use exitlab_arch::ExitReason;
@@ -123,7 +122,7 @@ impl Machine<'_> {
         };
         let mut level = 4;
         loop {
-            self.cpu.cycles += cost::WALK_STEP;
+            self.cpu.cycles += self.cpu.costs.walk_step;
             let shift = 12 + 9 * (level - 1);
             let addr = table + ((lin >> shift) & 511) * 8;
             let Some(mut e) = self.read_pte(addr) else { return Err(self.raise(fault(false))) };

@@ -9,6 +9,7 @@ mod mmu;
 pub mod run;
 
 use crate::apic::Apic;
+use crate::cost::Costs;
 use crate::machine::Shared;
 use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
@@ -114,6 +115,8 @@ pub struct Cpu {
     pub apic_base: u64,
     pub apic: Apic,
     pub tlb: Tlb,
+    /// The hardware profile's prices.
+    pub costs: Costs,
     /// Virtual time: core cycles since reset. The TSC reads this.
     pub cycles: u64,
     /// An STI just set IF: the next instruction runs before any interrupt.
@@ -138,7 +141,7 @@ pub struct Cpu {
 
 impl Cpu {
     /// A vCPU in `boot`'s state, with APIC ID `id`.
-    pub fn new(id: u8, boot: &BootState) -> Cpu {
+    pub fn new(id: u8, boot: &BootState, costs: Costs) -> Cpu {
         let rf = boot.regs.rflags | rflags::FIXED;
         Cpu {
             gpr: boot.regs.gpr,
@@ -169,7 +172,8 @@ impl Cpu {
             pat: 0x0007_0406_0007_0406,
             tsc_aux: 0,
             apic_base: exitlab_arch::bits::apic::DEFAULT_BASE | 1 << 11 | u64::from(id == 0) << 8,
-            apic: Apic::new(id),
+            apic: Apic::new(id, costs.clock.hz),
+            costs,
             tlb: Tlb::default(),
             cycles: 0,
             sti_shadow: false,

@@ -85,7 +85,7 @@ impl Machine<'_> {
                 if self.cpu.cycles >= max {
                     return Err(HvError::Limit(format!(
                         "time limit of {} ns of guest time reached at rip {:#x}",
-                        crate::cost::cycles_to_ns(max),
+                        self.cpu.costs.clock.ns(max),
                         self.cpu.rip
                     )));
                 }

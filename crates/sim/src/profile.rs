@@ -1,0 +1,304 @@
+//! Hardware profiles: which VMX features a simulated machine has and what
+//! its transitions and table walks cost, every figure with its source
+//! (docs/SOURCES.md rows, or "modelled: <reasoning>"). Two ship built in
+//! (profiles/legacy.toml, profiles/modern.toml); any TOML file of the same
+//! shape is a custom one.
+
+use exitlab_arch::ExitReason;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A cost as written in a profile: `value`, or `mean` with an optional
+/// `spread` (the standard deviation of a normal distribution, drawn per
+/// event from the run's seed), and always a `source`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    pub value: Option<f64>,
+    pub mean: Option<f64>,
+    pub spread: Option<f64>,
+    pub source: String,
+}
+
+impl Figure {
+    pub fn mean(&self) -> f64 {
+        self.value.or(self.mean).unwrap_or(0.0)
+    }
+
+    pub fn spread(&self) -> f64 {
+        self.spread.unwrap_or(0.0)
+    }
+
+    fn check(&self, key: &str) -> Result<(), String> {
+        match (self.value, self.mean) {
+            (Some(_), Some(_)) => return Err(format!("`{key}` has both `value` and `mean`")),
+            (None, None) => return Err(format!("`{key}` needs `value` or `mean`")),
+            (Some(_), None) if self.spread.is_some() => {
+                return Err(format!("`{key}`: `spread` goes with `mean`, not `value`"))
+            }
+            _ => {}
+        }
+        if !(self.mean().is_finite() && self.mean() >= 0.0 && self.spread().is_finite() && self.spread() >= 0.0) {
+            return Err(format!("`{key}` must be a finite, non-negative number"));
+        }
+        if self.source.trim().is_empty() {
+            return Err(format!("`{key}` has an empty `source`: every figure needs one"));
+        }
+        Ok(())
+    }
+}
+
+/// Hardware features a profile's CPU has. The VMM's policy follows them
+/// (with EPT, no shadow paging; with APICv, no APIC-access exits...).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    pub ept: bool,
+    pub vpid: bool,
+    pub apicv: bool,
+    pub posted_interrupts: bool,
+    pub pml: bool,
+    pub decode_assist: bool,
+    pub tsx: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Clock {
+    pub hz: Figure,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Exits {
+    /// One exit and entry, for reasons without their own figure.
+    pub round_trip: Figure,
+    /// Per-reason figures, keyed by the `perf kvm stat` name.
+    #[serde(default)]
+    pub reason: BTreeMap<String, Figure>,
+}
+
+/// What a VMM handler's work units cost.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Handler {
+    pub device_op: Figure,
+    pub decode_byte: Figure,
+    pub page_walk: Figure,
+    pub byte_copied: Figure,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// One paging-structure (or EPT-structure) read during a hardware walk.
+    pub walk_step: Figure,
+}
+
+/// A hardware profile.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub summary: String,
+    pub features: Features,
+    pub clock: Clock,
+    pub exit: Exits,
+    pub handler: Handler,
+    pub paging: Paging,
+}
+
+/// A profile could not be read; the message names the file and, where it
+/// can, the line and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileError(pub String);
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
+/// The built-in profiles, by name.
+pub const BUILT_IN: [(&str, &str); 2] = [
+    ("modern", include_str!("../../../profiles/modern.toml")),
+    ("legacy", include_str!("../../../profiles/legacy.toml")),
+];
+
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().starts_with(key)).map(|i| i + 1)
+}
+
+impl Profile {
+    /// Parses and checks a profile; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Profile, ProfileError> {
+        let p: Profile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().trim().replace('\n', " ");
+            match at {
+                Some(line) => ProfileError(format!("{origin}:{line}: {msg}")),
+                None => ProfileError(format!("{origin}: {msg}")),
+            }
+        })?;
+        let at = |key: &str, msg: String| match line_of(text, key) {
+            Some(line) => ProfileError(format!("{origin}:{line}: {msg}")),
+            None => ProfileError(format!("{origin}: {msg}")),
+        };
+        for (key, f) in [
+            ("hz", &p.clock.hz),
+            ("round_trip", &p.exit.round_trip),
+            ("device_op", &p.handler.device_op),
+            ("decode_byte", &p.handler.decode_byte),
+            ("page_walk", &p.handler.page_walk),
+            ("byte_copied", &p.handler.byte_copied),
+            ("walk_step", &p.paging.walk_step),
+        ] {
+            f.check(key).map_err(|m| at(key, m))?;
+        }
+        for (name, f) in &p.exit.reason {
+            if ExitReason::from_name(name).is_none() {
+                return Err(at(name, format!("`{name}` in [exit.reason] is not an exit reason (names as `perf kvm stat` prints them, e.g. CPUID, IO_INSTRUCTION)")));
+            }
+            f.check(name).map_err(|m| at(name, m))?;
+        }
+        if p.clock.hz.mean() < 1e6 || p.clock.hz.spread() != 0.0 {
+            return Err(at("hz", "`hz` must be a fixed value of at least 1 MHz".to_string()));
+        }
+        Ok(p)
+    }
+
+    /// A built-in profile by name, or a file by path.
+    pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Profile::parse(&format!("profiles/{name}.toml"), text);
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            ProfileError(format!(
+                "profile `{name_or_path}` is neither built in (legacy, modern) nor a readable file: {e}"
+            ))
+        })?;
+        Profile::parse(name_or_path, &text)
+    }
+
+    /// The profile used when none is named.
+    pub fn default_profile() -> Profile {
+        Profile::load("modern").expect("the built-in modern profile parses")
+    }
+
+    pub fn hz(&self) -> u64 {
+        self.clock.hz.mean() as u64
+    }
+
+    /// The figure for exits of `reason`.
+    pub fn exit_cost(&self, reason: ExitReason) -> &Figure {
+        self.exit.reason.get(reason.name()).unwrap_or(&self.exit.round_trip)
+    }
+
+    /// Every figure with its key, for listings.
+    pub fn figures(&self) -> Vec<(String, &Figure)> {
+        let mut v =
+            vec![("clock.hz".to_string(), &self.clock.hz), ("exit.round_trip".to_string(), &self.exit.round_trip)];
+        v.extend(self.exit.reason.iter().map(|(k, f)| (format!("exit.reason.{k}"), f)));
+        v.extend([
+            ("handler.device_op".to_string(), &self.handler.device_op),
+            ("handler.decode_byte".to_string(), &self.handler.decode_byte),
+            ("handler.page_walk".to_string(), &self.handler.page_walk),
+            ("handler.byte_copied".to_string(), &self.handler.byte_copied),
+            ("paging.walk_step".to_string(), &self.paging.walk_step),
+        ]);
+        v
+    }
+}
+
+/// Deterministic draws from a profile's distributions: splitmix64 for
+/// uniform bits, Box-Muller for normals.
+#[derive(Clone, Debug)]
+pub struct Draw {
+    state: u64,
+}
+
+impl Draw {
+    pub fn new(seed: u64) -> Draw {
+        Draw { state: seed ^ 0x9e37_79b9_7f4a_7c15 }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// One draw of `f`, in its units, never negative.
+    pub fn sample(&mut self, f: &Figure) -> u64 {
+        let spread = f.spread();
+        if spread == 0.0 {
+            return f.mean() as u64;
+        }
+        let (u1, u2) = (self.unit(), self.unit());
+        let n = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (f.mean() + spread * n).max(0.0).round() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_profiles_parse_and_every_figure_has_a_source() {
+        for (name, _) in BUILT_IN {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(p.name, name);
+            for (key, f) in p.figures() {
+                assert!(!f.source.is_empty(), "{name}: {key}");
+            }
+        }
+        assert!(!Profile::load("legacy").unwrap().features.ept);
+        assert!(Profile::load("modern").unwrap().features.ept);
+        assert_eq!(Profile::load("modern").unwrap().exit_cost(ExitReason::Cpuid).mean(), 1027.0);
+    }
+
+    #[test]
+    fn mistakes_name_the_line_and_key() {
+        let good = BUILT_IN[0].1;
+        let typo = good.replace("posted_interrupts = true", "posted_interupts = true");
+        let e = Profile::parse("p.toml", &typo).unwrap_err().0;
+        assert!(e.starts_with("p.toml:") && e.contains("posted_interupts"), "{e}");
+        let line: usize = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert_eq!(typo.lines().nth(line - 1).unwrap().trim(), "posted_interupts = true");
+
+        let bad_reason = good.replace("CPUID = {", "CPUIDX = {");
+        let e = Profile::parse("p.toml", &bad_reason).unwrap_err().0;
+        assert!(e.contains("`CPUIDX` in [exit.reason] is not an exit reason"), "{e}");
+        let no_source = good.replace("device_op = { value = 200, source = ", "device_op = { value = 200, other = ");
+        assert!(Profile::parse("p.toml", &no_source).is_err());
+        let empty = good.replace(
+            "decode_byte = { value = 20, source = \"modelled",
+            "decode_byte = { value = 20, source = \"\", x = \"",
+        );
+        assert!(Profile::parse("p.toml", &empty).is_err());
+    }
+
+    #[test]
+    fn draws_are_deterministic_and_centred() {
+        let f = Figure { value: None, mean: Some(1000.0), spread: Some(50.0), source: "t".into() };
+        let (mut a, mut b) = (Draw::new(7), Draw::new(7));
+        let xs: Vec<u64> = (0..1000).map(|_| a.sample(&f)).collect();
+        let ys: Vec<u64> = (0..1000).map(|_| b.sample(&f)).collect();
+        assert_eq!(xs, ys);
+        let mean = xs.iter().sum::<u64>() as f64 / 1000.0;
+        assert!((mean - 1000.0).abs() < 10.0, "{mean}");
+        assert!(xs.iter().any(|&x| x != 1000));
+        let fixed = Figure { value: Some(5.0), mean: None, spread: None, source: "t".into() };
+        assert_eq!(Draw::new(1).sample(&fixed), 5);
+    }
+}
