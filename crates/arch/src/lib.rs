@@ -12,6 +12,7 @@ pub mod exit_reason;
 pub mod qualification;
 pub mod state;
 pub mod vector;
+pub mod vmx;
 
 pub use exit_reason::ExitReason;
 pub use qualification::{CrAccessQual, CrAccessType, EptViolationQual, IoQual};

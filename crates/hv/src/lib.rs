@@ -4,7 +4,8 @@
 //! has, only what it [`Capabilities`] offers.
 #![forbid(unsafe_code)]
 
-use exitlab_arch::{BootState, ExitReason, IoQual, Regs};
+use exitlab_arch::vmx::Controls;
+use exitlab_arch::{BootState, CrAccessQual, ExitReason, IoQual, Regs};
 use serde::Serialize;
 use std::fmt;
 
@@ -19,6 +20,12 @@ pub struct Capabilities {
     pub sees_all_exits: bool,
     /// Same inputs give the same exits, registers and time, bit for bit.
     pub deterministic_time: bool,
+    /// The hardware has EPT (second-level address translation); without
+    /// it the VMM shadows the guest's page tables.
+    pub ept: bool,
+    /// The hardware tags TLB entries with a VPID, so VM entries and exits
+    /// need not flush it.
+    pub vpid: bool,
     /// Per-page execute permission in the second-level tables.
     pub ept_exec_control: bool,
     pub pml: bool,
@@ -26,6 +33,9 @@ pub struct Capabilities {
     pub tsx: bool,
     /// The backend reports counters for exits it handles itself.
     pub backend_counters: bool,
+    /// The VMM sets VMX execution controls, injects events and manages
+    /// shadow page tables itself (the simulator; KVM keeps these).
+    pub vmx_controls: bool,
 }
 
 /// An MSI: the address/data pair a device writes to interrupt a vCPU.
@@ -74,21 +84,60 @@ pub enum VmExit {
     /// A guest-physical access to MMIO. The SDM reason is the backend's
     /// (`EPT_MISCONFIG` for KVM's MMIO exits, see docs/DESIGN.md). A read
     /// needs [`Vcpu::complete_read`].
-    Mmio { reason: ExitReason, access: MmioExit },
+    Mmio {
+        reason: ExitReason,
+        access: MmioExit,
+    },
     /// HLT with nothing pending (a backend without an in-kernel irqchip).
     Hlt,
     /// TRIPLE_FAULT: the guest shut the vCPU down.
     Shutdown,
     /// A debug event (single step or breakpoint) the VMM asked to see.
-    Debug { rip: u64, dr6: u64 },
+    Debug {
+        rip: u64,
+        dr6: u64,
+    },
     /// CPUID: answer with [`Completion::Cpuid`].
-    Cpuid { leaf: u32, subleaf: u32 },
+    Cpuid {
+        leaf: u32,
+        subleaf: u32,
+    },
     /// RDMSR: answer with [`Completion::MsrRead`].
-    MsrRead { msr: u32 },
+    MsrRead {
+        msr: u32,
+    },
     /// WRMSR: answer with [`Completion::MsrWrite`].
-    MsrWrite { msr: u32, value: u64 },
+    MsrWrite {
+        msr: u32,
+        value: u64,
+    },
+    /// A control-register access the controls trap.
+    CrAccess(CrAccessQual),
+    /// An exception in the exception bitmap, not delivered. For #PF the
+    /// qualification is the faulting linear address (CR2 is not written).
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+        qualification: u64,
+    },
+    Invlpg {
+        linear: u64,
+    },
+    Rdtsc,
+    /// The guest can take an interrupt now (interrupt-window exiting).
+    InterruptWindow,
+    /// An instruction completed under the monitor trap flag.
+    MonitorTrap,
+    PreemptionTimer,
+    /// An interrupt arrived for the guest (external-interrupt exiting).
+    ExternalInterrupt {
+        vector: u8,
+    },
     /// Any other exit, with its raw qualification.
-    Other { reason: ExitReason, qualification: u64 },
+    Other {
+        reason: ExitReason,
+        qualification: u64,
+    },
 }
 
 impl VmExit {
@@ -102,6 +151,14 @@ impl VmExit {
             VmExit::Cpuid { .. } => ExitReason::Cpuid,
             VmExit::MsrRead { .. } => ExitReason::MsrRead,
             VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
+            VmExit::CrAccess(_) => ExitReason::CrAccess,
+            VmExit::Exception { .. } => ExitReason::ExceptionNmi,
+            VmExit::Invlpg { .. } => ExitReason::Invlpg,
+            VmExit::Rdtsc => ExitReason::Rdtsc,
+            VmExit::InterruptWindow => ExitReason::InterruptWindow,
+            VmExit::MonitorTrap => ExitReason::MonitorTrapFlag,
+            VmExit::PreemptionTimer => ExitReason::PreemptionTimer,
+            VmExit::ExternalInterrupt { .. } => ExitReason::ExternalInterrupt,
             VmExit::Other { reason, .. } => *reason,
         }
     }
@@ -120,13 +177,69 @@ impl VmExit {
             }
             VmExit::Debug { dr6, .. } => *dr6,
             VmExit::Other { qualification, .. } => *qualification,
+            VmExit::CrAccess(q) => q.encode(),
+            VmExit::Exception { qualification, .. } => *qualification,
+            VmExit::Invlpg { linear } => *linear,
             VmExit::Hlt
             | VmExit::Shutdown
             | VmExit::Cpuid { .. }
             | VmExit::MsrRead { .. }
-            | VmExit::MsrWrite { .. } => 0,
+            | VmExit::MsrWrite { .. }
+            | VmExit::Rdtsc
+            | VmExit::InterruptWindow
+            | VmExit::MonitorTrap
+            | VmExit::PreemptionTimer
+            | VmExit::ExternalInterrupt { .. } => 0,
         }
     }
+}
+
+/// What kind of event an injection is (the type field of the VM-entry
+/// interruption-information field, SDM 25.8.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectionKind {
+    External,
+    Nmi,
+    HardwareException,
+    SoftwareInterrupt,
+}
+
+/// An event the VMM injects at the next VM entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Injection {
+    pub vector: u8,
+    pub kind: InjectionKind,
+    pub error_code: Option<u32>,
+    /// Bits to set in DR6 when the event is #DB (the "pending debug
+    /// exceptions" a VMM passes along, e.g. BS for a single step).
+    pub dr6: u64,
+    /// CR2 to set when the event is #PF.
+    pub cr2: Option<u64>,
+}
+
+impl Injection {
+    pub fn exception(vector: u8, error_code: Option<u32>) -> Injection {
+        Injection { vector, kind: InjectionKind::HardwareException, error_code, dr6: 0, cr2: None }
+    }
+}
+
+/// Exit information beyond reason and qualification (SDM 25.9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Length of the instruction that exited (instruction exits only).
+    pub instruction_len: u8,
+    pub guest_linear: Option<u64>,
+    pub guest_physical: Option<u64>,
+    /// The event being delivered when the exit happened, if any.
+    pub idt_vectoring: Option<Injection>,
+}
+
+/// Permissions of a shadow page-table entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShadowFlags {
+    pub writable: bool,
+    pub user: bool,
+    pub executable: bool,
 }
 
 /// The VMM's answer to an exit that needs one, given before the next run.
@@ -196,6 +309,11 @@ impl std::error::Error for HvError {}
 
 pub type Result<T> = std::result::Result<T, HvError>;
 
+/// The error of a VMX-level call on a backend that does that part itself.
+fn kept(what: &str) -> HvError {
+    HvError::Backend(format!("this backend keeps {what} to itself"))
+}
+
 /// A virtual machine: guest memory, vCPUs, interrupt delivery.
 pub trait Vm {
     type Vcpu: Vcpu;
@@ -248,6 +366,49 @@ pub trait Vcpu {
     /// Charges the exit the VMM just handled to the backend's clock. Only a
     /// backend with virtual time has anything to do.
     fn account_exit(&mut self, _reason: ExitReason, _work: &HandlerWork) {}
+
+    // What follows is for backends whose [`Capabilities::vmx_controls`] is
+    // set: the VMM plays the hypervisor's whole part.
+
+    /// Loads the VM-execution controls.
+    fn set_controls(&mut self, _controls: &Controls) -> Result<()> {
+        Err(kept("the VMX controls"))
+    }
+
+    /// Details of the last exit.
+    fn exit_info(&self) -> ExitInfo {
+        ExitInfo::default()
+    }
+
+    /// Advances RIP past the instruction that exited.
+    fn skip_instruction(&mut self) -> Result<()> {
+        Err(kept("instruction skipping"))
+    }
+
+    /// A guest control register (CR0, CR2, CR3, CR4, CR8).
+    fn read_cr(&mut self, _n: u8) -> Result<u64> {
+        Err(kept("control registers"))
+    }
+
+    fn write_cr(&mut self, _n: u8, _value: u64) -> Result<()> {
+        Err(kept("control registers"))
+    }
+
+    /// Queues an event for delivery at the next entry.
+    fn inject(&mut self, _event: Injection) -> Result<()> {
+        Err(kept("event injection"))
+    }
+
+    /// Maps linear page `linear` to physical page `physical` in the shadow
+    /// page table the MMU uses while EPT is off.
+    fn shadow_map(&mut self, _linear: u64, _physical: u64, _flags: ShadowFlags) -> Result<()> {
+        Err(kept("shadow paging"))
+    }
+
+    /// Drops one shadow translation (`Some`) or all of them (`None`).
+    fn shadow_unmap(&mut self, _linear: Option<u64>) -> Result<()> {
+        Err(kept("shadow paging"))
+    }
 
     fn regs(&mut self) -> Result<Regs>;
 

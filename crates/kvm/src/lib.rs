@@ -109,11 +109,14 @@ impl Vm for KvmVm {
             backend: "kvm",
             sees_all_exits: false,
             deterministic_time: false,
+            ept: false,
+            vpid: false,
             ept_exec_control: false,
             pml: false,
             posted_interrupts: false,
             tsx: false,
             backend_counters: true,
+            vmx_controls: false,
         }
     }
 

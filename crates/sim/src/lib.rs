@@ -16,8 +16,12 @@ pub mod profile;
 
 use cost::Costs;
 use cpu::{Awaiting, Cpu, Event, Machine};
+use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
-use exitlab_hv::{Capabilities, Completion, Counter, HandlerWork, HvError, Msi, Result, Vcpu, Vm, VmExit};
+use exitlab_hv::{
+    Capabilities, Completion, Counter, ExitInfo, HandlerWork, HvError, Injection, Msi, Result, ShadowFlags, Vcpu, Vm,
+    VmExit,
+};
 use machine::Shared;
 use profile::Profile;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -87,11 +91,14 @@ impl Vm for SimVm {
             backend: "sim",
             sees_all_exits: true,
             deterministic_time: true,
+            ept: self.profile.features.ept,
+            vpid: self.profile.features.vpid,
             ept_exec_control: false,
             pml: false,
             posted_interrupts: false,
             tsx: false,
             backend_counters: true,
+            vmx_controls: true,
         }
     }
 
@@ -146,15 +153,12 @@ impl SimVcpu {
         &self.cpu
     }
 
-    /// Completes the instruction the VMM answered: RIP past it, and the
-    /// single-step trap if it started with TF.
+    /// Completes the instruction the VMM answered: RIP past it. A single-
+    /// step trap it owes (TF) is the VMM's to inject, as on VMX hardware.
     fn finish_awaited(&mut self, len: u8) {
         self.cpu.rip = self.cpu.rip.wrapping_add(u64::from(len));
         self.cpu.awaiting = None;
         self.cpu.stats.instructions += 1;
-        if self.cpu.awaiting_tf {
-            self.cpu.pending = Some(Event::single_step());
-        }
     }
 
     fn awaited(&self, what: Awaiting) -> Option<u8> {
@@ -170,6 +174,11 @@ impl Vcpu for SimVcpu {
     fn run(&mut self) -> Result<VmExit> {
         if let Some((what, _)) = self.cpu.awaiting {
             return Err(HvError::Backend(format!("run with the {what:?} exit unanswered")));
+        }
+        if !self.cpu.controls.enable_vpid {
+            // Without VPID, VM entry flushes the TLB (nothing tags guest
+            // entries apart from the host's).
+            self.cpu.tlb.flush();
         }
         let mut sh = lock(&self.shared);
         Machine { cpu: &mut self.cpu, sh: &mut sh }.run(&self.limits)
@@ -246,6 +255,74 @@ impl Vcpu for SimVcpu {
 
     fn account_exit(&mut self, reason: ExitReason, work: &HandlerWork) {
         self.cpu.cycles += self.cpu.costs.exit(reason, work);
+    }
+
+    fn set_controls(&mut self, controls: &Controls) -> Result<()> {
+        if controls.enable_ept != self.cpu.controls.enable_ept {
+            self.cpu.tlb.flush();
+        }
+        self.cpu.controls = controls.clone();
+        Ok(())
+    }
+
+    fn exit_info(&self) -> ExitInfo {
+        self.cpu.exit_info
+    }
+
+    fn skip_instruction(&mut self) -> Result<()> {
+        let len = self.cpu.exit_info.instruction_len;
+        if len == 0 {
+            return Err(HvError::Backend("the last exit was not an instruction exit".into()));
+        }
+        self.cpu.rip = self.cpu.rip.wrapping_add(u64::from(len));
+        self.cpu.exit_info.instruction_len = 0;
+        self.cpu.stats.instructions += 1;
+        Ok(())
+    }
+
+    fn read_cr(&mut self, n: u8) -> Result<u64> {
+        self.cpu.guest_cr(n).ok_or_else(|| HvError::Backend(format!("there is no CR{n}")))
+    }
+
+    fn write_cr(&mut self, n: u8, value: u64) -> Result<()> {
+        match n {
+            0 => self.cpu.cr0 = value,
+            2 => self.cpu.cr2 = value,
+            3 => self.cpu.cr3 = value,
+            4 => self.cpu.cr4 = value,
+            8 => self.cpu.apic.set_cr8(value),
+            _ => return Err(HvError::Backend(format!("there is no CR{n}"))),
+        }
+        if n != 2 && n != 8 {
+            self.cpu.tlb.flush();
+        }
+        Ok(())
+    }
+
+    fn inject(&mut self, event: Injection) -> Result<()> {
+        self.cpu.injection = Some(event);
+        self.cpu.halted = false;
+        Ok(())
+    }
+
+    fn shadow_map(&mut self, linear: u64, physical: u64, flags: ShadowFlags) -> Result<()> {
+        self.cpu.shadow.insert(linear >> 12, (physical & !0xfff, flags));
+        self.cpu.tlb.flush_page(linear);
+        Ok(())
+    }
+
+    fn shadow_unmap(&mut self, linear: Option<u64>) -> Result<()> {
+        match linear {
+            Some(l) => {
+                self.cpu.shadow.remove(&(l >> 12));
+                self.cpu.tlb.flush_page(l);
+            }
+            None => {
+                self.cpu.shadow.clear();
+                self.cpu.tlb.flush();
+            }
+        }
+        Ok(())
     }
 
     fn regs(&mut self) -> Result<Regs> {

@@ -9,7 +9,9 @@ pub mod bench;
 pub mod bus;
 pub mod cpuid;
 pub mod devices;
+pub mod policy;
 mod run;
+pub mod shadow;
 mod table;
 
 pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};

@@ -4,10 +4,12 @@
 use crate::account::{Accountant, ExitRecord, Target};
 use crate::bus::Bus;
 use crate::devices::{MmioScratch, Pic, PostPort, Serial};
+use crate::shadow::FaultResolution;
 use exitlab_arch::Regs;
+use exitlab_arch::{CrAccessQual, CrAccessType};
 use exitlab_guest::layout::{self, Phase};
 use exitlab_guest::{Image, MailboxReport};
-use exitlab_hv::{Completion, HandlerWork, HvError, IoExit, MmioExit, Vcpu, Vm, VmExit};
+use exitlab_hv::{Completion, HandlerWork, HvError, Injection, InjectionKind, IoExit, MmioExit, Vcpu, Vm, VmExit};
 use std::fmt;
 
 /// Something the guest did that ends the run without a clean exit.
@@ -181,7 +183,11 @@ pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError
 pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> Result<RunReport, VmmError> {
     load(vm, image)?;
     let mut trace = Vec::new();
+    let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
+    if caps.vmx_controls {
+        vcpu.set_controls(&crate::policy::controls(&caps))?;
+    }
     let (mut pio, mut mmio) = machine();
     let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
 
@@ -206,6 +212,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> 
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
         };
+        let mut work = HandlerWork::default();
         let mut traced = match &exit {
             VmExit::Io(io) => port_access(io, io.data),
             _ => Access::None,
@@ -258,23 +265,71 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> 
             VmExit::Debug { .. } => None,
             VmExit::Cpuid { leaf, subleaf } => {
                 vcpu.complete(Completion::Cpuid(crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8)));
+                single_step_trap(&mut vcpu)?;
                 None
             }
             VmExit::MsrRead { msr } => {
                 let v = vcpu.read_msr(*msr)?;
                 vcpu.complete(Completion::MsrRead(v));
+                if v.is_some() {
+                    single_step_trap(&mut vcpu)?;
+                }
                 None
             }
             VmExit::MsrWrite { msr, value } => {
                 let ok = vcpu.write_msr(*msr, *value)?;
                 vcpu.complete(Completion::MsrWrite(ok));
+                if ok {
+                    single_step_trap(&mut vcpu)?;
+                }
                 None
             }
+            VmExit::CrAccess(q) => {
+                control_register(&mut vcpu, q)?;
+                single_step_trap(&mut vcpu)?;
+                None
+            }
+            VmExit::Invlpg { linear } => {
+                vcpu.shadow_unmap(Some(*linear))?;
+                vcpu.skip_instruction()?;
+                single_step_trap(&mut vcpu)?;
+                None
+            }
+            VmExit::Rdtsc => {
+                let tsc = vcpu.read_msr(exitlab_arch::bits::msr::IA32_TSC)?.unwrap_or(0);
+                let mut r = vcpu.regs()?;
+                r.gpr[Regs::RAX] = tsc & 0xffff_ffff;
+                r.gpr[Regs::RDX] = tsc >> 32;
+                vcpu.set_regs(&r)?;
+                vcpu.skip_instruction()?;
+                single_step_trap(&mut vcpu)?;
+                None
+            }
+            VmExit::Exception { vector, error_code, qualification } => {
+                if *vector == exitlab_arch::vector::PF {
+                    work.page_walks = 1;
+                    let fixed = crate::shadow::page_fault(vm, &mut vcpu, *qualification, error_code.unwrap_or(0))?;
+                    // A hidden fault during event delivery: deliver the
+                    // event again.
+                    if let (FaultResolution::Hidden, Some(ev)) = (fixed, vcpu.exit_info().idt_vectoring) {
+                        vcpu.inject(ev)?;
+                    }
+                } else {
+                    // Not the VMM's: reflect it into the guest unchanged.
+                    vcpu.inject(Injection::exception(*vector, *error_code))?;
+                }
+                None
+            }
+            VmExit::ExternalInterrupt { vector } => {
+                vcpu.inject(Injection { kind: InjectionKind::External, ..Injection::exception(*vector, None) })?;
+                None
+            }
+            VmExit::InterruptWindow | VmExit::MonitorTrap | VmExit::PreemptionTimer => None,
             VmExit::Other { reason, qualification } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
-        let work = HandlerWork { device_ops: u32::from(!matches!(rec.target, Target::None)), ..Default::default() };
+        work.device_ops = u32::from(!matches!(rec.target, Target::None));
         vcpu.account_exit(rec.reason, &work);
         rec.resume_ns = vcpu.now_ns();
         acc.record(&rec);
@@ -293,6 +348,42 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> 
 
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
+}
+
+/// After the VMM completed an instruction for the guest: if the guest was
+/// single-stepping (RFLAGS.TF), the #DB the instruction owes is the VMM's
+/// to raise, through event injection with DR6.BS, so the guest's handler
+/// sees RIP after the instruction as on bare metal.
+fn single_step_trap<C: Vcpu>(vcpu: &mut C) -> Result<(), VmmError> {
+    if vcpu.regs()?.rflags & exitlab_arch::bits::rflags::TF != 0 {
+        let mut inj = Injection::exception(exitlab_arch::vector::DB, None);
+        inj.dr6 = exitlab_arch::bits::dr6::BS;
+        vcpu.inject(inj)?;
+    }
+    Ok(())
+}
+
+/// Emulates a trapped MOV to or from a control register. A CR3 load under
+/// shadow paging switches address spaces: every shadow entry goes.
+fn control_register<C: Vcpu>(vcpu: &mut C, q: &CrAccessQual) -> Result<(), VmmError> {
+    let mut r = vcpu.regs()?;
+    let gpr = usize::from(q.gpr & 15);
+    match q.access {
+        CrAccessType::MovToCr => {
+            vcpu.write_cr(q.cr, r.gpr[gpr])?;
+            if q.cr == 3 {
+                vcpu.shadow_unmap(None)?;
+            }
+        }
+        CrAccessType::MovFromCr => {
+            r.gpr[gpr] = vcpu.read_cr(q.cr)?;
+            vcpu.set_regs(&r)?;
+        }
+        // CLTS and LMSW are never trapped by this VMM's controls.
+        CrAccessType::Clts | CrAccessType::Lmsw => {}
+    }
+    vcpu.skip_instruction()?;
+    Ok(())
 }
 
 /// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port;

@@ -7,6 +7,7 @@ use super::{Machine, Stop};
 use crate::cost;
 use exitlab_arch::bits::{dr6, rflags};
 use exitlab_arch::vector;
+use exitlab_hv::{Injection, InjectionKind, VmExit};
 
 /// How an event arose: it decides the pushed RIP and the DPL check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,16 @@ impl Event {
     }
 }
 
+/// The injection that re-delivers `ev` (IDT-vectoring information).
+fn as_injection(ev: Event) -> Injection {
+    let kind = match ev.kind {
+        EventKind::External => InjectionKind::External,
+        EventKind::Software => InjectionKind::SoftwareInterrupt,
+        EventKind::Fault | EventKind::Trap => InjectionKind::HardwareException,
+    };
+    Injection { vector: ev.vector, kind, error_code: ev.error_code, dr6: ev.dr6, cr2: ev.cr2 }
+}
+
 /// Benign, contributory and page-fault classes decide double faults.
 fn contributory(v: u8) -> bool {
     matches!(v, vector::DE | vector::TS | vector::NP | vector::SS | vector::GP)
@@ -80,6 +91,20 @@ impl Machine<'_> {
             Ok(()) => Ok(()),
             Err(Stop::Event) => {
                 let second = self.cpu.event.take().expect("Stop::Event carries an event");
+                if second.kind != EventKind::External && self.cpu.controls.exception_exits(second.vector) {
+                    // The VMM traps this exception (a shadow-paging #PF on
+                    // the IDT or the stack): exit, and tell it which event
+                    // was being delivered so it can deliver it again.
+                    let q = second.cr2.unwrap_or(second.dr6);
+                    let stop = self.exit(VmExit::Exception {
+                        vector: second.vector,
+                        error_code: second.error_code,
+                        qualification: q,
+                    });
+                    self.cpu.exit_info.guest_linear = second.cr2;
+                    self.cpu.exit_info.idt_vectoring = Some(as_injection(ev));
+                    return Err(stop);
+                }
                 let first = ev.vector;
                 if first == vector::DF {
                     return Err(Stop::Shutdown);

@@ -6,7 +6,7 @@ use super::event::Event;
 use super::op::{Kind, Mem, Op, Opnd, REP_E, REP_NE, REP_NONE};
 use super::{Awaiting, Machine, Stop};
 use exitlab_arch::bits::{cr0, cr4, rflags};
-use exitlab_arch::{vector, IoQual};
+use exitlab_arch::{vector, CrAccessQual, IoQual};
 use exitlab_hv::{IoExit, VmExit};
 use exitlab_x86::flags::flag;
 use exitlab_x86::{alu, mask, muldiv, shift, sign_extend, Cond, Flags};
@@ -98,6 +98,14 @@ impl Machine<'_> {
         let v = self.load(rsp, size)?;
         self.cpu.gpr[4] = rsp.wrapping_add(u64::from(size));
         Ok(v)
+    }
+
+    /// Stops at an instruction the controls trap, recording its length for
+    /// the VMM's `skip_instruction`.
+    fn instruction_exit(&mut self, op: &Op, exit: VmExit) -> Stop {
+        let stop = self.exit(exit);
+        self.cpu.exit_info.instruction_len = op.len;
+        stop
     }
 
     fn require_cpl0(&mut self) -> Result<(), Stop> {
@@ -456,8 +464,11 @@ impl Machine<'_> {
             }
             Hlt => {
                 self.require_cpl0()?;
-                self.cpu.awaiting = Some((Awaiting::Hlt, op.len));
-                return Err(self.exit(VmExit::Hlt));
+                if self.cpu.controls.hlt_exiting {
+                    self.cpu.awaiting = Some((Awaiting::Hlt, op.len));
+                    return Err(self.instruction_exit(op, VmExit::Hlt));
+                }
+                self.cpu.halted = true;
             }
             Cli | Sti => {
                 if self.cpu.cpl() > self.cpu.iopl() {
@@ -501,7 +512,13 @@ impl Machine<'_> {
                 let port = self.port(&op.b);
                 self.io_allowed(port, size)?;
                 let q = Self::io_qual(port, size, op.kind == In, false, false, matches!(op.b, Opnd::Imm(_)));
-                if op.kind == In {
+                if !self.cpu.controls.io_exits(port, size) {
+                    // Not trapped: the access goes to the (absent) hardware
+                    // port, which reads as all ones.
+                    if op.kind == In {
+                        self.set_reg(0, size, u64::MAX);
+                    }
+                } else if op.kind == In {
                     let v = self.replayed_read(|| io(q, 0))?;
                     self.set_reg(0, size, v);
                 } else {
@@ -509,7 +526,7 @@ impl Machine<'_> {
                     // do: RIP is past it when the VMM looks.
                     let v = self.reg(0, size);
                     self.cpu.rip = next;
-                    self.cpu.exit = Some(io(q, v));
+                    let _ = self.instruction_exit(op, io(q, v));
                     return Err(Stop::ExitAfter);
                 }
             }
@@ -521,22 +538,37 @@ impl Machine<'_> {
             Cpuid => {
                 self.cpu.awaiting = Some((Awaiting::Cpuid, op.len));
                 let (leaf, subleaf) = (self.cpu.gpr[0] as u32, self.cpu.gpr[1] as u32);
-                return Err(self.exit(VmExit::Cpuid { leaf, subleaf }));
+                return Err(self.instruction_exit(op, VmExit::Cpuid { leaf, subleaf }));
             }
             Rdmsr => {
                 self.require_cpl0()?;
-                self.cpu.awaiting = Some((Awaiting::Rdmsr, op.len));
-                return Err(self.exit(VmExit::MsrRead { msr: self.cpu.gpr[1] as u32 }));
+                let msr = self.cpu.gpr[1] as u32;
+                if self.cpu.controls.msr_exits(msr, false) {
+                    self.cpu.awaiting = Some((Awaiting::Rdmsr, op.len));
+                    return Err(self.instruction_exit(op, VmExit::MsrRead { msr }));
+                }
+                let v = self.cpu.read_msr(msr).ok_or_else(|| self.raise(Event::gp(0)))?;
+                self.set_reg(0, 4, v);
+                self.set_reg(2, 4, v >> 32);
             }
             Wrmsr => {
                 self.require_cpl0()?;
-                self.cpu.awaiting = Some((Awaiting::Wrmsr, op.len));
+                let msr = self.cpu.gpr[1] as u32;
                 let value = (self.cpu.gpr[2] << 32) | (self.cpu.gpr[0] & 0xffff_ffff);
-                return Err(self.exit(VmExit::MsrWrite { msr: self.cpu.gpr[1] as u32, value }));
+                if self.cpu.controls.msr_exits(msr, true) {
+                    self.cpu.awaiting = Some((Awaiting::Wrmsr, op.len));
+                    return Err(self.instruction_exit(op, VmExit::MsrWrite { msr, value }));
+                }
+                if !self.cpu.write_msr(msr, value) {
+                    return Err(self.raise(Event::gp(0)));
+                }
             }
             Rdtsc | Rdtscp => {
                 if self.cpu.cr4 & cr4::TSD != 0 && self.cpu.cpl() > 0 {
                     return Err(self.raise(Event::gp(0)));
+                }
+                if self.cpu.controls.rdtsc_exiting {
+                    return Err(self.instruction_exit(op, VmExit::Rdtsc));
                 }
                 let t = self.cpu.cycles;
                 self.set_reg(0, 4, t);
@@ -549,18 +581,35 @@ impl Machine<'_> {
             MovToCr => {
                 self.require_cpl0()?;
                 let v = self.get(&op.b, 8)?;
+                let c = &self.cpu.controls;
+                let trapped = match op.cc {
+                    0 => (v ^ c.cr0_shadow) & c.cr0_mask != 0,
+                    3 => c.cr3_load_exiting,
+                    4 => (v ^ c.cr4_shadow) & c.cr4_mask != 0,
+                    8 => c.cr8_load_exiting,
+                    _ => false,
+                };
+                if trapped {
+                    let q = CrAccessQual::mov(op.cc, true, reg_number(&op.b));
+                    return Err(self.instruction_exit(op, VmExit::CrAccess(q)));
+                }
+                // Host-owned bits keep their value; the guest sees them
+                // through the read shadow.
+                let v = match op.cc {
+                    0 => (v & !c.cr0_mask) | (self.cpu.cr0 & c.cr0_mask),
+                    4 => (v & !c.cr4_mask) | (self.cpu.cr4 & c.cr4_mask),
+                    _ => v,
+                };
                 self.write_cr(op.cc, v)?;
             }
             MovFromCr => {
                 self.require_cpl0()?;
-                let v = match op.cc {
-                    0 => self.cpu.cr0,
-                    2 => self.cpu.cr2,
-                    3 => self.cpu.cr3,
-                    4 => self.cpu.cr4,
-                    8 => self.cpu.apic.cr8(),
-                    _ => return Err(self.raise(Event::ud())),
-                };
+                let c = &self.cpu.controls;
+                if (op.cc == 3 && c.cr3_store_exiting) || (op.cc == 8 && c.cr8_store_exiting) {
+                    let q = CrAccessQual::mov(op.cc, false, reg_number(&op.a));
+                    return Err(self.instruction_exit(op, VmExit::CrAccess(q)));
+                }
+                let v = self.cpu.guest_cr(op.cc).ok_or_else(|| self.raise(Event::ud()))?;
                 self.put(&op.a, 8, v)?;
             }
             MovToDr | MovFromDr => {
@@ -610,6 +659,11 @@ impl Machine<'_> {
                 self.require_cpl0()?;
                 let Opnd::Mem(m) = op.a else { return Err(self.raise(Event::ud())) };
                 let a = self.ea(&m);
+                if self.cpu.controls.invlpg_exiting {
+                    let stop = self.instruction_exit(op, VmExit::Invlpg { linear: a });
+                    self.cpu.exit_info.guest_linear = Some(a);
+                    return Err(stop);
+                }
                 self.cpu.tlb.flush_page(a);
             }
             Swapgs => {
@@ -749,7 +803,11 @@ impl Machine<'_> {
                     let port = self.cpu.gpr[2] as u16;
                     self.io_allowed(port, size)?;
                     let q = Self::io_qual(port, size, true, true, rep, false);
-                    let v = self.replayed_read(|| io(q, 0))?;
+                    let v = if self.cpu.controls.io_exits(port, size) {
+                        self.replayed_read(|| io(q, 0))?
+                    } else {
+                        u64::MAX
+                    };
                     self.store(rdi, size, v)?;
                 }
                 _ => {
@@ -757,7 +815,9 @@ impl Machine<'_> {
                     self.io_allowed(port, size)?;
                     let v = self.load(rsi, size)?;
                     let q = Self::io_qual(port, size, false, true, rep, false);
-                    self.replayed_write(|| io(q, v))?;
+                    if self.cpu.controls.io_exits(port, size) {
+                        self.replayed_write(|| io(q, v))?;
+                    }
                 }
             }
             // Commit this iteration.
@@ -783,6 +843,15 @@ impl Machine<'_> {
             }
         }
         Ok(true)
+    }
+}
+
+/// The general-register number of a register operand (for CR-access
+/// qualifications).
+fn reg_number(o: &Opnd) -> u8 {
+    match o {
+        Opnd::Reg(n) => *n,
+        _ => 0,
     }
 }
 

@@ -93,13 +93,17 @@ impl Machine<'_> {
         self.sh.note_write(addr);
     }
 
-    /// The page walk, setting A (and D on writes) as it goes.
+    /// The page walk, setting A (and D on writes) as it goes; with EPT off,
+    /// a lookup in the VMM's shadow page table instead.
     fn walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         if !canonical(lin) {
             return Err(self.raise(Event::gp(0)));
         }
-        self.cpu.stats.page_walks += 1;
         self.cpu.stats.tlb_misses += 1;
+        if !self.cpu.controls.enable_ept {
+            return self.shadow_walk(lin, access, user);
+        }
+        self.cpu.stats.page_walks += 1;
         let nxe = self.cpu.efer & efer::NXE != 0;
         let mut table = self.cpu.cr3 & pte::ADDR_MASK;
         let (mut writable, mut usr, mut exec) = (true, true, true);
@@ -160,6 +164,42 @@ impl Machine<'_> {
         }
     }
 
+    /// Translation through the shadow page table: a missing or too weak
+    /// entry is a #PF, which the exception bitmap sends to the VMM (a hidden
+    /// fault it fixes, or a guest fault it reflects).
+    fn shadow_walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
+        let vpn = lin >> 12;
+        self.cpu.cycles += self.cpu.costs.walk_step * 4;
+        let entry = self.cpu.shadow.get(&vpn).copied();
+        let allowed = entry.is_some_and(|(_, f)| {
+            (!user || f.user)
+                && match access {
+                    Access::Read => true,
+                    Access::Write => f.writable || (!user && self.cpu.cr0 & cr0::WP == 0),
+                    Access::Fetch => f.executable,
+                }
+        });
+        let Some((frame, f)) = entry.filter(|_| allowed) else {
+            let mut code = 0;
+            if entry.is_some() {
+                code |= pf_error::P;
+            }
+            if access == Access::Write {
+                code |= pf_error::W;
+            }
+            if user {
+                code |= pf_error::U;
+            }
+            if access == Access::Fetch && self.cpu.efer & efer::NXE != 0 {
+                code |= pf_error::I;
+            }
+            return Err(self.raise(Event::page_fault(code as u32, lin)));
+        };
+        self.cpu.tlb.e[vpn as usize % TLB_ENTRIES] =
+            Entry { tag: vpn + 1, frame, writable: f.writable, user: f.user, exec: f.executable, dirty: true };
+        Ok(frame | (lin & 0xfff))
+    }
+
     /// Reads `size` bytes at physical `phys`: RAM, the APIC page, or an
     /// MMIO exit (answered through the replay log).
     pub fn read_phys(&mut self, phys: u64, size: u8) -> Result<u64, Stop> {
@@ -173,7 +213,8 @@ impl Machine<'_> {
             let v = self.cpu.apic.read(phys & 0xff0, self.cpu.cycles);
             return Ok(u64::from(v) >> ((phys & 3) * 8));
         }
-        self.replayed_read(|| mmio(phys, size, false, 0))
+        let reason = self.mmio_reason();
+        self.replayed_read(|| mmio(reason, phys, size, false, 0))
     }
 
     pub fn write_phys(&mut self, phys: u64, size: u8, v: u64) -> Result<(), Stop> {
@@ -191,7 +232,20 @@ impl Machine<'_> {
             }
             return Ok(());
         }
-        self.replayed_write(|| mmio(phys, size, true, v))
+        let reason = self.mmio_reason();
+        self.replayed_write(|| mmio(reason, phys, size, true, v))
+    }
+
+    /// How an MMIO access reaches the VMM: with EPT, the MMIO range is
+    /// misconfigured in the EPT (EPT_MISCONFIG); under shadow paging the
+    /// shadow entry is reserved, so the access is a #PF the VMM traps
+    /// (EXCEPTION_NMI), as KVM arranges both.
+    fn mmio_reason(&self) -> ExitReason {
+        if self.cpu.controls.enable_ept {
+            ExitReason::EptMisconfig
+        } else {
+            ExitReason::ExceptionNmi
+        }
     }
 
     /// A read the VMM answers: from the replay log if this instruction
@@ -265,6 +319,6 @@ impl Machine<'_> {
     }
 }
 
-fn mmio(gpa: u64, size: u8, is_write: bool, data: u64) -> VmExit {
-    VmExit::Mmio { reason: ExitReason::EptMisconfig, access: MmioExit { gpa, size, is_write, data } }
+fn mmio(reason: ExitReason, gpa: u64, size: u8, is_write: bool, data: u64) -> VmExit {
+    VmExit::Mmio { reason, access: MmioExit { gpa, size, is_write, data } }
 }

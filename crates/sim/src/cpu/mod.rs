@@ -12,9 +12,11 @@ use crate::apic::Apic;
 use crate::cost::Costs;
 use crate::machine::Shared;
 use exitlab_arch::bits::{dr6, msr, rflags};
+use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
-use exitlab_hv::VmExit;
+use exitlab_hv::{ExitInfo, Injection, ShadowFlags, VmExit};
 use exitlab_x86::Flags;
+use std::collections::HashMap;
 
 pub use event::{Event, EventKind};
 pub use mmu::Tlb;
@@ -125,12 +127,21 @@ pub struct Cpu {
     pub halted: bool,
     /// The VMM owes an answer for the instruction at RIP.
     pub awaiting: Option<(Awaiting, u8)>,
-    /// TF was set when the instruction awaiting an answer started.
-    pub awaiting_tf: bool,
     /// An exception to deliver before the next instruction.
     pub pending: Option<Event>,
     pub replay: Replay,
     pub stats: Stats,
+    /// The VM-execution controls the VMM loaded.
+    pub controls: Controls,
+    /// Details of the last exit.
+    pub exit_info: ExitInfo,
+    /// The event the VMM queued for the next entry.
+    pub injection: Option<Injection>,
+    /// The VMM's shadow page table (linear page -> physical page), used in
+    /// place of the guest's tables while EPT is off.
+    pub shadow: HashMap<u64, (u64, ShadowFlags)>,
+    /// Cycle at which the VMX-preemption timer expires (MAX: off).
+    pub preempt_at: u64,
     /// The exit a [`Stop::Exit`] stands for.
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
@@ -179,13 +190,17 @@ impl Cpu {
             sti_shadow: false,
             halted: false,
             awaiting: None,
-            awaiting_tf: false,
             pending: None,
             replay: Replay::default(),
             stats: Stats::default(),
             last_block: None,
             exit: None,
             event: None,
+            controls: Controls::default(),
+            exit_info: ExitInfo::default(),
+            injection: None,
+            shadow: HashMap::new(),
+            preempt_at: u64::MAX,
         }
     }
 
@@ -291,7 +306,21 @@ impl Cpu {
 
     /// The next cycle at which something this vCPU owns needs attention.
     pub fn next_event(&self) -> u64 {
-        self.apic.next_event().unwrap_or(u64::MAX)
+        self.apic.next_event().unwrap_or(u64::MAX).min(self.preempt_at)
+    }
+
+    /// A control register as the guest reads it: host-owned CR0/CR4 bits
+    /// come from the read shadows.
+    pub fn guest_cr(&self, n: u8) -> Option<u64> {
+        let c = &self.controls;
+        Some(match n {
+            0 => (self.cr0 & !c.cr0_mask) | (c.cr0_shadow & c.cr0_mask),
+            2 => self.cr2,
+            3 => self.cr3,
+            4 => (self.cr4 & !c.cr4_mask) | (c.cr4_shadow & c.cr4_mask),
+            8 => self.apic.cr8(),
+            _ => return None,
+        })
     }
 }
 
@@ -312,6 +341,10 @@ impl Machine<'_> {
     /// Stops the instruction with exit `x` for the VMM.
     #[cold]
     pub fn exit(&mut self, x: VmExit) -> Stop {
+        self.cpu.exit_info = match &x {
+            VmExit::Mmio { access, .. } => ExitInfo { guest_physical: Some(access.gpa), ..ExitInfo::default() },
+            _ => ExitInfo::default(),
+        };
         self.cpu.exit = Some(x);
         Stop::Exit
     }

@@ -4,12 +4,14 @@
 //! an interrupt shadow needs instruction boundaries.
 
 use super::event::Event;
+use super::event::EventKind;
 use super::mmu::Access;
 use super::op::lower;
 use super::{Machine, Stop};
 use crate::machine::{Block, PAGE};
 use exitlab_arch::bits::rflags;
-use exitlab_hv::{HvError, VmExit};
+use exitlab_arch::vector;
+use exitlab_hv::{ExitInfo, HvError, Injection, InjectionKind, VmExit};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
 use std::sync::Arc;
 
@@ -26,6 +28,17 @@ pub struct Limits {
 impl Machine<'_> {
     /// Runs until the next exit.
     pub fn run(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        if let Some(inj) = self.cpu.injection.take() {
+            if let Err(stop) = self.deliver(injected(inj)) {
+                if let Some(exit) = self.stopped(stop)? {
+                    return Ok(exit);
+                }
+            }
+        }
+        self.cpu.preempt_at = match self.cpu.controls.preemption_timer {
+            Some(n) => self.cpu.cycles.saturating_add(n),
+            None => u64::MAX,
+        };
         loop {
             if !self.sh.msi.is_empty() {
                 let id = self.cpu.apic.id;
@@ -42,8 +55,16 @@ impl Machine<'_> {
             if self.cpu.cycles >= self.cpu.next_event() {
                 let now = self.cpu.cycles;
                 self.cpu.apic.tick(now);
+                if now >= self.cpu.preempt_at {
+                    self.cpu.preempt_at = u64::MAX;
+                    self.cpu.exit_info = ExitInfo::default();
+                    return Ok(VmExit::PreemptionTimer);
+                }
             }
             if let Some(ev) = self.cpu.pending.take() {
+                if intercepted(ev) && self.cpu.controls.exception_exits(ev.vector) {
+                    return Ok(self.exception_exit(ev));
+                }
                 if let Err(stop) = self.deliver(ev) {
                     if let Some(exit) = self.stopped(stop)? {
                         return Ok(exit);
@@ -51,7 +72,16 @@ impl Machine<'_> {
                 }
                 continue;
             }
-            if !self.cpu.sti_shadow && self.cpu.interrupts_enabled() && self.cpu.apic.any_requested() {
+            let can_take = !self.cpu.sti_shadow && self.cpu.interrupts_enabled();
+            if self.cpu.controls.external_interrupt_exiting {
+                // The VMM takes every interrupt and injects it when the
+                // guest can receive it.
+                if let Some(v) = self.cpu.apic.deliverable() {
+                    self.cpu.apic.accept(v);
+                    self.cpu.exit_info = ExitInfo::default();
+                    return Ok(VmExit::ExternalInterrupt { vector: v });
+                }
+            } else if can_take && self.cpu.apic.any_requested() {
                 if let Some(v) = self.cpu.apic.deliverable() {
                     self.cpu.apic.accept(v);
                     self.cpu.halted = false;
@@ -63,9 +93,14 @@ impl Machine<'_> {
                     continue;
                 }
             }
+            if can_take && self.cpu.controls.interrupt_window_exiting {
+                self.cpu.exit_info = ExitInfo::default();
+                return Ok(VmExit::InterruptWindow);
+            }
             if self.cpu.halted {
                 let t = self.cpu.next_event();
-                if !self.cpu.interrupts_enabled() || t == u64::MAX {
+                let wakes = self.cpu.interrupts_enabled() || self.cpu.controls.external_interrupt_exiting;
+                if t == u64::MAX || (!wakes && t != self.cpu.preempt_at) {
                     return Ok(VmExit::Hlt);
                 }
                 // Idle costs no host time: jump to the next event.
@@ -90,11 +125,25 @@ impl Machine<'_> {
                     )));
                 }
             }
-            let single = self.cpu.rflags_rest & rflags::TF != 0 || self.cpu.sti_shadow;
+            let single =
+                self.cpu.rflags_rest & rflags::TF != 0 || self.cpu.sti_shadow || self.cpu.controls.monitor_trap_flag;
             if let Some(exit) = self.run_block(single, limits)? {
                 return Ok(exit);
             }
+            if self.cpu.controls.monitor_trap_flag && self.cpu.pending.is_none() {
+                self.cpu.exit_info = ExitInfo::default();
+                return Ok(VmExit::MonitorTrap);
+            }
         }
+    }
+
+    /// An exception the exception bitmap traps: not delivered; the VMM
+    /// gets it (for #PF with the linear address as the qualification and
+    /// CR2 untouched; for #DB with the DR6 bits).
+    fn exception_exit(&mut self, ev: Event) -> VmExit {
+        self.cpu.exit_info = ExitInfo { guest_linear: ev.cr2, ..ExitInfo::default() };
+        let qualification = ev.cr2.unwrap_or(ev.dr6);
+        VmExit::Exception { vector: ev.vector, error_code: ev.error_code, qualification }
     }
 
     /// Runs one block (or one instruction). Returns an exit, or `None` to
@@ -159,10 +208,7 @@ impl Machine<'_> {
             match result {
                 Ok(()) => {}
                 Err(Stop::ExitAfter) => return Ok(Some(self.cpu.exit.take())),
-                Err(Stop::Exit) => {
-                    self.cpu.awaiting_tf = tf;
-                    return Ok(Some(self.cpu.exit.take()));
-                }
+                Err(Stop::Exit) => return Ok(Some(self.cpu.exit.take())),
                 Err(stop) => {
                     self.cpu.replay.log.clear();
                     return self.stopped(stop).map(Some);
@@ -264,4 +310,26 @@ impl Machine<'_> {
         let hex: Vec<String> = bytes.iter().take(instr.len().max(1)).map(|b| format!("{b:02x}")).collect();
         format!("instruction at rip {rip:#x} not modelled by the simulator: bytes {} ({text})", hex.join(" "))
     }
+}
+
+/// Exceptions the exception bitmap applies to: hardware exceptions and the
+/// software exceptions INT3 and INTO, not INT n or interrupts.
+fn intercepted(ev: Event) -> bool {
+    match ev.kind {
+        EventKind::Fault | EventKind::Trap => true,
+        EventKind::Software => matches!(ev.vector, vector::BP | vector::OF),
+        EventKind::External => false,
+    }
+}
+
+/// The event an injection delivers. Injected #DB and #BP are traps (RIP
+/// already past the instruction, no RF), other exceptions faults.
+fn injected(inj: Injection) -> Event {
+    let kind = match inj.kind {
+        InjectionKind::External | InjectionKind::Nmi => EventKind::External,
+        InjectionKind::SoftwareInterrupt => EventKind::Software,
+        InjectionKind::HardwareException if matches!(inj.vector, vector::DB | vector::BP) => EventKind::Trap,
+        InjectionKind::HardwareException => EventKind::Fault,
+    };
+    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6 }
 }

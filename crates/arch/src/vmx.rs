@@ -1,0 +1,213 @@
+//! VMX execution controls (Intel SDM Vol. 3C, 25.6): what a hypervisor asks
+//! the processor to trap. Plain data; the simulated CPU enforces it and the
+//! VMM fills it from a hardware profile's features.
+
+/// Exception-bitmap bit for `vector`.
+pub const fn exception_bit(vector: u8) -> u32 {
+    1 << vector
+}
+
+/// The MSR bitmaps (SDM 25.6.9): one bit per MSR in 0..0x1fff and in
+/// 0xc000_0000..0xc000_1fff, for reads and for writes. A set bit makes the
+/// access exit; MSRs outside both ranges always exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MsrBitmap {
+    /// read-low, read-high, write-low, write-high: 1 KiB each.
+    bits: Box<[u8; 4096]>,
+}
+
+impl Default for MsrBitmap {
+    /// Every MSR access exits.
+    fn default() -> Self {
+        MsrBitmap { bits: Box::new([0xff; 4096]) }
+    }
+}
+
+impl MsrBitmap {
+    fn slot(msr: u32, write: bool) -> Option<(usize, u8)> {
+        let (half, index) = match msr {
+            0..=0x1fff => (0, msr),
+            0xc000_0000..=0xc000_1fff => (1024, msr - 0xc000_0000),
+            _ => return None,
+        };
+        let base = half + if write { 2048 } else { 0 };
+        Some((base + (index / 8) as usize, 1 << (index % 8)))
+    }
+
+    /// Whether an access to `msr` exits.
+    pub fn exits(&self, msr: u32, write: bool) -> bool {
+        Self::slot(msr, write).is_none_or(|(i, b)| self.bits[i] & b != 0)
+    }
+
+    /// Lets the guest access `msr` without an exit (or makes it exit).
+    pub fn set(&mut self, msr: u32, write: bool, exit: bool) {
+        if let Some((i, b)) = Self::slot(msr, write) {
+            if exit {
+                self.bits[i] |= b;
+            } else {
+                self.bits[i] &= !b;
+            }
+        }
+    }
+}
+
+/// The I/O bitmaps A and B (SDM 25.6.4): one bit per port, set = exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoBitmap {
+    bits: Box<[u8; 8192]>,
+}
+
+impl Default for IoBitmap {
+    /// Every port exits.
+    fn default() -> Self {
+        IoBitmap { bits: Box::new([0xff; 8192]) }
+    }
+}
+
+impl IoBitmap {
+    /// Whether an access of `size` bytes at `port` exits (any of its ports
+    /// set, or wrapping past 0xffff).
+    pub fn exits(&self, port: u16, size: u8) -> bool {
+        (0..u32::from(size)).any(|i| {
+            let p = u32::from(port) + i;
+            p > 0xffff || self.bits[(p / 8) as usize] & (1 << (p % 8)) != 0
+        })
+    }
+
+    pub fn set(&mut self, port: u16, exit: bool) {
+        let (i, b) = (usize::from(port / 8), 1u8 << (port % 8));
+        if exit {
+            self.bits[i] |= b;
+        } else {
+            self.bits[i] &= !b;
+        }
+    }
+}
+
+/// The VM-execution controls the simulator models.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Controls {
+    // Pin-based controls.
+    /// External interrupts exit (EXTERNAL_INTERRUPT) instead of being
+    /// delivered through the guest IDT.
+    pub external_interrupt_exiting: bool,
+    /// The VMX-preemption timer: exits PREEMPTION_TIMER after this many
+    /// guest cycles from VM entry.
+    pub preemption_timer: Option<u64>,
+
+    // Primary processor-based controls.
+    pub interrupt_window_exiting: bool,
+    pub hlt_exiting: bool,
+    pub invlpg_exiting: bool,
+    pub rdtsc_exiting: bool,
+    pub cr3_load_exiting: bool,
+    pub cr3_store_exiting: bool,
+    pub cr8_load_exiting: bool,
+    pub cr8_store_exiting: bool,
+    /// Without I/O bitmaps: every IN/OUT exits when set, none when clear.
+    pub unconditional_io_exiting: bool,
+    /// "Use I/O bitmaps": decides per port (overrides the line above).
+    pub io_bitmap: Option<IoBitmap>,
+    /// "Use MSR bitmaps": decides per MSR; `None` means every RDMSR and
+    /// WRMSR exits.
+    pub msr_bitmap: Option<MsrBitmap>,
+    pub monitor_trap_flag: bool,
+
+    // Secondary controls.
+    pub enable_ept: bool,
+    pub enable_vpid: bool,
+
+    /// Exceptions with their bit set exit (EXCEPTION_NMI) instead of being
+    /// delivered.
+    pub exception_bitmap: u32,
+    /// CR0/CR4 bits the host owns: guest writes that change them from the
+    /// read shadow exit, guest reads of them return the shadow.
+    pub cr0_mask: u64,
+    pub cr0_shadow: u64,
+    pub cr4_mask: u64,
+    pub cr4_shadow: u64,
+}
+
+impl Default for Controls {
+    /// What KVM-like hypervisors trap at minimum: HLT, all port I/O, all
+    /// MSRs (no bitmaps), nothing else.
+    fn default() -> Self {
+        Controls {
+            external_interrupt_exiting: false,
+            preemption_timer: None,
+            interrupt_window_exiting: false,
+            hlt_exiting: true,
+            invlpg_exiting: false,
+            rdtsc_exiting: false,
+            cr3_load_exiting: false,
+            cr3_store_exiting: false,
+            cr8_load_exiting: false,
+            cr8_store_exiting: false,
+            unconditional_io_exiting: true,
+            io_bitmap: None,
+            msr_bitmap: None,
+            monitor_trap_flag: false,
+            enable_ept: true,
+            enable_vpid: false,
+            exception_bitmap: 0,
+            cr0_mask: 0,
+            cr0_shadow: 0,
+            cr4_mask: 0,
+            cr4_shadow: 0,
+        }
+    }
+}
+
+impl Controls {
+    /// Whether an IN/OUT of `size` at `port` exits.
+    pub fn io_exits(&self, port: u16, size: u8) -> bool {
+        match &self.io_bitmap {
+            Some(b) => b.exits(port, size),
+            None => self.unconditional_io_exiting,
+        }
+    }
+
+    /// Whether RDMSR (or WRMSR) of `msr` exits.
+    pub fn msr_exits(&self, msr: u32, write: bool) -> bool {
+        self.msr_bitmap.as_ref().is_none_or(|b| b.exits(msr, write))
+    }
+
+    pub fn exception_exits(&self, vector: u8) -> bool {
+        vector < 32 && self.exception_bitmap & exception_bit(vector) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msr_bitmap_layout_follows_the_sdm() {
+        let mut b = MsrBitmap::default();
+        assert!(b.exits(0x10, false) && b.exits(0xc000_0080, true) && b.exits(0x4000_0000, false));
+        b.set(0xc000_0080, false, false);
+        assert!(!b.exits(0xc000_0080, false));
+        assert!(b.exits(0xc000_0080, true), "reads and writes have separate bits");
+        // Read-high starts at byte 1024: EFER (0xc0000080) is bit 0 of byte 1024 + 16.
+        assert_eq!(b.bits[1024 + 16] & 1, 0);
+        b.set(0x1b, true, false);
+        assert_eq!(b.bits[2048 + 3] & (1 << 3), 0);
+        // Outside the two ranges an access always exits.
+        b.set(0x4000_0000, false, false);
+        assert!(b.exits(0x4000_0000, false));
+    }
+
+    #[test]
+    fn io_bitmap_checks_every_byte_of_the_access() {
+        let mut b = IoBitmap::default();
+        for p in 0x80..0x84 {
+            b.set(p, false);
+        }
+        assert!(!b.exits(0x80, 4));
+        assert!(b.exits(0x81, 4), "port 0x84 still exits");
+        assert!(b.exits(0xffff, 2), "wrapping past 0xffff exits");
+        let c = Controls { unconditional_io_exiting: false, ..Controls::default() };
+        assert!(!c.io_exits(0x3f8, 1));
+        assert!(Controls::default().io_exits(0x3f8, 1));
+    }
+}

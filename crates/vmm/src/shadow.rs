@@ -1,0 +1,97 @@
+//! Shadow paging, for hardware without EPT (the `legacy` profile): the MMU
+//! translates through the VMM's shadow page table, filled lazily from the
+//! guest's own tables.
+//!
+//! Coherence is by re-walk on fault, not by write-protecting guest page
+//! tables: a #PF the shadow cannot satisfy exits (the exception bitmap has
+//! #PF), the VMM walks the guest's tables in software and either installs
+//! the translation (a hidden fault; the guest never sees it) or reflects
+//! the #PF into the guest with the error code the guest's tables give. A
+//! guest that edits its page tables must INVLPG or reload CR3, as the
+//! architecture requires of it anyway; both exit and drop shadow entries.
+//! Shadow entries are read-only until the first write, so the guest's
+//! dirty bits stay exact.
+
+use crate::run::VmmError;
+use exitlab_arch::bits::{cr0, efer, msr, pf_error, pte};
+use exitlab_hv::{Injection, ShadowFlags, Vcpu, Vm};
+
+/// What the VMM did with a #PF exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultResolution {
+    /// The shadow lacked a translation the guest's tables allow: installed.
+    Hidden,
+    /// The guest's own tables fault: reflected into the guest.
+    Guest,
+}
+
+fn read_u64<V: Vm>(vm: &V, gpa: u64) -> Result<Option<u64>, VmmError> {
+    let mut b = [0u8; 8];
+    Ok(vm.read_memory(gpa, &mut b).ok().map(|_| u64::from_le_bytes(b)))
+}
+
+/// Handles a #PF exit at `linear` with the hardware's `error_code`.
+pub fn page_fault<V: Vm, C: Vcpu>(
+    vm: &V,
+    vcpu: &mut C,
+    linear: u64,
+    error_code: u32,
+) -> Result<FaultResolution, VmmError> {
+    let write = u64::from(error_code) & pf_error::W != 0;
+    let user = u64::from(error_code) & pf_error::U != 0;
+    let fetch = u64::from(error_code) & pf_error::I != 0;
+    let cr0v = vcpu.read_cr(0)?;
+    let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
+    let mut table = vcpu.read_cr(3)? & pte::ADDR_MASK;
+    let (mut writable, mut usr, mut exec) = (true, true, true);
+    let mut walked = Vec::with_capacity(4);
+    let reflect = |vcpu: &mut C, present: bool| -> Result<FaultResolution, VmmError> {
+        let mut code = u64::from(error_code) & (pf_error::W | pf_error::U | pf_error::I);
+        if present {
+            code |= pf_error::P;
+        }
+        let mut inj = Injection::exception(exitlab_arch::vector::PF, Some(code as u32));
+        inj.cr2 = Some(linear);
+        vcpu.inject(inj)?;
+        Ok(FaultResolution::Guest)
+    };
+    for level in (1..=4).rev() {
+        let shift = 12 + 9 * (level - 1);
+        let addr = table + ((linear >> shift) & 511) * 8;
+        let Some(e) = read_u64(vm, addr)? else { return reflect(vcpu, false) };
+        if e & pte::P == 0 {
+            return reflect(vcpu, false);
+        }
+        writable &= e & pte::RW != 0;
+        usr &= e & pte::US != 0;
+        exec &= !(nxe && e & pte::NX != 0);
+        walked.push((addr, e));
+        let leaf = level == 1 || (level <= 3 && e & pte::PS != 0);
+        if leaf {
+            let denied = (user && !usr) || (write && !writable && (user || cr0v & cr0::WP != 0)) || (fetch && !exec);
+            if denied {
+                return reflect(vcpu, true);
+            }
+            // The hardware would set A on every level and D on a written
+            // leaf; the VMM does it for the guest's tables.
+            let last = walked.len() - 1;
+            for (i, (addr, e)) in walked.iter().enumerate() {
+                let mut set = pte::A;
+                if i == last && write {
+                    set |= pte::D;
+                }
+                if e & set != set {
+                    vm.write_memory(*addr, &(e | set).to_le_bytes())?;
+                }
+            }
+            let page_mask = (1u64 << shift) - 1;
+            let frame = ((e & pte::ADDR_MASK & !page_mask) | (linear & page_mask)) & !0xfff;
+            let dirty = write || e & pte::D != 0;
+            let flags = ShadowFlags { writable: writable && dirty, user: usr, executable: exec };
+            vcpu.shadow_map(linear & !0xfff, frame, flags)?;
+            return Ok(FaultResolution::Hidden);
+        }
+        table = e & pte::ADDR_MASK;
+    }
+    reflect(vcpu, false)
+}
