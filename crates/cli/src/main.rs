@@ -90,6 +90,19 @@ enum Command {
         #[arg(long)]
         console: bool,
     },
+    /// Run the architectural correctness suite (single-step #DB after
+    /// instructions the VMM completes, injected exceptions) on a backend.
+    Check {
+        /// Machine to run on.
+        #[arg(long, value_enum, default_value = "sim")]
+        backend: Backend,
+        /// Hardware profile (sim); default: every built-in profile.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Option<String>,
+        /// KVM device node (kvm backend).
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+    },
     /// List the hardware profiles with every figure and its source.
     Profiles {
         /// Also show one profile file (or built-in name) in full.
@@ -196,6 +209,44 @@ fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>) -> Result<ExitCode, UsageError> {
+    use exitlab_sim::profile::{Profile, BUILT_IN};
+    use exitlab_vmm::check::{run_case, CaseResult, CASES};
+    let mut failed = 0;
+    let mut show = |r: CaseResult, on: &str| {
+        let verdict = if r.pass { "PASS" } else { "FAIL" };
+        failed += usize::from(!r.pass);
+        println!("{verdict} {:<26} {on:<12} expected {}; got {}", r.name, r.expected, r.got);
+    };
+    match backend {
+        Backend::Sim => {
+            let profiles: Vec<Profile> = match &profile {
+                Some(p) => vec![Profile::load(p)?],
+                None => BUILT_IN.iter().map(|(n, _)| Profile::load(n)).collect::<Result<_, _>>()?,
+            };
+            for p in profiles {
+                for case in CASES {
+                    let mut vm = exitlab_sim::SimVm::with_profile(case.image().memory_size, p.clone(), 0)?;
+                    show(run_case(case, &mut vm), &format!("sim/{}", p.name));
+                }
+            }
+        }
+        Backend::Kvm => {
+            let path = kvm_device.unwrap_or_else(exitlab_kvm::device_path);
+            for case in CASES {
+                let mut vm = exitlab_kvm::KvmVm::new(&path, case.image().memory_size)?;
+                show(run_case(case, &mut vm), "kvm");
+            }
+        }
+    }
+    if failed > 0 {
+        println!("{failed} case(s) failed");
+        return Ok(ExitCode::from(1));
+    }
+    println!("all cases passed");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn profiles(one: Option<&str>) -> Result<(), UsageError> {
@@ -356,6 +407,7 @@ fn main() -> ExitCode {
         }
         Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
+        Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {

@@ -182,3 +182,44 @@ fn bench_sim_ends_with_the_mips_line() {
     assert!(mips > 0.0);
     assert!(out.contains("tickless idle: 3600.000 s of guest time"));
 }
+
+#[test]
+fn legacy_traps_cr3_writes_and_modern_does_not() {
+    let legacy = exitlab(&["stat", "cr3-write", "-n", "1000", "--profile", "legacy", "--phase", "measure"]);
+    assert_eq!(samples(&stdout(&legacy), "CR_ACCESS"), Some(1000));
+    let modern = exitlab(&["stat", "cr3-write", "-n", "1000", "--profile", "modern", "--phase", "measure"]);
+    assert_eq!(samples(&stdout(&modern), "CR_ACCESS"), None);
+    // MMIO reaches the VMM through the EPT on modern hardware.
+    let o = exitlab(&["stat", "mmio-write", "-n", "1000", "--phase", "measure"]);
+    assert_eq!(samples(&stdout(&o), "EPT_MISCONFIG"), Some(1000));
+}
+
+#[test]
+fn check_passes_every_case_on_the_simulator() {
+    let o = exitlab(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.lines().filter(|l| l.starts_with("PASS")).count() >= 20);
+    assert!(out.contains("tf-after-mov-cr3           sim/legacy"));
+    assert!(!out.contains("FAIL"));
+}
+
+#[test]
+fn profiles_list_sources_and_bad_profiles_name_the_line() {
+    let out = stdout(&exitlab(&["profiles"]));
+    assert!(out.contains("legacy: first-generation VT-x"));
+    assert!(out
+        .lines()
+        .filter(|l| l.starts_with("  exit."))
+        .all(|l| l.contains("verified") || l.contains("modelled") || l.contains("secondary")));
+    let dir = std::env::temp_dir().join(format!("exitlab-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("typo.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles/modern.toml")).unwrap();
+    std::fs::write(&bad, text.replace("vpid = true", "vpdi = true")).unwrap();
+    let o = exitlab(&["stat", "cpuid", "--profile", bad.to_str().unwrap()]);
+    assert_usage_error(&o, "vpdi");
+    let line = text.lines().position(|l| l.starts_with("vpid")).unwrap() + 1;
+    assert!(stderr(&o).contains(&format!("typo.toml:{line}:")), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -94,6 +94,8 @@ pub struct MailboxReport {
     pub cs: u16,
     pub rflags: u64,
     pub rsp: u64,
+    /// DR6 as the handler read it (what a #DB reports).
+    pub dr6: u64,
 }
 
 impl MailboxReport {
@@ -110,6 +112,7 @@ impl MailboxReport {
             cs: q(mailbox::CS) as u16,
             rflags: q(mailbox::RFLAGS),
             rsp: q(mailbox::RSP),
+            dr6: q(mailbox::DR6),
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) mod mailbox {
     pub const CS: i32 = 32;
     pub const RFLAGS: i32 = 40;
     pub const RSP: i32 = 48;
+    pub const DR6: i32 = 56;
     /// Timer interrupts taken so far.
     pub const TICKS: i32 = 64;
     pub const SIZE: usize = 72;
@@ -163,6 +164,8 @@ impl Kernel {
             }
             a.mov(rax, cr2)?;
             a.mov(qword_ptr(rdi + mailbox::CR2), rax)?;
+            a.mov(rax, dr6)?;
+            a.mov(qword_ptr(rdi + mailbox::DR6), rax)?;
             a.mov(eax, dword_ptr(rdi + mailbox::VECTOR))?;
             a.mov(dx, PORT_REPORT as u32)?;
             a.out(dx, eax)?;

@@ -9,7 +9,7 @@ use crate::image::Image;
 use crate::kernel::Kernel;
 use crate::layout::{DEFAULT_MEMORY, IMAGE_BASE, PORT_DEBUG_EXIT};
 use exitlab_arch::bits::rflags;
-use iced_x86::code_asm::{registers::gpr64, CodeAssembler};
+use iced_x86::code_asm::{registers::gpr64, CodeAssembler, CodeLabel};
 use iced_x86::IcedError;
 
 /// The state `body` starts in.
@@ -30,10 +30,13 @@ pub enum Ring {
     User,
 }
 
+/// Named labels a body wants in the image's symbol table.
+pub type Marks = Vec<(&'static str, CodeLabel)>;
+
 fn emit(
     asm: &mut Asm,
     start: &Start,
-    body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<Marks, IcedError>,
 ) -> Result<(), BuildError> {
     let settable = rflags::STATUS | rflags::DF;
     let base = rflags::FIXED | if asm.has_user_body() { rflags::IOPL } else { 0 };
@@ -63,7 +66,9 @@ fn emit(
         }
     }
     asm.symbol("body")?;
-    body(&mut asm.a)?;
+    for (name, label) in body(&mut asm.a)? {
+        asm.name(name, label);
+    }
     asm.symbol("body_end")?;
     asm.a.out(u32::from(PORT_DEBUG_EXIT), iced_x86::code_asm::registers::gpr8::al)?;
     let mut spin = asm.label();
@@ -79,6 +84,16 @@ pub fn program(
     ring: Ring,
     start: &Start,
     body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+) -> Result<Image, BuildError> {
+    program_marked(name, ring, start, |a| body(a).map(|_| Vec::new()))
+}
+
+/// As [`program`], with labels the body names added to the symbols.
+pub fn program_marked(
+    name: &str,
+    ring: Ring,
+    start: &Start,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<Marks, IcedError>,
 ) -> Result<Image, BuildError> {
     let mut asm = Asm::new()?;
     let kernel = Kernel::emit_init(&mut asm, name)?;

@@ -2,113 +2,15 @@
 //! exit sequences and event delivery for the cases KVM cannot show (every
 //! exit is visible here) or that need precise control.
 
+mod support;
+
 use exitlab_arch::bits::{dr6, pte};
 use exitlab_arch::vector;
-use exitlab_guest::layout::{self, MAILBOX, PD, PORT_DEBUG_EXIT, PORT_REPORT};
-use exitlab_guest::program::{program, Ring, Start};
-use exitlab_guest::{Image, MailboxReport};
-use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit};
-use exitlab_sim::{SimVcpu, SimVm};
+use exitlab_guest::layout::{self, PD};
+use exitlab_guest::program::Ring;
+use exitlab_hv::{Vcpu, Vm, VmExit};
 use iced_x86::code_asm::*;
-
-/// How a test program's run ended.
-#[derive(Debug, PartialEq)]
-enum End {
-    /// `out 0xf4, al` (the program's end).
-    Done,
-    /// The kernel reported an exception or interrupt.
-    Report(MailboxReport),
-    Shutdown,
-    Unsupported(String),
-}
-
-struct Run {
-    vm: SimVm,
-    vcpu: SimVcpu,
-    /// Every exit except the serial banner's.
-    exits: Vec<VmExit>,
-    end: End,
-}
-
-fn start() -> Start {
-    Start { gpr: [0; 16], rflags: 0 }
-}
-
-/// Runs `img`, answering reads with `read_value` (and the UART's LSR with
-/// "transmitter empty"), CPUID with zeros, MSRs from the CPU model.
-fn run_with(img: &Image, read_value: u64) -> Run {
-    let mut vm = SimVm::new(img.memory_size).unwrap();
-    for c in img.boot_layout().chunks {
-        vm.write_memory(c.gpa, &c.bytes).unwrap();
-    }
-    vm.write_memory(img.load_gpa, &img.bytes).unwrap();
-    let mut vcpu = vm.create_vcpu(0, &img.boot_layout().state).unwrap();
-    let mut exits = Vec::new();
-    let end = loop {
-        let exit = match vcpu.run() {
-            Ok(e) => e,
-            Err(HvError::Unsupported(s)) => break End::Unsupported(s),
-            Err(e) => panic!("{e}"),
-        };
-        match &exit {
-            VmExit::Io(io) if io.qual.port == PORT_DEBUG_EXIT => break End::Done,
-            VmExit::Io(io) if io.qual.port == PORT_REPORT => {
-                let mut b = [0u8; MailboxReport::SIZE];
-                vm.read_memory(MAILBOX, &mut b).unwrap();
-                break End::Report(MailboxReport::from_bytes(&b));
-            }
-            VmExit::Io(io) if io.qual.port & !7 == layout::SERIAL_COM1 => {
-                if io.qual.is_in {
-                    vcpu.complete_read(&[0x20]);
-                }
-                continue;
-            }
-            VmExit::Io(io) if io.qual.is_in => vcpu.complete_read(&read_value.to_le_bytes()),
-            VmExit::Mmio { access, .. } if !access.is_write => vcpu.complete_read(&read_value.to_le_bytes()),
-            VmExit::Cpuid { .. } => vcpu.complete(Completion::Cpuid([0; 4])),
-            VmExit::MsrRead { msr } => {
-                let v = vcpu.read_msr(*msr).unwrap();
-                vcpu.complete(Completion::MsrRead(v));
-            }
-            VmExit::MsrWrite { msr, value } => {
-                let ok = vcpu.write_msr(*msr, *value).unwrap();
-                vcpu.complete(Completion::MsrWrite(ok));
-            }
-            VmExit::Hlt => assert!(vcpu.halt().unwrap().is_some(), "halted forever"),
-            VmExit::Shutdown => break End::Shutdown,
-            _ => {}
-        }
-        exits.push(exit);
-    };
-    Run { vm, vcpu, exits, end }
-}
-
-fn run(ring: Ring, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Run, Image) {
-    run_reading(ring, 0, body)
-}
-
-/// As `run`, with MMIO and port reads answered with `value`.
-fn run_reading(ring: Ring, value: u64, body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> (Run, Image) {
-    let img = program("test", ring, &start(), body).unwrap();
-    (run_with(&img, value), img)
-}
-
-fn sym(img: &Image, name: &str) -> u64 {
-    img.symbol(name).unwrap()
-}
-
-/// The address after the instruction at `addr`.
-fn after(img: &Image, addr: u64) -> u64 {
-    let off = (addr - img.load_gpa) as usize;
-    iced_x86::Decoder::with_ip(64, &img.bytes[off..], addr, iced_x86::DecoderOptions::NONE).decode().next_ip()
-}
-
-fn report(r: &Run) -> MailboxReport {
-    match &r.end {
-        End::Report(rep) => *rep,
-        other => panic!("expected a report, got {other:?}"),
-    }
-}
+use support::*;
 
 #[test]
 fn same_image_same_exits_registers_and_time() {

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod bench;
 pub mod bus;
+pub mod check;
 pub mod cpuid;
 pub mod devices;
 pub mod policy;

@@ -229,6 +229,7 @@ impl Machine<'_> {
             if phys & 0xf == 0 {
                 let now = self.cpu.cycles;
                 self.cpu.apic.write(phys & 0xff0, v as u32, now);
+                self.cpu.recheck = true;
             }
             return Ok(());
         }

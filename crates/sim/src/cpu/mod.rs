@@ -142,6 +142,10 @@ pub struct Cpu {
     pub shadow: HashMap<u64, (u64, ShadowFlags)>,
     /// Cycle at which the VMX-preemption timer expires (MAX: off).
     pub preempt_at: u64,
+    /// The last instruction may have made an interrupt deliverable (a
+    /// local-APIC write): stop the block so it is recognized at the next
+    /// instruction boundary, as the architecture does.
+    pub recheck: bool,
     /// The exit a [`Stop::Exit`] stands for.
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
@@ -201,6 +205,7 @@ impl Cpu {
             injection: None,
             shadow: HashMap::new(),
             preempt_at: u64::MAX,
+            recheck: false,
         }
     }
 

@@ -168,6 +168,10 @@ impl Machine<'_> {
                 // This block may be stale: do not keep it.
                 return Ok(None);
             }
+            if self.cpu.recheck {
+                self.cpu.recheck = false;
+                break;
+            }
             // A loop back to this block's start goes round again here, while
             // nothing needs the event loop's attention.
             if single || self.cpu.rip != block.lin || !self.quiet(limits) {
@@ -214,7 +218,7 @@ impl Machine<'_> {
                     return self.stopped(stop).map(Some);
                 }
             }
-            if self.sh.code_written {
+            if self.sh.code_written || self.cpu.recheck {
                 return Ok(None);
             }
         }
