@@ -2,6 +2,11 @@
 //! the processor to trap. Plain data; the simulated CPU enforces it and the
 //! VMM fills it from a hardware profile's features.
 
+/// EPTP bit 6: the CPU sets accessed and dirty flags in EPT entries.
+pub const EPTP_AD: u64 = 1 << 6;
+/// EPTP: write-back memory type and a 4-level walk.
+pub const EPTP_WB_4LEVEL: u64 = 6 | 3 << 3;
+
 /// Exception-bitmap bit for `vector`.
 pub const fn exception_bit(vector: u8) -> u32 {
     1 << vector
@@ -115,6 +120,11 @@ pub struct Controls {
 
     // Secondary controls.
     pub enable_ept: bool,
+    /// The EPT pointer (SDM 25.6.11): host-physical address of the EPT
+    /// PML4 table, memory type in bits 2:0, walk length - 1 in 5:3, and
+    /// bit 6 enabling accessed and dirty flags. 0 with EPT on means the
+    /// guest-physical space maps 1:1 onto RAM with every permission.
+    pub eptp: u64,
     pub enable_vpid: bool,
 
     /// Exceptions with their bit set exit (EXCEPTION_NMI) instead of being
@@ -148,6 +158,7 @@ impl Default for Controls {
             msr_bitmap: None,
             monitor_trap_flag: false,
             enable_ept: true,
+            eptp: 0,
             enable_vpid: false,
             exception_bitmap: 0,
             cr0_mask: 0,

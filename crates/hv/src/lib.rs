@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use exitlab_arch::vmx::Controls;
-use exitlab_arch::{BootState, CrAccessQual, ExitReason, IoQual, Regs};
+use exitlab_arch::{BootState, CrAccessQual, EptViolationQual, ExitReason, IoQual, Regs};
 use serde::Serialize;
 use std::fmt;
 
@@ -113,6 +113,12 @@ pub enum VmExit {
     },
     /// A control-register access the controls trap.
     CrAccess(CrAccessQual),
+    /// A guest-physical access the EPT does not permit. The guest-linear
+    /// address, when there was one, is in [`ExitInfo::guest_linear`].
+    EptViolation {
+        gpa: u64,
+        qual: EptViolationQual,
+    },
     /// An exception in the exception bitmap, not delivered. For #PF the
     /// qualification is the faulting linear address (CR2 is not written).
     Exception {
@@ -152,6 +158,7 @@ impl VmExit {
             VmExit::MsrRead { .. } => ExitReason::MsrRead,
             VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
             VmExit::CrAccess(_) => ExitReason::CrAccess,
+            VmExit::EptViolation { .. } => ExitReason::EptViolation,
             VmExit::Exception { .. } => ExitReason::ExceptionNmi,
             VmExit::Invlpg { .. } => ExitReason::Invlpg,
             VmExit::Rdtsc => ExitReason::Rdtsc,
@@ -178,6 +185,7 @@ impl VmExit {
             VmExit::Debug { dr6, .. } => *dr6,
             VmExit::Other { qualification, .. } => *qualification,
             VmExit::CrAccess(q) => q.encode(),
+            VmExit::EptViolation { qual, .. } => qual.encode(),
             VmExit::Exception { qualification, .. } => *qualification,
             VmExit::Invlpg { linear } => *linear,
             VmExit::Hlt
@@ -332,6 +340,20 @@ pub trait Vm {
 
     /// Delivers an MSI to the guest's local APICs.
     fn signal_msi(&self, msi: Msi) -> Result<()>;
+
+    /// Allocates zeroed pages of host memory for structures the VMM builds
+    /// for the hardware (EPT tables); returns their host-physical address.
+    fn alloc_host_pages(&mut self, _pages: usize) -> Result<u64> {
+        Err(kept("host-physical memory"))
+    }
+
+    fn write_host(&self, _hpa: u64, _data: &[u8]) -> Result<()> {
+        Err(kept("host-physical memory"))
+    }
+
+    fn read_host(&self, _hpa: u64, _data: &mut [u8]) -> Result<()> {
+        Err(kept("host-physical memory"))
+    }
 }
 
 /// One virtual CPU.
@@ -403,6 +425,12 @@ pub trait Vcpu {
     /// page table the MMU uses while EPT is off.
     fn shadow_map(&mut self, _linear: u64, _physical: u64, _flags: ShadowFlags) -> Result<()> {
         Err(kept("shadow paging"))
+    }
+
+    /// Drops every cached guest-physical translation after the VMM changed
+    /// the EPT tables (INVEPT, all contexts).
+    fn invept(&mut self) -> Result<()> {
+        Err(kept("the EPT"))
     }
 
     /// Drops one shadow translation (`Some`) or all of them (`None`).

@@ -126,6 +126,37 @@ impl Vm for SimVm {
         Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot, costs), shared: self.shared.clone(), limits })
     }
 
+    fn alloc_host_pages(&mut self, pages: usize) -> Result<u64> {
+        let mut sh = lock(&self.shared);
+        let at = sh.host.len();
+        let bytes = pages.checked_mul(machine::PAGE as usize).filter(|&b| at + b <= 1 << 30);
+        let Some(bytes) = bytes else {
+            return Err(HvError::Backend(format!(
+                "{pages} more host pages would pass the simulator's 1 GiB of host memory"
+            )));
+        };
+        sh.host.resize(at + bytes, 0);
+        Ok(machine::HOST_BASE + at as u64)
+    }
+
+    fn write_host(&self, hpa: u64, data: &[u8]) -> Result<()> {
+        let mut sh = lock(&self.shared);
+        let bad = HvError::BadAddress { gpa: hpa, len: data.len() };
+        let at = hpa.checked_sub(machine::HOST_BASE).and_then(|a| usize::try_from(a).ok()).ok_or(bad.clone())?;
+        let dst = sh.host.get_mut(at..at.saturating_add(data.len())).filter(|d| d.len() == data.len()).ok_or(bad)?;
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read_host(&self, hpa: u64, data: &mut [u8]) -> Result<()> {
+        let sh = lock(&self.shared);
+        let bad = HvError::BadAddress { gpa: hpa, len: data.len() };
+        let at = hpa.checked_sub(machine::HOST_BASE).and_then(|a| usize::try_from(a).ok()).ok_or(bad.clone())?;
+        let src = sh.host.get(at..at.saturating_add(data.len())).filter(|d| d.len() == data.len()).ok_or(bad)?;
+        data.copy_from_slice(src);
+        Ok(())
+    }
+
     fn signal_msi(&self, msi: Msi) -> Result<()> {
         // Fixed delivery only: data bits 10:8 must be 0.
         if msi.address >> 20 != 0xfee || (msi.data >> 8) & 7 != 0 {
@@ -258,7 +289,7 @@ impl Vcpu for SimVcpu {
     }
 
     fn set_controls(&mut self, controls: &Controls) -> Result<()> {
-        if controls.enable_ept != self.cpu.controls.enable_ept {
+        if controls.enable_ept != self.cpu.controls.enable_ept || controls.eptp != self.cpu.controls.eptp {
             self.cpu.tlb.flush();
         }
         self.cpu.controls = controls.clone();
@@ -311,6 +342,11 @@ impl Vcpu for SimVcpu {
         Ok(())
     }
 
+    fn invept(&mut self) -> Result<()> {
+        self.cpu.tlb.flush();
+        Ok(())
+    }
+
     fn shadow_unmap(&mut self, linear: Option<u64>) -> Result<()> {
         match linear {
             Some(l) => {
@@ -344,6 +380,7 @@ impl Vcpu for SimVcpu {
             c("blocks_decoded", s.blocks_decoded),
             c("block_runs", s.block_runs),
             c("page_walks", s.page_walks),
+            c("ept_steps", s.ept_steps),
             c("tlb_misses", s.tlb_misses),
             c("interrupts", s.interrupts),
             c("exceptions", s.exceptions),

@@ -7,6 +7,11 @@ use std::sync::Arc;
 
 pub const PAGE: u64 = 4096;
 
+/// Where host memory (the VMM's structures for the hardware: EPT tables)
+/// starts in the host-physical address space; below it, host-physical
+/// equals guest-physical for RAM.
+pub const HOST_BASE: u64 = 1 << 44;
+
 /// A run of decoded instructions from one page, entered at `lin`.
 #[derive(Debug)]
 pub struct Block {
@@ -66,6 +71,8 @@ pub struct Shared {
     pub code_written: bool,
     /// MSIs signalled from outside: (destination APIC ID, vector).
     pub msi: Vec<(u8, u8)>,
+    /// Host memory the VMM allocated, at [`HOST_BASE`].
+    pub host: Vec<u8>,
 }
 
 impl Shared {
@@ -77,6 +84,7 @@ impl Shared {
             cache: BlockCache::default(),
             code_written: false,
             msi: Vec::new(),
+            host: Vec::new(),
         }
     }
 
@@ -97,6 +105,28 @@ impl Shared {
                 self.cache.invalidate_page(p as u64);
                 self.code_written = true;
             }
+        }
+    }
+
+    /// The 8 bytes at host-physical `hpa`, in RAM or host memory.
+    pub fn read_hpa(&self, hpa: u64) -> Option<u64> {
+        let (mem, at) = if hpa >= HOST_BASE { (&self.host, hpa - HOST_BASE) } else { (&self.ram, hpa) };
+        let at = usize::try_from(at).ok()?;
+        Some(u64::from_le_bytes(mem.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    }
+
+    /// Writes 8 bytes at host-physical `hpa`; `false` outside memory.
+    pub fn write_hpa(&mut self, hpa: u64, v: u64) -> bool {
+        if hpa < HOST_BASE {
+            return self.write(hpa, &v.to_le_bytes());
+        }
+        let Some(at) = usize::try_from(hpa - HOST_BASE).ok() else { return false };
+        match self.host.get_mut(at..at.saturating_add(8)) {
+            Some(b) if b.len() == 8 => {
+                b.copy_from_slice(&v.to_le_bytes());
+                true
+            }
+            _ => false,
         }
     }
 

@@ -87,6 +87,11 @@ impl Bus {
         self.slots[hit.slot].device.write(hit.offset, data)
     }
 
+    /// Every range: (name, base, length).
+    pub fn ranges(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        self.slots.iter().map(|s| (s.name, s.base, s.len))
+    }
+
     /// The device called `name`, if it is a `T`.
     pub fn device<T: 'static>(&self, name: &str) -> Option<&T> {
         self.slots.iter().find(|s| s.name == name)?.device.as_any().downcast_ref()

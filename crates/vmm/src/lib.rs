@@ -10,11 +10,14 @@ pub mod bus;
 pub mod check;
 pub mod cpuid;
 pub mod devices;
+pub mod ept;
 pub mod policy;
 mod run;
 pub mod shadow;
 mod table;
 
 pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};
-pub use run::{run_image, run_image_with, Access, GuestError, Outcome, RunOptions, RunReport, TraceEntry, VmmError};
+pub use run::{
+    run_image, run_image_with, Access, GuestError, Outcome, Protection, RunOptions, RunReport, TraceEntry, VmmError,
+};
 pub use table::{render_json, render_table, StatView};

@@ -6,7 +6,7 @@ use crate::bus::Bus;
 use crate::devices::{MmioScratch, Pic, PostPort, Serial};
 use crate::shadow::FaultResolution;
 use exitlab_arch::Regs;
-use exitlab_arch::{CrAccessQual, CrAccessType};
+use exitlab_arch::{CrAccessQual, CrAccessType, EptViolationQual};
 use exitlab_guest::layout::{self, Phase};
 use exitlab_guest::{Image, MailboxReport};
 use exitlab_hv::{Completion, HandlerWork, HvError, Injection, InjectionKind, IoExit, MmioExit, Vcpu, Vm, VmExit};
@@ -29,6 +29,9 @@ pub enum GuestError {
     Unsupported(String),
     /// The guest hit a run limit (instructions or time): a runaway loop.
     Runaway(String),
+    /// The guest touched guest-physical memory its EPT permissions forbid,
+    /// and no VMM policy allows it.
+    EptViolation { gpa: u64, linear: Option<u64>, qual: EptViolationQual },
 }
 
 impl fmt::Display for GuestError {
@@ -41,6 +44,24 @@ impl fmt::Display for GuestError {
             GuestError::UnhandledExit(s) => write!(f, "unhandled exit: {s}"),
             GuestError::Unsupported(s) => write!(f, "unsupported: {s}"),
             GuestError::Runaway(s) => write!(f, "stopped: {s}"),
+            GuestError::EptViolation { gpa, linear, qual } => {
+                let access = if qual.fetch {
+                    "fetch"
+                } else if qual.write {
+                    "write"
+                } else {
+                    "read"
+                };
+                let allows: String = [(qual.readable, 'r'), (qual.writable, 'w'), (qual.executable, 'x')]
+                    .iter()
+                    .map(|&(b, c)| if b { c } else { '-' })
+                    .collect();
+                write!(f, "EPT violation: {access} of guest-physical {gpa:#x} (EPT allows {allows})")?;
+                if let Some(l) = linear {
+                    write!(f, " from linear {l:#x}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -111,12 +132,23 @@ pub struct TraceEntry {
     pub rip: u64,
 }
 
+/// EPT permissions the VMM gives a guest-physical range (R, W, X bits of
+/// an EPT entry), on hardware with EPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protection {
+    pub gpa: u64,
+    pub len: u64,
+    pub perms: u64,
+}
+
 /// How to run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunOptions {
     /// Keep every exit in [`RunReport::trace`] (costs a register read per
     /// exit on KVM).
     pub trace: bool,
+    /// EPT policies over RAM ranges (ignored without EPT).
+    pub protect: Vec<Protection>,
 }
 
 /// The result of one run: how it ended, the accounting, and the machine's
@@ -176,19 +208,23 @@ pub(crate) fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
 /// Loads `image` into `vm`, runs vCPU 0 until the guest ends the run, and
 /// returns what happened.
 pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError> {
-    run_image_with(vm, image, RunOptions::default())
+    run_image_with(vm, image, &RunOptions::default())
 }
 
 /// [`run_image`] with options.
-pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> Result<RunReport, VmmError> {
+pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) -> Result<RunReport, VmmError> {
     load(vm, image)?;
     let mut trace = Vec::new();
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
-    if caps.vmx_controls {
-        vcpu.set_controls(&crate::policy::controls(&caps))?;
-    }
     let (mut pio, mut mmio) = machine();
+    if caps.vmx_controls {
+        let mut controls = crate::policy::controls(&caps);
+        if caps.ept {
+            controls.eptp = build_ept(vm, &mmio, &options.protect)?.eptp();
+        }
+        vcpu.set_controls(&controls)?;
+    }
     let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
 
     // One clock read at each exit and one at each resume; a resume is
@@ -305,6 +341,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> 
                 single_step_trap(&mut vcpu)?;
                 None
             }
+            VmExit::EptViolation { gpa, qual } => Some(Outcome::GuestError(GuestError::EptViolation {
+                gpa: *gpa,
+                linear: vcpu.exit_info().guest_linear,
+                qual: *qual,
+            })),
             VmExit::Exception { vector, error_code, qualification } => {
                 if *vector == exitlab_arch::vector::PF {
                     work.page_walks = 1;
@@ -348,6 +389,24 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: RunOptions) -> 
 
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
+}
+
+/// The EPT for this machine: RAM 1:1 with every permission, the local
+/// APIC page 1:1, device MMIO misconfigured; everything else unmapped (an
+/// access there is MMIO to nothing, reported as an EPT violation).
+fn build_ept<V: Vm>(vm: &mut V, mmio: &Bus, protect: &[Protection]) -> Result<crate::ept::Ept, VmmError> {
+    let mut ept = crate::ept::Ept::new(vm)?;
+    let ram = vm.memory_size();
+    ept.map_identity(vm, 0, ram, crate::ept::RWX)?;
+    let apic = exitlab_arch::bits::apic::DEFAULT_BASE;
+    ept.map_identity(vm, apic, 4096, exitlab_arch::bits::ept::R | exitlab_arch::bits::ept::W)?;
+    for (_, base, len) in mmio.ranges() {
+        ept.mark_mmio(vm, base, len)?;
+    }
+    for p in protect {
+        ept.protect(vm, p.gpa, p.len, p.perms)?;
+    }
+    Ok(ept)
 }
 
 /// After the VMM completed an instruction for the guest: if the guest was

@@ -34,7 +34,7 @@ fn kvm(img: &Image) -> Option<KvmVm> {
 }
 
 fn traced<V: Vm>(vm: &mut V, img: &Image) -> RunReport {
-    run_image_with(vm, img, RunOptions { trace: true }).unwrap()
+    run_image_with(vm, img, &RunOptions { trace: true, ..RunOptions::default() }).unwrap()
 }
 
 /// Ports KVM's in-kernel irqchip claims (the 8259 pair): their accesses
@@ -552,8 +552,8 @@ fn compare(regs: [u64; 16], flags: u64, insns: &[(u8, u64, u64)]) -> Option<Resu
     let pattern: Vec<u8> = (0..SCRATCH_LEN).map(|i| (i as u8).wrapping_mul(0x9d) ^ 0x5a).collect();
     kvm_vm.write_memory(SCRATCH, &pattern).unwrap();
     sim_vm.write_memory(SCRATCH, &pattern).unwrap();
-    let k = run_image_with(&mut kvm_vm, &img, RunOptions::default()).unwrap();
-    let s = run_image_with(&mut sim_vm, &img, RunOptions::default()).unwrap();
+    let k = run_image_with(&mut kvm_vm, &img, &RunOptions::default()).unwrap();
+    let s = run_image_with(&mut sim_vm, &img, &RunOptions::default()).unwrap();
     let listing = || {
         img.disassemble()
             .lines()

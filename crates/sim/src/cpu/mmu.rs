@@ -6,8 +6,9 @@
 use super::event::Event;
 use super::{Machine, Replayed, Stop};
 use crate::machine::PAGE;
-use exitlab_arch::bits::{cr0, efer, pf_error, pte};
-use exitlab_arch::ExitReason;
+use exitlab_arch::bits::{cr0, efer, ept, pf_error, pte};
+use exitlab_arch::vmx::EPTP_AD;
+use exitlab_arch::{EptViolationQual, ExitReason};
 use exitlab_hv::{MmioExit, VmExit};
 
 /// The kind of a memory access.
@@ -33,6 +34,13 @@ struct Entry {
 
 const TLB_ENTRIES: usize = 256;
 
+/// The TLB slot of a virtual page number: folded so that pages 1 MiB or
+/// more apart (code at 1 MiB, MMIO at 3.25 GiB) do not collide.
+#[inline(always)]
+fn slot(vpn: u64) -> usize {
+    ((vpn ^ (vpn >> 8) ^ (vpn >> 16)) as usize) % TLB_ENTRIES
+}
+
 /// A direct-mapped, 256-entry TLB of 4 KiB translations.
 #[derive(Clone, Debug)]
 pub struct Tlb {
@@ -52,7 +60,7 @@ impl Tlb {
 
     pub fn flush_page(&mut self, lin: u64) {
         let vpn = lin >> 12;
-        let e = &mut self.e[vpn as usize % TLB_ENTRIES];
+        let e = &mut self.e[slot(vpn)];
         if e.tag == vpn + 1 {
             *e = Entry::default();
         }
@@ -68,7 +76,7 @@ impl Machine<'_> {
     #[inline(always)]
     pub fn translate(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         let vpn = lin >> 12;
-        let e = self.cpu.tlb.e[vpn as usize % TLB_ENTRIES];
+        let e = self.cpu.tlb.e[slot(vpn)];
         if e.tag == vpn + 1
             && (!user || e.user)
             && match access {
@@ -128,7 +136,10 @@ impl Machine<'_> {
         loop {
             self.cpu.cycles += self.cpu.costs.walk_step;
             let shift = 12 + 9 * (level - 1);
-            let addr = table + ((lin >> shift) & 511) * 8;
+            // The entry's address is guest-physical: it goes through the
+            // EPT too (the second dimension of the walk).
+            let gpa = table + ((lin >> shift) & 511) * 8;
+            let (addr, _) = self.ept(gpa, Access::Read, Some(lin), false)?;
             let Some(mut e) = self.read_pte(addr) else { return Err(self.raise(fault(false))) };
             if e & pte::P == 0 {
                 return Err(self.raise(fault(false)));
@@ -153,15 +164,103 @@ impl Machine<'_> {
             }
             if leaf {
                 let page_mask = (1u64 << shift) - 1;
-                let frame = ((e & pte::ADDR_MASK & !page_mask) | (lin & page_mask)) & !0xfff;
+                let gpa = (e & pte::ADDR_MASK & !page_mask) | (lin & page_mask);
+                let (hpa, perms) = self.ept(gpa, access, Some(lin), true)?;
+                let frame = hpa & !0xfff;
                 let vpn = lin >> 12;
-                self.cpu.tlb.e[vpn as usize % TLB_ENTRIES] =
-                    Entry { tag: vpn + 1, frame, writable, user: usr, exec, dirty: e & pte::D != 0 };
+                // The TLB keeps what both dimensions allow.
+                self.cpu.tlb.e[slot(vpn)] = Entry {
+                    tag: vpn + 1,
+                    frame,
+                    writable: writable && perms & ept::W != 0,
+                    user: usr,
+                    exec: exec && perms & ept::X != 0,
+                    dirty: e & pte::D != 0,
+                };
                 return Ok(frame | (lin & 0xfff));
             }
             table = e & pte::ADDR_MASK;
             level -= 1;
         }
+    }
+
+    /// Guest-physical to host-physical through the EPT (SDM 29.3). Every
+    /// EPT-structure read costs a walk step. Returns the host-physical
+    /// address and the permissions (R, W, X bits) the walk allows.
+    ///
+    /// A GPA the EPT does not map and that has no RAM behind it is MMIO: it
+    /// translates to itself and the access exits as MMIO. A misconfigured
+    /// entry (writable but not readable) also means MMIO. Anything else the
+    /// EPT does not permit is an EPT_VIOLATION with the SDM qualification.
+    pub fn ept(&mut self, gpa: u64, access: Access, lin: Option<u64>, translation: bool) -> Result<(u64, u64), Stop> {
+        let eptp = self.cpu.controls.eptp;
+        if !self.cpu.controls.enable_ept || eptp == 0 {
+            return Ok((gpa, ept::R | ept::W | ept::X));
+        }
+        let ad = eptp & EPTP_AD != 0;
+        let mut table = eptp & ept::ADDR_MASK;
+        let mut perms = ept::R | ept::W | ept::X;
+        let ram = gpa < self.sh.ram.len() as u64;
+        for level in (1..=4u32).rev() {
+            self.cpu.cycles += self.cpu.costs.walk_step;
+            self.cpu.stats.ept_steps += 1;
+            let shift = 12 + 9 * (level - 1);
+            let addr = table + ((gpa >> shift) & 511) * 8;
+            let e = self.sh.read_hpa(addr).unwrap_or(0);
+            let rwx = e & (ept::R | ept::W | ept::X);
+            if rwx == 0 {
+                if !ram {
+                    return Ok((gpa, ept::R | ept::W | ept::X));
+                }
+                return Err(self.ept_violation(gpa, access, lin, translation, 0));
+            }
+            if e & ept::W != 0 && e & ept::R == 0 {
+                // Misconfigured: the VMM's way of marking MMIO.
+                return Ok((gpa, ept::R | ept::W | ept::X));
+            }
+            perms &= rwx;
+            let leaf = level == 1 || (level <= 3 && e & ept::LARGE != 0);
+            if ad {
+                let mut set = ept::A;
+                if leaf && access == Access::Write {
+                    set |= ept::D;
+                }
+                if e & set != set {
+                    self.sh.write_hpa(addr, e | set);
+                }
+            }
+            if leaf {
+                let needed = match access {
+                    Access::Read => ept::R,
+                    Access::Write => ept::W,
+                    Access::Fetch => ept::X,
+                };
+                if perms & needed == 0 {
+                    return Err(self.ept_violation(gpa, access, lin, translation, perms));
+                }
+                let page_mask = (1u64 << shift) - 1;
+                return Ok(((e & ept::ADDR_MASK & !page_mask) | (gpa & page_mask), perms));
+            }
+            table = e & ept::ADDR_MASK;
+        }
+        Err(self.ept_violation(gpa, access, lin, translation, 0))
+    }
+
+    fn ept_violation(&mut self, gpa: u64, access: Access, lin: Option<u64>, translation: bool, perms: u64) -> Stop {
+        let qual = EptViolationQual {
+            read: access == Access::Read,
+            write: access == Access::Write,
+            fetch: access == Access::Fetch,
+            readable: perms & ept::R != 0,
+            writable: perms & ept::W != 0,
+            executable: perms & ept::X != 0,
+            gla_valid: lin.is_some(),
+            gla_is_translation: lin.is_some() && translation,
+        };
+        let stop = self.exit(VmExit::EptViolation { gpa, qual });
+        self.cpu.exit_info.guest_physical = Some(gpa);
+        self.cpu.exit_info.guest_linear = lin;
+        stop
     }
 
     /// Translation through the shadow page table: a missing or too weak
@@ -195,7 +294,7 @@ impl Machine<'_> {
             }
             return Err(self.raise(Event::page_fault(code as u32, lin)));
         };
-        self.cpu.tlb.e[vpn as usize % TLB_ENTRIES] =
+        self.cpu.tlb.e[slot(vpn)] =
             Entry { tag: vpn + 1, frame, writable: f.writable, user: f.user, exec: f.executable, dirty: true };
         Ok(frame | (lin & 0xfff))
     }
@@ -213,7 +312,7 @@ impl Machine<'_> {
             let v = self.cpu.apic.read(phys & 0xff0, self.cpu.cycles);
             return Ok(u64::from(v) >> ((phys & 3) * 8));
         }
-        let reason = self.mmio_reason();
+        let reason = self.mmio_reason(phys);
         self.replayed_read(|| mmio(reason, phys, size, false, 0))
     }
 
@@ -233,7 +332,7 @@ impl Machine<'_> {
             }
             return Ok(());
         }
-        let reason = self.mmio_reason();
+        let reason = self.mmio_reason(phys);
         self.replayed_write(|| mmio(reason, phys, size, true, v))
     }
 
@@ -241,12 +340,27 @@ impl Machine<'_> {
     /// misconfigured in the EPT (EPT_MISCONFIG); under shadow paging the
     /// shadow entry is reserved, so the access is a #PF the VMM traps
     /// (EXCEPTION_NMI), as KVM arranges both.
-    fn mmio_reason(&self) -> ExitReason {
-        if self.cpu.controls.enable_ept {
-            ExitReason::EptMisconfig
-        } else {
-            ExitReason::ExceptionNmi
+    fn mmio_reason(&self, gpa: u64) -> ExitReason {
+        let c = &self.cpu.controls;
+        if !c.enable_ept {
+            return ExitReason::ExceptionNmi;
         }
+        if c.eptp == 0 {
+            return ExitReason::EptMisconfig;
+        }
+        // Misconfigured somewhere on the walk, or simply not mapped.
+        let mut table = c.eptp & ept::ADDR_MASK;
+        for level in (1..=4u32).rev() {
+            let e = self.sh.read_hpa(table + ((gpa >> (12 + 9 * (level - 1))) & 511) * 8).unwrap_or(0);
+            if e & ept::W != 0 && e & ept::R == 0 {
+                return ExitReason::EptMisconfig;
+            }
+            if e & (ept::R | ept::W | ept::X) == 0 {
+                break;
+            }
+            table = e & ept::ADDR_MASK;
+        }
+        ExitReason::EptViolation
     }
 
     /// A read the VMM answers: from the replay log if this instruction

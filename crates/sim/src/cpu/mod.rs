@@ -77,6 +77,8 @@ pub struct Stats {
     pub blocks_decoded: u64,
     pub block_runs: u64,
     pub page_walks: u64,
+    /// EPT-structure reads (the second dimension of page walks).
+    pub ept_steps: u64,
     pub tlb_misses: u64,
     pub interrupts: u64,
     pub exceptions: u64,
