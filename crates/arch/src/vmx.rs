@@ -126,6 +126,11 @@ pub struct Controls {
     /// guest-physical space maps 1:1 onto RAM with every permission.
     pub eptp: u64,
     pub enable_vpid: bool,
+    /// The CPU describes an MMIO access in the exit (address, size,
+    /// direction, data), as a RISC syndrome register or a decode assist
+    /// does; without it the VMM fetches, decodes and emulates the
+    /// instruction itself, as on Intel VT-x. Needs the profile feature.
+    pub decode_assist: bool,
 
     /// Exceptions with their bit set exit (EXCEPTION_NMI) instead of being
     /// delivered.
@@ -160,6 +165,7 @@ impl Default for Controls {
             enable_ept: true,
             eptp: 0,
             enable_vpid: false,
+            decode_assist: true,
             exception_bitmap: 0,
             cr0_mask: 0,
             cr0_shadow: 0,

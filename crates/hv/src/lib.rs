@@ -26,6 +26,9 @@ pub struct Capabilities {
     /// The hardware tags TLB entries with a VPID, so VM entries and exits
     /// need not flush it.
     pub vpid: bool,
+    /// MMIO exits can carry the decoded access (see
+    /// `exitlab_arch::vmx::Controls::decode_assist`).
+    pub decode_assist: bool,
     /// Per-page execute permission in the second-level tables.
     pub ept_exec_control: bool,
     pub pml: bool,
@@ -87,6 +90,12 @@ pub enum VmExit {
     Mmio {
         reason: ExitReason,
         access: MmioExit,
+    },
+    /// An MMIO access the CPU did not describe: the VMM must fetch, decode
+    /// and emulate the instruction at RIP (which has not run), then skip it.
+    MmioEmulate {
+        reason: ExitReason,
+        gpa: u64,
     },
     /// HLT with nothing pending (a backend without an in-kernel irqchip).
     Hlt,
@@ -150,7 +159,7 @@ impl VmExit {
     pub fn reason(&self) -> ExitReason {
         match self {
             VmExit::Io(_) => ExitReason::IoInstruction,
-            VmExit::Mmio { reason, .. } => *reason,
+            VmExit::Mmio { reason, .. } | VmExit::MmioEmulate { reason, .. } => *reason,
             VmExit::Hlt => ExitReason::Hlt,
             VmExit::Shutdown => ExitReason::TripleFault,
             VmExit::Debug { .. } => ExitReason::ExceptionNmi,
@@ -183,6 +192,10 @@ impl VmExit {
                 q.encode()
             }
             VmExit::Debug { dr6, .. } => *dr6,
+            VmExit::MmioEmulate { reason, .. } if *reason == ExitReason::EptViolation => {
+                EptViolationQual { read: true, ..Default::default() }.encode()
+            }
+            VmExit::MmioEmulate { .. } => 0,
             VmExit::Other { qualification, .. } => *qualification,
             VmExit::CrAccess(q) => q.encode(),
             VmExit::EptViolation { qual, .. } => qual.encode(),

@@ -92,6 +92,7 @@ impl Vm for SimVm {
             sees_all_exits: true,
             deterministic_time: true,
             ept: self.profile.features.ept,
+            decode_assist: self.profile.features.decode_assist,
             vpid: self.profile.features.vpid,
             ept_exec_control: false,
             pml: false,

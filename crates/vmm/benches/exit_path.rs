@@ -4,6 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use exitlab_arch::ExitReason;
+use exitlab_hv::HandlerWork;
 use exitlab_vmm::account::{Accountant, ExitRecord, Target};
 use exitlab_vmm::bench::{bare_loop, vmm_loop, LoopTime};
 use std::hint::black_box;
@@ -23,6 +24,7 @@ fn accounting(c: &mut Criterion) {
                 exit_ns: t,
                 resume_ns: t + 50 + (t % 17),
                 run_ns: 9_000,
+                work: HandlerWork { device_ops: 1, ..HandlerWork::default() },
             };
             acc.record(black_box(&rec));
         })

@@ -5,7 +5,7 @@
 
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout::Phase;
-use exitlab_hv::Counter;
+use exitlab_hv::{Counter, HandlerWork};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
@@ -31,6 +31,8 @@ pub struct ExitRecord {
     /// Length of the run call that ended in this exit (guest execution,
     /// in-backend exits and the transitions).
     pub run_ns: u64,
+    /// What the VMM's handler did, in the cost model's units.
+    pub work: HandlerWork,
 }
 
 impl ExitRecord {
@@ -50,6 +52,8 @@ pub struct ReasonStats {
     /// Sum of the run calls that ended in this reason.
     pub run_ns: u64,
     pub histogram: Histogram<u64>,
+    /// Handler work summed over the samples.
+    pub work: HandlerWork,
 }
 
 impl ReasonStats {
@@ -61,7 +65,16 @@ impl ReasonStats {
             max_ns: 0,
             run_ns: 0,
             histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
+            work: HandlerWork::default(),
         }
+    }
+
+    fn add_work(&mut self, w: &HandlerWork) {
+        let t = &mut self.work;
+        t.device_ops = t.device_ops.saturating_add(w.device_ops);
+        t.bytes_decoded = t.bytes_decoded.saturating_add(w.bytes_decoded);
+        t.page_walks = t.page_walks.saturating_add(w.page_walks);
+        t.bytes_copied = t.bytes_copied.saturating_add(w.bytes_copied);
     }
 
     fn add(&mut self, handle_ns: u64, run_ns: u64) {
@@ -106,7 +119,9 @@ pub struct PhaseStats {
 impl PhaseStats {
     fn add(&mut self, r: &ExitRecord) {
         let h = r.handle_ns();
-        self.reasons.entry(r.reason).or_insert_with(ReasonStats::new).add(h, r.run_ns);
+        let rs = self.reasons.entry(r.reason).or_insert_with(ReasonStats::new);
+        rs.add(h, r.run_ns);
+        rs.add_work(&r.work);
         *self.per_vcpu.entry(r.vcpu).or_default() += 1;
         let t = match r.target {
             Target::Port { port, device } => {
@@ -149,6 +164,7 @@ impl PhaseStats {
             m.min_ns = m.min_ns.min(r.min_ns);
             m.max_ns = m.max_ns.max(r.max_ns);
             m.histogram.add(&r.histogram).expect("auto-resizing histograms of the same precision always merge");
+            m.add_work(&r.work);
         }
         for (port, t) in &o.ports {
             let m = self.ports.entry(*port).or_insert(TargetStats { device: t.device, ..Default::default() });
@@ -251,7 +267,16 @@ mod tests {
     use super::*;
 
     fn rec(reason: ExitReason, exit_ns: u64, handle: u64, target: Target) -> ExitRecord {
-        ExitRecord { vcpu: 0, reason, qualification: 0, target, exit_ns, resume_ns: exit_ns + handle, run_ns: 100 }
+        ExitRecord {
+            vcpu: 0,
+            reason,
+            qualification: 0,
+            target,
+            exit_ns,
+            resume_ns: exit_ns + handle,
+            run_ns: 100,
+            work: HandlerWork::default(),
+        }
     }
 
     fn counters(exits: u64) -> Vec<Counter> {

@@ -10,11 +10,13 @@ pub mod bus;
 pub mod check;
 pub mod cpuid;
 pub mod devices;
+pub mod emulate;
 pub mod ept;
 pub mod policy;
 mod run;
 pub mod shadow;
 mod table;
+pub mod walk;
 
 pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};
 pub use run::{

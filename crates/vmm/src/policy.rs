@@ -15,6 +15,7 @@ pub fn controls(caps: &Capabilities) -> Controls {
         unconditional_io_exiting: true,
         enable_ept: caps.ept,
         enable_vpid: caps.vpid,
+        decode_assist: caps.decode_assist,
         cr3_load_exiting: shadow,
         cr3_store_exiting: shadow,
         invlpg_exiting: shadow,

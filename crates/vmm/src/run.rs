@@ -247,6 +247,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             exit_ns,
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
+            work: HandlerWork::default(),
         };
         let mut work = HandlerWork::default();
         let mut traced = match &exit {
@@ -341,6 +342,18 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 single_step_trap(&mut vcpu)?;
                 None
             }
+            VmExit::MmioEmulate { .. } => match crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio)? {
+                Ok(done) => {
+                    work = done.work;
+                    if let Some(d) = done.device {
+                        rec.target = Target::Mmio { region: d.slot.map_or(UNASSIGNED, |s| mmio.name(s)) };
+                        traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
+                    }
+                    single_step_trap(&mut vcpu)?;
+                    None
+                }
+                Err(e) => Some(Outcome::GuestError(GuestError::Unsupported(e.0))),
+            },
             VmExit::EptViolation { gpa, qual } => Some(Outcome::GuestError(GuestError::EptViolation {
                 gpa: *gpa,
                 linear: vcpu.exit_info().guest_linear,
@@ -370,9 +383,12 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
-        work.device_ops = u32::from(!matches!(rec.target, Target::None));
+        if work == HandlerWork::default() {
+            work.device_ops = u32::from(!matches!(rec.target, Target::None));
+        }
         vcpu.account_exit(rec.reason, &work);
         rec.resume_ns = vcpu.now_ns();
+        rec.work = work;
         acc.record(&rec);
         if options.trace {
             trace.push(TraceEntry { record: rec, access: traced, rip });

@@ -13,6 +13,7 @@
 //! dirty bits stay exact.
 
 use crate::run::VmmError;
+use crate::walk::walk;
 use exitlab_arch::bits::{cr0, efer, msr, pf_error, pte};
 use exitlab_hv::{Injection, ShadowFlags, Vcpu, Vm};
 
@@ -23,11 +24,6 @@ pub enum FaultResolution {
     Hidden,
     /// The guest's own tables fault: reflected into the guest.
     Guest,
-}
-
-fn read_u64<V: Vm>(vm: &V, gpa: u64) -> Result<Option<u64>, VmmError> {
-    let mut b = [0u8; 8];
-    Ok(vm.read_memory(gpa, &mut b).ok().map(|_| u64::from_le_bytes(b)))
 }
 
 /// Handles a #PF exit at `linear` with the hardware's `error_code`.
@@ -42,9 +38,6 @@ pub fn page_fault<V: Vm, C: Vcpu>(
     let fetch = u64::from(error_code) & pf_error::I != 0;
     let cr0v = vcpu.read_cr(0)?;
     let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
-    let mut table = vcpu.read_cr(3)? & pte::ADDR_MASK;
-    let (mut writable, mut usr, mut exec) = (true, true, true);
-    let mut walked = Vec::with_capacity(4);
     let reflect = |vcpu: &mut C, present: bool| -> Result<FaultResolution, VmmError> {
         let mut code = u64::from(error_code) & (pf_error::W | pf_error::U | pf_error::I);
         if present {
@@ -55,43 +48,26 @@ pub fn page_fault<V: Vm, C: Vcpu>(
         vcpu.inject(inj)?;
         Ok(FaultResolution::Guest)
     };
-    for level in (1..=4).rev() {
-        let shift = 12 + 9 * (level - 1);
-        let addr = table + ((linear >> shift) & 511) * 8;
-        let Some(e) = read_u64(vm, addr)? else { return reflect(vcpu, false) };
-        if e & pte::P == 0 {
-            return reflect(vcpu, false);
-        }
-        writable &= e & pte::RW != 0;
-        usr &= e & pte::US != 0;
-        exec &= !(nxe && e & pte::NX != 0);
-        walked.push((addr, e));
-        let leaf = level == 1 || (level <= 3 && e & pte::PS != 0);
-        if leaf {
-            let denied = (user && !usr) || (write && !writable && (user || cr0v & cr0::WP != 0)) || (fetch && !exec);
-            if denied {
-                return reflect(vcpu, true);
-            }
-            // The hardware would set A on every level and D on a written
-            // leaf; the VMM does it for the guest's tables.
-            let last = walked.len() - 1;
-            for (i, (addr, e)) in walked.iter().enumerate() {
-                let mut set = pte::A;
-                if i == last && write {
-                    set |= pte::D;
-                }
-                if e & set != set {
-                    vm.write_memory(*addr, &(e | set).to_le_bytes())?;
-                }
-            }
-            let page_mask = (1u64 << shift) - 1;
-            let frame = ((e & pte::ADDR_MASK & !page_mask) | (linear & page_mask)) & !0xfff;
-            let dirty = write || e & pte::D != 0;
-            let flags = ShadowFlags { writable: writable && dirty, user: usr, executable: exec };
-            vcpu.shadow_map(linear & !0xfff, frame, flags)?;
-            return Ok(FaultResolution::Hidden);
-        }
-        table = e & pte::ADDR_MASK;
+    let Some(w) = walk(vm, vcpu.read_cr(3)?, nxe, linear)? else { return reflect(vcpu, false) };
+    let denied =
+        (user && !w.user) || (write && !w.writable && (user || cr0v & cr0::WP != 0)) || (fetch && !w.executable);
+    if denied {
+        return reflect(vcpu, true);
     }
-    reflect(vcpu, false)
+    // The hardware would set A on every level and D on a written leaf;
+    // the VMM does it for the guest's tables.
+    let last = w.entries.len() - 1;
+    for (i, (addr, e)) in w.entries.iter().enumerate() {
+        let mut set = pte::A;
+        if i == last && write {
+            set |= pte::D;
+        }
+        if e & set != set {
+            vm.write_memory(*addr, &(e | set).to_le_bytes())?;
+        }
+    }
+    let dirty = write || w.entries[last].1 & pte::D != 0;
+    let flags = ShadowFlags { writable: w.writable && dirty, user: w.user, executable: w.executable };
+    vcpu.shadow_map(linear & !0xfff, w.gpa & !0xfff, flags)?;
+    Ok(FaultResolution::Hidden)
 }

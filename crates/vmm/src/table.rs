@@ -82,6 +82,26 @@ pub fn render_table(v: &StatView) -> String {
         us(s.total_run_ns())
     );
 
+    let worked: Vec<_> = s.reasons.iter().filter(|(_, r)| r.work != Default::default()).collect();
+    if !worked.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:>14} {:>14} {:>14} {:>14}",
+            "HANDLER WORK/EXIT", "decoded bytes", "page walks", "device ops", "bytes copied"
+        );
+        for (reason, r) in worked {
+            let per = |v: u32| v as f64 / r.samples.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "{:<20} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
+                reason.name(),
+                per(r.work.bytes_decoded),
+                per(r.work.page_walks),
+                per(r.work.device_ops),
+                per(r.work.bytes_copied)
+            );
+        }
+    }
     if !s.ports.is_empty() {
         let _ = writeln!(out, "\n{:<8} {:<14} {:>10} {:>11}", "PORT", "DEVICE", "Exits", "Avg time");
         for (port, t) in &s.ports {
@@ -129,6 +149,12 @@ pub fn render_json(v: &StatView) -> Value {
                 "p99_ns": r.histogram.value_at_quantile(0.99),
                 "total_ns": r.total_ns,
                 "run_ns": r.run_ns,
+                "handler_work": {
+                    "device_ops": r.work.device_ops,
+                    "bytes_decoded": r.work.bytes_decoded,
+                    "page_walks": r.work.page_walks,
+                    "bytes_copied": r.work.bytes_copied,
+                },
             })
         })
         .collect();

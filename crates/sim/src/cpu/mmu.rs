@@ -313,6 +313,9 @@ impl Machine<'_> {
             return Ok(u64::from(v) >> ((phys & 3) * 8));
         }
         let reason = self.mmio_reason(phys);
+        if !self.cpu.controls.decode_assist {
+            return Err(self.exit(VmExit::MmioEmulate { reason, gpa: phys }));
+        }
         self.replayed_read(|| mmio(reason, phys, size, false, 0))
     }
 
@@ -333,6 +336,9 @@ impl Machine<'_> {
             return Ok(());
         }
         let reason = self.mmio_reason(phys);
+        if !self.cpu.controls.decode_assist {
+            return Err(self.exit(VmExit::MmioEmulate { reason, gpa: phys }));
+        }
         self.replayed_write(|| mmio(reason, phys, size, true, v))
     }
 

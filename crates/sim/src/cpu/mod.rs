@@ -14,7 +14,7 @@ use crate::machine::Shared;
 use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
-use exitlab_hv::{ExitInfo, Injection, ShadowFlags, VmExit};
+use exitlab_hv::{ExitInfo, Injection, MmioExit, ShadowFlags, VmExit};
 use exitlab_x86::Flags;
 use std::collections::HashMap;
 
@@ -349,7 +349,9 @@ impl Machine<'_> {
     #[cold]
     pub fn exit(&mut self, x: VmExit) -> Stop {
         self.cpu.exit_info = match &x {
-            VmExit::Mmio { access, .. } => ExitInfo { guest_physical: Some(access.gpa), ..ExitInfo::default() },
+            VmExit::Mmio { access: MmioExit { gpa, .. }, .. } | VmExit::MmioEmulate { gpa, .. } => {
+                ExitInfo { guest_physical: Some(*gpa), ..ExitInfo::default() }
+            }
             _ => ExitInfo::default(),
         };
         self.cpu.exit = Some(x);
