@@ -49,6 +49,10 @@ struct MachineArgs {
     /// Seed for the profile's cost distributions (sim backend).
     #[arg(long, value_name = "N", default_value = "0")]
     seed: String,
+    /// Answer CPUID leaf LEAF with these registers instead of the built-in
+    /// model (sim backend; repeatable): LEAF=EAX:EBX:ECX:EDX, hex or decimal.
+    #[arg(long, value_name = "LEAF=EAX:EBX:ECX:EDX")]
+    cpuid: Vec<String>,
     /// Stop a runaway guest after this many instructions (sim backend).
     #[arg(long, value_name = "N")]
     max_instructions: Option<String>,
@@ -311,6 +315,22 @@ fn parse_duration(text: &str) -> Result<u64, UsageError> {
     }
 }
 
+/// `LEAF=EAX:EBX:ECX:EDX`, each number hex (0x...) or decimal.
+fn parse_cpuid(text: &str) -> Result<(u32, [u32; 4]), UsageError> {
+    let bad = || UsageError(format!("--cpuid: `{text}` is not LEAF=EAX:EBX:ECX:EDX"));
+    let num = |s: &str| {
+        let s = s.trim();
+        match s.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        }
+    };
+    let (leaf, regs) = text.split_once('=').ok_or_else(bad)?;
+    let regs: Vec<u32> = regs.split(':').map(num).collect::<Option<_>>().ok_or_else(bad)?;
+    let regs: [u32; 4] = regs.try_into().map_err(|_| bad())?;
+    Ok((num(leaf).ok_or_else(bad)?, regs))
+}
+
 fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
     let run_failed = |e: exitlab_vmm::VmmError| UsageError(format!("run failed: {e}"));
     match m.backend {
@@ -335,7 +355,9 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
                 None => None,
             };
             vm.set_limits(exitlab_sim::RunLimits { max_instructions, max_time_ns });
-            exitlab_vmm::run_image(&mut vm, img).map_err(run_failed)
+            let cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?;
+            let options = exitlab_vmm::RunOptions { cpuid, ..Default::default() };
+            exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
         }
         Backend::Kvm => {
             let path = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);

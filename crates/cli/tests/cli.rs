@@ -223,3 +223,20 @@ fn profiles_list_sources_and_bad_profiles_name_the_line() {
     assert!(stderr(&o).contains(&format!("typo.toml:{line}:")), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cpuid_leaves_can_be_configured() {
+    let o = exitlab(&[
+        "stat",
+        "cpuid",
+        "-n",
+        "5",
+        "--set",
+        "leaf=0x40000000",
+        "--cpuid",
+        "0x40000000=7:0x61:0:0",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_usage_error(&exitlab(&["stat", "cpuid", "--cpuid", "1=2:3"]), "--cpuid");
+}

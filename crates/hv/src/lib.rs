@@ -251,6 +251,9 @@ pub struct ExitInfo {
     pub instruction_len: u8,
     pub guest_linear: Option<u64>,
     pub guest_physical: Option<u64>,
+    /// The VM-exit instruction-information field (SDM 28.2.5): for INS and
+    /// OUTS, the address size (bits 9:7) and segment (bits 17:15).
+    pub instruction_info: u32,
     /// The event being delivered when the exit happened, if any.
     pub idt_vectoring: Option<Injection>,
 }

@@ -278,3 +278,24 @@ fn preemption_timer_expires_in_guest_cycles() {
     let count = vcpu.regs().unwrap().gpr[1];
     assert!(count > 0 && count < 1_000_000, "stopped inside the loop: rcx = {count}");
 }
+
+#[test]
+fn string_io_exits_carry_instruction_information() {
+    let img = image(|a| {
+        a.mov(rsi, 0x30_0000u64)?;
+        a.mov(ecx, 1)?;
+        a.mov(edx, 0x80)?;
+        a.rep().outsb()
+    });
+    let (_vm, mut vcpu) = boot(&img, &Controls::default());
+    loop {
+        if let VmExit::Io(io) = next_exit(&mut vcpu) {
+            if io.qual.port == 0x80 {
+                assert!(io.qual.string && io.qual.rep);
+                // 64-bit address size (2 in 9:7), DS (3 in 17:15).
+                assert_eq!(vcpu.exit_info().instruction_info, 2 << 7 | 3 << 15);
+                break;
+            }
+        }
+    }
+}

@@ -149,6 +149,9 @@ pub struct RunOptions {
     pub trace: bool,
     /// EPT policies over RAM ranges (ignored without EPT).
     pub protect: Vec<Protection>,
+    /// CPUID leaves the VMM answers differently from its built-in model:
+    /// (leaf, [EAX, EBX, ECX, EDX]).
+    pub cpuid: Vec<(u32, [u32; 4])>,
 }
 
 /// The result of one run: how it ended, the accounting, and the machine's
@@ -301,7 +304,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
             VmExit::Debug { .. } => None,
             VmExit::Cpuid { leaf, subleaf } => {
-                vcpu.complete(Completion::Cpuid(crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8)));
+                let answer = match options.cpuid.iter().find(|(l, _)| l == leaf) {
+                    Some((_, regs)) => *regs,
+                    None => crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8),
+                };
+                vcpu.complete(Completion::Cpuid(answer));
                 single_step_trap(&mut vcpu)?;
                 None
             }

@@ -11,6 +11,12 @@ use exitlab_hv::{IoExit, VmExit};
 use exitlab_x86::flags::flag;
 use exitlab_x86::{alu, mask, muldiv, shift, sign_extend, Cond, Flags};
 
+/// Instruction information of an INS exit: 64-bit address size (2 in bits
+/// 9:7), segment ES (0 in bits 17:15).
+const STRING_IO_ES: u32 = 2 << 7;
+/// Of an OUTS exit: 64-bit addresses, segment DS (3).
+const STRING_IO_DS: u32 = 2 << 7 | 3 << 15;
+
 /// String instructions run at most this many iterations per step, then
 /// restart, so a long REP stays interruptible as the SDM allows.
 const REP_CHUNK: u64 = 4096;
@@ -804,7 +810,8 @@ impl Machine<'_> {
                     self.io_allowed(port, size)?;
                     let q = Self::io_qual(port, size, true, true, rep, false);
                     let v = if self.cpu.controls.io_exits(port, size) {
-                        self.replayed_read(|| io(q, 0))?
+                        self.replayed_read(|| io(q, 0))
+                            .inspect_err(|_| self.cpu.exit_info.instruction_info = STRING_IO_ES)?
                     } else {
                         u64::MAX
                     };
@@ -816,7 +823,8 @@ impl Machine<'_> {
                     let v = self.load(rsi, size)?;
                     let q = Self::io_qual(port, size, false, true, rep, false);
                     if self.cpu.controls.io_exits(port, size) {
-                        self.replayed_write(|| io(q, v))?;
+                        self.replayed_write(|| io(q, v))
+                            .inspect_err(|_| self.cpu.exit_info.instruction_info = STRING_IO_DS)?;
                     }
                 }
             }
