@@ -94,6 +94,45 @@ enum Command {
         #[arg(long)]
         console: bool,
     },
+    /// Run one experiment (a built-in name or a scenario file): every point
+    /// of its sweep; writes results.csv, results.json, SVG figures and
+    /// summary.md.
+    Run {
+        /// Scenario name (e1, ...) or TOML file.
+        scenario: String,
+        /// Run every point on this backend instead of the scenario's.
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        /// Override a workload parameter for every point (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The paper-size run instead of the quick one.
+        #[arg(long)]
+        full: bool,
+        /// Output directory (default: out/<scenario>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Run every built-in experiment and write report.md and a
+    /// self-contained report.html.
+    Report {
+        /// Output directory (default: out/report).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The paper-size runs instead of the quick ones.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Record every exit of a run as Chrome/Perfetto trace-event JSON.
+    Trace {
+        #[command(flatten)]
+        w: WorkloadArgs,
+        #[command(flatten)]
+        m: MachineArgs,
+        /// Where to write the trace.
+        #[arg(long, value_name = "FILE", default_value = "trace.json")]
+        out: PathBuf,
+    },
     /// Run the architectural correctness suite (single-step #DB after
     /// instructions the VMM completes, injected exceptions) on a backend.
     Check {
@@ -332,6 +371,10 @@ fn parse_cpuid(text: &str) -> Result<(u32, [u32; 4]), UsageError> {
 }
 
 fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
+    run_with(m, img, exitlab_vmm::RunOptions::default())
+}
+
+fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) -> Result<RunReport, UsageError> {
     let run_failed = |e: exitlab_vmm::VmmError| UsageError(format!("run failed: {e}"));
     match m.backend {
         Backend::Sim => {
@@ -355,16 +398,74 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
                 None => None,
             };
             vm.set_limits(exitlab_sim::RunLimits { max_instructions, max_time_ns });
-            let cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?;
-            let options = exitlab_vmm::RunOptions { cpuid, ..Default::default() };
+            options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?;
             exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
         }
         Backend::Kvm => {
             let path = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
             let mut vm = exitlab_kvm::KvmVm::new(&path, img.memory_size)?;
-            exitlab_vmm::run_image(&mut vm, img).map_err(run_failed)
+            exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
         }
     }
+}
+
+fn lab_run(
+    name: &str,
+    backend: Option<Backend>,
+    set: &[String],
+    full: bool,
+    out: Option<PathBuf>,
+) -> Result<(), UsageError> {
+    let mut s = exitlab_lab::Scenario::load(name)?;
+    if let Some(b) = backend {
+        s.backends = vec![b.name().to_string()];
+        s.sweep.remove("backend");
+    }
+    for a in set {
+        let (k, v) = a.split_once('=').ok_or_else(|| UsageError(format!("`{a}` is not of the form key=value")))?;
+        s.params.insert(k.trim().to_string(), toml_value(v));
+        s.full.remove(k.trim());
+    }
+    // Re-check the edited scenario as a whole.
+    s.check(&format!("{name} with --set"), "")?;
+    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&s.name));
+    let r = exitlab_lab::run_scenario(&s, full);
+    exitlab_lab::output::write_results(&r, &dir)
+        .map_err(|e| UsageError(format!("cannot write {}: {e}", dir.display())))?;
+    println!("{}: {} points -> {}", s.name, r.points.len(), dir.display());
+    println!("{}", exitlab_lab::reading::reading(&r));
+    Ok(())
+}
+
+/// A `--set` value as TOML: a number or boolean when it parses as one.
+fn toml_value(v: &str) -> toml::Value {
+    let v = v.trim();
+    v.parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
+        .or_else(|_| v.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(v.to_string()))
+}
+
+fn lab_report(out: Option<PathBuf>, full: bool) -> Result<(), UsageError> {
+    let dir = out.unwrap_or_else(|| PathBuf::from("out/report"));
+    std::fs::create_dir_all(&dir).map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
+    let results = exitlab_lab::report::report(&dir, full).map_err(UsageError)?;
+    println!("report of {} experiment(s) -> {}", results.len(), dir.join("report.html").display());
+    for r in &results {
+        println!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
+    }
+    Ok(())
+}
+
+fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
+    let (workload, img) = build(w)?;
+    let report = run_with(m, &img, exitlab_vmm::RunOptions { trace: true, ..Default::default() })?;
+    let doc = exitlab_lab::trace::chrome_trace(workload.name, m.backend.name(), &report.trace);
+    let bytes = serde_json::to_vec(&doc).expect("trace serializes");
+    write_atomically(out, &bytes)?;
+    println!("{} exits -> {}", report.trace.len(), out.display());
+    Ok(())
 }
 
 fn stat(
@@ -429,6 +530,11 @@ fn main() -> ExitCode {
         }
         Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
+        Command::Run { scenario, backend, set, full, out } => {
+            lab_run(&scenario, backend, &set, full, out).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Report { out, full } => lab_report(out, full).map(|_| ExitCode::SUCCESS),
+        Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),

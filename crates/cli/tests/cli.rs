@@ -240,3 +240,61 @@ fn cpuid_leaves_can_be_configured() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_usage_error(&exitlab(&["stat", "cpuid", "--cpuid", "1=2:3"]), "--cpuid");
 }
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("exitlab-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn run_is_deterministic_and_scenario_mistakes_name_file_line_and_key() {
+    let d = temp_dir("run");
+    let (a, b) = (d.join("a"), d.join("b"));
+    for out in [&a, &b] {
+        let o = exitlab(&["run", "e1", "--set", "n=300", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(a.join("results.csv")).unwrap(), std::fs::read(b.join("results.csv")).unwrap());
+    for f in ["results.json", "summary.md", "exits-vs-p.svg"] {
+        assert!(a.join(f).exists(), "{f}");
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/e1.toml")).unwrap();
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, text.replace("switch_every = 16", "swich_every = 16")).unwrap();
+    let o = exitlab(&["run", bad.to_str().unwrap()]);
+    let line = text.lines().position(|l| l.starts_with("switch_every")).unwrap() + 1;
+    assert_usage_error(&o, &format!("bad.toml:{line}: [params] `swich_every`"));
+    assert_usage_error(&exitlab(&["run", "e99"]), "neither built in");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn report_writes_markdown_and_self_contained_html() {
+    let d = temp_dir("report");
+    let o = exitlab(&["report", "--out", d.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    let md = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(html.contains("<h2>E1: Where exits come from") && html.contains("<svg"));
+    assert!(md.contains("## E1: Where exits come from") && md.contains("(e1/exits-vs-p.svg)"));
+    assert!(md.contains("**Reading.** modern has fewer exits"));
+    assert!(d.join("e1/exits-vs-p.svg").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn trace_holds_every_exit_as_a_trace_event() {
+    let d = temp_dir("trace");
+    let out = d.join("t.json");
+    let o = exitlab(&["trace", "pio-out", "-n", "100", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let post: Vec<_> = events.iter().filter(|e| e["ph"] == "X" && e["args"]["target"] == "port 0x80 (post)").collect();
+    assert_eq!(post.len(), 110, "warm-up 10 + 100 measured");
+    assert!(post.iter().all(|e| e["name"] == "IO_INSTRUCTION" && e["args"]["qualification"] == "0x800000"));
+    assert!(events.iter().any(|e| e["ph"] == "M" && e["args"]["name"] == "vCPU 0"));
+    std::fs::remove_dir_all(&d).unwrap();
+}

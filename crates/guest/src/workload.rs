@@ -196,9 +196,25 @@ fn hlt(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where io-mix touches fresh pages: from 4 MiB to the end of RAM.
+const FRESH_BASE: u64 = 4 << 20;
+
+/// Counters for io-mix's page touches (r12, r13) and address-space
+/// switches (r11).
+fn io_mix_setup(asm: &mut Asm, p: &Params) -> Result<()> {
+    asm.a.mov(r13, FRESH_BASE)?;
+    asm.a.mov(r12d, p.int("fresh_every").max(1) as u32)?;
+    asm.a.mov(r11d, p.int("switch_every").max(1) as u32)?;
+    Ok(())
+}
+
 /// Fixed-point 16.16 accumulator in r14: an iteration does I/O when the
 /// accumulator crosses 1.0, so exactly floor(n * p) iterations of a phase
-/// exit (with p rounded to 1/65536), the rest compute.
+/// exit (with p rounded to 1/65536), the rest compute. Every
+/// `fresh_every` iterations it writes a page it has not touched before
+/// (wrapping at the end of RAM), every `switch_every` it reloads CR3 (an
+/// address-space switch): what a real guest does between I/Os, and what
+/// shadow paging must intercept.
 fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     let step = (p.float("p") * 65536.0).round() as u32;
     let mut compute = asm.label();
@@ -224,6 +240,34 @@ fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     asm.a.jnz(work)?;
     asm.set(&mut next)?;
     asm.a.nop()?;
+    let fresh = p.int("fresh_every");
+    if fresh > 0 {
+        let mut skip = asm.label();
+        let mut store = asm.label();
+        asm.a.dec(r12d)?;
+        asm.a.jnz(skip)?;
+        asm.a.mov(r12d, fresh as u32)?;
+        asm.a.add(r13, 4096)?;
+        asm.a.mov(rax, DEFAULT_MEMORY)?;
+        asm.a.cmp(r13, rax)?;
+        asm.a.jb(store)?;
+        asm.a.mov(r13, FRESH_BASE)?;
+        asm.set(&mut store)?;
+        asm.a.mov(byte_ptr(r13), 1)?;
+        asm.set(&mut skip)?;
+        asm.a.nop()?;
+    }
+    let switch = p.int("switch_every");
+    if switch > 0 {
+        let mut skip = asm.label();
+        asm.a.dec(r11d)?;
+        asm.a.jnz(skip)?;
+        asm.a.mov(r11d, switch as u32)?;
+        asm.a.mov(rax, cr3)?;
+        asm.a.mov(cr3, rax)?;
+        asm.set(&mut skip)?;
+        asm.a.nop()?;
+    }
     Ok(())
 }
 
@@ -384,8 +428,10 @@ pub static WORKLOADS: &[Workload] = &[
             RING3,
             ParamSpec::float("p", 0.0, 1.0, 0.5, "fraction of iterations that do port I/O"),
             ParamSpec::int("work", 0, 1_000_000, 50, "compute-loop trips in a non-I/O iteration"),
+            ParamSpec::int("fresh_every", 0, 1_000_000, 0, "write a never-touched page every N iterations (0: never)"),
+            ParamSpec::int("switch_every", 0, 1_000_000, 0, "reload CR3 every N iterations, ring 0 only (0: never)"),
         ],
-        setup: no_setup,
+        setup: io_mix_setup,
         iteration: io_mix,
     },
     Workload {

@@ -1,0 +1,137 @@
+//! Running a scenario: every point of its sweep, in parallel, each on a
+//! fresh machine; the measure phase's exits become the point's metrics.
+
+use crate::scenario::{Scenario, MACHINE_AXES};
+use exitlab_guest::layout::Phase;
+use exitlab_vmm::{run_image, Outcome, PhaseStats};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+/// One point's outcome: its axis values and metrics, or why the point
+/// could not run ("n/a (...)").
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointResult {
+    pub axes: Vec<(String, String)>,
+    pub metrics: BTreeMap<String, f64>,
+    pub na: Option<String>,
+}
+
+impl PointResult {
+    pub fn axis(&self, name: &str) -> Option<&str> {
+        self.axes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A scenario's results, points in sweep order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Results {
+    pub scenario: Scenario,
+    pub full: bool,
+    pub points: Vec<PointResult>,
+}
+
+impl Results {
+    /// Every metric any point reported, sorted.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.points.iter().flat_map(|p| p.metrics.keys().cloned()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// The measure phase's figures; `iterations` is the workload's `n`.
+fn metrics(m: &PhaseStats, iterations: f64) -> BTreeMap<String, f64> {
+    let guest_ns = m.end_ns.saturating_sub(m.start_ns).max(1) as f64;
+    let exits = m.total_exits() as f64;
+    let mut out = BTreeMap::new();
+    out.insert("exits".to_string(), exits);
+    out.insert("guest_ns".to_string(), guest_ns);
+    out.insert("exits_per_s".to_string(), exits / guest_ns * 1e9);
+    out.insert("avg_exit_ns".to_string(), if exits > 0.0 { m.total_handle_ns() as f64 / exits } else { 0.0 });
+    out.insert("exit_time_share".to_string(), m.total_handle_ns() as f64 / guest_ns);
+    let per_kiter = 1000.0 / iterations.max(1.0);
+    out.insert("exits_per_kiter".to_string(), exits * per_kiter);
+    for (reason, r) in &m.reasons {
+        out.insert(format!("exits.{}", reason.name()), r.samples as f64);
+        out.insert(format!("exits_per_s.{}", reason.name()), r.samples as f64 / guest_ns * 1e9);
+        out.insert(format!("exits_per_kiter.{}", reason.name()), r.samples as f64 * per_kiter);
+    }
+    out
+}
+
+fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult {
+    let axis = |k: &str| axes.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+    let backend = axis("backend").unwrap_or_else(|| s.backends[0].clone());
+    let profile = axis("profile").unwrap_or_else(|| "modern".to_string());
+    let na = |why: String| PointResult { axes: axes.to_vec(), metrics: BTreeMap::new(), na: Some(why) };
+    let w = exitlab_guest::find_workload(&s.workload).expect("checked when the scenario was parsed");
+    let assignments = s.assignments(axes, full);
+    let params = match w.resolve(assignments.iter().map(String::as_str)) {
+        Ok(p) => p,
+        Err(e) => return na(e.to_string()),
+    };
+    let image = match w.build(&params) {
+        Ok(i) => i,
+        Err(e) => return na(e.to_string()),
+    };
+    let report = if backend == "kvm" {
+        let mut vm = match exitlab_kvm::KvmVm::new(&exitlab_kvm::device_path(), image.memory_size) {
+            Ok(vm) => vm,
+            Err(e) => return na(format!("no KVM: {e}")),
+        };
+        run_image(&mut vm, &image)
+    } else {
+        let p = match exitlab_sim::profile::Profile::load(&profile) {
+            Ok(p) => p,
+            Err(e) => return na(e.0),
+        };
+        let mut vm = match exitlab_sim::SimVm::with_profile(image.memory_size, p, s.seed) {
+            Ok(vm) => vm,
+            Err(e) => return na(e.to_string()),
+        };
+        run_image(&mut vm, &image)
+    };
+    match report {
+        Ok(r) if r.outcome == (Outcome::Exited { status: 0 }) => PointResult {
+            axes: axes.to_vec(),
+            metrics: metrics(r.accountant.phase_stats(Phase::Measure), params.int("n") as f64),
+            na: None,
+        },
+        Ok(r) => na(format!("the guest failed: {:?}", r.outcome)),
+        Err(e) => na(e.to_string()),
+    }
+}
+
+/// Runs every point of `s` (in parallel; results in sweep order). A
+/// progress bar shows on a terminal.
+pub fn run_scenario(s: &Scenario, full: bool) -> Results {
+    let points = s.points(full);
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(points.len() as u64);
+        if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} points {elapsed}") {
+            b.set_style(style);
+        }
+        b.set_prefix(s.name.clone());
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let results: Vec<PointResult> = points
+        .par_iter()
+        .map(|axes| {
+            let r = run_point(s, axes, full);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    // Machine axes read better first in tables.
+    let mut results = results;
+    for r in &mut results {
+        r.axes.sort_by_key(|(k, _)| !MACHINE_AXES.contains(&k.as_str()));
+    }
+    Results { scenario: s.clone(), full, points: results }
+}

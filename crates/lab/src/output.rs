@@ -1,0 +1,154 @@
+//! Writing a scenario's results: results.csv, results.json, one SVG per
+//! figure and summary.md. Every file is written beside its final name and
+//! renamed over it, so an interrupted run leaves the previous file whole.
+
+use crate::measure::Results;
+use crate::plot::figure_svg;
+use crate::reading::reading;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+/// Writes `bytes` to `dir/name` through a temporary file and a rename.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, dir.join(name)));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// A number as results files print it: integers plainly, others with
+/// enough digits to compare exactly between runs.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+pub fn csv(r: &Results) -> String {
+    let axes: Vec<&str> =
+        r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
+    let metrics = r.metric_names();
+    let mut out = String::new();
+    let header: Vec<String> =
+        axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).chain(["note".to_string()]).collect();
+    let _ = writeln!(out, "{}", header.join(","));
+    for p in &r.points {
+        let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
+        row.extend(metrics.iter().map(|m| p.metrics.get(m).map_or(String::new(), |v| number(*v))));
+        row.push(p.na.as_deref().map_or(String::new(), |n| format!("\"n/a ({})\"", n.replace('"', "'"))));
+        let _ = writeln!(out, "{}", row.join(","));
+    }
+    out
+}
+
+pub fn json(r: &Results) -> serde_json::Value {
+    let points: Vec<serde_json::Value> = r
+        .points
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "axes": p.axes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "metrics": p.metrics,
+                "na": p.na,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "scenario": r.scenario.name,
+        "title": r.scenario.title,
+        "full": r.full,
+        "points": points,
+    })
+}
+
+/// The parameters every point shares, as `key = value` lines.
+pub fn parameters(r: &Results) -> Vec<String> {
+    let s = &r.scenario;
+    let mut lines = vec![format!("workload: {}", s.workload), format!("seed: {}", s.seed)];
+    let mut params = s.params.clone();
+    if r.full {
+        params.extend(s.full.clone());
+    }
+    lines.extend(params.iter().map(|(k, v)| format!("{k} = {}", crate::scenario::value_text(v))));
+    for (axis, values) in &s.sweep {
+        let vs: Vec<String> = values.iter().map(crate::scenario::value_text).collect();
+        lines.push(format!("{axis} swept over {}", vs.join(", ")));
+    }
+    lines
+}
+
+/// The results table for reports: the axes, then exits per second, the
+/// share of guest time spent in exits, and exits per second by reason.
+pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+    let metrics: Vec<String> = ["exits_per_kiter", "exits_per_s", "exit_time_share"]
+        .into_iter()
+        .map(String::from)
+        .chain(r.metric_names().into_iter().filter(|m| m.starts_with("exits_per_kiter.")))
+        .collect();
+    let axes: Vec<&str> =
+        r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
+    let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();
+    let rows = r
+        .points
+        .iter()
+        .map(|p| {
+            let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
+            match &p.na {
+                Some(why) => row.push(format!("n/a ({why})")),
+                None => row.extend(metrics.iter().map(|m| {
+                    let v = p.metrics.get(m).copied().unwrap_or(0.0);
+                    if m == "exit_time_share" {
+                        format!("{:.2}%", v * 100.0)
+                    } else {
+                        crate::plot::short(v)
+                    }
+                })),
+            }
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+pub fn markdown_table(r: &Results) -> String {
+    let (header, rows) = table(r);
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out
+}
+
+/// Writes results.csv, results.json, `<figure>.svg` and summary.md.
+pub fn write_results(r: &Results, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("results.csv".into(), csv(r).into_bytes()),
+        ("results.json".into(), serde_json::to_string_pretty(&json(r)).expect("results serialize").into_bytes()),
+    ];
+    let mut md = format!("# {}\n\n{}\n\n## Parameters\n\n", r.scenario.title, r.scenario.question);
+    for l in parameters(r) {
+        let _ = writeln!(md, "- {l}");
+    }
+    let _ = writeln!(md, "\n## Results\n\n{}", markdown_table(r));
+    for f in &r.scenario.figures {
+        let name = format!("{}.svg", f.name);
+        files.push((name.clone(), figure_svg(r, f).into_bytes()));
+        let _ = writeln!(md, "![{}]({name})\n", f.title);
+    }
+    let _ = writeln!(md, "## Reading\n\n{}", reading(r));
+    files.push(("summary.md".into(), md.into_bytes()));
+    for (name, bytes) in files {
+        write_atomically(dir, &name, &bytes)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The reading of a result: sentences computed from the numbers of the
+//! scenario's first figure (which series is lower, by what factor, how the
+//! gap moves along the swept axis), never canned text.
+
+use crate::measure::Results;
+use crate::plot::{series, short};
+use std::fmt::Write;
+
+fn factor(hi: f64, lo: f64) -> String {
+    if lo > 0.0 {
+        format!("{:.1}x", hi / lo)
+    } else if hi > 0.0 {
+        "against none".to_string()
+    } else {
+        "none on either side".to_string()
+    }
+}
+
+/// A paragraph about the scenario's first figure.
+pub fn reading(r: &Results) -> String {
+    let mut out = String::new();
+    let na: Vec<_> = r.points.iter().filter_map(|p| p.na.as_ref().map(|n| (p, n))).collect();
+    if let Some((p, why)) = na.first() {
+        let at: Vec<String> = p.axes.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let _ = write!(out, "{} point(s) could not run (first: {}: n/a ({why})). ", na.len(), at.join(", "));
+    }
+    let Some(f) = r.scenario.figures.first() else {
+        return out + "The scenario draws no figure to read.";
+    };
+    let data = series(r, f);
+    let metric = f.y.replace('_', " ");
+    let names: Vec<&String> = data.keys().collect();
+    match names.as_slice() {
+        [] => out.push_str("No point produced data."),
+        [only] => {
+            let pts = &data[*only];
+            let (first, last) = (pts[0], pts[pts.len() - 1]);
+            let trend = if last.1 > first.1 {
+                "rises"
+            } else if last.1 < first.1 {
+                "falls"
+            } else {
+                "stays"
+            };
+            let _ = write!(
+                out,
+                "For {only}, {metric} {trend} from {} at {} = {} to {} at {} = {}.",
+                short(first.1),
+                f.x,
+                first.0,
+                short(last.1),
+                f.x,
+                last.0
+            );
+        }
+        [a, b, ..] => {
+            let (pa, pb) = (&data[*a], &data[*b]);
+            let pairs: Vec<(f64, f64, f64)> =
+                pa.iter().filter_map(|&(x, ya)| pb.iter().find(|p| p.0 == x).map(|&(_, yb)| (x, ya, yb))).collect();
+            if pairs.is_empty() {
+                return out + "The two series share no point of the axis to compare.";
+            }
+            let a_lower = pairs.iter().filter(|(_, ya, yb)| ya < yb).count();
+            let b_lower = pairs.iter().filter(|(_, ya, yb)| yb < ya).count();
+            let (lo, hi, lo_is_a) = if b_lower >= a_lower { (*b, *a, false) } else { (*a, *b, true) };
+            let everywhere = if lo_is_a { a_lower } else { b_lower } == pairs.len();
+            let first = pairs[0];
+            let last = pairs[pairs.len() - 1];
+            let (hi0, lo0) = if lo_is_a { (first.2, first.1) } else { (first.1, first.2) };
+            let (hi1, lo1) = if lo_is_a { (last.2, last.1) } else { (last.1, last.2) };
+            if everywhere {
+                let _ = write!(out, "{lo} has fewer {metric} than {hi} at every {} tested", f.x);
+            } else {
+                let _ = write!(
+                    out,
+                    "{lo} has fewer {metric} than {hi} at {} of {} values of {}",
+                    if lo_is_a { a_lower } else { b_lower },
+                    pairs.len(),
+                    f.x
+                );
+            }
+            let _ = write!(
+                out,
+                ": {hi} shows {} at {} = {} against {} for {lo} ({}), and {} at {} = {} against {} ({}). ",
+                short(hi0),
+                f.x,
+                first.0,
+                short(lo0),
+                factor(hi0, lo0),
+                short(hi1),
+                f.x,
+                last.0,
+                short(lo1),
+                factor(hi1, lo1)
+            );
+            let (gap0, gap1) = (hi0 - lo0, hi1 - lo1);
+            if short(gap0) == short(gap1) {
+                let _ = write!(
+                    out,
+                    "The absolute difference stays at {} {metric} from {} = {} to {}.",
+                    short(gap0),
+                    f.x,
+                    first.0,
+                    last.0
+                );
+            } else {
+                let direction = if gap1 > gap0 { "grows" } else { "shrinks" };
+                let _ = write!(
+                    out,
+                    "The absolute difference {direction} from {} to {} {metric} as {} goes from {} to {}.",
+                    short(gap0),
+                    short(gap1),
+                    f.x,
+                    first.0,
+                    last.0
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,74 @@
+//! `exitlab report`: every built-in experiment, each with its question,
+//! parameters, table, figures and reading, as report.md (figures beside it)
+//! and a self-contained report.html (figures inline).
+
+use crate::measure::{run_scenario, Results};
+use crate::output::{markdown_table, parameters, table, write_atomically, write_results};
+use crate::plot::figure_svg;
+use crate::reading::reading;
+use crate::scenario::{Scenario, BUILT_IN};
+use std::fmt::Write;
+use std::path::Path;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Runs every built-in experiment and writes the report into `dir`.
+pub fn report(dir: &Path, full: bool) -> Result<Vec<Results>, String> {
+    let mut all = Vec::new();
+    for (name, _) in BUILT_IN {
+        let s = Scenario::load(name).map_err(|e| e.0)?;
+        let r = run_scenario(&s, full);
+        write_results(&r, &dir.join(name)).map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))?;
+        all.push(r);
+    }
+    let size = if full { "full size" } else { "quick size (exitlab report --full for the paper size)" };
+    let mut md = format!("# exitlab report\n\nEvery built-in experiment on the simulator, {size}. Figures in exits per second are per second of *guest* (virtual) time.\n\n");
+    let mut html = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>exitlab report</title><style>body{font-family:sans-serif;max-width:980px;margin:2em auto;line-height:1.45}table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}</style></head><body>\n<h1>exitlab report</h1>\n",
+    );
+    let _ = writeln!(html, "<p>Every built-in experiment on the simulator, {}. Figures in exits per second are per second of <em>guest</em> (virtual) time.</p>", escape(size));
+    for r in &all {
+        let s = &r.scenario;
+        let _ = writeln!(md, "## {}\n\n**Question.** {}\n\n**Parameters.**\n", s.title, s.question);
+        let _ = writeln!(
+            html,
+            "<h2>{}</h2>\n<p><b>Question.</b> {}</p>\n<p><b>Parameters.</b></p><ul>",
+            escape(&s.title),
+            escape(&s.question)
+        );
+        for l in parameters(r) {
+            let _ = writeln!(md, "- {l}");
+            let _ = writeln!(html, "<li>{}</li>", escape(&l));
+        }
+        let _ = writeln!(html, "</ul>");
+        let _ = writeln!(md, "\n{}", markdown_table(r));
+        let (header, rows) = table(r);
+        let _ = write!(html, "<table><tr>");
+        for h in header {
+            let _ = write!(html, "<th>{}</th>", escape(&h));
+        }
+        let _ = writeln!(html, "</tr>");
+        for row in rows {
+            let _ = write!(html, "<tr>");
+            for c in row {
+                let _ = write!(html, "<td>{}</td>", escape(&c));
+            }
+            let _ = writeln!(html, "</tr>");
+        }
+        let _ = writeln!(html, "</table>");
+        for f in &s.figures {
+            let _ = writeln!(md, "![{}]({}/{}.svg)\n", f.title, s.name, f.name);
+            let _ = writeln!(html, "<figure>{}</figure>", figure_svg(r, f));
+        }
+        let text = reading(r);
+        let _ = writeln!(md, "**Reading.** {text}\n");
+        let _ = writeln!(html, "<p><b>Reading.</b> {}</p>", escape(&text));
+    }
+    html.push_str("</body></html>\n");
+    write_atomically(dir, "report.md", md.as_bytes()).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    write_atomically(dir, "report.html", html.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    Ok(all)
+}

@@ -1,0 +1,280 @@
+//! Scenario files: what an experiment runs. Validated before anything
+//! runs; a mistake names the file, the line and the key.
+
+use exitlab_guest::Workload;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One figure of a scenario: `y` against the sweep axis `x`, one line per
+/// value of `series` (or, when `y` ends in `.*`, one per metric with that
+/// prefix), over the points that match `filter`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    pub name: String,
+    pub title: String,
+    pub x: String,
+    pub y: String,
+    #[serde(default)]
+    pub series: Option<String>,
+    #[serde(default)]
+    pub filter: BTreeMap<String, toml::Value>,
+}
+
+/// An experiment.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub title: String,
+    pub question: String,
+    pub workload: String,
+    /// Backends the points run on unless `backend` is a sweep axis.
+    #[serde(default = "default_backends")]
+    pub backends: Vec<String>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Workload parameters for every point.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    /// Overrides of `params` for the full-size run (`--full`).
+    #[serde(default)]
+    pub full: BTreeMap<String, toml::Value>,
+    /// Sweep axes: `profile`, `backend`, or workload parameters. Points
+    /// are the cartesian product.
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    #[serde(default, rename = "figure")]
+    pub figures: Vec<Figure>,
+}
+
+fn default_backends() -> Vec<String> {
+    vec!["sim".to_string()]
+}
+
+/// A scenario could not be read or checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// The built-in experiments, in report order.
+pub const BUILT_IN: [(&str, &str); 1] = [("e1", include_str!("../../../scenarios/e1.toml"))];
+
+/// Axes that choose the machine rather than a workload parameter.
+pub const MACHINE_AXES: [&str; 2] = ["backend", "profile"];
+
+/// Metrics every point reports: exits in the measure phase, per 1,000
+/// iterations of the measured loop, per second of guest (virtual) time,
+/// their average cost and share of guest time; `exits.<REASON>`,
+/// `exits_per_kiter.<REASON>` and `exits_per_s.<REASON>` add one per exit
+/// reason seen.
+pub const METRICS: [&str; 6] =
+    ["exits", "exits_per_kiter", "exits_per_s", "guest_ns", "avg_exit_ns", "exit_time_share"];
+
+/// The text of a TOML value as a `--set` would write it.
+pub fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Scenario {
+    /// Parses and checks `text`; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(sp) => {
+                    let line = text[..sp.start.min(text.len())].matches('\n').count() + 1;
+                    ScenarioError(format!("{origin}:{line}: {msg}"))
+                }
+                None => ScenarioError(format!("{origin}: {msg}")),
+            }
+        })?;
+        s.check(origin, text)?;
+        Ok(s)
+    }
+
+    /// Checks the scenario against its workload and itself; `text`, when
+    /// the scenario came from one, gives errors their line.
+    pub fn check(&self, origin: &str, text: &str) -> Result<(), ScenarioError> {
+        let s = self;
+        let line_of = |key: &str| {
+            text.lines()
+                .position(|l| {
+                    let t = l.trim_start();
+                    t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map(|i| i + 1)
+        };
+        let err = |key: &str, msg: String| match line_of(key) {
+            Some(line) => ScenarioError(format!("{origin}:{line}: {msg}")),
+            None => ScenarioError(format!("{origin}: {msg}")),
+        };
+        let w = exitlab_guest::find_workload(&s.workload)
+            .ok_or_else(|| err("workload", format!("`workload`: no workload `{}`", s.workload)))?;
+        let specs = w.params();
+        let known = |k: &str| specs.iter().any(|p| p.name == k);
+        for (table, map) in [("params", &s.params), ("full", &s.full)] {
+            for k in map.keys() {
+                if !known(k) {
+                    return Err(err(k, format!("[{table}] `{k}`: workload `{}` has no such parameter", w.name)));
+                }
+            }
+        }
+        for (k, values) in &s.sweep {
+            if !known(k) && !MACHINE_AXES.contains(&k.as_str()) {
+                return Err(err(
+                    k,
+                    format!("[sweep] `{k}`: neither a machine axis (backend, profile) nor a parameter of `{}`", w.name),
+                ));
+            }
+            if values.is_empty() {
+                return Err(err(k, format!("[sweep] `{k}` has no values")));
+            }
+        }
+        for b in s.sweep.get("backend").map(|v| v.iter().map(value_text).collect()).unwrap_or(s.backends.clone()) {
+            if b != "sim" && b != "kvm" {
+                return Err(err("backend", format!("backend `{b}` is neither sim nor kvm")));
+            }
+        }
+        for p in s.sweep.get("profile").into_iter().flatten() {
+            exitlab_sim::profile::Profile::load(&value_text(p)).map_err(|e| err("profile", e.0))?;
+        }
+        // Every point's parameters must be valid for the workload.
+        for point in s.points(true).into_iter().chain(s.points(false)) {
+            s.workload_params(&point, w).map_err(|e| err(&e.1, e.0))?;
+        }
+        let axis_ok = |a: &str| s.sweep.contains_key(a);
+        for f in &s.figures {
+            if !axis_ok(&f.x) {
+                return Err(err("x", format!("figure `{}`: x = `{}` is not a sweep axis", f.name, f.x)));
+            }
+            if let Some(series) = &f.series {
+                if !axis_ok(series) {
+                    return Err(err("series", format!("figure `{}`: series = `{series}` is not a sweep axis", f.name)));
+                }
+            }
+            let base = f.y.strip_suffix(".*").unwrap_or(&f.y);
+            if !METRICS.contains(&base) {
+                return Err(err(
+                    "y",
+                    format!("figure `{}`: y = `{}` is not a metric ({})", f.name, f.y, METRICS.join(", ")),
+                ));
+            }
+            for k in f.filter.keys() {
+                if !axis_ok(k) {
+                    return Err(err(
+                        "filter",
+                        format!("figure `{}`: filter on `{k}`, which is not a sweep axis", f.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A built-in scenario by name, or a file by path.
+    pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Scenario::parse(&format!("scenarios/{name}.toml"), text);
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            let names: Vec<_> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            ScenarioError(format!(
+                "scenario `{name_or_path}` is neither built in ({}) nor a readable file: {e}",
+                names.join(", ")
+            ))
+        })?;
+        Scenario::parse(name_or_path, &text)
+    }
+
+    /// Every point of the sweep, in a fixed order: (axis, value text).
+    pub fn points(&self, _full: bool) -> Vec<Vec<(String, String)>> {
+        let mut points = vec![Vec::new()];
+        for (axis, values) in &self.sweep {
+            points = points
+                .into_iter()
+                .flat_map(|p| {
+                    values.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.push((axis.clone(), value_text(v)));
+                        q
+                    })
+                })
+                .collect();
+        }
+        points
+    }
+
+    /// The `key=value` assignments of a point's workload parameters.
+    pub fn assignments(&self, point: &[(String, String)], full: bool) -> Vec<String> {
+        let mut map: BTreeMap<String, String> = self.params.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+        if full {
+            map.extend(self.full.iter().map(|(k, v)| (k.clone(), value_text(v))));
+        }
+        for (k, v) in point {
+            if !MACHINE_AXES.contains(&k.as_str()) {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        map.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// Checks a point's parameters; the error carries the offending key.
+    fn workload_params(&self, point: &[(String, String)], w: &Workload) -> Result<(), (String, String)> {
+        for a in self.assignments(point, false) {
+            let key = a.split('=').next().unwrap_or_default().to_string();
+            w.resolve([a.as_str()]).map_err(|e| (e.to_string(), key))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_ins_parse() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::load(name).unwrap();
+            assert_eq!(s.name, name);
+            assert!(!s.points(false).is_empty());
+        }
+    }
+
+    #[test]
+    fn e1_sweeps_two_profiles_by_eleven_p() {
+        let s = Scenario::load("e1").unwrap();
+        let points = s.points(false);
+        assert_eq!(points.len(), 22);
+        assert_eq!(points[0], vec![("p".to_string(), "0.0".to_string()), ("profile".into(), "legacy".into())]);
+        assert!(s.assignments(&points[3], true).contains(&"n=40000".to_string()));
+    }
+
+    #[test]
+    fn mistakes_name_file_line_and_key() {
+        let text = BUILT_IN[0].1;
+        let typo = text.replace("fresh_every = 8", "fresh_evry = 8");
+        let e = Scenario::parse("x.toml", &typo).unwrap_err().0;
+        let line = typo.lines().position(|l| l.starts_with("fresh_evry")).unwrap() + 1;
+        assert_eq!(e, format!("x.toml:{line}: [params] `fresh_evry`: workload `io-mix` has no such parameter"));
+        let unknown_field = text.replace("question =", "questoin =");
+        let e = Scenario::parse("x.toml", &unknown_field).unwrap_err().0;
+        assert!(e.starts_with("x.toml:") && e.contains("questoin"), "{e}");
+        let bad_axis = text.replace("x = \"p\"", "x = \"q\"");
+        assert!(Scenario::parse("x.toml", &bad_axis).unwrap_err().0.contains("x = `q` is not a sweep axis"));
+        let bad_value = text.replace("p = [0.0,", "p = [1.5,");
+        assert!(Scenario::parse("x.toml", &bad_value).unwrap_err().0.contains("out of range"));
+    }
+}

@@ -1,0 +1,60 @@
+//! The lab end to end: the built-in experiments run small and show the
+//! direction they must; results are deterministic; files are whole.
+
+use exitlab_lab::{run_scenario, Scenario};
+
+fn value(r: &exitlab_lab::Results, profile: &str, p: &str, metric: &str) -> f64 {
+    let point = r.points.iter().find(|x| x.axis("profile") == Some(profile) && x.axis("p") == Some(p)).unwrap();
+    assert!(point.na.is_none(), "{:?}", point.na);
+    point.metrics.get(metric).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn e1_modern_causes_fewer_exits_than_legacy_at_every_p() {
+    let mut s = Scenario::load("e1").unwrap();
+    s.params.insert("n".into(), toml::Value::Integer(800));
+    let r = run_scenario(&s, false);
+    assert_eq!(r.points.len(), 22);
+    for p in ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"] {
+        let (legacy, modern) = (value(&r, "legacy", p, "exits_per_kiter"), value(&r, "modern", p, "exits_per_kiter"));
+        assert!(modern < legacy, "p = {p}: modern {modern} vs legacy {legacy}");
+        // Only the exits I/O itself causes remain with EPT: p of them per iteration.
+        let io: f64 = p.parse::<f64>().unwrap() * 1000.0;
+        assert!((modern - io).abs() <= 1.5, "p = {p}: {modern} vs {io}");
+    }
+    // Shadow paging's own exits (fresh pages, CR3 reloads) are what legacy adds.
+    assert!(value(&r, "legacy", "0.0", "exits_per_kiter.EXCEPTION_NMI") > 0.0);
+    assert!(value(&r, "legacy", "0.0", "exits_per_kiter.CR_ACCESS") > 0.0);
+}
+
+#[test]
+fn results_files_are_identical_across_runs_and_written_whole() {
+    let mut s = Scenario::load("e1").unwrap();
+    s.params.insert("n".into(), toml::Value::Integer(200));
+    let dir = std::env::temp_dir().join(format!("exitlab-lab-{}", std::process::id()));
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    exitlab_lab::output::write_results(&run_scenario(&s, false), &a).unwrap();
+    exitlab_lab::output::write_results(&run_scenario(&s, false), &b).unwrap();
+    for f in ["results.csv", "results.json", "summary.md", "exits-vs-p.svg"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    // No temporary file is left behind.
+    assert!(std::fs::read_dir(&a).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    let csv = std::fs::read_to_string(a.join("results.csv")).unwrap();
+    assert!(csv.starts_with("profile,p,"));
+    assert_eq!(csv.lines().count(), 23);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_reading_is_computed_from_the_numbers() {
+    let mut s = Scenario::load("e1").unwrap();
+    s.params.insert("n".into(), toml::Value::Integer(400));
+    let text = exitlab_lab::reading::reading(&run_scenario(&s, false));
+    assert!(text.starts_with("modern has fewer exits per kiter than legacy at every p tested"), "{text}");
+    // Change the workload and the reading changes with it.
+    s.params.insert("fresh_every".into(), toml::Value::Integer(0));
+    s.params.insert("switch_every".into(), toml::Value::Integer(0));
+    let text = exitlab_lab::reading::reading(&run_scenario(&s, false));
+    assert!(!text.contains("at every p tested"), "{text}");
+}
