@@ -126,6 +126,12 @@ pub struct Controls {
     /// guest-physical space maps 1:1 onto RAM with every permission.
     pub eptp: u64,
     pub enable_vpid: bool,
+    /// APIC virtualization (APICv: virtualize APIC accesses, APIC-register
+    /// virtualization, virtual-interrupt delivery): the guest's local-APIC
+    /// page is served by the CPU. Without it every access to the page is an
+    /// APIC_ACCESS exit the VMM emulates (EOI, TPR and timer writes
+    /// included).
+    pub apic_virtualization: bool,
     /// The CPU describes an MMIO access in the exit (address, size,
     /// direction, data), as a RISC syndrome register or a decode assist
     /// does; without it the VMM fetches, decodes and emulates the
@@ -166,6 +172,7 @@ impl Default for Controls {
             eptp: 0,
             enable_vpid: false,
             decode_assist: true,
+            apic_virtualization: true,
             exception_bitmap: 0,
             cr0_mask: 0,
             cr0_shadow: 0,

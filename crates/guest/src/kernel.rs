@@ -22,7 +22,7 @@ pub(crate) mod mailbox {
     pub const RFLAGS: i32 = 40;
     pub const RSP: i32 = 48;
     pub const DR6: i32 = 56;
-    /// Timer interrupts taken so far.
+    /// Timer and device interrupts taken so far.
     pub const TICKS: i32 = 64;
     pub const SIZE: usize = 72;
 }
@@ -111,7 +111,7 @@ impl Kernel {
             a.iretq()?;
         }
 
-        // Timer: count the tick, EOI, return.
+        // Timer and device completions: count the interrupt, EOI, return.
         if !asm.has_gate(TIMER_VECTOR) {
             let timer = asm.symbol("timer_isr")?;
             let a = &mut asm.a;
@@ -125,6 +125,7 @@ impl Kernel {
             a.pop(rax)?;
             a.iretq()?;
             asm.gate(TIMER_VECTOR, timer);
+            asm.gate(DEVICE_VECTOR, timer);
         }
         if !asm.has_gate(SPURIOUS_VECTOR) {
             let spurious = asm.symbol("spurious_isr")?;

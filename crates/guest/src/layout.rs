@@ -60,6 +60,11 @@ pub const MMIO_BENCH_SIZE: u64 = 0x1000;
 
 /// The local APIC timer's vector in every exitlab kernel.
 pub const TIMER_VECTOR: u8 = 0x40;
+/// The completion interrupt of the doorbell device (an MSI).
+pub const DEVICE_VECTOR: u8 = 0x41;
+/// Writing here rings the doorbell device: it completes the request at
+/// once and interrupts with an MSI on [`DEVICE_VECTOR`].
+pub const PORT_DOORBELL: u16 = 0x81;
 /// The spurious-interrupt vector programmed into the APIC SVR.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 

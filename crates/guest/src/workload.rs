@@ -223,10 +223,22 @@ fn io_mix(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     asm.a.cmp(r14d, 0x1_0000)?;
     asm.a.jb(compute)?;
     asm.a.sub(r14d, 0x1_0000)?;
-    asm.a.mov(dx, u32::from(PORT_POST))?;
-    asm.a.mov(eax, r15d)?;
-    trap(asm, phase)?;
-    asm.a.out(dx, al)?;
+    if p.int("irq") == 1 {
+        // A request to the doorbell device, then wait for its completion
+        // interrupt.
+        asm.a.mov(dx, u32::from(PORT_DOORBELL))?;
+        asm.a.mov(eax, r15d)?;
+        trap(asm, phase)?;
+        asm.a.out(dx, al)?;
+        asm.a.sti()?;
+        asm.a.hlt()?;
+        asm.a.cli()?;
+    } else {
+        asm.a.mov(dx, u32::from(PORT_POST))?;
+        asm.a.mov(eax, r15d)?;
+        trap(asm, phase)?;
+        asm.a.out(dx, al)?;
+    }
     asm.a.jmp(next)?;
     asm.set(&mut compute)?;
     asm.a.mov(ecx, p.int("work") as u32)?;
@@ -430,6 +442,13 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::int("work", 0, 1_000_000, 50, "compute-loop trips in a non-I/O iteration"),
             ParamSpec::int("fresh_every", 0, 1_000_000, 0, "write a never-touched page every N iterations (0: never)"),
             ParamSpec::int("switch_every", 0, 1_000_000, 0, "reload CR3 every N iterations, ring 0 only (0: never)"),
+            ParamSpec::int(
+                "irq",
+                0,
+                1,
+                0,
+                "1: I/O goes to the doorbell device and waits for its completion interrupt (ring 0)",
+            ),
         ],
         setup: io_mix_setup,
         iteration: io_mix,

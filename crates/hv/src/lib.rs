@@ -29,6 +29,8 @@ pub struct Capabilities {
     /// MMIO exits can carry the decoded access (see
     /// `exitlab_arch::vmx::Controls::decode_assist`).
     pub decode_assist: bool,
+    /// APIC virtualization: the guest's APIC accesses need no exit.
+    pub apicv: bool,
     /// Per-page execute permission in the second-level tables.
     pub ept_exec_control: bool,
     pub pml: bool,
@@ -90,6 +92,13 @@ pub enum VmExit {
     Mmio {
         reason: ExitReason,
         access: MmioExit,
+    },
+    /// An access to the local-APIC page without APIC virtualization: the
+    /// VMM emulates the instruction at RIP (not yet run) against the vCPU's
+    /// APIC. `offset` is the register offset, `write` the access type.
+    ApicAccess {
+        offset: u16,
+        write: bool,
     },
     /// An MMIO access the CPU did not describe: the VMM must fetch, decode
     /// and emulate the instruction at RIP (which has not run), then skip it.
@@ -167,6 +176,7 @@ impl VmExit {
             VmExit::MsrRead { .. } => ExitReason::MsrRead,
             VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
             VmExit::CrAccess(_) => ExitReason::CrAccess,
+            VmExit::ApicAccess { .. } => ExitReason::ApicAccess,
             VmExit::EptViolation { .. } => ExitReason::EptViolation,
             VmExit::Exception { .. } => ExitReason::ExceptionNmi,
             VmExit::Invlpg { .. } => ExitReason::Invlpg,
@@ -198,6 +208,9 @@ impl VmExit {
             VmExit::MmioEmulate { .. } => 0,
             VmExit::Other { qualification, .. } => *qualification,
             VmExit::CrAccess(q) => q.encode(),
+            // SDM table 28-6: offset in bits 11:0, access type in 15:12
+            // (0 linear read, 1 linear write).
+            VmExit::ApicAccess { offset, write } => u64::from(*offset & 0xfff) | u64::from(*write) << 12,
             VmExit::EptViolation { qual, .. } => qual.encode(),
             VmExit::Exception { qualification, .. } => *qualification,
             VmExit::Invlpg { linear } => *linear,
@@ -430,6 +443,16 @@ pub trait Vcpu {
 
     fn write_cr(&mut self, _n: u8, _value: u64) -> Result<()> {
         Err(kept("control registers"))
+    }
+
+    /// Reads a register of the vCPU's local APIC (for the VMM emulating an
+    /// APIC_ACCESS).
+    fn apic_read(&mut self, _offset: u16) -> Result<u32> {
+        Err(kept("the local APIC"))
+    }
+
+    fn apic_write(&mut self, _offset: u16, _value: u32) -> Result<()> {
+        Err(kept("the local APIC"))
     }
 
     /// Queues an event for delivery at the next entry.

@@ -110,6 +110,7 @@ impl Vm for KvmVm {
             sees_all_exits: false,
             deterministic_time: false,
             ept: false,
+            apicv: true,
             decode_assist: true,
             vpid: false,
             ept_exec_control: false,

@@ -92,11 +92,12 @@ impl Vm for SimVm {
             sees_all_exits: true,
             deterministic_time: true,
             ept: self.profile.features.ept,
+            apicv: self.profile.features.apicv,
             decode_assist: self.profile.features.decode_assist,
             vpid: self.profile.features.vpid,
             ept_exec_control: false,
             pml: false,
-            posted_interrupts: false,
+            posted_interrupts: self.profile.features.posted_interrupts,
             tsx: false,
             backend_counters: true,
             vmx_controls: true,
@@ -328,6 +329,16 @@ impl Vcpu for SimVcpu {
         if n != 2 && n != 8 {
             self.cpu.tlb.flush();
         }
+        Ok(())
+    }
+
+    fn apic_read(&mut self, offset: u16) -> Result<u32> {
+        Ok(self.cpu.apic.read(u64::from(offset & 0xff0), self.cpu.cycles))
+    }
+
+    fn apic_write(&mut self, offset: u16, value: u32) -> Result<()> {
+        let now = self.cpu.cycles;
+        self.cpu.apic.write(u64::from(offset & 0xff0), value, now);
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 use crate::bus::{Bus, Hit};
 use crate::run::VmmError;
 use crate::walk::walk;
+use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
 use exitlab_arch::bits::{efer, msr, rflags};
 use exitlab_arch::Regs;
 use exitlab_hv::{HandlerWork, Vcpu, Vm};
@@ -71,10 +72,20 @@ impl<V: Vm, C: Vcpu> Emulator<'_, V, C> {
         self.bus.find(gpa)
     }
 
+    /// A register offset if `gpa` is in the local-APIC page.
+    fn apic(gpa: u64) -> Option<u16> {
+        (gpa & !0xfff == APIC_BASE).then_some((gpa & 0xfff) as u16)
+    }
+
     fn read_mem(&mut self, lin: u64, size: u8) -> Result<u64, CannotEmulate> {
         let gpa = self.translate(lin)?;
         let mut b = [0u8; 8];
         let n = usize::from(size);
+        if let Some(offset) = Self::apic(gpa) {
+            let v = self.vcpu.apic_read(offset).map_err(|e| CannotEmulate(e.to_string()))?;
+            self.note_device(gpa, size, false, u64::from(v), None);
+            return Ok(u64::from(v) >> ((offset & 3) * 8) & mask(size));
+        }
         if let Some(hit) = self.device(gpa) {
             self.bus.read(hit, &mut b[..n]);
             self.note_device(gpa, size, false, u64::from_le_bytes(b), Some(hit.slot));
@@ -90,6 +101,14 @@ impl<V: Vm, C: Vcpu> Emulator<'_, V, C> {
         let gpa = self.translate(lin)?;
         let bytes = v.to_le_bytes();
         let n = usize::from(size);
+        if let Some(offset) = Self::apic(gpa) {
+            // The xAPIC takes aligned 32-bit writes; others are dropped.
+            if offset & 0xf == 0 && size == 4 {
+                self.vcpu.apic_write(offset, v as u32).map_err(|e| CannotEmulate(e.to_string()))?;
+            }
+            self.note_device(gpa, size, true, v & mask(size), None);
+            return Ok(());
+        }
         if let Some(hit) = self.device(gpa) {
             self.bus.write(hit, &bytes[..n]);
             self.note_device(gpa, size, true, v & mask(size), Some(hit.slot));

@@ -12,6 +12,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod emulate;
 pub mod ept;
+pub mod interrupts;
 pub mod policy;
 mod run;
 pub mod shadow;

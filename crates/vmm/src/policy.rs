@@ -16,6 +16,10 @@ pub fn controls(caps: &Capabilities) -> Controls {
         enable_ept: caps.ept,
         enable_vpid: caps.vpid,
         decode_assist: caps.decode_assist,
+        apic_virtualization: caps.apicv,
+        // Without posted interrupts every device interrupt exits and the VMM
+        // injects it.
+        external_interrupt_exiting: !caps.posted_interrupts,
         cr3_load_exiting: shadow,
         cr3_store_exiting: shadow,
         invlpg_exiting: shadow,

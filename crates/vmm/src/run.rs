@@ -3,13 +3,14 @@
 
 use crate::account::{Accountant, ExitRecord, Target};
 use crate::bus::Bus;
-use crate::devices::{MmioScratch, Pic, PostPort, Serial};
+use crate::devices::{Doorbell, MmioScratch, Pic, PostPort, Serial};
+use crate::interrupts::{IrqLine, Pending};
 use crate::shadow::FaultResolution;
 use exitlab_arch::Regs;
 use exitlab_arch::{CrAccessQual, CrAccessType, EptViolationQual};
 use exitlab_guest::layout::{self, Phase};
 use exitlab_guest::{Image, MailboxReport};
-use exitlab_hv::{Completion, HandlerWork, HvError, Injection, InjectionKind, IoExit, MmioExit, Vcpu, Vm, VmExit};
+use exitlab_hv::{Completion, HandlerWork, HvError, Injection, IoExit, MmioExit, Vcpu, Vm, VmExit};
 use std::fmt;
 
 /// Something the guest did that ends the run without a clean exit.
@@ -175,15 +176,17 @@ impl RunReport {
 }
 
 const SERIAL: &str = "serial";
+const LOCAL_APIC: &str = "local-apic";
 const UNASSIGNED: &str = "unassigned";
 
-/// The exitlab machine's devices.
-fn machine() -> (Bus, Bus) {
+/// The exitlab machine's devices, raising interrupts on `irq`.
+fn machine(irq: &IrqLine) -> (Bus, Bus) {
     let mut pio = Bus::new();
     let mut mmio = Bus::new();
     let fixed = "device ranges are disjoint by construction";
     pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(fixed);
     pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(fixed);
+    pio.insert("doorbell", u64::from(layout::PORT_DOORBELL), 1, Box::new(Doorbell::new(irq.clone()))).expect(fixed);
     pio.insert("pic-master", 0x20, 2, Box::<Pic>::default()).expect(fixed);
     pio.insert("pic-slave", 0xa0, 2, Box::<Pic>::default()).expect(fixed);
     mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
@@ -220,9 +223,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut trace = Vec::new();
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
-    let (mut pio, mut mmio) = machine();
+    let irq = IrqLine::default();
+    let (mut pio, mut mmio) = machine(&irq);
+    let mut controls = crate::policy::controls(&caps);
+    let mut pending = Pending::default();
     if caps.vmx_controls {
-        let mut controls = crate::policy::controls(&caps);
         if caps.ept {
             controls.eptp = build_ept(vm, &mmio, &options.protect)?.eptp();
         }
@@ -298,8 +303,8 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 None
             }
             VmExit::Hlt => match vcpu.halt()? {
-                Some(_) => None,
-                None => Some(Outcome::GuestError(GuestError::HaltedForever)),
+                None if pending.is_empty() => Some(Outcome::GuestError(GuestError::HaltedForever)),
+                _ => None,
             },
             VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
             VmExit::Debug { .. } => None,
@@ -349,18 +354,22 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 single_step_trap(&mut vcpu)?;
                 None
             }
-            VmExit::MmioEmulate { .. } => match crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio)? {
-                Ok(done) => {
-                    work = done.work;
-                    if let Some(d) = done.device {
-                        rec.target = Target::Mmio { region: d.slot.map_or(UNASSIGNED, |s| mmio.name(s)) };
-                        traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
+            VmExit::MmioEmulate { .. } | VmExit::ApicAccess { .. } => {
+                match crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio)? {
+                    Ok(done) => {
+                        work = done.work;
+                        if let Some(d) = done.device {
+                            let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
+                            let region = if apic { LOCAL_APIC } else { d.slot.map_or(UNASSIGNED, |s| mmio.name(s)) };
+                            rec.target = Target::Mmio { region };
+                            traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
+                        }
+                        single_step_trap(&mut vcpu)?;
+                        None
                     }
-                    single_step_trap(&mut vcpu)?;
-                    None
+                    Err(e) => Some(Outcome::GuestError(GuestError::Unsupported(e.0))),
                 }
-                Err(e) => Some(Outcome::GuestError(GuestError::Unsupported(e.0))),
-            },
+            }
             VmExit::EptViolation { gpa, qual } => Some(Outcome::GuestError(GuestError::EptViolation {
                 gpa: *gpa,
                 linear: vcpu.exit_info().guest_linear,
@@ -382,7 +391,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 None
             }
             VmExit::ExternalInterrupt { vector } => {
-                vcpu.inject(Injection { kind: InjectionKind::External, ..Injection::exception(*vector, None) })?;
+                pending.arrive(*vector);
                 None
             }
             VmExit::InterruptWindow | VmExit::MonitorTrap | VmExit::PreemptionTimer => None,
@@ -390,6 +399,12 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
+        for msi in irq.take() {
+            vm.signal_msi(msi)?;
+        }
+        if !pending.is_empty() || controls.interrupt_window_exiting {
+            pending.service(&mut vcpu, &mut controls)?;
+        }
         if work == HandlerWork::default() {
             work.device_ops = u32::from(!matches!(rec.target, Target::None));
         }

@@ -90,6 +90,7 @@ fn every_workload_gives_the_same_visible_exits_and_registers() {
         ("hlt", &["n=50", "warmup=3"]),
         ("io-mix", &["n=300", "p=0.37", "work=5"]),
         ("io-mix", &["n=300", "p=0.5", "work=20", "ring3=1"]),
+        ("io-mix", &["n=200", "p=0.5", "irq=1", "fresh_every=8", "switch_every=16"]),
         ("idle", &["n=2", "warmup=0", "period_ms=2", "tick_hz=1000"]),
         ("idle", &["n=2", "warmup=0", "period_ms=2"]),
         ("fault", &["kind=0", "warmup=0"]),

@@ -309,6 +309,9 @@ impl Machine<'_> {
             return Ok(u64::from_le_bytes(v));
         }
         if self.cpu.apic_page(phys) {
+            if !self.cpu.controls.apic_virtualization {
+                return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: false }));
+            }
             let v = self.cpu.apic.read(phys & 0xff0, self.cpu.cycles);
             return Ok(u64::from(v) >> ((phys & 3) * 8));
         }
@@ -328,6 +331,9 @@ impl Machine<'_> {
             return Ok(());
         }
         if self.cpu.apic_page(phys) {
+            if !self.cpu.controls.apic_virtualization {
+                return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: true }));
+            }
             if phys & 0xf == 0 {
                 let now = self.cpu.cycles;
                 self.cpu.apic.write(phys & 0xff0, v as u32, now);

@@ -1,10 +1,12 @@
 //! Device models on the exitlab machine's buses.
 
+mod doorbell;
 mod pic;
 mod post;
 mod scratch;
 mod serial;
 
+pub use doorbell::Doorbell;
 pub use pic::Pic;
 pub use post::PostPort;
 pub use scratch::MmioScratch;
