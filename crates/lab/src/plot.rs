@@ -9,18 +9,34 @@ use std::collections::BTreeMap;
 /// The (x, y) points of each series of `f`, series in name order.
 pub fn series(r: &Results, f: &Figure) -> BTreeMap<String, Vec<(f64, f64)>> {
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for p in r.points.iter().filter(|p| p.na.is_none()) {
-        if f.filter.iter().any(|(k, v)| p.axis(k) != Some(value_text(v).as_str())) {
-            continue;
+    let points: Vec<_> = r
+        .points
+        .iter()
+        .filter(|p| p.na.is_none())
+        .filter(|p| f.filter.iter().all(|(k, v)| p.axis(k) == Some(value_text(v).as_str())))
+        .collect();
+    // Per-reason series cover every point: a reason a point never saw is 0
+    // there, not a gap.
+    let prefix = f.y.strip_suffix(".*").map(|p| format!("{p}."));
+    let names: Vec<String> = match &prefix {
+        Some(pre) => {
+            let mut n: Vec<String> = points
+                .iter()
+                .flat_map(|p| p.metrics.keys().filter_map(|m| m.strip_prefix(pre.as_str()).map(String::from)))
+                .collect();
+            n.sort();
+            n.dedup();
+            n
         }
+        None => Vec::new(),
+    };
+    for p in points {
         let Some(x) = p.axis(&f.x).and_then(|v| v.parse::<f64>().ok()) else { continue };
-        match f.y.strip_suffix(".*") {
-            Some(prefix) => {
-                let prefix = format!("{prefix}.");
-                for (m, v) in &p.metrics {
-                    if let Some(name) = m.strip_prefix(&prefix) {
-                        out.entry(name.to_string()).or_default().push((x, *v));
-                    }
+        match &prefix {
+            Some(pre) => {
+                for name in &names {
+                    let v = p.metrics.get(&format!("{pre}{name}")).copied().unwrap_or(0.0);
+                    out.entry(name.clone()).or_default().push((x, v));
                 }
             }
             None => {
