@@ -126,6 +126,11 @@ pub struct Controls {
     /// guest-physical space maps 1:1 onto RAM with every permission.
     pub eptp: u64,
     pub enable_vpid: bool,
+    /// Page-modification logging: every write that sets an EPT dirty flag
+    /// appends its guest-physical page to the 512-entry log at
+    /// `pml_address` (host-physical); a full log is a PML_FULL exit.
+    pub enable_pml: bool,
+    pub pml_address: u64,
     /// APIC virtualization (APICv: virtualize APIC accesses, APIC-register
     /// virtualization, virtual-interrupt delivery): the guest's local-APIC
     /// page is served by the CPU. Without it every access to the page is an
@@ -171,6 +176,8 @@ impl Default for Controls {
             enable_ept: true,
             eptp: 0,
             enable_vpid: false,
+            enable_pml: false,
+            pml_address: 0,
             decode_assist: true,
             apic_virtualization: true,
             exception_bitmap: 0,

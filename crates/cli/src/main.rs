@@ -501,12 +501,26 @@ fn stat(
         Outcome::Exited { status } => serde_json::json!({ "status": status }),
         Outcome::GuestError(e) => serde_json::json!({ "guest_error": e.to_string() }),
     };
+    let monitor = report.monitor.as_ref().map(|m| {
+        let kind = match m.kind {
+            exitlab_vmm::monitor::Kind::WriteProtect => "write-protect",
+            exitlab_vmm::monitor::Kind::Pml => "pml",
+        };
+        let in_range = m.log.iter().filter(|g| m.covers(**g)).count();
+        (kind, in_range)
+    });
     if json {
         let mut v = render_json(&view);
         v["outcome"] = outcome;
+        if let Some((kind, logged)) = monitor {
+            v["monitor"] = serde_json::json!({ "kind": kind, "writes_or_pages_logged": logged });
+        }
         println!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
     } else {
         print!("{}", render_table(&view));
+        if let Some((kind, logged)) = monitor {
+            println!("\nWrite monitor ({kind}): {logged} entries logged over the whole run in the watched range.");
+        }
     }
     Ok(match report.outcome {
         Outcome::Exited { status: 0 } => ExitCode::SUCCESS,

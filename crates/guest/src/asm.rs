@@ -148,6 +148,15 @@ impl Asm {
             Some(d) => (ip(d)? - load_gpa) as usize,
             None => bytes.len(),
         };
-        Ok(Image { name: name.to_string(), load_gpa, entry: load_gpa, bytes, code_len, symbols, memory_size })
+        Ok(Image {
+            name: name.to_string(),
+            load_gpa,
+            entry: load_gpa,
+            bytes,
+            code_len,
+            symbols,
+            memory_size,
+            requests: BTreeMap::new(),
+        })
     }
 }

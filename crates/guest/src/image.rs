@@ -20,6 +20,8 @@ pub struct Image {
     pub symbols: BTreeMap<String, u64>,
     /// Guest RAM the image expects, in bytes.
     pub memory_size: u64,
+    /// What the workload asks of the VMM (e.g. `monitor`, `watch`).
+    pub requests: BTreeMap<String, String>,
 }
 
 impl Image {

@@ -7,8 +7,21 @@ use std::fmt;
 /// The kind and bounds of one parameter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamKind {
-    Int { min: u64, max: u64, default: u64 },
-    Float { min: f64, max: f64, default: f64 },
+    Int {
+        min: u64,
+        max: u64,
+        default: u64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+        default: f64,
+    },
+    /// One of several names; the value is the chosen name's index.
+    Choice {
+        choices: &'static [&'static str],
+        default: usize,
+    },
 }
 
 /// One parameter a workload accepts.
@@ -28,11 +41,21 @@ impl ParamSpec {
         ParamSpec { name, kind: ParamKind::Float { min, max, default }, help }
     }
 
+    pub const fn choice(
+        name: &'static str,
+        choices: &'static [&'static str],
+        default: usize,
+        help: &'static str,
+    ) -> Self {
+        ParamSpec { name, kind: ParamKind::Choice { choices, default }, help }
+    }
+
     /// The default value, printed as a user would write it.
     pub fn default_text(&self) -> String {
         match self.kind {
             ParamKind::Int { default, .. } => default.to_string(),
             ParamKind::Float { default, .. } => default.to_string(),
+            ParamKind::Choice { choices, default } => choices[default].to_string(),
         }
     }
 
@@ -41,6 +64,7 @@ impl ParamSpec {
         match self.kind {
             ParamKind::Int { min, max, .. } => format!("{min}..={max}"),
             ParamKind::Float { min, max, .. } => format!("{min}..={max}"),
+            ParamKind::Choice { choices, .. } => choices.join(" | "),
         }
     }
 }
@@ -88,6 +112,7 @@ impl Params {
                 let v = match s.kind {
                     ParamKind::Int { default, .. } => default as f64,
                     ParamKind::Float { default, .. } => default,
+                    ParamKind::Choice { default, .. } => default as f64,
                 };
                 (s.name, v)
             })
@@ -120,6 +145,9 @@ impl Params {
                 }
                 v
             }
+            ParamKind::Choice { choices, .. } => {
+                choices.iter().position(|c| *c == value.trim()).ok_or_else(out_of_range)? as f64
+            }
         };
         self.values.insert(spec.name, v);
         Ok(())
@@ -147,6 +175,11 @@ impl Params {
 
     pub fn float(&self, name: &str) -> f64 {
         self.values[name]
+    }
+
+    /// The index of a choice parameter's value.
+    pub fn choice(&self, name: &str) -> usize {
+        self.values[name] as usize
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {

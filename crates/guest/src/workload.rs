@@ -20,6 +20,8 @@ pub struct Workload {
     pub summary: &'static str,
     /// Parameters beyond the common `n` and `warmup`.
     own_params: &'static [ParamSpec],
+    /// Different defaults for the common parameters.
+    common_defaults: &'static [(&'static str, u64)],
     /// Runs once in ring 0 before the first marker.
     setup: Emit,
     /// One iteration of the measured loop; names its exiting instruction.
@@ -34,6 +36,13 @@ impl Workload {
     /// Every parameter the workload takes, common ones first.
     pub fn params(&self) -> Vec<ParamSpec> {
         let mut v = vec![N, WARMUP];
+        for spec in &mut v {
+            if let (Some((_, d)), crate::params::ParamKind::Int { min, max, .. }) =
+                (self.common_defaults.iter().find(|(n, _)| *n == spec.name), spec.kind)
+            {
+                spec.kind = crate::params::ParamKind::Int { min, max, default: *d };
+            }
+        }
         v.extend_from_slice(self.own_params);
         v
     }
@@ -68,7 +77,13 @@ impl Workload {
         marker(&mut asm, Phase::Done)?;
         debug_exit(&mut asm, 0)?;
         kernel.emit_runtime(&mut asm)?;
-        asm.finish(self.name, IMAGE_BASE, DEFAULT_MEMORY)
+        let mut image = asm.finish(self.name, IMAGE_BASE, DEFAULT_MEMORY)?;
+        if self.name == "page-writes" {
+            let watched = p.int("pages") * 4096;
+            image.requests.insert("monitor".into(), MONITORS[p.choice("monitor")].into());
+            image.requests.insert("watch".into(), format!("{WATCH_BASE:#x}+{watched:#x}"));
+        }
+        Ok(image)
     }
 }
 
@@ -342,6 +357,43 @@ fn idle(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where page-writes writes: 8 MiB up, one write per page in turn.
+const WATCH_BASE: u64 = 8 << 20;
+/// The VMM's ways of recording page-writes' writes.
+const MONITORS: &[&str] = &["none", "write-protect", "pml"];
+
+fn page_writes_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+    asm.a.mov(r13, WATCH_BASE)?;
+    Ok(())
+}
+
+/// `writes` stores of a quadword, page after page through `pages` pages,
+/// wrapping to the first page after the last.
+fn page_writes(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    let (pages, writes) = (p.int("pages"), p.int("writes"));
+    let mut top = asm.label();
+    let mut done = asm.label();
+    let mut store = asm.label();
+    asm.a.mov(r12, writes)?;
+    asm.a.test(r12, r12)?;
+    asm.a.jz(done)?;
+    asm.set(&mut top)?;
+    asm.a.mov(rax, r12)?;
+    trap(asm, phase)?;
+    asm.a.mov(qword_ptr(r13), rax)?;
+    asm.a.add(r13, 4096)?;
+    asm.a.mov(rax, WATCH_BASE + pages * 4096)?;
+    asm.a.cmp(r13, rax)?;
+    asm.a.jb(store)?;
+    asm.a.mov(r13, WATCH_BASE)?;
+    asm.set(&mut store)?;
+    asm.a.dec(r12)?;
+    asm.a.jnz(top)?;
+    asm.set(&mut done)?;
+    asm.a.nop()?;
+    Ok(())
+}
+
 /// Faults on purpose so the kernel's report path can be checked: kind 0
 /// executes UD2 (#UD), 1 reads 4 GiB, past the identity map (#PF, error
 /// code 0, CR2 = 4 GiB), 2 reads a non-canonical address (#GP(0)).
@@ -368,6 +420,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "pio-out",
         summary: "OUT to the POST port 0x80: one IO_INSTRUCTION exit per iteration",
         own_params: &[RING3],
+        common_defaults: &[],
         setup: no_setup,
         iteration: pio_out,
     },
@@ -375,6 +428,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "pio-in",
         summary: "IN from the POST port 0x80: one IO_INSTRUCTION exit per iteration",
         own_params: &[RING3],
+        common_defaults: &[],
         setup: no_setup,
         iteration: pio_in,
     },
@@ -382,6 +436,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "mmio-read",
         summary: "32-bit load from the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
+        common_defaults: &[],
         setup: no_setup,
         iteration: mmio_read,
     },
@@ -389,6 +444,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "mmio-write",
         summary: "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
+        common_defaults: &[],
         setup: no_setup,
         iteration: mmio_write,
     },
@@ -396,6 +452,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "cpuid",
         summary: "CPUID (always intercepted under VMX; KVM answers it in the kernel)",
         own_params: &[RING3, ParamSpec::int("leaf", 0, 0xffff_ffff, 0, "CPUID leaf (EAX)")],
+        common_defaults: &[],
         setup: no_setup,
         iteration: cpuid,
     },
@@ -403,6 +460,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "rdmsr",
         summary: "RDMSR of an intercepted MSR (default IA32_APIC_BASE)",
         own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_APIC_BASE as u64, "MSR index (ECX)")],
+        common_defaults: &[],
         setup: no_setup,
         iteration: rdmsr,
     },
@@ -410,6 +468,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "wrmsr",
         summary: "WRMSR of an MSR's own value (default IA32_EFER, never passed through)",
         own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_EFER as u64, "MSR index (ECX)")],
+        common_defaults: &[],
         setup: wrmsr_setup,
         iteration: wrmsr,
     },
@@ -417,6 +476,7 @@ pub static WORKLOADS: &[Workload] = &[
         name: "cr3-write",
         summary: "MOV to CR3 of the current page-table root: exits under shadow paging, not with EPT",
         own_params: &[],
+        common_defaults: &[],
         setup: cr3_setup,
         iteration: cr3_write,
     },
@@ -430,6 +490,7 @@ pub static WORKLOADS: &[Workload] = &[
             10_000,
             "LAPIC timer initial count (divide by 1)",
         )],
+        common_defaults: &[],
         setup: hlt_setup,
         iteration: hlt,
     },
@@ -450,6 +511,7 @@ pub static WORKLOADS: &[Workload] = &[
                 "1: I/O goes to the doorbell device and waits for its completion interrupt (ring 0)",
             ),
         ],
+        common_defaults: &[],
         setup: io_mix_setup,
         iteration: io_mix,
     },
@@ -460,8 +522,21 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::int("period_ms", 1, 3_600_000, 1000, "length of one idle period in milliseconds"),
             ParamSpec::int("tick_hz", 0, 10_000, 0, "periodic tick rate in Hz; 0 = tickless"),
         ],
+        common_defaults: &[],
         setup: idle_setup,
         iteration: idle,
+    },
+    Workload {
+        name: "page-writes",
+        summary: "writes pages in turn while the VMM watches them (write-protect traps or PML)",
+        own_params: &[
+            ParamSpec::int("pages", 1, 4096, 512, "distinct 4 KiB pages written, from 8 MiB"),
+            ParamSpec::int("writes", 0, 10_000_000, 2048, "writes per iteration, one page after another"),
+            ParamSpec::choice("monitor", MONITORS, 0, "how the VMM records the writes"),
+        ],
+        common_defaults: &[("n", 1), ("warmup", 0)],
+        setup: page_writes_setup,
+        iteration: page_writes,
     },
     Workload {
         name: "fault",
@@ -470,6 +545,7 @@ pub static WORKLOADS: &[Workload] = &[
             RING3,
             ParamSpec::int("kind", 0, 2, 0, "0: #UD (UD2), 1: #PF (read past 4 GiB), 2: #GP (non-canonical read)"),
         ],
+        common_defaults: &[],
         setup: no_setup,
         iteration: fault,
     },
@@ -516,6 +592,7 @@ mod tests {
             ("io-mix", Mnemonic::Out),
             ("fault", Mnemonic::Ud2),
             ("idle", Mnemonic::Hlt),
+            ("page-writes", Mnemonic::Mov),
         ];
         for (name, m) in expect {
             let w = find(name).unwrap();

@@ -93,6 +93,9 @@ pub enum VmExit {
         reason: ExitReason,
         access: MmioExit,
     },
+    /// The page-modification log is full: the write that would have logged
+    /// has not happened yet.
+    PmlFull,
     /// An access to the local-APIC page without APIC virtualization: the
     /// VMM emulates the instruction at RIP (not yet run) against the vCPU's
     /// APIC. `offset` is the register offset, `write` the access type.
@@ -177,6 +180,7 @@ impl VmExit {
             VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
             VmExit::CrAccess(_) => ExitReason::CrAccess,
             VmExit::ApicAccess { .. } => ExitReason::ApicAccess,
+            VmExit::PmlFull => ExitReason::PmlFull,
             VmExit::EptViolation { .. } => ExitReason::EptViolation,
             VmExit::Exception { .. } => ExitReason::ExceptionNmi,
             VmExit::Invlpg { .. } => ExitReason::Invlpg,
@@ -220,6 +224,7 @@ impl VmExit {
             | VmExit::MsrRead { .. }
             | VmExit::MsrWrite { .. }
             | VmExit::Rdtsc
+            | VmExit::PmlFull
             | VmExit::InterruptWindow
             | VmExit::MonitorTrap
             | VmExit::PreemptionTimer
@@ -443,6 +448,16 @@ pub trait Vcpu {
 
     fn write_cr(&mut self, _n: u8, _value: u64) -> Result<()> {
         Err(kept("control registers"))
+    }
+
+    /// The guest PML index: the next log entry to fill (511 down to 0; any
+    /// larger value means full).
+    fn pml_index(&mut self) -> Result<u16> {
+        Err(kept("page-modification logging"))
+    }
+
+    fn set_pml_index(&mut self, _index: u16) -> Result<()> {
+        Err(kept("page-modification logging"))
     }
 
     /// Reads a register of the vCPU's local APIC (for the VMM emulating an

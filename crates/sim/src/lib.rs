@@ -96,7 +96,7 @@ impl Vm for SimVm {
             decode_assist: self.profile.features.decode_assist,
             vpid: self.profile.features.vpid,
             ept_exec_control: false,
-            pml: false,
+            pml: self.profile.features.pml,
             posted_interrupts: self.profile.features.posted_interrupts,
             tsx: false,
             backend_counters: true,
@@ -332,6 +332,15 @@ impl Vcpu for SimVcpu {
         Ok(())
     }
 
+    fn pml_index(&mut self) -> Result<u16> {
+        Ok(self.cpu.pml_index)
+    }
+
+    fn set_pml_index(&mut self, index: u16) -> Result<()> {
+        self.cpu.pml_index = index;
+        Ok(())
+    }
+
     fn apic_read(&mut self, offset: u16) -> Result<u32> {
         Ok(self.cpu.apic.read(u64::from(offset & 0xff0), self.cpu.cycles))
     }
@@ -393,6 +402,7 @@ impl Vcpu for SimVcpu {
             c("block_runs", s.block_runs),
             c("page_walks", s.page_walks),
             c("ept_steps", s.ept_steps),
+            c("pml_entries", s.pml_entries),
             c("tlb_misses", s.tlb_misses),
             c("interrupts", s.interrupts),
             c("exceptions", s.exceptions),

@@ -109,6 +109,23 @@ impl Ept {
         Ok(())
     }
 
+    /// Clears the dirty flag of the leaf mapping `gpa` (a PML harvest).
+    pub fn clear_dirty<V: Vm>(&mut self, vm: &mut V, gpa: u64) -> Result<(), VmmError> {
+        let mut table = self.pml4;
+        for level in (1..=4u32).rev() {
+            let at = table + ((gpa >> (12 + 9 * (level - 1))) & 511) * 8;
+            let e = entry(vm, at)?;
+            if e & RWX == 0 {
+                return Ok(());
+            }
+            if level == 1 || e & ept::LARGE != 0 {
+                return set_entry(vm, at, e & !ept::D);
+            }
+            table = e & ept::ADDR_MASK;
+        }
+        Ok(())
+    }
+
     /// The leaf entry for `gpa`, if mapped (for tests and PML harvesting).
     pub fn leaf<V: Vm>(&self, vm: &V, gpa: u64) -> Result<Option<u64>, VmmError> {
         let mut table = self.pml4;

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod emulate;
 pub mod ept;
 pub mod interrupts;
+pub mod monitor;
 pub mod policy;
 mod run;
 pub mod shadow;

@@ -5,6 +5,7 @@ use crate::account::{Accountant, ExitRecord, Target};
 use crate::bus::Bus;
 use crate::devices::{Doorbell, MmioScratch, Pic, PostPort, Serial};
 use crate::interrupts::{IrqLine, Pending};
+use crate::monitor::{Kind as MonitorKind, Monitor};
 use crate::shadow::FaultResolution;
 use exitlab_arch::Regs;
 use exitlab_arch::{CrAccessQual, CrAccessType, EptViolationQual};
@@ -165,6 +166,8 @@ pub struct RunReport {
     pub mmio: Bus,
     /// Every exit in order, when [`RunOptions::trace`] asked for it.
     pub trace: Vec<TraceEntry>,
+    /// What the write monitor recorded, when the workload asked for one.
+    pub monitor: Option<Monitor>,
 }
 
 impl RunReport {
@@ -227,9 +230,14 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let (mut pio, mut mmio) = machine(&irq);
     let mut controls = crate::policy::controls(&caps);
     let mut pending = Pending::default();
+    let mut ept = None;
+    let mut monitor = None;
     if caps.vmx_controls {
         if caps.ept {
-            controls.eptp = build_ept(vm, &mmio, &options.protect)?.eptp();
+            let mut e = build_ept(vm, &mmio, &options.protect)?;
+            controls.eptp = e.eptp();
+            monitor = watch(vm, &mut e, &mut controls, image)?;
+            ept = Some(e);
         }
         vcpu.set_controls(&controls)?;
     }
@@ -370,11 +378,25 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                     Err(e) => Some(Outcome::GuestError(GuestError::Unsupported(e.0))),
                 }
             }
-            VmExit::EptViolation { gpa, qual } => Some(Outcome::GuestError(GuestError::EptViolation {
-                gpa: *gpa,
-                linear: vcpu.exit_info().guest_linear,
-                qual: *qual,
-            })),
+            VmExit::EptViolation { gpa, qual } => match (&mut monitor, &mut ept) {
+                (Some(m), Some(e)) if m.kind == MonitorKind::WriteProtect && qual.write && m.covers(*gpa) => {
+                    work.page_walks = 1;
+                    m.write_fault(vm, &mut vcpu, e, &mut controls, *gpa)?;
+                    None
+                }
+                _ => Some(Outcome::GuestError(GuestError::EptViolation {
+                    gpa: *gpa,
+                    linear: vcpu.exit_info().guest_linear,
+                    qual: *qual,
+                })),
+            },
+            VmExit::PmlFull => match (&mut monitor, &mut ept) {
+                (Some(m), Some(e)) => {
+                    work.bytes_copied = 8 * m.harvest(vm, &mut vcpu, e)?;
+                    None
+                }
+                _ => Some(Outcome::GuestError(GuestError::UnhandledExit("PML_FULL without a log".into()))),
+            },
             VmExit::Exception { vector, error_code, qualification } => {
                 if *vector == exitlab_arch::vector::PF {
                     work.page_walks = 1;
@@ -394,7 +416,13 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 pending.arrive(*vector);
                 None
             }
-            VmExit::InterruptWindow | VmExit::MonitorTrap | VmExit::PreemptionTimer => None,
+            VmExit::MonitorTrap => {
+                if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
+                    m.stepped(vm, &mut vcpu, e, &mut controls)?;
+                }
+                None
+            }
+            VmExit::InterruptWindow | VmExit::PreemptionTimer => None,
             VmExit::Other { reason, qualification } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
                 "{reason} (qualification {qualification:#x})"
             )))),
@@ -421,12 +449,38 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         start = rec.resume_ns;
     };
     acc.finish(vcpu.now_ns(), vcpu.counters()?);
+    if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
+        if m.kind == MonitorKind::Pml {
+            m.harvest(vm, &mut vcpu, e)?;
+        }
+    }
     let regs = vcpu.regs()?;
-    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace })
+    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor })
 }
 
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
+}
+
+/// The write monitor an image asks for (`monitor` = write-protect or pml
+/// over `watch`), set up in the EPT and the controls.
+fn watch<V: Vm>(
+    vm: &mut V,
+    ept: &mut crate::ept::Ept,
+    controls: &mut exitlab_arch::vmx::Controls,
+    image: &Image,
+) -> Result<Option<Monitor>, VmmError> {
+    let kind = match image.requests.get("monitor").map(String::as_str) {
+        Some("write-protect") => MonitorKind::WriteProtect,
+        Some("pml") => MonitorKind::Pml,
+        _ => return Ok(None),
+    };
+    let (start, len) = image
+        .requests
+        .get("watch")
+        .and_then(|w| crate::monitor::parse_range(w))
+        .ok_or_else(|| VmmError::Load("a monitor needs a `watch` range".into()))?;
+    Ok(Some(Monitor::new(vm, ept, controls, kind, start, len)?))
 }
 
 /// The EPT for this machine: RAM 1:1 with every permission, the local

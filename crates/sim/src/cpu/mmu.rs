@@ -222,8 +222,12 @@ impl Machine<'_> {
             let leaf = level == 1 || (level <= 3 && e & ept::LARGE != 0);
             if ad {
                 let mut set = ept::A;
-                if leaf && access == Access::Write {
+                let dirtying = leaf && access == Access::Write && e & ept::D == 0;
+                if dirtying {
                     set |= ept::D;
+                    if self.cpu.controls.enable_pml {
+                        self.log_page(gpa)?;
+                    }
                 }
                 if e & set != set {
                     self.sh.write_hpa(addr, e | set);
@@ -244,6 +248,20 @@ impl Machine<'_> {
             table = e & ept::ADDR_MASK;
         }
         Err(self.ept_violation(gpa, access, lin, translation, 0))
+    }
+
+    /// Page-modification logging: append `gpa`'s page to the log, or exit
+    /// PML_FULL (before the write) if the log has no room.
+    fn log_page(&mut self, gpa: u64) -> Result<(), Stop> {
+        let index = self.cpu.pml_index;
+        if index > 511 {
+            return Err(self.exit(VmExit::PmlFull));
+        }
+        let at = self.cpu.controls.pml_address + u64::from(index) * 8;
+        self.sh.write_hpa(at, gpa & !0xfff);
+        self.cpu.pml_index = index.wrapping_sub(1);
+        self.cpu.stats.pml_entries += 1;
+        Ok(())
     }
 
     fn ept_violation(&mut self, gpa: u64, access: Access, lin: Option<u64>, translation: bool, perms: u64) -> Stop {

@@ -79,6 +79,8 @@ pub struct Stats {
     pub page_walks: u64,
     /// EPT-structure reads (the second dimension of page walks).
     pub ept_steps: u64,
+    /// Pages the CPU appended to the page-modification log.
+    pub pml_entries: u64,
     pub tlb_misses: u64,
     pub interrupts: u64,
     pub exceptions: u64,
@@ -142,6 +144,8 @@ pub struct Cpu {
     /// The VMM's shadow page table (linear page -> physical page), used in
     /// place of the guest's tables while EPT is off.
     pub shadow: HashMap<u64, (u64, ShadowFlags)>,
+    /// The guest PML index (VMCS field): next entry, 511 down to 0.
+    pub pml_index: u16,
     /// Cycle at which the VMX-preemption timer expires (MAX: off).
     pub preempt_at: u64,
     /// The last instruction may have made an interrupt deliverable (a
@@ -207,6 +211,7 @@ impl Cpu {
             injection: None,
             shadow: HashMap::new(),
             preempt_at: u64::MAX,
+            pml_index: 511,
             recheck: false,
         }
     }
