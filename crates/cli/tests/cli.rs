@@ -298,3 +298,28 @@ fn trace_holds_every_exit_as_a_trace_event() {
     assert!(events.iter().any(|e| e["ph"] == "M" && e["args"]["name"] == "vCPU 0"));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn apic_accesses_and_interrupts_exit_on_legacy_only() {
+    let legacy = stdout(&exitlab(&["stat", "apic-eoi", "-n", "1000", "--profile", "legacy", "--phase", "measure"]));
+    assert!(samples(&legacy, "APIC_ACCESS").unwrap() >= 1000, "{legacy}");
+    let modern = stdout(&exitlab(&["stat", "apic-eoi", "-n", "1000", "--profile", "modern", "--phase", "measure"]));
+    assert_eq!(samples(&modern, "APIC_ACCESS"), None);
+
+    let posted = stdout(&exitlab(&["stat", "device-irq", "-n", "1000", "--profile", "modern", "--phase", "measure"]));
+    assert_eq!(samples(&posted, "EXTERNAL_INTERRUPT"), None, "{posted}");
+    let exits = stdout(&exitlab(&["stat", "device-irq", "-n", "1000", "--set", "posted=false", "--phase", "measure"]));
+    assert_eq!(samples(&exits, "EXTERNAL_INTERRUPT"), Some(1000), "{exits}");
+}
+
+#[test]
+fn page_writes_under_pml_and_write_protection() {
+    let args = |m: &'static str| {
+        ["stat", "page-writes", "--set", "pages=2048", "--set", "writes=2048", "--set", m, "--phase", "measure"]
+    };
+    let pml = stdout(&exitlab(&args("monitor=pml")));
+    assert_eq!(samples(&pml, "PML_FULL"), Some(4), "{pml}");
+    let wp = stdout(&exitlab(&args("monitor=write-protect")));
+    assert_eq!(samples(&wp, "EPT_VIOLATION"), Some(2048), "{wp}");
+    assert_usage_error(&exitlab(&["stat", "page-writes", "--set", "monitor=spy"]), "none | write-protect | pml");
+}

@@ -78,10 +78,20 @@ impl Workload {
         debug_exit(&mut asm, 0)?;
         kernel.emit_runtime(&mut asm)?;
         let mut image = asm.finish(self.name, IMAGE_BASE, DEFAULT_MEMORY)?;
-        if self.name == "page-writes" {
-            let watched = p.int("pages") * 4096;
-            image.requests.insert("monitor".into(), MONITORS[p.choice("monitor")].into());
-            image.requests.insert("watch".into(), format!("{WATCH_BASE:#x}+{watched:#x}"));
+        match self.name {
+            "page-writes" => {
+                let watched = p.int("pages") * 4096;
+                image.requests.insert("monitor".into(), MONITORS[p.choice("monitor")].into());
+                image.requests.insert("watch".into(), format!("{WATCH_BASE:#x}+{watched:#x}"));
+            }
+            "device-irq" => {
+                // Enough completions for every iteration, and a few spare.
+                let count = p.int("warmup") + p.int("n") + 16;
+                image.requests.insert("irq_rate".into(), p.int("rate").to_string());
+                image.requests.insert("irq_count".into(), count.to_string());
+                image.requests.insert("posted".into(), BOOLS[p.choice("posted")].into());
+            }
+            _ => {}
         }
         Ok(image)
     }
@@ -357,6 +367,41 @@ fn idle(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+const BOOLS: &[&str] = &["true", "false"];
+
+fn interrupts_on(asm: &mut Asm, _: &Params) -> Result<()> {
+    asm.a.sti()?;
+    Ok(())
+}
+
+/// A self-IPI on the device vector; the kernel's handler takes it and
+/// acknowledges it with an EOI. Two local-APIC writes per iteration.
+fn apic_eoi(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rdi, apic::DEFAULT_BASE)?;
+    trap(asm, phase)?;
+    asm.a.mov(dword_ptr(rdi + apic::ICR_LOW as i32), 1 << 18 | u32::from(DEVICE_VECTOR))?;
+    asm.a.nop()?;
+    Ok(())
+}
+
+/// Spins until the next device interrupt has been taken (the kernel's
+/// handler counts it in the mailbox): one interrupt per iteration.
+fn device_irq(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+    let mut wait = asm.label();
+    let mut done = asm.label();
+    asm.a.mov(rsi, MAILBOX)?;
+    asm.a.mov(rax, qword_ptr(rsi + crate::kernel::mailbox::TICKS))?;
+    asm.set(&mut wait)?;
+    asm.a.cmp(qword_ptr(rsi + crate::kernel::mailbox::TICKS), rax)?;
+    asm.a.jne(done)?;
+    trap(asm, phase)?;
+    asm.a.pause()?;
+    asm.a.jmp(wait)?;
+    asm.set(&mut done)?;
+    asm.a.nop()?;
+    Ok(())
+}
+
 /// Where page-writes writes: 8 MiB up, one write per page in turn.
 const WATCH_BASE: u64 = 8 << 20;
 /// The VMM's ways of recording page-writes' writes.
@@ -527,6 +572,30 @@ pub static WORKLOADS: &[Workload] = &[
         iteration: idle,
     },
     Workload {
+        name: "apic-eoi",
+        summary: "self-IPIs acknowledged with EOI: local-APIC accesses, which exit without APIC virtualization",
+        own_params: &[],
+        common_defaults: &[],
+        setup: interrupts_on,
+        iteration: apic_eoi,
+    },
+    Workload {
+        name: "device-irq",
+        summary: "waits, spinning, for a device's completion interrupts arriving at `rate` per second",
+        own_params: &[
+            ParamSpec::int("rate", 1, 10_000_000, 100_000, "device interrupts per second of guest time"),
+            ParamSpec::choice(
+                "posted",
+                BOOLS,
+                0,
+                "posted interrupts (when the hardware has them); false: every interrupt exits",
+            ),
+        ],
+        common_defaults: &[],
+        setup: interrupts_on,
+        iteration: device_irq,
+    },
+    Workload {
         name: "page-writes",
         summary: "writes pages in turn while the VMM watches them (write-protect traps or PML)",
         own_params: &[
@@ -593,6 +662,8 @@ mod tests {
             ("fault", Mnemonic::Ud2),
             ("idle", Mnemonic::Hlt),
             ("page-writes", Mnemonic::Mov),
+            ("apic-eoi", Mnemonic::Mov),
+            ("device-irq", Mnemonic::Pause),
         ];
         for (name, m) in expect {
             let w = find(name).unwrap();

@@ -375,6 +375,12 @@ pub trait Vm {
     /// Delivers an MSI to the guest's local APICs.
     fn signal_msi(&self, msi: Msi) -> Result<()>;
 
+    /// Delivers an MSI at a moment of the backend's clock (a device whose
+    /// interrupts keep their own time, in virtual time on the simulator).
+    fn signal_msi_at(&self, _msi: Msi, _at_ns: u64) -> Result<()> {
+        Err(kept("device timing"))
+    }
+
     /// Allocates zeroed pages of host memory for structures the VMM builds
     /// for the hardware (EPT tables); returns their host-physical address.
     fn alloc_host_pages(&mut self, _pages: usize) -> Result<u64> {

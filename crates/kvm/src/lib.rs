@@ -181,6 +181,12 @@ impl Vm for KvmVm {
         Ok(KvmVcpu { id, fd, stats, epoch: self.epoch })
     }
 
+    fn signal_msi_at(&self, _msi: Msi, _at_ns: u64) -> Result<()> {
+        Err(HvError::Unavailable(
+            "interrupts timed in guest time (device-irq) run on the simulator only; KVM's analogue is a host timer thread, not built yet".into(),
+        ))
+    }
+
     fn signal_msi(&self, msi: Msi) -> Result<()> {
         let m = kvm_msi {
             address_lo: msi.address as u32,

@@ -30,6 +30,12 @@ impl Clock {
     pub fn cycles(&self, ns: u64) -> u64 {
         (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
     }
+
+    /// The first cycle at which at least `ns` virtual nanoseconds have
+    /// passed (so `ns(cycles_ceil(t)) >= t`).
+    pub fn cycles_ceil(&self, ns: u64) -> u64 {
+        (ns as u128 * self.hz as u128).div_ceil(1_000_000_000) as u64
+    }
 }
 
 /// A profile's prices, ready for the hot paths.

@@ -128,6 +128,15 @@ impl Vm for SimVm {
         Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot, costs), shared: self.shared.clone(), limits })
     }
 
+    fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
+        let (dest, vector) = fixed_msi(msi)?;
+        let mut sh = lock(&self.shared);
+        let seq = sh.msi_seq;
+        sh.msi_seq += 1;
+        sh.timed_msi.push(std::cmp::Reverse((at_ns, seq, dest, vector)));
+        Ok(())
+    }
+
     fn alloc_host_pages(&mut self, pages: usize) -> Result<u64> {
         let mut sh = lock(&self.shared);
         let at = sh.host.len();
@@ -160,16 +169,22 @@ impl Vm for SimVm {
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
-        // Fixed delivery only: data bits 10:8 must be 0.
-        if msi.address >> 20 != 0xfee || (msi.data >> 8) & 7 != 0 {
-            return Err(HvError::Backend(format!(
-                "MSI {:#x}/{:#x} is not a fixed-delivery xAPIC message",
-                msi.address, msi.data
-            )));
-        }
-        lock(&self.shared).msi.push(((msi.address >> 12) as u8, msi.data as u8));
+        let m = fixed_msi(msi)?;
+        lock(&self.shared).msi.push(m);
         Ok(())
     }
+}
+
+/// (destination APIC ID, vector) of a fixed-delivery xAPIC MSI: data bits
+/// 10:8 must be 0.
+fn fixed_msi(msi: Msi) -> Result<(u8, u8)> {
+    if msi.address >> 20 != 0xfee || (msi.data >> 8) & 7 != 0 {
+        return Err(HvError::Backend(format!(
+            "MSI {:#x}/{:#x} is not a fixed-delivery xAPIC message",
+            msi.address, msi.data
+        )));
+    }
+    Ok(((msi.address >> 12) as u8, msi.data as u8))
 }
 
 /// A simulated vCPU.
@@ -271,10 +286,13 @@ impl Vcpu for SimVcpu {
             return Ok(None);
         }
         let now = self.cpu.cycles;
-        Ok(if self.cpu.apic.deliverable().is_some() || !lock(&self.shared).msi.is_empty() {
+        let sh = lock(&self.shared);
+        let device = sh.timed_msi.peek().map(|r| (r.0).0);
+        Ok(if self.cpu.apic.deliverable().is_some() || !sh.msi.is_empty() {
             Some(self.cpu.costs.clock.ns(now))
         } else {
-            self.cpu.apic.next_event().map(|c| self.cpu.costs.clock.ns(c))
+            let timer = self.cpu.apic.next_event().map(|c| self.cpu.costs.clock.ns(c));
+            timer.into_iter().chain(device).min()
         })
     }
 

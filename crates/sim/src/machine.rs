@@ -3,6 +3,8 @@
 //! and interrupts signalled from outside the vCPUs (MSIs).
 
 use crate::cpu::op::Op;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 pub const PAGE: u64 = 4096;
@@ -71,6 +73,10 @@ pub struct Shared {
     pub code_written: bool,
     /// MSIs signalled from outside: (destination APIC ID, vector).
     pub msi: Vec<(u8, u8)>,
+    /// MSIs a device scheduled for a moment of guest time: (virtual ns,
+    /// order of signalling, destination, vector), earliest first.
+    pub timed_msi: BinaryHeap<Reverse<(u64, u64, u8, u8)>>,
+    pub msi_seq: u64,
     /// Host memory the VMM allocated, at [`HOST_BASE`].
     pub host: Vec<u8>,
 }
@@ -84,6 +90,8 @@ impl Shared {
             cache: BlockCache::default(),
             code_written: false,
             msi: Vec::new(),
+            timed_msi: BinaryHeap::new(),
+            msi_seq: 0,
             host: Vec::new(),
         }
     }

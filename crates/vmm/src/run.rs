@@ -232,6 +232,9 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut pending = Pending::default();
     let mut ept = None;
     let mut monitor = None;
+    if image.requests.get("posted").map(String::as_str) == Some("false") {
+        controls.external_interrupt_exiting = true;
+    }
     if caps.vmx_controls {
         if caps.ept {
             let mut e = build_ept(vm, &mmio, &options.protect)?;
@@ -287,6 +290,10 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                         break Outcome::GuestError(GuestError::Protocol(format!("unknown phase marker {}", io.data)));
                     };
                     rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
+                    if acc.phase() == Phase::Boot {
+                        // The guest's driver is ready: its device starts.
+                        schedule_device_interrupts(vm, &vcpu, image)?;
+                    }
                     let counters = vcpu.counters()?;
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
@@ -460,6 +467,20 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
 
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
+}
+
+/// A device raising completions at a fixed rate, when the image asks for
+/// one (`irq_rate` per second, `irq_count` of them), started when the guest
+/// leaves its boot phase: scheduled in the backend's time from then.
+fn schedule_device_interrupts<V: Vm, C: Vcpu>(vm: &V, vcpu: &C, image: &Image) -> Result<(), VmmError> {
+    let num = |k: &str| image.requests.get(k).and_then(|v| v.parse::<u64>().ok());
+    let (Some(rate), Some(count)) = (num("irq_rate"), num("irq_count")) else { return Ok(()) };
+    let period = 1_000_000_000 / rate.max(1);
+    let start = vcpu.now_ns();
+    for k in 1..=count {
+        vm.signal_msi_at(exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR), start + k * period)?;
+    }
+    Ok(())
 }
 
 /// The write monitor an image asks for (`monitor` = write-protect or pml

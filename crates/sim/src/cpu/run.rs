@@ -52,6 +52,16 @@ impl Machine<'_> {
                     }
                 }
             }
+            let now_ns = self.cpu.costs.clock.ns(self.cpu.cycles);
+            while let Some(&std::cmp::Reverse((at, _, dest, vector))) = self.sh.timed_msi.peek() {
+                if at > now_ns {
+                    break;
+                }
+                self.sh.timed_msi.pop();
+                if dest == self.cpu.apic.id || dest == 0xff {
+                    self.cpu.apic.request(vector);
+                }
+            }
             if self.cpu.cycles >= self.cpu.next_event() {
                 let now = self.cpu.cycles;
                 self.cpu.apic.tick(now);
@@ -98,7 +108,7 @@ impl Machine<'_> {
                 return Ok(VmExit::InterruptWindow);
             }
             if self.cpu.halted {
-                let t = self.cpu.next_event();
+                let t = self.horizon();
                 let wakes = self.cpu.interrupts_enabled() || self.cpu.controls.external_interrupt_exiting;
                 if t == u64::MAX || (!wakes && t != self.cpu.preempt_at) {
                     return Ok(VmExit::Hlt);
@@ -182,11 +192,18 @@ impl Machine<'_> {
         Ok(None)
     }
 
+    /// The next cycle at which anything needs the event loop: the vCPU's
+    /// own timers or a device's scheduled MSI.
+    fn horizon(&self) -> u64 {
+        let msi = self.sh.timed_msi.peek().map_or(u64::MAX, |r| self.cpu.costs.clock.cycles_ceil((r.0).0));
+        self.cpu.next_event().min(msi)
+    }
+
     /// Nothing is due: no timer, exception, interrupt request or MSI, and
     /// no limit reached.
     #[inline(always)]
     fn quiet(&self, limits: &Limits) -> bool {
-        self.cpu.cycles < self.cpu.next_event()
+        self.cpu.cycles < self.horizon()
             && self.cpu.pending.is_none()
             && !self.cpu.apic.any_requested()
             && self.sh.msi.is_empty()
