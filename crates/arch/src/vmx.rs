@@ -89,6 +89,14 @@ impl IoBitmap {
     }
 }
 
+/// The posted-interrupt VMCS fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostedInterrupts {
+    pub notification_vector: u8,
+    /// Host-physical address of the descriptor ([`crate::posted`]).
+    pub descriptor: u64,
+}
+
 /// The VM-execution controls the simulator models.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Controls {
@@ -99,6 +107,10 @@ pub struct Controls {
     /// The VMX-preemption timer: exits PREEMPTION_TIMER after this many
     /// guest cycles from VM entry.
     pub preemption_timer: Option<u64>,
+    /// "Process posted interrupts" (SDM 29.6): an interrupt carrying the
+    /// notification vector is not delivered or exited on; the CPU moves
+    /// the requests in the descriptor into the virtual APIC instead.
+    pub posted_interrupts: Option<PostedInterrupts>,
 
     // Primary processor-based controls.
     pub interrupt_window_exiting: bool,
@@ -161,6 +173,7 @@ impl Default for Controls {
         Controls {
             external_interrupt_exiting: false,
             preemption_timer: None,
+            posted_interrupts: None,
             interrupt_window_exiting: false,
             hlt_exiting: true,
             invlpg_exiting: false,

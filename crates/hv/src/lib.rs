@@ -381,6 +381,14 @@ pub trait Vm {
         Err(kept("device timing"))
     }
 
+    /// Posts `vector` through the posted-interrupt descriptor at host-
+    /// physical `descriptor`, as interrupt remapping in posted mode does for
+    /// a device: now, or at `at_ns` of the backend's clock. The descriptor
+    /// says which vCPU to notify, and with which vector.
+    fn post_interrupt(&self, _descriptor: u64, _vector: u8, _at_ns: Option<u64>) -> Result<()> {
+        Err(kept("posted interrupts"))
+    }
+
     /// Allocates zeroed pages of host memory for structures the VMM builds
     /// for the hardware (EPT tables); returns their host-physical address.
     fn alloc_host_pages(&mut self, _pages: usize) -> Result<u64> {

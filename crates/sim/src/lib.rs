@@ -22,7 +22,7 @@ use exitlab_hv::{
     Capabilities, Completion, Counter, ExitInfo, HandlerWork, HvError, Injection, Msi, Result, ShadowFlags, Vcpu, Vm,
     VmExit,
 };
-use machine::Shared;
+use machine::{Shared, Signal};
 use profile::Profile;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -130,10 +130,20 @@ impl Vm for SimVm {
 
     fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
+        lock(&self.shared).schedule(at_ns, Signal::Msi { dest, vector });
+        Ok(())
+    }
+
+    fn post_interrupt(&self, descriptor: u64, vector: u8, at_ns: Option<u64>) -> Result<()> {
         let mut sh = lock(&self.shared);
-        let seq = sh.msi_seq;
-        sh.msi_seq += 1;
-        sh.timed_msi.push(std::cmp::Reverse((at_ns, seq, dest, vector)));
+        match at_ns {
+            Some(at) => sh.schedule(at, Signal::Post { descriptor, vector }),
+            None => {
+                if let Some(notification) = sh.post(descriptor, vector)? {
+                    sh.msi.push(notification);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -152,18 +162,14 @@ impl Vm for SimVm {
 
     fn write_host(&self, hpa: u64, data: &[u8]) -> Result<()> {
         let mut sh = lock(&self.shared);
-        let bad = HvError::BadAddress { gpa: hpa, len: data.len() };
-        let at = hpa.checked_sub(machine::HOST_BASE).and_then(|a| usize::try_from(a).ok()).ok_or(bad.clone())?;
-        let dst = sh.host.get_mut(at..at.saturating_add(data.len())).filter(|d| d.len() == data.len()).ok_or(bad)?;
+        let dst = sh.host_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
         dst.copy_from_slice(data);
         Ok(())
     }
 
     fn read_host(&self, hpa: u64, data: &mut [u8]) -> Result<()> {
-        let sh = lock(&self.shared);
-        let bad = HvError::BadAddress { gpa: hpa, len: data.len() };
-        let at = hpa.checked_sub(machine::HOST_BASE).and_then(|a| usize::try_from(a).ok()).ok_or(bad.clone())?;
-        let src = sh.host.get(at..at.saturating_add(data.len())).filter(|d| d.len() == data.len()).ok_or(bad)?;
+        let mut sh = lock(&self.shared);
+        let src = sh.host_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
         data.copy_from_slice(src);
         Ok(())
     }
@@ -287,7 +293,7 @@ impl Vcpu for SimVcpu {
         }
         let now = self.cpu.cycles;
         let sh = lock(&self.shared);
-        let device = sh.timed_msi.peek().map(|r| (r.0).0);
+        let device = sh.timed.peek().map(|r| (r.0).0);
         Ok(if self.cpu.apic.deliverable().is_some() || !sh.msi.is_empty() {
             Some(self.cpu.costs.clock.ns(now))
         } else {
@@ -423,6 +429,7 @@ impl Vcpu for SimVcpu {
             c("pml_entries", s.pml_entries),
             c("tlb_misses", s.tlb_misses),
             c("interrupts", s.interrupts),
+            c("posted_notifications", s.posted_notifications),
             c("exceptions", s.exceptions),
             c("timer_fires", self.cpu.apic.timer_fires),
         ])

@@ -3,6 +3,8 @@
 //! and interrupts signalled from outside the vCPUs (MSIs).
 
 use crate::cpu::op::Op;
+use exitlab_arch::posted;
+use exitlab_hv::HvError;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -62,6 +64,16 @@ impl BlockCache {
     }
 }
 
+/// How a device interrupt reaches the vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signal {
+    /// A fixed MSI: destination APIC ID, vector.
+    Msi { dest: u8, vector: u8 },
+    /// Interrupt remapping in posted mode: `vector` into the descriptor at
+    /// host-physical `descriptor`.
+    Post { descriptor: u64, vector: u8 },
+}
+
 /// Guest RAM and the state the vCPUs share.
 #[derive(Debug)]
 pub struct Shared {
@@ -73,10 +85,10 @@ pub struct Shared {
     pub code_written: bool,
     /// MSIs signalled from outside: (destination APIC ID, vector).
     pub msi: Vec<(u8, u8)>,
-    /// MSIs a device scheduled for a moment of guest time: (virtual ns,
-    /// order of signalling, destination, vector), earliest first.
-    pub timed_msi: BinaryHeap<Reverse<(u64, u64, u8, u8)>>,
-    pub msi_seq: u64,
+    /// Interrupts a device scheduled for a moment of guest time: (virtual
+    /// ns, order of signalling, what), earliest first.
+    pub timed: BinaryHeap<Reverse<(u64, u64, Signal)>>,
+    pub timed_seq: u64,
     /// Host memory the VMM allocated, at [`HOST_BASE`].
     pub host: Vec<u8>,
 }
@@ -90,8 +102,8 @@ impl Shared {
             cache: BlockCache::default(),
             code_written: false,
             msi: Vec::new(),
-            timed_msi: BinaryHeap::new(),
-            msi_seq: 0,
+            timed: BinaryHeap::new(),
+            timed_seq: 0,
             host: Vec::new(),
         }
     }
@@ -116,6 +128,44 @@ impl Shared {
         }
     }
 
+    /// Queues `signal` for `at_ns` of guest time, after anything already
+    /// queued for the same moment.
+    pub fn schedule(&mut self, at_ns: u64, signal: Signal) {
+        let seq = self.timed_seq;
+        self.timed_seq += 1;
+        self.timed.push(Reverse((at_ns, seq, signal)));
+    }
+
+    /// `len` bytes of host memory at host-physical `hpa`.
+    pub fn host_mut(&mut self, hpa: u64, len: usize) -> Option<&mut [u8]> {
+        let at = usize::try_from(hpa.checked_sub(HOST_BASE)?).ok()?;
+        self.host.get_mut(at..at.checked_add(len)?)
+    }
+
+    /// Posts `vector` into the descriptor at `descriptor`: `Some((NDST,
+    /// NV))` when that vCPU must now be notified, `None` when an
+    /// outstanding notification covers it or notifications are suppressed.
+    pub fn post(&mut self, descriptor: u64, vector: u8) -> Result<Option<(u8, u8)>, HvError> {
+        self.update_descriptor(descriptor, |d| d.post(vector).then_some((d.ndst, d.nv)))
+    }
+
+    /// Posted-interrupt processing on the CPU side: clears ON and takes the
+    /// requested vectors out of the descriptor.
+    pub fn take_posted(&mut self, descriptor: u64) -> Result<Vec<u8>, HvError> {
+        self.update_descriptor(descriptor, posted::Descriptor::take)
+    }
+
+    /// Read-modify-write of the descriptor at `hpa` (a locked operation on
+    /// hardware); Err when it is not in host memory.
+    fn update_descriptor<T>(&mut self, hpa: u64, f: impl FnOnce(&mut posted::Descriptor) -> T) -> Result<T, HvError> {
+        let bad = HvError::BadAddress { gpa: hpa, len: posted::SIZE };
+        let bytes: &mut [u8; posted::SIZE] = self.host_mut(hpa, posted::SIZE).ok_or(bad)?.try_into().expect("64 bytes");
+        let mut d = posted::Descriptor::from_bytes(bytes);
+        let out = f(&mut d);
+        *bytes = d.to_bytes();
+        Ok(out)
+    }
+
     /// The 8 bytes at host-physical `hpa`, in RAM or host memory.
     pub fn read_hpa(&self, hpa: u64) -> Option<u64> {
         let (mem, at) = if hpa >= HOST_BASE { (&self.host, hpa - HOST_BASE) } else { (&self.ram, hpa) };
@@ -128,13 +178,12 @@ impl Shared {
         if hpa < HOST_BASE {
             return self.write(hpa, &v.to_le_bytes());
         }
-        let Some(at) = usize::try_from(hpa - HOST_BASE).ok() else { return false };
-        match self.host.get_mut(at..at.saturating_add(8)) {
-            Some(b) if b.len() == 8 => {
+        match self.host_mut(hpa, 8) {
+            Some(b) => {
                 b.copy_from_slice(&v.to_le_bytes());
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 

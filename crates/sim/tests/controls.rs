@@ -299,3 +299,48 @@ fn string_io_exits_carry_instruction_information() {
         }
     }
 }
+
+#[test]
+fn posted_interrupts_arrive_without_an_exit_before_entry_or_in_guest_mode() {
+    use exitlab_arch::posted::{Descriptor, SIZE};
+    use exitlab_arch::vmx::PostedInterrupts;
+    let img = image(|a| {
+        let mut top = a.create_label();
+        a.out(0x80, al)?;
+        a.sti()?;
+        a.mov(ecx, 200_000)?;
+        a.set_label(&mut top)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    });
+    let (mut vm, mut vcpu) = boot(&img, &Controls::default());
+    let descriptor = vm.alloc_host_pages(1).unwrap();
+    vm.write_host(descriptor, &Descriptor { nv: 0xf2, ndst: 0, ..Descriptor::default() }.to_bytes()).unwrap();
+    let pi = PostedInterrupts { notification_vector: 0xf2, descriptor };
+    vcpu.set_controls(&Controls { posted_interrupts: Some(pi), ..Controls::default() }).unwrap();
+    let read = |vm: &SimVm| {
+        let mut b = [0u8; SIZE];
+        vm.read_host(descriptor, &mut b).unwrap();
+        Descriptor::from_bytes(&b)
+    };
+
+    assert!(matches!(next_exit(&mut vcpu), VmExit::Io(io) if io.qual.port == 0x80));
+    // Outside guest mode: the first post notifies, the second finds ON set
+    // and rides on the same notification.
+    vm.post_interrupt(descriptor, 0x41, None).unwrap();
+    vm.post_interrupt(descriptor, 0x40, None).unwrap();
+    let d = read(&vm);
+    assert!(d.on);
+    assert_eq!(d.pir[1], 1 << 0 | 1 << 1, "PIR holds vectors 0x40 and 0x41");
+    // And one posted while the guest runs.
+    vm.post_interrupt(descriptor, 0x41, Some(vcpu.now_ns() + 10_000)).unwrap();
+
+    let exit = next_exit(&mut vcpu);
+    assert!(matches!(&exit, VmExit::Io(io) if io.qual.port == PORT_DEBUG_EXIT), "no exit before the end: {exit:?}");
+    let counters = vcpu.counters().unwrap();
+    let counter = |name: &str| counters.iter().find(|c| c.name == name).unwrap().value;
+    assert_eq!(counter("posted_notifications"), 2);
+    assert_eq!(counter("interrupts"), 3);
+    assert_eq!(read(&vm), Descriptor { nv: 0xf2, ..Descriptor::default() }, "processing cleared ON and PIR");
+    assert!(vm.post_interrupt(1, 0x41, None).is_err(), "a descriptor outside host memory is an error, not a panic");
+}

@@ -4,10 +4,14 @@
 //! (EXTERNAL_INTERRUPT) and [`Pending`] injects each one when the guest can
 //! take it, asking for an interrupt-window exit when it cannot: the
 //! classic path that APIC virtualization and posted interrupts remove.
+//! Where it has them, [`Posting`] routes device interrupts through a
+//! posted-interrupt descriptor, as interrupt remapping in posted mode does.
 
 use exitlab_arch::bits::rflags;
+use exitlab_arch::posted;
 use exitlab_arch::vmx::Controls;
-use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vcpu};
+use exitlab_arch::vmx::PostedInterrupts;
+use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vcpu, Vm};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +28,42 @@ impl IrqLine {
 
     pub fn take(&self) -> Vec<Msi> {
         std::mem::take(&mut *self.raised.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The notification vector the VMM programs: Linux's POSTED_INTR_VECTOR,
+/// the one KVM uses.
+pub const NOTIFICATION_VECTOR: u8 = 0xf2;
+
+/// One vCPU's posted-interrupt descriptor, in host memory the VMM owns.
+#[derive(Clone, Copy, Debug)]
+pub struct Posting {
+    descriptor: u64,
+}
+
+impl Posting {
+    /// Builds the descriptor for the vCPU with xAPIC ID `apic_id` and turns
+    /// posted-interrupt processing on in `controls`.
+    pub fn new<V: Vm>(vm: &mut V, controls: &mut Controls, apic_id: u8) -> Result<Posting> {
+        let descriptor = vm.alloc_host_pages(1)?;
+        let d = posted::Descriptor { nv: NOTIFICATION_VECTOR, ndst: apic_id, ..Default::default() };
+        vm.write_host(descriptor, &d.to_bytes())?;
+        controls.posted_interrupts = Some(PostedInterrupts { notification_vector: NOTIFICATION_VECTOR, descriptor });
+        Ok(Posting { descriptor })
+    }
+
+    pub fn descriptor(&self) -> u64 {
+        self.descriptor
+    }
+}
+
+/// Hands a device's `msi` to the guest, now or at `at_ns`: through the
+/// descriptor when posting, else as a plain MSI.
+pub fn deliver<V: Vm>(vm: &V, posting: Option<&Posting>, msi: Msi, at_ns: Option<u64>) -> Result<()> {
+    match (posting, at_ns) {
+        (Some(p), at) => vm.post_interrupt(p.descriptor, msi.data as u8, at),
+        (None, Some(at)) => vm.signal_msi_at(msi, at),
+        (None, None) => vm.signal_msi(msi),
     }
 }
 

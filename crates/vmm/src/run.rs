@@ -4,7 +4,7 @@
 use crate::account::{Accountant, ExitRecord, Target};
 use crate::bus::Bus;
 use crate::devices::{Doorbell, MmioScratch, Pic, PostPort, Serial};
-use crate::interrupts::{IrqLine, Pending};
+use crate::interrupts::{IrqLine, Pending, Posting};
 use crate::monitor::{Kind as MonitorKind, Monitor};
 use crate::shadow::FaultResolution;
 use exitlab_arch::Regs;
@@ -232,8 +232,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut pending = Pending::default();
     let mut ept = None;
     let mut monitor = None;
+    let mut posting = None;
     if image.requests.get("posted").map(String::as_str) == Some("false") {
         controls.external_interrupt_exiting = true;
+    } else if caps.posted_interrupts && caps.vmx_controls {
+        posting = Some(Posting::new(vm, &mut controls, 0)?);
     }
     if caps.vmx_controls {
         if caps.ept {
@@ -292,7 +295,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                     rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
                     if acc.phase() == Phase::Boot {
                         // The guest's driver is ready: its device starts.
-                        schedule_device_interrupts(vm, &vcpu, image)?;
+                        schedule_device_interrupts(vm, &vcpu, image, posting.as_ref())?;
                     }
                     let counters = vcpu.counters()?;
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
@@ -435,7 +438,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             )))),
         };
         for msi in irq.take() {
-            vm.signal_msi(msi)?;
+            crate::interrupts::deliver(vm, posting.as_ref(), msi, None)?;
         }
         if !pending.is_empty() || controls.interrupt_window_exiting {
             pending.service(&mut vcpu, &mut controls)?;
@@ -472,13 +475,19 @@ fn port_access(io: &IoExit, data: u32) -> Access {
 /// A device raising completions at a fixed rate, when the image asks for
 /// one (`irq_rate` per second, `irq_count` of them), started when the guest
 /// leaves its boot phase: scheduled in the backend's time from then.
-fn schedule_device_interrupts<V: Vm, C: Vcpu>(vm: &V, vcpu: &C, image: &Image) -> Result<(), VmmError> {
+fn schedule_device_interrupts<V: Vm, C: Vcpu>(
+    vm: &V,
+    vcpu: &C,
+    image: &Image,
+    posting: Option<&Posting>,
+) -> Result<(), VmmError> {
     let num = |k: &str| image.requests.get(k).and_then(|v| v.parse::<u64>().ok());
     let (Some(rate), Some(count)) = (num("irq_rate"), num("irq_count")) else { return Ok(()) };
     let period = 1_000_000_000 / rate.max(1);
     let start = vcpu.now_ns();
     for k in 1..=count {
-        vm.signal_msi_at(exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR), start + k * period)?;
+        let msi = exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR);
+        crate::interrupts::deliver(vm, posting, msi, Some(start + k * period))?;
     }
     Ok(())
 }

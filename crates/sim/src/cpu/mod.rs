@@ -83,6 +83,8 @@ pub struct Stats {
     pub pml_entries: u64,
     pub tlb_misses: u64,
     pub interrupts: u64,
+    /// Notification vectors taken as posted-interrupt processing, no exit.
+    pub posted_notifications: u64,
     pub exceptions: u64,
 }
 
