@@ -98,7 +98,7 @@ impl Vm for SimVm {
             ept_exec_control: false,
             pml: self.profile.features.pml,
             posted_interrupts: self.profile.features.posted_interrupts,
-            tsx: false,
+            tsx: self.profile.features.tsx,
             backend_counters: true,
             vmx_controls: true,
         }
@@ -125,7 +125,9 @@ impl Vm for SimVm {
             max_instructions: self.limits.max_instructions,
             max_cycles: self.limits.max_time_ns.map(|ns| costs.clock.cycles(ns)),
         };
-        Ok(SimVcpu { id, cpu: Cpu::new(apic_id, boot, costs), shared: self.shared.clone(), limits })
+        let mut cpu = Cpu::new(apic_id, boot, costs);
+        cpu.rtm = self.profile.features.tsx;
+        Ok(SimVcpu { id, cpu, shared: self.shared.clone(), limits })
     }
 
     fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
@@ -429,6 +431,8 @@ impl Vcpu for SimVcpu {
             c("pml_entries", s.pml_entries),
             c("tlb_misses", s.tlb_misses),
             c("interrupts", s.interrupts),
+            c("tx_commits", s.tx_commits),
+            c("tx_aborts", s.tx_aborts),
             c("posted_notifications", s.posted_notifications),
             c("exceptions", s.exceptions),
             c("timer_fires", self.cpu.apic.timer_fires),

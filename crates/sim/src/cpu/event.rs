@@ -87,6 +87,9 @@ impl Machine<'_> {
     /// Delivers `ev`, escalating to #DF and then to shutdown as the SDM's
     /// double-fault table says. RIP must already be what gets pushed.
     pub fn deliver(&mut self, ev: Event) -> Result<(), Stop> {
+        if !self.abort_for(&ev) {
+            return Ok(());
+        }
         match self.deliver_once(ev) {
             Ok(()) => Ok(()),
             Err(Stop::Event) => {

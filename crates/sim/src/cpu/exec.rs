@@ -289,6 +289,23 @@ impl Machine<'_> {
                 return Ok(());
             }
             Nop | CacheFlush => {}
+            Xbegin | Xend | Xabort | Xtest if !self.cpu.rtm => return Err(self.raise(Event::ud())),
+            Xbegin => {
+                let fallback = self.get(&op.a, 8)?;
+                self.xbegin(fallback);
+                if self.cpu.tx.is_none() {
+                    return Ok(()); // aborted: nested too deep
+                }
+            }
+            Xend => self.xend()?,
+            Xabort => {
+                if self.cpu.tx.is_some() {
+                    let Opnd::Imm(imm) = op.a else { return Err(Stop::Unsupported) };
+                    self.abort(super::rtm::status::XABORT | (imm as u32 & 0xff) << 24);
+                    return Ok(());
+                }
+            }
+            Xtest => self.xtest(),
             _ => return self.exec_cold(op),
         }
         self.cpu.rip = next;

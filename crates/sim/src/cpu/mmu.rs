@@ -344,6 +344,9 @@ impl Machine<'_> {
         let p = phys as usize;
         let n = usize::from(size);
         if p.checked_add(n).is_some_and(|e| e <= self.sh.ram.len()) {
+            if self.cpu.tx.is_some() {
+                self.log_write(phys, size)?;
+            }
             self.sh.ram[p..p + n].copy_from_slice(&v.to_le_bytes()[..n]);
             self.sh.note_write(phys);
             return Ok(());

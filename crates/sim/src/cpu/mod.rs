@@ -6,6 +6,7 @@ pub mod op;
 mod event;
 mod exec;
 mod mmu;
+mod rtm;
 pub mod run;
 
 use crate::apic::Apic;
@@ -38,6 +39,9 @@ pub enum Stop {
     Shutdown,
     /// An instruction the model does not implement, at the current RIP.
     Unsupported,
+    /// A transaction aborted: state is back at XBEGIN's, RIP at the
+    /// fallback; nothing of the instruction remains.
+    Aborted,
 }
 
 /// An MMIO or port access the VMM performed for the instruction at RIP,
@@ -83,6 +87,9 @@ pub struct Stats {
     pub pml_entries: u64,
     pub tlb_misses: u64,
     pub interrupts: u64,
+    /// RTM transactions committed and aborted.
+    pub tx_commits: u64,
+    pub tx_aborts: u64,
     /// Notification vectors taken as posted-interrupt processing, no exit.
     pub posted_notifications: u64,
     pub exceptions: u64,
@@ -158,6 +165,10 @@ pub struct Cpu {
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
     pub event: Option<Event>,
+    /// The CPU has RTM (the profile's `tsx`); without it XBEGIN is #UD.
+    pub rtm: bool,
+    /// The open RTM transaction.
+    pub tx: Option<Box<rtm::Transaction>>,
     /// The block that ran last, tried before the cache (loops re-enter it).
     pub last_block: Option<std::sync::Arc<crate::machine::Block>>,
 }
@@ -206,6 +217,8 @@ impl Cpu {
             replay: Replay::default(),
             stats: Stats::default(),
             last_block: None,
+            rtm: false,
+            tx: None,
             exit: None,
             event: None,
             controls: Controls::default(),

@@ -115,6 +115,11 @@ pub enum Kind {
     Clts,
     /// WBINVD, INVD: no caches to flush in the model.
     CacheFlush,
+    /// RTM (TSX): see `rtm`.
+    Xbegin,
+    Xend,
+    Xabort,
+    Xtest,
     /// Decoded by iced but not modelled: the run stops with a report.
     Unsupported,
 }
@@ -211,6 +216,7 @@ impl Op {
                 | Invlpg
                 | Swapgs
                 | Clts
+                | Xabort
                 | Unsupported
         ) || (self.cc != REP_NONE && matches!(self.kind, Movs | Stos | Lods | Cmps | Scas))
     }
@@ -524,6 +530,10 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq if !is_sse_cmpsd(i) => Cmps,
         Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq => Scas,
         Mnemonic::Cpuid => Cpuid,
+        Mnemonic::Xbegin => Xbegin,
+        Mnemonic::Xend => Xend,
+        Mnemonic::Xabort => Xabort,
+        Mnemonic::Xtest => Xtest,
         Mnemonic::Rdmsr => Rdmsr,
         Mnemonic::Wrmsr => Wrmsr,
         Mnemonic::Rdtsc => Rdtsc,

@@ -79,8 +79,16 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// Runs until the next exit.
+    /// Runs until the next exit. An exit that finds a transaction open
+    /// (an asynchronous one: instruction exits abort it before this) aborts
+    /// it first, so the VMM sees the vCPU at the fallback.
     pub fn run(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        let exit = self.run_to_exit(limits)?;
+        self.abort(0);
+        Ok(exit)
+    }
+
+    fn run_to_exit(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
         if let Some(inj) = self.cpu.injection.take() {
             if let Err(stop) = self.deliver(injected(inj)) {
                 if let Some(exit) = self.stopped(stop)? {
@@ -260,6 +268,14 @@ impl Machine<'_> {
             }
             match result {
                 Ok(()) => {}
+                Err(Stop::Exit | Stop::ExitAfter) if self.cpu.tx.is_some() => {
+                    // Instructions that exit abort a transaction instead.
+                    self.cpu.exit = None;
+                    self.cpu.awaiting = None;
+                    self.cpu.replay.log.clear();
+                    self.abort(0);
+                    return Ok(Some(None));
+                }
                 Err(Stop::ExitAfter) => return Ok(Some(self.cpu.exit.take())),
                 Err(Stop::Exit) => return Ok(Some(self.cpu.exit.take())),
                 Err(stop) => {
@@ -284,6 +300,7 @@ impl Machine<'_> {
                 Ok(None)
             }
             Stop::Shutdown => Ok(Some(VmExit::Shutdown)),
+            Stop::Aborted => Ok(None),
             Stop::Unsupported => Err(HvError::Unsupported(self.describe(self.cpu.rip))),
         }
     }

@@ -44,7 +44,11 @@ pub fn run_with(img: &Image, read_value: u64) -> Run {
 /// controls add are recorded and resumed; trapped exceptions are injected
 /// back; external interrupts are injected.
 pub fn run_controlled(img: &Image, read_value: u64, controls: Option<&Controls>) -> Run {
-    let mut vm = SimVm::new(img.memory_size).unwrap();
+    run_on(SimVm::new(img.memory_size).unwrap(), img, read_value, controls)
+}
+
+/// As `run_controlled`, on a VM the caller built (another profile).
+pub fn run_on(mut vm: SimVm, img: &Image, read_value: u64, controls: Option<&Controls>) -> Run {
     for c in img.boot_layout().chunks {
         vm.write_memory(c.gpa, &c.bytes).unwrap();
     }

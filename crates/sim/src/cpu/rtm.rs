@@ -1,0 +1,151 @@
+//! Restricted transactional memory (Intel TSX RTM, SDM vol. 1 ch. 16):
+//! XBEGIN saves the registers and from then on every guest write logs the
+//! bytes it overwrites; XEND commits by dropping the log; an abort writes
+//! the log back, restores the registers, and resumes at XBEGIN's fallback
+//! with the abort status in EAX. An exit, interrupt or exception inside a
+//! transaction aborts it first: instructions that exit (CPUID, I/O, HLT,
+//! MSR and MMIO accesses) abort without exiting, as the SDM lists them
+//! among the instructions that always abort; an asynchronous exit or an
+//! interrupt is taken at the fallback after the abort; an exception is
+//! suppressed. One vCPU writes the memory, so conflict aborts (another
+//! agent touching the write set) are not modelled; the read set is not
+//! tracked either.
+
+use super::event::{Event, EventKind};
+use super::{Flags, Machine, Stop};
+use exitlab_arch::bits::rflags;
+use exitlab_arch::vector;
+use std::collections::HashSet;
+
+/// Abort status bits in EAX (SDM vol. 1 table 16-1).
+pub mod status {
+    /// XABORT ran; its immediate is in bits 31:24.
+    pub const XABORT: u32 = 1 << 0;
+    /// The write set outgrew what the cache can track.
+    pub const CAPACITY: u32 = 1 << 3;
+    /// A debug breakpoint (#DB or #BP) was hit.
+    pub const DEBUG: u32 = 1 << 4;
+    /// The abort happened in a nested transaction.
+    pub const NESTED: u32 = 1 << 5;
+}
+
+/// Cache lines a transaction may write before a capacity abort. Modelled:
+/// Intel cores track the write set in the 32 KiB L1 data cache, 512
+/// 64-byte lines (Intel optimization manual, TSX chapter); real capacity
+/// aborts come earlier with associativity conflicts, which the model omits.
+pub const WRITE_SET_LINES: usize = 512;
+
+/// MAX_RTM_NEST_COUNT: XBEGIN past this depth aborts.
+pub const MAX_NEST: u8 = 7;
+
+/// An open transaction: what an abort restores.
+#[derive(Clone, Debug)]
+pub struct Transaction {
+    fallback: u64,
+    gpr: [u64; 16],
+    flags: Flags,
+    rflags_rest: u64,
+    depth: u8,
+    /// (physical address, overwritten bytes, length), in write order.
+    undo: Vec<(u64, u64, u8)>,
+    lines: HashSet<u64>,
+}
+
+impl Machine<'_> {
+    /// XBEGIN with fallback address `fallback`; a nested XBEGIN only
+    /// deepens the transaction it is in.
+    pub(super) fn xbegin(&mut self, fallback: u64) {
+        if let Some(tx) = self.cpu.tx.as_mut() {
+            if tx.depth == MAX_NEST {
+                self.abort(status::NESTED);
+            } else {
+                tx.depth += 1;
+            }
+            return;
+        }
+        self.cpu.tx = Some(Box::new(Transaction {
+            fallback,
+            gpr: self.cpu.gpr,
+            flags: self.cpu.flags,
+            rflags_rest: self.cpu.rflags_rest,
+            depth: 1,
+            undo: Vec::new(),
+            lines: HashSet::new(),
+        }));
+    }
+
+    /// XEND: commits the outermost transaction; #GP outside one.
+    pub(super) fn xend(&mut self) -> Result<(), Stop> {
+        let Some(tx) = self.cpu.tx.as_mut() else { return Err(self.raise(Event::gp(0))) };
+        tx.depth -= 1;
+        if tx.depth == 0 {
+            self.cpu.tx = None;
+            self.cpu.stats.tx_commits += 1;
+        }
+        Ok(())
+    }
+
+    /// XTEST: ZF clear inside a transaction, set outside; the other status
+    /// flags clear.
+    pub(super) fn xtest(&mut self) {
+        self.cpu.flags = Flags::known(if self.cpu.tx.is_some() { 0 } else { rflags::ZF });
+    }
+
+    /// Logs the `n` bytes at `phys` a transactional write is about to
+    /// overwrite. A write past the write-set capacity aborts instead.
+    #[cold]
+    pub(super) fn log_write(&mut self, phys: u64, n: u8) -> Result<(), Stop> {
+        let Some(tx) = self.cpu.tx.as_mut() else { return Ok(()) };
+        tx.lines.insert(phys >> 6);
+        tx.lines.insert((phys + u64::from(n) - 1) >> 6);
+        if tx.lines.len() > WRITE_SET_LINES {
+            self.abort(status::CAPACITY);
+            return Err(Stop::Aborted);
+        }
+        let (at, len) = (phys as usize, usize::from(n));
+        let mut old = [0u8; 8];
+        old[..len].copy_from_slice(&self.sh.ram[at..at + len]);
+        tx.undo.push((phys, u64::from_le_bytes(old), n));
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any: memory and registers back to
+    /// XBEGIN, RIP at the fallback, `status` in EAX.
+    pub(super) fn abort(&mut self, status: u32) {
+        if self.cpu.tx.is_some() {
+            self.rollback(status);
+        }
+    }
+
+    #[cold]
+    fn rollback(&mut self, mut status: u32) {
+        let Some(tx) = self.cpu.tx.take() else { return };
+        for &(phys, old, n) in tx.undo.iter().rev() {
+            let at = phys as usize;
+            self.sh.ram[at..at + usize::from(n)].copy_from_slice(&old.to_le_bytes()[..usize::from(n)]);
+            self.sh.note_write(phys);
+        }
+        if tx.depth > 1 {
+            status |= status::NESTED;
+        }
+        self.cpu.gpr = tx.gpr;
+        self.cpu.gpr[0] = u64::from(status);
+        self.cpu.flags = tx.flags;
+        self.cpu.rflags_rest = tx.rflags_rest;
+        self.cpu.rip = tx.fallback;
+        self.cpu.halted = false;
+        self.cpu.stats.tx_aborts += 1;
+    }
+
+    /// An event arriving inside a transaction aborts it. Exceptions are
+    /// then suppressed (false: do not deliver); an interrupt is delivered
+    /// at the fallback.
+    pub(super) fn abort_for(&mut self, ev: &Event) -> bool {
+        if self.cpu.tx.is_none() {
+            return true;
+        }
+        let debug = ev.kind != EventKind::External && matches!(ev.vector, vector::DB | vector::BP);
+        self.abort(if debug { status::DEBUG } else { 0 });
+        ev.kind == EventKind::External
+    }
+}
