@@ -323,3 +323,18 @@ fn page_writes_under_pml_and_write_protection() {
     assert_eq!(samples(&wp, "EPT_VIOLATION"), Some(2048), "{wp}");
     assert_usage_error(&exitlab(&["stat", "page-writes", "--set", "monitor=spy"]), "none | write-protect | pml");
 }
+
+#[test]
+fn tsx_reports_commits_and_aborts_that_rise_with_the_host_timer() {
+    let counts = |hz: &str| {
+        let o = exitlab(&["stat", "tsx", "--set", "len=512", "--set", hz, "--phase", "measure", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let g = &v["guest_counters"];
+        (g["tx_commits"].as_u64().unwrap(), g["tx_aborts"].as_u64().unwrap())
+    };
+    assert_eq!(counts("timer_hz=0"), (1000, 0));
+    let (slow, fast) = (counts("timer_hz=10000"), counts("timer_hz=100000"));
+    assert_eq!((slow.0 + slow.1, fast.0 + fast.1), (1000, 1000));
+    assert!(0 < slow.1 && slow.1 < fast.1, "aborts at 10 kHz {slow:?}, at 100 kHz {fast:?}");
+    assert_usage_error(&exitlab(&["stat", "tsx", "--profile", "legacy"]), "needs RTM");
+}

@@ -15,6 +15,11 @@ pub const TSS_LIMIT: u32 = 0x68 + 8192;
 /// Mailbox the guest kernel fills before reporting an event (see
 /// [`crate::MailboxReport`]).
 pub const MAILBOX: u64 = 0x0700;
+/// Counters the guest keeps for the VMM to read (u64 slots, up to
+/// [`GUEST_COUNTER_SLOTS`]); an image names them in its `counters` request,
+/// slot by slot.
+pub const GUEST_COUNTERS: u64 = 0x0780;
+pub const GUEST_COUNTER_SLOTS: usize = 8;
 /// 4-level identity page tables: PML4, PDPT, and four page directories of
 /// 2 MiB pages covering the low 4 GiB (RAM, MMIO holes and the local APIC).
 pub const PML4: u64 = 0x1000;

@@ -91,6 +91,11 @@ impl Workload {
                 image.requests.insert("irq_count".into(), count.to_string());
                 image.requests.insert("posted".into(), BOOLS[p.choice("posted")].into());
             }
+            "tsx" => {
+                image.requests.insert("needs".into(), "tsx".into());
+                image.requests.insert("counters".into(), "tx_commits,tx_aborts".into());
+                image.requests.insert("host_timer_hz".into(), p.int("timer_hz").to_string());
+            }
             _ => {}
         }
         Ok(image)
@@ -439,6 +444,35 @@ fn page_writes(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where tsx's transactions write: 12 MiB up, one cache line per step.
+const TX_BASE: u64 = 12 << 20;
+
+/// One RTM transaction writing `len` consecutive cache lines; the guest
+/// counts commits and aborts in its counter slots 0 and 1.
+fn tsx(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    let mut fallback = asm.label();
+    let mut top = asm.label();
+    let mut done = asm.label();
+    asm.a.mov(rsi, GUEST_COUNTERS)?;
+    asm.a.mov(rdi, TX_BASE)?;
+    asm.a.mov(ecx, p.int("len") as u32)?;
+    trap(asm, phase)?;
+    asm.a.xbegin(fallback)?;
+    asm.set(&mut top)?;
+    asm.a.mov(qword_ptr(rdi), rcx)?;
+    asm.a.add(rdi, 64)?;
+    asm.a.dec(ecx)?;
+    asm.a.jnz(top)?;
+    asm.a.xend()?;
+    asm.a.inc(qword_ptr(rsi))?;
+    asm.a.jmp(done)?;
+    asm.set(&mut fallback)?;
+    asm.a.inc(qword_ptr(rsi + 8))?;
+    asm.set(&mut done)?;
+    asm.a.nop()?;
+    Ok(())
+}
+
 /// Faults on purpose so the kernel's report path can be checked: kind 0
 /// executes UD2 (#UD), 1 reads 4 GiB, past the identity map (#PF, error
 /// code 0, CR2 = 4 GiB), 2 reads a non-canonical address (#GP(0)).
@@ -606,6 +640,17 @@ pub static WORKLOADS: &[Workload] = &[
         common_defaults: &[("n", 1), ("warmup", 0)],
         setup: page_writes_setup,
         iteration: page_writes,
+    },
+    Workload {
+        name: "tsx",
+        summary: "RTM transactions writing `len` cache lines under a host timer of timer_hz; counts commits and aborts",
+        own_params: &[
+            ParamSpec::int("len", 1, 4096, 64, "cache lines written per transaction"),
+            ParamSpec::int("timer_hz", 0, 10_000_000, 1000, "host timer interrupts per second (0: none)"),
+        ],
+        common_defaults: &[],
+        setup: no_setup,
+        iteration: tsx,
     },
     Workload {
         name: "fault",

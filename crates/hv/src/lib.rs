@@ -36,6 +36,9 @@ pub struct Capabilities {
     pub pml: bool,
     pub posted_interrupts: bool,
     pub tsx: bool,
+    /// TSC ticks per second, where the VMM may know it (the VMX-preemption
+    /// timer counts in them); 0 when it does not.
+    pub tsc_hz: u64,
     /// The backend reports counters for exits it handles itself.
     pub backend_counters: bool,
     /// The VMM sets VMX execution controls, injects events and manages

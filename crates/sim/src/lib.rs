@@ -99,6 +99,7 @@ impl Vm for SimVm {
             pml: self.profile.features.pml,
             posted_interrupts: self.profile.features.posted_interrupts,
             tsx: self.profile.features.tsx,
+            tsc_hz: self.profile.hz(),
             backend_counters: true,
             vmx_controls: true,
         }

@@ -41,12 +41,15 @@ fn transaction(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -
 }
 
 fn run_rtm(img: &Image, controls: Option<&Controls>) -> Run {
-    let mut profile = Profile::load("modern").unwrap();
-    profile.features.tsx = true;
-    let vm = SimVm::with_profile(img.memory_size, profile, 0).unwrap();
-    let r = run_on(vm, img, 0, controls);
+    let r = run_on(vm(img, true), img, 0, controls);
     assert_eq!(r.end, End::Done, "{:?}", r.end);
     r
+}
+
+fn vm(img: &Image, tsx: bool) -> SimVm {
+    let mut profile = Profile::load("modern").unwrap();
+    profile.features.tsx = tsx;
+    SimVm::with_profile(img.memory_size, profile, 0).unwrap()
 }
 
 fn buf(r: &Run) -> u64 {
@@ -102,12 +105,13 @@ fn an_exception_inside_is_suppressed_by_the_abort() {
 
 #[test]
 fn a_write_set_past_capacity_aborts_with_the_capacity_bit() {
-    // One write per cache line: 512 fit, the 513th aborts.
+    // One write per cache line from set 1 on; [BUF] is in set 0. 511 more
+    // lines fill every set to its 8 ways, the 512th is a ninth in set 0.
     let lines = |n: u32| {
         transaction(move |a| {
             let mut top = a.create_label();
             a.mov(ecx, n)?;
-            a.mov(rdi, BUF + 0x1000)?;
+            a.mov(rdi, BUF + 0x1040)?;
             a.set_label(&mut top)?;
             a.mov(byte_ptr(rdi), 1)?;
             a.add(rdi, 64)?;
@@ -115,10 +119,25 @@ fn a_write_set_past_capacity_aborts_with_the_capacity_bit() {
             a.jnz(top)
         })
     };
-    // [BUF] itself is one line of the write set.
     assert_eq!(outcome(run_rtm(&lines(511), None)).5, 1, "511 + 1 lines commit");
     let (status, _, _, fell_back, m, commits, aborts) = outcome(run_rtm(&lines(512), None));
     assert_eq!((status, fell_back, m, commits, aborts), (8, 1, 7, 0, 1));
+    // Nine lines 4 KiB apart share one L1D set: the ninth aborts.
+    let same_set = |n: u32| {
+        transaction(move |a| {
+            let mut top = a.create_label();
+            a.mov(ecx, n)?;
+            a.mov(rdi, BUF + 0x1000)?;
+            a.set_label(&mut top)?;
+            a.mov(byte_ptr(rdi), 1)?;
+            a.add(rdi, 4096)?;
+            a.dec(ecx)?;
+            a.jnz(top)
+        })
+    };
+    // [BUF] is in set 0 too: seven more fit, the eighth does not.
+    assert_eq!(outcome(run_rtm(&same_set(7), None)).5, 1);
+    assert_eq!(outcome(run_rtm(&same_set(8), None)).0, 8);
 }
 
 #[test]
@@ -139,6 +158,6 @@ fn an_asynchronous_exit_aborts_first_and_the_vmm_sees_the_fallback() {
 #[test]
 fn without_rtm_xbegin_is_undefined() {
     let img = transaction(|a| a.nop());
-    let r = run_with(&img, 0);
+    let r = run_on(vm(&img, false), &img, 0, None);
     assert!(matches!(r.end, End::Report(ref m) if m.vector == exitlab_arch::vector::UD), "{:?}", r.end);
 }

@@ -9,6 +9,10 @@ use exitlab_hv::{Counter, HandlerWork};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
+/// Counters the guest keeps (read from its counter slots) travel with the
+/// backend's under this prefix.
+pub const GUEST_COUNTER_PREFIX: &str = "guest.";
+
 /// Where an exit's access went, for the per-device breakdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {

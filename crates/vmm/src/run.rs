@@ -232,6 +232,19 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut pending = Pending::default();
     let mut ept = None;
     let mut monitor = None;
+    if image.requests.get("needs").map(String::as_str) == Some("tsx") && !caps.tsx {
+        return Err(VmmError::Load(format!(
+            "{} needs RTM (TSX): run it on the simulator with a profile that has tsx = true (modern)",
+            image.name
+        )));
+    }
+    if let Some(hz) = image.requests.get("host_timer_hz").and_then(|v| v.parse::<u64>().ok()).filter(|&h| h > 0) {
+        // The host's periodic tick, as the VMX-preemption timer: an exit
+        // every 1/hz of guest time the vCPU runs without another exit.
+        if caps.vmx_controls && caps.tsc_hz > 0 {
+            controls.preemption_timer = Some((caps.tsc_hz / hz).max(1));
+        }
+    }
     let mut posting = None;
     if image.requests.get("posted").map(String::as_str) == Some("false") {
         controls.external_interrupt_exiting = true;
@@ -247,7 +260,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
         vcpu.set_controls(&controls)?;
     }
-    let mut acc = Accountant::new(vcpu.now_ns(), vcpu.counters()?);
+    let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image)?);
 
     // One clock read at each exit and one at each resume; a resume is
     // also the start of the next run call.
@@ -297,7 +310,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                         // The guest's driver is ready: its device starts.
                         schedule_device_interrupts(vm, &vcpu, image, posting.as_ref())?;
                     }
-                    let counters = vcpu.counters()?;
+                    let counters = counters(vm, &mut vcpu, image)?;
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
@@ -458,7 +471,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
         start = rec.resume_ns;
     };
-    acc.finish(vcpu.now_ns(), vcpu.counters()?);
+    acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image)?);
     if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
         if m.kind == MonitorKind::Pml {
             m.harvest(vm, &mut vcpu, e)?;
@@ -466,6 +479,22 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     }
     let regs = vcpu.regs()?;
     Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor })
+}
+
+/// The backend's counters and the guest's own: the slots at
+/// [`layout::GUEST_COUNTERS`] the image names in its `counters` request.
+fn counters<V: Vm>(vm: &V, vcpu: &mut V::Vcpu, image: &Image) -> Result<Vec<exitlab_hv::Counter>, VmmError> {
+    let mut all = vcpu.counters()?;
+    let names = image.requests.get("counters").map(|n| n.split(',').collect::<Vec<_>>()).unwrap_or_default();
+    for (slot, name) in names.into_iter().take(layout::GUEST_COUNTER_SLOTS).enumerate() {
+        let mut b = [0u8; 8];
+        vm.read_memory(layout::GUEST_COUNTERS + 8 * slot as u64, &mut b)?;
+        all.push(exitlab_hv::Counter {
+            name: format!("{}{name}", crate::account::GUEST_COUNTER_PREFIX),
+            value: u64::from_le_bytes(b),
+        });
+    }
+    Ok(all)
 }
 
 fn port_access(io: &IoExit, data: u32) -> Access {

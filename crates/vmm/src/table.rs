@@ -2,7 +2,7 @@
 //! engineers already read (`perf kvm stat report` columns) and JSON with
 //! the same numbers.
 
-use crate::account::PhaseStats;
+use crate::account::{PhaseStats, GUEST_COUNTER_PREFIX};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 
@@ -116,14 +116,30 @@ pub fn render_table(v: &StatView) -> String {
             let _ = writeln!(out, "{:<23} {:>10} {:>11}", region, t.exits, us(avg));
         }
     }
-    let nonzero: Vec<_> = s.counters.iter().filter(|(_, &v)| v > 0).collect();
+    let nonzero: Vec<_> = backend_counters(s).filter(|(_, &v)| v > 0).collect();
     if !nonzero.is_empty() {
         let _ = writeln!(out, "\nBackend counters ({} binary stats), increase over the phase:", v.backend);
         for (name, value) in nonzero {
             let _ = writeln!(out, "  {name:<28} {value:>12}");
         }
     }
+    let guest: Vec<_> = guest_counters(s).collect();
+    if !guest.is_empty() {
+        let _ = writeln!(out, "\nGuest counters (kept by the guest), increase over the phase:");
+        for (name, value) in guest {
+            let _ = writeln!(out, "  {name:<28} {value:>12}");
+        }
+    }
     out
+}
+
+fn backend_counters(s: &PhaseStats) -> impl Iterator<Item = (&String, &u64)> {
+    s.counters.iter().filter(|(k, _)| !k.starts_with(GUEST_COUNTER_PREFIX))
+}
+
+/// The guest's own counters, without their prefix.
+fn guest_counters(s: &PhaseStats) -> impl Iterator<Item = (&str, &u64)> {
+    s.counters.iter().filter_map(|(k, v)| Some((k.strip_prefix(GUEST_COUNTER_PREFIX)?, v)))
 }
 
 /// The same numbers as [`render_table`], as JSON.
@@ -165,7 +181,8 @@ pub fn render_json(v: &StatView) -> Value {
         .collect();
     let mmio: Vec<Value> =
         s.mmio.iter().map(|(r, t)| json!({"region": r, "exits": t.exits, "total_ns": t.total_ns})).collect();
-    let counters: Map<String, Value> = s.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let counters: Map<String, Value> = backend_counters(s).map(|(k, v)| (k.clone(), json!(v))).collect();
+    let guest: Map<String, Value> = guest_counters(s).map(|(k, v)| (k.to_string(), json!(v))).collect();
     json!({
         "workload": v.workload,
         "backend": v.backend,
@@ -179,5 +196,6 @@ pub fn render_json(v: &StatView) -> Value {
         "ports": ports,
         "mmio": mmio,
         "backend_counters": counters,
+        "guest_counters": guest,
     })
 }

@@ -29,11 +29,11 @@ pub mod status {
     pub const NESTED: u32 = 1 << 5;
 }
 
-/// Cache lines a transaction may write before a capacity abort. Modelled:
-/// Intel cores track the write set in the 32 KiB L1 data cache, 512
-/// 64-byte lines (Intel optimization manual, TSX chapter); real capacity
-/// aborts come earlier with associativity conflicts, which the model omits.
-pub const WRITE_SET_LINES: usize = 512;
+/// Where the write set lives: the L1 data cache, 32 KiB in 64 sets of 8
+/// 64-byte lines (docs/SOURCES.md section 6, "Write-set capacity": a ninth
+/// distinct line written in one set aborts; secondary source, Haswell).
+pub const L1D_SETS: usize = 64;
+pub const L1D_WAYS: u8 = 8;
 
 /// MAX_RTM_NEST_COUNT: XBEGIN past this depth aborts.
 pub const MAX_NEST: u8 = 7;
@@ -49,6 +49,8 @@ pub struct Transaction {
     /// (physical address, overwritten bytes, length), in write order.
     undo: Vec<(u64, u64, u8)>,
     lines: HashSet<u64>,
+    /// Written lines per L1D set.
+    set_fill: [u8; L1D_SETS],
 }
 
 impl Machine<'_> {
@@ -71,6 +73,7 @@ impl Machine<'_> {
             depth: 1,
             undo: Vec::new(),
             lines: HashSet::new(),
+            set_fill: [0; L1D_SETS],
         }));
     }
 
@@ -92,15 +95,19 @@ impl Machine<'_> {
     }
 
     /// Logs the `n` bytes at `phys` a transactional write is about to
-    /// overwrite. A write past the write-set capacity aborts instead.
+    /// overwrite. A line that does not fit its L1D set aborts instead.
     #[cold]
     pub(super) fn log_write(&mut self, phys: u64, n: u8) -> Result<(), Stop> {
         let Some(tx) = self.cpu.tx.as_mut() else { return Ok(()) };
-        tx.lines.insert(phys >> 6);
-        tx.lines.insert((phys + u64::from(n) - 1) >> 6);
-        if tx.lines.len() > WRITE_SET_LINES {
-            self.abort(status::CAPACITY);
-            return Err(Stop::Aborted);
+        for line in [phys >> 6, (phys + u64::from(n) - 1) >> 6] {
+            if tx.lines.insert(line) {
+                let fill = &mut tx.set_fill[line as usize % L1D_SETS];
+                *fill += 1;
+                if *fill > L1D_WAYS {
+                    self.abort(status::CAPACITY);
+                    return Err(Stop::Aborted);
+                }
+            }
         }
         let (at, len) = (phys as usize, usize::from(n));
         let mut old = [0u8; 8];
