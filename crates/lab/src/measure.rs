@@ -3,7 +3,7 @@
 
 use crate::scenario::{Scenario, MACHINE_AXES};
 use exitlab_guest::layout::Phase;
-use exitlab_vmm::{run_image, Outcome, PhaseStats};
+use exitlab_vmm::{run_image, Outcome, PhaseStats, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -58,6 +58,12 @@ fn metrics(m: &PhaseStats, iterations: f64) -> BTreeMap<String, f64> {
         out.insert(format!("exits.{}", reason.name()), r.samples as f64);
         out.insert(format!("exits_per_s.{}", reason.name()), r.samples as f64 / guest_ns * 1e9);
         out.insert(format!("exits_per_kiter.{}", reason.name()), r.samples as f64 * per_kiter);
+    }
+    for (name, &v) in &m.counters {
+        if let Some(name) = name.strip_prefix(GUEST_COUNTER_PREFIX) {
+            out.insert(format!("guest.{name}"), v as f64);
+            out.insert(format!("guest_per_kiter.{name}"), v as f64 * per_kiter);
+        }
     }
     out
 }

@@ -84,13 +84,16 @@ pub fn parameters(r: &Results) -> Vec<String> {
     lines
 }
 
-/// The results table for reports: the axes, then exits per second, the
-/// share of guest time spent in exits, and exits per second by reason.
+/// The results table for reports: the axes, then exits per 1,000
+/// iterations and per second, the share of guest time spent in exits, exits
+/// per 1,000 iterations by reason, and the guest's own counters per 1,000
+/// iterations.
 pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let metrics: Vec<String> = ["exits_per_kiter", "exits_per_s", "exit_time_share"]
         .into_iter()
         .map(String::from)
         .chain(r.metric_names().into_iter().filter(|m| m.starts_with("exits_per_kiter.")))
+        .chain(r.metric_names().into_iter().filter(|m| m.starts_with("guest_per_kiter.")))
         .collect();
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();

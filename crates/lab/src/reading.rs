@@ -53,7 +53,8 @@ pub fn reading(r: &Results) -> String {
                 last.0
             );
         }
-        [a, b, ..] => {
+        // With more than two series, the outermost two.
+        [a, .., b] => {
             let (pa, pb) = (&data[*a], &data[*b]);
             let pairs: Vec<(f64, f64, f64)> =
                 pa.iter().filter_map(|&(x, ya)| pb.iter().find(|p| p.0 == x).map(|&(_, yb)| (x, ya, yb))).collect();

@@ -66,7 +66,8 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The built-in experiments, in report order.
-pub const BUILT_IN: [(&str, &str); 1] = [("e1", include_str!("../../../scenarios/e1.toml"))];
+pub const BUILT_IN: [(&str, &str); 2] =
+    [("e1", include_str!("../../../scenarios/e1.toml")), ("e10", include_str!("../../../scenarios/e10.toml"))];
 
 /// Axes that choose the machine rather than a workload parameter.
 pub const MACHINE_AXES: [&str; 2] = ["backend", "profile"];
@@ -75,9 +76,18 @@ pub const MACHINE_AXES: [&str; 2] = ["backend", "profile"];
 /// iterations of the measured loop, per second of guest (virtual) time,
 /// their average cost and share of guest time; `exits.<REASON>`,
 /// `exits_per_kiter.<REASON>` and `exits_per_s.<REASON>` add one per exit
-/// reason seen.
-pub const METRICS: [&str; 6] =
-    ["exits", "exits_per_kiter", "exits_per_s", "guest_ns", "avg_exit_ns", "exit_time_share"];
+/// reason seen; `guest.<NAME>` and `guest_per_kiter.<NAME>` one per counter
+/// the guest keeps.
+pub const METRICS: [&str; 8] = [
+    "exits",
+    "exits_per_kiter",
+    "exits_per_s",
+    "guest_ns",
+    "avg_exit_ns",
+    "exit_time_share",
+    "guest",
+    "guest_per_kiter",
+];
 
 /// The text of a TOML value as a `--set` would write it.
 pub fn value_text(v: &toml::Value) -> String {
@@ -164,7 +174,8 @@ impl Scenario {
                     return Err(err("series", format!("figure `{}`: series = `{series}` is not a sweep axis", f.name)));
                 }
             }
-            let base = f.y.strip_suffix(".*").unwrap_or(&f.y);
+            // `exits_per_kiter.*`, `guest.tx_aborts`: a family and a member.
+            let base = f.y.split('.').next().unwrap_or(&f.y);
             if !METRICS.contains(&base) {
                 return Err(err(
                     "y",

@@ -37,6 +37,29 @@ fn e1_modern_causes_fewer_exits_than_legacy_at_every_p() {
 }
 
 #[test]
+fn e10_aborts_rise_with_the_host_timer_and_with_transaction_length() {
+    let r = run_scenario(&Scenario::load("e10").unwrap(), false);
+    assert_eq!(r.points.len(), 15);
+    let aborts = |len: &str, hz: &str| {
+        let point = r.points.iter().find(|x| x.axis("len") == Some(len) && x.axis("timer_hz") == Some(hz)).unwrap();
+        assert!(point.na.is_none(), "{:?}", point.na);
+        let m = |k: &str| point.metrics.get(k).copied().unwrap_or(0.0);
+        assert_eq!(m("guest_per_kiter.tx_aborts") + m("guest_per_kiter.tx_commits"), 1000.0, "{len} {hz}");
+        m("guest_per_kiter.tx_aborts")
+    };
+    for len in ["16", "128", "512"] {
+        // The baseline without host interruptions commits everything.
+        assert_eq!(aborts(len, "0"), 0.0);
+        let rates: Vec<f64> = ["1000", "10000", "100000", "1000000"].iter().map(|hz| aborts(len, hz)).collect();
+        assert!(rates.windows(2).all(|w| w[0] <= w[1]), "len {len}: {rates:?}");
+    }
+    // A 1 MHz tick lands inside every 512-line transaction.
+    assert_eq!(aborts("512", "1000000"), 1000.0);
+    assert!(aborts("16", "1000000") < aborts("128", "1000000"));
+    assert!(aborts("128", "1000000") < aborts("512", "1000000"));
+}
+
+#[test]
 fn results_files_are_identical_across_runs_and_written_whole() {
     let mut s = Scenario::load("e1").unwrap();
     s.params.insert("n".into(), toml::Value::Integer(200));

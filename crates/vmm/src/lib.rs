@@ -20,7 +20,7 @@ pub mod shadow;
 mod table;
 pub mod walk;
 
-pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats};
+pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats, GUEST_COUNTER_PREFIX};
 pub use run::{
     run_image, run_image_with, Access, GuestError, Outcome, Protection, RunOptions, RunReport, TraceEntry, VmmError,
 };

@@ -238,13 +238,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             image.name
         )));
     }
-    if let Some(hz) = image.requests.get("host_timer_hz").and_then(|v| v.parse::<u64>().ok()).filter(|&h| h > 0) {
-        // The host's periodic tick, as the VMX-preemption timer: an exit
-        // every 1/hz of guest time the vCPU runs without another exit.
-        if caps.vmx_controls && caps.tsc_hz > 0 {
-            controls.preemption_timer = Some((caps.tsc_hz / hz).max(1));
-        }
-    }
+    let hz = image.requests.get("host_timer_hz").and_then(|v| v.parse::<u64>().ok()).filter(|&h| h > 0);
+    let mut host_tick = match hz {
+        Some(hz) if caps.vmx_controls && caps.tsc_hz > 0 => Some(HostTick::new(hz, caps.tsc_hz, vcpu.now_ns())),
+        _ => None,
+    };
     let mut posting = None;
     if image.requests.get("posted").map(String::as_str) == Some("false") {
         controls.external_interrupt_exiting = true;
@@ -266,6 +264,9 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     // also the start of the next run call.
     let mut start = vcpu.now_ns();
     let outcome = loop {
+        if let Some(t) = &mut host_tick {
+            t.arm(&mut vcpu, &mut controls)?;
+        }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
             Err(HvError::Unsupported(s)) => break Outcome::GuestError(GuestError::Unsupported(s)),
@@ -479,6 +480,34 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     }
     let regs = vcpu.regs()?;
     Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor })
+}
+
+/// The host's periodic timer tick, as the VMX-preemption timer programmed
+/// before each entry to expire at the next tick of a free-running clock
+/// (as KVM arms it from an hrtimer deadline): ticks keep their own phase,
+/// whatever the guest and its exits do in between.
+struct HostTick {
+    period_ns: u64,
+    next_ns: u64,
+    tsc_hz: u64,
+}
+
+impl HostTick {
+    fn new(hz: u64, tsc_hz: u64, now_ns: u64) -> HostTick {
+        let period_ns = (1_000_000_000 / hz).max(1);
+        HostTick { period_ns, next_ns: now_ns + period_ns, tsc_hz }
+    }
+
+    fn arm<C: Vcpu>(&mut self, vcpu: &mut C, controls: &mut exitlab_arch::vmx::Controls) -> Result<(), VmmError> {
+        let now = vcpu.now_ns();
+        if now >= self.next_ns {
+            self.next_ns += ((now - self.next_ns) / self.period_ns + 1) * self.period_ns;
+        }
+        let ticks = u128::from(self.next_ns - now) * u128::from(self.tsc_hz) / 1_000_000_000;
+        controls.preemption_timer = Some(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+        vcpu.set_controls(controls)?;
+        Ok(())
+    }
 }
 
 /// The backend's counters and the guest's own: the slots at
