@@ -343,7 +343,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             VmExit::Cpuid { leaf, subleaf } => {
                 let answer = match options.cpuid.iter().find(|(l, _)| l == leaf) {
                     Some((_, regs)) => *regs,
-                    None => crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8),
+                    None => crate::cpuid::cpuid(*leaf, *subleaf, vcpu.id() as u8, caps.tsx),
                 };
                 vcpu.complete(Completion::Cpuid(answer));
                 single_step_trap(&mut vcpu)?;
