@@ -6,8 +6,9 @@ use crate::scenario::{value_text, Figure};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 
-/// The (x, y) points of each series of `f`, series in name order.
-pub fn series(r: &Results, f: &Figure) -> BTreeMap<String, Vec<(f64, f64)>> {
+/// The (x, y) points of each series of `f`, series in name order (numeric
+/// order when every name is a number: a swept parameter's values).
+pub fn series(r: &Results, f: &Figure) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let points: Vec<_> = r
         .points
@@ -48,7 +49,14 @@ pub fn series(r: &Results, f: &Figure) -> BTreeMap<String, Vec<(f64, f64)>> {
     for pts in out.values_mut() {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    out
+    let mut ordered: Vec<_> = out.into_iter().collect();
+    let numbers: Option<Vec<f64>> = ordered.iter().map(|(name, _)| name.parse::<f64>().ok()).collect();
+    if let Some(numbers) = numbers {
+        let mut keyed: Vec<_> = numbers.into_iter().zip(ordered).collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ordered = keyed.into_iter().map(|(_, s)| s).collect();
+    }
+    ordered
 }
 
 const COLORS: [RGBColor; 8] = [
@@ -69,9 +77,9 @@ pub fn figure_svg(r: &Results, f: &Figure) -> String {
     {
         let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let xs = data.values().flatten().map(|p| p.0);
+        let xs = data.iter().flat_map(|(_, pts)| pts).map(|p| p.0);
         let (x0, x1) = xs.clone().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-        let y1 = data.values().flatten().map(|p| p.1).fold(0.0f64, f64::max);
+        let y1 = data.iter().flat_map(|(_, pts)| pts).map(|p| p.1).fold(0.0f64, f64::max);
         let (x0, x1) = if x0.is_finite() && x1 > x0 { (x0, x1) } else { (0.0, 1.0) };
         let y1 = if y1 > 0.0 { y1 * 1.08 } else { 1.0 };
         let chart = ChartBuilder::on(&root)

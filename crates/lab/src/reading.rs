@@ -16,6 +16,16 @@ fn factor(hi: f64, lo: f64) -> String {
     }
 }
 
+/// A metric's name in words: `exits_per_kiter` is "exits per kiter",
+/// `exits_per_s.HLT` "HLT exits per s", `guest_per_kiter.tx_aborts` "tx
+/// aborts per kiter".
+fn words(metric: &str) -> String {
+    let Some((family, member)) = metric.split_once('.') else { return metric.replace('_', " ") };
+    let per = family.split_once("_per_").map(|(_, unit)| format!(" per {unit}")).unwrap_or_default();
+    let what = if family.starts_with("guest") { member.replace('_', " ") } else { format!("{member} exits") };
+    format!("{what}{per}")
+}
+
 /// A paragraph about the scenario's first figure.
 pub fn reading(r: &Results) -> String {
     let mut out = String::new();
@@ -28,12 +38,16 @@ pub fn reading(r: &Results) -> String {
         return out + "The scenario draws no figure to read.";
     };
     let data = series(r, f);
-    let metric = f.y.replace('_', " ");
-    let names: Vec<&String> = data.keys().collect();
-    match names.as_slice() {
+    let metric = words(&f.y);
+    // A series named by a swept number reads as `len = 16`.
+    let label = |name: &String| match &f.series {
+        Some(axis) if name.parse::<f64>().is_ok() => format!("{axis} = {name}"),
+        _ => name.clone(),
+    };
+    match data.as_slice() {
         [] => out.push_str("No point produced data."),
-        [only] => {
-            let pts = &data[*only];
+        [(only, pts)] => {
+            let only = label(only);
             let (first, last) = (pts[0], pts[pts.len() - 1]);
             let trend = if last.1 > first.1 {
                 "rises"
@@ -54,8 +68,7 @@ pub fn reading(r: &Results) -> String {
             );
         }
         // With more than two series, the outermost two.
-        [a, .., b] => {
-            let (pa, pb) = (&data[*a], &data[*b]);
+        [(a, pa), .., (b, pb)] => {
             let pairs: Vec<(f64, f64, f64)> =
                 pa.iter().filter_map(|&(x, ya)| pb.iter().find(|p| p.0 == x).map(|&(_, yb)| (x, ya, yb))).collect();
             if pairs.is_empty() {
@@ -63,7 +76,8 @@ pub fn reading(r: &Results) -> String {
             }
             let a_lower = pairs.iter().filter(|(_, ya, yb)| ya < yb).count();
             let b_lower = pairs.iter().filter(|(_, ya, yb)| yb < ya).count();
-            let (lo, hi, lo_is_a) = if b_lower >= a_lower { (*b, *a, false) } else { (*a, *b, true) };
+            let (lo, hi, lo_is_a) = if b_lower >= a_lower { (b, a, false) } else { (a, b, true) };
+            let (lo, hi) = (label(lo), label(hi));
             let everywhere = if lo_is_a { a_lower } else { b_lower } == pairs.len();
             let first = pairs[0];
             let last = pairs[pairs.len() - 1];
@@ -119,4 +133,17 @@ pub fn reading(r: &Results) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words;
+
+    #[test]
+    fn metric_names_read_as_words() {
+        assert_eq!(words("exits_per_kiter"), "exits per kiter");
+        assert_eq!(words("exits_per_s.HLT"), "HLT exits per s");
+        assert_eq!(words("exits.IO_INSTRUCTION"), "IO_INSTRUCTION exits");
+        assert_eq!(words("guest_per_kiter.tx_aborts"), "tx aborts per kiter");
+    }
 }
