@@ -103,38 +103,31 @@ fn an_exception_inside_is_suppressed_by_the_abort() {
     assert_eq!(outcome(run_rtm(&int3, None)).0, 1 << 4, "a breakpoint sets the debug bit");
 }
 
+/// A transaction writing a byte at `n` addresses from `start`, `stride`
+/// apart.
+fn strided_writes(n: u32, start: u64, stride: i32) -> Image {
+    transaction(move |a| {
+        let mut top = a.create_label();
+        a.mov(ecx, n)?;
+        a.mov(rdi, start)?;
+        a.set_label(&mut top)?;
+        a.mov(byte_ptr(rdi), 1)?;
+        a.add(rdi, stride)?;
+        a.dec(ecx)?;
+        a.jnz(top)
+    })
+}
+
 #[test]
 fn a_write_set_past_capacity_aborts_with_the_capacity_bit() {
     // One write per cache line from set 1 on; [BUF] is in set 0. 511 more
     // lines fill every set to its 8 ways, the 512th is a ninth in set 0.
-    let lines = |n: u32| {
-        transaction(move |a| {
-            let mut top = a.create_label();
-            a.mov(ecx, n)?;
-            a.mov(rdi, BUF + 0x1040)?;
-            a.set_label(&mut top)?;
-            a.mov(byte_ptr(rdi), 1)?;
-            a.add(rdi, 64)?;
-            a.dec(ecx)?;
-            a.jnz(top)
-        })
-    };
+    let lines = |n: u32| strided_writes(n, BUF + 0x1040, 64);
     assert_eq!(outcome(run_rtm(&lines(511), None)).5, 1, "511 + 1 lines commit");
     let (status, _, _, fell_back, m, commits, aborts) = outcome(run_rtm(&lines(512), None));
     assert_eq!((status, fell_back, m, commits, aborts), (8, 1, 7, 0, 1));
     // Nine lines 4 KiB apart share one L1D set: the ninth aborts.
-    let same_set = |n: u32| {
-        transaction(move |a| {
-            let mut top = a.create_label();
-            a.mov(ecx, n)?;
-            a.mov(rdi, BUF + 0x1000)?;
-            a.set_label(&mut top)?;
-            a.mov(byte_ptr(rdi), 1)?;
-            a.add(rdi, 4096)?;
-            a.dec(ecx)?;
-            a.jnz(top)
-        })
-    };
+    let same_set = |n: u32| strided_writes(n, BUF + 0x1000, 4096);
     // [BUF] is in set 0 too: seven more fit, the eighth does not.
     assert_eq!(outcome(run_rtm(&same_set(7), None)).5, 1);
     assert_eq!(outcome(run_rtm(&same_set(8), None)).0, 8);

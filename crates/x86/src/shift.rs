@@ -103,36 +103,31 @@ pub fn ror(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     (r, with_cf_of(&old, msb, msb != msb2))
 }
 
-/// RCL: rotate left through CF.
-pub fn rcl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+/// Rotates the size+1-bit value CF:a by the masked count, left or right:
+/// the result and the new CF, or `None` for a count of 0 (flags kept).
+fn rotate_through_carry(size: Size, a: u64, c: u64, old: &Flags, left: bool) -> Option<(u64, bool)> {
     let bits = size as u32 * 8;
     let c = count(size, c) % (bits + 1);
     if c == 0 {
-        return (a & mask(size), old);
+        return None;
     }
-    let cf_in = old.cf() as u128;
-    let v = (a as u128 & mask(size) as u128) | cf_in << bits;
+    let v = (a as u128 & mask(size) as u128) | (old.cf() as u128) << bits;
     let width = bits + 1;
-    let rot = ((v << c) | (v >> (width - c))) & ((1u128 << width) - 1);
-    let r = rot as u64 & mask(size);
-    let cf = (rot >> bits) & 1 != 0;
+    let rot = if left { (v << c) | (v >> (width - c)) } else { (v >> c) | (v << (width - c)) };
+    let rot = rot & ((1u128 << width) - 1);
+    Some((rot as u64 & mask(size), (rot >> bits) & 1 != 0))
+}
+
+/// RCL: rotate left through CF.
+pub fn rcl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let Some((r, cf)) = rotate_through_carry(size, a, c, &old, true) else { return (a & mask(size), old) };
     let of = (r & sign_bit(size) != 0) != cf;
     (r, with_cf_of(&old, cf, of))
 }
 
 /// RCR: rotate right through CF.
 pub fn rcr(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
-    let bits = size as u32 * 8;
-    let c = count(size, c) % (bits + 1);
-    if c == 0 {
-        return (a & mask(size), old);
-    }
-    let cf_in = old.cf() as u128;
-    let v = (a as u128 & mask(size) as u128) | cf_in << bits;
-    let width = bits + 1;
-    let rot = ((v >> c) | (v << (width - c))) & ((1u128 << width) - 1);
-    let r = rot as u64 & mask(size);
-    let cf = (rot >> bits) & 1 != 0;
+    let Some((r, cf)) = rotate_through_carry(size, a, c, &old, false) else { return (a & mask(size), old) };
     let msb = r & sign_bit(size) != 0;
     let msb2 = r & (sign_bit(size) >> 1) != 0;
     (r, with_cf_of(&old, cf, msb != msb2))

@@ -39,8 +39,21 @@ impl Machine<'_> {
         };
     }
 
+    /// The linear address of `m`: its offset plus the FS or GS base.
     #[inline(always)]
     fn ea(&self, m: &Mem) -> u64 {
+        let a = self.offset(m);
+        match m.seg {
+            1 => a.wrapping_add(self.cpu.fs_base),
+            2 => a.wrapping_add(self.cpu.gs_base),
+            _ => a,
+        }
+    }
+
+    /// base + index * scale + displacement, truncated for a 32-bit address
+    /// size: what LEA computes.
+    #[inline(always)]
+    fn offset(&self, m: &Mem) -> u64 {
         let mut a = m.disp;
         if m.base != Mem::NONE {
             a = a.wrapping_add(self.cpu.gpr[usize::from(m.base)]);
@@ -51,11 +64,7 @@ impl Machine<'_> {
         if m.a32 {
             a &= 0xffff_ffff;
         }
-        match m.seg {
-            1 => a.wrapping_add(self.cpu.fs_base),
-            2 => a.wrapping_add(self.cpu.gs_base),
-            _ => a,
-        }
+        a
     }
 
     #[inline(always)]
@@ -188,16 +197,7 @@ impl Machine<'_> {
             }
             Lea => {
                 let Opnd::Mem(m) = op.b else { return Err(self.raise(Event::ud())) };
-                let mut a = m.disp;
-                if m.base != Mem::NONE {
-                    a = a.wrapping_add(self.cpu.gpr[usize::from(m.base)]);
-                }
-                if m.index != Mem::NONE {
-                    a = a.wrapping_add(self.cpu.gpr[usize::from(m.index)].wrapping_mul(u64::from(m.scale)));
-                }
-                if m.a32 {
-                    a &= 0xffff_ffff;
-                }
+                let a = self.offset(&m);
                 self.put(&op.a, size, a)?;
             }
             Add | Adc | Sub | Sbb | And | Or | Xor | Cmp | Test => {
