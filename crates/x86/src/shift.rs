@@ -73,16 +73,27 @@ pub fn sar(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     (r, Flags::known(szp(size, r) | flag(cf, CF)))
 }
 
-/// ROL: only CF and OF change.
-pub fn rol(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+/// Rotates `a` by the masked count, left or right; `None` for a masked
+/// count of 0 (flags kept). A count that is a multiple of the width still
+/// updates the flags from the unchanged value.
+fn rotate(size: Size, a: u64, c: u64, left: bool) -> Option<u64> {
     let bits = size as u32 * 8;
     let masked = count(size, c);
     if masked == 0 {
-        return (a & mask(size), old);
+        return None;
     }
     let c = masked % bits;
     let a = a & mask(size);
-    let r = if c == 0 { a } else { ((a << c) | (a >> (bits - c))) & mask(size) };
+    if c == 0 {
+        return Some(a);
+    }
+    let r = if left { (a << c) | (a >> (bits - c)) } else { (a >> c) | (a << (bits - c)) };
+    Some(r & mask(size))
+}
+
+/// ROL: only CF and OF change.
+pub fn rol(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
+    let Some(r) = rotate(size, a, c, true) else { return (a & mask(size), old) };
     let cf = r & 1 != 0;
     let of = (r & sign_bit(size) != 0) != cf;
     (r, with_cf_of(&old, cf, of))
@@ -90,14 +101,7 @@ pub fn rol(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
 
 /// ROR: only CF and OF change.
 pub fn ror(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
-    let bits = size as u32 * 8;
-    let masked = count(size, c);
-    if masked == 0 {
-        return (a & mask(size), old);
-    }
-    let c = masked % bits;
-    let a = a & mask(size);
-    let r = if c == 0 { a } else { ((a >> c) | (a << (bits - c))) & mask(size) };
+    let Some(r) = rotate(size, a, c, false) else { return (a & mask(size), old) };
     let msb = r & sign_bit(size) != 0;
     let msb2 = r & (sign_bit(size) >> 1) != 0;
     (r, with_cf_of(&old, msb, msb != msb2))
