@@ -9,6 +9,7 @@
 
 pub mod bits;
 pub mod exit_reason;
+pub mod iommu;
 pub mod posted;
 pub mod qualification;
 pub mod state;

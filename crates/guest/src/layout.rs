@@ -70,6 +70,59 @@ pub const DEVICE_VECTOR: u8 = 0x41;
 /// Writing here rings the doorbell device: it completes the request at
 /// once and interrupts with an MSI on [`DEVICE_VECTOR`].
 pub const PORT_DOORBELL: u16 = 0x81;
+/// Where the exitlab block device's registers sit in guest-physical space
+/// (one 4 KiB BAR): mapped straight to the device when the VMM assigns it
+/// through an IOMMU, trapped and emulated when it cannot.
+pub const BLK_BAR: u64 = 0xd010_0000;
+pub const BLK_BAR_SIZE: u64 = 0x1000;
+
+/// The exitlab block device's interface: a ring of 32-byte requests in
+/// guest memory that the device reads by DMA, a producer index the driver
+/// writes (the doorbell), a completion index the device advances, and one
+/// interrupt (message 0) per completed request. Registers are 32 bits.
+pub mod blk {
+    /// Reads "XBLK".
+    pub const ID: u64 = 0x00;
+    pub const ID_VALUE: u32 = u32::from_le_bytes(*b"XBLK");
+    /// Bit 0: a request failed (its status says why); write 1 to clear.
+    pub const STATUS: u64 = 0x04;
+    pub const STATUS_ERROR: u32 = 1;
+    /// Ring address (as the device's DMA sees it), low and high halves.
+    pub const RING_LO: u64 = 0x08;
+    pub const RING_HI: u64 = 0x0c;
+    /// Entries in the ring: a power of two up to [`MAX_RING`]; writing it
+    /// resets both indices to 0.
+    pub const RING_SIZE: u64 = 0x10;
+    pub const MAX_RING: u32 = 256;
+    /// Producer index (free-running): requests up to here are submitted.
+    pub const TAIL: u64 = 0x14;
+    /// Completion index (free-running, read-only).
+    pub const HEAD: u64 = 0x18;
+    /// Disk size in 512-byte sectors (read-only).
+    pub const CAPACITY: u64 = 0x1c;
+
+    /// Bytes in one request.
+    pub const REQUEST: u64 = 32;
+    /// Request layout: op (u8), status (u8, written by the device), two
+    /// reserved bytes, sectors (u32), lba (u64), buffer address (u64), and
+    /// eight reserved bytes.
+    pub const REQ_OP: u64 = 0;
+    pub const REQ_STATUS: u64 = 1;
+    pub const REQ_SECTORS: u64 = 4;
+    pub const REQ_LBA: u64 = 8;
+    pub const REQ_BUF: u64 = 16;
+    /// Ops: disk to memory, memory to disk.
+    pub const OP_READ: u8 = 1;
+    pub const OP_WRITE: u8 = 2;
+    /// Statuses the device writes back.
+    pub const ST_OK: u8 = 0;
+    pub const ST_DMA_FAULT: u8 = 1;
+    pub const ST_BAD_REQUEST: u8 = 2;
+    pub const SECTOR: u64 = 512;
+    /// The most sectors one request moves.
+    pub const MAX_SECTORS: u32 = 128;
+}
+
 /// The spurious-interrupt vector programmed into the APIC SVR.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 

@@ -4,6 +4,10 @@
 //! has, only what it [`Capabilities`] offers.
 #![forbid(unsafe_code)]
 
+pub mod device;
+
+pub use device::{Device, DeviceCtx, Dma, DmaError};
+use exitlab_arch::iommu;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, CrAccessQual, EptViolationQual, ExitReason, IoQual, Regs};
 use serde::Serialize;
@@ -36,6 +40,9 @@ pub struct Capabilities {
     pub pml: bool,
     pub posted_interrupts: bool,
     pub tsx: bool,
+    /// An IOMMU (VT-d DMA and interrupt remapping) through which the VMM
+    /// can assign a device to the guest ([`Vm::assign_device`]).
+    pub iommu: bool,
     /// TSC ticks per second, where the VMM may know it (the VMX-preemption
     /// timer counts in them); 0 when it does not.
     pub tsc_hz: u64,
@@ -405,6 +412,36 @@ pub trait Vm {
     fn read_host(&self, _hpa: u64, _data: &mut [u8]) -> Result<()> {
         Err(kept("host-physical memory"))
     }
+
+    /// Points the IOMMU at the VMM's tables in host memory: the root table
+    /// (RTADDR_REG) and the interrupt-remapping table of `irt_entries`
+    /// entries (IRTA_REG); DMA and interrupt remapping are on from then.
+    fn set_iommu(&mut self, _root_table: u64, _irt: u64, _irt_entries: u32) -> Result<()> {
+        Err(kept("an IOMMU"))
+    }
+
+    /// Plugs `device` into the machine as physical hardware behind the
+    /// IOMMU and returns the host-physical address of its registers: the
+    /// VMM maps them into the guest, which then drives the device without
+    /// exits. Its DMA is remapped as requester `source`, its interrupt
+    /// message k through interrupt-remapping entry `first_irte + k`.
+    fn assign_device(&mut self, _device: Box<dyn Device>, _assignment: Assignment) -> Result<u64> {
+        Err(kept("an IOMMU"))
+    }
+
+    /// The IOMMU's fault records since the last call, oldest first.
+    fn take_iommu_faults(&self) -> Vec<iommu::Fault> {
+        Vec::new()
+    }
+}
+
+/// How an assigned device sits behind the IOMMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// Bytes of register space (one BAR).
+    pub bar_len: u64,
+    pub source: iommu::SourceId,
+    pub first_irte: u16,
 }
 
 /// One virtual CPU.

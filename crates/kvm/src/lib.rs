@@ -117,6 +117,7 @@ impl Vm for KvmVm {
             pml: false,
             posted_interrupts: false,
             tsx: false,
+            iommu: false,
             tsc_hz: 0,
             backend_counters: true,
             vmx_controls: false,

@@ -11,16 +11,18 @@
 pub mod apic;
 pub mod cost;
 pub mod cpu;
+pub mod iommu;
 mod machine;
 pub mod profile;
 
 use cost::Costs;
 use cpu::{Awaiting, Cpu, Event, Machine};
+use exitlab_arch::iommu::Fault;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{
-    Capabilities, Completion, Counter, ExitInfo, HandlerWork, HvError, Injection, Msi, Result, ShadowFlags, Vcpu, Vm,
-    VmExit,
+    Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Msi, Result,
+    ShadowFlags, Vcpu, Vm, VmExit,
 };
 use machine::{Shared, Signal};
 use profile::Profile;
@@ -99,6 +101,7 @@ impl Vm for SimVm {
             pml: self.profile.features.pml,
             posted_interrupts: self.profile.features.posted_interrupts,
             tsx: self.profile.features.tsx,
+            iommu: self.profile.features.iommu,
             tsc_hz: self.profile.hz(),
             backend_counters: true,
             vmx_controls: true,
@@ -175,6 +178,37 @@ impl Vm for SimVm {
         let src = sh.host_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
         data.copy_from_slice(src);
         Ok(())
+    }
+
+    fn set_iommu(&mut self, root_table: u64, irt: u64, irt_entries: u32) -> Result<()> {
+        if !self.profile.features.iommu {
+            return Err(HvError::Unavailable(format!("the {} profile has no IOMMU", self.profile.name)));
+        }
+        let mut sh = lock(&self.shared);
+        let faults = sh.iommu.take().map(|i| i.faults).unwrap_or_default();
+        sh.iommu = Some(iommu::Iommu { root: root_table, irt, irt_entries, faults });
+        Ok(())
+    }
+
+    fn assign_device(&mut self, device: Box<dyn Device>, a: Assignment) -> Result<u64> {
+        let mut sh = lock(&self.shared);
+        if sh.iommu.is_none() {
+            return Err(HvError::Backend("assign a device only behind a programmed IOMMU".into()));
+        }
+        let len = a.bar_len.max(1).next_multiple_of(machine::PAGE);
+        let bar = sh.assigned.last().map_or(iommu::DEVICE_BASE, |d| d.bar + d.len);
+        sh.assigned.push(iommu::Assigned {
+            bar,
+            len,
+            device: Some(device),
+            source: a.source,
+            first_irte: a.first_irte,
+        });
+        Ok(bar)
+    }
+
+    fn take_iommu_faults(&self) -> Vec<Fault> {
+        lock(&self.shared).iommu.as_mut().map(|i| std::mem::take(&mut i.faults)).unwrap_or_default()
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {

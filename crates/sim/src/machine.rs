@@ -3,6 +3,8 @@
 //! and interrupts signalled from outside the vCPUs (MSIs).
 
 use crate::cpu::op::Op;
+use crate::iommu::{Assigned, Iommu};
+use exitlab_arch::iommu::SourceId;
 use exitlab_arch::posted;
 use exitlab_hv::HvError;
 use std::cmp::Reverse;
@@ -72,10 +74,13 @@ pub enum Signal {
     /// Interrupt remapping in posted mode: `vector` into the descriptor at
     /// host-physical `descriptor`.
     Post { descriptor: u64, vector: u8 },
+    /// A device's message `index` (its interrupt-remapping entry) from
+    /// requester `source`, looked up in the interrupt-remapping table when
+    /// it arrives.
+    Remapped { source: SourceId, index: u16 },
 }
 
 /// Guest RAM and the state the vCPUs share.
-#[derive(Debug)]
 pub struct Shared {
     pub ram: Vec<u8>,
     /// One bit per RAM page: a cached block was decoded from it.
@@ -91,6 +96,9 @@ pub struct Shared {
     pub timed_seq: u64,
     /// Host memory the VMM allocated, at [`HOST_BASE`].
     pub host: Vec<u8>,
+    /// The IOMMU, once the VMM has programmed it.
+    pub iommu: Option<Iommu>,
+    pub assigned: Vec<Assigned>,
 }
 
 impl Shared {
@@ -105,6 +113,8 @@ impl Shared {
             timed: BinaryHeap::new(),
             timed_seq: 0,
             host: Vec::new(),
+            iommu: None,
+            assigned: Vec::new(),
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Features {
     pub pml: bool,
     pub decode_assist: bool,
     pub tsx: bool,
+    /// VT-d DMA and interrupt remapping: devices can be assigned to guests.
+    pub iommu: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

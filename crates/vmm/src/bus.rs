@@ -1,17 +1,8 @@
 //! Address-space buses: port I/O (16-bit port space) and MMIO (guest-
 //! physical space). A device owns a range and sees offsets into it.
 
+pub use exitlab_hv::device::{Device, DeviceCtx};
 use std::fmt;
-
-/// A device model: reads and writes at an offset into its range. `data`'s
-/// length is the access size. Devices keep their own state and never panic
-/// on guest-chosen offsets or sizes.
-pub trait Device: Send {
-    fn read(&mut self, offset: u64, data: &mut [u8]);
-    fn write(&mut self, offset: u64, data: &[u8]);
-    /// For inspecting a device's state after a run.
-    fn as_any(&self) -> &dyn std::any::Any;
-}
 
 /// Two devices were given overlapping ranges (a VMM set-up bug).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +70,12 @@ impl Bus {
         self.slots[slot].base
     }
 
-    pub fn read(&mut self, hit: Hit, data: &mut [u8]) {
-        self.slots[hit.slot].device.read(hit.offset, data)
+    pub fn read(&mut self, hit: Hit, data: &mut [u8], ctx: &mut DeviceCtx<'_>) {
+        self.slots[hit.slot].device.read(hit.offset, data, ctx)
     }
 
-    pub fn write(&mut self, hit: Hit, data: &[u8]) {
-        self.slots[hit.slot].device.write(hit.offset, data)
+    pub fn write(&mut self, hit: Hit, data: &[u8], ctx: &mut DeviceCtx<'_>) {
+        self.slots[hit.slot].device.write(hit.offset, data, ctx)
     }
 
     /// Every range: (name, base, length).
@@ -104,10 +95,10 @@ mod tests {
 
     struct Echo(Vec<(u64, Vec<u8>)>);
     impl Device for Echo {
-        fn read(&mut self, offset: u64, data: &mut [u8]) {
+        fn read(&mut self, offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
             data.fill(offset as u8);
         }
-        fn write(&mut self, offset: u64, data: &[u8]) {
+        fn write(&mut self, offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
             self.0.push((offset, data.to_vec()));
         }
         fn as_any(&self) -> &dyn std::any::Any {
@@ -128,7 +119,9 @@ mod tests {
         assert_eq!(bus.find(0x400), None);
         assert_eq!(bus.find(0), None);
         let mut d = [0u8; 2];
-        bus.read(bus.find(0x3fd).unwrap(), &mut d);
+        let mut no_dma = exitlab_hv::device::NoDma;
+        let mut ctx = DeviceCtx::new(0, &mut no_dma);
+        bus.read(bus.find(0x3fd).unwrap(), &mut d, &mut ctx);
         assert_eq!(d, [5, 5]);
     }
 

@@ -6,7 +6,7 @@
 //! does is counted as handler work for the cost model: bytes decoded, page
 //! walks, device register operations, bytes copied.
 
-use crate::bus::{Bus, Hit};
+use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::run::VmmError;
 use crate::walk::walk;
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
@@ -38,10 +38,11 @@ pub struct Emulated {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CannotEmulate(pub String);
 
-struct Emulator<'a, V: Vm, C: Vcpu> {
+struct Emulator<'a, 'c, V: Vm, C: Vcpu> {
     vm: &'a V,
     vcpu: &'a mut C,
     bus: &'a mut Bus,
+    ctx: &'a mut DeviceCtx<'c>,
     regs: Regs,
     cr3: u64,
     nxe: bool,
@@ -54,7 +55,7 @@ fn gpr(r: Register) -> Option<(usize, u8, bool)> {
     full.is_gpr64().then(|| ((full as usize) - (Register::RAX as usize), r.size() as u8, high))
 }
 
-impl<V: Vm, C: Vcpu> Emulator<'_, V, C> {
+impl<V: Vm, C: Vcpu> Emulator<'_, '_, V, C> {
     fn fail<T>(&self, msg: String) -> Result<T, CannotEmulate> {
         Err(CannotEmulate(msg))
     }
@@ -87,7 +88,7 @@ impl<V: Vm, C: Vcpu> Emulator<'_, V, C> {
             return Ok(u64::from(v) >> ((offset & 3) * 8) & mask(size));
         }
         if let Some(hit) = self.device(gpa) {
-            self.bus.read(hit, &mut b[..n]);
+            self.bus.read(hit, &mut b[..n], self.ctx);
             self.note_device(gpa, size, false, u64::from_le_bytes(b), Some(hit.slot));
         } else if self.vm.read_memory(gpa, &mut b[..n]).is_err() {
             // MMIO with no device behind it reads as all ones.
@@ -110,7 +111,7 @@ impl<V: Vm, C: Vcpu> Emulator<'_, V, C> {
             return Ok(());
         }
         if let Some(hit) = self.device(gpa) {
-            self.bus.write(hit, &bytes[..n]);
+            self.bus.write(hit, &bytes[..n], self.ctx);
             self.note_device(gpa, size, true, v & mask(size), Some(hit.slot));
         } else if self.vm.write_memory(gpa, &bytes[..n]).is_err() {
             self.note_device(gpa, size, true, v & mask(size), None);
@@ -325,11 +326,12 @@ pub fn emulate_mmio<V: Vm, C: Vcpu>(
     vm: &V,
     vcpu: &mut C,
     bus: &mut Bus,
+    ctx: &mut DeviceCtx<'_>,
 ) -> Result<Result<Emulated, CannotEmulate>, VmmError> {
     let regs = vcpu.regs()?;
     let cr3 = vcpu.read_cr(3)?;
     let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
-    let mut e = Emulator { vm, vcpu, bus, regs, cr3, nxe, done: Emulated::default() };
+    let mut e = Emulator { vm, vcpu, bus, ctx, regs, cr3, nxe, done: Emulated::default() };
     let result = (|| {
         // Fetch up to 15 bytes, across a page boundary if need be.
         let rip = e.regs.rip;

@@ -74,15 +74,36 @@ impl Ept {
         set_entry(vm, at, value | if large { ept::LARGE } else { 0 })
     }
 
+    /// The top-level table: what an IOMMU context entry points at when
+    /// these tables serve as second-level DMA tables.
+    pub fn root(&self) -> u64 {
+        self.pml4
+    }
+
     /// Maps `len` bytes of guest-physical memory at `gpa` to the same
-    /// host-physical addresses with `perms`, in 2 MiB leaves where aligned.
+    /// host-physical addresses with `perms`, write-back, in 2 MiB leaves
+    /// where aligned.
     pub fn map_identity<V: Vm>(&mut self, vm: &mut V, gpa: u64, len: u64, perms: u64) -> Result<(), VmmError> {
-        let mut at = gpa;
+        self.map(vm, gpa, gpa, len, perms | ept::MEMTYPE_WB)
+    }
+
+    /// Maps a device's registers at `gpa` to host-physical `hpa`,
+    /// readable and writable, uncacheable (memory type 0).
+    pub fn map_device<V: Vm>(&mut self, vm: &mut V, gpa: u64, hpa: u64, len: u64) -> Result<(), VmmError> {
+        self.map(vm, gpa, hpa, len, ept::R | ept::W)
+    }
+
+    /// Maps `len` bytes at `gpa` to `hpa` with leaf `flags`, in 2 MiB leaves
+    /// where both sides are aligned.
+    fn map<V: Vm>(&mut self, vm: &mut V, gpa: u64, hpa: u64, len: u64, flags: u64) -> Result<(), VmmError> {
         let end = gpa.checked_add(len).ok_or_else(|| HvError::Backend("EPT range wraps".into()))?;
+        let (mut at, mut to) = (gpa, hpa);
         while at < end {
-            let large = at.is_multiple_of(LARGE) && end - at >= LARGE;
-            self.set_leaf(vm, at, at | perms | ept::MEMTYPE_WB, large)?;
-            at += if large { LARGE } else { PAGE };
+            let large = at.is_multiple_of(LARGE) && to.is_multiple_of(LARGE) && end - at >= LARGE;
+            self.set_leaf(vm, at, to | flags, large)?;
+            let step = if large { LARGE } else { PAGE };
+            at += step;
+            to += step;
         }
         Ok(())
     }

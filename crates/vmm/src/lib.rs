@@ -1,10 +1,11 @@
 //! The exitlab hypervisor: loads a guest image into a backend VM, runs the
 //! vCPU loop, routes port I/O and MMIO to device models, and accounts for
-//! every exit. Devices never see the backend; the backend never sees a
-//! device.
+//! every exit. Devices never see the backend; the backend sees a device
+//! only when the VMM assigns it to the guest behind an IOMMU.
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod assign;
 pub mod bench;
 pub mod bus;
 pub mod check;

@@ -2,11 +2,13 @@
 //! account for every exit on the way.
 
 use crate::account::{Accountant, ExitRecord, Target};
-use crate::bus::Bus;
-use crate::devices::{Doorbell, MmioScratch, Pic, PostPort, Serial};
-use crate::interrupts::{IrqLine, Pending, Posting};
+use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
+use crate::bus::{Bus, DeviceCtx};
+use crate::devices::{BlockDevice, Doorbell, MmioScratch, Pic, PostPort, Serial};
+use crate::interrupts::{Pending, Posting};
 use crate::monitor::{Kind as MonitorKind, Monitor};
 use crate::shadow::FaultResolution;
+use exitlab_arch::iommu::Fault;
 use exitlab_arch::Regs;
 use exitlab_arch::{CrAccessQual, CrAccessType, EptViolationQual};
 use exitlab_guest::layout::{self, Phase};
@@ -168,6 +170,8 @@ pub struct RunReport {
     pub trace: Vec<TraceEntry>,
     /// What the write monitor recorded, when the workload asked for one.
     pub monitor: Option<Monitor>,
+    /// DMA the IOMMU (or, for an emulated device, the VMM) refused.
+    pub dma_faults: Vec<Fault>,
 }
 
 impl RunReport {
@@ -182,14 +186,14 @@ const SERIAL: &str = "serial";
 const LOCAL_APIC: &str = "local-apic";
 const UNASSIGNED: &str = "unassigned";
 
-/// The exitlab machine's devices, raising interrupts on `irq`.
-fn machine(irq: &IrqLine) -> (Bus, Bus) {
+/// The exitlab machine's devices.
+fn machine() -> (Bus, Bus) {
     let mut pio = Bus::new();
     let mut mmio = Bus::new();
     let fixed = "device ranges are disjoint by construction";
     pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(fixed);
     pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(fixed);
-    pio.insert("doorbell", u64::from(layout::PORT_DOORBELL), 1, Box::new(Doorbell::new(irq.clone()))).expect(fixed);
+    pio.insert("doorbell", u64::from(layout::PORT_DOORBELL), 1, Box::<Doorbell>::default()).expect(fixed);
     pio.insert("pic-master", 0x20, 2, Box::<Pic>::default()).expect(fixed);
     pio.insert("pic-slave", 0xa0, 2, Box::<Pic>::default()).expect(fixed);
     mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
@@ -226,8 +230,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut trace = Vec::new();
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
-    let irq = IrqLine::default();
-    let (mut pio, mut mmio) = machine(&irq);
+    let (mut pio, mut mmio) = machine();
     let mut controls = crate::policy::controls(&caps);
     let mut pending = Pending::default();
     let mut ept = None;
@@ -249,16 +252,36 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     } else if caps.posted_interrupts && caps.vmx_controls {
         posting = Some(Posting::new(vm, &mut controls, 0)?);
     }
+    let blk = block_device(vm, image)?;
+    let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
+    let blk_assigned = passthrough && blk.is_some();
+    let mut window = DmaWindow { start: 0, len: vm.memory_size() };
+    let mut to_assign = None;
+    if let Some((device, w)) = blk {
+        window = w;
+        if passthrough {
+            to_assign = Some(device);
+        } else {
+            let fixed = "the block device's range is free";
+            mmio.insert(BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device)).expect(fixed);
+        }
+    }
     if caps.vmx_controls {
         if caps.ept {
             let mut e = build_ept(vm, &mmio, &options.protect)?;
             controls.eptp = e.eptp();
             monitor = watch(vm, &mut e, &mut controls, image)?;
+            if let Some(device) = to_assign {
+                crate::assign::assign(vm, &mut e, Box::new(device), window, posting.as_ref())?;
+            }
             ept = Some(e);
         }
         vcpu.set_controls(&controls)?;
     }
-    let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image)?);
+    let mut dma_faults = Vec::new();
+    let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image, &dma_faults)?);
+    // Interrupts devices raised while handling an exit: (message, when).
+    let mut raised = Vec::new();
 
     // One clock read at each exit and one at each resume; a resume is
     // also the start of the next run call.
@@ -307,11 +330,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                         break Outcome::GuestError(GuestError::Protocol(format!("unknown phase marker {}", io.data)));
                     };
                     rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
-                    if acc.phase() == Phase::Boot {
-                        // The guest's driver is ready: its device starts.
-                        schedule_device_interrupts(vm, &vcpu, image, posting.as_ref())?;
-                    }
-                    let counters = counters(vm, &mut vcpu, image)?;
+                    let counters = counters(vm, &mut vcpu, image, &dma_faults)?;
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
@@ -322,14 +341,18 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                     continue;
                 }
                 _ => {
-                    let (target, data) = port_io(&mut pio, &mut vcpu, io);
+                    let (target, data) = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
+                        port_io(&mut pio, &mut vcpu, io, ctx)
+                    });
                     rec.target = target;
                     traced = port_access(io, data);
                     None
                 }
             },
             VmExit::Mmio { access, .. } => {
-                let (target, data) = mmio_access(&mut mmio, &mut vcpu, access);
+                let (target, data) = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
+                    mmio_access(&mut mmio, &mut vcpu, access, ctx)
+                });
                 rec.target = target;
                 traced = Access::Mmio { gpa: access.gpa, size: access.size, is_write: access.is_write, data };
                 None
@@ -387,7 +410,10 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 None
             }
             VmExit::MmioEmulate { .. } | VmExit::ApicAccess { .. } => {
-                match crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio)? {
+                let emulated = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
+                    crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio, ctx)
+                });
+                match emulated? {
                     Ok(done) => {
                         work = done.work;
                         if let Some(d) = done.device {
@@ -451,8 +477,13 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
-        for msi in irq.take() {
-            crate::interrupts::deliver(vm, posting.as_ref(), msi, None)?;
+        for (message, at) in raised.drain(..) {
+            // Emulated devices' message k is the kernel's device vector + k.
+            let msi = exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR.wrapping_add(message as u8));
+            crate::interrupts::deliver(vm, posting.as_ref(), msi, (at > exit_ns).then_some(at))?;
+        }
+        if passthrough && blk_assigned {
+            dma_faults.extend(vm.take_iommu_faults());
         }
         if !pending.is_empty() || controls.interrupt_window_exiting {
             pending.service(&mut vcpu, &mut controls)?;
@@ -472,14 +503,17 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
         start = rec.resume_ns;
     };
-    acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image)?);
+    if passthrough && blk_assigned {
+        dma_faults.extend(vm.take_iommu_faults());
+    }
+    acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image, &dma_faults)?);
     if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
         if m.kind == MonitorKind::Pml {
             m.harvest(vm, &mut vcpu, e)?;
         }
     }
     let regs = vcpu.regs()?;
-    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor })
+    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor, dma_faults })
 }
 
 /// The host's periodic timer tick, as the VMX-preemption timer programmed
@@ -510,10 +544,17 @@ impl HostTick {
     }
 }
 
-/// The backend's counters and the guest's own: the slots at
-/// [`layout::GUEST_COUNTERS`] the image names in its `counters` request.
-fn counters<V: Vm>(vm: &V, vcpu: &mut V::Vcpu, image: &Image) -> Result<Vec<exitlab_hv::Counter>, VmmError> {
+/// The backend's counters, the DMA refused so far, and the guest's own:
+/// the slots at [`layout::GUEST_COUNTERS`] the image names in its
+/// `counters` request.
+fn counters<V: Vm>(
+    vm: &V,
+    vcpu: &mut V::Vcpu,
+    image: &Image,
+    dma_faults: &[Fault],
+) -> Result<Vec<exitlab_hv::Counter>, VmmError> {
     let mut all = vcpu.counters()?;
+    all.push(exitlab_hv::Counter { name: "dma_faults".into(), value: dma_faults.len() as u64 });
     let names = image.requests.get("counters").map(|n| n.split(',').collect::<Vec<_>>()).unwrap_or_default();
     for (slot, name) in names.into_iter().take(layout::GUEST_COUNTER_SLOTS).enumerate() {
         let mut b = [0u8; 8];
@@ -530,24 +571,45 @@ fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
 }
 
-/// A device raising completions at a fixed rate, when the image asks for
-/// one (`irq_rate` per second, `irq_count` of them), started when the guest
-/// leaves its boot phase: scheduled in the backend's time from then.
-fn schedule_device_interrupts<V: Vm, C: Vcpu>(
-    vm: &V,
-    vcpu: &C,
-    image: &Image,
-    posting: Option<&Posting>,
-) -> Result<(), VmmError> {
-    let num = |k: &str| image.requests.get(k).and_then(|v| v.parse::<u64>().ok());
-    let (Some(rate), Some(count)) = (num("irq_rate"), num("irq_count")) else { return Ok(()) };
-    let period = 1_000_000_000 / rate.max(1);
-    let start = vcpu.now_ns();
-    for k in 1..=count {
-        let msi = exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR);
-        crate::interrupts::deliver(vm, posting, msi, Some(start + k * period))?;
+/// The block device an image asks for (`device` = blk): completing
+/// `blk_rate` requests per second, DMA confined to its `dma` window.
+fn block_device<V: Vm>(vm: &V, image: &Image) -> Result<Option<(BlockDevice, DmaWindow)>, VmmError> {
+    if image.requests.get("device").map(String::as_str) != Some("blk") {
+        return Ok(None);
     }
-    Ok(())
+    let rate = image.requests.get("blk_rate").and_then(|r| r.parse::<u64>().ok()).filter(|&r| r > 0);
+    let rate = rate.ok_or_else(|| VmmError::Load("the block device needs a `blk_rate` above 0".into()))?;
+    let window = match image.requests.get("dma") {
+        Some(w) => {
+            let (start, len) = crate::monitor::parse_range(w)
+                .ok_or_else(|| VmmError::Load(format!("`dma` {w:?} is not 0xSTART+0xLEN")))?;
+            DmaWindow { start, len }
+        }
+        None => DmaWindow { start: 0, len: vm.memory_size() },
+    };
+    Ok(Some((BlockDevice::new(BLK_SECTORS, 1_000_000_000 / rate), window)))
+}
+
+/// The block device's disk: 1 MiB.
+const BLK_SECTORS: u32 = 2048;
+const BLK: &str = "blk";
+
+/// Runs `f` with what devices may reach while handling one exit at
+/// `now_ns`: DMA checked against `window` (refusals into `faults`) and a
+/// place to raise interrupts (appended to `raised`).
+fn with_devices<V: Vm, R>(
+    vm: &V,
+    window: DmaWindow,
+    faults: &mut Vec<Fault>,
+    now_ns: u64,
+    raised: &mut Vec<(u16, u64)>,
+    f: impl FnOnce(&mut DeviceCtx<'_>) -> R,
+) -> R {
+    let mut dma = Checked { vm, window, source: BLK_SOURCE, faults };
+    let mut ctx = DeviceCtx::new(now_ns, &mut dma);
+    let r = f(&mut ctx);
+    raised.append(&mut ctx.interrupts);
+    r
 }
 
 /// The write monitor an image asks for (`monitor` = write-protect or pml
@@ -627,7 +689,7 @@ fn control_register<C: Vcpu>(vcpu: &mut C, q: &CrAccessQual) -> Result<(), VmmEr
 
 /// Routes an IN/OUT (or a folded INS/OUTS) to the device on the port;
 /// returns where it went and the (first) value transferred.
-fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> (Target, u32) {
+fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit, ctx: &mut DeviceCtx<'_>) -> (Target, u32) {
     let port = io.qual.port;
     let size = usize::from(io.qual.size).clamp(1, 4);
     let count = io.count.max(1) as usize;
@@ -637,7 +699,7 @@ fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> (Target, u32) {
         let mut data = vec![0xffu8; size * count];
         if let Some(h) = hit {
             for chunk in data.chunks_mut(size) {
-                bus.read(h, chunk);
+                bus.read(h, chunk, ctx);
             }
         }
         vcpu.complete_read(&data);
@@ -647,10 +709,10 @@ fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> (Target, u32) {
     }
     if let Some(h) = hit {
         if io.bulk.is_empty() {
-            bus.write(h, &io.data.to_le_bytes()[..size]);
+            bus.write(h, &io.data.to_le_bytes()[..size], ctx);
         } else {
             for chunk in io.bulk.chunks(size) {
-                bus.write(h, chunk);
+                bus.write(h, chunk, ctx);
             }
         }
     }
@@ -660,19 +722,19 @@ fn port_io<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, io: &IoExit) -> (Target, u32) {
 /// Routes an MMIO access; unassigned addresses read as all ones and drop
 /// writes, as an unclaimed PCI/memory transaction does. Returns where it
 /// went and the value transferred.
-fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit) -> (Target, u64) {
+fn mmio_access<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit, ctx: &mut DeviceCtx<'_>) -> (Target, u64) {
     let size = usize::from(access.size).clamp(1, 8);
     let hit = bus.find(access.gpa);
     let region = hit.map_or(UNASSIGNED, |h| bus.name(h.slot));
     if access.is_write {
         if let Some(h) = hit {
-            bus.write(h, &access.data.to_le_bytes()[..size]);
+            bus.write(h, &access.data.to_le_bytes()[..size], ctx);
         }
         return (Target::Mmio { region }, access.data);
     }
     let mut data = [0xffu8; 8];
     if let Some(h) = hit {
-        bus.read(h, &mut data[..size]);
+        bus.read(h, &mut data[..size], ctx);
     }
     vcpu.complete_read(&data[..size]);
     let mut v = [0u8; 8];

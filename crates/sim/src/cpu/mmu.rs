@@ -208,13 +208,16 @@ impl Machine<'_> {
             let addr = table + ((gpa >> shift) & 511) * 8;
             let e = self.sh.read_hpa(addr).unwrap_or(0);
             let rwx = e & (ept::R | ept::W | ept::X);
+            // Host-physical device space is reached through an EPT leaf
+            // only, never by a guest-physical address that aliases it.
+            let device_alias = gpa >= crate::iommu::DEVICE_BASE;
             if rwx == 0 {
-                if !ram {
+                if !ram && !device_alias {
                     return Ok((gpa, ept::R | ept::W | ept::X));
                 }
                 return Err(self.ept_violation(gpa, access, lin, translation, 0));
             }
-            if e & ept::W != 0 && e & ept::R == 0 {
+            if e & ept::W != 0 && e & ept::R == 0 && !device_alias {
                 // Misconfigured: the VMM's way of marking MMIO.
                 return Ok((gpa, ept::R | ept::W | ept::X));
             }
@@ -326,6 +329,12 @@ impl Machine<'_> {
             v[..b.len()].copy_from_slice(b);
             return Ok(u64::from_le_bytes(v));
         }
+        if let Some(slot) = self.assigned_device(phys) {
+            let mut v = [0u8; 8];
+            let now = self.cpu.costs.clock.ns(self.cpu.cycles);
+            self.sh.device_access(slot, phys, &mut v[..usize::from(size)], false, now);
+            return Ok(u64::from_le_bytes(v));
+        }
         if self.cpu.apic_page(phys) {
             if !self.cpu.controls.apic_virtualization {
                 return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: false }));
@@ -351,6 +360,13 @@ impl Machine<'_> {
             self.sh.note_write(phys);
             return Ok(());
         }
+        if let Some(slot) = self.assigned_device(phys) {
+            let now = self.cpu.costs.clock.ns(self.cpu.cycles);
+            self.sh.device_access(slot, phys, &mut v.to_le_bytes()[..n], true, now);
+            // The device may have scheduled interrupts: look again.
+            self.cpu.recheck = true;
+            return Ok(());
+        }
         if self.cpu.apic_page(phys) {
             if !self.cpu.controls.apic_virtualization {
                 return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: true }));
@@ -367,6 +383,15 @@ impl Machine<'_> {
             return Err(self.exit(VmExit::MmioEmulate { reason, gpa: phys }));
         }
         self.replayed_write(|| mmio(reason, phys, size, true, v))
+    }
+
+    /// The assigned device (passthrough, behind the IOMMU) whose registers
+    /// hold host-physical `phys`: reached with no exit.
+    fn assigned_device(&self, phys: u64) -> Option<usize> {
+        if phys < crate::iommu::DEVICE_BASE || !self.cpu.controls.enable_ept {
+            return None;
+        }
+        self.sh.assigned_at(phys)
     }
 
     /// How an MMIO access reaches the VMM: with EPT, the MMIO range is

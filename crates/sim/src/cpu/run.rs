@@ -46,12 +46,20 @@ impl Machine<'_> {
                 break;
             }
             self.sh.timed.pop();
+            let signal = match signal {
+                Signal::Remapped { source, index } => match self.sh.remap_interrupt(source, index) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                s => s,
+            };
             let (dest, vector) = match signal {
                 Signal::Msi { dest, vector } => (dest, vector),
                 Signal::Post { descriptor, vector } => match self.sh.post(descriptor, vector)? {
                     Some(notification) => notification,
                     None => continue,
                 },
+                Signal::Remapped { .. } => continue,
             };
             if mine(dest) {
                 self.take_interrupt(vector)?;

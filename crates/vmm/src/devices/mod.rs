@@ -1,11 +1,13 @@
 //! Device models on the exitlab machine's buses.
 
+mod blk;
 mod doorbell;
 mod pic;
 mod post;
 mod scratch;
 mod serial;
 
+pub use blk::{pattern, BlkStats, BlockDevice};
 pub use doorbell::Doorbell;
 pub use pic::Pic;
 pub use post::PostPort;

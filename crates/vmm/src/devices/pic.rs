@@ -4,7 +4,7 @@
 //! accepted and ignored: no line is ever raised, because exitlab devices
 //! interrupt with MSIs (docs/DESIGN.md).
 
-use crate::bus::Device;
+use crate::bus::{Device, DeviceCtx};
 
 #[derive(Debug)]
 pub struct Pic {
@@ -25,11 +25,11 @@ impl Pic {
 }
 
 impl Device for Pic {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
         data.fill(if offset == 1 { self.imr } else { 0 });
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
         if let (1, Some(&v)) = (offset, data.first()) {
             self.imr = v;
         }

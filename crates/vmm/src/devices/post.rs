@@ -1,7 +1,7 @@
 //! The POST diagnostic port (0x80): latches the last byte written and reads
 //! it back. Target of the port-I/O microbenchmarks.
 
-use crate::bus::Device;
+use crate::bus::{Device, DeviceCtx};
 
 #[derive(Debug, Default)]
 pub struct PostPort {
@@ -20,11 +20,11 @@ impl PostPort {
 }
 
 impl Device for PostPort {
-    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
         data.fill(self.latch);
     }
 
-    fn write(&mut self, _offset: u64, data: &[u8]) {
+    fn write(&mut self, _offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
         if let Some(&b) = data.first() {
             self.latch = b;
             self.writes += 1;

@@ -2,7 +2,7 @@
 //! Reads return the last value written; it counts accesses so tests can
 //! check that emulated stores really reached the device.
 
-use crate::bus::Device;
+use crate::bus::{Device, DeviceCtx};
 
 #[derive(Debug, Default)]
 pub struct MmioScratch {
@@ -26,7 +26,7 @@ impl MmioScratch {
 }
 
 impl Device for MmioScratch {
-    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+    fn read(&mut self, _offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
         self.reads += 1;
         let v = self.value.to_le_bytes();
         let n = data.len().min(8);
@@ -34,7 +34,7 @@ impl Device for MmioScratch {
         data[n..].fill(0);
     }
 
-    fn write(&mut self, _offset: u64, data: &[u8]) {
+    fn write(&mut self, _offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
         self.writes += 1;
         let mut v = [0u8; 8];
         let n = data.len().min(8);

@@ -2,7 +2,7 @@
 //! as console output. The exitlab kernel polls the line-status register, so
 //! the interrupt line is not wired.
 
-use crate::bus::Device;
+use crate::bus::{Device, DeviceCtx};
 use vm_superio::Trigger;
 
 /// The UART's interrupt output, left unconnected.
@@ -33,12 +33,12 @@ impl Serial {
 }
 
 impl Device for Serial {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&mut self, offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
         let v = u8::try_from(offset).map(|o| self.uart.read(o)).unwrap_or(0xff);
         data.fill(v);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&mut self, offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
         if let (Ok(o), Some(&b)) = (u8::try_from(offset), data.first()) {
             // Writing to an unwired UART cannot fail; a full FIFO drops.
             let _ = self.uart.write(o, b);

@@ -1,0 +1,67 @@
+//! Devices, as code that both sides can host: the VMM puts a device on its
+//! buses and traps every register access (emulation), or hands it to the
+//! machine as a physical device the guest drives directly (passthrough,
+//! [`crate::Vm::assign_device`]). Either way the device sees the same
+//! context: the time, memory to DMA into, and a way to interrupt.
+
+use std::any::Any;
+
+/// Memory as a device's DMA sees it: through the IOMMU on a passthrough
+/// device, through the VMM's checks on an emulated one.
+pub trait Dma {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError>;
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), DmaError>;
+}
+
+/// A DMA that did not happen: the first address refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaError {
+    pub addr: u64,
+    pub write: bool,
+}
+
+/// DMA for a device that has none: every access is refused.
+pub struct NoDma;
+
+impl Dma for NoDma {
+    fn read(&mut self, addr: u64, _buf: &mut [u8]) -> Result<(), DmaError> {
+        Err(DmaError { addr, write: false })
+    }
+
+    fn write(&mut self, addr: u64, _data: &[u8]) -> Result<(), DmaError> {
+        Err(DmaError { addr, write: true })
+    }
+}
+
+/// What a device can reach while it handles one register access.
+pub struct DeviceCtx<'a> {
+    /// The machine's clock: virtual time on the simulator.
+    pub now_ns: u64,
+    pub dma: &'a mut dyn Dma,
+    /// Interrupts the device raised: (message number, when). Message
+    /// numbers are the device's own (an MSI-X table index); whoever hosts
+    /// the device routes them: the VMM to a vector, the IOMMU through its
+    /// interrupt-remapping table.
+    pub interrupts: Vec<(u16, u64)>,
+}
+
+impl<'a> DeviceCtx<'a> {
+    pub fn new(now_ns: u64, dma: &'a mut dyn Dma) -> DeviceCtx<'a> {
+        DeviceCtx { now_ns, dma, interrupts: Vec::new() }
+    }
+
+    /// Raises message `message` at `at_ns` (not before now).
+    pub fn interrupt(&mut self, message: u16, at_ns: u64) {
+        self.interrupts.push((message, at_ns.max(self.now_ns)));
+    }
+}
+
+/// A device model: reads and writes at an offset into its register range.
+/// `data`'s length is the access size. Devices keep their own state and
+/// never panic on guest-chosen offsets, sizes or memory contents.
+pub trait Device: Send {
+    fn read(&mut self, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>);
+    fn write(&mut self, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>);
+    /// For inspecting a device's state after a run.
+    fn as_any(&self) -> &dyn Any;
+}

@@ -1,0 +1,353 @@
+//! The exitlab block device (its interface: [`exitlab_guest::layout::blk`]):
+//! a disk behind a request ring in guest memory. The device reads each
+//! request and moves its data by DMA when the doorbell (TAIL) is written,
+//! then completes requests one after another, each taking the device's
+//! service time, with an interrupt per completion: a fixed completion
+//! rate while the driver keeps the ring full.
+//!
+//! Data moves at submission; the completion (HEAD and the interrupt) comes
+//! at the service time. A driver cannot tell the difference: it may look at
+//! a request only after its completion, as with any DMA device.
+
+use crate::bus::{Device, DeviceCtx};
+use exitlab_guest::layout::blk::*;
+use std::collections::VecDeque;
+
+/// What the device did, for inspection after a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkStats {
+    pub requests: u64,
+    pub sectors: u64,
+    /// Requests whose DMA was refused (by the IOMMU or the VMM).
+    pub dma_faults: u64,
+    /// Requests with a bad op, size or disk range.
+    pub bad_requests: u64,
+    /// Accesses to registers that do not exist, or of the wrong size.
+    pub bad_registers: u64,
+}
+
+pub struct BlockDevice {
+    disk: Vec<u8>,
+    service_ns: u64,
+    ring: u64,
+    ring_size: u32,
+    /// Requests taken from the ring (free-running, like TAIL).
+    taken: u32,
+    head: u32,
+    status: u32,
+    /// When the last accepted request completes.
+    busy_until: u64,
+    /// Completion times of requests taken but not yet complete, in order.
+    in_flight: VecDeque<u64>,
+    stats: BlkStats,
+}
+
+/// The byte at `offset` of a fresh disk: a pattern a driver can check.
+pub fn pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(0x9e37_79b9) >> 24) as u8 ^ (offset / SECTOR) as u8
+}
+
+impl BlockDevice {
+    /// A disk of `sectors` sectors completing one request every
+    /// `service_ns`.
+    pub fn new(sectors: u32, service_ns: u64) -> BlockDevice {
+        BlockDevice {
+            disk: (0..u64::from(sectors) * SECTOR).map(pattern).collect(),
+            service_ns,
+            ring: 0,
+            ring_size: 0,
+            taken: 0,
+            head: 0,
+            status: 0,
+            busy_until: 0,
+            in_flight: VecDeque::new(),
+            stats: BlkStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> BlkStats {
+        self.stats
+    }
+
+    pub fn disk(&self) -> &[u8] {
+        &self.disk
+    }
+
+    fn capacity(&self) -> u64 {
+        self.disk.len() as u64 / SECTOR
+    }
+
+    /// Takes every request between what was taken and `tail`.
+    fn doorbell(&mut self, tail: u32, ctx: &mut DeviceCtx<'_>) {
+        if self.ring_size == 0 {
+            self.stats.bad_registers += 1;
+            return;
+        }
+        // A driver that claims more than a ring's worth overran it: take
+        // one ring's worth.
+        let count = tail.wrapping_sub(self.taken).min(self.ring_size);
+        for _ in 0..count {
+            let at = self.ring + u64::from(self.taken % self.ring_size) * REQUEST;
+            self.taken = self.taken.wrapping_add(1);
+            self.stats.requests += 1;
+            // The status byte goes back by DMA; where the request itself
+            // cannot be reached, STATUS.ERROR is all the driver gets.
+            let status = self.serve(at, ctx);
+            let reported = status.is_some_and(|st| ctx.dma.write(at + REQ_STATUS, &[st]).is_ok());
+            if status != Some(ST_OK) || !reported {
+                self.status |= STATUS_ERROR;
+            }
+            let done = ctx.now_ns.max(self.busy_until) + self.service_ns;
+            self.busy_until = done;
+            self.in_flight.push_back(done);
+            ctx.interrupt(0, done);
+        }
+    }
+
+    /// Reads the request at `at` and moves its data; returns its status,
+    /// or `None` when the request itself could not be read.
+    fn serve(&mut self, at: u64, ctx: &mut DeviceCtx<'_>) -> Option<u8> {
+        let mut req = [0u8; REQUEST as usize];
+        if ctx.dma.read(at, &mut req).is_err() {
+            self.stats.dma_faults += 1;
+            return None;
+        }
+        let field = |o: u64, n: usize| {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&req[o as usize..o as usize + n]);
+            u64::from_le_bytes(b)
+        };
+        let (op, sectors, lba, buf) =
+            (req[REQ_OP as usize], field(REQ_SECTORS, 4), field(REQ_LBA, 8), field(REQ_BUF, 8));
+        let in_disk = lba.checked_add(sectors).is_some_and(|end| end <= self.capacity());
+        if !(1..=u64::from(MAX_SECTORS)).contains(&sectors) || !in_disk || !matches!(op, OP_READ | OP_WRITE) {
+            self.stats.bad_requests += 1;
+            return Some(ST_BAD_REQUEST);
+        }
+        let range = (lba * SECTOR) as usize..((lba + sectors) * SECTOR) as usize;
+        let moved = if op == OP_READ {
+            ctx.dma.write(buf, &self.disk[range])
+        } else {
+            ctx.dma.read(buf, &mut self.disk[range])
+        };
+        if moved.is_err() {
+            self.stats.dma_faults += 1;
+            return Some(ST_DMA_FAULT);
+        }
+        self.stats.sectors += sectors;
+        Some(ST_OK)
+    }
+
+    /// Completes what is due by `now`.
+    fn advance(&mut self, now_ns: u64) {
+        while self.in_flight.front().is_some_and(|&t| t <= now_ns) {
+            self.in_flight.pop_front();
+            self.head = self.head.wrapping_add(1);
+        }
+    }
+}
+
+impl Device for BlockDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>) {
+        self.advance(ctx.now_ns);
+        let v = match (offset, data.len()) {
+            (ID, 4) => ID_VALUE,
+            (STATUS, 4) => self.status,
+            (RING_LO, 4) => self.ring as u32,
+            (RING_HI, 4) => (self.ring >> 32) as u32,
+            (RING_SIZE, 4) => self.ring_size,
+            (TAIL, 4) => self.taken,
+            (HEAD, 4) => self.head,
+            (CAPACITY, 4) => self.capacity() as u32,
+            _ => {
+                self.stats.bad_registers += 1;
+                data.fill(0xff);
+                return;
+            }
+        };
+        data.copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>) {
+        self.advance(ctx.now_ns);
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            self.stats.bad_registers += 1;
+            return;
+        };
+        let v = u32::from_le_bytes(bytes);
+        match offset {
+            STATUS => self.status &= !v,
+            RING_LO => self.ring = self.ring & !0xffff_ffff | u64::from(v),
+            RING_HI => self.ring = self.ring & 0xffff_ffff | u64::from(v) << 32,
+            RING_SIZE if v.is_power_of_two() && v <= MAX_RING => {
+                self.ring_size = v;
+                self.taken = 0;
+                self.head = 0;
+                self.in_flight.clear();
+            }
+            TAIL => self.doorbell(v, ctx),
+            _ => self.stats.bad_registers += 1,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exitlab_hv::device::{Dma, DmaError};
+
+    /// Memory with a hole the device may not touch.
+    struct Memory {
+        bytes: Vec<u8>,
+        forbidden: std::ops::Range<u64>,
+    }
+
+    impl Memory {
+        fn check(&self, addr: u64, len: usize, write: bool) -> Result<std::ops::Range<usize>, DmaError> {
+            let end = addr + len as u64;
+            if end > self.bytes.len() as u64 || (addr < self.forbidden.end && self.forbidden.start < end) {
+                return Err(DmaError { addr, write });
+            }
+            Ok(addr as usize..end as usize)
+        }
+    }
+
+    impl Dma for Memory {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+            let r = self.check(addr, buf.len(), false)?;
+            buf.copy_from_slice(&self.bytes[r]);
+            Ok(())
+        }
+        fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
+            let r = self.check(addr, data.len(), true)?;
+            self.bytes[r].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    fn request(mem: &mut Memory, at: u64, op: u8, sectors: u32, lba: u64, buf: u64) {
+        let mut r = [0u8; REQUEST as usize];
+        r[0] = op;
+        r[1] = 0xee;
+        r[4..8].copy_from_slice(&sectors.to_le_bytes());
+        r[8..16].copy_from_slice(&lba.to_le_bytes());
+        r[16..24].copy_from_slice(&buf.to_le_bytes());
+        mem.bytes[at as usize..at as usize + 32].copy_from_slice(&r);
+    }
+
+    fn reg(
+        dev: &mut BlockDevice,
+        mem: &mut Memory,
+        now: u64,
+        offset: u64,
+        value: Option<u32>,
+    ) -> (u32, Vec<(u16, u64)>) {
+        let mut ctx = DeviceCtx::new(now, mem);
+        let mut b = value.unwrap_or(0).to_le_bytes();
+        match value {
+            Some(_) => dev.write(offset, &b, &mut ctx),
+            None => dev.read(offset, &mut b, &mut ctx),
+        }
+        (u32::from_le_bytes(b), ctx.interrupts)
+    }
+
+    #[test]
+    fn reads_and_writes_by_dma_and_completes_at_the_service_rate() {
+        let mut mem = Memory { bytes: vec![0; 0x10000], forbidden: 0..0 };
+        let mut dev = BlockDevice::new(16, 10_000);
+        assert_eq!(reg(&mut dev, &mut mem, 0, ID, None).0, ID_VALUE);
+        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x1000));
+        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(4));
+        request(&mut mem, 0x1000, OP_READ, 2, 3, 0x4000);
+        mem.bytes[0x5000..0x5200].fill(0x5a);
+        request(&mut mem, 0x1020, OP_WRITE, 1, 0, 0x5000);
+        let (_, irqs) = reg(&mut dev, &mut mem, 100, TAIL, Some(2));
+        assert_eq!(irqs, vec![(0, 10_100), (0, 20_100)], "one interrupt per request, a service time apart");
+        assert_eq!(&mem.bytes[0x4000..0x4400], &dev.disk()[3 * 512..5 * 512]);
+        assert_eq!(mem.bytes[0x4000], pattern(3 * 512));
+        assert_eq!(&dev.disk()[..512], &[0x5a; 512][..]);
+        assert_eq!((mem.bytes[0x1001], mem.bytes[0x1021]), (ST_OK, ST_OK));
+        assert_eq!(reg(&mut dev, &mut mem, 10_099, HEAD, None).0, 0);
+        assert_eq!(reg(&mut dev, &mut mem, 10_100, HEAD, None).0, 1);
+        assert_eq!(reg(&mut dev, &mut mem, 30_000, HEAD, None).0, 2);
+        assert_eq!(dev.stats(), BlkStats { requests: 2, sectors: 3, ..Default::default() });
+    }
+
+    #[test]
+    fn refused_dma_and_bad_requests_fail_the_request_not_the_device() {
+        let mut mem = Memory { bytes: vec![0; 0x10000], forbidden: 0x8000..0x9000 };
+        let mut dev = BlockDevice::new(16, 1_000);
+        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x1000));
+        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(8));
+        request(&mut mem, 0x1000, OP_READ, 1, 0, 0x8000);
+        request(&mut mem, 0x1020, OP_READ, 1, 16, 0x4000);
+        request(&mut mem, 0x1040, 9, 1, 0, 0x4000);
+        request(&mut mem, 0x1060, OP_READ, 0, 0, 0x4000);
+        request(&mut mem, 0x1080, OP_READ, 1, u64::MAX, 0x4000);
+        let (_, irqs) = reg(&mut dev, &mut mem, 0, TAIL, Some(5));
+        assert_eq!(irqs.len(), 5, "failed requests complete too");
+        assert_eq!(mem.bytes[0x1001], ST_DMA_FAULT);
+        assert!(mem.bytes[0x8000..0x9000].iter().all(|&b| b == 0), "nothing reached the forbidden range");
+        for at in [0x1021, 0x1041, 0x1061, 0x1081] {
+            assert_eq!(mem.bytes[at], ST_BAD_REQUEST, "request at {at:#x}");
+        }
+        assert_eq!(reg(&mut dev, &mut mem, 0, STATUS, None).0, STATUS_ERROR);
+        reg(&mut dev, &mut mem, 0, STATUS, Some(STATUS_ERROR));
+        assert_eq!(reg(&mut dev, &mut mem, 0, STATUS, None).0, 0, "write 1 to clear");
+        assert_eq!(dev.stats().dma_faults, 1);
+        assert_eq!(dev.stats().bad_requests, 4);
+        // A ring that is not a power of two is refused; one in forbidden
+        // memory fails every request.
+        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(3));
+        assert_eq!(reg(&mut dev, &mut mem, 0, RING_SIZE, None).0, 8);
+        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x8000));
+        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(2));
+        let (_, irqs) = reg(&mut dev, &mut mem, 0, TAIL, Some(u32::MAX));
+        assert_eq!(irqs.len(), 2, "an overrun takes one ring's worth");
+        assert_eq!(dev.stats().dma_faults, 3);
+        let mut wide = [0u8; 8];
+        dev.read(HEAD, &mut wide, &mut DeviceCtx::new(0, &mut mem));
+        assert_eq!(wide, [0xff; 8], "registers are 32 bits wide");
+        assert_eq!(dev.stats().bad_registers, 2, "the ring size of 3 and the wide read");
+    }
+
+    proptest::proptest! {
+        /// Random register traffic over random memory (requests included)
+        /// never panics, and DMA stays inside the memory it was given
+        /// (the forbidden range holds its marker bytes).
+        #[test]
+        fn hostile_drivers_never_break_the_device(
+            seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0x2000),
+            ops in proptest::collection::vec((0u64..0x24, 0u32..4, proptest::prelude::any::<u32>()), 1..64),
+        ) {
+            let mut bytes = vec![0u8; 0x4000];
+            bytes[..0x2000].copy_from_slice(&seed);
+            bytes[0x3000..].fill(0xcc);
+            let mut mem = Memory { bytes, forbidden: 0x3000..0x4000 };
+            let mut dev = BlockDevice::new(64, 100);
+            for (i, (offset, kind, value)) in ops.into_iter().enumerate() {
+                let mut ctx = DeviceCtx::new(i as u64 * 50, &mut mem);
+                match kind {
+                    0 => dev.write(offset, &value.to_le_bytes(), &mut ctx),
+                    1 => dev.write(offset, &value.to_le_bytes()[..2], &mut ctx),
+                    2 => dev.read(offset, &mut [0u8; 4], &mut ctx),
+                    _ => dev.write(blk_small_ring(value), &[(value % 5) as u8, 0, 0, 0], &mut ctx),
+                }
+            }
+            proptest::prop_assert!(mem.bytes[0x3000..].iter().all(|&b| b == 0xcc));
+        }
+    }
+
+    /// RING_SIZE or TAIL, chosen by `v`: the registers that move the ring.
+    fn blk_small_ring(v: u32) -> u64 {
+        if v & 1 == 0 {
+            RING_SIZE
+        } else {
+            TAIL
+        }
+    }
+}
