@@ -66,7 +66,7 @@ impl SimVm {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
         Ok(SimVm {
-            shared: Arc::new(Mutex::new(Shared::new(size))),
+            shared: Arc::new(Mutex::new(Shared::new(size)?)),
             memory_size,
             limits: RunLimits::default(),
             profile,

@@ -1,6 +1,10 @@
 //! What a simulated VM's vCPUs share: guest RAM, the cache of decoded
 //! blocks (with the pages it was decoded from, for self-modifying code),
 //! and interrupts signalled from outside the vCPUs (MSIs).
+//!
+//! Guest RAM is one anonymous mapping made by vm-memory, so the VMM's
+//! devices (virtio queues through the virtio-queue crate) reach the same
+//! memory through [`crate::SimVm`]'s `GuestMemoryMmap`, as on KVM.
 
 use crate::cpu::op::Op;
 use crate::iommu::{Assigned, Iommu};
@@ -10,6 +14,7 @@ use exitlab_hv::HvError;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MemoryRegionAddress};
 
 pub const PAGE: u64 = 4096;
 
@@ -82,7 +87,11 @@ pub enum Signal {
 
 /// Guest RAM and the state the vCPUs share.
 pub struct Shared {
-    pub ram: Vec<u8>,
+    /// Guest RAM as the VMM's devices see it.
+    pub memory: GuestMemoryMmap,
+    /// Its one region, for the CPU's accesses.
+    ram: Arc<GuestRegionMmap>,
+    ram_len: u64,
     /// One bit per RAM page: a cached block was decoded from it.
     code_pages: Vec<u64>,
     pub cache: BlockCache,
@@ -102,10 +111,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(size: usize) -> Shared {
+    pub fn new(size: usize) -> Result<Shared, HvError> {
         let pages = size.div_ceil(PAGE as usize);
-        Shared {
-            ram: vec![0; size],
+        let failed = |e: vm_memory::mmap::FromRangesError| HvError::Backend(format!("guest RAM mapping: {e}"));
+        let ram = Arc::new(GuestRegionMmap::from_range(GuestAddress(0), size, None).map_err(failed)?);
+        let memory = GuestMemoryMmap::from_arc_regions(vec![ram.clone()])
+            .map_err(|e| HvError::Backend(format!("guest RAM mapping: {e}")))?;
+        Ok(Shared {
+            memory,
+            ram,
+            ram_len: size as u64,
             code_pages: vec![0; pages.div_ceil(64)],
             cache: BlockCache::default(),
             code_written: false,
@@ -115,7 +130,13 @@ impl Shared {
             host: Vec::new(),
             iommu: None,
             assigned: Vec::new(),
-        }
+        })
+    }
+
+    /// Bytes of guest RAM.
+    #[inline(always)]
+    pub fn ram_len(&self) -> u64 {
+        self.ram_len
     }
 
     pub fn mark_code(&mut self, phys: u64) {
@@ -178,9 +199,12 @@ impl Shared {
 
     /// The 8 bytes at host-physical `hpa`, in RAM or host memory.
     pub fn read_hpa(&self, hpa: u64) -> Option<u64> {
-        let (mem, at) = if hpa >= HOST_BASE { (&self.host, hpa - HOST_BASE) } else { (&self.ram, hpa) };
-        let at = usize::try_from(at).ok()?;
-        Some(u64::from_le_bytes(mem.get(at..at.checked_add(8)?)?.try_into().ok()?))
+        let mut b = [0u8; 8];
+        if hpa < HOST_BASE {
+            return self.read(hpa, &mut b).then(|| u64::from_le_bytes(b));
+        }
+        let at = usize::try_from(hpa - HOST_BASE).ok()?;
+        Some(u64::from_le_bytes(self.host.get(at..at.checked_add(8)?)?.try_into().ok()?))
     }
 
     /// Writes 8 bytes at host-physical `hpa`; `false` outside memory.
@@ -198,25 +222,20 @@ impl Shared {
     }
 
     /// Copies guest memory out; `false` if the range leaves RAM.
+    #[inline(always)]
     pub fn read(&self, gpa: u64, out: &mut [u8]) -> bool {
-        let Some(src) = usize::try_from(gpa).ok().and_then(|g| self.ram.get(g..g.checked_add(out.len())?)) else {
-            return false;
-        };
-        out.copy_from_slice(src);
-        true
+        self.ram.read_slice(out, MemoryRegionAddress(gpa)).is_ok()
     }
 
     /// Copies into guest memory; `false` if the range leaves RAM.
+    #[inline(always)]
     pub fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        let Some(end) = usize::try_from(gpa).ok().and_then(|g| g.checked_add(data.len())) else {
-            return false;
-        };
-        if end > self.ram.len() {
+        if self.ram.write_slice(data, MemoryRegionAddress(gpa)).is_err() {
             return false;
         }
-        self.ram[gpa as usize..end].copy_from_slice(data);
+        let end = gpa + data.len() as u64;
         let mut p = gpa & !(PAGE - 1);
-        while p < end as u64 {
+        while p < end {
             self.note_write(p);
             p += PAGE;
         }

@@ -91,14 +91,12 @@ impl Machine<'_> {
     }
 
     fn read_pte(&self, addr: u64) -> Option<u64> {
-        let a = addr as usize;
-        self.sh.ram.get(a..a + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        let mut b = [0u8; 8];
+        self.sh.read(addr, &mut b).then(|| u64::from_le_bytes(b))
     }
 
     fn write_pte(&mut self, addr: u64, v: u64) {
-        let a = addr as usize;
-        self.sh.ram[a..a + 8].copy_from_slice(&v.to_le_bytes());
-        self.sh.note_write(addr);
+        self.sh.write(addr, &v.to_le_bytes());
     }
 
     /// The page walk, setting A (and D on writes) as it goes; with EPT off,
@@ -200,7 +198,7 @@ impl Machine<'_> {
         let ad = eptp & EPTP_AD != 0;
         let mut table = eptp & ept::ADDR_MASK;
         let mut perms = ept::R | ept::W | ept::X;
-        let ram = gpa < self.sh.ram.len() as u64;
+        let ram = gpa < self.sh.ram_len();
         for level in (1..=4u32).rev() {
             self.cpu.cycles += self.cpu.costs.walk_step;
             self.cpu.stats.ept_steps += 1;
@@ -323,10 +321,8 @@ impl Machine<'_> {
     /// Reads `size` bytes at physical `phys`: RAM, the APIC page, or an
     /// MMIO exit (answered through the replay log).
     pub fn read_phys(&mut self, phys: u64, size: u8) -> Result<u64, Stop> {
-        let p = phys as usize;
-        if let Some(b) = self.sh.ram.get(p..p + usize::from(size)) {
-            let mut v = [0u8; 8];
-            v[..b.len()].copy_from_slice(b);
+        let mut v = [0u8; 8];
+        if self.sh.read(phys, &mut v[..usize::from(size)]) {
             return Ok(u64::from_le_bytes(v));
         }
         if let Some(slot) = self.assigned_device(phys) {
@@ -350,14 +346,12 @@ impl Machine<'_> {
     }
 
     pub fn write_phys(&mut self, phys: u64, size: u8, v: u64) -> Result<(), Stop> {
-        let p = phys as usize;
         let n = usize::from(size);
-        if p.checked_add(n).is_some_and(|e| e <= self.sh.ram.len()) {
+        if phys.checked_add(n as u64).is_some_and(|e| e <= self.sh.ram_len()) {
             if self.cpu.tx.is_some() {
                 self.log_write(phys, size)?;
             }
-            self.sh.ram[p..p + n].copy_from_slice(&v.to_le_bytes()[..n]);
-            self.sh.note_write(phys);
+            self.sh.write(phys, &v.to_le_bytes()[..n]);
             return Ok(());
         }
         if let Some(slot) = self.assigned_device(phys) {

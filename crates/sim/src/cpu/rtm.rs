@@ -109,9 +109,8 @@ impl Machine<'_> {
                 }
             }
         }
-        let (at, len) = (phys as usize, usize::from(n));
         let mut old = [0u8; 8];
-        old[..len].copy_from_slice(&self.sh.ram[at..at + len]);
+        self.sh.read(phys, &mut old[..usize::from(n)]);
         tx.undo.push((phys, u64::from_le_bytes(old), n));
         Ok(())
     }
@@ -128,9 +127,7 @@ impl Machine<'_> {
     fn rollback(&mut self, mut status: u32) {
         let Some(tx) = self.cpu.tx.take() else { return };
         for &(phys, old, n) in tx.undo.iter().rev() {
-            let at = phys as usize;
-            self.sh.ram[at..at + usize::from(n)].copy_from_slice(&old.to_le_bytes()[..usize::from(n)]);
-            self.sh.note_write(phys);
+            self.sh.write(phys, &old.to_le_bytes()[..usize::from(n)]);
         }
         if tx.depth > 1 {
             status |= status::NESTED;

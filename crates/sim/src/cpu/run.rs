@@ -330,10 +330,10 @@ impl Machine<'_> {
         }
         self.cpu.stats.blocks_decoded += 1;
         let page_end = (phys | (PAGE - 1)) + 1;
-        let Some(bytes) = self.sh.ram.get(phys as usize..page_end as usize) else {
+        let mut bytes = vec![0u8; (page_end - phys) as usize];
+        if !self.sh.read(phys, &mut bytes) {
             return Err(Stop::Unsupported);
-        };
-        let bytes = bytes.to_vec();
+        }
         let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
         let mut ops = Vec::new();
         let mut crossed = false;
@@ -350,8 +350,11 @@ impl Machine<'_> {
                     Err(e) if ops.is_empty() => return Err(e),
                     Err(_) => break,
                 };
-                let n = next as usize;
-                buf.extend_from_slice(self.sh.ram.get(n..n + 15).ok_or(Stop::Unsupported)?);
+                let mut tail = [0u8; 15];
+                if !self.sh.read(next, &mut tail) {
+                    return Err(Stop::Unsupported);
+                }
+                buf.extend_from_slice(&tail);
                 self.sh.mark_code(next);
                 crossed = true;
                 lower(&Decoder::with_ip(64, &buf, at, DecoderOptions::NONE).decode())
@@ -375,10 +378,13 @@ impl Machine<'_> {
         for i in 0..15 {
             let user = self.cpu.cpl() == 3;
             match self.translate(rip.wrapping_add(i), Access::Fetch, user) {
-                Ok(p) => match self.sh.ram.get(p as usize) {
-                    Some(b) => bytes.push(*b),
-                    None => break,
-                },
+                Ok(p) => {
+                    let mut b = [0u8];
+                    if !self.sh.read(p, &mut b) {
+                        break;
+                    }
+                    bytes.push(b[0]);
+                }
                 Err(_) => break,
             }
         }
