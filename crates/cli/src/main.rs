@@ -66,7 +66,8 @@ struct MachineArgs {
 struct WorkloadArgs {
     /// Workload name (see `exitlab list`).
     workload: String,
-    /// Iterations in the measure phase (same as --set n=N).
+    /// Iterations in the measure phase (same as --set n=N; packets=N for
+    /// the ping-pongs).
     #[arg(short = 'n', value_name = "N")]
     n: Option<String>,
     /// Set a workload parameter (repeatable).
@@ -214,7 +215,7 @@ fn build(w: &WorkloadArgs) -> Result<(&'static Workload, Image), UsageError> {
     let workload = find_workload(&w.workload)?;
     let mut sets: Vec<String> = Vec::new();
     if let Some(n) = &w.n {
-        sets.push(format!("n={n}"));
+        sets.push(format!("{}={n}", workload.count));
     }
     sets.extend(w.set.iter().cloned());
     let params = workload.resolve(sets.iter().map(String::as_str))?;
@@ -509,15 +510,42 @@ fn stat(
         let in_range = m.log.iter().filter(|g| m.covers(**g)).count();
         (kind, in_range)
     });
+    let packets =
+        exitlab_vmm::packets::PacketStats::of(report.accountant.phase_stats(Phase::Measure), &report.round_trips_ns);
     if json {
         let mut v = render_json(&view);
         v["outcome"] = outcome;
+        if let Some(p) = &packets {
+            // Per packet, always over the measure phase (the packets').
+            v["packets"] = p.packets.into();
+            v["exits_per_packet"] = p.exits_per_packet.into();
+            v["handler_ns_per_packet"] = p.handler_ns_per_packet.into();
+            v["interrupts_per_packet"] = p.interrupts_per_packet.into();
+            v["latency_ns"] = serde_json::to_value(p.latency_ns).expect("plain numbers serialize");
+        }
         if let Some((kind, logged)) = monitor {
             v["monitor"] = serde_json::json!({ "kind": kind, "writes_or_pages_logged": logged });
         }
         println!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
     } else {
         print!("{}", render_table(&view));
+        if let Some(p) = &packets {
+            let l = p.latency_ns;
+            println!(
+                "\nPackets (measure phase): {}; per packet {:.2} exits, {:.2}us in the VMM, {:.2} interrupts",
+                p.packets,
+                p.exits_per_packet,
+                p.handler_ns_per_packet / 1000.0,
+                p.interrupts_per_packet
+            );
+            println!(
+                "Round trip: mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
+                l.mean / 1000.0,
+                l.stddev / 1000.0,
+                l.p50 as f64 / 1000.0,
+                l.p99 as f64 / 1000.0
+            );
+        }
         if let Some((kind, logged)) = monitor {
             println!("\nWrite monitor ({kind}): {logged} entries logged over the whole run in the watched range.");
         }

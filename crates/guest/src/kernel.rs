@@ -125,7 +125,9 @@ impl Kernel {
             a.pop(rax)?;
             a.iretq()?;
             asm.gate(TIMER_VECTOR, timer);
-            asm.gate(DEVICE_VECTOR, timer);
+            if !asm.has_gate(DEVICE_VECTOR) {
+                asm.gate(DEVICE_VECTOR, timer);
+            }
         }
         if !asm.has_gate(SPURIOUS_VECTOR) {
             let spurious = asm.symbol("spurious_isr")?;

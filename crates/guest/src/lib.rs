@@ -13,7 +13,9 @@ pub mod boot;
 mod image;
 mod kernel;
 pub mod layout;
+pub mod nic;
 pub mod params;
+pub mod pingpong;
 pub mod program;
 mod workload;
 

@@ -22,6 +22,9 @@ pub struct Workload {
     own_params: &'static [ParamSpec],
     /// Different defaults for the common parameters.
     common_defaults: &'static [(&'static str, u64)],
+    /// The parameter that counts the measured loop's iterations: `n`, or
+    /// the workload's own (`packets`), which then replaces `n`.
+    pub count: &'static str,
     /// Runs once in ring 0 before the first marker.
     setup: Emit,
     /// One iteration of the measured loop; names its exiting instruction.
@@ -35,7 +38,7 @@ const RING3: ParamSpec = ParamSpec::int("ring3", 0, 1, 0, "1: run the loops in r
 impl Workload {
     /// Every parameter the workload takes, common ones first.
     pub fn params(&self) -> Vec<ParamSpec> {
-        let mut v = vec![N, WARMUP];
+        let mut v = if self.count == N.name { vec![N, WARMUP] } else { vec![WARMUP] };
         for spec in &mut v {
             if let (Some((_, d)), crate::params::ParamKind::Int { min, max, .. }) =
                 (self.common_defaults.iter().find(|(n, _)| *n == spec.name), spec.kind)
@@ -70,7 +73,7 @@ impl Workload {
             asm.set(&mut body)?;
             asm.name("user_body", body);
         }
-        for (phase, count) in [(Phase::Warmup, p.int("warmup")), (Phase::Measure, p.int("n"))] {
+        for (phase, count) in [(Phase::Warmup, p.int("warmup")), (Phase::Measure, p.int(self.count))] {
             marker(&mut asm, phase)?;
             counted_loop(&mut asm, phase.name(), count, |asm| (self.iteration)(asm, p, phase.name()))?;
         }
@@ -90,6 +93,18 @@ impl Workload {
                 image.requests.insert("dma".into(), format!("{BLK_DMA:#x}+{BLK_DMA_LEN:#x}"));
                 image.requests.insert("posted".into(), BOOLS[p.choice("posted")].into());
                 image.requests.insert("counters".into(), "blk_completions,blk_errors".into());
+            }
+            "e1000-pingpong" | "virtio-pingpong" => {
+                let r = &mut image.requests;
+                r.insert("net".into(), self.name.trim_end_matches("-pingpong").into());
+                r.insert("wire_ns".into(), p.int("wire_ns").to_string());
+                r.insert("coalesce_us".into(), p.int("coalesce_us").to_string());
+                if self.name == "virtio-pingpong" {
+                    r.insert("coalesce_n".into(), p.int("coalesce_n").to_string());
+                }
+                r.insert("latency_log".into(), format!("{:#x}", crate::pingpong::LATENCY_LOG));
+                r.insert("packets_from".into(), p.int("warmup").to_string());
+                r.insert("packets".into(), p.int("packets").to_string());
             }
             "tsx" => {
                 image.requests.insert("needs".into(), "tsx".into());
@@ -118,7 +133,7 @@ fn counted_loop(asm: &mut Asm, name: &str, count: u64, body: impl Fn(&mut Asm) -
     Ok(())
 }
 
-fn trap(asm: &mut Asm, phase: &str) -> Result<()> {
+pub(crate) fn trap(asm: &mut Asm, phase: &str) -> Result<()> {
     asm.symbol(&format!("{phase}_trap")).map(|_| ())
 }
 
@@ -553,12 +568,29 @@ fn fault(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
 }
 
 /// The workloads `exitlab list` shows, in its order.
+const PACKETS: ParamSpec = ParamSpec::int("packets", 1, 100_000, 1000, "echoes measured (the measure phase)");
+const SIZE: ParamSpec = ParamSpec::int("size", 60, 1514, 64, "frame bytes, Ethernet header included");
+const WINDOW: ParamSpec = ParamSpec::int("window", 1, crate::pingpong::MAX_WINDOW, 1, "frames in flight at once");
+const WIRE_NS: ParamSpec = ParamSpec::int("wire_ns", 0, 10_000_000, 5_000, "one-way wire delay to the echo peer (ns)");
+const COALESCE_N: ParamSpec =
+    ParamSpec::int("coalesce_n", 0, 64, 0, "interrupt after this many completions (0 or 1: every one)");
+const COALESCE_US: ParamSpec =
+    ParamSpec::int("coalesce_us", 0, 10_000, 0, "...or this long after the first unsignalled one (us)");
+const COALESCE_US_ITR: ParamSpec = ParamSpec::int(
+    "coalesce_us",
+    0,
+    16_000,
+    0,
+    "interrupt throttling: at least this long between interrupts (ITR, us)",
+);
+
 pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "pio-out",
         summary: "OUT to the POST port 0x80: one IO_INSTRUCTION exit per iteration",
         own_params: &[RING3],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: pio_out,
     },
@@ -567,6 +599,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "IN from the POST port 0x80: one IO_INSTRUCTION exit per iteration",
         own_params: &[RING3],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: pio_in,
     },
@@ -575,6 +608,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "32-bit load from the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: mmio_read,
     },
@@ -583,6 +617,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
         own_params: &[RING3],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: mmio_write,
     },
@@ -591,6 +626,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "CPUID (always intercepted under VMX; KVM answers it in the kernel)",
         own_params: &[RING3, ParamSpec::int("leaf", 0, 0xffff_ffff, 0, "CPUID leaf (EAX)")],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: cpuid,
     },
@@ -599,6 +635,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "RDMSR of an intercepted MSR (default IA32_APIC_BASE)",
         own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_APIC_BASE as u64, "MSR index (ECX)")],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: rdmsr,
     },
@@ -607,6 +644,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "WRMSR of an MSR's own value (default IA32_EFER, never passed through)",
         own_params: &[ParamSpec::int("msr", 0, 0xffff_ffff, msr::IA32_EFER as u64, "MSR index (ECX)")],
         common_defaults: &[],
+        count: "n",
         setup: wrmsr_setup,
         iteration: wrmsr,
     },
@@ -615,6 +653,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "MOV to CR3 of the current page-table root: exits under shadow paging, not with EPT",
         own_params: &[],
         common_defaults: &[],
+        count: "n",
         setup: cr3_setup,
         iteration: cr3_write,
     },
@@ -629,6 +668,7 @@ pub static WORKLOADS: &[Workload] = &[
             "LAPIC timer initial count (divide by 1)",
         )],
         common_defaults: &[],
+        count: "n",
         setup: hlt_setup,
         iteration: hlt,
     },
@@ -650,6 +690,7 @@ pub static WORKLOADS: &[Workload] = &[
             ),
         ],
         common_defaults: &[],
+        count: "n",
         setup: io_mix_setup,
         iteration: io_mix,
     },
@@ -661,6 +702,7 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::int("tick_hz", 0, 10_000, 0, "periodic tick rate in Hz; 0 = tickless"),
         ],
         common_defaults: &[],
+        count: "n",
         setup: idle_setup,
         iteration: idle,
     },
@@ -669,6 +711,7 @@ pub static WORKLOADS: &[Workload] = &[
         summary: "self-IPIs acknowledged with EOI: local-APIC accesses, which exit without APIC virtualization",
         own_params: &[],
         common_defaults: &[],
+        count: "n",
         setup: interrupts_on,
         iteration: apic_eoi,
     },
@@ -691,6 +734,7 @@ pub static WORKLOADS: &[Workload] = &[
             ),
         ],
         common_defaults: &[],
+        count: "n",
         setup: blk_setup,
         iteration: device_irq,
     },
@@ -703,6 +747,7 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::choice("monitor", MONITORS, 0, "how the VMM records the writes"),
         ],
         common_defaults: &[("n", 1), ("warmup", 0)],
+        count: "n",
         setup: page_writes_setup,
         iteration: page_writes,
     },
@@ -714,6 +759,7 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::int("timer_hz", 0, 10_000_000, 1000, "host timer interrupts per second (0: none)"),
         ],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: tsx,
     },
@@ -725,8 +771,27 @@ pub static WORKLOADS: &[Workload] = &[
             ParamSpec::int("kind", 0, 2, 0, "0: #UD (UD2), 1: #PF (read past 4 GiB), 2: #GP (non-canonical read)"),
         ],
         common_defaults: &[],
+        count: "n",
         setup: no_setup,
         iteration: fault,
+    },
+    Workload {
+        name: "e1000-pingpong",
+        summary: "echoes `packets` frames through an emulated e1000, `window` in flight; logs round trips",
+        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR],
+        common_defaults: &[],
+        count: "packets",
+        setup: crate::pingpong::e1000_setup,
+        iteration: crate::pingpong::e1000_iteration,
+    },
+    Workload {
+        name: "virtio-pingpong",
+        summary: "echoes `packets` frames through virtio-net (virtio-mmio), `window` in flight; logs round trips",
+        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_N, COALESCE_US],
+        common_defaults: &[],
+        count: "packets",
+        setup: crate::pingpong::virtio_setup,
+        iteration: crate::pingpong::virtio_iteration,
     },
 ];
 

@@ -33,21 +33,32 @@ impl Dma for NoDma {
     }
 }
 
-/// What a device can reach while it handles one register access.
+/// What a device can reach while it handles one register access or a
+/// timer.
 pub struct DeviceCtx<'a> {
     /// The machine's clock: virtual time on the simulator.
     pub now_ns: u64,
     pub dma: &'a mut dyn Dma,
+    /// Guest RAM for devices that hand it to vm-memory users (virtio
+    /// queues); `None` behind an IOMMU, where DMA must go through `dma`.
+    pub memory: Option<&'a vm_memory::GuestMemoryMmap>,
     /// Interrupts the device raised: (message number, when). Message
     /// numbers are the device's own (an MSI-X table index); whoever hosts
     /// the device routes them: the VMM to a vector, the IOMMU through its
     /// interrupt-remapping table.
     pub interrupts: Vec<(u16, u64)>,
+    /// Times at which the device wants [`Device::tick`] called.
+    pub wakes: Vec<u64>,
 }
 
 impl<'a> DeviceCtx<'a> {
     pub fn new(now_ns: u64, dma: &'a mut dyn Dma) -> DeviceCtx<'a> {
-        DeviceCtx { now_ns, dma, interrupts: Vec::new() }
+        DeviceCtx { now_ns, dma, memory: None, interrupts: Vec::new(), wakes: Vec::new() }
+    }
+
+    /// Asks for a [`Device::tick`] at `at_ns`.
+    pub fn wake_at(&mut self, at_ns: u64) {
+        self.wakes.push(at_ns.max(self.now_ns));
     }
 
     /// Raises message `message` at `at_ns` (not before now).
@@ -62,6 +73,13 @@ impl<'a> DeviceCtx<'a> {
 pub trait Device: Send {
     fn read(&mut self, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>);
     fn write(&mut self, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>);
+    /// Work the device asked to do at a time ([`DeviceCtx::wake_at`]); it
+    /// may be called early or more often, and must check what is due.
+    fn tick(&mut self, _ctx: &mut DeviceCtx<'_>) {}
+    /// What the device counts (requests, interrupts, drops), for reports.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// For inspecting a device's state after a run.
     fn as_any(&self) -> &dyn Any;
 }

@@ -343,12 +343,17 @@ pub enum HvError {
     Unsupported(String),
     /// A run limit (instructions, virtual time) was reached.
     Limit(String),
+    /// The run call returned before any exit because a deadline the VMM
+    /// set ([`Vm::wake_vmm_at`]) passed: its devices have work due (KVM's
+    /// analogue is KVM_RUN returning EINTR to a signal). Not a VM exit.
+    Interrupted,
 }
 
 impl fmt::Display for HvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HvError::Unavailable(s) => write!(f, "backend unavailable: {s}"),
+            HvError::Interrupted => f.write_str("run interrupted at a VMM deadline"),
             HvError::BadAddress { gpa, len } => {
                 write!(f, "guest-physical range {gpa:#x}+{len:#x} is outside guest memory")
             }
@@ -374,6 +379,17 @@ pub trait Vm {
 
     /// Bytes of guest RAM, mapped from guest-physical address 0.
     fn memory_size(&self) -> u64;
+
+    /// Guest RAM as vm-memory sees it, for devices that walk guest
+    /// structures themselves (virtio queues through virtio-queue).
+    fn guest_memory(&self) -> &vm_memory::GuestMemoryMmap;
+
+    /// Makes the vCPU's run call return [`HvError::Interrupted`] once the
+    /// backend's clock reaches `at_ns` (a device's timer: a packet arriving
+    /// from the wire), so the VMM can let its devices work then.
+    fn wake_vmm_at(&self, _at_ns: u64) -> Result<()> {
+        Err(kept("device timing"))
+    }
 
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()>;
 

@@ -124,6 +124,10 @@ impl Vm for KvmVm {
         }
     }
 
+    fn guest_memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
     fn memory_size(&self) -> u64 {
         self.memory_size
     }

@@ -42,6 +42,8 @@ pub struct RunLimits {
 /// profile.
 pub struct SimVm {
     shared: Arc<Mutex<Shared>>,
+    /// The same RAM as `shared`'s, for the VMM's devices.
+    memory: vm_memory::GuestMemoryMmap,
     memory_size: u64,
     limits: RunLimits,
     profile: Profile,
@@ -65,8 +67,10 @@ impl SimVm {
         let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
+        let shared = Shared::new(size)?;
         Ok(SimVm {
-            shared: Arc::new(Mutex::new(Shared::new(size)?)),
+            memory: shared.memory.clone(),
+            shared: Arc::new(Mutex::new(shared)),
             memory_size,
             limits: RunLimits::default(),
             profile,
@@ -110,6 +114,15 @@ impl Vm for SimVm {
 
     fn memory_size(&self) -> u64 {
         self.memory_size
+    }
+
+    fn guest_memory(&self) -> &vm_memory::GuestMemoryMmap {
+        &self.memory
+    }
+
+    fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
+        lock(&self.shared).schedule(at_ns, Signal::WakeVmm);
+        Ok(())
     }
 
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {

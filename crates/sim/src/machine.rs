@@ -83,6 +83,8 @@ pub enum Signal {
     /// requester `source`, looked up in the interrupt-remapping table when
     /// it arrives.
     Remapped { source: SourceId, index: u16 },
+    /// A deadline the VMM set: the run call returns so its devices can work.
+    WakeVmm,
 }
 
 /// Guest RAM and the state the vCPUs share.

@@ -78,6 +78,22 @@ impl Bus {
         self.slots[hit.slot].device.write(hit.offset, data, ctx)
     }
 
+    /// Runs every device's timer work ([`Device::tick`]).
+    pub fn tick(&mut self, ctx: &mut DeviceCtx<'_>) {
+        for s in &mut self.slots {
+            s.device.tick(ctx);
+        }
+    }
+
+    /// Every device's counters, named `<device>.<counter>`.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        let mut all = Vec::new();
+        for s in &self.slots {
+            all.extend(s.device.counters().into_iter().map(|(n, v)| (format!("{}.{n}", s.name), v)));
+        }
+        all
+    }
+
     /// Every range: (name, base, length).
     pub fn ranges(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
         self.slots.iter().map(|s| (s.name, s.base, s.len))

@@ -15,6 +15,8 @@ pub mod emulate;
 pub mod ept;
 pub mod interrupts;
 pub mod monitor;
+pub mod packets;
+pub mod platform;
 pub mod policy;
 mod run;
 pub mod shadow;

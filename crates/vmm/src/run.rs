@@ -2,11 +2,11 @@
 //! account for every exit on the way.
 
 use crate::account::{Accountant, ExitRecord, Target};
-use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
 use crate::bus::{Bus, DeviceCtx};
-use crate::devices::{BlockDevice, Doorbell, MmioScratch, Pic, PostPort, Serial};
+use crate::devices::Serial;
 use crate::interrupts::{Pending, Posting};
 use crate::monitor::{Kind as MonitorKind, Monitor};
+use crate::platform::{Platform, SERIAL};
 use crate::shadow::FaultResolution;
 use exitlab_arch::iommu::Fault;
 use exitlab_arch::Regs;
@@ -172,34 +172,20 @@ pub struct RunReport {
     pub monitor: Option<Monitor>,
     /// DMA the IOMMU (or, for an emulated device, the VMM) refused.
     pub dma_faults: Vec<Fault>,
+    /// Round trips a ping-pong guest logged for its measured echoes (ns).
+    pub round_trips_ns: Vec<u64>,
 }
 
 impl RunReport {
     /// What the guest printed on COM1.
     pub fn console(&self) -> String {
-        let serial = self.pio.device::<Serial>("serial");
+        let serial = self.pio.device::<Serial>(SERIAL);
         String::from_utf8_lossy(serial.map_or(&[][..], |s| s.output())).into_owned()
     }
 }
 
-const SERIAL: &str = "serial";
 const LOCAL_APIC: &str = "local-apic";
 const UNASSIGNED: &str = "unassigned";
-
-/// The exitlab machine's devices.
-fn machine() -> (Bus, Bus) {
-    let mut pio = Bus::new();
-    let mut mmio = Bus::new();
-    let fixed = "device ranges are disjoint by construction";
-    pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(fixed);
-    pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(fixed);
-    pio.insert("doorbell", u64::from(layout::PORT_DOORBELL), 1, Box::<Doorbell>::default()).expect(fixed);
-    pio.insert("pic-master", 0x20, 2, Box::<Pic>::default()).expect(fixed);
-    pio.insert("pic-slave", 0xa0, 2, Box::<Pic>::default()).expect(fixed);
-    mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
-        .expect(fixed);
-    (pio, mmio)
-}
 
 pub(crate) fn load<V: Vm>(vm: &V, image: &Image) -> Result<(), VmmError> {
     let end = image.load_gpa.checked_add(image.bytes.len() as u64);
@@ -230,7 +216,6 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let mut trace = Vec::new();
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
-    let (mut pio, mut mmio) = machine();
     let mut controls = crate::policy::controls(&caps);
     let mut pending = Pending::default();
     let mut ept = None;
@@ -252,36 +237,22 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     } else if caps.posted_interrupts && caps.vmx_controls {
         posting = Some(Posting::new(vm, &mut controls, 0)?);
     }
-    let blk = block_device(vm, image)?;
     let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
-    let blk_assigned = passthrough && blk.is_some();
-    let mut window = DmaWindow { start: 0, len: vm.memory_size() };
-    let mut to_assign = None;
-    if let Some((device, w)) = blk {
-        window = w;
-        if passthrough {
-            to_assign = Some(device);
-        } else {
-            let fixed = "the block device's range is free";
-            mmio.insert(BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device)).expect(fixed);
-        }
-    }
+    let (mut platform, to_assign) = Platform::new(vm, image, passthrough)?;
+    let blk_assigned = to_assign.is_some();
     if caps.vmx_controls {
         if caps.ept {
-            let mut e = build_ept(vm, &mmio, &options.protect)?;
+            let mut e = build_ept(vm, &platform.mmio, &options.protect)?;
             controls.eptp = e.eptp();
             monitor = watch(vm, &mut e, &mut controls, image)?;
             if let Some(device) = to_assign {
-                crate::assign::assign(vm, &mut e, Box::new(device), window, posting.as_ref())?;
+                crate::assign::assign(vm, &mut e, Box::new(device), platform.window, posting.as_ref())?;
             }
             ept = Some(e);
         }
         vcpu.set_controls(&controls)?;
     }
-    let mut dma_faults = Vec::new();
-    let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image, &dma_faults)?);
-    // Interrupts devices raised while handling an exit: (message, when).
-    let mut raised = Vec::new();
+    let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image, &platform)?);
 
     // One clock read at each exit and one at each resume; a resume is
     // also the start of the next run call.
@@ -294,6 +265,13 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             Ok(exit) => exit,
             Err(HvError::Unsupported(s)) => break Outcome::GuestError(GuestError::Unsupported(s)),
             Err(HvError::Limit(s)) => break Outcome::GuestError(GuestError::Runaway(s)),
+            Err(HvError::Interrupted) => {
+                // A device timer fell due: not an exit, nothing to account.
+                let now = vcpu.now_ns();
+                platform.tick(vm, now);
+                platform.flush(vm, posting.as_ref(), now)?;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         let exit_ns = vcpu.now_ns();
@@ -330,7 +308,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                         break Outcome::GuestError(GuestError::Protocol(format!("unknown phase marker {}", io.data)));
                     };
                     rec.target = Target::Port { port: layout::PORT_MARKER, device: "marker" };
-                    let counters = counters(vm, &mut vcpu, image, &dma_faults)?;
+                    let counters = counters(vm, &mut vcpu, image, &platform)?;
                     vcpu.account_exit(rec.reason, &HandlerWork { device_ops: 1, ..Default::default() });
                     rec.resume_ns = vcpu.now_ns();
                     acc.boundary(&rec, next, counters);
@@ -341,18 +319,15 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                     continue;
                 }
                 _ => {
-                    let (target, data) = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
-                        port_io(&mut pio, &mut vcpu, io, ctx)
-                    });
+                    let (target, data) = platform.with(vm, exit_ns, |pio, _, ctx| port_io(pio, &mut vcpu, io, ctx));
                     rec.target = target;
                     traced = port_access(io, data);
                     None
                 }
             },
             VmExit::Mmio { access, .. } => {
-                let (target, data) = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
-                    mmio_access(&mut mmio, &mut vcpu, access, ctx)
-                });
+                let (target, data) =
+                    platform.with(vm, exit_ns, |_, mmio, ctx| mmio_access(mmio, &mut vcpu, access, ctx));
                 rec.target = target;
                 traced = Access::Mmio { gpa: access.gpa, size: access.size, is_write: access.is_write, data };
                 None
@@ -410,15 +385,15 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 None
             }
             VmExit::MmioEmulate { .. } | VmExit::ApicAccess { .. } => {
-                let emulated = with_devices(vm, window, &mut dma_faults, exit_ns, &mut raised, |ctx| {
-                    crate::emulate::emulate_mmio(vm, &mut vcpu, &mut mmio, ctx)
-                });
+                let emulated =
+                    platform.with(vm, exit_ns, |_, mmio, ctx| crate::emulate::emulate_mmio(vm, &mut vcpu, mmio, ctx));
                 match emulated? {
                     Ok(done) => {
                         work = done.work;
                         if let Some(d) = done.device {
                             let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
-                            let region = if apic { LOCAL_APIC } else { d.slot.map_or(UNASSIGNED, |s| mmio.name(s)) };
+                            let region =
+                                if apic { LOCAL_APIC } else { d.slot.map_or(UNASSIGNED, |s| platform.mmio.name(s)) };
                             rec.target = Target::Mmio { region };
                             traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
                         }
@@ -477,13 +452,9 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 "{reason} (qualification {qualification:#x})"
             )))),
         };
-        for (message, at) in raised.drain(..) {
-            // Emulated devices' message k is the kernel's device vector + k.
-            let msi = exitlab_hv::Msi::fixed(0, layout::DEVICE_VECTOR.wrapping_add(message as u8));
-            crate::interrupts::deliver(vm, posting.as_ref(), msi, (at > exit_ns).then_some(at))?;
-        }
-        if passthrough && blk_assigned {
-            dma_faults.extend(vm.take_iommu_faults());
+        platform.flush(vm, posting.as_ref(), exit_ns)?;
+        if blk_assigned {
+            platform.dma_faults.extend(vm.take_iommu_faults());
         }
         if !pending.is_empty() || controls.interrupt_window_exiting {
             pending.service(&mut vcpu, &mut controls)?;
@@ -503,17 +474,19 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
         start = rec.resume_ns;
     };
-    if passthrough && blk_assigned {
-        dma_faults.extend(vm.take_iommu_faults());
+    if blk_assigned {
+        platform.dma_faults.extend(vm.take_iommu_faults());
     }
-    acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image, &dma_faults)?);
+    acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image, &platform)?);
     if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
         if m.kind == MonitorKind::Pml {
             m.harvest(vm, &mut vcpu, e)?;
         }
     }
     let regs = vcpu.regs()?;
-    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor, dma_faults })
+    let round_trips_ns = crate::packets::round_trips(vm, image, caps.tsc_hz)?;
+    let Platform { pio, mmio, dma_faults, .. } = platform;
+    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor, dma_faults, round_trips_ns })
 }
 
 /// The host's periodic timer tick, as the VMX-preemption timer programmed
@@ -544,17 +517,17 @@ impl HostTick {
     }
 }
 
-/// The backend's counters, the DMA refused so far, and the guest's own:
-/// the slots at [`layout::GUEST_COUNTERS`] the image names in its
-/// `counters` request.
+/// The backend's counters, the devices' (DMA refused included), and the
+/// guest's own: the slots at [`layout::GUEST_COUNTERS`] the image names in
+/// its `counters` request.
 fn counters<V: Vm>(
     vm: &V,
     vcpu: &mut V::Vcpu,
     image: &Image,
-    dma_faults: &[Fault],
+    platform: &Platform,
 ) -> Result<Vec<exitlab_hv::Counter>, VmmError> {
     let mut all = vcpu.counters()?;
-    all.push(exitlab_hv::Counter { name: "dma_faults".into(), value: dma_faults.len() as u64 });
+    all.extend(platform.counters().into_iter().map(|(name, value)| exitlab_hv::Counter { name, value }));
     let names = image.requests.get("counters").map(|n| n.split(',').collect::<Vec<_>>()).unwrap_or_default();
     for (slot, name) in names.into_iter().take(layout::GUEST_COUNTER_SLOTS).enumerate() {
         let mut b = [0u8; 8];
@@ -569,47 +542,6 @@ fn counters<V: Vm>(
 
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
-}
-
-/// The block device an image asks for (`device` = blk): completing
-/// `blk_rate` requests per second, DMA confined to its `dma` window.
-fn block_device<V: Vm>(vm: &V, image: &Image) -> Result<Option<(BlockDevice, DmaWindow)>, VmmError> {
-    if image.requests.get("device").map(String::as_str) != Some("blk") {
-        return Ok(None);
-    }
-    let rate = image.requests.get("blk_rate").and_then(|r| r.parse::<u64>().ok()).filter(|&r| r > 0);
-    let rate = rate.ok_or_else(|| VmmError::Load("the block device needs a `blk_rate` above 0".into()))?;
-    let window = match image.requests.get("dma") {
-        Some(w) => {
-            let (start, len) = crate::monitor::parse_range(w)
-                .ok_or_else(|| VmmError::Load(format!("`dma` {w:?} is not 0xSTART+0xLEN")))?;
-            DmaWindow { start, len }
-        }
-        None => DmaWindow { start: 0, len: vm.memory_size() },
-    };
-    Ok(Some((BlockDevice::new(BLK_SECTORS, 1_000_000_000 / rate), window)))
-}
-
-/// The block device's disk: 1 MiB.
-const BLK_SECTORS: u32 = 2048;
-const BLK: &str = "blk";
-
-/// Runs `f` with what devices may reach while handling one exit at
-/// `now_ns`: DMA checked against `window` (refusals into `faults`) and a
-/// place to raise interrupts (appended to `raised`).
-fn with_devices<V: Vm, R>(
-    vm: &V,
-    window: DmaWindow,
-    faults: &mut Vec<Fault>,
-    now_ns: u64,
-    raised: &mut Vec<(u16, u64)>,
-    f: impl FnOnce(&mut DeviceCtx<'_>) -> R,
-) -> R {
-    let mut dma = Checked { vm, window, source: BLK_SOURCE, faults };
-    let mut ctx = DeviceCtx::new(now_ns, &mut dma);
-    let r = f(&mut ctx);
-    raised.append(&mut ctx.interrupts);
-    r
 }
 
 /// The write monitor an image asks for (`monitor` = write-protect or pml

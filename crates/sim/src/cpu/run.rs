@@ -27,8 +27,9 @@ pub struct Limits {
 
 impl Machine<'_> {
     /// Takes the interrupts devices have signalled by now into the local
-    /// APIC, or through posted-interrupt processing.
-    fn take_signals(&mut self) -> Result<(), HvError> {
+    /// APIC, or through posted-interrupt processing. True when a VMM
+    /// deadline is due.
+    fn take_signals(&mut self) -> Result<bool, HvError> {
         let id = self.cpu.apic.id;
         let mine = |dest: u8| dest == id || dest == 0xff;
         let mut i = 0;
@@ -41,6 +42,7 @@ impl Machine<'_> {
             }
         }
         let now_ns = self.cpu.costs.clock.ns(self.cpu.cycles);
+        let mut wake_vmm = false;
         while let Some(&std::cmp::Reverse((at, _, signal))) = self.sh.timed.peek() {
             if at > now_ns {
                 break;
@@ -51,6 +53,10 @@ impl Machine<'_> {
                     Some(s) => s,
                     None => continue,
                 },
+                Signal::WakeVmm => {
+                    wake_vmm = true;
+                    continue;
+                }
                 s => s,
             };
             let (dest, vector) = match signal {
@@ -59,7 +65,7 @@ impl Machine<'_> {
                     Some(notification) => notification,
                     None => continue,
                 },
-                Signal::Remapped { .. } => continue,
+                Signal::Remapped { .. } | Signal::WakeVmm => continue,
             };
             if mine(dest) {
                 self.take_interrupt(vector)?;
@@ -67,7 +73,7 @@ impl Machine<'_> {
                 self.sh.msi.push((dest, vector));
             }
         }
-        Ok(())
+        Ok(wake_vmm)
     }
 
     /// An interrupt arriving at this vCPU: the notification vector, with
@@ -109,7 +115,10 @@ impl Machine<'_> {
             None => u64::MAX,
         };
         loop {
-            self.take_signals()?;
+            if self.take_signals()? {
+                self.cpu.exit_info = ExitInfo::default();
+                return Err(HvError::Interrupted);
+            }
             if self.cpu.cycles >= self.cpu.next_event() {
                 let now = self.cpu.cycles;
                 self.cpu.apic.tick(now);

@@ -190,6 +190,17 @@ impl Device for BlockDevice {
         }
     }
 
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats;
+        vec![
+            ("requests", s.requests),
+            ("sectors", s.sectors),
+            ("dma_faults", s.dma_faults),
+            ("bad_requests", s.bad_requests),
+            ("bad_registers", s.bad_registers),
+        ]
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -2,14 +2,20 @@
 
 mod blk;
 mod doorbell;
+mod e1000;
 mod pic;
 mod post;
 mod scratch;
 mod serial;
+mod virtio_net;
+mod wire;
 
 pub use blk::{pattern, BlkStats, BlockDevice};
 pub use doorbell::Doorbell;
+pub use e1000::{E1000Stats, E1000};
 pub use pic::Pic;
 pub use post::PostPort;
 pub use scratch::MmioScratch;
 pub use serial::Serial;
+pub use virtio_net::{Coalescing, VirtioNet, VirtioNetStats};
+pub use wire::Wire;

@@ -1,0 +1,113 @@
+//! Per-packet figures of the ping-pong workloads (experiment E2): the
+//! round trips the guest measured itself (RDTSC at send and at receive,
+//! one u64 per echo in a log in its memory; the image names the log and
+//! which entries are the measured ones), and the measure phase's exits,
+//! VMM handler time and device interrupts divided by the packets.
+
+use crate::account::PhaseStats;
+use crate::run::VmmError;
+use exitlab_guest::Image;
+use exitlab_hv::Vm;
+use serde::Serialize;
+
+/// What one measured packet cost, on average, and how its round trips
+/// spread.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PacketStats {
+    pub packets: u64,
+    pub exits_per_packet: f64,
+    pub handler_ns_per_packet: f64,
+    /// Device-to-guest interrupts (what coalescing saves).
+    pub interrupts_per_packet: f64,
+    pub latency_ns: Summary,
+}
+
+impl PacketStats {
+    /// From the measure phase and the logged round trips; `None` for a
+    /// run that logged none.
+    pub fn of(measure: &PhaseStats, round_trips_ns: &[u64]) -> Option<PacketStats> {
+        if round_trips_ns.is_empty() {
+            return None;
+        }
+        let n = round_trips_ns.len() as f64;
+        let interrupts: u64 =
+            measure.counters.iter().filter(|(k, _)| k.ends_with(".interrupts")).map(|(_, v)| *v).sum();
+        Some(PacketStats {
+            packets: round_trips_ns.len() as u64,
+            exits_per_packet: measure.total_exits() as f64 / n,
+            handler_ns_per_packet: measure.total_handle_ns() as f64 / n,
+            interrupts_per_packet: interrupts as f64 / n,
+            latency_ns: Summary::of(round_trips_ns),
+        })
+    }
+}
+
+/// Reads the measured round trips, converted from TSC ticks at `tsc_hz`;
+/// empty when the image logs none or the TSC rate is unknown.
+pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Result<Vec<u64>, VmmError> {
+    let req = |k: &str| image.requests.get(k).and_then(|v| parse(v));
+    let (Some(log), Some(from), Some(count)) = (req("latency_log"), req("packets_from"), req("packets")) else {
+        return Ok(Vec::new());
+    };
+    if tsc_hz == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for i in from..from + count {
+        let mut b = [0u8; 8];
+        if vm.read_memory(log + 8 * i, &mut b).is_err() {
+            break;
+        }
+        let ticks = u64::from_le_bytes(b);
+        out.push((u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz)) as u64);
+    }
+    Ok(out)
+}
+
+fn parse(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// The distribution of round trips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: u64,
+    pub p99: u64,
+}
+
+impl Summary {
+    pub fn of(ns: &[u64]) -> Summary {
+        if ns.is_empty() {
+            return Summary::default();
+        }
+        let n = ns.len() as f64;
+        let mean = ns.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = ns.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let mut sorted = ns.to_vec();
+        sorted.sort_unstable();
+        // Nearest-rank percentiles.
+        let rank = |p: f64| sorted[((p * n).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Summary { mean, stddev: var.sqrt(), p50: rank(0.50), p99: rank(0.99) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_nearest_rank_percentiles() {
+        let ns: Vec<u64> = (1..=100).collect();
+        let s = Summary::of(&ns);
+        assert_eq!((s.p50, s.p99), (50, 99));
+        assert!((s.mean - 50.5).abs() < 1e-9);
+        assert!((s.stddev - 28.866_070_047_722_12).abs() < 1e-9);
+        assert_eq!(Summary::of(&[7]), Summary { mean: 7.0, stddev: 0.0, p50: 7, p99: 7 });
+        assert_eq!(Summary::of(&[]), Summary::default());
+    }
+}
