@@ -338,3 +338,47 @@ fn tsx_reports_commits_and_aborts_that_rise_with_the_host_timer() {
     assert!(0 < slow.1 && slow.1 < fast.1, "aborts at 10 kHz {slow:?}, at 100 kHz {fast:?}");
     assert_usage_error(&exitlab(&["stat", "tsx", "--profile", "legacy"]), "needs RTM");
 }
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let o = exitlab(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("stat --json prints JSON")
+}
+
+#[test]
+fn virtio_net_beats_e1000_per_packet_in_exits_latency_and_jitter() {
+    for profile in ["modern", "legacy"] {
+        let run = |w: &str| json_of(&["stat", w, "--set", "packets=1000", "--profile", profile, "--json"]);
+        let (e1000, virtio) = (run("e1000-pingpong"), run("virtio-pingpong"));
+        for v in [&e1000, &virtio] {
+            assert_eq!(v["packets"], 1000, "{profile}");
+        }
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        let l = |v: &serde_json::Value, k: &str| v["latency_ns"][k].as_f64().unwrap();
+        if profile == "modern" {
+            // TDT, RDT and the ICR read trap on e1000, the transmit
+            // notification on virtio; both sleep once (HLT) per echo.
+            assert_eq!((f(&e1000, "exits_per_packet"), f(&virtio, "exits_per_packet")), (4.0, 2.0));
+        }
+        assert!(f(&virtio, "exits_per_packet") < f(&e1000, "exits_per_packet"), "{profile}");
+        assert!(l(&virtio, "mean") < l(&e1000, "mean"), "{profile}");
+        assert!(l(&virtio, "stddev") < l(&e1000, "stddev"), "{profile}");
+        assert!(l(&virtio, "p99") <= l(&e1000, "p99"), "{profile}");
+        assert!(l(&e1000, "p50") >= 10_000.0, "{profile}: at least the wire's 2 x 5 us");
+    }
+}
+
+#[test]
+fn coalescing_cuts_virtio_interrupts_to_a_quarter_under_a_stream() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["stat", "virtio-pingpong", "--set", "packets=1000", "--set", "window=8", "--json"];
+        args.extend_from_slice(extra);
+        json_of(&args)["interrupts_per_packet"].as_f64().unwrap()
+    };
+    let single = json_of(&["stat", "virtio-pingpong", "--set", "packets=1000", "--json"]);
+    assert_eq!(single["interrupts_per_packet"], 1.0, "one echo in flight: an interrupt each");
+    let plain = run(&[]);
+    let coalesced = run(&["--set", "coalesce_n=4", "--set", "coalesce_us=50"]);
+    assert!(plain > 0.25 && coalesced <= 0.25, "plain {plain}, coalesced {coalesced}");
+    assert!(coalesced >= 0.1, "about a quarter, not none: {coalesced}");
+}

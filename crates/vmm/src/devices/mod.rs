@@ -3,10 +3,13 @@
 mod blk;
 mod doorbell;
 mod e1000;
+pub mod hostile;
 mod pic;
 mod post;
 mod scratch;
 mod serial;
+#[cfg(test)]
+mod testing;
 mod virtio_net;
 mod wire;
 

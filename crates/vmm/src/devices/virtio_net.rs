@@ -16,8 +16,8 @@ use super::wire::Wire;
 use crate::bus::{Device, DeviceCtx};
 use exitlab_guest::nic::{virtio::*, GUEST_MAC};
 use std::io::{Read, Write};
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::GuestMemoryMmap;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
 
 /// Interrupt coalescing: `n` completions (0 or 1: every one) or `tau_ns`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,6 +79,20 @@ where
     fn from(_: E) -> Broken {
         Broken
     }
+}
+
+/// A chain the device will use: every buffer in guest memory, and the
+/// chain ends by itself (not cut off by a loop, or by a next index past
+/// the ring).
+fn well_formed(chain: &DescriptorChain<&GuestMemoryMmap>, mem: &GuestMemoryMmap) -> bool {
+    let mut last = None;
+    for d in chain.clone() {
+        if !mem.check_range(d.addr(), d.len() as usize) {
+            return false;
+        }
+        last = Some(d);
+    }
+    last.is_some_and(|d| !d.has_next())
 }
 
 fn queue() -> Queue {
@@ -144,14 +158,17 @@ impl VirtioNet {
         loop {
             q.disable_notification(mem)?;
             while let Some(chain) = q.iter(mem)?.next() {
+                if !well_formed(&chain, mem) {
+                    return Err(Broken);
+                }
                 let head = chain.head_index();
                 let mut frame = Vec::new();
                 chain.reader(mem)?.take(MAX_FRAME as u64 + NET_HDR).read_to_end(&mut frame)?;
                 if frame.len() as u64 <= NET_HDR {
                     return Err(Broken);
                 }
-                let arrival = self.wire.send(ctx.now_ns, &frame[NET_HDR as usize..]);
-                ctx.wake_at(arrival);
+                // The echo's arrival: `receive` asks for the tick.
+                self.wire.send(ctx.now_ns, &frame[NET_HDR as usize..]);
                 self.stats.tx_frames += 1;
                 q.add_used(mem, head, 0)?;
                 Self::completed(&mut self.unsignalled[TXQ as usize], self.coalescing, ctx);
@@ -168,9 +185,15 @@ impl VirtioNet {
         let q = &mut self.queues[RXQ as usize];
         while let Some(frame) = self.wire.arrived(ctx.now_ns) {
             let Some(chain) = q.iter(mem)?.next() else {
+                // Out of buffers: ask for a notification when there are
+                // more, and keep the frame.
                 self.wire.hold(ctx.now_ns, frame);
-                break;
+                q.enable_notification(mem)?;
+                return Ok(());
             };
+            if !well_formed(&chain, mem) {
+                return Err(Broken);
+            }
             let head = chain.head_index();
             let mut w = chain.writer(mem)?;
             let mut written = 0;
@@ -386,5 +409,181 @@ impl Device for VirtioNet {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::testing::TestMemory;
+
+    const SIZE: u16 = 8;
+    /// Per queue: descriptors, driver area, device area.
+    const AREAS: [[u64; 3]; 2] = [[0x1000, 0x2000, 0x3000], [0x5000, 0x6000, 0x7000]];
+    const RX_BUF: u64 = 0x10000;
+    const TX_BUF: u64 = 0x20000;
+
+    fn set(m: &TestMemory, dev: &mut VirtioNet, reg: u64, v: u32) -> Vec<(u16, u64)> {
+        m.write_reg(dev, 0, reg, v).interrupts
+    }
+
+    /// Negotiates `features` and sets both queues up; true if FEATURES_OK
+    /// stuck.
+    fn init(m: &TestMemory, dev: &mut VirtioNet, features: u64) -> bool {
+        set(m, dev, STATUS, S_ACKNOWLEDGE | S_DRIVER);
+        for sel in 0..2 {
+            set(m, dev, DRIVER_FEATURES_SEL, sel);
+            set(m, dev, DRIVER_FEATURES, (features >> (32 * sel)) as u32);
+        }
+        set(m, dev, STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+        if m.read_reg(dev, 0, STATUS) & S_FEATURES_OK == 0 {
+            return false;
+        }
+        for (q, areas) in AREAS.iter().enumerate() {
+            set(m, dev, QUEUE_SEL, q as u32);
+            set(m, dev, QUEUE_NUM, u32::from(SIZE));
+            for (reg, addr) in [QUEUE_DESC_LOW, QUEUE_DRIVER_LOW, QUEUE_DEVICE_LOW].into_iter().zip(areas) {
+                set(m, dev, reg, *addr as u32);
+            }
+            set(m, dev, QUEUE_READY, 1);
+        }
+        set(m, dev, STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+        true
+    }
+
+    fn desc(m: &TestMemory, q: usize, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..].copy_from_slice(&next.to_le_bytes());
+        m.put(AREAS[q][0] + u64::from(i) * DESC, &d);
+    }
+
+    /// Makes `head` available as the driver's `idx`-th entry.
+    fn offer(m: &TestMemory, q: usize, idx: u16, head: u16) {
+        m.put(AREAS[q][1] + AVAIL_RING + u64::from(idx % SIZE) * 2, &head.to_le_bytes());
+        m.put(AREAS[q][1] + AVAIL_IDX, &(idx + 1).to_le_bytes());
+    }
+
+    fn used_idx(m: &TestMemory, q: usize) -> u16 {
+        u16::from_le_bytes(m.get(AREAS[q][2] + USED_IDX, 2).try_into().unwrap())
+    }
+
+    fn all_features() -> u64 {
+        FEATURES
+    }
+
+    /// A device with receive buffers 0..SIZE offered, and a frame of
+    /// `len` bytes (after the net header) in transmit descriptor `slot`.
+    fn ready(m: &TestMemory, coalescing: Coalescing) -> VirtioNet {
+        let mut dev = VirtioNet::new(1_000, coalescing);
+        assert!(init(m, &mut dev, all_features()));
+        for i in 0..SIZE {
+            desc(m, RXQ as usize, i, RX_BUF + u64::from(i) * 2048, 2048, DESC_F_WRITE, 0);
+            offer(m, RXQ as usize, i, i);
+        }
+        dev
+    }
+
+    fn transmit(m: &TestMemory, dev: &mut VirtioNet, now: u64, idx: u16, frame: &[u8]) -> Vec<u64> {
+        let slot = idx % SIZE;
+        let buf = TX_BUF + u64::from(slot) * 2048;
+        m.put(buf + NET_HDR, frame);
+        desc(m, TXQ as usize, slot, buf, NET_HDR as u32 + frame.len() as u32, 0, 0);
+        offer(m, TXQ as usize, idx, slot);
+        m.write_reg(dev, now, QUEUE_NOTIFY, u32::from(TXQ)).wakes
+    }
+
+    #[test]
+    fn features_need_version_1_and_stay_within_the_offer() {
+        let m = TestMemory::new(1 << 20);
+        assert!(!init(&m, &mut VirtioNet::new(0, Coalescing::default()), 1 << F_NET_MAC));
+        assert!(!init(&m, &mut VirtioNet::new(0, Coalescing::default()), all_features() | 1 << 6));
+        let mut dev = VirtioNet::new(0, Coalescing::default());
+        assert!(init(&m, &mut dev, 1 << F_VERSION_1));
+        assert_eq!(m.read_reg(&mut dev, 0, MAGIC), MAGIC_VALUE);
+        assert_eq!(m.read_reg(&mut dev, 0, VERSION), 2);
+        assert_eq!(m.read_reg(&mut dev, 0, DEVICE_ID), DEVICE_NET);
+        let mac: Vec<u8> = (0..6).map(|i| m.read_reg(&mut dev, 0, CONFIG + i) as u8).collect();
+        assert_eq!(mac, GUEST_MAC);
+    }
+
+    #[test]
+    fn frames_go_out_and_echoes_come_back_with_one_interrupt_each() {
+        let m = TestMemory::new(1 << 20);
+        let mut dev = ready(&m, Coalescing::default());
+        // The driver wants no transmit interrupts (used_event far away).
+        m.put(AREAS[1][1] + AVAIL_RING + 2 * u64::from(SIZE), &0x8000u16.to_le_bytes());
+        let frame: Vec<u8> = (0..60).collect();
+        let fx = m.write_reg(&mut dev, 0, QUEUE_SEL, 0);
+        assert!(fx.interrupts.is_empty());
+        assert_eq!(transmit(&m, &mut dev, 100, 0, &frame), vec![2_100]);
+        assert_eq!(used_idx(&m, TXQ as usize), 1, "transmit buffer returned");
+        let avail_event = m.get(AREAS[1][2] + USED_RING + 8 * u64::from(SIZE), 2);
+        assert_eq!(avail_event, [1, 0], "device asks for a notification at the next index");
+        let fx = m.tick(&mut dev, 2_100);
+        assert_eq!(fx.interrupts, vec![(RXQ, 2_100)], "receive interrupt; transmit suppressed");
+        assert_eq!(used_idx(&m, RXQ as usize), 1);
+        let used = m.get(AREAS[0][2] + USED_RING, 8);
+        assert_eq!(u32::from_le_bytes(used[4..].try_into().unwrap()), NET_HDR as u32 + 60);
+        let echo = m.get(RX_BUF + NET_HDR, 60);
+        assert_eq!((&echo[..6], &echo[6..12]), (&frame[6..12], &frame[..6]));
+        assert_eq!(m.get(RX_BUF + 10, 2), [1, 0], "num_buffers");
+        let s = dev.stats();
+        assert_eq!((s.kicks, s.tx_frames, s.rx_frames, s.interrupts), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn coalescing_waits_for_n_completions_or_tau() {
+        let m = TestMemory::new(1 << 20);
+        let mut dev = ready(&m, Coalescing { n: 4, tau_ns: 50_000 });
+        for i in 0..6u16 {
+            transmit(&m, &mut dev, u64::from(i) * 10, i, &[i as u8; 60]);
+        }
+        let mut irqs = Vec::new();
+        for t in (2_000..2_060).step_by(10) {
+            irqs.extend(m.tick(&mut dev, t).interrupts);
+        }
+        assert_eq!(irqs, vec![(RXQ, 2_030)], "the fourth echo interrupts");
+        // The driver took those four: it wants an interrupt for the next.
+        m.put(AREAS[0][1] + AVAIL_RING + 2 * u64::from(SIZE), &4u16.to_le_bytes());
+        assert!(m.tick(&mut dev, 52_039).interrupts.is_empty());
+        assert_eq!(m.tick(&mut dev, 52_040).interrupts, vec![(RXQ, 52_040)], "the rest after tau");
+        assert_eq!(dev.stats().rx_frames, 6);
+    }
+
+    #[test]
+    fn broken_drivers_get_needs_reset_not_a_crash() {
+        let m = TestMemory::new(1 << 20);
+        // A ring size that is not a power of two.
+        let mut dev = VirtioNet::new(0, Coalescing::default());
+        set(&m, &mut dev, QUEUE_SEL, 0);
+        assert_eq!(set(&m, &mut dev, QUEUE_NUM, 3), vec![(CONFIG_MESSAGE, 0)]);
+        assert_ne!(dev.status() & S_NEEDS_RESET, 0);
+        set(&m, &mut dev, STATUS, 0);
+        assert_eq!(dev.status(), 0, "a reset clears it");
+        // A transmit descriptor outside memory, a loop, a next index past
+        // the ring, an avail index running ahead of the ring.
+        type Breaker = fn(&TestMemory);
+        let cases: [(&str, Breaker); 4] = [
+            ("outside memory", |m| desc(m, 1, 0, 1 << 40, 100, 0, 0)),
+            ("loop", |m| desc(m, 1, 0, TX_BUF, 100, 1, 0)),
+            ("next past the ring", |m| desc(m, 1, 0, TX_BUF, 100, 1, SIZE + 3)),
+            ("avail index ahead", |m| m.put(AREAS[1][1] + AVAIL_IDX, &(SIZE + 5).to_le_bytes())),
+        ];
+        for (what, breaker) in cases {
+            let m = TestMemory::new(1 << 20);
+            let mut dev = ready(&m, Coalescing::default());
+            desc(&m, 1, 0, TX_BUF, 100, 0, 0);
+            offer(&m, 1, 0, 0);
+            breaker(&m);
+            let fx = m.write_reg(&mut dev, 0, QUEUE_NOTIFY, u32::from(TXQ));
+            assert_eq!(fx.interrupts, vec![(CONFIG_MESSAGE, 0)], "{what}");
+            assert_ne!(dev.status() & S_NEEDS_RESET, 0, "{what}");
+            assert_eq!(dev.stats().tx_frames, 0, "{what}");
+            let again = m.write_reg(&mut dev, 0, QUEUE_NOTIFY, u32::from(TXQ));
+            assert!(again.interrupts.is_empty(), "{what}: stopped until reset");
+        }
     }
 }
