@@ -1,8 +1,9 @@
 //! Running a scenario: every point of its sweep, in parallel, each on a
 //! fresh machine; the measure phase's exits become the point's metrics.
 
-use crate::scenario::{Scenario, MACHINE_AXES};
+use crate::scenario::{Scenario, RUN_AXES};
 use exitlab_guest::layout::Phase;
+use exitlab_vmm::packets::PacketStats;
 use exitlab_vmm::{run_image, Outcome, PhaseStats, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -42,8 +43,9 @@ impl Results {
     }
 }
 
-/// The measure phase's figures; `iterations` is the workload's `n`.
-fn metrics(m: &PhaseStats, iterations: f64) -> BTreeMap<String, f64> {
+/// The measure phase's figures; `iterations` counts its loop (`n`, or
+/// `packets`), `round_trips_ns` are a ping-pong's logged round trips.
+fn metrics(m: &PhaseStats, iterations: f64, round_trips_ns: &[u64]) -> BTreeMap<String, f64> {
     let guest_ns = m.end_ns.saturating_sub(m.start_ns).max(1) as f64;
     let exits = m.total_exits() as f64;
     let mut out = BTreeMap::new();
@@ -65,6 +67,20 @@ fn metrics(m: &PhaseStats, iterations: f64) -> BTreeMap<String, f64> {
             out.insert(format!("guest_per_kiter.{name}"), v as f64 * per_kiter);
         }
     }
+    if let Some(p) = PacketStats::of(m, round_trips_ns) {
+        let n = p.packets as f64;
+        out.insert("packets".to_string(), n);
+        out.insert("exits_per_packet".to_string(), p.exits_per_packet);
+        out.insert("handler_ns_per_packet".to_string(), p.handler_ns_per_packet);
+        out.insert("interrupts_per_packet".to_string(), p.interrupts_per_packet);
+        let l = p.latency_ns;
+        for (k, v) in [("mean", l.mean), ("stddev", l.stddev), ("p50", l.p50 as f64), ("p99", l.p99 as f64)] {
+            out.insert(format!("latency_ns.{k}"), v);
+        }
+        for (reason, r) in &m.reasons {
+            out.insert(format!("exits_per_packet.{}", reason.name()), r.samples as f64 / n);
+        }
+    }
     out
 }
 
@@ -73,7 +89,7 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
     let backend = axis("backend").unwrap_or_else(|| s.backends[0].clone());
     let profile = axis("profile").unwrap_or_else(|| "modern".to_string());
     let na = |why: String| PointResult { axes: axes.to_vec(), metrics: BTreeMap::new(), na: Some(why) };
-    let w = exitlab_guest::find_workload(&s.workload).expect("checked when the scenario was parsed");
+    let w = s.workload_of(axes).expect("checked when the scenario was parsed");
     let assignments = s.assignments(axes, full);
     let params = match w.resolve(assignments.iter().map(String::as_str)) {
         Ok(p) => p,
@@ -103,7 +119,7 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
     match report {
         Ok(r) if r.outcome == (Outcome::Exited { status: 0 }) => PointResult {
             axes: axes.to_vec(),
-            metrics: metrics(r.accountant.phase_stats(Phase::Measure), params.int("n") as f64),
+            metrics: metrics(r.accountant.phase_stats(Phase::Measure), params.int(w.count) as f64, &r.round_trips_ns),
             na: None,
         },
         Ok(r) => na(format!("the guest failed: {:?}", r.outcome)),
@@ -137,7 +153,7 @@ pub fn run_scenario(s: &Scenario, full: bool) -> Results {
     // Machine axes read better first in tables.
     let mut results = results;
     for r in &mut results {
-        r.axes.sort_by_key(|(k, _)| !MACHINE_AXES.contains(&k.as_str()));
+        r.axes.sort_by_key(|(k, _)| !RUN_AXES.contains(&k.as_str()));
     }
     Results { scenario: s.clone(), full, points: results }
 }

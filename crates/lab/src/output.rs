@@ -71,7 +71,11 @@ pub fn json(r: &Results) -> serde_json::Value {
 /// The parameters every point shares, as `key = value` lines.
 pub fn parameters(r: &Results) -> Vec<String> {
     let s = &r.scenario;
-    let mut lines = vec![format!("workload: {}", s.workload), format!("seed: {}", s.seed)];
+    let mut lines = Vec::new();
+    if !s.sweep.contains_key("workload") {
+        lines.push(format!("workload: {}", s.workload));
+    }
+    lines.push(format!("seed: {}", s.seed));
     let mut params = s.params.clone();
     if r.full {
         params.extend(s.full.clone());
@@ -87,14 +91,25 @@ pub fn parameters(r: &Results) -> Vec<String> {
 /// The results table for reports: the axes, then exits per 1,000
 /// iterations and per second, the share of guest time spent in exits, exits
 /// per 1,000 iterations by reason, and the guest's own counters per 1,000
-/// iterations.
+/// iterations; for ping-pongs, per packet instead: exits (all and by
+/// reason), interrupts and the round trip's mean, deviation and p99.
 pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
-    let metrics: Vec<String> = ["exits_per_kiter", "exits_per_s", "exit_time_share"]
-        .into_iter()
-        .map(String::from)
-        .chain(r.metric_names().into_iter().filter(|m| m.starts_with("exits_per_kiter.")))
-        .chain(r.metric_names().into_iter().filter(|m| m.starts_with("guest_per_kiter.")))
-        .collect();
+    let names = r.metric_names();
+    let family = |prefix: &'static str| names.iter().filter(move |m| m.starts_with(prefix)).cloned();
+    let metrics: Vec<String> = if names.iter().any(|m| m == "exits_per_packet") {
+        ["exits_per_packet", "interrupts_per_packet", "latency_ns.mean", "latency_ns.stddev", "latency_ns.p99"]
+            .into_iter()
+            .map(String::from)
+            .chain(family("exits_per_packet."))
+            .collect()
+    } else {
+        ["exits_per_kiter", "exits_per_s", "exit_time_share"]
+            .into_iter()
+            .map(String::from)
+            .chain(family("exits_per_kiter."))
+            .chain(family("guest_per_kiter."))
+            .collect()
+    };
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
     let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();

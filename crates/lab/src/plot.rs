@@ -123,8 +123,12 @@ pub fn short(v: f64) -> String {
         format!("{:.2}M", v / 1e6)
     } else if a >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if a >= 1.0 || a == 0.0 {
+    } else if a >= 100.0 || a == 0.0 || v.fract() == 0.0 {
         format!("{v:.0}")
+    } else if a >= 1.0 {
+        // Three significant figures: 3.46, 45.2.
+        let decimals = if a >= 10.0 { 1 } else { 2 };
+        format!("{v:.decimals$}")
     } else {
         format!("{v:.3}")
     }

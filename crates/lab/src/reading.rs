@@ -21,6 +21,9 @@ fn factor(hi: f64, lo: f64) -> String {
 /// aborts per kiter".
 fn words(metric: &str) -> String {
     let Some((family, member)) = metric.split_once('.') else { return metric.replace('_', " ") };
+    if family == "latency_ns" {
+        return format!("{member} round-trip ns");
+    }
     let per = family.split_once("_per_").map(|(_, unit)| format!(" per {unit}")).unwrap_or_default();
     let what = if family.starts_with("guest") { member.replace('_', " ") } else { format!("{member} exits") };
     format!("{what}{per}")
@@ -39,6 +42,12 @@ pub fn reading(r: &Results) -> String {
     };
     let data = series(r, f);
     let metric = words(&f.y);
+    // Counts are fewer; times and spreads are lower.
+    let fewer = if f.y.starts_with("exits") || f.y.starts_with("guest") || f.y.starts_with("interrupts") {
+        "fewer"
+    } else {
+        "lower"
+    };
     // A series named by a swept number reads as `len = 16`.
     let label = |name: &String| match &f.series {
         Some(axis) if name.parse::<f64>().is_ok() => format!("{axis} = {name}"),
@@ -84,11 +93,11 @@ pub fn reading(r: &Results) -> String {
             let (hi0, lo0) = if lo_is_a { (first.2, first.1) } else { (first.1, first.2) };
             let (hi1, lo1) = if lo_is_a { (last.2, last.1) } else { (last.1, last.2) };
             if everywhere {
-                let _ = write!(out, "{lo} has fewer {metric} than {hi} at every {} tested", f.x);
+                let _ = write!(out, "{lo} has {fewer} {metric} than {hi} at every {} tested", f.x);
             } else {
                 let _ = write!(
                     out,
-                    "{lo} has fewer {metric} than {hi} at {} of {} values of {}",
+                    "{lo} has {fewer} {metric} than {hi} at {} of {} values of {}",
                     if lo_is_a { a_lower } else { b_lower },
                     pairs.len(),
                     f.x
@@ -145,5 +154,8 @@ mod tests {
         assert_eq!(words("exits_per_s.HLT"), "HLT exits per s");
         assert_eq!(words("exits.IO_INSTRUCTION"), "IO_INSTRUCTION exits");
         assert_eq!(words("guest_per_kiter.tx_aborts"), "tx aborts per kiter");
+        assert_eq!(words("exits_per_packet"), "exits per packet");
+        assert_eq!(words("exits_per_packet.HLT"), "HLT exits per packet");
+        assert_eq!(words("latency_ns.stddev"), "stddev round-trip ns");
     }
 }

@@ -29,6 +29,9 @@ pub struct Scenario {
     pub name: String,
     pub title: String,
     pub question: String,
+    /// The workload, unless `workload` is a sweep axis (then the first of
+    /// its values may be named here too).
+    #[serde(default)]
     pub workload: String,
     /// Backends the points run on unless `backend` is a sweep axis.
     #[serde(default = "default_backends")]
@@ -41,8 +44,8 @@ pub struct Scenario {
     /// Overrides of `params` for the full-size run (`--full`).
     #[serde(default)]
     pub full: BTreeMap<String, toml::Value>,
-    /// Sweep axes: `profile`, `backend`, or workload parameters. Points
-    /// are the cartesian product.
+    /// Sweep axes: `profile`, `backend`, `workload`, or workload
+    /// parameters. Points are the cartesian product.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default, rename = "figure")]
@@ -66,19 +69,26 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The built-in experiments, in report order.
-pub const BUILT_IN: [(&str, &str); 2] =
-    [("e1", include_str!("../../../scenarios/e1.toml")), ("e10", include_str!("../../../scenarios/e10.toml"))];
+pub const BUILT_IN: [(&str, &str); 3] = [
+    ("e1", include_str!("../../../scenarios/e1.toml")),
+    ("e2", include_str!("../../../scenarios/e2.toml")),
+    ("e10", include_str!("../../../scenarios/e10.toml")),
+];
 
-/// Axes that choose the machine rather than a workload parameter.
-pub const MACHINE_AXES: [&str; 2] = ["backend", "profile"];
+/// Axes that choose what runs (the machine, the workload) rather than a
+/// workload parameter.
+pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 
 /// Metrics every point reports: exits in the measure phase, per 1,000
 /// iterations of the measured loop, per second of guest (virtual) time,
 /// their average cost and share of guest time; `exits.<REASON>`,
 /// `exits_per_kiter.<REASON>` and `exits_per_s.<REASON>` add one per exit
 /// reason seen; `guest.<NAME>` and `guest_per_kiter.<NAME>` one per counter
-/// the guest keeps.
-pub const METRICS: [&str; 8] = [
+/// the guest keeps. Ping-pong workloads add per-packet figures:
+/// `packets`, `exits_per_packet` (and `.<REASON>`), `handler_ns_per_packet`,
+/// `interrupts_per_packet`, and `latency_ns.mean`, `.stddev`, `.p50`,
+/// `.p99` of the round trips.
+pub const METRICS: [&str; 13] = [
     "exits",
     "exits_per_kiter",
     "exits_per_s",
@@ -87,6 +97,11 @@ pub const METRICS: [&str; 8] = [
     "exit_time_share",
     "guest",
     "guest_per_kiter",
+    "packets",
+    "exits_per_packet",
+    "handler_ns_per_packet",
+    "interrupts_per_packet",
+    "latency_ns",
 ];
 
 /// The text of a TOML value as a `--set` would write it.
@@ -130,26 +145,40 @@ impl Scenario {
             Some(line) => ScenarioError(format!("{origin}:{line}: {msg}")),
             None => ScenarioError(format!("{origin}: {msg}")),
         };
-        let w = exitlab_guest::find_workload(&s.workload)
-            .ok_or_else(|| err("workload", format!("`workload`: no workload `{}`", s.workload)))?;
-        let specs = w.params();
-        let known = |k: &str| specs.iter().any(|p| p.name == k);
-        for (table, map) in [("params", &s.params), ("full", &s.full)] {
-            for k in map.keys() {
-                if !known(k) {
-                    return Err(err(k, format!("[{table}] `{k}`: workload `{}` has no such parameter", w.name)));
+        let names: Vec<String> = match s.sweep.get("workload") {
+            Some(values) => values.iter().map(value_text).collect(),
+            None if s.workload.is_empty() => return Err(err("name", "no `workload`, and it is not swept".into())),
+            None => vec![s.workload.clone()],
+        };
+        let mut workloads = Vec::new();
+        for name in &names {
+            let w = exitlab_guest::find_workload(name)
+                .ok_or_else(|| err("workload", format!("`workload`: no workload `{name}`")))?;
+            workloads.push(w);
+        }
+        for w in &workloads {
+            let specs = w.params();
+            let known = |k: &str| specs.iter().any(|p| p.name == k);
+            for (table, map) in [("params", &s.params), ("full", &s.full)] {
+                for k in map.keys() {
+                    if !known(k) {
+                        return Err(err(k, format!("[{table}] `{k}`: workload `{}` has no such parameter", w.name)));
+                    }
                 }
             }
-        }
-        for (k, values) in &s.sweep {
-            if !known(k) && !MACHINE_AXES.contains(&k.as_str()) {
-                return Err(err(
-                    k,
-                    format!("[sweep] `{k}`: neither a machine axis (backend, profile) nor a parameter of `{}`", w.name),
-                ));
-            }
-            if values.is_empty() {
-                return Err(err(k, format!("[sweep] `{k}` has no values")));
+            for (k, values) in &s.sweep {
+                if !known(k) && !RUN_AXES.contains(&k.as_str()) {
+                    return Err(err(
+                        k,
+                        format!(
+                            "[sweep] `{k}`: neither a run axis (backend, profile, workload) nor a parameter of `{}`",
+                            w.name
+                        ),
+                    ));
+                }
+                if values.is_empty() {
+                    return Err(err(k, format!("[sweep] `{k}` has no values")));
+                }
             }
         }
         for b in s.sweep.get("backend").map(|v| v.iter().map(value_text).collect()).unwrap_or(s.backends.clone()) {
@@ -160,8 +189,9 @@ impl Scenario {
         for p in s.sweep.get("profile").into_iter().flatten() {
             exitlab_sim::profile::Profile::load(&value_text(p)).map_err(|e| err("profile", e.0))?;
         }
-        // Every point's parameters must be valid for the workload.
+        // Every point's parameters must be valid for its workload.
         for point in s.points(true).into_iter().chain(s.points(false)) {
+            let w = s.workload_of(&point).expect("every workload was found above");
             s.workload_params(&point, w).map_err(|e| err(&e.1, e.0))?;
         }
         let axis_ok = |a: &str| s.sweep.contains_key(a);
@@ -227,6 +257,12 @@ impl Scenario {
         points
     }
 
+    /// The workload a point runs.
+    pub fn workload_of(&self, point: &[(String, String)]) -> Option<&'static Workload> {
+        let name = point.iter().find(|(k, _)| k == "workload").map_or(self.workload.as_str(), |(_, v)| v.as_str());
+        exitlab_guest::find_workload(name)
+    }
+
     /// The `key=value` assignments of a point's workload parameters.
     pub fn assignments(&self, point: &[(String, String)], full: bool) -> Vec<String> {
         let mut map: BTreeMap<String, String> = self.params.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
@@ -234,7 +270,7 @@ impl Scenario {
             map.extend(self.full.iter().map(|(k, v)| (k.clone(), value_text(v))));
         }
         for (k, v) in point {
-            if !MACHINE_AXES.contains(&k.as_str()) {
+            if !RUN_AXES.contains(&k.as_str()) {
                 map.insert(k.clone(), v.clone());
             }
         }
