@@ -60,6 +60,14 @@ struct MachineArgs {
     /// (sim backend).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
+    /// Let virtio notifications exit to userspace instead of signalling
+    /// an ioeventfd (kvm backend).
+    #[arg(long)]
+    no_ioeventfd: bool,
+    /// Inject device interrupts from userspace (KVM_SIGNAL_MSI) instead of
+    /// through irqfds (kvm backend).
+    #[arg(long)]
+    no_irqfd: bool,
 }
 
 #[derive(clap::Args)]
@@ -398,6 +406,9 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) 
                 Some(t) => Some(parse_duration(t)?),
                 None => None,
             };
+            if m.no_ioeventfd || m.no_irqfd {
+                return Err(UsageError("--no-ioeventfd and --no-irqfd are KVM options (use --backend kvm)".into()));
+            }
             vm.set_limits(exitlab_sim::RunLimits { max_instructions, max_time_ns });
             options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?;
             exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
@@ -405,6 +416,7 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) 
         Backend::Kvm => {
             let path = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
             let mut vm = exitlab_kvm::KvmVm::new(&path, img.memory_size)?;
+            options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd };
             exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
         }
     }

@@ -449,7 +449,29 @@ pub trait Vm {
     fn take_iommu_faults(&self) -> Vec<iommu::Fault> {
         Vec::new()
     }
+
+    /// The moment the backend's clock counts from, when that clock is the
+    /// host's (KVM): a device thread reads the same clock from it.
+    fn clock_epoch(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// A way for a device thread to send `msi`: through an irqfd (KVM
+    /// injects it with no userspace on the way) or, with `irqfd` false, an
+    /// interrupt-injection call from userspace.
+    fn msi_sender(&mut self, _msi: Msi, _irqfd: bool) -> Result<MsiSender> {
+        Err(kept("interrupts from other threads"))
+    }
+
+    /// An ioeventfd: guest writes of `datamatch` (32 bits) to MMIO `gpa`
+    /// signal the returned eventfd instead of exiting to userspace.
+    fn notify_eventfd(&mut self, _gpa: u64, _datamatch: u32) -> Result<vmm_sys_util::eventfd::EventFd> {
+        Err(kept("ioeventfds"))
+    }
 }
+
+/// Sends one interrupt; callable from any thread.
+pub type MsiSender = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// How an assigned device sits behind the IOMMU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -563,6 +585,12 @@ pub trait Vcpu {
     }
 
     fn regs(&mut self) -> Result<Regs>;
+
+    /// TSC ticks per second as the guest sees them, where the capability
+    /// does not say (KVM asks the vCPU); 0 when unknown.
+    fn tsc_hz(&mut self) -> Result<u64> {
+        Ok(0)
+    }
 
     fn set_regs(&mut self, regs: &Regs) -> Result<()>;
 

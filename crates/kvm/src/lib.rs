@@ -11,17 +11,20 @@ mod stats;
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
 use exitlab_hv::{Capabilities, Completion, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
 use kvm_bindings::{
-    kvm_dtable, kvm_fpu, kvm_msi, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, CpuId, Msrs,
-    KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO, KVM_MAX_CPUID_ENTRIES,
+    kvm_dtable, kvm_fpu, kvm_irq_routing_entry, kvm_msi, kvm_msr_entry, kvm_regs, kvm_segment,
+    kvm_userspace_memory_region, CpuId, KvmIrqRouting, Msrs, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO,
+    KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 pub use stats::StatsFile;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// The device exitlab opens unless told otherwise.
 pub const DEFAULT_DEVICE: &str = "/dev/kvm";
@@ -58,6 +61,18 @@ fn open_kvm(path: &Path) -> Result<Kvm> {
     Ok(kvm)
 }
 
+/// GSIs below this belong to the in-kernel IOAPIC and PIC pins.
+const FIRST_MSI_GSI: u32 = 24;
+
+fn kvm_msi_of(msi: Msi) -> kvm_msi {
+    kvm_msi {
+        address_lo: msi.address as u32,
+        address_hi: (msi.address >> 32) as u32,
+        data: msi.data,
+        ..Default::default()
+    }
+}
+
 fn backend(what: &str) -> impl Fn(kvm_ioctls::Error) -> HvError + '_ {
     move |e| HvError::Backend(format!("{what}: {}", std::io::Error::from_raw_os_error(e.errno())))
 }
@@ -65,8 +80,10 @@ fn backend(what: &str) -> impl Fn(kvm_ioctls::Error) -> HvError + '_ {
 /// A KVM virtual machine with guest RAM at guest-physical 0.
 pub struct KvmVm {
     kvm: Kvm,
-    vm: VmFd,
+    vm: Arc<VmFd>,
     memory: GuestMemoryMmap,
+    /// MSI routes for irqfds, from GSI [`FIRST_MSI_GSI`] up.
+    routes: Vec<kvm_irq_routing_entry>,
     memory_size: u64,
     epoch: Instant,
 }
@@ -97,7 +114,7 @@ impl KvmVm {
             // as the VM fd (and so the slot) exists.
             unsafe { vm.set_user_memory_region(r) }.map_err(backend("KVM_SET_USER_MEMORY_REGION"))?;
         }
-        Ok(KvmVm { kvm, vm, memory, memory_size, epoch: Instant::now() })
+        Ok(KvmVm { kvm, vm: Arc::new(vm), memory, memory_size, routes: Vec::new(), epoch: Instant::now() })
     }
 }
 
@@ -194,13 +211,40 @@ impl Vm for KvmVm {
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
-        let m = kvm_msi {
-            address_lo: msi.address as u32,
-            address_hi: (msi.address >> 32) as u32,
-            data: msi.data,
-            ..Default::default()
-        };
-        self.vm.signal_msi(m).map(|_| ()).map_err(backend("KVM_SIGNAL_MSI"))
+        self.vm.signal_msi(kvm_msi_of(msi)).map(|_| ()).map_err(backend("KVM_SIGNAL_MSI"))
+    }
+
+    fn clock_epoch(&self) -> Option<Instant> {
+        Some(self.epoch)
+    }
+
+    fn msi_sender(&mut self, msi: Msi, irqfd: bool) -> Result<exitlab_hv::MsiSender> {
+        if !irqfd {
+            let vm = self.vm.clone();
+            let m = kvm_msi_of(msi);
+            return Ok(Arc::new(move || vm.signal_msi(m).map(|_| ()).map_err(backend("KVM_SIGNAL_MSI"))));
+        }
+        // A GSI routed to the MSI, and an eventfd bound to the GSI: a write
+        // to the eventfd is the interrupt, injected by KVM itself.
+        let gsi = FIRST_MSI_GSI + self.routes.len() as u32;
+        let mut entry = kvm_irq_routing_entry { gsi, type_: KVM_IRQ_ROUTING_MSI, ..Default::default() };
+        entry.u.msi.address_lo = msi.address as u32;
+        entry.u.msi.address_hi = (msi.address >> 32) as u32;
+        entry.u.msi.data = msi.data;
+        self.routes.push(entry);
+        let mut table =
+            KvmIrqRouting::new(self.routes.len()).map_err(|e| HvError::Backend(format!("irq routing table: {e:?}")))?;
+        table.as_mut_slice().copy_from_slice(&self.routes);
+        self.vm.set_gsi_routing(&table).map_err(backend("KVM_SET_GSI_ROUTING"))?;
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| HvError::Backend(format!("eventfd: {e}")))?;
+        self.vm.register_irqfd(&fd, gsi).map_err(backend("KVM_IRQFD"))?;
+        Ok(Arc::new(move || fd.write(1).map_err(|e| HvError::Backend(format!("irqfd write: {e}")))))
+    }
+
+    fn notify_eventfd(&mut self, gpa: u64, datamatch: u32) -> Result<EventFd> {
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| HvError::Backend(format!("eventfd: {e}")))?;
+        self.vm.register_ioevent(&fd, &IoEventAddress::Mmio(gpa), datamatch).map_err(backend("KVM_IOEVENTFD"))?;
+        Ok(fd)
     }
 }
 
@@ -408,6 +452,10 @@ impl Vcpu for KvmVcpu {
             Some(s) => s.sample().map_err(|e| HvError::Backend(format!("reading KVM stats: {e}"))),
             None => Ok(Vec::new()),
         }
+    }
+
+    fn tsc_hz(&mut self) -> Result<u64> {
+        Ok(u64::from(self.fd.get_tsc_khz().map_err(backend("KVM_GET_TSC_KHZ"))?) * 1000)
     }
 
     fn now_ns(&self) -> u64 {

@@ -16,6 +16,7 @@ use exitlab_arch::iommu::{self, Fault, FaultReason, Irte, SourceId};
 use exitlab_guest::layout;
 use exitlab_hv::device::{Device, Dma, DmaError};
 use exitlab_hv::{Assignment, Vm};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// The block device's requester ID: 00:03.0.
 pub const BLK_SOURCE: SourceId = SourceId(3 << 3);
@@ -72,14 +73,14 @@ pub fn assign<V: Vm>(
 }
 
 /// DMA for a device the VMM emulates: guest RAM, within the window only.
-pub struct Checked<'a, V: Vm> {
-    pub vm: &'a V,
+pub struct Checked<'a> {
+    pub memory: &'a GuestMemoryMmap,
     pub window: DmaWindow,
     pub source: SourceId,
     pub faults: &'a mut Vec<Fault>,
 }
 
-impl<V: Vm> Checked<'_, V> {
+impl Checked<'_> {
     /// The bytes of a DMA that may move; records a fault, as the IOMMU
     /// would, at the first page that may not.
     fn allowed(&mut self, addr: u64, len: usize, write: bool) -> usize {
@@ -96,11 +97,11 @@ impl<V: Vm> Checked<'_, V> {
 /// Moves the allowed part of a DMA, then reports the rest refused, so an
 /// emulated device sees what an assigned one does (the IOMMU also moves
 /// the pages before the first refused one).
-impl<V: Vm> Dma for Checked<'_, V> {
+impl Dma for Checked<'_> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         let n = self.allowed(addr, buf.len(), false);
         let refused = DmaError { addr: addr.wrapping_add(n as u64), write: false };
-        self.vm.read_memory(addr, &mut buf[..n]).map_err(|_| refused)?;
+        self.memory.read_slice(&mut buf[..n], GuestAddress(addr)).map_err(|_| refused)?;
         if n < buf.len() {
             return Err(refused);
         }
@@ -110,7 +111,7 @@ impl<V: Vm> Dma for Checked<'_, V> {
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
         let n = self.allowed(addr, data.len(), true);
         let refused = DmaError { addr: addr.wrapping_add(n as u64), write: true };
-        self.vm.write_memory(addr, &data[..n]).map_err(|_| refused)?;
+        self.memory.write_slice(&data[..n], GuestAddress(addr)).map_err(|_| refused)?;
         if n < data.len() {
             return Err(refused);
         }

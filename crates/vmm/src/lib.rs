@@ -14,6 +14,7 @@ pub mod devices;
 pub mod emulate;
 pub mod ept;
 pub mod interrupts;
+pub mod iothread;
 pub mod monitor;
 pub mod packets;
 pub mod platform;

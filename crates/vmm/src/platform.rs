@@ -5,14 +5,36 @@
 //! access and each timer that falls due; devices never see the backend.
 
 use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
-use crate::bus::{Bus, DeviceCtx};
+use crate::bus::{Bus, Device, DeviceCtx};
 use crate::devices::{BlockDevice, Coalescing, Doorbell, MmioScratch, Pic, PostPort, Serial, VirtioNet, E1000};
 use crate::interrupts::Posting;
+use crate::iothread::{IoThread, Notifier, Shared, SharedDevice};
 use crate::run::VmmError;
 use exitlab_arch::iommu::Fault;
 use exitlab_guest::{layout, nic, Image};
 use exitlab_hv::{Msi, Vm};
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// How devices reach a KVM guest without the vCPU thread: guest
+/// notifications through ioeventfds and interrupts through irqfds (both on
+/// by default; off, each notification exits to userspace and each
+/// interrupt is an injection call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastPath {
+    pub ioeventfd: bool,
+    pub irqfd: bool,
+}
+
+impl Default for FastPath {
+    fn default() -> Self {
+        FastPath { ioeventfd: true, irqfd: true }
+    }
+}
+
+/// Interrupt messages devices use (virtio-net's three: receive, transmit,
+/// configuration); message k is the kernel's device vector + k.
+const MESSAGES: u8 = 3;
 
 pub const SERIAL: &str = "serial";
 const BLK: &str = "blk";
@@ -32,6 +54,8 @@ pub struct Platform {
     /// for.
     wakes: BTreeSet<u64>,
     asked: BTreeSet<u64>,
+    /// On a backend in host time, the thread that runs devices' own work.
+    thread: Option<IoThread>,
 }
 
 fn number(image: &Image, key: &str) -> Result<Option<u64>, VmmError> {
@@ -44,8 +68,14 @@ impl Platform {
     /// The fixed devices, the network card the image asks for (`net`),
     /// and the block device (`device` = blk), which is returned instead of
     /// plugged in when `assign` says the VMM will give it to the guest
-    /// behind the IOMMU.
-    pub fn new<V: Vm>(vm: &V, image: &Image, assign: bool) -> Result<(Platform, Option<BlockDevice>), VmmError> {
+    /// behind the IOMMU. On a backend in host time the devices that keep
+    /// time get a device thread.
+    pub fn new<V: Vm>(
+        vm: &mut V,
+        image: &Image,
+        assign: bool,
+        fast: FastPath,
+    ) -> Result<(Platform, Option<BlockDevice>), VmmError> {
         let mut pio = Bus::new();
         let mut mmio = Bus::new();
         let fixed = "device ranges are disjoint by construction";
@@ -56,19 +86,34 @@ impl Platform {
         pio.insert("pic-slave", 0xa0, 2, Box::<Pic>::default()).expect(fixed);
         mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
             .expect(fixed);
+        // Devices that keep their own time: on a host-time backend they are
+        // shared with the device thread.
+        let host_time = vm.clock_epoch();
+        let mut shared: Vec<SharedDevice> = Vec::new();
+        let mut plug = |mmio: &mut Bus, name: &'static str, base: u64, len: u64, device: Box<dyn Device>| {
+            let device: Box<dyn Device> = match host_time {
+                Some(_) => {
+                    let d: SharedDevice = Arc::new(Mutex::new(device));
+                    shared.push(d.clone());
+                    Box::new(Shared(d))
+                }
+                None => device,
+            };
+            mmio.insert(name, base, len, device).expect(fixed);
+        };
         let wire_ns = number(image, "wire_ns")?.unwrap_or(0);
-        match image.requests.get("net").map(String::as_str) {
+        let card = image.requests.get("net").map(String::as_str);
+        match card {
             None => {}
             Some("e1000") => {
-                let nic = Box::new(E1000::new(wire_ns));
-                mmio.insert("e1000", nic::E1000_BAR, nic::E1000_BAR_SIZE, nic).expect(fixed);
+                plug(&mut mmio, "e1000", nic::E1000_BAR, nic::E1000_BAR_SIZE, Box::new(E1000::new(wire_ns)))
             }
             Some("virtio") => {
                 let n = number(image, "coalesce_n")?.unwrap_or(0);
                 let tau_ns = number(image, "coalesce_us")?.unwrap_or(0).saturating_mul(1000);
                 let c = Coalescing { n: u32::try_from(n).unwrap_or(u32::MAX), tau_ns };
                 let nic = Box::new(VirtioNet::new(wire_ns, c));
-                mmio.insert("virtio-net", nic::VIRTIO_NET_BAR, nic::VIRTIO_NET_BAR_SIZE, nic).expect(fixed);
+                plug(&mut mmio, "virtio-net", nic::VIRTIO_NET_BAR, nic::VIRTIO_NET_BAR_SIZE, nic);
             }
             Some(other) => return Err(VmmError::Load(format!("unknown network card `{other}` (e1000, virtio)"))),
         }
@@ -86,9 +131,28 @@ impl Platform {
             if assign {
                 to_assign = Some(device);
             } else {
-                mmio.insert(BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device)).expect(fixed);
+                plug(&mut mmio, BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device));
             }
         }
+        let thread = match host_time {
+            Some(epoch) if !shared.is_empty() => {
+                let mut senders = Vec::new();
+                for k in 0..MESSAGES {
+                    senders.push(vm.msi_sender(Msi::fixed(0, layout::DEVICE_VECTOR + k), fast.irqfd)?);
+                }
+                let mut notifiers = Vec::new();
+                if card == Some("virtio") && fast.ioeventfd {
+                    // The card is the first device shared.
+                    for q in [nic::virtio::RXQ, nic::virtio::TXQ] {
+                        let fd = vm.notify_eventfd(nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, u32::from(q))?;
+                        notifiers.push(Notifier { fd, device: 0, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
+                    }
+                }
+                let memory = vm.guest_memory().clone();
+                Some(IoThread::start(shared, notifiers, senders, memory, window, epoch).map_err(VmmError::Load)?)
+            }
+            _ => None,
+        };
         let platform = Platform {
             pio,
             mmio,
@@ -97,6 +161,7 @@ impl Platform {
             raised: Vec::new(),
             wakes: BTreeSet::new(),
             asked: BTreeSet::new(),
+            thread,
         };
         Ok((platform, to_assign))
     }
@@ -110,9 +175,10 @@ impl Platform {
         now_ns: u64,
         f: impl FnOnce(&mut Bus, &mut Bus, &mut DeviceCtx<'_>) -> R,
     ) -> R {
-        let mut dma = Checked { vm, window: self.window, source: BLK_SOURCE, faults: &mut self.dma_faults };
+        let memory = vm.guest_memory();
+        let mut dma = Checked { memory, window: self.window, source: BLK_SOURCE, faults: &mut self.dma_faults };
         let mut ctx = DeviceCtx::new(now_ns, &mut dma);
-        ctx.memory = Some(vm.guest_memory());
+        ctx.memory = Some(memory);
         let r = f(&mut self.pio, &mut self.mmio, &mut ctx);
         self.raised.append(&mut ctx.interrupts);
         self.wakes.extend(ctx.wakes.iter().copied());
@@ -133,8 +199,18 @@ impl Platform {
     /// VMM for the device timers not yet asked for.
     pub fn flush<V: Vm>(&mut self, vm: &V, posting: Option<&Posting>, now_ns: u64) -> Result<(), VmmError> {
         for (message, at) in self.raised.drain(..) {
+            if let (Some(t), true) = (&self.thread, at > now_ns) {
+                t.interrupt_at(message, at);
+                continue;
+            }
             let msi = Msi::fixed(0, layout::DEVICE_VECTOR.wrapping_add(message as u8));
             crate::interrupts::deliver(vm, posting, msi, (at > now_ns).then_some(at))?;
+        }
+        if let Some(t) = &self.thread {
+            for at in std::mem::take(&mut self.wakes) {
+                t.wake_at(at);
+            }
+            return Ok(());
         }
         for t in std::mem::take(&mut self.wakes) {
             if self.asked.insert(t) {
@@ -142,6 +218,13 @@ impl Platform {
             }
         }
         Ok(())
+    }
+
+    /// Stops the device thread, if any, taking in the DMA it refused.
+    pub fn finish(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.dma_faults.extend(t.stop());
+        }
     }
 
     /// Every device's counters, and the DMA refused.

@@ -156,6 +156,8 @@ pub struct RunOptions {
     /// CPUID leaves the VMM answers differently from its built-in model:
     /// (leaf, [EAX, EBX, ECX, EDX]).
     pub cpuid: Vec<(u32, [u32; 4])>,
+    /// On KVM: devices' notifications and interrupts without userspace.
+    pub fast_path: crate::platform::FastPath,
 }
 
 /// The result of one run: how it ended, the accounting, and the machine's
@@ -238,7 +240,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         posting = Some(Posting::new(vm, &mut controls, 0)?);
     }
     let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
-    let (mut platform, to_assign) = Platform::new(vm, image, passthrough)?;
+    let (mut platform, to_assign) = Platform::new(vm, image, passthrough, options.fast_path)?;
     let blk_assigned = to_assign.is_some();
     if caps.vmx_controls {
         if caps.ept {
@@ -477,6 +479,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     if blk_assigned {
         platform.dma_faults.extend(vm.take_iommu_faults());
     }
+    platform.finish();
     acc.finish(vcpu.now_ns(), counters(vm, &mut vcpu, image, &platform)?);
     if let (Some(m), Some(e)) = (&mut monitor, &mut ept) {
         if m.kind == MonitorKind::Pml {
@@ -484,7 +487,8 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
     }
     let regs = vcpu.regs()?;
-    let round_trips_ns = crate::packets::round_trips(vm, image, caps.tsc_hz)?;
+    let tsc_hz = if caps.tsc_hz > 0 { caps.tsc_hz } else { vcpu.tsc_hz()? };
+    let round_trips_ns = crate::packets::round_trips(vm, image, tsc_hz)?;
     let Platform { pio, mmio, dma_faults, .. } = platform;
     Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor, dma_faults, round_trips_ns })
 }

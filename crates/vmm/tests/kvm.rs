@@ -9,7 +9,7 @@ use exitlab_guest::{Image, MailboxReport};
 use exitlab_hv::{HvError, Vm};
 use exitlab_kvm::KvmVm;
 use exitlab_vmm::devices::{MmioScratch, PostPort};
-use exitlab_vmm::{run_image, GuestError, Outcome, RunReport};
+use exitlab_vmm::{run_image, Access, GuestError, Outcome, RunReport};
 use iced_x86::{Decoder, DecoderOptions};
 
 fn image(workload: &str, sets: &[&str]) -> Image {
@@ -224,4 +224,53 @@ fn an_msi_signalled_by_the_vmm_reaches_the_guest_idt() {
     // arrives with RIP after the HLT.
     assert_eq!(rep.rip, next_rip(&img, img.symbol("warmup_trap").unwrap()));
     assert_eq!(MailboxReport::ticks(&b), 0);
+}
+
+/// The ping-pongs on KVM: e1000's three trapped register accesses per
+/// echo reach userspace, virtio-net's notifications do not (ioeventfd)
+/// unless turned off, and the device thread delivers every echo.
+#[test]
+fn net_pingpongs_trap_e1000_registers_and_keep_virtio_off_userspace() {
+    use exitlab_vmm::packets::PacketStats;
+    use exitlab_vmm::platform::FastPath;
+    let go = |workload: &str, fast: FastPath| -> Option<(RunReport, PacketStats)> {
+        let img = image(workload, &["packets=50", "warmup=2"]);
+        let mut vm = vm_for(&img)?;
+        let options = exitlab_vmm::RunOptions { fast_path: fast, trace: true, ..Default::default() };
+        let r = exitlab_vmm::run_image_with(&mut vm, &img, &options).unwrap();
+        assert_eq!(r.outcome, Outcome::Exited { status: 0 }, "{workload}");
+        let p = PacketStats::of(r.accountant.phase_stats(Phase::Measure), &r.round_trips_ns).unwrap();
+        assert_eq!(p.packets, 50, "{workload}");
+        // Nothing comes back before the wire's 2 x 5 us.
+        assert!(p.latency_ns.p50 >= 10_000, "{workload}: {:?}", p.latency_ns);
+        Some((r, p))
+    };
+    // Register accesses in the measure phase, by offset into the card.
+    let accesses = |r: &RunReport, bar: u64, offset: u64, write: bool| {
+        let mut phase = Phase::Boot;
+        let mut n = 0;
+        for t in &r.trace {
+            match t.access {
+                Access::Port { port: layout::PORT_MARKER, data, .. } => phase = Phase::from_code(data).unwrap(),
+                Access::Mmio { gpa, is_write, .. } if phase == Phase::Measure => {
+                    n += usize::from(gpa == bar + offset && is_write == write);
+                }
+                _ => {}
+            }
+        }
+        n
+    };
+    let Some((e1000, _)) = go("e1000-pingpong", FastPath::default()) else { return };
+    use exitlab_guest::nic::{e1000 as e, virtio as v, E1000_BAR, VIRTIO_NET_BAR};
+    // The loop writes TDT and RDT once per echo; the interrupt handler's
+    // ICR reads follow the interrupts, whose timing is the host's.
+    assert_eq!(accesses(&e1000, E1000_BAR, e::TDT, true), 50);
+    assert_eq!(accesses(&e1000, E1000_BAR, e::RDT, true), 50);
+    assert!((48..=52).contains(&accesses(&e1000, E1000_BAR, e::ICR, false)));
+    let (virtio, p) = go("virtio-pingpong", FastPath::default()).unwrap();
+    assert_eq!(accesses(&virtio, VIRTIO_NET_BAR, v::QUEUE_NOTIFY, true), 0, "notifications by ioeventfd");
+    assert_eq!(virtio.accountant.phase_stats(Phase::Measure).total_exits(), 0);
+    assert_eq!(p.exits_per_packet, 0.0);
+    let (slow, _) = go("virtio-pingpong", FastPath { ioeventfd: false, irqfd: false }).unwrap();
+    assert_eq!(accesses(&slow, VIRTIO_NET_BAR, v::QUEUE_NOTIFY, true), 50, "a transmit notification per echo");
 }

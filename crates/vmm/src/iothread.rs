@@ -1,0 +1,278 @@
+//! Device work off the vCPU thread, for a backend whose clock is the host's
+//! (KVM). The simulator wakes the VMM at a device's deadline in guest time;
+//! on KVM the guest runs while frames cross the wire, so a thread of the
+//! VMM's own does what a device does on its own time: it ticks devices at
+//! their deadlines (timerfd), takes guest notifications that KVM turns into
+//! eventfd signals instead of exits (ioeventfd), and interrupts the guest
+//! through irqfds (or, with those off, interrupt-injection calls). The
+//! vCPU thread still handles every trapped register access; devices are
+//! shared between the two behind a mutex ([`Shared`]).
+
+use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
+use crate::bus::{Device, DeviceCtx};
+use exitlab_arch::iommu::Fault;
+use exitlab_hv::MsiSender;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::timerfd::TimerFd;
+
+/// A device both threads reach.
+pub type SharedDevice = Arc<Mutex<Box<dyn Device>>>;
+
+fn lock(d: &SharedDevice) -> MutexGuard<'_, Box<dyn Device>> {
+    // A panic in a device model is a bug; its state is still its state.
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The vCPU thread's side of a shared device, on the MMIO bus.
+pub struct Shared(pub SharedDevice);
+
+impl Device for Shared {
+    fn read(&mut self, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>) {
+        lock(&self.0).read(offset, data, ctx)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>) {
+        lock(&self.0).write(offset, data, ctx)
+    }
+
+    fn tick(&mut self, ctx: &mut DeviceCtx<'_>) {
+        lock(&self.0).tick(ctx)
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.0).counters()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Something due at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// Let every device do its timer work.
+    Tick,
+    /// Send interrupt message k.
+    Interrupt(u16),
+}
+
+type Queue = Arc<Mutex<BinaryHeap<Reverse<(u64, Due)>>>>;
+
+/// A guest notification KVM signals on an eventfd: what register write it
+/// stands for, on which device.
+pub struct Notifier {
+    pub fd: EventFd,
+    pub device: usize,
+    pub offset: u64,
+    pub value: u32,
+}
+
+/// The running thread, as the vCPU thread holds it.
+pub struct IoThread {
+    queue: Queue,
+    poke: EventFd,
+    stop: EventFd,
+    handle: Option<JoinHandle<Vec<Fault>>>,
+}
+
+/// What the thread owns.
+struct Worker {
+    devices: Vec<SharedDevice>,
+    notifiers: Vec<Notifier>,
+    senders: Vec<MsiSender>,
+    memory: GuestMemoryMmap,
+    window: DmaWindow,
+    epoch: Instant,
+    queue: Queue,
+    faults: Vec<Fault>,
+}
+
+const STOP: u64 = u64::MAX;
+const POKE: u64 = u64::MAX - 1;
+const TIMER: u64 = u64::MAX - 2;
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("device thread: {what}: {e}")
+}
+
+impl IoThread {
+    /// Starts the thread for `devices`; interrupt message k goes through
+    /// `senders[k]`; times count from `epoch`.
+    pub fn start(
+        devices: Vec<SharedDevice>,
+        notifiers: Vec<Notifier>,
+        senders: Vec<MsiSender>,
+        memory: GuestMemoryMmap,
+        window: DmaWindow,
+        epoch: Instant,
+    ) -> Result<IoThread, String> {
+        let queue: Queue = Arc::default();
+        let poke = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
+        let stop = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
+        let epoll = Epoll::new().map_err(io_err("epoll"))?;
+        let add = |fd: i32, token: u64| {
+            epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(EventSet::IN, token)).map_err(io_err("epoll_ctl"))
+        };
+        add(stop.as_raw_fd(), STOP)?;
+        add(poke.as_raw_fd(), POKE)?;
+        let timer = TimerFd::new().map_err(|e| format!("device thread: timerfd: {e}"))?;
+        add(timer.as_raw_fd(), TIMER)?;
+        for (i, n) in notifiers.iter().enumerate() {
+            add(n.fd.as_raw_fd(), i as u64)?;
+        }
+        let worker =
+            Worker { devices, notifiers, senders, memory, window, epoch, queue: queue.clone(), faults: Vec::new() };
+        let (poke2, stop2) =
+            (poke.try_clone().map_err(io_err("eventfd"))?, stop.try_clone().map_err(io_err("eventfd"))?);
+        let handle = std::thread::Builder::new()
+            .name("exitlab-io".into())
+            .spawn(move || worker.run(epoll, timer, poke2, stop2))
+            .map_err(io_err("spawn"))?;
+        Ok(IoThread { queue, poke, stop, handle: Some(handle) })
+    }
+
+    fn push(&self, at_ns: u64, due: Due) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(Reverse((at_ns, due)));
+        // A full counter only means the thread has pokes to read already.
+        let _ = self.poke.write(1);
+    }
+
+    /// Ticks the devices at `at_ns`.
+    pub fn wake_at(&self, at_ns: u64) {
+        self.push(at_ns, Due::Tick);
+    }
+
+    /// Sends interrupt message `message` at `at_ns`.
+    pub fn interrupt_at(&self, message: u16, at_ns: u64) {
+        self.push(at_ns, Due::Interrupt(message));
+    }
+
+    /// Stops the thread; returns the DMA it refused.
+    pub fn stop(mut self) -> Vec<Fault> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Vec<Fault> {
+        let _ = self.stop.write(1);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for IoThread {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl Worker {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn run(mut self, epoll: Epoll, mut timer: TimerFd, poke: EventFd, stop: EventFd) -> Vec<Fault> {
+        let mut events = vec![EpollEvent::default(); 16];
+        loop {
+            let next = self.due();
+            let armed = match next {
+                Some(at) => timer.reset(Duration::from_nanos(at.saturating_sub(self.now()).max(1)), None),
+                None => timer.clear(),
+            };
+            if armed.is_err() {
+                return self.faults;
+            }
+            let n = match epoll.wait(-1, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.faults,
+            };
+            for ev in &events[..n] {
+                match ev.data() {
+                    STOP => {
+                        let _ = stop.read();
+                        return self.faults;
+                    }
+                    POKE => {
+                        let _ = poke.read();
+                    }
+                    TIMER => {
+                        let _ = timer.wait();
+                    }
+                    i => self.notified(i as usize),
+                }
+            }
+        }
+    }
+
+    /// Does what is due; returns when the next thing is.
+    fn due(&mut self) -> Option<u64> {
+        loop {
+            let now = self.now();
+            let next = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                match q.peek() {
+                    Some(&Reverse((at, _))) if at > now => return Some(at),
+                    Some(_) => q.pop().map(|Reverse(d)| d),
+                    None => return None,
+                }
+            };
+            match next {
+                Some((_, Due::Interrupt(k))) => self.send(k),
+                Some((_, Due::Tick)) => {
+                    for i in 0..self.devices.len() {
+                        self.with(i, now, |d, ctx| d.tick(ctx));
+                    }
+                }
+                None => return None,
+            }
+        }
+    }
+
+    fn notified(&mut self, i: usize) {
+        let Some(n) = self.notifiers.get(i) else { return };
+        if n.fd.read().is_err() {
+            return;
+        }
+        let (device, offset, value) = (n.device, n.offset, n.value);
+        let now = self.now();
+        self.with(device, now, |d, ctx| d.write(offset, &value.to_le_bytes(), ctx));
+    }
+
+    /// Runs `f` on device `i` with the thread's context, then sends or
+    /// queues what it raised and queues the timers it asked for.
+    fn with(&mut self, i: usize, now: u64, f: impl FnOnce(&mut Box<dyn Device>, &mut DeviceCtx<'_>)) {
+        let Some(device) = self.devices.get(i).cloned() else { return };
+        let mut dma =
+            Checked { memory: &self.memory, window: self.window, source: BLK_SOURCE, faults: &mut self.faults };
+        let mut ctx = DeviceCtx::new(now, &mut dma);
+        ctx.memory = Some(&self.memory);
+        f(&mut lock(&device), &mut ctx);
+        let (raised, wakes) = (std::mem::take(&mut ctx.interrupts), std::mem::take(&mut ctx.wakes));
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, at) in raised {
+            if at <= now {
+                drop(q);
+                self.send(k);
+                q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            } else {
+                q.push(Reverse((at, Due::Interrupt(k))));
+            }
+        }
+        q.extend(wakes.into_iter().map(|at| Reverse((at, Due::Tick))));
+    }
+
+    fn send(&self, message: u16) {
+        if let Some(s) = self.senders.get(usize::from(message)) {
+            // A failed injection has nowhere to go but the guest's wait.
+            let _ = s();
+        }
+    }
+}
