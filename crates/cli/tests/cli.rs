@@ -382,3 +382,9 @@ fn coalescing_cuts_virtio_interrupts_to_a_quarter_under_a_stream() {
     assert!(plain > 0.25 && coalesced <= 0.25, "plain {plain}, coalesced {coalesced}");
     assert!(coalesced >= 0.1, "about a quarter, not none: {coalesced}");
 }
+
+#[test]
+fn kvm_fast_path_flags_are_refused_on_the_simulator() {
+    let o = exitlab(&["stat", "virtio-pingpong", "--no-ioeventfd"]);
+    assert_usage_error(&o, "--backend kvm");
+}
