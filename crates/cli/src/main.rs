@@ -531,6 +531,8 @@ fn stat(
             // Per packet, always over the measure phase (the packets').
             v["packets"] = p.packets.into();
             v["exits_per_packet"] = p.exits_per_packet.into();
+            v["exits_per_packet_by_reason"] =
+                serde_json::to_value(&p.exits_per_packet_by_reason).expect("plain numbers serialize");
             v["handler_ns_per_packet"] = p.handler_ns_per_packet.into();
             v["interrupts_per_packet"] = p.interrupts_per_packet.into();
             v["latency_ns"] = serde_json::to_value(p.latency_ns).expect("plain numbers serialize");

@@ -359,6 +359,8 @@ fn virtio_net_beats_e1000_per_packet_in_exits_latency_and_jitter() {
             // TDT, RDT and the ICR read trap on e1000, the transmit
             // notification on virtio; both sleep once (HLT) per echo.
             assert_eq!((f(&e1000, "exits_per_packet"), f(&virtio, "exits_per_packet")), (4.0, 2.0));
+            assert_eq!(e1000["exits_per_packet_by_reason"], serde_json::json!({ "EPT_MISCONFIG": 3.0, "HLT": 1.0 }));
+            assert_eq!(virtio["exits_per_packet_by_reason"], serde_json::json!({ "EPT_MISCONFIG": 1.0, "HLT": 1.0 }));
         }
         assert!(f(&virtio, "exits_per_packet") < f(&e1000, "exits_per_packet"), "{profile}");
         assert!(l(&virtio, "mean") < l(&e1000, "mean"), "{profile}");

@@ -206,7 +206,7 @@ impl Vm for KvmVm {
 
     fn signal_msi_at(&self, _msi: Msi, _at_ns: u64) -> Result<()> {
         Err(HvError::Unavailable(
-            "interrupts timed in guest time (device-irq) run on the simulator only; KVM's analogue is a host timer thread, not built yet".into(),
+            "KVM keeps no guest-time clock for the VMM: on KVM the VMM's device thread times device interrupts".into(),
         ))
     }
 

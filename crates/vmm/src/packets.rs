@@ -12,10 +12,12 @@ use serde::Serialize;
 
 /// What one measured packet cost, on average, and how its round trips
 /// spread.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PacketStats {
     pub packets: u64,
     pub exits_per_packet: f64,
+    /// The same by exit reason (perf-kvm-stat names).
+    pub exits_per_packet_by_reason: std::collections::BTreeMap<&'static str, f64>,
     pub handler_ns_per_packet: f64,
     /// Device-to-guest interrupts (what coalescing saves).
     pub interrupts_per_packet: f64,
@@ -35,6 +37,7 @@ impl PacketStats {
         Some(PacketStats {
             packets: round_trips_ns.len() as u64,
             exits_per_packet: measure.total_exits() as f64 / n,
+            exits_per_packet_by_reason: measure.reasons.iter().map(|(r, s)| (r.name(), s.samples as f64 / n)).collect(),
             handler_ns_per_packet: measure.total_handle_ns() as f64 / n,
             interrupts_per_packet: interrupts as f64 / n,
             latency_ns: Summary::of(round_trips_ns),
