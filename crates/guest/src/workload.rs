@@ -839,6 +839,8 @@ mod tests {
             ("page-writes", Mnemonic::Mov),
             ("apic-eoi", Mnemonic::Mov),
             ("device-irq", Mnemonic::Mov),
+            ("e1000-pingpong", Mnemonic::Mov),
+            ("virtio-pingpong", Mnemonic::Mov),
         ];
         for (name, m) in expect {
             let w = find(name).unwrap();

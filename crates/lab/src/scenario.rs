@@ -69,9 +69,11 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The built-in experiments, in report order.
-pub const BUILT_IN: [(&str, &str); 3] = [
+pub const BUILT_IN: [(&str, &str); 5] = [
     ("e1", include_str!("../../../scenarios/e1.toml")),
     ("e2", include_str!("../../../scenarios/e2.toml")),
+    ("e4", include_str!("../../../scenarios/e4.toml")),
+    ("e7", include_str!("../../../scenarios/e7.toml")),
     ("e10", include_str!("../../../scenarios/e10.toml")),
 ];
 

@@ -70,6 +70,44 @@ fn e2_virtio_costs_fewer_exits_and_less_time_per_packet_than_e1000() {
     assert_eq!(m("e1000-pingpong", "modern", "1", "exits_per_packet.EPT_MISCONFIG"), 3.0);
 }
 
+/// The metric at the point whose axes have these values.
+fn at(r: &exitlab_lab::Results, axes: &[(&str, &str)], metric: &str) -> f64 {
+    let point = r.points.iter().find(|p| axes.iter().all(|(k, v)| p.axis(k) == Some(v))).unwrap();
+    assert!(point.na.is_none(), "{:?}", point.na);
+    point.metrics.get(metric).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn e4_tickless_idle_costs_one_exit_per_period_and_the_tick_grows_with_it() {
+    let r = run_scenario(&Scenario::load("e4").unwrap(), false);
+    assert_eq!(r.points.len(), 12);
+    for period in ["1", "10", "100", "1000"] {
+        let exits = |hz: &str| at(&r, &[("tick_hz", hz), ("period_ms", period)], "exits_per_kiter");
+        assert_eq!(exits("0"), 1000.0, "tickless: one HLT per period of {period} ms");
+        // A tick wakes the guest hz times a second, at least once a period.
+        for hz in ["100", "1000"] {
+            let ticks = (period.parse::<f64>().unwrap() * hz.parse::<f64>().unwrap() / 1000.0).max(1.0);
+            assert_eq!(exits(hz), ticks * 1000.0, "{hz} Hz, {period} ms");
+        }
+    }
+}
+
+#[test]
+fn e7_write_protection_exits_twice_per_write_and_pml_once_per_full_log() {
+    let r = run_scenario(&Scenario::load("e7").unwrap(), false);
+    for pages in ["64", "512", "1024", "4096"] {
+        let wp = |m: &str| at(&r, &[("monitor", "write-protect"), ("pages", pages)], m);
+        assert_eq!(wp("exits_per_kiter.EPT_VIOLATION"), 1000.0, "{pages} pages");
+        assert_eq!(wp("exits_per_kiter.MONITOR_TRAP_FLAG"), 1000.0, "{pages} pages");
+        // At most one log entry per write: 4,096 writes fill at most 8 logs
+        // of 512 entries, one PML_FULL exit each.
+        let pml = at(&r, &[("monitor", "pml"), ("pages", pages)], "exits.PML_FULL");
+        assert!(pml <= 8.0, "{pages} pages: {pml}");
+    }
+    assert_eq!(at(&r, &[("monitor", "pml"), ("pages", "64")], "exits"), 0.0, "64 pages never fill the log");
+    assert_eq!(at(&r, &[("monitor", "pml"), ("pages", "4096")], "exits.PML_FULL"), 8.0);
+}
+
 #[test]
 fn e10_aborts_rise_with_the_host_timer_and_with_transaction_length() {
     let r = run_scenario(&Scenario::load("e10").unwrap(), false);
