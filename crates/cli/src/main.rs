@@ -537,6 +537,10 @@ fn stat(
             v["interrupts_per_packet"] = p.interrupts_per_packet.into();
             v["latency_ns"] = serde_json::to_value(p.latency_ns).expect("plain numbers serialize");
         }
+        if !report.irq_latencies_ns.is_empty() {
+            let s = exitlab_vmm::packets::Summary::of(&report.irq_latencies_ns);
+            v["irq_latency_ns"] = serde_json::to_value(s).expect("plain numbers serialize");
+        }
         if let Some((kind, logged)) = monitor {
             v["monitor"] = serde_json::json!({ "kind": kind, "writes_or_pages_logged": logged });
         }
@@ -554,6 +558,17 @@ fn stat(
             );
             println!(
                 "Round trip: mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
+                l.mean / 1000.0,
+                l.stddev / 1000.0,
+                l.p50 as f64 / 1000.0,
+                l.p99 as f64 / 1000.0
+            );
+        }
+        if !report.irq_latencies_ns.is_empty() {
+            let l = exitlab_vmm::packets::Summary::of(&report.irq_latencies_ns);
+            println!(
+                "\nInterrupt latency, completion to driver ({} completions): mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
+                report.irq_latencies_ns.len(),
                 l.mean / 1000.0,
                 l.stddev / 1000.0,
                 l.p50 as f64 / 1000.0,

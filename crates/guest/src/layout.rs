@@ -105,12 +105,14 @@ pub mod blk {
     pub const REQUEST: u64 = 32;
     /// Request layout: op (u8), status (u8, written by the device), two
     /// reserved bytes, sectors (u32), lba (u64), buffer address (u64), and
-    /// eight reserved bytes.
+    /// the completion's time on the device's clock in ns (u64, written by
+    /// the device: how a driver measures its interrupt latency).
     pub const REQ_OP: u64 = 0;
     pub const REQ_STATUS: u64 = 1;
     pub const REQ_SECTORS: u64 = 4;
     pub const REQ_LBA: u64 = 8;
     pub const REQ_BUF: u64 = 16;
+    pub const REQ_DONE_NS: u64 = 24;
     /// Ops: disk to memory, memory to disk.
     pub const OP_READ: u8 = 1;
     pub const OP_WRITE: u8 = 2;

@@ -93,6 +93,9 @@ impl Workload {
                 image.requests.insert("dma".into(), format!("{BLK_DMA:#x}+{BLK_DMA_LEN:#x}"));
                 image.requests.insert("posted".into(), BOOLS[p.choice("posted")].into());
                 image.requests.insert("counters".into(), "blk_completions,blk_errors".into());
+                image.requests.insert("irq_latency_log".into(), format!("{IRQ_LATENCY_LOG:#x}"));
+                image.requests.insert("latency_from".into(), p.int("warmup").to_string());
+                image.requests.insert("latency_count".into(), p.int("n").to_string());
             }
             "e1000-pingpong" | "virtio-pingpong" => {
                 let r = &mut image.requests;
@@ -413,6 +416,11 @@ const BLK_BUFS: u64 = BLK_DMA + 0x1000;
 /// Requests the driver keeps in flight: the whole ring, so the device is
 /// never idle and completes at its own rate.
 const BLK_DEPTH: u32 = 16;
+/// Per completion taken: the TSC when the driver took it and the device's
+/// completion time (ns), 16 bytes, in order: the VMM turns the pairs into
+/// interrupt latencies.
+pub const IRQ_LATENCY_LOG: u64 = 18 << 20;
+const IRQ_LATENCY_ENTRIES: u32 = 0x1_0000;
 
 /// Points the block device at its ring, fills every entry with a one-
 /// sector read into its own buffer, submits them all and enables
@@ -467,6 +475,20 @@ fn device_irq(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
     asm.a.shl(eax, 5)?;
     asm.a.mov(rbx, BLK_RING)?;
     asm.a.add(rbx, rax)?;
+    let mut full = asm.label();
+    asm.a.cmp(r13d, IRQ_LATENCY_ENTRIES)?;
+    asm.a.jae(full)?;
+    asm.a.rdtsc()?;
+    asm.a.shl(rdx, 32)?;
+    asm.a.or(rax, rdx)?;
+    asm.a.mov(ecx, r13d)?;
+    asm.a.shl(rcx, 4)?;
+    asm.a.mov(rdx, IRQ_LATENCY_LOG)?;
+    asm.a.add(rcx, rdx)?;
+    asm.a.mov(qword_ptr(rcx), rax)?;
+    asm.a.mov(rax, qword_ptr(rbx + blk::REQ_DONE_NS as i32))?;
+    asm.a.mov(qword_ptr(rcx + 8), rax)?;
+    asm.set(&mut full)?;
     asm.a.mov(rax, GUEST_COUNTERS)?;
     asm.a.inc(qword_ptr(rax))?;
     asm.a.cmp(byte_ptr(rbx + blk::REQ_STATUS as i32), u32::from(blk::ST_OK))?;

@@ -3,8 +3,8 @@
 
 use crate::scenario::{Scenario, RUN_AXES};
 use exitlab_guest::layout::Phase;
-use exitlab_vmm::packets::PacketStats;
-use exitlab_vmm::{run_image, Outcome, PhaseStats, GUEST_COUNTER_PREFIX};
+use exitlab_vmm::packets::{PacketStats, Summary};
+use exitlab_vmm::{run_image, Outcome, PhaseStats, RunReport, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -44,8 +44,9 @@ impl Results {
 }
 
 /// The measure phase's figures; `iterations` counts its loop (`n`, or
-/// `packets`), `round_trips_ns` are a ping-pong's logged round trips.
-fn metrics(m: &PhaseStats, iterations: f64, round_trips_ns: &[u64]) -> BTreeMap<String, f64> {
+/// `packets`); the report brings what the guest logged (a ping-pong's
+/// round trips, device-irq's interrupt latencies).
+fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport) -> BTreeMap<String, f64> {
     let guest_ns = m.end_ns.saturating_sub(m.start_ns).max(1) as f64;
     let exits = m.total_exits() as f64;
     let mut out = BTreeMap::new();
@@ -67,7 +68,13 @@ fn metrics(m: &PhaseStats, iterations: f64, round_trips_ns: &[u64]) -> BTreeMap<
             out.insert(format!("guest_per_kiter.{name}"), v as f64 * per_kiter);
         }
     }
-    if let Some(p) = PacketStats::of(m, round_trips_ns) {
+    if !r.irq_latencies_ns.is_empty() {
+        let l = Summary::of(&r.irq_latencies_ns);
+        for (k, v) in [("mean", l.mean), ("stddev", l.stddev), ("p50", l.p50 as f64), ("p99", l.p99 as f64)] {
+            out.insert(format!("irq_latency_ns.{k}"), v);
+        }
+    }
+    if let Some(p) = PacketStats::of(m, &r.round_trips_ns) {
         let n = p.packets as f64;
         out.insert("packets".to_string(), n);
         out.insert("exits_per_packet".to_string(), p.exits_per_packet);
@@ -119,7 +126,7 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
     match report {
         Ok(r) if r.outcome == (Outcome::Exited { status: 0 }) => PointResult {
             axes: axes.to_vec(),
-            metrics: metrics(r.accountant.phase_stats(Phase::Measure), params.int(w.count) as f64, &r.round_trips_ns),
+            metrics: metrics(r.accountant.phase_stats(Phase::Measure), params.int(w.count) as f64, &r),
             na: None,
         },
         Ok(r) => na(format!("the guest failed: {:?}", r.outcome)),

@@ -24,6 +24,9 @@ fn words(metric: &str) -> String {
     if family == "latency_ns" {
         return format!("{member} round-trip ns");
     }
+    if family == "irq_latency_ns" {
+        return format!("{member} interrupt latency ns");
+    }
     let per = family.split_once("_per_").map(|(_, unit)| format!(" per {unit}")).unwrap_or_default();
     let what = if family.starts_with("guest") { member.replace('_', " ") } else { format!("{member} exits") };
     format!("{what}{per}")
@@ -48,9 +51,9 @@ pub fn reading(r: &Results) -> String {
     } else {
         "lower"
     };
-    // A series named by a swept number reads as `len = 16`.
+    // A series named by a swept number or flag reads as `len = 16`.
     let label = |name: &String| match &f.series {
-        Some(axis) if name.parse::<f64>().is_ok() => format!("{axis} = {name}"),
+        Some(axis) if name.parse::<f64>().is_ok() || name.parse::<bool>().is_ok() => format!("{axis} = {name}"),
         _ => name.clone(),
     };
     match data.as_slice() {
@@ -157,5 +160,6 @@ mod tests {
         assert_eq!(words("exits_per_packet"), "exits per packet");
         assert_eq!(words("exits_per_packet.HLT"), "HLT exits per packet");
         assert_eq!(words("latency_ns.stddev"), "stddev round-trip ns");
+        assert_eq!(words("irq_latency_ns.mean"), "mean interrupt latency ns");
     }
 }

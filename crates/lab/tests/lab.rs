@@ -78,6 +78,25 @@ fn at(r: &exitlab_lab::Results, axes: &[(&str, &str)], metric: &str) -> f64 {
 }
 
 #[test]
+fn e3_posted_interrupts_cost_no_exits_and_arrive_sooner() {
+    let r = run_scenario(&Scenario::load("e3").unwrap(), false);
+    assert_eq!(r.points.len(), 12);
+    for rate in ["25000", "50000", "100000"] {
+        let m = |profile: &str, posted: &str, k: &str| {
+            at(&r, &[("profile", profile), ("posted", posted), ("rate", rate)], k)
+        };
+        assert_eq!(m("modern", "true", "exits"), 0.0, "{rate}/s posted: no exit at all");
+        assert_eq!(m("modern", "false", "exits_per_kiter.EXTERNAL_INTERRUPT"), 1000.0, "{rate}/s: one exit each");
+        assert_eq!(m("modern", "true", "guest_per_kiter.blk_completions"), 1000.0);
+        let (posted, injected) =
+            (m("modern", "true", "irq_latency_ns.mean"), m("modern", "false", "irq_latency_ns.mean"));
+        assert!(posted > 0.0 && posted * 2.0 < injected, "{rate}/s: posted {posted} ns vs injected {injected} ns");
+        // The emulated device of the legacy profile costs the most.
+        assert!(m("legacy", "false", "exit_time_share") > m("modern", "false", "exit_time_share"));
+    }
+}
+
+#[test]
 fn e4_tickless_idle_costs_one_exit_per_period_and_the_tick_grows_with_it() {
     let r = run_scenario(&Scenario::load("e4").unwrap(), false);
     assert_eq!(r.points.len(), 12);

@@ -67,6 +67,34 @@ pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Result<Vec<u64>
     Ok(out)
 }
 
+/// Interrupt latencies a device-irq guest logged: for each measured
+/// completion, from the device's completion time to the moment the driver
+/// took it (its TSC, in ns at `tsc_hz`). Only where the TSC and the
+/// device's clock count from the same moment (the simulator: both are its
+/// virtual clock); empty elsewhere.
+pub fn irq_latencies<V: Vm>(vm: &V, image: &Image, tsc_hz: u64, same_clock: bool) -> Result<Vec<u64>, VmmError> {
+    let req = |k: &str| image.requests.get(k).and_then(|v| parse(v));
+    let (Some(log), Some(from), Some(count)) = (req("irq_latency_log"), req("latency_from"), req("latency_count"))
+    else {
+        return Ok(Vec::new());
+    };
+    if tsc_hz == 0 || !same_clock {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for i in from..from + count {
+        let mut b = [0u8; 16];
+        if vm.read_memory(log + 16 * i, &mut b).is_err() {
+            break;
+        }
+        let taken = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let done_ns = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        let taken_ns = (u128::from(taken) * 1_000_000_000 / u128::from(tsc_hz)) as u64;
+        out.push(taken_ns.saturating_sub(done_ns));
+    }
+    Ok(out)
+}
+
 fn parse(v: &str) -> Option<u64> {
     match v.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),

@@ -176,6 +176,9 @@ pub struct RunReport {
     pub dma_faults: Vec<Fault>,
     /// Round trips a ping-pong guest logged for its measured echoes (ns).
     pub round_trips_ns: Vec<u64>,
+    /// Completion-to-driver latencies a device-irq guest logged (ns; on
+    /// the simulator, whose TSC and device clock agree).
+    pub irq_latencies_ns: Vec<u64>,
 }
 
 impl RunReport {
@@ -489,8 +492,20 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let regs = vcpu.regs()?;
     let tsc_hz = if caps.tsc_hz > 0 { caps.tsc_hz } else { vcpu.tsc_hz()? };
     let round_trips_ns = crate::packets::round_trips(vm, image, tsc_hz)?;
+    let irq_latencies_ns = crate::packets::irq_latencies(vm, image, tsc_hz, caps.deterministic_time)?;
     let Platform { pio, mmio, dma_faults, .. } = platform;
-    Ok(RunReport { outcome, accountant: acc, regs, pio, mmio, trace, monitor, dma_faults, round_trips_ns })
+    Ok(RunReport {
+        outcome,
+        accountant: acc,
+        regs,
+        pio,
+        mmio,
+        trace,
+        monitor,
+        dma_faults,
+        round_trips_ns,
+        irq_latencies_ns,
+    })
 }
 
 /// The host's periodic timer tick, as the VMX-preemption timer programmed

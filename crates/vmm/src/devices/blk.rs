@@ -98,6 +98,8 @@ impl BlockDevice {
                 self.status |= STATUS_ERROR;
             }
             let done = ctx.now_ns.max(self.busy_until) + self.service_ns;
+            // Unreachable requests were counted above; nothing to stamp.
+            let _ = ctx.dma.write(at + REQ_DONE_NS, &done.to_le_bytes());
             self.busy_until = done;
             self.in_flight.push_back(done);
             ctx.interrupt(0, done);
