@@ -263,10 +263,11 @@ fn net_pingpongs_trap_e1000_registers_and_keep_virtio_off_userspace() {
     let Some((e1000, _)) = go("e1000-pingpong", FastPath::default()) else { return };
     use exitlab_guest::nic::{e1000 as e, virtio as v, E1000_BAR, VIRTIO_NET_BAR};
     // The loop writes TDT and RDT once per echo; the interrupt handler's
-    // ICR reads follow the interrupts, whose timing is the host's.
+    // ICR reads follow the interrupts, whose timing (and merging, when two
+    // arrive before the first is taken) is the host's.
     assert_eq!(accesses(&e1000, E1000_BAR, e::TDT, true), 50);
     assert_eq!(accesses(&e1000, E1000_BAR, e::RDT, true), 50);
-    assert!((48..=52).contains(&accesses(&e1000, E1000_BAR, e::ICR, false)));
+    assert!((1..=52).contains(&accesses(&e1000, E1000_BAR, e::ICR, false)));
     let (virtio, p) = go("virtio-pingpong", FastPath::default()).unwrap();
     assert_eq!(accesses(&virtio, VIRTIO_NET_BAR, v::QUEUE_NOTIFY, true), 0, "notifications by ioeventfd");
     assert_eq!(virtio.accountant.phase_stats(Phase::Measure).total_exits(), 0);
