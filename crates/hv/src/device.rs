@@ -20,19 +20,6 @@ pub struct DmaError {
     pub write: bool,
 }
 
-/// DMA for a device that has none: every access is refused.
-pub struct NoDma;
-
-impl Dma for NoDma {
-    fn read(&mut self, addr: u64, _buf: &mut [u8]) -> Result<(), DmaError> {
-        Err(DmaError { addr, write: false })
-    }
-
-    fn write(&mut self, addr: u64, _data: &[u8]) -> Result<(), DmaError> {
-        Err(DmaError { addr, write: true })
-    }
-}
-
 /// What a device can reach while it handles one register access or a
 /// timer.
 pub struct DeviceCtx<'a> {

@@ -135,8 +135,14 @@ mod tests {
         assert_eq!(bus.find(0x400), None);
         assert_eq!(bus.find(0), None);
         let mut d = [0u8; 2];
-        let mut no_dma = exitlab_hv::device::NoDma;
-        let mut ctx = DeviceCtx::new(0, &mut no_dma);
+        let memory = vm_memory::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 4096)]).unwrap();
+        let mut dma = crate::assign::Checked {
+            memory: &memory,
+            window: crate::assign::DmaWindow { start: 0, len: 0 },
+            source: crate::assign::BLK_SOURCE,
+            faults: &mut Vec::new(),
+        };
+        let mut ctx = DeviceCtx::new(0, &mut dma);
         bus.read(bus.find(0x3fd).unwrap(), &mut d, &mut ctx);
         assert_eq!(d, [5, 5]);
     }

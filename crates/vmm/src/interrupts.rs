@@ -1,11 +1,12 @@
-//! Interrupts from devices to the guest. Devices raise MSIs on an
-//! [`IrqLine`]; the run loop hands them to the backend. Where the hardware
-//! has no posted interrupts, the VMM's controls make every interrupt exit
-//! (EXTERNAL_INTERRUPT) and [`Pending`] injects each one when the guest can
-//! take it, asking for an interrupt-window exit when it cannot: the
-//! classic path that APIC virtualization and posted interrupts remove.
-//! Where it has them, [`Posting`] routes device interrupts through a
-//! posted-interrupt descriptor, as interrupt remapping in posted mode does.
+//! Interrupts from devices to the guest. Devices raise interrupt messages
+//! (crate::platform turns them into MSIs); the VMM hands them to the
+//! backend. Where the hardware has no posted interrupts, the VMM's controls
+//! make every interrupt exit (EXTERNAL_INTERRUPT) and [`Pending`] injects
+//! each one when the guest can take it, asking for an interrupt-window exit
+//! when it cannot: the classic path that APIC virtualization and posted
+//! interrupts remove. Where it has them, [`Posting`] routes device
+//! interrupts through a posted-interrupt descriptor, as interrupt remapping
+//! in posted mode does.
 
 use exitlab_arch::bits::rflags;
 use exitlab_arch::posted;
@@ -13,23 +14,6 @@ use exitlab_arch::vmx::Controls;
 use exitlab_arch::vmx::PostedInterrupts;
 use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vcpu, Vm};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
-/// Where devices raise interrupts; the run loop drains it after each exit.
-#[derive(Clone, Default)]
-pub struct IrqLine {
-    raised: Arc<Mutex<Vec<Msi>>>,
-}
-
-impl IrqLine {
-    pub fn raise(&self, msi: Msi) {
-        self.raised.lock().unwrap_or_else(|e| e.into_inner()).push(msi);
-    }
-
-    pub fn take(&self) -> Vec<Msi> {
-        std::mem::take(&mut *self.raised.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
 
 /// The notification vector the VMM programs: Linux's POSTED_INTR_VECTOR,
 /// the one KVM uses.
