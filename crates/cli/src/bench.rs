@@ -48,11 +48,11 @@ pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageEr
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (bmin, vmin) = (best(&bare), best(&vmm));
     let ratio = median(ratios);
-    println!("exit round trip on kvm ({}; pio-out, n = {n}, {rounds} rounds):", path.display());
-    println!("{:<22} {:>14} {:>14}", "", "median us/exit", "best us/exit");
-    println!("{:<22} {:>14.3} {:>14.3}", "bare KVM_RUN loop", median(bare) / 1000.0, bmin / 1000.0);
-    println!("{:<22} {:>14.3} {:>14.3}", "exitlab VMM loop", median(vmm) / 1000.0, vmin / 1000.0);
-    println!("ratio VMM / bare: {ratio:.4} (median of per-round ratios), {:.4} (best against best)", vmin / bmin);
+    say!("exit round trip on kvm ({}; pio-out, n = {n}, {rounds} rounds):", path.display());
+    say!("{:<22} {:>14} {:>14}", "", "median us/exit", "best us/exit");
+    say!("{:<22} {:>14.3} {:>14.3}", "bare KVM_RUN loop", median(bare) / 1000.0, bmin / 1000.0);
+    say!("{:<22} {:>14.3} {:>14.3}", "exitlab VMM loop", median(vmm) / 1000.0, vmin / 1000.0);
+    say!("ratio VMM / bare: {ratio:.4} (median of per-round ratios), {:.4} (best against best)", vmin / bmin);
     Ok(())
 }
 
@@ -85,14 +85,14 @@ pub fn sim(rounds: &str) -> Result<(), UsageError> {
     let (idle_secs, _, idle) = sim_run("idle", &["n=1", "warmup=0", "period_ms=3600000"])?;
     let guest = idle.accountant.phase_stats(exitlab_guest::layout::Phase::Measure);
     let best = mips.iter().copied().fold(0.0, f64::max);
-    println!("compute loop: io-mix p=0 work=1000 n=10000, {instructions} guest instructions, {rounds} rounds");
-    println!("  best {best:.1} MIPS, median {:.1} MIPS", median(mips.clone()));
-    println!(
+    say!("compute loop: io-mix p=0 work=1000 n=10000, {instructions} guest instructions, {rounds} rounds");
+    say!("  best {best:.1} MIPS, median {:.1} MIPS", median(mips.clone()));
+    say!(
         "tickless idle: {:.3} s of guest time took {:.3} ms of host time ({} HLT exits)",
         guest.end_ns.saturating_sub(guest.start_ns) as f64 / 1e9,
         idle_secs * 1e3,
         guest.samples(exitlab_arch::ExitReason::Hlt)
     );
-    println!("guest MIPS: {:.1}", median(mips));
+    say!("guest MIPS: {:.1}", median(mips));
     Ok(())
 }

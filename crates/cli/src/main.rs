@@ -8,6 +8,37 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` for the command's output, ending the program quietly when
+/// the reader has closed stdout (`exitlab list | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// `print!` with the same care.
+macro_rules! say_part {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// A closed pipe means the reader has enough: exit 0. Anything else is an
+/// error the user should see.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("exitlab: cannot write the output: {e}");
+    std::process::exit(2)
+}
+
 mod bench;
 
 #[derive(Parser)]
@@ -233,9 +264,9 @@ fn build(w: &WorkloadArgs) -> Result<(&'static Workload, Image), UsageError> {
 
 fn list() {
     for w in WORKLOADS {
-        println!("{:<12} {}", w.name, w.summary);
+        say!("{:<12} {}", w.name, w.summary);
         for p in w.params() {
-            println!("    {:<12} {:<40} default {}, range {}", p.name, p.help, p.default_text(), p.range_text());
+            say!("    {:<12} {:<40} default {}, range {}", p.name, p.help, p.default_text(), p.range_text());
         }
     }
 }
@@ -246,9 +277,9 @@ fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), 
         write_atomically(&path, &img.bytes)?;
     }
     if disasm {
-        print!("{}", img.disassemble());
+        say_part!("{}", img.disassemble());
     } else {
-        println!(
+        say!(
             "image `{}`: {} bytes at {:#x}, entry {:#x}, {} symbols",
             img.name,
             img.bytes.len(),
@@ -257,7 +288,7 @@ fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), 
             img.symbols.len()
         );
         for (name, addr) in &img.symbols {
-            println!("  {addr:#010x} {name}");
+            say!("  {addr:#010x} {name}");
         }
     }
     Ok(())
@@ -270,7 +301,7 @@ fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>)
     let mut show = |r: CaseResult, on: &str| {
         let verdict = if r.pass { "PASS" } else { "FAIL" };
         failed += usize::from(!r.pass);
-        println!("{verdict} {:<26} {on:<12} expected {}; got {}", r.name, r.expected, r.got);
+        say!("{verdict} {:<26} {on:<12} expected {}; got {}", r.name, r.expected, r.got);
     };
     match backend {
         Backend::Sim => {
@@ -294,10 +325,10 @@ fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>)
         }
     }
     if failed > 0 {
-        println!("{failed} case(s) failed");
+        say!("{failed} case(s) failed");
         return Ok(ExitCode::from(1));
     }
-    println!("all cases passed");
+    say!("all cases passed");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -309,19 +340,25 @@ fn profiles(one: Option<&str>) -> Result<(), UsageError> {
     };
     for p in list {
         let f = p.features;
-        println!("{}: {}", p.name, p.summary);
-        println!(
+        say!("{}: {}", p.name, p.summary);
+        say!(
             "  features: ept={} vpid={} apicv={} posted_interrupts={} pml={} decode_assist={} tsx={}",
-            f.ept, f.vpid, f.apicv, f.posted_interrupts, f.pml, f.decode_assist, f.tsx
+            f.ept,
+            f.vpid,
+            f.apicv,
+            f.posted_interrupts,
+            f.pml,
+            f.decode_assist,
+            f.tsx
         );
         for (key, fig) in p.figures() {
             let value = match fig.spread {
                 Some(s) if s > 0.0 => format!("{} +- {}", fig.mean(), s),
                 _ => format!("{}", fig.mean()),
             };
-            println!("  {key:<28} {value:>16}  {}", fig.source);
+            say!("  {key:<28} {value:>16}  {}", fig.source);
         }
-        println!();
+        say!();
     }
     Ok(())
 }
@@ -445,8 +482,8 @@ fn lab_run(
     let r = exitlab_lab::run_scenario(&s, full);
     exitlab_lab::output::write_results(&r, &dir)
         .map_err(|e| UsageError(format!("cannot write {}: {e}", dir.display())))?;
-    println!("{}: {} points -> {}", s.name, r.points.len(), dir.display());
-    println!("{}", exitlab_lab::reading::reading(&r));
+    say!("{}: {} points -> {}", s.name, r.points.len(), dir.display());
+    say!("{}", exitlab_lab::reading::reading(&r));
     Ok(())
 }
 
@@ -464,9 +501,9 @@ fn lab_report(out: Option<PathBuf>, full: bool) -> Result<(), UsageError> {
     let dir = out.unwrap_or_else(|| PathBuf::from("out/report"));
     std::fs::create_dir_all(&dir).map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
     let results = exitlab_lab::report::report(&dir, full).map_err(UsageError)?;
-    println!("report of {} experiment(s) -> {}", results.len(), dir.join("report.html").display());
+    say!("report of {} experiment(s) -> {}", results.len(), dir.join("report.html").display());
     for r in &results {
-        println!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
+        say!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
     }
     Ok(())
 }
@@ -477,7 +514,7 @@ fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(),
     let doc = exitlab_lab::trace::chrome_trace(workload.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
     write_atomically(out, &bytes)?;
-    println!("{} exits -> {}", report.trace.len(), out.display());
+    say!("{} exits -> {}", report.trace.len(), out.display());
     Ok(())
 }
 
@@ -544,19 +581,19 @@ fn stat(
         if let Some((kind, logged)) = monitor {
             v["monitor"] = serde_json::json!({ "kind": kind, "writes_or_pages_logged": logged });
         }
-        println!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
+        say!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
     } else {
-        print!("{}", render_table(&view));
+        say_part!("{}", render_table(&view));
         if let Some(p) = &packets {
             let l = p.latency_ns;
-            println!(
+            say!(
                 "\nPackets (measure phase): {}; per packet {:.2} exits, {:.2}us in the VMM, {:.2} interrupts",
                 p.packets,
                 p.exits_per_packet,
                 p.handler_ns_per_packet / 1000.0,
                 p.interrupts_per_packet
             );
-            println!(
+            say!(
                 "Round trip: mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
                 l.mean / 1000.0,
                 l.stddev / 1000.0,
@@ -566,7 +603,7 @@ fn stat(
         }
         if !report.irq_latencies_ns.is_empty() {
             let l = exitlab_vmm::packets::Summary::of(&report.irq_latencies_ns);
-            println!(
+            say!(
                 "\nInterrupt latency, completion to driver ({} completions): mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
                 report.irq_latencies_ns.len(),
                 l.mean / 1000.0,
@@ -576,7 +613,7 @@ fn stat(
             );
         }
         if let Some((kind, logged)) = monitor {
-            println!("\nWrite monitor ({kind}): {logged} entries logged over the whole run in the watched range.");
+            say!("\nWrite monitor ({kind}): {logged} entries logged over the whole run in the watched range.");
         }
     }
     Ok(match report.outcome {

@@ -167,12 +167,22 @@ fn mmio_read(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stores the loop counter's low dword to the MMIO scratch register.
-fn mmio_write(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+/// Stores the loop counter to the MMIO scratch device, in the instruction
+/// form `form` picks: the longer the form, the more an emulating VMM must
+/// fetch and decode (experiment E9): `mov [rdi], eax` (2 bytes),
+/// `mov [rdi+0x10], eax` (3), `mov [rdi+rcx*8+0x7f0], rax` (8: REX, SIB,
+/// disp32), `mov dword [rdi+rcx*4+0x7f0], imm32` (11).
+fn mmio_write(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     asm.a.mov(rdi, MMIO_BENCH)?;
     asm.a.mov(eax, r15d)?;
+    asm.a.xor(ecx, ecx)?;
     trap(asm, phase)?;
-    asm.a.mov(dword_ptr(rdi), eax)?;
+    match p.int("form") {
+        0 => asm.a.mov(dword_ptr(rdi), eax)?,
+        1 => asm.a.mov(dword_ptr(rdi + 0x10), eax)?,
+        2 => asm.a.mov(qword_ptr(rdi + rcx * 8 + 0x7f0), rax)?,
+        _ => asm.a.mov(dword_ptr(rdi + rcx * 4 + 0x7f0), 0x1234_5678)?,
+    }
     Ok(())
 }
 
@@ -636,8 +646,8 @@ pub static WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "mmio-write",
-        summary: "32-bit store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
-        own_params: &[RING3],
+        summary: "store to the MMIO scratch device at 0xd0000000 (no RAM: every access exits)",
+        own_params: &[RING3, ParamSpec::int("form", 0, 3, 0, "instruction form: 0-3, 2 to 11 bytes long")],
         common_defaults: &[],
         count: "n",
         setup: no_setup,

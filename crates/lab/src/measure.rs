@@ -3,6 +3,7 @@
 
 use crate::scenario::{Scenario, RUN_AXES};
 use exitlab_guest::layout::Phase;
+use exitlab_sim::profile::Features;
 use exitlab_vmm::packets::{PacketStats, Summary};
 use exitlab_vmm::{run_image, Outcome, PhaseStats, RunReport, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,6 +58,23 @@ fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport) -> BTreeMap<String, f
     out.insert("exit_time_share".to_string(), m.total_handle_ns() as f64 / guest_ns);
     let per_kiter = 1000.0 / iterations.max(1.0);
     out.insert("exits_per_kiter".to_string(), exits * per_kiter);
+    if exits > 0.0 {
+        let mut w = exitlab_hv::HandlerWork::default();
+        for r in m.reasons.values() {
+            w.bytes_decoded += r.work.bytes_decoded;
+            w.page_walks += r.work.page_walks;
+            w.device_ops += r.work.device_ops;
+            w.bytes_copied += r.work.bytes_copied;
+        }
+        for (k, v) in [
+            ("bytes_decoded", w.bytes_decoded),
+            ("page_walks", w.page_walks),
+            ("device_ops", w.device_ops),
+            ("bytes_copied", w.bytes_copied),
+        ] {
+            out.insert(format!("work_per_exit.{k}"), f64::from(v) / exits);
+        }
+    }
     for (reason, r) in &m.reasons {
         out.insert(format!("exits.{}", reason.name()), r.samples as f64);
         out.insert(format!("exits_per_s.{}", reason.name()), r.samples as f64 / guest_ns * 1e9);
@@ -106,6 +124,9 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
         Ok(i) => i,
         Err(e) => return na(e.to_string()),
     };
+    if backend == "kvm" && axes.iter().any(|(k, _)| Features::NAMES.contains(&k.as_str())) {
+        return na("hardware features are the simulator's to turn on and off".into());
+    }
     let report = if backend == "kvm" {
         let mut vm = match exitlab_kvm::KvmVm::new(&exitlab_kvm::device_path(), image.memory_size) {
             Ok(vm) => vm,
@@ -113,10 +134,16 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
         };
         run_image(&mut vm, &image)
     } else {
-        let p = match exitlab_sim::profile::Profile::load(&profile) {
+        let mut p = match exitlab_sim::profile::Profile::load(&profile) {
             Ok(p) => p,
             Err(e) => return na(e.0),
         };
+        // Feature axes turn one hardware feature of the profile on or off.
+        for (k, v) in axes {
+            if Features::NAMES.contains(&k.as_str()) {
+                p.features.set(k, v == "true");
+            }
+        }
         let mut vm = match exitlab_sim::SimVm::with_profile(image.memory_size, p, s.seed) {
             Ok(vm) => vm,
             Err(e) => return na(e.to_string()),

@@ -92,11 +92,12 @@ pub fn parameters(r: &Results) -> Vec<String> {
 /// iterations and per second, the share of guest time spent in exits, exits
 /// per 1,000 iterations by reason, and the guest's own counters per 1,000
 /// iterations; for ping-pongs, per packet instead: exits (all and by
-/// reason), interrupts and the round trip's mean, deviation and p99.
+/// reason), interrupts and the round trip's mean, deviation and p99; then
+/// any metric a figure plots that is not among those.
 pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
     let names = r.metric_names();
     let family = |prefix: &'static str| names.iter().filter(move |m| m.starts_with(prefix)).cloned();
-    let metrics: Vec<String> = if names.iter().any(|m| m == "exits_per_packet") {
+    let mut metrics: Vec<String> = if names.iter().any(|m| m == "exits_per_packet") {
         ["exits_per_packet", "interrupts_per_packet", "latency_ns.mean", "latency_ns.stddev", "latency_ns.p99"]
             .into_iter()
             .map(String::from)
@@ -110,6 +111,18 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             .chain(family("guest_per_kiter."))
             .collect()
     };
+    // And whatever the figures plot.
+    for f in &r.scenario.figures {
+        if !f.y.ends_with(".*") && !metrics.contains(&f.y) {
+            metrics.push(f.y.clone());
+        }
+    }
+    // And whatever the figures plot.
+    for f in &r.scenario.figures {
+        if !f.y.ends_with(".*") && !metrics.contains(&f.y) {
+            metrics.push(f.y.clone());
+        }
+    }
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
     let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();

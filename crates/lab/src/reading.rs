@@ -27,6 +27,9 @@ fn words(metric: &str) -> String {
     if family == "irq_latency_ns" {
         return format!("{member} interrupt latency ns");
     }
+    if family == "work_per_exit" {
+        return format!("{} per exit", member.replace('_', " "));
+    }
     let per = family.split_once("_per_").map(|(_, unit)| format!(" per {unit}")).unwrap_or_default();
     let what = if family.starts_with("guest") { member.replace('_', " ") } else { format!("{member} exits") };
     format!("{what}{per}")
@@ -46,11 +49,8 @@ pub fn reading(r: &Results) -> String {
     let data = series(r, f);
     let metric = words(&f.y);
     // Counts are fewer; times and spreads are lower.
-    let fewer = if f.y.starts_with("exits") || f.y.starts_with("guest") || f.y.starts_with("interrupts") {
-        "fewer"
-    } else {
-        "lower"
-    };
+    let counted = ["exits", "guest", "interrupts", "work"];
+    let fewer = if counted.iter().any(|c| f.y.starts_with(c)) { "fewer" } else { "lower" };
     // A series named by a swept number or flag reads as `len = 16`.
     let label = |name: &String| match &f.series {
         Some(axis) if name.parse::<f64>().is_ok() || name.parse::<bool>().is_ok() => format!("{axis} = {name}"),
@@ -161,5 +161,6 @@ mod tests {
         assert_eq!(words("exits_per_packet.HLT"), "HLT exits per packet");
         assert_eq!(words("latency_ns.stddev"), "stddev round-trip ns");
         assert_eq!(words("irq_latency_ns.mean"), "mean interrupt latency ns");
+        assert_eq!(words("work_per_exit.bytes_decoded"), "bytes decoded per exit");
     }
 }

@@ -2,6 +2,7 @@
 //! runs; a mistake names the file, the line and the key.
 
 use exitlab_guest::Workload;
+use exitlab_sim::profile::Features;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,8 +45,10 @@ pub struct Scenario {
     /// Overrides of `params` for the full-size run (`--full`).
     #[serde(default)]
     pub full: BTreeMap<String, toml::Value>,
-    /// Sweep axes: `profile`, `backend`, `workload`, or workload
-    /// parameters. Points are the cartesian product.
+    /// Sweep axes: `profile`, `backend`, `workload`, a hardware feature of
+    /// the profile (`decode_assist = [false, true]`: the simulator's profile
+    /// with that one feature off and on), or workload parameters. Points are
+    /// the cartesian product.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default, rename = "figure")]
@@ -69,12 +72,13 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The built-in experiments, in report order.
-pub const BUILT_IN: [(&str, &str); 6] = [
+pub const BUILT_IN: [(&str, &str); 7] = [
     ("e1", include_str!("../../../scenarios/e1.toml")),
     ("e2", include_str!("../../../scenarios/e2.toml")),
     ("e3", include_str!("../../../scenarios/e3.toml")),
     ("e4", include_str!("../../../scenarios/e4.toml")),
     ("e7", include_str!("../../../scenarios/e7.toml")),
+    ("e9", include_str!("../../../scenarios/e9.toml")),
     ("e10", include_str!("../../../scenarios/e10.toml")),
 ];
 
@@ -91,8 +95,10 @@ pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 /// `packets`, `exits_per_packet` (and `.<REASON>`), `handler_ns_per_packet`,
 /// `interrupts_per_packet`, and `latency_ns.mean`, `.stddev`, `.p50`,
 /// `.p99` of the round trips; device-irq adds `irq_latency_ns.mean` (and
-/// the rest), from a completion to its driver taking it.
-pub const METRICS: [&str; 14] = [
+/// the rest), from a completion to its driver taking it. `work_per_exit.*`
+/// is the VMM handler's work per exit (bytes decoded, page walks, device
+/// operations, bytes copied).
+pub const METRICS: [&str; 15] = [
     "exits",
     "exits_per_kiter",
     "exits_per_s",
@@ -107,6 +113,7 @@ pub const METRICS: [&str; 14] = [
     "interrupts_per_packet",
     "latency_ns",
     "irq_latency_ns",
+    "work_per_exit",
 ];
 
 /// The text of a TOML value as a `--set` would write it.
@@ -172,14 +179,19 @@ impl Scenario {
                 }
             }
             for (k, values) in &s.sweep {
-                if !known(k) && !RUN_AXES.contains(&k.as_str()) {
+                let feature = Features::NAMES.contains(&k.as_str());
+                if !known(k) && !RUN_AXES.contains(&k.as_str()) && !feature {
                     return Err(err(
                         k,
                         format!(
-                            "[sweep] `{k}`: neither a run axis (backend, profile, workload) nor a parameter of `{}`",
+                            "[sweep] `{k}`: neither a run axis (backend, profile, workload), a hardware feature ({}), nor a parameter of `{}`",
+                            Features::NAMES.join(", "),
                             w.name
                         ),
                     ));
+                }
+                if feature && values.iter().any(|v| !matches!(v, toml::Value::Boolean(_))) {
+                    return Err(err(k, format!("[sweep] `{k}`: a hardware feature takes true or false")));
                 }
                 if values.is_empty() {
                     return Err(err(k, format!("[sweep] `{k}` has no values")));
@@ -275,7 +287,7 @@ impl Scenario {
             map.extend(self.full.iter().map(|(k, v)| (k.clone(), value_text(v))));
         }
         for (k, v) in point {
-            if !RUN_AXES.contains(&k.as_str()) {
+            if !RUN_AXES.contains(&k.as_str()) && !Features::NAMES.contains(&k.as_str()) {
                 map.insert(k.clone(), v.clone());
             }
         }
@@ -328,5 +340,10 @@ mod tests {
         assert!(Scenario::parse("x.toml", &bad_axis).unwrap_err().0.contains("x = `q` is not a sweep axis"));
         let bad_value = text.replace("p = [0.0,", "p = [1.5,");
         assert!(Scenario::parse("x.toml", &bad_value).unwrap_err().0.contains("out of range"));
+        let feature = text.replace("[sweep]\n", "[sweep]\napicv = [0, 1]\n");
+        let e = Scenario::parse("x.toml", &feature).unwrap_err().0;
+        assert!(e.ends_with("[sweep] `apicv`: a hardware feature takes true or false"), "{e}");
+        let ok = text.replace("[sweep]\n", "[sweep]\napicv = [false, true]\n");
+        assert!(Scenario::parse("x.toml", &ok).is_ok());
     }
 }

@@ -128,6 +128,26 @@ fn e7_write_protection_exits_twice_per_write_and_pml_once_per_full_log() {
 }
 
 #[test]
+fn e9_decoding_costs_the_vmm_work_per_exit_that_an_assist_removes() {
+    let r = run_scenario(&Scenario::load("e9").unwrap(), false);
+    let mut last_cost = 0.0;
+    for (form, len) in [("0", 2.0), ("1", 3.0), ("2", 8.0), ("3", 11.0)] {
+        let m = |assist: &str, k: &str| at(&r, &[("decode_assist", assist), ("form", form)], k);
+        assert_eq!((m("false", "exits_per_kiter"), m("true", "exits_per_kiter")), (1000.0, 1000.0), "one exit each");
+        assert_eq!(m("false", "work_per_exit.bytes_decoded"), len, "form {form}: the whole instruction");
+        assert_eq!(m("false", "work_per_exit.page_walks"), 2.0, "the instruction's page and the operand's");
+        assert_eq!(m("true", "work_per_exit.bytes_decoded"), 0.0);
+        assert_eq!(m("true", "work_per_exit.page_walks"), 0.0);
+        let cost = m("false", "avg_exit_ns");
+        assert!(cost > last_cost && cost > m("true", "avg_exit_ns"), "form {form}: {cost} ns");
+        last_cost = cost;
+    }
+    let assisted: Vec<f64> =
+        ["0", "1", "2", "3"].iter().map(|f| at(&r, &[("decode_assist", "true"), ("form", f)], "avg_exit_ns")).collect();
+    assert!(assisted.windows(2).all(|w| w[0] == w[1]), "the assisted exit costs the same whatever the form");
+}
+
+#[test]
 fn e10_aborts_rise_with_the_host_timer_and_with_transaction_length() {
     let r = run_scenario(&Scenario::load("e10").unwrap(), false);
     assert_eq!(r.points.len(), 15);

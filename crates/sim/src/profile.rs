@@ -65,6 +65,29 @@ pub struct Features {
     pub iommu: bool,
 }
 
+impl Features {
+    /// The features by name, as profiles and scenario axes spell them.
+    pub const NAMES: [&'static str; 8] =
+        ["ept", "vpid", "apicv", "posted_interrupts", "pml", "decode_assist", "tsx", "iommu"];
+
+    /// Turns feature `name` on or off; false for an unknown name.
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        let f = match name {
+            "ept" => &mut self.ept,
+            "vpid" => &mut self.vpid,
+            "apicv" => &mut self.apicv,
+            "posted_interrupts" => &mut self.posted_interrupts,
+            "pml" => &mut self.pml,
+            "decode_assist" => &mut self.decode_assist,
+            "tsx" => &mut self.tsx,
+            "iommu" => &mut self.iommu,
+            _ => return false,
+        };
+        *f = on;
+        true
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Clock {
