@@ -6,6 +6,7 @@
 pub mod measure;
 pub mod output;
 pub mod plot;
+pub mod precise;
 pub mod reading;
 pub mod report;
 pub mod scenario;

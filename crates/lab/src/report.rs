@@ -14,6 +14,39 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// E8: the trap-and-emulate correctness suite, as a table and a reading;
+/// its results beside the others in `dir`/e8.
+fn precise_section(dir: &Path, md: &mut String, html: &mut String) -> Result<(), String> {
+    let results = crate::precise::run()?;
+    let e8 = dir.join("e8");
+    std::fs::create_dir_all(&e8).map_err(|e| format!("cannot create {}: {e}", e8.display()))?;
+    write_atomically(&e8, "results.csv", crate::precise::csv(&results).as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", e8.display()))?;
+    let title = "E8: Precise trap-and-emulate - single steps and injected events";
+    let question = "When the VMM completes an instruction for a single-stepping guest, or injects an exception, does the guest see exactly what bare metal would show it?";
+    let _ = writeln!(md, "## {title}\n\n**Question.** {question}\n");
+    let _ = writeln!(html, "<h2>{}</h2>\n<p><b>Question.</b> {}</p>", escape(title), escape(question));
+    let _ = writeln!(md, "| case | profile | verdict | expected | got |\n|---|---|---|---|---|");
+    let _ =
+        writeln!(html, "<table><tr><th>case</th><th>profile</th><th>verdict</th><th>expected</th><th>got</th></tr>");
+    for (profile, r) in &results {
+        let verdict = if r.pass { "pass" } else { "FAIL" };
+        let _ = writeln!(md, "| {} | {profile} | {verdict} | {} | {} |", r.name, r.expected, r.got);
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{profile}</td><td>{verdict}</td><td>{}</td><td>{}</td></tr>",
+            r.name,
+            escape(&r.expected),
+            escape(&r.got)
+        );
+    }
+    let _ = writeln!(html, "</table>");
+    let text = crate::precise::reading(&results);
+    let _ = writeln!(md, "\n**Reading.** {text}\n");
+    let _ = writeln!(html, "<p><b>Reading.</b> {}</p>", escape(&text));
+    Ok(())
+}
+
 /// Runs every built-in experiment and writes the report into `dir`.
 pub fn report(dir: &Path, full: bool) -> Result<Vec<Results>, String> {
     let mut all = Vec::new();
@@ -66,6 +99,7 @@ pub fn report(dir: &Path, full: bool) -> Result<Vec<Results>, String> {
         let _ = writeln!(md, "**Reading.** {text}\n");
         let _ = writeln!(html, "<p><b>Reading.</b> {}</p>", escape(&text));
     }
+    precise_section(dir, &mut md, &mut html)?;
     html.push_str("</body></html>\n");
     write_atomically(dir, "report.md", md.as_bytes()).map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
     write_atomically(dir, "report.html", html.as_bytes())
