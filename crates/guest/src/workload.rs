@@ -109,6 +109,10 @@ impl Workload {
                 r.insert("packets_from".into(), p.int("warmup").to_string());
                 r.insert("packets".into(), p.int("packets").to_string());
             }
+            "isolation" => {
+                image.requests.insert("isolate".into(), format!("{SECRET:#x}+0x1000"));
+                image.requests.insert("counters".into(), "attempts".into());
+            }
             "tsx" => {
                 image.requests.insert("needs".into(), "tsx".into());
                 image.requests.insert("counters".into(), "tx_commits,tx_aborts".into());
@@ -550,6 +554,43 @@ fn page_writes(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     Ok(())
 }
 
+/// The page the VMM isolates for `isolation` (a sensitive driver's data,
+/// 7 MiB up), and the virtual address the untrusted code aliases onto it
+/// by rewriting a page-directory entry: 2 GiB + 1 MiB, in the 2 MiB page
+/// the alias maps at guest-physical 6 MiB.
+const SECRET: u64 = 7 << 20;
+const ALIAS: u64 = 0x8010_0000;
+
+/// Rewrites the page-directory entry of the 2 MiB page at 2 GiB (the third
+/// page directory, entry 0) to map guest-physical 6 MiB, writable, and
+/// drops the old translation: ALIAS now reaches SECRET through the guest's
+/// own tables.
+fn isolation_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+    use exitlab_arch::bits::pte;
+    asm.a.mov(rdi, PD + 2 * 0x1000)?;
+    asm.a.mov(rax, (6u64 << 20) | pte::P | pte::RW | pte::PS)?;
+    asm.a.mov(qword_ptr(rdi), rax)?;
+    asm.a.mov(rdi, ALIAS)?;
+    asm.a.invlpg(byte_ptr(rdi))?;
+    Ok(())
+}
+
+/// One attempt on the isolated page, counted in guest counter 0: `trick`
+/// 0 writes it through the kernel's identity map, 1 writes it through the
+/// alias, 2 reads it through the alias.
+fn isolation(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
+    asm.a.mov(rsi, GUEST_COUNTERS)?;
+    asm.a.inc(qword_ptr(rsi))?;
+    asm.a.mov(rdi, if p.int("trick") == 0 { SECRET } else { ALIAS })?;
+    asm.a.mov(eax, 0x6666_6666)?;
+    trap(asm, phase)?;
+    match p.int("trick") {
+        0 | 1 => asm.a.mov(dword_ptr(rdi), eax)?,
+        _ => asm.a.mov(eax, dword_ptr(rdi))?,
+    }
+    Ok(())
+}
+
 /// Where tsx's transactions write: 12 MiB up, one cache line per step.
 const TX_BASE: u64 = 12 << 20;
 
@@ -808,6 +849,15 @@ pub static WORKLOADS: &[Workload] = &[
         iteration: fault,
     },
     Workload {
+        name: "isolation",
+        summary: "untrusted code writes (or reads) a page the VMM isolates in the EPT, directly or through an aliasing page-table entry it forged",
+        own_params: &[ParamSpec::int("trick", 0, 2, 1, "0: write through the identity map, 1: write through a forged alias, 2: read through it")],
+        common_defaults: &[],
+        count: "n",
+        setup: isolation_setup,
+        iteration: isolation,
+    },
+    Workload {
         name: "e1000-pingpong",
         summary: "echoes `packets` frames through an emulated e1000, `window` in flight; logs round trips",
         own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR],
@@ -871,6 +921,7 @@ mod tests {
             ("page-writes", Mnemonic::Mov),
             ("apic-eoi", Mnemonic::Mov),
             ("device-irq", Mnemonic::Mov),
+            ("isolation", Mnemonic::Mov),
             ("e1000-pingpong", Mnemonic::Mov),
             ("virtio-pingpong", Mnemonic::Mov),
         ];

@@ -112,6 +112,19 @@ fn e4_tickless_idle_costs_one_exit_per_period_and_the_tick_grows_with_it() {
 }
 
 #[test]
+fn e6_every_attempt_on_isolated_memory_exits_and_legacy_cannot_isolate() {
+    let r = run_scenario(&Scenario::load("e6").unwrap(), false);
+    for trick in ["0", "1", "2"] {
+        let m = |k: &str| at(&r, &[("profile", "modern"), ("trick", trick)], k);
+        assert_eq!(m("guest_per_kiter.attempts"), 1000.0);
+        assert_eq!(m("exits_per_kiter.EPT_VIOLATION"), 1000.0, "trick {trick}: one violation per attempt");
+        assert_eq!(m("exits_per_kiter"), 1000.0, "trick {trick}: and nothing else");
+        let legacy = r.points.iter().find(|p| p.axis("profile") == Some("legacy") && p.axis("trick") == Some(trick));
+        assert!(legacy.unwrap().na.as_deref().is_some_and(|w| w.contains("needs EPT")));
+    }
+}
+
+#[test]
 fn e7_write_protection_exits_twice_per_write_and_pml_once_per_full_log() {
     let r = run_scenario(&Scenario::load("e7").unwrap(), false);
     for pages in ["64", "512", "1024", "4096"] {

@@ -245,9 +245,12 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
     let (mut platform, to_assign) = Platform::new(vm, image, passthrough, options.fast_path)?;
     let blk_assigned = to_assign.is_some();
+    let isolated = isolation(image, &caps)?;
+    let mut protect = options.protect.clone();
+    protect.extend(isolated.map(|(gpa, len)| Protection { gpa, len, perms: 0 }));
     if caps.vmx_controls {
         if caps.ept {
-            let mut e = build_ept(vm, &platform.mmio, &options.protect)?;
+            let mut e = build_ept(vm, &platform.mmio, &protect)?;
             controls.eptp = e.eptp();
             monitor = watch(vm, &mut e, &mut controls, image)?;
             if let Some(device) = to_assign {
@@ -256,6 +259,12 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             ept = Some(e);
         }
         vcpu.set_controls(&controls)?;
+    }
+    if let Some((gpa, len)) = isolated {
+        // After the EPT is built: the range stays RAM with no permission,
+        // and the device only completes the accesses the VMM blocks.
+        let free = "the isolated range is guest RAM, outside every device";
+        platform.mmio.insert(ISOLATED, gpa, len, Box::<crate::devices::Isolated>::default()).expect(free);
     }
     let mut acc = Accountant::new(vcpu.now_ns(), counters(vm, &mut vcpu, image, &platform)?);
 
@@ -390,23 +399,13 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 None
             }
             VmExit::MmioEmulate { .. } | VmExit::ApicAccess { .. } => {
-                let emulated =
-                    platform.with(vm, exit_ns, |_, mmio, ctx| crate::emulate::emulate_mmio(vm, &mut vcpu, mmio, ctx));
-                match emulated? {
-                    Ok(done) => {
-                        work = done.work;
-                        if let Some(d) = done.device {
-                            let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
-                            let region =
-                                if apic { LOCAL_APIC } else { d.slot.map_or(UNASSIGNED, |s| platform.mmio.name(s)) };
-                            rec.target = Target::Mmio { region };
-                            traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
-                        }
-                        single_step_trap(&mut vcpu)?;
-                        None
-                    }
-                    Err(e) => Some(Outcome::GuestError(GuestError::Unsupported(e.0))),
-                }
+                emulate(vm, &mut vcpu, &mut platform, exit_ns, &mut rec, &mut traced, &mut work)?
+            }
+            // Isolated memory: blocked, completed against its device.
+            VmExit::EptViolation { gpa, .. }
+                if isolated.is_some_and(|(start, len)| (start..start + len).contains(gpa)) =>
+            {
+                emulate(vm, &mut vcpu, &mut platform, exit_ns, &mut rec, &mut traced, &mut work)?
             }
             VmExit::EptViolation { gpa, qual } => match (&mut monitor, &mut ept) {
                 (Some(m), Some(e)) if m.kind == MonitorKind::WriteProtect && qual.write && m.covers(*gpa) => {
@@ -562,6 +561,52 @@ fn counters<V: Vm>(
 fn port_access(io: &IoExit, data: u32) -> Access {
     Access::Port { port: io.qual.port, size: io.qual.size, is_in: io.qual.is_in, data }
 }
+
+/// Completes the instruction at RIP, whose memory access exited, by
+/// emulation against the MMIO bus (the local APIC, a device, the isolating
+/// device); records where it went and the work it took.
+fn emulate<V: Vm>(
+    vm: &V,
+    vcpu: &mut V::Vcpu,
+    platform: &mut Platform,
+    now_ns: u64,
+    rec: &mut ExitRecord,
+    traced: &mut Access,
+    work: &mut HandlerWork,
+) -> Result<Option<Outcome>, VmmError> {
+    let emulated = platform.with(vm, now_ns, |_, mmio, ctx| crate::emulate::emulate_mmio(vm, vcpu, mmio, ctx))?;
+    match emulated {
+        Ok(done) => {
+            *work = done.work;
+            if let Some(d) = done.device {
+                let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
+                let region = if apic { LOCAL_APIC } else { d.slot.map_or(UNASSIGNED, |s| platform.mmio.name(s)) };
+                rec.target = Target::Mmio { region };
+                *traced = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
+            }
+            single_step_trap(vcpu)?;
+            Ok(None)
+        }
+        Err(e) => Ok(Some(Outcome::GuestError(GuestError::Unsupported(e.0)))),
+    }
+}
+
+/// Guest memory the image asks the VMM to isolate (`isolate` =
+/// 0xSTART+0xLEN): it needs EPT permissions.
+fn isolation(image: &Image, caps: &exitlab_hv::Capabilities) -> Result<Option<(u64, u64)>, VmmError> {
+    let Some(range) = image.requests.get("isolate") else { return Ok(None) };
+    let (gpa, len) = crate::monitor::parse_range(range)
+        .ok_or_else(|| VmmError::Load(format!("`isolate` {range:?} is not 0xSTART+0xLEN")))?;
+    if !(caps.ept && caps.vmx_controls) {
+        return Err(VmmError::Load(format!(
+            "{} needs EPT permissions to isolate memory: run it on the simulator with a profile that has EPT (modern)",
+            image.name
+        )));
+    }
+    Ok(Some((gpa, len)))
+}
+
+const ISOLATED: &str = "isolated";
 
 /// The write monitor an image asks for (`monitor` = write-protect or pml
 /// over `watch`), set up in the EPT and the controls.

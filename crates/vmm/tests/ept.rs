@@ -99,3 +99,44 @@ fn mmio_through_misconfigured_entries_and_the_two_dimensional_walk_is_counted() 
     assert_eq!(m.samples(ExitReason::EptMisconfig), 100);
     assert!(r.accountant.all().counters["ept_steps"] > r.accountant.all().counters["page_walks"]);
 }
+
+/// E6: the untrusted code's forged alias translates (its page tables are
+/// its own), the EPT refuses the guest-physical page, the exit names the
+/// page and the access, and the VMM blocks it: the page never changes,
+/// however the guest reaches it.
+#[test]
+fn isolated_memory_cannot_be_reached_through_any_guest_mapping() {
+    use exitlab_arch::EptViolationQual;
+    use exitlab_vmm::{run_image_with, Access, RunOptions};
+    const SECRET: u64 = 7 << 20;
+    for (trick, write) in [(0, true), (1, true), (2, false)] {
+        let w = exitlab_guest::find_workload("isolation").unwrap();
+        let trick_set = format!("trick={trick}");
+        let img = w.build(&w.resolve(["n=50", "warmup=0", trick_set.as_str()]).unwrap()).unwrap();
+        let mut vm = SimVm::new(img.memory_size).unwrap();
+        let r = run_image_with(&mut vm, &img, &RunOptions { trace: true, ..Default::default() }).unwrap();
+        assert_eq!(r.outcome, Outcome::Exited { status: 0 }, "trick {trick}: the guest runs on");
+        let violations: Vec<_> = r.trace.iter().filter(|t| t.record.reason == ExitReason::EptViolation).collect();
+        assert_eq!(violations.len(), 50, "trick {trick}: every attempt exits");
+        for v in violations {
+            let q = EptViolationQual::decode(v.record.qualification);
+            assert_eq!((q.write, q.read), (write, !write), "trick {trick}");
+            assert!(!q.readable && !q.writable && !q.executable, "the page allows nothing");
+            assert!(q.gla_valid && q.gla_is_translation, "a data access through a guest translation");
+            assert!(matches!(v.access, Access::Mmio { gpa: SECRET, is_write, .. } if is_write == write));
+        }
+        let mut page = vec![0u8; 4096];
+        vm.read_memory(SECRET, &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 0), "trick {trick}: nothing reached the isolated page");
+        let m = r.accountant.phase_stats(Phase::Measure);
+        let blocked = if write { "isolated.blocked_writes" } else { "isolated.blocked_reads" };
+        assert_eq!(m.counters.get(blocked), Some(&50));
+    }
+    // Without EPT there is nothing to enforce it with: refused up front.
+    let w = exitlab_guest::find_workload("isolation").unwrap();
+    let img = w.build(&w.resolve([]).unwrap()).unwrap();
+    let legacy = exitlab_sim::profile::Profile::load("legacy").unwrap();
+    let mut vm = SimVm::with_profile(img.memory_size, legacy, 0).unwrap();
+    let e = exitlab_vmm::run_image(&mut vm, &img).err().expect("legacy has no EPT");
+    assert!(e.to_string().contains("needs EPT"), "{e}");
+}
