@@ -5,7 +5,7 @@ use crate::scenario::{Scenario, RUN_AXES};
 use exitlab_guest::layout::Phase;
 use exitlab_sim::profile::Features;
 use exitlab_vmm::packets::{PacketStats, Summary};
-use exitlab_vmm::{run_image, Outcome, PhaseStats, RunReport, GUEST_COUNTER_PREFIX};
+use exitlab_vmm::{run_image, Outcome, PhaseStats, RunReport, DEVICE_COUNTER_PREFIX, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -81,9 +81,11 @@ fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport) -> BTreeMap<String, f
         out.insert(format!("exits_per_kiter.{}", reason.name()), r.samples as f64 * per_kiter);
     }
     for (name, &v) in &m.counters {
-        if let Some(name) = name.strip_prefix(GUEST_COUNTER_PREFIX) {
-            out.insert(format!("guest.{name}"), v as f64);
-            out.insert(format!("guest_per_kiter.{name}"), v as f64 * per_kiter);
+        for (prefix, family) in [(GUEST_COUNTER_PREFIX, "guest"), (DEVICE_COUNTER_PREFIX, "device")] {
+            if let Some(name) = name.strip_prefix(prefix) {
+                out.insert(format!("{family}.{name}"), v as f64);
+                out.insert(format!("{family}_per_kiter.{name}"), v as f64 * per_kiter);
+            }
         }
     }
     if !r.irq_latencies_ns.is_empty() {

@@ -31,7 +31,11 @@ fn words(metric: &str) -> String {
         return format!("{} per exit", member.replace('_', " "));
     }
     let per = family.split_once("_per_").map(|(_, unit)| format!(" per {unit}")).unwrap_or_default();
-    let what = if family.starts_with("guest") { member.replace('_', " ") } else { format!("{member} exits") };
+    let what = if family.starts_with("guest") || family.starts_with("device") {
+        member.replace(['_', '.'], " ")
+    } else {
+        format!("{member} exits")
+    };
     format!("{what}{per}")
 }
 
@@ -49,7 +53,7 @@ pub fn reading(r: &Results) -> String {
     let data = series(r, f);
     let metric = words(&f.y);
     // Counts are fewer; times and spreads are lower.
-    let counted = ["exits", "guest", "interrupts", "work"];
+    let counted = ["exits", "guest", "device", "interrupts", "work"];
     let fewer = if counted.iter().any(|c| f.y.starts_with(c)) { "fewer" } else { "lower" };
     // A series named by a swept number or flag reads as `len = 16`.
     let label = |name: &String| match &f.series {
@@ -162,5 +166,6 @@ mod tests {
         assert_eq!(words("latency_ns.stddev"), "stddev round-trip ns");
         assert_eq!(words("irq_latency_ns.mean"), "mean interrupt latency ns");
         assert_eq!(words("work_per_exit.bytes_decoded"), "bytes decoded per exit");
+        assert_eq!(words("device_per_kiter.isolated.blocked_writes"), "isolated blocked writes per kiter");
     }
 }

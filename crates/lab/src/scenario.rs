@@ -98,8 +98,10 @@ pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 /// `.p99` of the round trips; device-irq adds `irq_latency_ns.mean` (and
 /// the rest), from a completion to its driver taking it. `work_per_exit.*`
 /// is the VMM handler's work per exit (bytes decoded, page walks, device
-/// operations, bytes copied).
-pub const METRICS: [&str; 15] = [
+/// operations, bytes copied). `device.<device>.<counter>` and
+/// `device_per_kiter.<device>.<counter>` are the VMM's device models' own
+/// counts (frames, kicks, interrupts, blocked accesses).
+pub const METRICS: [&str; 17] = [
     "exits",
     "exits_per_kiter",
     "exits_per_s",
@@ -115,6 +117,8 @@ pub const METRICS: [&str; 15] = [
     "latency_ns",
     "irq_latency_ns",
     "work_per_exit",
+    "device",
+    "device_per_kiter",
 ];
 
 /// The text of a TOML value as a `--set` would write it.

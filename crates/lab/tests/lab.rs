@@ -119,6 +119,8 @@ fn e6_every_attempt_on_isolated_memory_exits_and_legacy_cannot_isolate() {
         assert_eq!(m("guest_per_kiter.attempts"), 1000.0);
         assert_eq!(m("exits_per_kiter.EPT_VIOLATION"), 1000.0, "trick {trick}: one violation per attempt");
         assert_eq!(m("exits_per_kiter"), 1000.0, "trick {trick}: and nothing else");
+        let blocked = if trick == "2" { "blocked_reads" } else { "blocked_writes" };
+        assert_eq!(m(&format!("device_per_kiter.isolated.{blocked}")), 1000.0, "trick {trick}: all blocked");
         let legacy = r.points.iter().find(|p| p.axis("profile") == Some("legacy") && p.axis("trick") == Some(trick));
         assert!(legacy.unwrap().na.as_deref().is_some_and(|w| w.contains("needs EPT")));
     }

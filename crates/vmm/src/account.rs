@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 /// Counters the guest keeps (read from its counter slots) travel with the
 /// backend's under this prefix.
 pub const GUEST_COUNTER_PREFIX: &str = "guest.";
+/// The VMM's device models' counters (`device.<device>.<counter>`, and
+/// `device.dma_faults`) travel with them under this one.
+pub const DEVICE_COUNTER_PREFIX: &str = "device.";
 
 /// Where an exit's access went, for the per-device breakdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

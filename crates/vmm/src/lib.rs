@@ -24,7 +24,7 @@ pub mod shadow;
 mod table;
 pub mod walk;
 
-pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats, GUEST_COUNTER_PREFIX};
+pub use account::{Accountant, ExitRecord, PhaseStats, ReasonStats, DEVICE_COUNTER_PREFIX, GUEST_COUNTER_PREFIX};
 pub use run::{
     run_image, run_image_with, Access, GuestError, Outcome, Protection, RunOptions, RunReport, TraceEntry, VmmError,
 };

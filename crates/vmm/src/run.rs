@@ -545,7 +545,10 @@ fn counters<V: Vm>(
     platform: &Platform,
 ) -> Result<Vec<exitlab_hv::Counter>, VmmError> {
     let mut all = vcpu.counters()?;
-    all.extend(platform.counters().into_iter().map(|(name, value)| exitlab_hv::Counter { name, value }));
+    all.extend(platform.counters().into_iter().map(|(name, value)| exitlab_hv::Counter {
+        name: format!("{}{name}", crate::account::DEVICE_COUNTER_PREFIX),
+        value,
+    }));
     let names = image.requests.get("counters").map(|n| n.split(',').collect::<Vec<_>>()).unwrap_or_default();
     for (slot, name) in names.into_iter().take(layout::GUEST_COUNTER_SLOTS).enumerate() {
         let mut b = [0u8; 8];

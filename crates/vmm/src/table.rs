@@ -2,7 +2,7 @@
 //! engineers already read (`perf kvm stat report` columns) and JSON with
 //! the same numbers.
 
-use crate::account::{PhaseStats, GUEST_COUNTER_PREFIX};
+use crate::account::{PhaseStats, DEVICE_COUNTER_PREFIX, GUEST_COUNTER_PREFIX};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 
@@ -123,7 +123,14 @@ pub fn render_table(v: &StatView) -> String {
             let _ = writeln!(out, "  {name:<28} {value:>12}");
         }
     }
-    let guest: Vec<_> = guest_counters(s).collect();
+    let devices: Vec<_> = prefixed(s, DEVICE_COUNTER_PREFIX).filter(|(_, &v)| v > 0).collect();
+    if !devices.is_empty() {
+        let _ = writeln!(out, "\nDevice counters (the VMM's device models), increase over the phase:");
+        for (name, value) in devices {
+            let _ = writeln!(out, "  {name:<28} {value:>12}");
+        }
+    }
+    let guest: Vec<_> = prefixed(s, GUEST_COUNTER_PREFIX).collect();
     if !guest.is_empty() {
         let _ = writeln!(out, "\nGuest counters (kept by the guest), increase over the phase:");
         for (name, value) in guest {
@@ -134,12 +141,12 @@ pub fn render_table(v: &StatView) -> String {
 }
 
 fn backend_counters(s: &PhaseStats) -> impl Iterator<Item = (&String, &u64)> {
-    s.counters.iter().filter(|(k, _)| !k.starts_with(GUEST_COUNTER_PREFIX))
+    s.counters.iter().filter(|(k, _)| !k.starts_with(GUEST_COUNTER_PREFIX) && !k.starts_with(DEVICE_COUNTER_PREFIX))
 }
 
-/// The guest's own counters, without their prefix.
-fn guest_counters(s: &PhaseStats) -> impl Iterator<Item = (&str, &u64)> {
-    s.counters.iter().filter_map(|(k, v)| Some((k.strip_prefix(GUEST_COUNTER_PREFIX)?, v)))
+/// The guest's or the devices' counters, without their prefix.
+fn prefixed<'a>(s: &'a PhaseStats, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a u64)> {
+    s.counters.iter().filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v)))
 }
 
 /// The same numbers as [`render_table`], as JSON.
@@ -182,7 +189,9 @@ pub fn render_json(v: &StatView) -> Value {
     let mmio: Vec<Value> =
         s.mmio.iter().map(|(r, t)| json!({"region": r, "exits": t.exits, "total_ns": t.total_ns})).collect();
     let counters: Map<String, Value> = backend_counters(s).map(|(k, v)| (k.clone(), json!(v))).collect();
-    let guest: Map<String, Value> = guest_counters(s).map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let guest: Map<String, Value> = prefixed(s, GUEST_COUNTER_PREFIX).map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let devices: Map<String, Value> =
+        prefixed(s, DEVICE_COUNTER_PREFIX).map(|(k, v)| (k.to_string(), json!(v))).collect();
     json!({
         "workload": v.workload,
         "backend": v.backend,
@@ -196,6 +205,7 @@ pub fn render_json(v: &StatView) -> Value {
         "ports": ports,
         "mmio": mmio,
         "backend_counters": counters,
+        "device_counters": devices,
         "guest_counters": guest,
     })
 }

@@ -129,7 +129,7 @@ fn isolated_memory_cannot_be_reached_through_any_guest_mapping() {
         vm.read_memory(SECRET, &mut page).unwrap();
         assert!(page.iter().all(|&b| b == 0), "trick {trick}: nothing reached the isolated page");
         let m = r.accountant.phase_stats(Phase::Measure);
-        let blocked = if write { "isolated.blocked_writes" } else { "isolated.blocked_reads" };
+        let blocked = if write { "device.isolated.blocked_writes" } else { "device.isolated.blocked_reads" };
         assert_eq!(m.counters.get(blocked), Some(&50));
     }
     // Without EPT there is nothing to enforce it with: refused up front.
