@@ -10,6 +10,10 @@ pub const E1000_BAR: u64 = 0xd020_0000;
 pub const E1000_BAR_SIZE: u64 = 0x2_0000;
 pub const VIRTIO_NET_BAR: u64 = 0xd030_0000;
 pub const VIRTIO_NET_BAR_SIZE: u64 = 0x1000;
+/// The page of the machine's coalescing kick doorbell (E5), right after
+/// virtio-net's registers: the driver writes a queue index there.
+pub const KICK_DOORBELL: u64 = VIRTIO_NET_BAR + VIRTIO_NET_BAR_SIZE;
+pub const KICK_DOORBELL_SIZE: u64 = 0x1000;
 
 /// The guest's MAC address (both devices report it) and the echo peer's.
 pub const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];

@@ -325,7 +325,7 @@ pub(crate) fn virtio_setup(asm: &mut Asm, p: &Params) -> Result<()> {
     let mut failed = asm.label();
     out_of_line(asm, |asm| {
         asm.set(&mut send)?;
-        virtio_send(asm, None)?;
+        virtio_send(asm, p, None)?;
         asm.a.ret()?;
         isr(asm, DEVICE_VECTOR, |_| Ok(()))?;
         isr(asm, DEVICE_VECTOR + 1, |_| Ok(()))?;
@@ -398,11 +398,16 @@ pub(crate) fn virtio_setup(asm: &mut Asm, p: &Params) -> Result<()> {
     start(asm, p, send)
 }
 
-/// Makes the next transmit buffer available and notifies the device only
-/// if its avail_event asks for exactly this index (event-index
-/// suppression, §2.7.10): one trapped write per frame while the device
-/// waits for each. `phase` names the notification as the phase's trap.
-fn virtio_send(asm: &mut Asm, phase: Option<&str>) -> Result<()> {
+/// How the virtio driver notifies the device of a new transmit buffer:
+/// only when the device's avail_event asks for exactly this index (event-
+/// index suppression, §2.7.10: one trapped write per frame while the
+/// device waits for each); for every frame, trapped; or for every frame,
+/// on the machine's coalescing kick doorbell (E5), which never exits.
+pub const KICKS: &[&str] = &["event-idx", "every", "doorbell"];
+
+/// Makes the next transmit buffer available and notifies the device as
+/// `kicks` says. `phase` names the notification as the phase's trap.
+fn virtio_send(asm: &mut Asm, p: &Params, phase: Option<&str>) -> Result<()> {
     use virtio::*;
     let mut quiet = asm.label();
     buffer(asm, TX_BUFFERS + NET_HDR, r12d)?;
@@ -414,15 +419,19 @@ fn virtio_send(asm: &mut Asm, phase: Option<&str>) -> Result<()> {
     asm.a.inc(r12)?;
     asm.a.mov(word_ptr(rsi + AVAIL_IDX as i32), r12w)?;
     asm.a.mfence()?;
-    asm.a.mov(rsi, TXQ_USED)?;
-    asm.a.movzx(eax, word_ptr(rsi + AVAIL_EVENT as i32))?;
-    asm.a.lea(edx, ptr(r12 - 1))?;
-    asm.a.cmp(ax, dx)?;
-    asm.a.jne(quiet)?;
+    let kicks = KICKS[p.choice("kicks")];
+    if kicks == "event-idx" {
+        asm.a.mov(rsi, TXQ_USED)?;
+        asm.a.movzx(eax, word_ptr(rsi + AVAIL_EVENT as i32))?;
+        asm.a.lea(edx, ptr(r12 - 1))?;
+        asm.a.cmp(ax, dx)?;
+        asm.a.jne(quiet)?;
+    }
+    let bell = if kicks == "doorbell" { nic::KICK_DOORBELL - nic::VIRTIO_NET_BAR } else { QUEUE_NOTIFY };
     if let Some(phase) = phase {
         crate::workload::trap(asm, phase)?;
     }
-    asm.a.mov(dword_ptr(rdi + QUEUE_NOTIFY as i32), u32::from(TXQ))?;
+    asm.a.mov(dword_ptr(rdi + bell as i32), u32::from(TXQ))?;
     asm.set(&mut quiet)?;
     Ok(())
 }
@@ -431,7 +440,7 @@ fn virtio_send(asm: &mut Asm, phase: Option<&str>) -> Result<()> {
 /// what was taken (asking, through used_event, for an interrupt at the
 /// next one), logs the round trip, makes the buffer available again
 /// (notifying only if the device asked) and sends the next frame.
-pub(crate) fn virtio_iteration(asm: &mut Asm, _: &Params, phase: &str) -> Result<()> {
+pub(crate) fn virtio_iteration(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
     use virtio::*;
     let mut quiet = asm.label();
     let used = |asm: &mut Asm| -> Result<()> {
@@ -467,5 +476,5 @@ pub(crate) fn virtio_iteration(asm: &mut Asm, _: &Params, phase: &str) -> Result
     asm.a.mov(dword_ptr(rdi + QUEUE_NOTIFY as i32), u32::from(RXQ))?;
     asm.set(&mut quiet)?;
     asm.a.mov(rsi, TXQ_AVAIL)?;
-    virtio_send(asm, Some(phase))
+    virtio_send(asm, p, Some(phase))
 }

@@ -104,6 +104,10 @@ impl Workload {
                 r.insert("coalesce_us".into(), p.int("coalesce_us").to_string());
                 if self.name == "virtio-pingpong" {
                     r.insert("coalesce_n".into(), p.int("coalesce_n").to_string());
+                    if crate::pingpong::KICKS[p.choice("kicks")] == "doorbell" {
+                        r.insert("kick_n".into(), p.int("kick_n").to_string());
+                        r.insert("kick_us".into(), p.int("kick_us").to_string());
+                    }
                 }
                 r.insert("latency_log".into(), format!("{:#x}", crate::pingpong::LATENCY_LOG));
                 r.insert("packets_from".into(), p.int("warmup").to_string());
@@ -869,7 +873,17 @@ pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "virtio-pingpong",
         summary: "echoes `packets` frames through virtio-net (virtio-mmio), `window` in flight; logs round trips",
-        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_N, COALESCE_US],
+        own_params: &[
+            PACKETS,
+            SIZE,
+            WINDOW,
+            WIRE_NS,
+            COALESCE_N,
+            COALESCE_US,
+            ParamSpec::choice("kicks", crate::pingpong::KICKS, 0, "notifying the device: event-idx, every frame, or the coalescing doorbell"),
+            ParamSpec::int("kick_n", 1, 64, 4, "doorbell: tell the VMM after this many kicks..."),
+            ParamSpec::int("kick_us", 0, 10_000, 50, "...or this long after the first untold one (us)"),
+        ],
         common_defaults: &[],
         count: "packets",
         setup: crate::pingpong::virtio_setup,

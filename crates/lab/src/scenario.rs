@@ -72,11 +72,12 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// The built-in experiments, in report order.
-pub const BUILT_IN: [(&str, &str); 8] = [
+pub const BUILT_IN: [(&str, &str); 9] = [
     ("e1", include_str!("../../../scenarios/e1.toml")),
     ("e2", include_str!("../../../scenarios/e2.toml")),
     ("e3", include_str!("../../../scenarios/e3.toml")),
     ("e4", include_str!("../../../scenarios/e4.toml")),
+    ("e5", include_str!("../../../scenarios/e5.toml")),
     ("e6", include_str!("../../../scenarios/e6.toml")),
     ("e7", include_str!("../../../scenarios/e7.toml")),
     ("e9", include_str!("../../../scenarios/e9.toml")),

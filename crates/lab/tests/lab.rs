@@ -112,6 +112,25 @@ fn e4_tickless_idle_costs_one_exit_per_period_and_the_tick_grows_with_it() {
 }
 
 #[test]
+fn e5_the_kick_doorbell_removes_kick_exits_and_batches_notifications() {
+    let r = run_scenario(&Scenario::load("e5").unwrap(), false);
+    assert_eq!(r.points.len(), 16);
+    for tau in ["10", "50"] {
+        let m = |kicks: &str, n: &str, k: &str| at(&r, &[("kicks", kicks), ("kick_n", n), ("kick_us", tau)], k);
+        let notes = |n: &str| m("doorbell", n, "device_per_kiter.kick-doorbell.notifications");
+        assert_eq!(notes("1"), 1000.0, "N = 1: a notification per kick");
+        assert!(notes("8") < notes("4") && notes("4") < notes("1"), "tau {tau}: fewer as N grows");
+        for n in ["1", "2", "4", "8"] {
+            assert_eq!(m("every", n, "exits_per_packet.EPT_MISCONFIG"), 1.0, "trapped: each kick exits");
+            assert_eq!(m("doorbell", n, "exits_per_packet.EPT_MISCONFIG"), 0.0, "the doorbell: none");
+            assert!(m("doorbell", n, "handler_ns_per_packet") < m("every", n, "handler_ns_per_packet"));
+        }
+        // Waiting for a batch costs latency.
+        assert!(m("doorbell", "8", "latency_ns.mean") > m("doorbell", "1", "latency_ns.mean"));
+    }
+}
+
+#[test]
 fn e6_every_attempt_on_isolated_memory_exits_and_legacy_cannot_isolate() {
     let r = run_scenario(&Scenario::load("e6").unwrap(), false);
     for trick in ["0", "1", "2"] {

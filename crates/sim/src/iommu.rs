@@ -121,8 +121,14 @@ impl Shared {
         } else {
             device.read(offset, data, &mut ctx);
         }
-        for (message, at) in std::mem::take(&mut ctx.interrupts) {
+        let (interrupts, wakes) = (std::mem::take(&mut ctx.interrupts), std::mem::take(&mut ctx.wakes));
+        for (message, at) in interrupts {
             self.schedule(at, Signal::Remapped { source, index: first_irte.wrapping_add(message) });
+        }
+        // A device that tells the hypervisor rather than the guest (a
+        // doorbell): the VMM's run call returns then.
+        for at in wakes {
+            self.schedule(at, Signal::WakeVmm);
         }
         self.assigned[slot].device = Some(device);
     }

@@ -42,16 +42,14 @@ impl DmaWindow {
 /// Entries in the interrupt-remapping table the VMM builds (one page).
 const IRT_ENTRIES: u32 = 256;
 
-/// Assigns `device` behind the IOMMU: DMA remapping over `window`, its
-/// interrupt message 0 through entry 0 (posted when `posting`), and its
-/// registers mapped at the guest's [`layout::BLK_BAR`] in `ept`.
-pub fn assign<V: Vm>(
-    vm: &mut V,
-    ept: &mut Ept,
-    device: Box<dyn Device>,
-    window: DmaWindow,
-    posting: Option<&Posting>,
-) -> Result<(), VmmError> {
+/// The kick doorbell's requester ID: 00:04.0. It has no context entry: it
+/// may not DMA at all.
+pub const DOORBELL_SOURCE: SourceId = SourceId(4 << 3);
+
+/// Programs the IOMMU: DMA remapping for the block device's requester over
+/// `window` (no other requester may DMA), and its interrupt message 0
+/// through remapping entry 0 (posted when `posting`).
+pub fn program_iommu<V: Vm>(vm: &mut V, window: DmaWindow, posting: Option<&Posting>) -> Result<(), VmmError> {
     // Second-level tables share the EPT's format: one builder for both.
     let mut dma = Ept::new(vm)?;
     dma.map_identity(vm, window.start, window.len, ept::R | ept::W)?;
@@ -67,9 +65,22 @@ pub fn assign<V: Vm>(
     };
     vm.write_host(irt, &irte.to_bytes())?;
     vm.set_iommu(root, irt, IRT_ENTRIES)?;
-    let assignment = Assignment { bar_len: layout::BLK_BAR_SIZE, source: BLK_SOURCE, first_irte: 0 };
-    let bar = vm.assign_device(device, assignment)?;
-    ept.map_device(vm, layout::BLK_BAR, bar, layout::BLK_BAR_SIZE)
+    Ok(())
+}
+
+/// Plugs `device` into the machine behind the (programmed) IOMMU as
+/// requester `source`, and maps its `len` bytes of registers at the
+/// guest's `gpa` in `ept`: the guest reaches them with no exit.
+pub fn plug<V: Vm>(
+    vm: &mut V,
+    ept: &mut Ept,
+    device: Box<dyn Device>,
+    source: SourceId,
+    gpa: u64,
+    len: u64,
+) -> Result<(), VmmError> {
+    let bar = vm.assign_device(device, Assignment { bar_len: len, source, first_irte: 0 })?;
+    ept.map_device(vm, gpa, bar, len)
 }
 
 /// DMA for a device the VMM emulates: guest RAM, within the window only.

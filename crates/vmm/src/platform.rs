@@ -6,7 +6,9 @@
 
 use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
 use crate::bus::{Bus, Device, DeviceCtx};
-use crate::devices::{BlockDevice, Coalescing, Doorbell, MmioScratch, Pic, PostPort, Serial, VirtioNet, E1000};
+use crate::devices::{
+    BlockDevice, Coalescing, Doorbell, KickDoorbell, KickHandle, MmioScratch, Pic, PostPort, Serial, VirtioNet, E1000,
+};
 use crate::interrupts::Posting;
 use crate::iothread::{IoThread, Notifier, Shared, SharedDevice};
 use crate::run::VmmError;
@@ -56,6 +58,15 @@ pub struct Platform {
     asked: BTreeSet<u64>,
     /// On a backend in host time, the thread that runs devices' own work.
     thread: Option<IoThread>,
+    /// The machine's kick doorbell, when the image asks for one.
+    kicks: Option<KickHandle>,
+}
+
+/// Devices the VMM hands to the machine instead of its own buses.
+#[derive(Default)]
+pub struct ToAssign {
+    pub blk: Option<BlockDevice>,
+    pub doorbell: Option<KickDoorbell>,
 }
 
 fn number(image: &Image, key: &str) -> Result<Option<u64>, VmmError> {
@@ -75,7 +86,7 @@ impl Platform {
         image: &Image,
         assign: bool,
         fast: FastPath,
-    ) -> Result<(Platform, Option<BlockDevice>), VmmError> {
+    ) -> Result<(Platform, ToAssign), VmmError> {
         let mut pio = Bus::new();
         let mut mmio = Bus::new();
         let fixed = "device ranges are disjoint by construction";
@@ -118,7 +129,7 @@ impl Platform {
             Some(other) => return Err(VmmError::Load(format!("unknown network card `{other}` (e1000, virtio)"))),
         }
         let mut window = DmaWindow { start: 0, len: vm.memory_size() };
-        let mut to_assign = None;
+        let mut to_assign = ToAssign::default();
         if image.requests.get("device").map(String::as_str) == Some("blk") {
             let rate = number(image, "blk_rate")?.filter(|&r| r > 0);
             let rate = rate.ok_or_else(|| VmmError::Load("the block device needs a `blk_rate` above 0".into()))?;
@@ -129,7 +140,7 @@ impl Platform {
             }
             let device = BlockDevice::new(BLK_SECTORS, 1_000_000_000 / rate);
             if assign {
-                to_assign = Some(device);
+                to_assign.blk = Some(device);
             } else {
                 plug(&mut mmio, BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device));
             }
@@ -162,7 +173,20 @@ impl Platform {
             wakes: BTreeSet::new(),
             asked: BTreeSet::new(),
             thread,
+            kicks: None,
         };
+        let mut platform = platform;
+        if let Some(n) = number(image, "kick_n")? {
+            if card != Some("virtio") || !assign {
+                return Err(VmmError::Load(
+                    "a coalescing kick doorbell is machine hardware for virtio-net: it needs the simulator's modern profile (an IOMMU)".into(),
+                ));
+            }
+            let tau_ns = number(image, "kick_us")?.unwrap_or(0).saturating_mul(1000);
+            let (doorbell, handle) = KickDoorbell::new(u32::try_from(n).unwrap_or(u32::MAX), tau_ns);
+            to_assign.doorbell = Some(doorbell);
+            platform.kicks = Some(handle);
+        }
         Ok((platform, to_assign))
     }
 
@@ -185,10 +209,18 @@ impl Platform {
         r
     }
 
-    /// Lets the devices do the timer work due by `now_ns`.
+    /// Lets the devices do the timer work due by `now_ns`, and takes the
+    /// queue kicks the machine's doorbell gathered to virtio-net.
     pub fn tick<V: Vm>(&mut self, vm: &V, now_ns: u64) {
         self.asked.retain(|&t| t > now_ns);
+        let kicked = self.kicks.as_ref().map_or(0, KickHandle::take);
         self.with(vm, now_ns, |pio, mmio, ctx| {
+            let notify = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
+            if let Some(hit) = mmio.find(notify) {
+                for q in (0..32u32).filter(|q| kicked & (1 << q) != 0) {
+                    mmio.write(hit, &q.to_le_bytes(), ctx);
+                }
+            }
             pio.tick(ctx);
             mmio.tick(ctx);
         });
@@ -231,6 +263,9 @@ impl Platform {
     pub fn counters(&self) -> Vec<(String, u64)> {
         let mut all = self.pio.counters();
         all.extend(self.mmio.counters());
+        if let Some(k) = &self.kicks {
+            all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
+        }
         all.push(("dma_faults".into(), self.dma_faults.len() as u64));
         all
     }

@@ -244,7 +244,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     }
     let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
     let (mut platform, to_assign) = Platform::new(vm, image, passthrough, options.fast_path)?;
-    let blk_assigned = to_assign.is_some();
+    let blk_assigned = to_assign.blk.is_some();
     let isolated = isolation(image, &caps)?;
     let mut protect = options.protect.clone();
     protect.extend(isolated.map(|(gpa, len)| Protection { gpa, len, perms: 0 }));
@@ -253,8 +253,16 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             let mut e = build_ept(vm, &platform.mmio, &protect)?;
             controls.eptp = e.eptp();
             monitor = watch(vm, &mut e, &mut controls, image)?;
-            if let Some(device) = to_assign {
-                crate::assign::assign(vm, &mut e, Box::new(device), platform.window, posting.as_ref())?;
+            if to_assign.blk.is_some() || to_assign.doorbell.is_some() {
+                crate::assign::program_iommu(vm, platform.window, posting.as_ref())?;
+            }
+            if let Some(device) = to_assign.blk {
+                let (gpa, len) = (layout::BLK_BAR, layout::BLK_BAR_SIZE);
+                crate::assign::plug(vm, &mut e, Box::new(device), crate::assign::BLK_SOURCE, gpa, len)?;
+            }
+            if let Some(bell) = to_assign.doorbell {
+                let (gpa, len) = (exitlab_guest::nic::KICK_DOORBELL, exitlab_guest::nic::KICK_DOORBELL_SIZE);
+                crate::assign::plug(vm, &mut e, Box::new(bell), crate::assign::DOORBELL_SOURCE, gpa, len)?;
             }
             ept = Some(e);
         }
