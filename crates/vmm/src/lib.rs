@@ -13,6 +13,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod emulate;
 pub mod ept;
+pub mod host_tick;
 pub mod interrupts;
 pub mod iothread;
 pub mod monitor;

@@ -233,7 +233,9 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     }
     let hz = image.requests.get("host_timer_hz").and_then(|v| v.parse::<u64>().ok()).filter(|&h| h > 0);
     let mut host_tick = match hz {
-        Some(hz) if caps.vmx_controls && caps.tsc_hz > 0 => Some(HostTick::new(hz, caps.tsc_hz, vcpu.now_ns())),
+        Some(hz) if caps.vmx_controls && caps.tsc_hz > 0 => {
+            Some(crate::host_tick::HostTick::new(hz, caps.tsc_hz, vcpu.now_ns()))
+        }
         _ => None,
     };
     let mut posting = None;
@@ -513,34 +515,6 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         round_trips_ns,
         irq_latencies_ns,
     })
-}
-
-/// The host's periodic timer tick, as the VMX-preemption timer programmed
-/// before each entry to expire at the next tick of a free-running clock
-/// (as KVM arms it from an hrtimer deadline): ticks keep their own phase,
-/// whatever the guest and its exits do in between.
-struct HostTick {
-    period_ns: u64,
-    next_ns: u64,
-    tsc_hz: u64,
-}
-
-impl HostTick {
-    fn new(hz: u64, tsc_hz: u64, now_ns: u64) -> HostTick {
-        let period_ns = (1_000_000_000 / hz).max(1);
-        HostTick { period_ns, next_ns: now_ns + period_ns, tsc_hz }
-    }
-
-    fn arm<C: Vcpu>(&mut self, vcpu: &mut C, controls: &mut exitlab_arch::vmx::Controls) -> Result<(), VmmError> {
-        let now = vcpu.now_ns();
-        if now >= self.next_ns {
-            self.next_ns += ((now - self.next_ns) / self.period_ns + 1) * self.period_ns;
-        }
-        let ticks = u128::from(self.next_ns - now) * u128::from(self.tsc_hz) / 1_000_000_000;
-        controls.preemption_timer = Some(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
-        vcpu.set_controls(controls)?;
-        Ok(())
-    }
 }
 
 /// The backend's counters, the devices' (DMA refused included), and the
