@@ -463,6 +463,13 @@ pub trait Vm {
         Err(kept("interrupts from other threads"))
     }
 
+    /// Takes guest RAM `gpa..gpa+len` out of the guest's view (KVM: the
+    /// memory slot is split around it): every access there is then MMIO,
+    /// which exits to the VMM. The VMM's own view of the memory stays.
+    fn unmap(&mut self, _gpa: u64, _len: u64) -> Result<()> {
+        Err(kept("memory slots"))
+    }
+
     /// An ioeventfd: guest writes of `datamatch` (32 bits) to MMIO `gpa`
     /// signal the returned eventfd instead of exiting to userspace.
     fn notify_eventfd(&mut self, _gpa: u64, _datamatch: u32) -> Result<vmm_sys_util::eventfd::EventFd> {

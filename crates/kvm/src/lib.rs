@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// The device exitlab opens unless told otherwise.
@@ -85,6 +85,8 @@ pub struct KvmVm {
     /// MSI routes for irqfds, from GSI [`FIRST_MSI_GSI`] up.
     routes: Vec<kvm_irq_routing_entry>,
     memory_size: u64,
+    /// RAM taken out of the guest's view ([`Vm::unmap`]), if any.
+    hole: Option<(u64, u64)>,
     epoch: Instant,
 }
 
@@ -98,23 +100,34 @@ impl KvmVm {
         vm.create_irq_chip().map_err(backend("KVM_CREATE_IRQCHIP"))?;
         let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), memory_size as usize)])
             .map_err(|e| HvError::Backend(format!("cannot map {memory_size} bytes of guest memory: {e}")))?;
-        for (slot, region) in memory.iter().enumerate() {
-            let host = memory
-                .get_host_address(region.start_addr())
-                .map_err(|e| HvError::Backend(format!("guest memory: {e}")))?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-            };
-            // SAFETY: `host` is the start of a live mapping of `region.len()`
-            // bytes owned by `memory`, which this KvmVm keeps alive for as long
-            // as the VM fd (and so the slot) exists.
-            unsafe { vm.set_user_memory_region(r) }.map_err(backend("KVM_SET_USER_MEMORY_REGION"))?;
+        let vm =
+            KvmVm { kvm, vm: Arc::new(vm), memory, routes: Vec::new(), memory_size, hole: None, epoch: Instant::now() };
+        vm.set_slot(0, 0, memory_size)?;
+        Ok(vm)
+    }
+
+    /// Maps guest RAM `gpa..gpa+len` into the VM as memory slot `slot`
+    /// (`len` 0 deletes the slot).
+    fn set_slot(&self, slot: u32, gpa: u64, len: u64) -> Result<()> {
+        let host = self
+            .memory
+            .get_host_address(GuestAddress(gpa))
+            .map_err(|e| HvError::Backend(format!("guest memory: {e}")))?;
+        if gpa.checked_add(len).is_none_or(|end| end > self.memory_size) {
+            return Err(HvError::BadAddress { gpa, len: len as usize });
         }
-        Ok(KvmVm { kvm, vm: Arc::new(vm), memory, memory_size, routes: Vec::new(), epoch: Instant::now() })
+        let r = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: len,
+            userspace_addr: host as u64,
+        };
+        // SAFETY: `host` is the address of guest-physical `gpa` in the live
+        // mapping `self.memory` owns, and `gpa + len` lies inside it (checked
+        // above); this KvmVm keeps the mapping alive as long as the VM fd,
+        // and so the slot, exists.
+        unsafe { self.vm.set_user_memory_region(r) }.map_err(backend("KVM_SET_USER_MEMORY_REGION"))
     }
 }
 
@@ -239,6 +252,21 @@ impl Vm for KvmVm {
         let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| HvError::Backend(format!("eventfd: {e}")))?;
         self.vm.register_irqfd(&fd, gsi).map_err(backend("KVM_IRQFD"))?;
         Ok(Arc::new(move || fd.write(1).map_err(|e| HvError::Backend(format!("irqfd write: {e}")))))
+    }
+
+    fn unmap(&mut self, gpa: u64, len: u64) -> Result<()> {
+        let end = gpa.checked_add(len).filter(|&e| e <= self.memory_size && gpa.is_multiple_of(4096));
+        if self.hole.is_some() || end.is_none() || !len.is_multiple_of(4096) {
+            return Err(HvError::Backend(format!(
+                "can unmap one page-aligned range inside guest memory once, not {gpa:#x}+{len:#x}"
+            )));
+        }
+        // A slot cannot shrink: delete it, then map what stays around the hole.
+        self.set_slot(0, 0, 0)?;
+        self.set_slot(0, 0, gpa)?;
+        self.set_slot(1, gpa + len, self.memory_size - gpa - len)?;
+        self.hole = Some((gpa, len));
+        Ok(())
     }
 
     fn notify_eventfd(&mut self, gpa: u64, datamatch: u32) -> Result<EventFd> {

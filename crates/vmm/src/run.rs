@@ -247,7 +247,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let passthrough = caps.iommu && caps.ept && caps.vmx_controls;
     let (mut platform, to_assign) = Platform::new(vm, image, passthrough, options.fast_path)?;
     let blk_assigned = to_assign.blk.is_some();
-    let isolated = isolation(image, &caps)?;
+    let isolated = isolation(vm, image, &caps)?;
     let mut protect = options.protect.clone();
     protect.extend(isolated.map(|(gpa, len)| Protection { gpa, len, perms: 0 }));
     if caps.vmx_controls {
@@ -577,16 +577,24 @@ fn emulate<V: Vm>(
 }
 
 /// Guest memory the image asks the VMM to isolate (`isolate` =
-/// 0xSTART+0xLEN): it needs EPT permissions.
-fn isolation(image: &Image, caps: &exitlab_hv::Capabilities) -> Result<Option<(u64, u64)>, VmmError> {
+/// 0xSTART+0xLEN): through EPT permissions where the VMM sets them (the
+/// simulator), else by taking it out of the guest's memory slots (KVM).
+fn isolation<V: Vm>(
+    vm: &mut V,
+    image: &Image,
+    caps: &exitlab_hv::Capabilities,
+) -> Result<Option<(u64, u64)>, VmmError> {
     let Some(range) = image.requests.get("isolate") else { return Ok(None) };
     let (gpa, len) = crate::monitor::parse_range(range)
         .ok_or_else(|| VmmError::Load(format!("`isolate` {range:?} is not 0xSTART+0xLEN")))?;
-    if !(caps.ept && caps.vmx_controls) {
+    if caps.vmx_controls && !caps.ept {
         return Err(VmmError::Load(format!(
-            "{} needs EPT permissions to isolate memory: run it on the simulator with a profile that has EPT (modern)",
+            "{} needs EPT permissions to isolate memory: run it with a profile that has EPT (modern), or on KVM",
             image.name
         )));
+    }
+    if !caps.vmx_controls {
+        vm.unmap(gpa, len).map_err(|e| VmmError::Load(format!("cannot isolate {range}: {e}")))?;
     }
     Ok(Some((gpa, len)))
 }

@@ -275,3 +275,23 @@ fn net_pingpongs_trap_e1000_registers_and_keep_virtio_off_userspace() {
     let (slow, _) = go("virtio-pingpong", FastPath { ioeventfd: false, irqfd: false }).unwrap();
     assert_eq!(accesses(&slow, VIRTIO_NET_BAR, v::QUEUE_NOTIFY, true), 50, "a transmit notification per echo");
 }
+
+/// E6 on KVM: the isolated page is taken out of the guest's memory slots,
+/// so every access to it, through the identity map or a forged alias, is an
+/// MMIO exit the VMM blocks; the page never changes.
+#[test]
+fn isolated_memory_is_unmapped_and_every_access_blocked() {
+    const SECRET: u64 = 7 << 20;
+    for (trick, counter) in
+        [("trick=1", "device.isolated.blocked_writes"), ("trick=2", "device.isolated.blocked_reads")]
+    {
+        let Some((r, vm, _)) = run("isolation", &["n=50", "warmup=0", trick]) else { return };
+        assert_eq!(r.outcome, Outcome::Exited { status: 0 }, "{trick}");
+        let m = r.accountant.phase_stats(Phase::Measure);
+        assert_eq!(m.samples(ExitReason::EptMisconfig), 50, "{trick}: KVM reports each access as MMIO");
+        assert_eq!(m.counters.get(counter), Some(&50), "{trick}");
+        let mut page = vec![0u8; 4096];
+        vm.read_memory(SECRET, &mut page).unwrap();
+        assert!(page.iter().all(|&b| b == 0), "{trick}: the page never changed");
+    }
+}
