@@ -211,120 +211,78 @@ impl Device for BlockDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exitlab_hv::device::{Dma, DmaError};
+    use crate::devices::testing::TestMemory;
 
-    /// Memory with a hole the device may not touch.
-    struct Memory {
-        bytes: Vec<u8>,
-        forbidden: std::ops::Range<u64>,
-    }
-
-    impl Memory {
-        fn check(&self, addr: u64, len: usize, write: bool) -> Result<std::ops::Range<usize>, DmaError> {
-            let end = addr + len as u64;
-            if end > self.bytes.len() as u64 || (addr < self.forbidden.end && self.forbidden.start < end) {
-                return Err(DmaError { addr, write });
-            }
-            Ok(addr as usize..end as usize)
-        }
-    }
-
-    impl Dma for Memory {
-        fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-            let r = self.check(addr, buf.len(), false)?;
-            buf.copy_from_slice(&self.bytes[r]);
-            Ok(())
-        }
-        fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
-            let r = self.check(addr, data.len(), true)?;
-            self.bytes[r].copy_from_slice(data);
-            Ok(())
-        }
-    }
-
-    fn request(mem: &mut Memory, at: u64, op: u8, sectors: u32, lba: u64, buf: u64) {
+    fn request(m: &TestMemory, at: u64, op: u8, sectors: u32, lba: u64, buf: u64) {
         let mut r = [0u8; REQUEST as usize];
         r[0] = op;
         r[1] = 0xee;
         r[4..8].copy_from_slice(&sectors.to_le_bytes());
         r[8..16].copy_from_slice(&lba.to_le_bytes());
         r[16..24].copy_from_slice(&buf.to_le_bytes());
-        mem.bytes[at as usize..at as usize + 32].copy_from_slice(&r);
+        m.put(at, &r);
     }
 
-    fn reg(
-        dev: &mut BlockDevice,
-        mem: &mut Memory,
-        now: u64,
-        offset: u64,
-        value: Option<u32>,
-    ) -> (u32, Vec<(u16, u64)>) {
-        let mut ctx = DeviceCtx::new(now, mem);
-        let mut b = value.unwrap_or(0).to_le_bytes();
-        match value {
-            Some(_) => dev.write(offset, &b, &mut ctx),
-            None => dev.read(offset, &mut b, &mut ctx),
-        }
-        (u32::from_le_bytes(b), ctx.interrupts)
+    fn byte(m: &TestMemory, at: u64) -> u8 {
+        m.get(at, 1)[0]
     }
 
     #[test]
     fn reads_and_writes_by_dma_and_completes_at_the_service_rate() {
-        let mut mem = Memory { bytes: vec![0; 0x10000], forbidden: 0..0 };
+        let m = TestMemory::new(0x10000);
         let mut dev = BlockDevice::new(16, 10_000);
-        assert_eq!(reg(&mut dev, &mut mem, 0, ID, None).0, ID_VALUE);
-        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x1000));
-        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(4));
-        request(&mut mem, 0x1000, OP_READ, 2, 3, 0x4000);
-        mem.bytes[0x5000..0x5200].fill(0x5a);
-        request(&mut mem, 0x1020, OP_WRITE, 1, 0, 0x5000);
-        let (_, irqs) = reg(&mut dev, &mut mem, 100, TAIL, Some(2));
+        assert_eq!(m.read_reg(&mut dev, 0, ID), ID_VALUE);
+        m.write_reg(&mut dev, 0, RING_LO, 0x1000);
+        m.write_reg(&mut dev, 0, RING_SIZE, 4);
+        request(&m, 0x1000, OP_READ, 2, 3, 0x4000);
+        m.put(0x5000, &[0x5a; 512]);
+        request(&m, 0x1020, OP_WRITE, 1, 0, 0x5000);
+        let irqs = m.write_reg(&mut dev, 100, TAIL, 2).interrupts;
         assert_eq!(irqs, vec![(0, 10_100), (0, 20_100)], "one interrupt per request, a service time apart");
-        assert_eq!(&mem.bytes[0x4000..0x4400], &dev.disk()[3 * 512..5 * 512]);
-        assert_eq!(mem.bytes[0x4000], pattern(3 * 512));
+        assert_eq!(m.get(0x4000, 0x400), &dev.disk()[3 * 512..5 * 512]);
+        assert_eq!(byte(&m, 0x4000), pattern(3 * 512));
         assert_eq!(&dev.disk()[..512], &[0x5a; 512][..]);
-        assert_eq!((mem.bytes[0x1001], mem.bytes[0x1021]), (ST_OK, ST_OK));
-        assert_eq!(reg(&mut dev, &mut mem, 10_099, HEAD, None).0, 0);
-        assert_eq!(reg(&mut dev, &mut mem, 10_100, HEAD, None).0, 1);
-        assert_eq!(reg(&mut dev, &mut mem, 30_000, HEAD, None).0, 2);
+        assert_eq!((byte(&m, 0x1001), byte(&m, 0x1021)), (ST_OK, ST_OK));
+        assert_eq!(m.read_reg(&mut dev, 10_099, HEAD), 0);
+        assert_eq!(m.read_reg(&mut dev, 10_100, HEAD), 1);
+        assert_eq!(m.read_reg(&mut dev, 30_000, HEAD), 2);
         assert_eq!(dev.stats(), BlkStats { requests: 2, sectors: 3, ..Default::default() });
     }
 
     #[test]
     fn refused_dma_and_bad_requests_fail_the_request_not_the_device() {
-        let mut mem = Memory { bytes: vec![0; 0x10000], forbidden: 0x8000..0x9000 };
+        let mut m = TestMemory::new(0x10000);
+        m.forbidden = 0x8000..0x9000;
         let mut dev = BlockDevice::new(16, 1_000);
-        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x1000));
-        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(8));
-        request(&mut mem, 0x1000, OP_READ, 1, 0, 0x8000);
-        request(&mut mem, 0x1020, OP_READ, 1, 16, 0x4000);
-        request(&mut mem, 0x1040, 9, 1, 0, 0x4000);
-        request(&mut mem, 0x1060, OP_READ, 0, 0, 0x4000);
-        request(&mut mem, 0x1080, OP_READ, 1, u64::MAX, 0x4000);
-        let (_, irqs) = reg(&mut dev, &mut mem, 0, TAIL, Some(5));
+        m.write_reg(&mut dev, 0, RING_LO, 0x1000);
+        m.write_reg(&mut dev, 0, RING_SIZE, 8);
+        request(&m, 0x1000, OP_READ, 1, 0, 0x8000);
+        request(&m, 0x1020, OP_READ, 1, 16, 0x4000);
+        request(&m, 0x1040, 9, 1, 0, 0x4000);
+        request(&m, 0x1060, OP_READ, 0, 0, 0x4000);
+        request(&m, 0x1080, OP_READ, 1, u64::MAX, 0x4000);
+        let irqs = m.write_reg(&mut dev, 0, TAIL, 5).interrupts;
         assert_eq!(irqs.len(), 5, "failed requests complete too");
-        assert_eq!(mem.bytes[0x1001], ST_DMA_FAULT);
-        assert!(mem.bytes[0x8000..0x9000].iter().all(|&b| b == 0), "nothing reached the forbidden range");
+        assert_eq!(byte(&m, 0x1001), ST_DMA_FAULT);
+        assert!(m.get(0x8000, 0x1000).iter().all(|&b| b == 0), "nothing reached the forbidden range");
         for at in [0x1021, 0x1041, 0x1061, 0x1081] {
-            assert_eq!(mem.bytes[at], ST_BAD_REQUEST, "request at {at:#x}");
+            assert_eq!(byte(&m, at), ST_BAD_REQUEST, "request at {at:#x}");
         }
-        assert_eq!(reg(&mut dev, &mut mem, 0, STATUS, None).0, STATUS_ERROR);
-        reg(&mut dev, &mut mem, 0, STATUS, Some(STATUS_ERROR));
-        assert_eq!(reg(&mut dev, &mut mem, 0, STATUS, None).0, 0, "write 1 to clear");
+        assert_eq!(m.read_reg(&mut dev, 0, STATUS), STATUS_ERROR);
+        m.write_reg(&mut dev, 0, STATUS, STATUS_ERROR);
+        assert_eq!(m.read_reg(&mut dev, 0, STATUS), 0, "write 1 to clear");
         assert_eq!(dev.stats().dma_faults, 1);
         assert_eq!(dev.stats().bad_requests, 4);
         // A ring that is not a power of two is refused; one in forbidden
         // memory fails every request.
-        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(3));
-        assert_eq!(reg(&mut dev, &mut mem, 0, RING_SIZE, None).0, 8);
-        reg(&mut dev, &mut mem, 0, RING_LO, Some(0x8000));
-        reg(&mut dev, &mut mem, 0, RING_SIZE, Some(2));
-        let (_, irqs) = reg(&mut dev, &mut mem, 0, TAIL, Some(u32::MAX));
+        m.write_reg(&mut dev, 0, RING_SIZE, 3);
+        assert_eq!(m.read_reg(&mut dev, 0, RING_SIZE), 8);
+        m.write_reg(&mut dev, 0, RING_LO, 0x8000);
+        m.write_reg(&mut dev, 0, RING_SIZE, 2);
+        let irqs = m.write_reg(&mut dev, 0, TAIL, u32::MAX).interrupts;
         assert_eq!(irqs.len(), 2, "an overrun takes one ring's worth");
         assert_eq!(dev.stats().dma_faults, 3);
-        let mut wide = [0u8; 8];
-        dev.read(HEAD, &mut wide, &mut DeviceCtx::new(0, &mut mem));
-        assert_eq!(wide, [0xff; 8], "registers are 32 bits wide");
+        assert_eq!(m.read_bytes(&mut dev, 0, HEAD, 8), [0xff; 8], "registers are 32 bits wide");
         assert_eq!(dev.stats().bad_registers, 2, "the ring size of 3 and the wide read");
     }
 
@@ -337,21 +295,21 @@ mod tests {
             seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0x2000),
             ops in proptest::collection::vec((0u64..0x24, 0u32..4, proptest::prelude::any::<u32>()), 1..64),
         ) {
-            let mut bytes = vec![0u8; 0x4000];
-            bytes[..0x2000].copy_from_slice(&seed);
-            bytes[0x3000..].fill(0xcc);
-            let mut mem = Memory { bytes, forbidden: 0x3000..0x4000 };
+            let mut m = TestMemory::new(0x4000);
+            m.put(0, &seed);
+            m.put(0x3000, &[0xcc; 0x1000]);
+            m.forbidden = 0x3000..0x4000;
             let mut dev = BlockDevice::new(64, 100);
             for (i, (offset, kind, value)) in ops.into_iter().enumerate() {
-                let mut ctx = DeviceCtx::new(i as u64 * 50, &mut mem);
+                let now = i as u64 * 50;
                 match kind {
-                    0 => dev.write(offset, &value.to_le_bytes(), &mut ctx),
-                    1 => dev.write(offset, &value.to_le_bytes()[..2], &mut ctx),
-                    2 => dev.read(offset, &mut [0u8; 4], &mut ctx),
-                    _ => dev.write(blk_small_ring(value), &[(value % 5) as u8, 0, 0, 0], &mut ctx),
+                    0 => drop(m.write_reg(&mut dev, now, offset, value)),
+                    1 => drop(m.write_bytes(&mut dev, now, offset, &value.to_le_bytes()[..2])),
+                    2 => drop(m.read_reg(&mut dev, now, offset)),
+                    _ => drop(m.write_reg(&mut dev, now, blk_small_ring(value), value % 5)),
                 }
             }
-            proptest::prop_assert!(mem.bytes[0x3000..].iter().all(|&b| b == 0xcc));
+            proptest::prop_assert!(m.get(0x3000, 0x1000).iter().all(|&b| b == 0xcc));
         }
     }
 

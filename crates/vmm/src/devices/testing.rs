@@ -38,10 +38,8 @@ impl Dma for Window<'_> {
     }
 }
 
-/// What one access or tick did: the value read, interrupts raised,
-/// timers asked for.
+/// What one access or tick did: interrupts raised, timers asked for.
 pub struct Effects {
-    pub value: u32,
     pub interrupts: Vec<(u16, u64)>,
     pub wakes: Vec<u64>,
 }
@@ -52,35 +50,37 @@ impl TestMemory {
         TestMemory { mem, forbidden: 0..0 }
     }
 
-    fn run(&self, now: u64, f: impl FnOnce(&mut DeviceCtx<'_>) -> u32) -> Effects {
+    fn run(&self, now: u64, f: impl FnOnce(&mut DeviceCtx<'_>)) -> Effects {
         let mut w = Window { mem: &self.mem, forbidden: self.forbidden.clone() };
         let mut ctx = DeviceCtx::new(now, &mut w);
         ctx.memory = Some(&self.mem);
-        let value = f(&mut ctx);
-        Effects { value, interrupts: ctx.interrupts, wakes: ctx.wakes }
+        f(&mut ctx);
+        Effects { interrupts: ctx.interrupts, wakes: ctx.wakes }
     }
 
     pub fn write_reg(&self, dev: &mut dyn Device, now: u64, offset: u64, value: u32) -> Effects {
-        self.run(now, |ctx| {
-            dev.write(offset, &value.to_le_bytes(), ctx);
-            0
-        })
+        self.write_bytes(dev, now, offset, &value.to_le_bytes())
+    }
+
+    /// A register write of any width.
+    pub fn write_bytes(&self, dev: &mut dyn Device, now: u64, offset: u64, data: &[u8]) -> Effects {
+        self.run(now, |ctx| dev.write(offset, data, ctx))
     }
 
     pub fn read_reg(&self, dev: &mut dyn Device, now: u64, offset: u64) -> u32 {
-        self.run(now, |ctx| {
-            let mut b = [0u8; 4];
-            dev.read(offset, &mut b, ctx);
-            u32::from_le_bytes(b)
-        })
-        .value
+        let b = self.read_bytes(dev, now, offset, 4);
+        u32::from_le_bytes(b.try_into().expect("4 bytes"))
+    }
+
+    /// A register read of `len` bytes.
+    pub fn read_bytes(&self, dev: &mut dyn Device, now: u64, offset: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        self.run(now, |ctx| dev.read(offset, &mut b, ctx));
+        b
     }
 
     pub fn tick(&self, dev: &mut dyn Device, now: u64) -> Effects {
-        self.run(now, |ctx| {
-            dev.tick(ctx);
-            0
-        })
+        self.run(now, |ctx| dev.tick(ctx))
     }
 
     pub fn put(&self, gpa: u64, bytes: &[u8]) {
