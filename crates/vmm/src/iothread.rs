@@ -84,14 +84,21 @@ pub struct IoThread {
     handle: Option<JoinHandle<Vec<Fault>>>,
 }
 
+/// What the thread works with: the devices it serves, the notifications
+/// it takes, how it sends interrupt message k (`senders[k]`), the memory
+/// and DMA window devices reach, and the moment times count from.
+pub struct Work {
+    pub devices: Vec<SharedDevice>,
+    pub notifiers: Vec<Notifier>,
+    pub senders: Vec<MsiSender>,
+    pub memory: GuestMemoryMmap,
+    pub window: DmaWindow,
+    pub epoch: Instant,
+}
+
 /// What the thread owns.
 struct Worker {
-    devices: Vec<SharedDevice>,
-    notifiers: Vec<Notifier>,
-    senders: Vec<MsiSender>,
-    memory: GuestMemoryMmap,
-    window: DmaWindow,
-    epoch: Instant,
+    work: Work,
     queue: Queue,
     faults: Vec<Fault>,
 }
@@ -105,16 +112,8 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 }
 
 impl IoThread {
-    /// Starts the thread for `devices`; interrupt message k goes through
-    /// `senders[k]`; times count from `epoch`.
-    pub fn start(
-        devices: Vec<SharedDevice>,
-        notifiers: Vec<Notifier>,
-        senders: Vec<MsiSender>,
-        memory: GuestMemoryMmap,
-        window: DmaWindow,
-        epoch: Instant,
-    ) -> Result<IoThread, String> {
+    /// Starts the thread on `work`.
+    pub fn start(work: Work) -> Result<IoThread, String> {
         let queue: Queue = Arc::default();
         let poke = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
         let stop = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
@@ -126,11 +125,10 @@ impl IoThread {
         add(poke.as_raw_fd(), POKE)?;
         let timer = TimerFd::new().map_err(|e| format!("device thread: timerfd: {e}"))?;
         add(timer.as_raw_fd(), TIMER)?;
-        for (i, n) in notifiers.iter().enumerate() {
+        for (i, n) in work.notifiers.iter().enumerate() {
             add(n.fd.as_raw_fd(), i as u64)?;
         }
-        let worker =
-            Worker { devices, notifiers, senders, memory, window, epoch, queue: queue.clone(), faults: Vec::new() };
+        let worker = Worker { work, queue: queue.clone(), faults: Vec::new() };
         let (poke2, stop2) =
             (poke.try_clone().map_err(io_err("eventfd"))?, stop.try_clone().map_err(io_err("eventfd"))?);
         let handle = std::thread::Builder::new()
@@ -175,7 +173,7 @@ impl Drop for IoThread {
 
 impl Worker {
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.work.epoch.elapsed().as_nanos() as u64
     }
 
     fn run(mut self, epoll: Epoll, mut timer: TimerFd, poke: EventFd, stop: EventFd) -> Vec<Fault> {
@@ -227,7 +225,7 @@ impl Worker {
             match next {
                 Some((_, Due::Interrupt(k))) => self.send(k),
                 Some((_, Due::Tick)) => {
-                    for i in 0..self.devices.len() {
+                    for i in 0..self.work.devices.len() {
                         self.with(i, now, |d, ctx| d.tick(ctx));
                     }
                 }
@@ -237,7 +235,7 @@ impl Worker {
     }
 
     fn notified(&mut self, i: usize) {
-        let Some(n) = self.notifiers.get(i) else { return };
+        let Some(n) = self.work.notifiers.get(i) else { return };
         if n.fd.read().is_err() {
             return;
         }
@@ -249,11 +247,15 @@ impl Worker {
     /// Runs `f` on device `i` with the thread's context, then sends or
     /// queues what it raised and queues the timers it asked for.
     fn with(&mut self, i: usize, now: u64, f: impl FnOnce(&mut Box<dyn Device>, &mut DeviceCtx<'_>)) {
-        let Some(device) = self.devices.get(i).cloned() else { return };
-        let mut dma =
-            Checked { memory: &self.memory, window: self.window, source: BLK_SOURCE, faults: &mut self.faults };
+        let Some(device) = self.work.devices.get(i).cloned() else { return };
+        let mut dma = Checked {
+            memory: &self.work.memory,
+            window: self.work.window,
+            source: BLK_SOURCE,
+            faults: &mut self.faults,
+        };
         let mut ctx = DeviceCtx::new(now, &mut dma);
-        ctx.memory = Some(&self.memory);
+        ctx.memory = Some(&self.work.memory);
         f(&mut lock(&device), &mut ctx);
         let (raised, wakes) = (std::mem::take(&mut ctx.interrupts), std::mem::take(&mut ctx.wakes));
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,7 +272,7 @@ impl Worker {
     }
 
     fn send(&self, message: u16) {
-        if let Some(s) = self.senders.get(usize::from(message)) {
+        if let Some(s) = self.work.senders.get(usize::from(message)) {
             // A failed injection has nowhere to go but the guest's wait.
             let _ = s();
         }

@@ -5,7 +5,6 @@
 //! VMM handler time and device interrupts divided by the packets.
 
 use crate::account::PhaseStats;
-use crate::run::VmmError;
 use exitlab_guest::Image;
 use exitlab_hv::Vm;
 use serde::Serialize;
@@ -47,24 +46,12 @@ impl PacketStats {
 
 /// Reads the measured round trips, converted from TSC ticks at `tsc_hz`;
 /// empty when the image logs none or the TSC rate is unknown.
-pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Result<Vec<u64>, VmmError> {
-    let req = |k: &str| image.requests.get(k).and_then(|v| parse(v));
-    let (Some(log), Some(from), Some(count)) = (req("latency_log"), req("packets_from"), req("packets")) else {
-        return Ok(Vec::new());
-    };
+pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Vec<u64> {
     if tsc_hz == 0 {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let mut out = Vec::new();
-    for i in from..from + count {
-        let mut b = [0u8; 8];
-        if vm.read_memory(log + 8 * i, &mut b).is_err() {
-            break;
-        }
-        let ticks = u64::from_le_bytes(b);
-        out.push((u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz)) as u64);
-    }
-    Ok(out)
+    let log = measured::<V, 1>(vm, image, ["latency_log", "packets_from", "packets"]);
+    log.into_iter().map(|[ticks]| ns(ticks, tsc_hz)).collect()
 }
 
 /// Interrupt latencies a device-irq guest logged: for each measured
@@ -72,27 +59,38 @@ pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Result<Vec<u64>
 /// took it (its TSC, in ns at `tsc_hz`). Only where the TSC and the
 /// device's clock count from the same moment (the simulator: both are its
 /// virtual clock); empty elsewhere.
-pub fn irq_latencies<V: Vm>(vm: &V, image: &Image, tsc_hz: u64, same_clock: bool) -> Result<Vec<u64>, VmmError> {
-    let req = |k: &str| image.requests.get(k).and_then(|v| parse(v));
-    let (Some(log), Some(from), Some(count)) = (req("irq_latency_log"), req("latency_from"), req("latency_count"))
-    else {
-        return Ok(Vec::new());
-    };
+pub fn irq_latencies<V: Vm>(vm: &V, image: &Image, tsc_hz: u64, same_clock: bool) -> Vec<u64> {
     if tsc_hz == 0 || !same_clock {
-        return Ok(Vec::new());
+        return Vec::new();
     }
+    let log = measured::<V, 2>(vm, image, ["irq_latency_log", "latency_from", "latency_count"]);
+    log.into_iter().map(|[taken, done_ns]| ns(taken, tsc_hz).saturating_sub(done_ns)).collect()
+}
+
+/// The measured entries of a log in guest memory, `WORDS` u64s each: the
+/// image names the log's address, its first measured entry and how many
+/// (`keys`). Stops where guest memory ends.
+fn measured<V: Vm, const WORDS: usize>(vm: &V, image: &Image, keys: [&str; 3]) -> Vec<[u64; WORDS]> {
+    let [log, from, count] = keys.map(|k| image.requests.get(k).and_then(|v| parse(v)));
+    let (Some(log), Some(from), Some(count)) = (log, from, count) else { return Vec::new() };
     let mut out = Vec::new();
-    for i in from..from + count {
-        let mut b = [0u8; 16];
-        if vm.read_memory(log + 16 * i, &mut b).is_err() {
-            break;
+    for i in from..from.saturating_add(count) {
+        let mut entry = [0u64; WORDS];
+        for (w, word) in entry.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            if vm.read_memory(log + 8 * (WORDS as u64 * i + w as u64), &mut b).is_err() {
+                return out;
+            }
+            *word = u64::from_le_bytes(b);
         }
-        let taken = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-        let done_ns = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
-        let taken_ns = (u128::from(taken) * 1_000_000_000 / u128::from(tsc_hz)) as u64;
-        out.push(taken_ns.saturating_sub(done_ns));
+        out.push(entry);
     }
-    Ok(out)
+    out
+}
+
+/// TSC ticks at `tsc_hz` as nanoseconds.
+fn ns(ticks: u64, tsc_hz: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz)) as u64
 }
 
 fn parse(v: &str) -> Option<u64> {

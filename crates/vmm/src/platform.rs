@@ -10,7 +10,7 @@ use crate::devices::{
     BlockDevice, Coalescing, Doorbell, KickDoorbell, KickHandle, MmioScratch, Pic, PostPort, Serial, VirtioNet, E1000,
 };
 use crate::interrupts::Posting;
-use crate::iothread::{IoThread, Notifier, Shared, SharedDevice};
+use crate::iothread::{IoThread, Notifier, Shared, SharedDevice, Work};
 use crate::run::VmmError;
 use exitlab_arch::iommu::Fault;
 use exitlab_guest::{layout, nic, Image};
@@ -160,11 +160,12 @@ impl Platform {
                     }
                 }
                 let memory = vm.guest_memory().clone();
-                Some(IoThread::start(shared, notifiers, senders, memory, window, epoch).map_err(VmmError::Load)?)
+                let work = Work { devices: shared, notifiers, senders, memory, window, epoch };
+                Some(IoThread::start(work).map_err(VmmError::Load)?)
             }
             _ => None,
         };
-        let platform = Platform {
+        let mut platform = Platform {
             pio,
             mmio,
             window,
@@ -175,7 +176,6 @@ impl Platform {
             thread,
             kicks: None,
         };
-        let mut platform = platform;
         if let Some(n) = number(image, "kick_n")? {
             if card != Some("virtio") || !assign {
                 return Err(VmmError::Load(

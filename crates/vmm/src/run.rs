@@ -500,8 +500,8 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     }
     let regs = vcpu.regs()?;
     let tsc_hz = if caps.tsc_hz > 0 { caps.tsc_hz } else { vcpu.tsc_hz()? };
-    let round_trips_ns = crate::packets::round_trips(vm, image, tsc_hz)?;
-    let irq_latencies_ns = crate::packets::irq_latencies(vm, image, tsc_hz, caps.deterministic_time)?;
+    let round_trips_ns = crate::packets::round_trips(vm, image, tsc_hz);
+    let irq_latencies_ns = crate::packets::irq_latencies(vm, image, tsc_hz, caps.deterministic_time);
     let Platform { pio, mmio, dma_faults, .. } = platform;
     Ok(RunReport {
         outcome,
