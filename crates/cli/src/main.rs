@@ -40,6 +40,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
 }
 
 mod bench;
+mod sweep;
 
 #[derive(Parser)]
 #[command(name = "exitlab", version, about = "See VM exits: where they come from and what they cost")]
@@ -149,19 +150,40 @@ enum Command {
         /// The paper-size run instead of the quick one.
         #[arg(long)]
         full: bool,
-        /// Output directory (default: out/<scenario>).
+        /// Output directory (default: out/<scenario>, or
+        /// out/<scenario>-shard-I-of-N with --shard).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Run only shard I of N (I from 0 to N-1, as SLURM_ARRAY_TASK_ID
+        /// and JOB_COMPLETION_INDEX count) and write it as a part for
+        /// `exitlab merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
     },
     /// Run every built-in experiment and write report.md and a
     /// self-contained report.html.
     Report {
-        /// Output directory (default: out/report).
+        /// Output directory (default: out/report, or
+        /// out/report-shard-I-of-N with --shard).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// The paper-size runs instead of the quick ones.
         #[arg(long)]
         full: bool,
+        /// Run only shard I of N of every experiment's points and E8
+        /// together, and write it as a part for `exitlab merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+    },
+    /// Merge the parts that `run --shard` or `report --shard` wrote into
+    /// the complete set, as one run without --shard would have written it.
+    Merge {
+        /// The parts' directories, one per shard.
+        #[arg(value_name = "DIR", required = true)]
+        parts: Vec<PathBuf>,
+        /// Output directory (default: out/<scenario>, or out/report).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Record every exit of a run as Chrome/Perfetto trace-event JSON.
     Trace {
@@ -465,6 +487,7 @@ fn lab_run(
     set: &[String],
     full: bool,
     out: Option<PathBuf>,
+    shard: Option<&str>,
 ) -> Result<(), UsageError> {
     let mut s = exitlab_lab::Scenario::load(name)?;
     if let Some(b) = backend {
@@ -478,13 +501,7 @@ fn lab_run(
     }
     // Re-check the edited scenario as a whole.
     s.check(&format!("{name} with --set"), "")?;
-    let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&s.name));
-    let r = exitlab_lab::run_scenario(&s, full);
-    exitlab_lab::output::write_results(&r, &dir)
-        .map_err(|e| UsageError(format!("cannot write {}: {e}", dir.display())))?;
-    say!("{}: {} points -> {}", s.name, r.points.len(), dir.display());
-    say!("{}", exitlab_lab::reading::reading(&r));
-    Ok(())
+    sweep::run(&s, full, shard, out)
 }
 
 /// A `--set` value as TOML: a number or boolean when it parses as one.
@@ -495,17 +512,6 @@ fn toml_value(v: &str) -> toml::Value {
         .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
         .or_else(|_| v.parse::<bool>().map(toml::Value::Boolean))
         .unwrap_or_else(|_| toml::Value::String(v.to_string()))
-}
-
-fn lab_report(out: Option<PathBuf>, full: bool) -> Result<(), UsageError> {
-    let dir = out.unwrap_or_else(|| PathBuf::from("out/report"));
-    std::fs::create_dir_all(&dir).map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
-    let results = exitlab_lab::report::report(&dir, full).map_err(UsageError)?;
-    say!("report of {} experiment(s) -> {}", results.len(), dir.join("report.html").display());
-    for r in &results {
-        say!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
-    }
-    Ok(())
 }
 
 fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
@@ -638,10 +644,11 @@ fn main() -> ExitCode {
         }
         Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
-        Command::Run { scenario, backend, set, full, out } => {
-            lab_run(&scenario, backend, &set, full, out).map(|_| ExitCode::SUCCESS)
+        Command::Run { scenario, backend, set, full, out, shard } => {
+            lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full } => lab_report(out, full).map(|_| ExitCode::SUCCESS),
+        Command::Report { out, full, shard } => sweep::report(full, shard.as_deref(), out).map(|_| ExitCode::SUCCESS),
+        Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),

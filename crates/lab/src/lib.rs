@@ -1,16 +1,20 @@
 //! exitlab's experiments: scenario files (TOML) describing a workload, its
-//! parameters and a sweep; running every point of the sweep in parallel;
-//! results as CSV, JSON, SVG figures and a summary; the report over every
-//! built-in experiment; and Chrome/Perfetto traces of single runs.
+//! parameters and a sweep; running every point of the sweep in parallel,
+//! whole or one shard at a time, and merging shards; results as CSV, JSON,
+//! SVG figures and a summary; the report over every built-in experiment;
+//! and Chrome/Perfetto traces of single runs.
 
+pub mod manifest;
 pub mod measure;
 pub mod output;
+pub mod part;
 pub mod plot;
 pub mod precise;
 pub mod reading;
 pub mod report;
 pub mod scenario;
+pub mod shard;
 pub mod trace;
 
-pub use measure::{run_scenario, PointResult, Results};
+pub use measure::{run_points, run_scenario, PointResult, Results};
 pub use scenario::{Scenario, ScenarioError};

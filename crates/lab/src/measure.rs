@@ -177,7 +177,11 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
 /// Runs every point of `s` (in parallel; results in sweep order). A
 /// progress bar shows on a terminal.
 pub fn run_scenario(s: &Scenario, full: bool) -> Results {
-    let points = s.points(full);
+    run_points(s, full, s.points(full))
+}
+
+/// Runs `points` of `s` (a shard's, or all), results in their order.
+pub fn run_points(s: &Scenario, full: bool, points: Vec<Vec<(String, String)>>) -> Results {
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(points.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} points {elapsed}") {

@@ -1,24 +1,101 @@
-//! Writing a scenario's results: results.csv, results.json, one SVG per
-//! figure and summary.md. Every file is written beside its final name and
-//! renamed over it, so an interrupted run leaves the previous file whole.
+//! Writing output sets: one experiment's results (results.csv,
+//! results.json, one SVG per figure, summary.md, manifest.json), the
+//! report, and the parts shards write. A set is written whole into a fresh
+//! directory beside its final name and renamed into place, so a reader
+//! finds the previous set whole, nothing, or the new set whole, never a
+//! mixture (an interrupted run leaves no half set behind).
 
+use crate::manifest::{Entry, Manifest, SetKind, FILE};
 use crate::measure::Results;
 use crate::plot::figure_svg;
 use crate::reading::reading;
+use crate::shard::point_key;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `dir/name` through a temporary file and a rename.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = std::fs::File::create(&tmp)
+/// Writes `bytes` to `dir/name` (inside a set being published) and syncs it.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, dir.join(name)));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `target`'s directory and name; `.` and `..` are resolved first, so a
+/// set always has a name to be renamed to.
+fn parent_and_name(target: &Path) -> Result<(PathBuf, OsString), String> {
+    let resolved;
+    let target = match target.file_name() {
+        Some(_) => target,
+        None => {
+            resolved = target.canonicalize().map_err(|e| format!("cannot use {}: {e}", target.display()))?;
+            &resolved
+        }
+    };
+    let name = target.file_name().ok_or_else(|| format!("cannot write a set at {}", target.display()))?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((parent.to_path_buf(), name.to_os_string()))
+}
+
+/// Checks that a set can be published at `target`: nothing is there, or
+/// an empty directory, or a set exitlab wrote (it has a manifest.json),
+/// which the new set will replace. Anything else is refused, so a mistyped
+/// `--out` never removes a user's files. Call it before a long run.
+pub fn check_target(target: &Path) -> Result<(), String> {
+    parent_and_name(target)?;
+    match std::fs::read_dir(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot use {} as an output directory: {e}", target.display())),
+        Ok(mut entries) => {
+            if entries.next().is_none() || target.join(FILE).is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} exists and is not an exitlab output set (no {FILE}): remove it or choose another --out",
+                    target.display()
+                ))
+            }
+        }
     }
-    res
+}
+
+/// Publishes a set at `target`: `fill` writes it into a fresh directory
+/// beside `target` (`.NAME.tmp-PID`), which then takes `target`'s place by
+/// rename; a set already there (see `check_target`) moves aside first and
+/// is removed after. On any error the fresh directory is removed and
+/// `target` is left as it was.
+pub fn publish(target: &Path, fill: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), String> {
+    check_target(target)?;
+    let (parent, name) = parent_and_name(target)?;
+    let name = name.to_string_lossy();
+    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let pid = std::process::id();
+    let (tmp, old) = (parent.join(format!(".{name}.tmp-{pid}")), parent.join(format!(".{name}.old-{pid}")));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let cleanup = |e: String| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        e
+    };
+    fill(&tmp).map_err(cleanup)?;
+    let replacing = target.exists();
+    if replacing {
+        std::fs::rename(target, &old).map_err(|e| cleanup(format!("cannot move {} aside: {e}", target.display())))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        if replacing {
+            let _ = std::fs::rename(&old, target);
+        }
+        return Err(cleanup(format!("cannot write {}: {e}", target.display())));
+    }
+    if replacing {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    // The renames reach the disk with the directory that holds them.
+    let _ = std::fs::File::open(&parent).and_then(|d| d.sync_all());
+    Ok(())
 }
 
 /// A number as results files print it: integers plainly, others with
@@ -117,12 +194,6 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             metrics.push(f.y.clone());
         }
     }
-    // And whatever the figures plot.
-    for f in &r.scenario.figures {
-        if !f.y.ends_with(".*") && !metrics.contains(&f.y) {
-            metrics.push(f.y.clone());
-        }
-    }
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
     let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();
@@ -159,12 +230,21 @@ pub fn markdown_table(r: &Results) -> String {
     out
 }
 
-/// Writes results.csv, results.json, `<figure>.svg` and summary.md.
-pub fn write_results(r: &Results, dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// The manifest entry of `r`: its definition and the keys of its points.
+pub fn entry(r: &Results) -> Result<Entry, String> {
+    Entry::new(&r.scenario, r.full, r.points.iter().map(|p| point_key(&p.axes)).collect())
+}
+
+/// Writes results.csv, results.json, `<figure>.svg`, summary.md and
+/// manifest.json into `dir` (created if need be), a directory of a set
+/// being published.
+pub fn write_results(r: &Results, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let manifest = Manifest::new(SetKind::Run, None, r.full, vec![entry(r)?], false);
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("results.csv".into(), csv(r).into_bytes()),
         ("results.json".into(), serde_json::to_string_pretty(&json(r)).expect("results serialize").into_bytes()),
+        (FILE.into(), manifest.to_json().into_bytes()),
     ];
     let mut md = format!("# {}\n\n{}\n\n## Parameters\n\n", r.scenario.title, r.scenario.question);
     for l in parameters(r) {
@@ -179,7 +259,7 @@ pub fn write_results(r: &Results, dir: &Path) -> std::io::Result<()> {
     let _ = writeln!(md, "## Reading\n\n{}", reading(r));
     files.push(("summary.md".into(), md.into_bytes()));
     for (name, bytes) in files {
-        write_atomically(dir, &name, &bytes)?;
+        write_file(dir, &name, &bytes)?;
     }
     Ok(())
 }

@@ -3,28 +3,28 @@
 
 use exitlab_guest::Workload;
 use exitlab_sim::profile::Features;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// One figure of a scenario: `y` against the sweep axis `x`, one line per
 /// value of `series` (or, when `y` ends in `.*`, one per metric with that
 /// prefix), over the points that match `filter`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Figure {
     pub name: String,
     pub title: String,
     pub x: String,
     pub y: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub filter: BTreeMap<String, toml::Value>,
 }
 
 /// An experiment.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -262,6 +262,14 @@ impl Scenario {
         Scenario::parse(name_or_path, &text)
     }
 
+    /// The scenario as a scenario file (TOML) that parses back to it:
+    /// what a result set records as the definition it ran, after any
+    /// `--set` or `--backend` edits. Errors: a value the TOML writer
+    /// refuses.
+    pub fn definition(&self) -> Result<String, ScenarioError> {
+        toml::to_string(self).map_err(|e| ScenarioError(format!("scenario `{}` cannot be recorded: {e}", self.name)))
+    }
+
     /// Every point of the sweep, in a fixed order: (axis, value text).
     pub fn points(&self, _full: bool) -> Vec<Vec<(String, String)>> {
         let mut points = vec![Vec::new()];
@@ -330,6 +338,20 @@ mod tests {
         assert_eq!(points.len(), 22);
         assert_eq!(points[0], vec![("p".to_string(), "0.0".to_string()), ("profile".into(), "legacy".into())]);
         assert!(s.assignments(&points[3], true).contains(&"n=40000".to_string()));
+    }
+
+    #[test]
+    fn definitions_parse_back_to_the_same_scenario() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::load(name).unwrap();
+            let text = s.definition().unwrap();
+            let again = Scenario::parse(name, &text).unwrap();
+            assert_eq!(again, s, "{text}");
+            assert_eq!(again.definition().unwrap(), text);
+        }
+        let mut s = Scenario::load("e1").unwrap();
+        s.seed = u64::MAX;
+        assert_eq!(Scenario::parse("e1", &s.definition().unwrap()).unwrap().seed, u64::MAX);
     }
 
     #[test]

@@ -230,8 +230,10 @@ fn results_files_are_identical_across_runs_and_written_whole() {
     s.params.insert("n".into(), toml::Value::Integer(200));
     let dir = std::env::temp_dir().join(format!("exitlab-lab-{}", std::process::id()));
     let (a, b) = (dir.join("a"), dir.join("b"));
-    exitlab_lab::output::write_results(&run_scenario(&s, false), &a).unwrap();
-    exitlab_lab::output::write_results(&run_scenario(&s, false), &b).unwrap();
+    for dir in [&a, &b] {
+        let r = run_scenario(&s, false);
+        exitlab_lab::output::publish(dir, |d| exitlab_lab::output::write_results(&r, d)).unwrap();
+    }
     for f in ["results.csv", "results.json", "summary.md", "exits-vs-p.svg"] {
         assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
     }

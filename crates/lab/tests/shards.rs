@@ -1,0 +1,267 @@
+//! Sharded sweeps: every shard written as a part, read back and merged,
+//! gives the bytes of the unsharded run; parts that do not belong together
+//! are refused with one line naming the part.
+
+use exitlab_lab::manifest::SetKind;
+use exitlab_lab::output::publish;
+use exitlab_lab::part::{merge, run_whole, Part};
+use exitlab_lab::shard::Shard;
+use exitlab_lab::Scenario;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("exitlab-shards-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every file under `dir` (relative path -> bytes).
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Writes shards 0..count of the set as parts under `dir`, returns their
+/// directories.
+fn write_parts(set: SetKind, scenarios: &[Scenario], count: usize, dir: &Path) -> Vec<PathBuf> {
+    (0..count)
+        .map(|index| {
+            let part = Part::run(set, scenarios, false, Shard { index, count }).unwrap();
+            let d = dir.join(format!("part-{index}-of-{count}"));
+            publish(&d, |t| part.write(t)).unwrap();
+            d
+        })
+        .collect()
+}
+
+fn merged(parts: &[PathBuf]) -> Result<exitlab_lab::part::Whole, String> {
+    merge(parts.iter().map(|d| Part::read(d)).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The check: 1, 3 and 7 shards of a built-in experiment merge to
+/// the unsharded run's files, byte for byte.
+#[test]
+fn e1_in_1_3_and_7_shards_merges_to_the_unsharded_bytes() {
+    let d = temp_dir("e1");
+    let e1 = [Scenario::load("e1").unwrap()];
+    let whole = d.join("whole");
+    let w = run_whole(SetKind::Run, &e1, false).unwrap();
+    publish(&whole, |t| w.write(t)).unwrap();
+    let expected = tree(&whole);
+    for f in ["results.csv", "results.json", "summary.md", "manifest.json", "exits-vs-p.svg", "rate-vs-p.svg"] {
+        assert!(expected.contains_key(f), "{f} in {:?}", expected.keys());
+    }
+    for count in [1, 3, 7] {
+        let parts = write_parts(SetKind::Run, &e1, count, &d.join(format!("n{count}")));
+        let out = d.join(format!("merged-{count}"));
+        let m = merged(&parts).unwrap();
+        publish(&out, |t| m.write(t)).unwrap();
+        let got = tree(&out);
+        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{count} shards");
+        for (name, bytes) in &expected {
+            assert!(got[name] == *bytes, "{count} shards: {name} differs");
+        }
+        // The parts hold every point once: 22 points, dealt evenly.
+        let sizes: Vec<usize> = parts.iter().map(|p| Part::read(p).unwrap().points[0].len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 22, "{sizes:?}");
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The report in 3 shards (its experiments' points and E8 dealt together)
+/// merges to the unsharded report.
+#[test]
+fn the_report_in_3_shards_merges_to_the_unsharded_report() {
+    let d = temp_dir("report");
+    let all = exitlab_lab::report::experiments().unwrap();
+    let whole = d.join("whole");
+    let w = run_whole(SetKind::Report, &all, false).unwrap();
+    publish(&whole, |t| w.write(t)).unwrap();
+    let expected = tree(&whole);
+    assert!(expected.contains_key("report.html") && expected.contains_key("e8/results.csv"));
+    let parts = write_parts(SetKind::Report, &all, 3, &d);
+    // E8 is one unit: exactly one part holds it.
+    assert_eq!(parts.iter().filter(|p| p.join("e8.json").exists()).count(), 1);
+    let out = d.join("merged");
+    let m = merged(&parts).unwrap();
+    publish(&out, |t| m.write(t)).unwrap();
+    let got = tree(&out);
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (name, bytes) in &expected {
+        assert!(got[name] == *bytes, "{name} differs");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A small scenario for the refusals: e4 at one period, four points.
+fn small(n: i64) -> Scenario {
+    let mut s = Scenario::load("e4").unwrap();
+    s.params.insert("n".into(), toml::Value::Integer(n));
+    s.sweep.insert("period_ms".into(), vec![toml::Value::Integer(1), toml::Value::Integer(10)]);
+    s
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from} not in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn parts_that_do_not_belong_together_are_refused_naming_the_part() {
+    let d = temp_dir("refuse");
+    let s = [small(20)];
+    let p = write_parts(SetKind::Run, &s, 3, &d);
+    let refused = |dirs: &[&PathBuf]| {
+        let owned: Vec<PathBuf> = dirs.iter().map(|p| p.to_path_buf()).collect();
+        let e = merged(&owned).err().expect("refused");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        e
+    };
+    let name = |p: &Path| p.display().to_string();
+    assert!(merged(&p).is_ok());
+    assert_eq!(refused(&[&p[0], &p[2]]), "shard 1/3 is missing: no part given holds it");
+    assert_eq!(refused(&[&p[0]]), "shards 1/3, 2/3 are missing: no part given holds them");
+    let dup = refused(&[&p[0], &p[1], &p[1], &p[2]]);
+    assert_eq!(
+        dup,
+        format!("part {} is shard 1/3, and so is part {}: each shard merges once", name(&p[1]), name(&p[1]))
+    );
+
+    // Another scenario, other parameters, another size, another count.
+    let other = |s: Scenario, shard: Shard, tag: &str| {
+        let part = Part::run(SetKind::Run, &[s], false, shard).unwrap();
+        let dir = d.join(tag);
+        publish(&dir, |t| part.write(t)).unwrap();
+        dir
+    };
+    let mut e6 = Scenario::load("e6").unwrap();
+    e6.params.insert("n".into(), toml::Value::Integer(20));
+    let q = other(e6, Shard { index: 2, count: 3 }, "e6");
+    assert_eq!(
+        refused(&[&p[0], &p[1], &q]),
+        format!("part {} is of scenario e6, but part {} is of e4", name(&q), name(&p[0]))
+    );
+    let q = other(small(30), Shard { index: 2, count: 3 }, "n30");
+    let e = refused(&[&p[0], &p[1], &q]);
+    assert!(e.starts_with(&format!("part {} ran e4 with other parameters (digest ", name(&q))), "{e}");
+    let q = other(small(20), Shard { index: 2, count: 4 }, "of4");
+    assert_eq!(
+        refused(&[&p[0], &p[1], &q]),
+        format!("part {} is shard 2/4, but part {} is one of 3 shards", name(&q), name(&p[0]))
+    );
+
+    // Another exitlab version.
+    let v = d.join("version");
+    std::fs::create_dir_all(&v).unwrap();
+    for f in ["manifest.json", "points.json"] {
+        std::fs::copy(p[2].join(f), v.join(f)).unwrap();
+    }
+    edit(
+        &v.join("manifest.json"),
+        &format!("\"exitlab\": \"{}\"", exitlab_lab::manifest::VERSION),
+        "\"exitlab\": \"0.0.1\"",
+    );
+    let e = Part::read(&v).err().unwrap();
+    assert_eq!(
+        e,
+        format!("part {} was written by exitlab 0.0.1; this is exitlab {}", name(&v), exitlab_lab::manifest::VERSION)
+    );
+
+    // A part that claims another shard's number holds the wrong points.
+    let relabeled = d.join("relabeled");
+    std::fs::create_dir_all(&relabeled).unwrap();
+    for f in ["manifest.json", "points.json"] {
+        std::fs::copy(p[1].join(f), relabeled.join(f)).unwrap();
+    }
+    edit(&relabeled.join("manifest.json"), "\"shard\": \"1/3\"", "\"shard\": \"2/3\"");
+    let e = refused(&[&p[0], &p[1], &relabeled]);
+    assert!(
+        e.starts_with(&format!("part {} holds ", name(&relabeled))) && e.ends_with("which is not a unit of shard 2/3"),
+        "{e}"
+    );
+
+    // Files edited behind the manifest's back.
+    let edited = d.join("edited");
+    std::fs::create_dir_all(&edited).unwrap();
+    for f in ["manifest.json", "points.json"] {
+        std::fs::copy(p[2].join(f), edited.join(f)).unwrap();
+    }
+    edit(&edited.join("manifest.json"), "n = 20\\nwarmup", "n = 21\\nwarmup");
+    let e = refused(&[&p[0], &p[1], &edited]);
+    assert_eq!(
+        e,
+        format!(
+            "part {}: the definition of e4 does not match its digest {}",
+            name(&edited),
+            Part::read(&p[2]).unwrap().manifest.experiments[0].digest
+        )
+    );
+    std::fs::copy(p[2].join("manifest.json"), edited.join("manifest.json")).unwrap();
+    edit(&edited.join("points.json"), "\"period_ms\",\n            \"", "\"period_ms\",\n            \"9");
+    assert_eq!(
+        Part::read(&edited).err().unwrap(),
+        format!("part {}: points.json does not hold the points its manifest.json lists", name(&edited))
+    );
+
+    // A complete set is not a part; a directory without a manifest is nothing.
+    let whole = d.join("whole");
+    let w = run_whole(SetKind::Run, &s, false).unwrap();
+    publish(&whole, |t| w.write(t)).unwrap();
+    assert!(Part::read(&whole)
+        .err()
+        .unwrap()
+        .ends_with("is a complete run set, not a part (merge takes what runs with --shard write)"));
+    assert!(Part::read(&d).err().unwrap().contains("is not an exitlab part: cannot read its manifest.json"));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_set_is_published_whole_and_never_over_a_users_files() {
+    let d = temp_dir("publish");
+    let target = d.join("set");
+    // A failure while writing leaves nothing behind, not half a set.
+    let e = publish(&target, |t| {
+        std::fs::write(t.join("results.csv"), "half").unwrap();
+        Err("disk full".to_string())
+    });
+    assert_eq!(e, Err("disk full".to_string()));
+    assert!(!target.exists());
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no temporary directory is left");
+    // A set replaces the set that was there, whole.
+    let w = run_whole(SetKind::Run, &[small(10)], false).unwrap();
+    publish(&target, |t| w.write(t)).unwrap();
+    std::fs::write(target.join("stale.txt"), "from before").unwrap();
+    publish(&target, |t| w.write(t)).unwrap();
+    assert!(!target.join("stale.txt").exists() && target.join("results.csv").exists());
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "only the set itself");
+    // A directory of someone else's files is refused, untouched.
+    let theirs = d.join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("thesis.tex"), "years of work").unwrap();
+    let e = publish(&theirs, |t| w.write(t)).unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "{} exists and is not an exitlab output set (no manifest.json): remove it or choose another --out",
+            theirs.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(theirs.join("thesis.tex")).unwrap(), "years of work");
+    std::fs::remove_dir_all(&d).unwrap();
+}
