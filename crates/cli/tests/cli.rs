@@ -1,29 +1,12 @@
 //! The `exitlab` command as a user runs it: outputs, JSON, exit statuses.
 
-use std::process::{Command, Output};
+mod common;
 
-fn exitlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).output().expect("the binary runs")
-}
+use common::{assert_usage_error, exitlab, stderr, stdout, temp_dir};
+use std::process::{Command, Output};
 
 fn exitlab_env(args: &[&str], key: &str, value: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).env(key, value).output().expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Bad input: exit status 2 and exactly one line on stderr naming `what`.
-fn assert_usage_error(o: &Output, what: &str) {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    let err = stderr(o);
-    assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
-    assert!(err.contains(what), "`{what}` not in: {err}");
 }
 
 fn kvm_usable() -> bool {
@@ -239,13 +222,6 @@ fn cpuid_leaves_can_be_configured() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_usage_error(&exitlab(&["stat", "cpuid", "--cpuid", "1=2:3"]), "--cpuid");
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("exitlab-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]

@@ -1,66 +1,20 @@
 //! `exitlab run --shard`, `exitlab report --shard` and `exitlab merge` as
 //! a scheduler runs them: each shard a separate process, then one merge.
 
-use std::collections::BTreeMap;
+mod common;
+
+use common::tree::assert_same_tree;
+use common::{assert_usage_error, exitlab, stderr, temp_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn exitlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).output().expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn ok(o: Output) -> Output {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     o
 }
 
-/// Bad input: exit status 2 and exactly one line on stderr, `exitlab: what`.
-fn refused(o: &Output, what: &str) {
-    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
-    assert_eq!(stderr(o), format!("exitlab: {what}\n"));
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("exitlab-cli-shards-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Every file under `dir` (relative path -> bytes).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(
-                    path.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&path).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
-fn assert_same_tree(got: &Path, expected: &Path) {
-    let (got, expected) = (tree(got), tree(expected));
-    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-    for (name, bytes) in &expected {
-        assert!(got[name] == *bytes, "{name} differs");
-    }
 }
 
 /// Starts `args` once per shard of `count`, all at once, as a job array
@@ -88,7 +42,7 @@ fn shards_as_processes(args: &[&str], count: usize, dir: &Path) -> Vec<PathBuf> 
 
 #[test]
 fn four_shards_as_separate_processes_merge_to_the_unsharded_bytes() {
-    let d = temp_dir("four");
+    let d = temp_dir("shards-four");
     let whole = d.join("whole");
     ok(exitlab(&["run", "e2", "--out", s(&whole)]));
     let parts = shards_as_processes(&["run", "e2"], 4, &d);
@@ -105,7 +59,7 @@ fn four_shards_as_separate_processes_merge_to_the_unsharded_bytes() {
 
 #[test]
 fn the_report_in_two_shard_processes_merges_to_the_unsharded_report() {
-    let d = temp_dir("report");
+    let d = temp_dir("shards-report");
     let whole = d.join("whole");
     ok(exitlab(&["report", "--out", s(&whole)]));
     let parts = shards_as_processes(&["report"], 2, &d);
@@ -117,7 +71,7 @@ fn the_report_in_two_shard_processes_merges_to_the_unsharded_report() {
 
 #[test]
 fn merges_of_parts_that_do_not_belong_together_exit_2_with_one_line() {
-    let d = temp_dir("refuse");
+    let d = temp_dir("shards-refuse");
     let p = shards_as_processes(&["run", "e4"], 3, &d);
     let out = d.join("out");
     let merge = |parts: &[&PathBuf]| {
@@ -126,12 +80,12 @@ fn merges_of_parts_that_do_not_belong_together_exit_2_with_one_line() {
         args.extend(["--out", s(&out)]);
         exitlab(&args)
     };
-    refused(&merge(&[&p[0], &p[2]]), "shard 1/3 is missing: no part given holds it");
+    assert_usage_error(&merge(&[&p[0], &p[2]]), "shard 1/3 is missing: no part given holds it");
     let dup = format!("part {} is shard 2/3, and so is part {}: each shard merges once", s(&p[2]), s(&p[2]));
-    refused(&merge(&[&p[0], &p[1], &p[2], &p[2]]), &dup);
+    assert_usage_error(&merge(&[&p[0], &p[1], &p[2], &p[2]]), &dup);
     let e6 = d.join("e6");
     ok(exitlab(&["run", "e6", "--set", "n=20", "--shard", "2/3", "--out", s(&e6)]));
-    refused(
+    assert_usage_error(
         &merge(&[&p[0], &p[1], &e6]),
         &format!("part {} is of scenario e6, but part {} is of e4", s(&e6), s(&p[0])),
     );
@@ -150,7 +104,7 @@ fn merges_of_parts_that_do_not_belong_together_exit_2_with_one_line() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     let version = env!("CARGO_PKG_VERSION");
     std::fs::write(&manifest, text.replace(&format!("\"exitlab\": \"{version}\""), "\"exitlab\": \"0.0.1\"")).unwrap();
-    refused(
+    assert_usage_error(
         &merge(&[&p[0], &p[1], &p[2]]),
         &format!("part {} was written by exitlab 0.0.1; this is exitlab {version}", s(&p[2])),
     );
@@ -159,15 +113,15 @@ fn merges_of_parts_that_do_not_belong_together_exit_2_with_one_line() {
     ok(merge(&[&p[2], &p[0], &p[1]]));
     assert!(out.join("results.csv").exists());
     // Shards that are not shards; an --out that holds someone's files.
-    refused(
+    assert_usage_error(
         &exitlab(&["run", "e4", "--shard", "3/3"]),
         "--shard `3/3`: I must be below N (shards are numbered 0 to 2)",
     );
-    refused(&exitlab(&["report", "--shard", "two"]), "--shard `two`: not of the form I/N (e.g. 0/4)");
+    assert_usage_error(&exitlab(&["report", "--shard", "two"]), "--shard `two`: not of the form I/N (e.g. 0/4)");
     let theirs = d.join("theirs");
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
-    refused(
+    assert_usage_error(
         &exitlab(&["run", "e4", "--out", s(&theirs)]),
         &format!(
             "{} exists and is not an exitlab output set (no manifest.json): remove it or choose another --out",

@@ -27,6 +27,7 @@ pub enum SetKind {
 }
 
 impl SetKind {
+    /// `run` or `report`, as manifests and messages say it.
     pub fn name(self) -> &'static str {
         match self {
             SetKind::Run => "run",

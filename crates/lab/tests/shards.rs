@@ -7,32 +7,18 @@ use exitlab_lab::output::publish;
 use exitlab_lab::part::{merge, run_whole, Part};
 use exitlab_lab::shard::Shard;
 use exitlab_lab::Scenario;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+#[path = "support/tree.rs"]
+mod support;
+
+use support::{assert_same_tree, tree};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("exitlab-shards-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Every file under `dir` (relative path -> bytes).
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// Writes shards 0..count of the set as parts under `dir`, returns their
@@ -70,11 +56,7 @@ fn e1_in_1_3_and_7_shards_merges_to_the_unsharded_bytes() {
         let out = d.join(format!("merged-{count}"));
         let m = merged(&parts).unwrap();
         publish(&out, |t| m.write(t)).unwrap();
-        let got = tree(&out);
-        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{count} shards");
-        for (name, bytes) in &expected {
-            assert!(got[name] == *bytes, "{count} shards: {name} differs");
-        }
+        assert_same_tree(&out, &whole);
         // The parts hold every point once: 22 points, dealt evenly.
         let sizes: Vec<usize> = parts.iter().map(|p| Part::read(p).unwrap().points[0].len()).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 22, "{sizes:?}");
@@ -100,11 +82,7 @@ fn the_report_in_3_shards_merges_to_the_unsharded_report() {
     let out = d.join("merged");
     let m = merged(&parts).unwrap();
     publish(&out, |t| m.write(t)).unwrap();
-    let got = tree(&out);
-    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-    for (name, bytes) in &expected {
-        assert!(got[name] == *bytes, "{name} differs");
-    }
+    assert_same_tree(&out, &whole);
     std::fs::remove_dir_all(&d).unwrap();
 }
 
