@@ -1,8 +1,10 @@
 //! exitlab's experiments: scenario files (TOML) describing a workload, its
 //! parameters and a sweep; running every point of the sweep in parallel;
 //! results as CSV, JSON, SVG figures and a summary; the report over every
-//! built-in experiment; and Chrome/Perfetto traces of single runs.
+//! built-in experiment; and Chrome/Perfetto traces of single runs. Every
+//! run gets its backend from [`backend::BackendSpec`].
 
+pub mod backend;
 pub mod measure;
 pub mod output;
 pub mod plot;
