@@ -1,4 +1,5 @@
 //! `exitlab`: run guest workloads, see their VM exits.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand, ValueEnum};
 use exitlab_guest::layout::Phase;

@@ -6,6 +6,7 @@
 //! hypervisor's whole VMX part itself, [`VirtualClock`] where time is
 //! simulated, [`HostVm`] where the host kernel carries device I/O.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod device;
 mod error;

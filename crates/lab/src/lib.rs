@@ -3,6 +3,7 @@
 //! results as CSV, JSON, SVG figures and a summary; the report over every
 //! built-in experiment; and Chrome/Perfetto traces of single runs. Every
 //! run gets its backend from [`backend::BackendSpec`].
+#![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod measure;
