@@ -181,3 +181,19 @@ impl fmt::Display for MailboxReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_boot_image_is_the_boot_layout_then_the_bytes() {
+        let w = crate::find_workload("cpuid").unwrap();
+        let img = w.build(&w.resolve([]).unwrap()).unwrap();
+        let boot = img.boot_image();
+        let layout = img.boot_layout();
+        let (last, tables) = boot.chunks.split_last().unwrap();
+        assert_eq!(tables, &layout.chunks[..]);
+        assert_eq!((last.gpa, &last.bytes), (img.load_gpa, &img.bytes));
+        assert_eq!(boot.boot, layout.state);
+        assert_eq!((boot.symbols, boot.memory_size, boot.machine), (img.symbols, img.memory_size, img.machine));
+    }
+}

@@ -196,3 +196,48 @@ fn build_ept<M: VmxVm + ?Sized>(vm: &mut M, mmio: &Bus, protect: &[Protection]) 
     }
     Ok(ept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exitlab_guest::boot::Chunk;
+    use exitlab_guest::machine::GuestRange;
+    use exitlab_sim::SimVm;
+
+    fn image() -> BootImage {
+        let w = exitlab_guest::find_workload("pio-out").unwrap();
+        w.build(&w.resolve(["n=10"]).unwrap()).unwrap().boot_image()
+    }
+
+    #[test]
+    fn a_chunk_outside_guest_memory_is_refused_before_anything_is_written() {
+        let mut img = image();
+        let memory = img.memory_size;
+        img.chunks.push(Chunk { gpa: memory - 4, bytes: vec![0xaa; 8] });
+        let mut vm = SimVm::new(memory).unwrap();
+        let Err(e) = build(&mut vm, &img, &RunOptions::default()) else { panic!("built") };
+        assert!(matches!(e, VmmError::DoesNotFit { gpa, len: 8, memory: m } if gpa == memory - 4 && m == memory));
+        let mut first = [0u8; 8];
+        vm.read_memory(img.chunks[0].gpa, &mut first).unwrap();
+        assert_eq!(first, [0; 8], "nothing was loaded");
+    }
+
+    #[test]
+    fn a_machine_that_does_not_fit_the_guest_is_refused_by_key() {
+        let mut img = image();
+        img.machine.isolate = vec![GuestRange { start: img.memory_size, len: 0x1000 }];
+        let mut vm = SimVm::new(img.memory_size).unwrap();
+        let Err(e) = build(&mut vm, &img, &RunOptions::default()) else { panic!("built") };
+        assert!(matches!(e, VmmError::Machine { key: "isolate", .. }), "{e}");
+    }
+
+    #[test]
+    fn the_built_vm_runs_the_image_it_loaded() {
+        let img = image();
+        let mut vm = SimVm::new(img.memory_size).unwrap();
+        let r = build(&mut vm, &img, &RunOptions::default()).unwrap().run().unwrap();
+        assert_eq!(r.outcome, crate::Outcome::Exited { status: 0 });
+        let measure = r.accountant.phase_stats(exitlab_guest::layout::Phase::Measure);
+        assert_eq!(measure.samples(exitlab_arch::ExitReason::IoInstruction), 10);
+    }
+}
