@@ -10,7 +10,7 @@ macro_rules! exit_reasons {
         #[serde(into = "&'static str", try_from = "String")]
         #[allow(non_camel_case_types)]
         pub enum ExitReason {
-            $($name = $num,)*
+            $(#[doc = concat!("`", $text, "`: basic exit reason ", stringify!($num), ".")] $name = $num,)*
         }
 
         impl ExitReason {

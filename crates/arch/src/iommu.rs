@@ -20,10 +20,12 @@ const ADDR: u64 = 0x000f_ffff_ffff_f000;
 pub struct SourceId(pub u16);
 
 impl SourceId {
+    /// The requester ID of PCI function bus:device.function.
     pub fn new(bus: u8, device: u8, function: u8) -> SourceId {
         SourceId(u16::from(bus) << 8 | u16::from(device & 31) << 3 | u16::from(function & 7))
     }
 
+    /// The bus number (bits 15:8).
     pub fn bus(self) -> u8 {
         (self.0 >> 8) as u8
     }
@@ -58,8 +60,11 @@ pub fn context_entry(second_level: u64, domain: u16) -> [u8; ENTRY] {
 /// What a context entry selects for a requester.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Context {
+    /// Host-physical address of the second-level page table (SLPTPTR).
     pub second_level: u64,
+    /// Adjusted guest address width (AW): 1 for a 4-level table.
     pub address_width: u64,
+    /// Domain identifier (DID).
     pub domain: u16,
 }
 
@@ -73,16 +78,27 @@ pub fn context(e: &[u8; ENTRY]) -> Option<Context> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Irte {
     /// Remapped format: a fixed interrupt to an xAPIC destination.
-    Remapped { vector: u8, destination: u8 },
+    Remapped {
+        /// The vector delivered.
+        vector: u8,
+        /// The destination xAPIC ID.
+        destination: u8,
+    },
     /// Posted format (IM = 1): `vector` goes into the posted-interrupt
     /// descriptor at host-physical `descriptor` (64-byte aligned).
-    Posted { vector: u8, descriptor: u64 },
+    Posted {
+        /// The vector posted.
+        vector: u8,
+        /// Host-physical address of the posted-interrupt descriptor.
+        descriptor: u64,
+    },
 }
 
 /// IM: interrupt mode, 1 = posted.
 const IM: u64 = 1 << 15;
 
 impl Irte {
+    /// The entry's 16 bytes.
     pub fn to_bytes(self) -> [u8; ENTRY] {
         match self {
             // xAPIC mode: the destination APIC ID sits in bits 47:40.
@@ -133,6 +149,7 @@ pub enum FaultReason {
 }
 
 impl FaultReason {
+    /// The fault reason's number in the VT-d specification.
     pub fn code(self) -> u8 {
         match self {
             FaultReason::RootNotPresent => 0x01,
@@ -150,9 +167,13 @@ impl FaultReason {
 /// interrupt index), why, and whether the request was a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
+    /// The requester whose DMA or interrupt faulted.
     pub source: SourceId,
+    /// The page (DMA) or interrupt index (interrupts) at fault.
     pub address: u64,
+    /// Why it faulted.
     pub reason: FaultReason,
+    /// Whether the DMA was a write.
     pub write: bool,
 }
 

@@ -6,6 +6,7 @@
 //! Pure data and bit arithmetic: no I/O, no backend. Every name and bit
 //! position follows the Intel SDM so code and manual read side by side.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bits;
 pub mod exit_reason;

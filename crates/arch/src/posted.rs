@@ -20,15 +20,20 @@ const SN: u8 = 1 << 1;
 /// A descriptor, as plain fields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Descriptor {
+    /// Posted-interrupt requests: one bit per vector, bits 255:0.
     pub pir: [u64; 4],
+    /// Outstanding notification (bit 256).
     pub on: bool,
+    /// Suppress notification (bit 257).
     pub sn: bool,
+    /// Notification vector (bits 279:272).
     pub nv: u8,
     /// xAPIC ID of the CPU to notify.
     pub ndst: u8,
 }
 
 impl Descriptor {
+    /// Reads a descriptor from its 64 bytes.
     pub fn from_bytes(b: &[u8; SIZE]) -> Descriptor {
         let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         Descriptor {
@@ -40,6 +45,7 @@ impl Descriptor {
         }
     }
 
+    /// The descriptor's 64 bytes.
     pub fn to_bytes(&self) -> [u8; SIZE] {
         let mut b = [0u8; SIZE];
         for (i, w) in self.pir.iter().enumerate() {

@@ -27,6 +27,7 @@ pub struct IoQual {
 }
 
 impl IoQual {
+    /// The qualification as the SDM lays it out.
     pub fn encode(&self) -> u64 {
         (u64::from(self.size.saturating_sub(1)) & 7)
             | u64::from(self.is_in) << 3
@@ -36,6 +37,7 @@ impl IoQual {
             | u64::from(self.port) << 16
     }
 
+    /// Reads a qualification in the SDM layout.
     pub fn decode(q: u64) -> IoQual {
         IoQual {
             size: (q & 7) as u8 + 1,
@@ -51,9 +53,13 @@ impl IoQual {
 /// Bits 5:4 of a CR_ACCESS qualification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CrAccessType {
+    /// MOV to CR.
     MovToCr = 0,
+    /// MOV from CR.
     MovFromCr = 1,
+    /// CLTS.
     Clts = 2,
+    /// LMSW.
     Lmsw = 3,
 }
 
@@ -62,6 +68,7 @@ pub enum CrAccessType {
 pub struct CrAccessQual {
     /// Bits 3:0: the control register (0, 3, 4 or 8).
     pub cr: u8,
+    /// Bits 5:4: the access type.
     pub access: CrAccessType,
     /// Bit 6: LMSW operand is in memory.
     pub lmsw_memory: bool,
@@ -72,6 +79,7 @@ pub struct CrAccessQual {
 }
 
 impl CrAccessQual {
+    /// A MOV to (`to_cr`) or from CR `cr` with general register `gpr`.
     pub fn mov(cr: u8, to_cr: bool, gpr: u8) -> CrAccessQual {
         CrAccessQual {
             cr,
@@ -82,6 +90,7 @@ impl CrAccessQual {
         }
     }
 
+    /// The qualification as the SDM lays it out.
     pub fn encode(&self) -> u64 {
         (u64::from(self.cr) & 0xf)
             | (self.access as u64) << 4
@@ -90,6 +99,7 @@ impl CrAccessQual {
             | u64::from(self.lmsw_source) << 16
     }
 
+    /// Reads a qualification in the SDM layout.
     pub fn decode(q: u64) -> CrAccessQual {
         CrAccessQual {
             cr: (q & 0xf) as u8,
@@ -115,9 +125,11 @@ pub struct EptViolationQual {
     pub write: bool,
     /// Bit 2: the access was an instruction fetch.
     pub fetch: bool,
-    /// Bits 5:3: what the EPT entries allowed (AND over the walk).
+    /// Bit 3: the EPT entries allowed reads (bits 5:3 AND over the walk).
     pub readable: bool,
+    /// Bit 4: the EPT entries allowed writes.
     pub writable: bool,
+    /// Bit 5: the EPT entries allowed execution.
     pub executable: bool,
     /// Bit 7: the guest-linear-address field is valid.
     pub gla_valid: bool,
@@ -127,6 +139,7 @@ pub struct EptViolationQual {
 }
 
 impl EptViolationQual {
+    /// The qualification as the SDM lays it out.
     pub fn encode(&self) -> u64 {
         u64::from(self.read)
             | u64::from(self.write) << 1
@@ -138,6 +151,7 @@ impl EptViolationQual {
             | u64::from(self.gla_is_translation) << 8
     }
 
+    /// Reads a qualification in the SDM layout.
     pub fn decode(q: u64) -> EptViolationQual {
         EptViolationQual {
             read: bit(q, 0),

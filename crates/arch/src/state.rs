@@ -10,18 +10,28 @@ pub struct Regs {
     /// RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 .. R15: the order of the
     /// ModRM register encoding (and of CR-access qualification bits 11:8).
     pub gpr: [u64; 16],
+    /// The instruction pointer.
     pub rip: u64,
+    /// RFLAGS (see [`crate::bits::rflags`]).
     pub rflags: u64,
 }
 
 impl Regs {
+    /// Index of RAX in [`Regs::gpr`].
     pub const RAX: usize = 0;
+    /// Index of RCX.
     pub const RCX: usize = 1;
+    /// Index of RDX.
     pub const RDX: usize = 2;
+    /// Index of RBX.
     pub const RBX: usize = 3;
+    /// Index of RSP.
     pub const RSP: usize = 4;
+    /// Index of RBP.
     pub const RBP: usize = 5;
+    /// Index of RSI.
     pub const RSI: usize = 6;
+    /// Index of RDI.
     pub const RDI: usize = 7;
 
     /// Register names in encoding order.
@@ -32,15 +42,21 @@ impl Regs {
 /// A segment register with its hidden descriptor cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    /// The visible selector.
     pub selector: u16,
+    /// Base address.
     pub base: u64,
+    /// Limit in bytes (with G, the byte limit before scaling).
     pub limit: u32,
     /// Descriptor type field (bits 43:40 of the descriptor).
     pub type_: u8,
     /// S: code/data (1) or system (0).
     pub s: bool,
+    /// Descriptor privilege level.
     pub dpl: u8,
+    /// P: present (an absent segment is unusable).
     pub present: bool,
+    /// AVL: available to software.
     pub avl: bool,
     /// L: 64-bit code segment.
     pub l: bool,
@@ -73,27 +89,44 @@ impl Segment {
 /// GDTR or IDTR.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DescriptorTable {
+    /// Base address.
     pub base: u64,
+    /// Limit: the table's size in bytes, minus one.
     pub limit: u16,
 }
 
 /// Everything a vCPU needs to start executing a guest image in long mode.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootState {
+    /// General registers, RIP and RFLAGS.
     pub regs: Regs,
+    /// Code segment.
     pub cs: Segment,
+    /// Data segment.
     pub ds: Segment,
+    /// Extra segment.
     pub es: Segment,
+    /// FS.
     pub fs: Segment,
+    /// GS.
     pub gs: Segment,
+    /// Stack segment.
     pub ss: Segment,
+    /// Task register (the 64-bit TSS).
     pub tr: Segment,
+    /// Local descriptor table register.
     pub ldt: Segment,
+    /// GDTR.
     pub gdt: DescriptorTable,
+    /// IDTR.
     pub idt: DescriptorTable,
+    /// CR0 (see [`crate::bits::cr0`]).
     pub cr0: u64,
+    /// CR3: the top-level page table.
     pub cr3: u64,
+    /// CR4 (see [`crate::bits::cr4`]).
     pub cr4: u64,
+    /// IA32_EFER (see [`crate::bits::efer`]).
     pub efer: u64,
 }
 

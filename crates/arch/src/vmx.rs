@@ -79,6 +79,7 @@ impl IoBitmap {
         })
     }
 
+    /// Makes accesses to `port` exit (or not).
     pub fn set(&mut self, port: u16, exit: bool) {
         let (i, b) = (usize::from(port / 8), 1u8 << (port % 8));
         if exit {
@@ -92,6 +93,7 @@ impl IoBitmap {
 /// The posted-interrupt VMCS fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PostedInterrupts {
+    /// The posted-interrupt notification vector.
     pub notification_vector: u8,
     /// Host-physical address of the descriptor ([`crate::posted`]).
     pub descriptor: u64,
@@ -113,13 +115,21 @@ pub struct Controls {
     pub posted_interrupts: Option<PostedInterrupts>,
 
     // Primary processor-based controls.
+    /// Exit (INTERRUPT_WINDOW) as soon as the guest can take an interrupt.
     pub interrupt_window_exiting: bool,
+    /// HLT exits.
     pub hlt_exiting: bool,
+    /// INVLPG exits.
     pub invlpg_exiting: bool,
+    /// RDTSC exits.
     pub rdtsc_exiting: bool,
+    /// MOV to CR3 exits.
     pub cr3_load_exiting: bool,
+    /// MOV from CR3 exits.
     pub cr3_store_exiting: bool,
+    /// MOV to CR8 exits.
     pub cr8_load_exiting: bool,
+    /// MOV from CR8 exits.
     pub cr8_store_exiting: bool,
     /// Without I/O bitmaps: every IN/OUT exits when set, none when clear.
     pub unconditional_io_exiting: bool,
@@ -128,20 +138,24 @@ pub struct Controls {
     /// "Use MSR bitmaps": decides per MSR; `None` means every RDMSR and
     /// WRMSR exits.
     pub msr_bitmap: Option<MsrBitmap>,
+    /// Monitor trap flag: exit (MONITOR_TRAP_FLAG) after one guest instruction.
     pub monitor_trap_flag: bool,
 
     // Secondary controls.
+    /// Guest-physical addresses translate through the EPT.
     pub enable_ept: bool,
     /// The EPT pointer (SDM 25.6.11): host-physical address of the EPT
     /// PML4 table, memory type in bits 2:0, walk length - 1 in 5:3, and
     /// bit 6 enabling accessed and dirty flags. 0 with EPT on means the
     /// guest-physical space maps 1:1 onto RAM with every permission.
     pub eptp: u64,
+    /// TLB entries are tagged with a VPID, so entries and exits need not flush.
     pub enable_vpid: bool,
     /// Page-modification logging: every write that sets an EPT dirty flag
     /// appends its guest-physical page to the 512-entry log at
     /// `pml_address` (host-physical); a full log is a PML_FULL exit.
     pub enable_pml: bool,
+    /// Host-physical address of the page-modification log (4 KiB).
     pub pml_address: u64,
     /// APIC virtualization (APICv: virtualize APIC accesses, APIC-register
     /// virtualization, virtual-interrupt delivery): the guest's local-APIC
@@ -159,10 +173,13 @@ pub struct Controls {
     /// delivered.
     pub exception_bitmap: u32,
     /// CR0/CR4 bits the host owns: guest writes that change them from the
-    /// read shadow exit, guest reads of them return the shadow.
+    /// read shadow exit, guest reads of them return the shadow (CR0's).
     pub cr0_mask: u64,
+    /// CR0 read shadow: what the guest reads for the bits the host owns.
     pub cr0_shadow: u64,
+    /// CR4 guest/host mask, as `cr0_mask`.
     pub cr4_mask: u64,
+    /// CR4 read shadow.
     pub cr4_shadow: u64,
 }
 
@@ -216,6 +233,7 @@ impl Controls {
         self.msr_bitmap.as_ref().is_none_or(|b| b.exits(msr, write))
     }
 
+    /// Whether exception `vector` exits under the exception bitmap.
     pub fn exception_exits(&self, vector: u8) -> bool {
         vector < 32 && self.exception_bitmap & exception_bit(vector) != 0
     }

@@ -1,9 +1,30 @@
 //! `exitlab bench`: what exitlab itself costs.
 
 use crate::UsageError;
+use exitlab_guest::BootImage;
+use exitlab_hv::Vm;
+use exitlab_lab::backend::{BackendSpec, OnVm};
 use exitlab_vmm::bench::{bare_loop, vmm_loop, LoopTime};
+use exitlab_vmm::{RunOptions, VmmError};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// One timed run of pio-out: through the bare loop or the VMM's.
+struct Timed<'a> {
+    image: &'a BootImage,
+    bare: bool,
+}
+
+impl OnVm for Timed<'_> {
+    type Output = Result<LoopTime, VmmError>;
+    fn on<V: Vm>(self, vm: &mut V) -> Self::Output {
+        if self.bare {
+            bare_loop(vm, self.image)
+        } else {
+            vmm_loop(vm, self.image)
+        }
+    }
+}
 
 fn parse_in(what: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError> {
     match text.trim().parse::<u64>() {
@@ -24,22 +45,24 @@ pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageEr
     let n = parse_in("-n", n, 1, 10_000_000)?;
     let rounds = parse_in("--rounds", rounds, 1, 100)?;
     let path = device.unwrap_or_else(exitlab_kvm::device_path);
+    let spec = BackendSpec::Kvm { device: path.clone() };
     let w = exitlab_guest::find_workload("pio-out").expect("pio-out is built in");
     let image = w.build(&w.resolve([format!("n={n}").as_str()])?).map_err(|e| UsageError(e.to_string()))?;
-    let run = |f: fn(&mut exitlab_kvm::KvmVm, &exitlab_guest::Image) -> Result<LoopTime, exitlab_vmm::VmmError>| {
-        let mut vm = exitlab_kvm::KvmVm::new(&path, image.memory_size)?;
-        f(&mut vm, &image).map_err(|e| UsageError(e.to_string()))
+    let image = image.boot_image();
+    let run = |bare: bool| {
+        let mut vm = spec.open(image.memory_size)?;
+        vm.with(Timed { image: &image, bare }).map_err(|e| UsageError(e.to_string()))
     };
     // Alternate which loop goes first so drift on the host (frequency,
     // other tenants) does not favour either; compare round by round.
     let (mut bare, mut vmm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (b, v) = if round % 2 == 0 {
-            let b = run(bare_loop)?.ns_per_exit();
-            (b, run(vmm_loop)?.ns_per_exit())
+            let b = run(true)?.ns_per_exit();
+            (b, run(false)?.ns_per_exit())
         } else {
-            let v = run(vmm_loop)?.ns_per_exit();
-            (run(bare_loop)?.ns_per_exit(), v)
+            let v = run(false)?.ns_per_exit();
+            (run(true)?.ns_per_exit(), v)
         };
         bare.push(b);
         vmm.push(v);
@@ -60,10 +83,10 @@ pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageEr
 /// guest instructions retired over the whole run.
 fn sim_run(workload: &str, sets: &[&str]) -> Result<(f64, u64, exitlab_vmm::RunReport), UsageError> {
     let w = exitlab_guest::find_workload(workload).expect("built in");
-    let image = w.build(&w.resolve(sets.iter().copied())?).map_err(|e| UsageError(e.to_string()))?;
-    let mut vm = exitlab_sim::SimVm::new(image.memory_size)?;
+    let image = w.build(&w.resolve(sets.iter().copied())?).map_err(|e| UsageError(e.to_string()))?.boot_image();
+    let mut vm = BackendSpec::sim(exitlab_sim::profile::Profile::default_profile(), 0).open(image.memory_size)?;
     let start = Instant::now();
-    let report = exitlab_vmm::run_image(&mut vm, &image).map_err(|e| UsageError(e.to_string()))?;
+    let report = vm.run(&image, &RunOptions::default()).map_err(|e| UsageError(e.to_string()))?;
     let secs = start.elapsed().as_secs_f64();
     let instructions = report.accountant.all().counters.get("instructions").copied().unwrap_or(0);
     Ok((secs, instructions, report))

@@ -1,9 +1,11 @@
 //! `exitlab`: run guest workloads, see their VM exits.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand, ValueEnum};
 use exitlab_guest::layout::Phase;
 use exitlab_guest::{Image, Workload, WORKLOADS};
-use exitlab_vmm::{render_json, render_table, Outcome, RunReport, StatView};
+use exitlab_lab::backend::{BackendKind, BackendSpec};
+use exitlab_vmm::{render_json, render_table, Outcome, RunOptions, RunReport, StatView};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,11 +60,15 @@ enum Backend {
 }
 
 impl Backend {
-    fn name(self) -> &'static str {
+    fn kind(self) -> BackendKind {
         match self {
-            Backend::Sim => "sim",
-            Backend::Kvm => "kvm",
+            Backend::Sim => BackendKind::Sim,
+            Backend::Kvm => BackendKind::Kvm,
         }
+    }
+
+    fn name(self) -> &'static str {
+        self.kind().name()
     }
 }
 
@@ -318,32 +324,27 @@ fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), 
 
 fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>) -> Result<ExitCode, UsageError> {
     use exitlab_sim::profile::{Profile, BUILT_IN};
-    use exitlab_vmm::check::{run_case, CaseResult, CASES};
-    let mut failed = 0;
-    let mut show = |r: CaseResult, on: &str| {
-        let verdict = if r.pass { "PASS" } else { "FAIL" };
-        failed += usize::from(!r.pass);
-        say!("{verdict} {:<26} {on:<12} expected {}; got {}", r.name, r.expected, r.got);
-    };
-    match backend {
+    use exitlab_vmm::check::{run_case, CASES};
+    let specs: Vec<(String, BackendSpec)> = match backend {
         Backend::Sim => {
             let profiles: Vec<Profile> = match &profile {
                 Some(p) => vec![Profile::load(p)?],
                 None => BUILT_IN.iter().map(|(n, _)| Profile::load(n)).collect::<Result<_, _>>()?,
             };
-            for p in profiles {
-                for case in CASES {
-                    let mut vm = exitlab_sim::SimVm::with_profile(case.image().memory_size, p.clone(), 0)?;
-                    show(run_case(case, &mut vm), &format!("sim/{}", p.name));
-                }
-            }
+            profiles.into_iter().map(|p| (format!("sim/{}", p.name), BackendSpec::sim(p, 0))).collect()
         }
-        Backend::Kvm => {
-            let path = kvm_device.unwrap_or_else(exitlab_kvm::device_path);
-            for case in CASES {
-                let mut vm = exitlab_kvm::KvmVm::new(&path, case.image().memory_size)?;
-                show(run_case(case, &mut vm), "kvm");
-            }
+        Backend::Kvm => vec![("kvm".to_string(), BackendSpec::kvm(kvm_device))],
+    };
+    let mut failed = 0;
+    for (on, spec) in &specs {
+        for case in CASES {
+            // A backend that cannot be opened is bad input, not a failed
+            // case.
+            let mut vm = spec.open(case.image().memory_size)?;
+            let r = run_case(case, |image| vm.run(image, &RunOptions::default()));
+            let verdict = if r.pass { "PASS" } else { "FAIL" };
+            failed += usize::from(!r.pass);
+            say!("{verdict} {:<26} {on:<12} expected {}; got {}", r.name, r.expected, r.got);
         }
     }
     if failed > 0 {
@@ -438,12 +439,9 @@ fn parse_cpuid(text: &str) -> Result<(u32, [u32; 4]), UsageError> {
     Ok((num(leaf).ok_or_else(bad)?, regs))
 }
 
-fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
-    run_with(m, img, exitlab_vmm::RunOptions::default())
-}
-
-fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) -> Result<RunReport, UsageError> {
-    let run_failed = |e: exitlab_vmm::VmmError| UsageError(format!("run failed: {e}"));
+/// The backend the machine flags ask for; a flag for the other backend is
+/// refused.
+fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
     match m.backend {
         Backend::Sim => {
             let profile = exitlab_sim::profile::Profile::load(&m.profile)?;
@@ -452,7 +450,6 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) 
                 .trim()
                 .parse::<u64>()
                 .map_err(|_| UsageError(format!("--seed: `{}` is not a whole number", m.seed)))?;
-            let mut vm = exitlab_sim::SimVm::with_profile(img.memory_size, profile, seed)?;
             let max_instructions = match &m.max_instructions {
                 Some(t) => Some(
                     t.trim()
@@ -468,17 +465,27 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: exitlab_vmm::RunOptions) 
             if m.no_ioeventfd || m.no_irqfd {
                 return Err(UsageError("--no-ioeventfd and --no-irqfd are KVM options (use --backend kvm)".into()));
             }
-            vm.set_limits(exitlab_sim::RunLimits { max_instructions, max_time_ns });
-            options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?;
-            exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
+            let limits = exitlab_sim::RunLimits { max_instructions, max_time_ns };
+            Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
+        Backend::Kvm => Ok(BackendSpec::kvm(m.kvm_device.clone())),
+    }
+}
+
+fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
+    run_with(m, img, RunOptions::default())
+}
+
+fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<RunReport, UsageError> {
+    let spec = backend_spec(m)?;
+    match m.backend {
+        Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
         Backend::Kvm => {
-            let path = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
-            let mut vm = exitlab_kvm::KvmVm::new(&path, img.memory_size)?;
-            options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd };
-            exitlab_vmm::run_image_with(&mut vm, img, &options).map_err(run_failed)
+            options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd }
         }
     }
+    let mut vm = spec.open(img.memory_size)?;
+    vm.run(&img.boot_image(), &options).map_err(|e| UsageError(format!("run failed: {e}")))
 }
 
 fn lab_run(
@@ -516,7 +523,7 @@ fn toml_value(v: &str) -> toml::Value {
 
 fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
     let (workload, img) = build(w)?;
-    let report = run_with(m, &img, exitlab_vmm::RunOptions { trace: true, ..Default::default() })?;
+    let report = run_with(m, &img, RunOptions { trace: true, ..Default::default() })?;
     let doc = exitlab_lab::trace::chrome_trace(workload.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
     write_atomically(out, &bytes)?;
@@ -559,8 +566,8 @@ fn stat(
     };
     let monitor = report.monitor.as_ref().map(|m| {
         let kind = match m.kind {
-            exitlab_vmm::monitor::Kind::WriteProtect => "write-protect",
-            exitlab_vmm::monitor::Kind::Pml => "pml",
+            exitlab_guest::machine::MonitorKind::WriteProtect => "write-protect",
+            exitlab_guest::machine::MonitorKind::Pml => "pml",
         };
         let in_range = m.log.iter().filter(|g| m.covers(**g)).count();
         (kind, in_range)

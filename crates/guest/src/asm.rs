@@ -3,6 +3,7 @@
 
 use crate::image::Image;
 use crate::layout::KERNEL_CS;
+use crate::machine::MachineConfig;
 use iced_x86::code_asm::{CodeAssembler, CodeLabel};
 use iced_x86::{BlockEncoderOptions, IcedError};
 use std::collections::BTreeMap;
@@ -156,7 +157,7 @@ impl Asm {
             code_len,
             symbols,
             memory_size,
-            requests: BTreeMap::new(),
+            machine: MachineConfig::default(),
         })
     }
 }

@@ -1,8 +1,9 @@
 //! A guest image: bytes, where they load, where execution starts, symbols.
 
-use crate::boot::BootLayout;
+use crate::boot::{BootLayout, Chunk};
 use crate::kernel::mailbox;
-use exitlab_arch::vector;
+use crate::machine::MachineConfig;
+use exitlab_arch::{vector, BootState};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write};
@@ -20,11 +21,50 @@ pub struct Image {
     pub symbols: BTreeMap<String, u64>,
     /// Guest RAM the image expects, in bytes.
     pub memory_size: u64,
-    /// What the workload asks of the VMM (e.g. `monitor`, `watch`).
-    pub requests: BTreeMap<String, String>,
+    /// The machine the workload asks the VMM for.
+    pub machine: MachineConfig,
+}
+
+/// What the VMM loads, whoever built it: memory contents, the vCPU's
+/// first state, symbols, the RAM size and the machine asked for. A
+/// built-in workload's [`Image`] becomes one with [`Image::boot_image`];
+/// a loader for ELF, multiboot or bzImage files produces the chunks, the
+/// boot state and the symbols, and the user's flags or TOML file the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootImage {
+    /// A name for reports and errors.
+    pub name: String,
+    /// Guest memory to write before the first instruction, in order.
+    pub chunks: Vec<Chunk>,
+    /// The vCPU's registers, segments, descriptor tables and control
+    /// registers at the first instruction.
+    pub boot: BootState,
+    /// Symbol names by guest address, for reports.
+    pub symbols: BTreeMap<String, u64>,
+    /// Guest RAM, in bytes from guest-physical 0.
+    pub memory_size: u64,
+    /// The machine the guest asks for.
+    pub machine: MachineConfig,
 }
 
 impl Image {
+    /// What the VMM loads: the boot layout's tables, then the image's bytes
+    /// at their load address; registers as the boot layout starts them.
+    pub fn boot_image(&self) -> BootImage {
+        let layout = self.boot_layout();
+        let mut chunks = layout.chunks;
+        chunks.push(Chunk { gpa: self.load_gpa, bytes: self.bytes.clone() });
+        BootImage {
+            name: self.name.clone(),
+            chunks,
+            boot: layout.state,
+            symbols: self.symbols.clone(),
+            memory_size: self.memory_size,
+            machine: self.machine.clone(),
+        }
+    }
+
+    /// The address of symbol `name`.
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.symbols.get(name).copied()
     }
@@ -139,5 +179,21 @@ impl fmt::Display for MailboxReport {
             write!(f, ", cr2 {:#x}", self.cr2)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_boot_image_is_the_boot_layout_then_the_bytes() {
+        let w = crate::find_workload("cpuid").unwrap();
+        let img = w.build(&w.resolve([]).unwrap()).unwrap();
+        let boot = img.boot_image();
+        let layout = img.boot_layout();
+        let (last, tables) = boot.chunks.split_last().unwrap();
+        assert_eq!(tables, &layout.chunks[..]);
+        assert_eq!((last.gpa, &last.bytes), (img.load_gpa, &img.bytes));
+        assert_eq!(boot.boot, layout.state);
+        assert_eq!((boot.symbols, boot.memory_size, boot.machine), (img.symbols, img.memory_size, img.machine));
     }
 }

@@ -10,10 +10,12 @@
 
 use crate::asm::{Asm, Result};
 use crate::layout::{DEVICE_VECTOR, PORT_DEBUG_EXIT};
+use crate::machine::{Coalescing, GuestLog, KickDoorbell, MachineConfig, Nic};
 use crate::nic::{self, e1000, virtio, ETHERTYPE, GUEST_MAC, PEER_MAC};
 use crate::params::Params;
 use exitlab_arch::bits::apic;
 use iced_x86::code_asm::*;
+use std::num::NonZeroU64;
 
 /// Descriptors in every ring, and buffers per direction.
 pub const RING: u64 = 64;
@@ -48,6 +50,40 @@ const STAMP: i32 = 22;
 /// The status a driver exits with when its card refuses it.
 pub const STATUS_CARD_FAILED: u32 = 3;
 pub const STATUS_CARD_RESET: u32 = 4;
+
+/// The measured round trips in the log: the warm-up's come first.
+fn round_trip_log(p: &Params) -> GuestLog {
+    GuestLog { gpa: LATENCY_LOG, first: p.int("warmup"), count: p.int("packets") }
+}
+
+/// An e1000 on a wire of `wire_ns` each way. (Its interrupt throttling,
+/// `coalesce_us`, is the driver's to program in ITR.)
+pub(crate) fn e1000_machine(p: &Params) -> MachineConfig {
+    MachineConfig {
+        nics: vec![Nic::E1000 { wire_ns: p.int("wire_ns") }],
+        round_trip_log: Some(round_trip_log(p)),
+        ..MachineConfig::default()
+    }
+}
+
+/// virtio-net on a wire of `wire_ns` each way, coalescing as the
+/// parameters say, with the kick doorbell when the driver kicks through it.
+pub(crate) fn virtio_machine(p: &Params) -> MachineConfig {
+    let frames = u32::try_from(p.int("coalesce_n")).unwrap_or(u32::MAX);
+    let kick_doorbell = (KICKS[p.choice("kicks")] == "doorbell").then(|| KickDoorbell {
+        kicks: NonZeroU64::new(p.int("kick_n")).expect("`kick_n` is at least 1"),
+        delay_us: p.int("kick_us"),
+    });
+    MachineConfig {
+        nics: vec![Nic::VirtioNet {
+            wire_ns: p.int("wire_ns"),
+            coalesce: Coalescing { frames, delay_us: p.int("coalesce_us") },
+            kick_doorbell,
+        }],
+        round_trip_log: Some(round_trip_log(p)),
+        ..MachineConfig::default()
+    }
+}
 
 /// Which card a ping-pong drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

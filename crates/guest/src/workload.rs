@@ -7,12 +7,15 @@ use crate::asm::{Asm, BuildError, Result};
 use crate::image::Image;
 use crate::kernel::{debug_exit, marker, Kernel};
 use crate::layout::*;
+use crate::machine::{Block, CpuFeature, GuestLog, GuestRange, MachineConfig, MonitorKind, WriteMonitor};
 use crate::params::{ParamError, ParamSpec, Params};
 use exitlab_arch::bits::{apic, msr};
 use iced_x86::code_asm::*;
+use std::num::NonZeroU64;
 
 type Emit = fn(&mut Asm, &Params) -> Result<()>;
 type Iteration = fn(&mut Asm, &Params, &str) -> Result<()>;
+type Machine = fn(&Params) -> MachineConfig;
 
 /// A named guest program with declared parameters.
 pub struct Workload {
@@ -29,6 +32,8 @@ pub struct Workload {
     setup: Emit,
     /// One iteration of the measured loop; names its exiting instruction.
     iteration: Iteration,
+    /// The machine it asks the VMM for.
+    machine: Machine,
 }
 
 const N: ParamSpec = ParamSpec::int("n", 1, 1_000_000_000, 1000, "iterations in the measure phase");
@@ -81,49 +86,7 @@ impl Workload {
         debug_exit(&mut asm, 0)?;
         kernel.emit_runtime(&mut asm)?;
         let mut image = asm.finish(self.name, IMAGE_BASE, DEFAULT_MEMORY)?;
-        match self.name {
-            "page-writes" => {
-                let watched = p.int("pages") * 4096;
-                image.requests.insert("monitor".into(), MONITORS[p.choice("monitor")].into());
-                image.requests.insert("watch".into(), format!("{WATCH_BASE:#x}+{watched:#x}"));
-            }
-            "device-irq" => {
-                image.requests.insert("device".into(), "blk".into());
-                image.requests.insert("blk_rate".into(), p.int("rate").to_string());
-                image.requests.insert("dma".into(), format!("{BLK_DMA:#x}+{BLK_DMA_LEN:#x}"));
-                image.requests.insert("posted".into(), BOOLS[p.choice("posted")].into());
-                image.requests.insert("counters".into(), "blk_completions,blk_errors".into());
-                image.requests.insert("irq_latency_log".into(), format!("{IRQ_LATENCY_LOG:#x}"));
-                image.requests.insert("latency_from".into(), p.int("warmup").to_string());
-                image.requests.insert("latency_count".into(), p.int("n").to_string());
-            }
-            "e1000-pingpong" | "virtio-pingpong" => {
-                let r = &mut image.requests;
-                r.insert("net".into(), self.name.trim_end_matches("-pingpong").into());
-                r.insert("wire_ns".into(), p.int("wire_ns").to_string());
-                r.insert("coalesce_us".into(), p.int("coalesce_us").to_string());
-                if self.name == "virtio-pingpong" {
-                    r.insert("coalesce_n".into(), p.int("coalesce_n").to_string());
-                    if crate::pingpong::KICKS[p.choice("kicks")] == "doorbell" {
-                        r.insert("kick_n".into(), p.int("kick_n").to_string());
-                        r.insert("kick_us".into(), p.int("kick_us").to_string());
-                    }
-                }
-                r.insert("latency_log".into(), format!("{:#x}", crate::pingpong::LATENCY_LOG));
-                r.insert("packets_from".into(), p.int("warmup").to_string());
-                r.insert("packets".into(), p.int("packets").to_string());
-            }
-            "isolation" => {
-                image.requests.insert("isolate".into(), format!("{SECRET:#x}+0x1000"));
-                image.requests.insert("counters".into(), "attempts".into());
-            }
-            "tsx" => {
-                image.requests.insert("needs".into(), "tsx".into());
-                image.requests.insert("counters".into(), "tx_commits,tx_aborts".into());
-                image.requests.insert("host_timer_hz".into(), p.int("timer_hz").to_string());
-            }
-            _ => {}
-        }
+        image.machine = (self.machine)(p);
         Ok(image)
     }
 }
@@ -150,6 +113,11 @@ pub(crate) fn trap(asm: &mut Asm, phase: &str) -> Result<()> {
 
 fn no_setup(_: &mut Asm, _: &Params) -> Result<()> {
     Ok(())
+}
+
+/// The plain exitlab machine.
+fn plain(_: &Params) -> MachineConfig {
+    MachineConfig::default()
 }
 
 /// OUT of the loop counter's low byte to the POST port.
@@ -440,6 +408,20 @@ const BLK_DEPTH: u32 = 16;
 pub const IRQ_LATENCY_LOG: u64 = 18 << 20;
 const IRQ_LATENCY_ENTRIES: u32 = 0x1_0000;
 
+/// The block device at `rate` over its DMA window, interrupts posted or
+/// not, the completion counters and the latency log of the measured
+/// completions.
+fn device_irq_machine(p: &Params) -> MachineConfig {
+    let rate = NonZeroU64::new(p.int("rate")).expect("`rate` is at least 1");
+    MachineConfig {
+        block: Some(Block { rate, dma: Some(GuestRange { start: BLK_DMA, len: BLK_DMA_LEN }) }),
+        posted_interrupts: BOOLS[p.choice("posted")] == "true",
+        counters: vec!["blk_completions".into(), "blk_errors".into()],
+        irq_latency_log: Some(GuestLog { gpa: IRQ_LATENCY_LOG, first: p.int("warmup"), count: p.int("n") }),
+        ..MachineConfig::default()
+    }
+}
+
 /// Points the block device at its ring, fills every entry with a one-
 /// sector read into its own buffer, submits them all and enables
 /// interrupts. r12d: requests submitted; r13d: completions processed;
@@ -526,6 +508,17 @@ const WATCH_BASE: u64 = 8 << 20;
 /// The VMM's ways of recording page-writes' writes.
 const MONITORS: &[&str] = &["none", "write-protect", "pml"];
 
+/// The monitor over the pages written.
+fn page_writes_machine(p: &Params) -> MachineConfig {
+    let kind = match MONITORS[p.choice("monitor")] {
+        "write-protect" => Some(MonitorKind::WriteProtect),
+        "pml" => Some(MonitorKind::Pml),
+        _ => None,
+    };
+    let range = GuestRange { start: WATCH_BASE, len: p.int("pages") * 4096 };
+    MachineConfig { monitor: kind.map(|kind| WriteMonitor { kind, range }), ..MachineConfig::default() }
+}
+
 fn page_writes_setup(asm: &mut Asm, _: &Params) -> Result<()> {
     asm.a.mov(r13, WATCH_BASE)?;
     Ok(())
@@ -565,6 +558,15 @@ fn page_writes(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
 const SECRET: u64 = 7 << 20;
 const ALIAS: u64 = 0x8010_0000;
 
+/// The secret page isolated, and the attempts counted.
+fn isolation_machine(_: &Params) -> MachineConfig {
+    MachineConfig {
+        isolate: vec![GuestRange { start: SECRET, len: 0x1000 }],
+        counters: vec!["attempts".into()],
+        ..MachineConfig::default()
+    }
+}
+
 /// Rewrites the page-directory entry of the 2 MiB page at 2 GiB (the third
 /// page directory, entry 0) to map guest-physical 6 MiB, writable, and
 /// drops the old translation: ALIAS now reaches SECRET through the guest's
@@ -597,6 +599,16 @@ fn isolation(asm: &mut Asm, p: &Params, phase: &str) -> Result<()> {
 
 /// Where tsx's transactions write: 12 MiB up, one cache line per step.
 const TX_BASE: u64 = 12 << 20;
+
+/// RTM, the commit and abort counters, and the host timer.
+fn tsx_machine(p: &Params) -> MachineConfig {
+    MachineConfig {
+        needs: vec![CpuFeature::Tsx],
+        counters: vec!["tx_commits".into(), "tx_aborts".into()],
+        host_timer_hz: NonZeroU64::new(p.int("timer_hz")),
+        ..MachineConfig::default()
+    }
+}
 
 /// One RTM transaction writing `len` consecutive cache lines; the guest
 /// counts commits and aborts in its counter slots 0 and 1.
@@ -670,6 +682,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: pio_out,
+        machine: plain,
     },
     Workload {
         name: "pio-in",
@@ -679,6 +692,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: pio_in,
+        machine: plain,
     },
     Workload {
         name: "mmio-read",
@@ -688,6 +702,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: mmio_read,
+        machine: plain,
     },
     Workload {
         name: "mmio-write",
@@ -697,6 +712,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: mmio_write,
+        machine: plain,
     },
     Workload {
         name: "cpuid",
@@ -706,6 +722,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: cpuid,
+        machine: plain,
     },
     Workload {
         name: "rdmsr",
@@ -715,6 +732,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: rdmsr,
+        machine: plain,
     },
     Workload {
         name: "wrmsr",
@@ -724,6 +742,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: wrmsr_setup,
         iteration: wrmsr,
+        machine: plain,
     },
     Workload {
         name: "cr3-write",
@@ -733,6 +752,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: cr3_setup,
         iteration: cr3_write,
+        machine: plain,
     },
     Workload {
         name: "hlt",
@@ -748,6 +768,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: hlt_setup,
         iteration: hlt,
+        machine: plain,
     },
     Workload {
         name: "io-mix",
@@ -770,6 +791,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: io_mix_setup,
         iteration: io_mix,
+        machine: plain,
     },
     Workload {
         name: "idle",
@@ -782,6 +804,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: idle_setup,
         iteration: idle,
+        machine: plain,
     },
     Workload {
         name: "apic-eoi",
@@ -791,6 +814,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: interrupts_on,
         iteration: apic_eoi,
+        machine: plain,
     },
     Workload {
         name: "device-irq",
@@ -814,6 +838,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: blk_setup,
         iteration: device_irq,
+        machine: device_irq_machine,
     },
     Workload {
         name: "page-writes",
@@ -827,6 +852,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: page_writes_setup,
         iteration: page_writes,
+        machine: page_writes_machine,
     },
     Workload {
         name: "tsx",
@@ -839,6 +865,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: tsx,
+        machine: tsx_machine,
     },
     Workload {
         name: "fault",
@@ -851,6 +878,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: no_setup,
         iteration: fault,
+        machine: plain,
     },
     Workload {
         name: "isolation",
@@ -860,6 +888,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "n",
         setup: isolation_setup,
         iteration: isolation,
+        machine: isolation_machine,
     },
     Workload {
         name: "e1000-pingpong",
@@ -869,6 +898,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "packets",
         setup: crate::pingpong::e1000_setup,
         iteration: crate::pingpong::e1000_iteration,
+        machine: crate::pingpong::e1000_machine,
     },
     Workload {
         name: "virtio-pingpong",
@@ -888,6 +918,7 @@ pub static WORKLOADS: &[Workload] = &[
         count: "packets",
         setup: crate::pingpong::virtio_setup,
         iteration: crate::pingpong::virtio_iteration,
+        machine: crate::pingpong::virtio_machine,
     },
 ];
 

@@ -1,17 +1,27 @@
 //! The backend interface: what the VMM needs from a machine that runs guest
 //! code, and nothing else. A backend (the simulated CPU, KVM) implements
-//! [`Vm`] and [`Vcpu`]; the VMM drives them and never asks which one it
-//! has, only what it [`Capabilities`] offers.
+//! the core, [`Vm`] and [`Vcpu`]; the VMM drives them and never asks which
+//! one it has, only what its [`Capabilities`] offer and which extensions
+//! it implements: [`VmxVm`]/[`VmxVcpu`] where the VMM plays the
+//! hypervisor's whole VMX part itself, [`VirtualClock`] where time is
+//! simulated, [`HostVm`] where the host kernel carries device I/O.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod device;
+mod error;
+mod exit;
+mod host;
+mod vmx;
 
 pub use device::{Device, DeviceCtx, Dma, DmaError};
-use exitlab_arch::iommu;
-use exitlab_arch::vmx::Controls;
-use exitlab_arch::{BootState, CrAccessQual, EptViolationQual, ExitReason, IoQual, Regs};
+pub use error::{HvError, Result, Unmodelled};
+pub use exit::{IoExit, MmioExit, VmExit};
+pub use host::{HostVm, MsiSender, VirtualClock};
+pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm};
+
+use exitlab_arch::{BootState, ExitReason, Regs};
 use serde::Serialize;
-use std::fmt;
 
 /// What a backend can show and do. An experiment cell that needs a missing
 /// capability is reported as "n/a (reason)", never faked.
@@ -37,26 +47,30 @@ pub struct Capabilities {
     pub apicv: bool,
     /// Per-page execute permission in the second-level tables.
     pub ept_exec_control: bool,
+    /// Page-modification logging (the CPU logs the first write to each
+    /// page in a buffer the VMM harvests).
     pub pml: bool,
+    /// Posted interrupts: device interrupts reach a running guest without
+    /// an exit.
     pub posted_interrupts: bool,
+    /// Restricted transactional memory (XBEGIN/XEND/XABORT).
     pub tsx: bool,
     /// An IOMMU (VT-d DMA and interrupt remapping) through which the VMM
-    /// can assign a device to the guest ([`Vm::assign_device`]).
+    /// can assign a device to the guest ([`VmxVm::assign_device`]).
     pub iommu: bool,
     /// TSC ticks per second, where the VMM may know it (the VMX-preemption
     /// timer counts in them); 0 when it does not.
     pub tsc_hz: u64,
     /// The backend reports counters for exits it handles itself.
     pub backend_counters: bool,
-    /// The VMM sets VMX execution controls, injects events and manages
-    /// shadow page tables itself (the simulator; KVM keeps these).
-    pub vmx_controls: bool,
 }
 
 /// An MSI: the address/data pair a device writes to interrupt a vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Msi {
+    /// The message address (0xfeexxxxx, destination in bits 19:12).
     pub address: u64,
+    /// The message data (vector in bits 7:0, delivery mode in 10:8).
     pub data: u32,
 }
 
@@ -65,233 +79,6 @@ impl Msi {
     pub fn fixed(dest: u8, vector: u8) -> Msi {
         Msi { address: exitlab_arch::bits::apic::MSI_ADDRESS_BASE | u64::from(dest) << 12, data: u32::from(vector) }
     }
-}
-
-/// A port I/O exit (IO_INSTRUCTION).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IoExit {
-    pub qual: IoQual,
-    /// Repetitions of a string instruction the backend folded into this
-    /// exit (1 for IN/OUT).
-    pub count: u32,
-    /// OUT: the value written (low `qual.size` bytes), when `count` is 1.
-    pub data: u32,
-    /// OUTS with `count` > 1: all bytes written, in order.
-    pub bulk: Vec<u8>,
-}
-
-/// An access to guest-physical memory that has no RAM behind it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MmioExit {
-    pub gpa: u64,
-    pub size: u8,
-    pub is_write: bool,
-    /// The stored value for a write (low `size` bytes).
-    pub data: u64,
-}
-
-/// Why a vCPU stopped running guest code, in the SDM's vocabulary.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmExit {
-    /// IO_INSTRUCTION. An IN needs [`Vcpu::complete_read`] before the
-    /// next [`Vcpu::run`].
-    Io(IoExit),
-    /// A guest-physical access to MMIO. The SDM reason is the backend's
-    /// (`EPT_MISCONFIG` for KVM's MMIO exits, see docs/DESIGN.md). A read
-    /// needs [`Vcpu::complete_read`].
-    Mmio {
-        reason: ExitReason,
-        access: MmioExit,
-    },
-    /// The page-modification log is full: the write that would have logged
-    /// has not happened yet.
-    PmlFull,
-    /// An access to the local-APIC page without APIC virtualization: the
-    /// VMM emulates the instruction at RIP (not yet run) against the vCPU's
-    /// APIC. `offset` is the register offset, `write` the access type.
-    ApicAccess {
-        offset: u16,
-        write: bool,
-    },
-    /// An MMIO access the CPU did not describe: the VMM must fetch, decode
-    /// and emulate the instruction at RIP (which has not run), then skip it.
-    MmioEmulate {
-        reason: ExitReason,
-        gpa: u64,
-    },
-    /// HLT with nothing pending (a backend without an in-kernel irqchip).
-    Hlt,
-    /// TRIPLE_FAULT: the guest shut the vCPU down.
-    Shutdown,
-    /// A debug event (single step or breakpoint) the VMM asked to see.
-    Debug {
-        rip: u64,
-        dr6: u64,
-    },
-    /// CPUID: answer with [`Completion::Cpuid`].
-    Cpuid {
-        leaf: u32,
-        subleaf: u32,
-    },
-    /// RDMSR: answer with [`Completion::MsrRead`].
-    MsrRead {
-        msr: u32,
-    },
-    /// WRMSR: answer with [`Completion::MsrWrite`].
-    MsrWrite {
-        msr: u32,
-        value: u64,
-    },
-    /// A control-register access the controls trap.
-    CrAccess(CrAccessQual),
-    /// A guest-physical access the EPT does not permit. The guest-linear
-    /// address, when there was one, is in [`ExitInfo::guest_linear`].
-    EptViolation {
-        gpa: u64,
-        qual: EptViolationQual,
-    },
-    /// An exception in the exception bitmap, not delivered. For #PF the
-    /// qualification is the faulting linear address (CR2 is not written).
-    Exception {
-        vector: u8,
-        error_code: Option<u32>,
-        qualification: u64,
-    },
-    Invlpg {
-        linear: u64,
-    },
-    Rdtsc,
-    /// The guest can take an interrupt now (interrupt-window exiting).
-    InterruptWindow,
-    /// An instruction completed under the monitor trap flag.
-    MonitorTrap,
-    PreemptionTimer,
-    /// An interrupt arrived for the guest (external-interrupt exiting).
-    ExternalInterrupt {
-        vector: u8,
-    },
-    /// Any other exit, with its raw qualification.
-    Other {
-        reason: ExitReason,
-        qualification: u64,
-    },
-}
-
-impl VmExit {
-    pub fn reason(&self) -> ExitReason {
-        match self {
-            VmExit::Io(_) => ExitReason::IoInstruction,
-            VmExit::Mmio { reason, .. } | VmExit::MmioEmulate { reason, .. } => *reason,
-            VmExit::Hlt => ExitReason::Hlt,
-            VmExit::Shutdown => ExitReason::TripleFault,
-            VmExit::Debug { .. } => ExitReason::ExceptionNmi,
-            VmExit::Cpuid { .. } => ExitReason::Cpuid,
-            VmExit::MsrRead { .. } => ExitReason::MsrRead,
-            VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
-            VmExit::CrAccess(_) => ExitReason::CrAccess,
-            VmExit::ApicAccess { .. } => ExitReason::ApicAccess,
-            VmExit::PmlFull => ExitReason::PmlFull,
-            VmExit::EptViolation { .. } => ExitReason::EptViolation,
-            VmExit::Exception { .. } => ExitReason::ExceptionNmi,
-            VmExit::Invlpg { .. } => ExitReason::Invlpg,
-            VmExit::Rdtsc => ExitReason::Rdtsc,
-            VmExit::InterruptWindow => ExitReason::InterruptWindow,
-            VmExit::MonitorTrap => ExitReason::MonitorTrapFlag,
-            VmExit::PreemptionTimer => ExitReason::PreemptionTimer,
-            VmExit::ExternalInterrupt { .. } => ExitReason::ExternalInterrupt,
-            VmExit::Other { reason, .. } => *reason,
-        }
-    }
-
-    /// The exit-qualification field, SDM layout.
-    pub fn qualification(&self) -> u64 {
-        match self {
-            VmExit::Io(io) => io.qual.encode(),
-            VmExit::Mmio { access, .. } => {
-                let q = exitlab_arch::EptViolationQual {
-                    read: !access.is_write,
-                    write: access.is_write,
-                    ..Default::default()
-                };
-                q.encode()
-            }
-            VmExit::Debug { dr6, .. } => *dr6,
-            VmExit::MmioEmulate { reason, .. } if *reason == ExitReason::EptViolation => {
-                EptViolationQual { read: true, ..Default::default() }.encode()
-            }
-            VmExit::MmioEmulate { .. } => 0,
-            VmExit::Other { qualification, .. } => *qualification,
-            VmExit::CrAccess(q) => q.encode(),
-            // SDM table 28-6: offset in bits 11:0, access type in 15:12
-            // (0 linear read, 1 linear write).
-            VmExit::ApicAccess { offset, write } => u64::from(*offset & 0xfff) | u64::from(*write) << 12,
-            VmExit::EptViolation { qual, .. } => qual.encode(),
-            VmExit::Exception { qualification, .. } => *qualification,
-            VmExit::Invlpg { linear } => *linear,
-            VmExit::Hlt
-            | VmExit::Shutdown
-            | VmExit::Cpuid { .. }
-            | VmExit::MsrRead { .. }
-            | VmExit::MsrWrite { .. }
-            | VmExit::Rdtsc
-            | VmExit::PmlFull
-            | VmExit::InterruptWindow
-            | VmExit::MonitorTrap
-            | VmExit::PreemptionTimer
-            | VmExit::ExternalInterrupt { .. } => 0,
-        }
-    }
-}
-
-/// What kind of event an injection is (the type field of the VM-entry
-/// interruption-information field, SDM 25.8.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InjectionKind {
-    External,
-    Nmi,
-    HardwareException,
-    SoftwareInterrupt,
-}
-
-/// An event the VMM injects at the next VM entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Injection {
-    pub vector: u8,
-    pub kind: InjectionKind,
-    pub error_code: Option<u32>,
-    /// Bits to set in DR6 when the event is #DB (the "pending debug
-    /// exceptions" a VMM passes along, e.g. BS for a single step).
-    pub dr6: u64,
-    /// CR2 to set when the event is #PF.
-    pub cr2: Option<u64>,
-}
-
-impl Injection {
-    pub fn exception(vector: u8, error_code: Option<u32>) -> Injection {
-        Injection { vector, kind: InjectionKind::HardwareException, error_code, dr6: 0, cr2: None }
-    }
-}
-
-/// Exit information beyond reason and qualification (SDM 25.9).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Length of the instruction that exited (instruction exits only).
-    pub instruction_len: u8,
-    pub guest_linear: Option<u64>,
-    pub guest_physical: Option<u64>,
-    /// The VM-exit instruction-information field (SDM 28.2.5): for INS and
-    /// OUTS, the address size (bits 9:7) and segment (bits 17:15).
-    pub instruction_info: u32,
-    /// The event being delivered when the exit happened, if any.
-    pub idt_vectoring: Option<Injection>,
-}
-
-/// Permissions of a shadow page-table entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShadowFlags {
-    pub writable: bool,
-    pub user: bool,
-    pub executable: bool,
 }
 
 /// The VMM's answer to an exit that needs one, given before the next run.
@@ -325,56 +112,18 @@ pub struct HandlerWork {
 /// binary stats: `exits`, `io_exits`, `halt_exits`, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Counter {
+    /// The counter's name as the backend spells it.
     pub name: String,
+    /// Its cumulative value.
     pub value: u64,
-}
-
-/// Why a backend call failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HvError {
-    /// The backend cannot be used on this host (e.g. no usable /dev/kvm).
-    Unavailable(String),
-    /// A guest-physical range outside guest memory.
-    BadAddress { gpa: u64, len: usize },
-    /// The backend failed (an ioctl error, an entry failure).
-    Backend(String),
-    /// The guest executed something the backend does not implement; the
-    /// message names the RIP, the bytes and their disassembly.
-    Unsupported(String),
-    /// A run limit (instructions, virtual time) was reached.
-    Limit(String),
-    /// The run call returned before any exit because a deadline the VMM
-    /// set ([`Vm::wake_vmm_at`]) passed: its devices have work due (KVM's
-    /// analogue is KVM_RUN returning EINTR to a signal). Not a VM exit.
-    Interrupted,
-}
-
-impl fmt::Display for HvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HvError::Unavailable(s) => write!(f, "backend unavailable: {s}"),
-            HvError::Interrupted => f.write_str("run interrupted at a VMM deadline"),
-            HvError::BadAddress { gpa, len } => {
-                write!(f, "guest-physical range {gpa:#x}+{len:#x} is outside guest memory")
-            }
-            HvError::Backend(s) | HvError::Unsupported(s) | HvError::Limit(s) => f.write_str(s),
-        }
-    }
-}
-
-impl std::error::Error for HvError {}
-
-pub type Result<T> = std::result::Result<T, HvError>;
-
-/// The error of a VMX-level call on a backend that does that part itself.
-fn kept(what: &str) -> HvError {
-    HvError::Backend(format!("this backend keeps {what} to itself"))
 }
 
 /// A virtual machine: guest memory, vCPUs, interrupt delivery.
 pub trait Vm {
+    /// The backend's vCPU.
     type Vcpu: Vcpu;
 
+    /// What the backend can show and do.
     fn capabilities(&self) -> Capabilities;
 
     /// Bytes of guest RAM, mapped from guest-physical address 0.
@@ -384,15 +133,10 @@ pub trait Vm {
     /// structures themselves (virtio queues through virtio-queue).
     fn guest_memory(&self) -> &vm_memory::GuestMemoryMmap;
 
-    /// Makes the vCPU's run call return [`HvError::Interrupted`] once the
-    /// backend's clock reaches `at_ns` (a device's timer: a packet arriving
-    /// from the wire), so the VMM can let its devices work then.
-    fn wake_vmm_at(&self, _at_ns: u64) -> Result<()> {
-        Err(kept("device timing"))
-    }
-
+    /// Writes guest RAM at `gpa`; [`HvError::BadAddress`] outside it.
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()>;
 
+    /// Reads guest RAM at `gpa`; [`HvError::BadAddress`] outside it.
     fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()>;
 
     /// Creates vCPU `id` in the given architectural state.
@@ -401,96 +145,31 @@ pub trait Vm {
     /// Delivers an MSI to the guest's local APICs.
     fn signal_msi(&self, msi: Msi) -> Result<()>;
 
-    /// Delivers an MSI at a moment of the backend's clock (a device whose
-    /// interrupts keep their own time, in virtual time on the simulator).
-    fn signal_msi_at(&self, _msi: Msi, _at_ns: u64) -> Result<()> {
-        Err(kept("device timing"))
-    }
-
-    /// Posts `vector` through the posted-interrupt descriptor at host-
-    /// physical `descriptor`, as interrupt remapping in posted mode does for
-    /// a device: now, or at `at_ns` of the backend's clock. The descriptor
-    /// says which vCPU to notify, and with which vector.
-    fn post_interrupt(&self, _descriptor: u64, _vector: u8, _at_ns: Option<u64>) -> Result<()> {
-        Err(kept("posted interrupts"))
-    }
-
-    /// Allocates zeroed pages of host memory for structures the VMM builds
-    /// for the hardware (EPT tables); returns their host-physical address.
-    fn alloc_host_pages(&mut self, _pages: usize) -> Result<u64> {
-        Err(kept("host-physical memory"))
-    }
-
-    fn write_host(&self, _hpa: u64, _data: &[u8]) -> Result<()> {
-        Err(kept("host-physical memory"))
-    }
-
-    fn read_host(&self, _hpa: u64, _data: &mut [u8]) -> Result<()> {
-        Err(kept("host-physical memory"))
-    }
-
-    /// Points the IOMMU at the VMM's tables in host memory: the root table
-    /// (RTADDR_REG) and the interrupt-remapping table of `irt_entries`
-    /// entries (IRTA_REG); DMA and interrupt remapping are on from then.
-    fn set_iommu(&mut self, _root_table: u64, _irt: u64, _irt_entries: u32) -> Result<()> {
-        Err(kept("an IOMMU"))
-    }
-
-    /// Plugs `device` into the machine as physical hardware behind the
-    /// IOMMU and returns the host-physical address of its registers: the
-    /// VMM maps them into the guest, which then drives the device without
-    /// exits. Its DMA is remapped as requester `source`, its interrupt
-    /// message k through interrupt-remapping entry `first_irte + k`.
-    fn assign_device(&mut self, _device: Box<dyn Device>, _assignment: Assignment) -> Result<u64> {
-        Err(kept("an IOMMU"))
-    }
-
-    /// The IOMMU's fault records since the last call, oldest first.
-    fn take_iommu_faults(&self) -> Vec<iommu::Fault> {
-        Vec::new()
-    }
-
-    /// The moment the backend's clock counts from, when that clock is the
-    /// host's (KVM): a device thread reads the same clock from it.
-    fn clock_epoch(&self) -> Option<std::time::Instant> {
+    /// The VMX hardware, where the VMM drives it itself; `None` where the
+    /// backend keeps it (KVM).
+    fn vmx(&self) -> Option<&dyn VmxVm<Vcpu = Self::Vcpu>> {
         None
     }
 
-    /// A way for a device thread to send `msi`: through an irqfd (KVM
-    /// injects it with no userspace on the way) or, with `irqfd` false, an
-    /// interrupt-injection call from userspace.
-    fn msi_sender(&mut self, _msi: Msi, _irqfd: bool) -> Result<MsiSender> {
-        Err(kept("interrupts from other threads"))
+    /// [`Vm::vmx`], for the operations that change the machine.
+    fn vmx_mut(&mut self) -> Option<&mut dyn VmxVm<Vcpu = Self::Vcpu>> {
+        None
     }
 
-    /// Takes guest RAM `gpa..gpa+len` out of the guest's view (KVM: the
-    /// memory slot is split around it): every access there is then MMIO,
-    /// which exits to the VMM. The VMM's own view of the memory stays.
-    fn unmap(&mut self, _gpa: u64, _len: u64) -> Result<()> {
-        Err(kept("memory slots"))
+    /// The backend's virtual clock, where its time is simulated.
+    fn virtual_clock(&self) -> Option<&dyn VirtualClock> {
+        None
     }
 
-    /// An ioeventfd: guest writes of `datamatch` (32 bits) to MMIO `gpa`
-    /// signal the returned eventfd instead of exiting to userspace.
-    fn notify_eventfd(&mut self, _gpa: u64, _datamatch: u32) -> Result<vmm_sys_util::eventfd::EventFd> {
-        Err(kept("ioeventfds"))
+    /// The host kernel's I/O services, where the backend runs in host time.
+    fn host(&mut self) -> Option<&mut dyn HostVm> {
+        None
     }
-}
-
-/// Sends one interrupt; callable from any thread.
-pub type MsiSender = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
-
-/// How an assigned device sits behind the IOMMU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Assignment {
-    /// Bytes of register space (one BAR).
-    pub bar_len: u64,
-    pub source: iommu::SourceId,
-    pub first_irte: u16,
 }
 
 /// One virtual CPU.
 pub trait Vcpu {
+    /// The vCPU's index (its xAPIC ID).
     fn id(&self) -> u32;
 
     /// Runs guest code until the next exit the VMM must handle.
@@ -522,76 +201,11 @@ pub trait Vcpu {
     /// backend with virtual time has anything to do.
     fn account_exit(&mut self, _reason: ExitReason, _work: &HandlerWork) {}
 
-    // What follows is for backends whose [`Capabilities::vmx_controls`] is
-    // set: the VMM plays the hypervisor's whole part.
-
-    /// Loads the VM-execution controls.
-    fn set_controls(&mut self, _controls: &Controls) -> Result<()> {
-        Err(kept("the VMX controls"))
-    }
-
-    /// Details of the last exit.
-    fn exit_info(&self) -> ExitInfo {
-        ExitInfo::default()
-    }
-
-    /// Advances RIP past the instruction that exited.
-    fn skip_instruction(&mut self) -> Result<()> {
-        Err(kept("instruction skipping"))
-    }
-
-    /// A guest control register (CR0, CR2, CR3, CR4, CR8).
-    fn read_cr(&mut self, _n: u8) -> Result<u64> {
-        Err(kept("control registers"))
-    }
-
-    fn write_cr(&mut self, _n: u8, _value: u64) -> Result<()> {
-        Err(kept("control registers"))
-    }
-
-    /// The guest PML index: the next log entry to fill (511 down to 0; any
-    /// larger value means full).
-    fn pml_index(&mut self) -> Result<u16> {
-        Err(kept("page-modification logging"))
-    }
-
-    fn set_pml_index(&mut self, _index: u16) -> Result<()> {
-        Err(kept("page-modification logging"))
-    }
-
-    /// Reads a register of the vCPU's local APIC (for the VMM emulating an
-    /// APIC_ACCESS).
-    fn apic_read(&mut self, _offset: u16) -> Result<u32> {
-        Err(kept("the local APIC"))
-    }
-
-    fn apic_write(&mut self, _offset: u16, _value: u32) -> Result<()> {
-        Err(kept("the local APIC"))
-    }
-
-    /// Queues an event for delivery at the next entry.
-    fn inject(&mut self, _event: Injection) -> Result<()> {
-        Err(kept("event injection"))
-    }
-
-    /// Maps linear page `linear` to physical page `physical` in the shadow
-    /// page table the MMU uses while EPT is off.
-    fn shadow_map(&mut self, _linear: u64, _physical: u64, _flags: ShadowFlags) -> Result<()> {
-        Err(kept("shadow paging"))
-    }
-
-    /// Drops every cached guest-physical translation after the VMM changed
-    /// the EPT tables (INVEPT, all contexts).
-    fn invept(&mut self) -> Result<()> {
-        Err(kept("the EPT"))
-    }
-
-    /// Drops one shadow translation (`Some`) or all of them (`None`).
-    fn shadow_unmap(&mut self, _linear: Option<u64>) -> Result<()> {
-        Err(kept("shadow paging"))
-    }
-
+    /// The general-purpose registers, RIP and RFLAGS.
     fn regs(&mut self) -> Result<Regs>;
+
+    /// Sets the general-purpose registers, RIP and RFLAGS.
+    fn set_regs(&mut self, regs: &Regs) -> Result<()>;
 
     /// TSC ticks per second as the guest sees them, where the capability
     /// does not say (KVM asks the vCPU); 0 when unknown.
@@ -599,37 +213,22 @@ pub trait Vcpu {
         Ok(0)
     }
 
-    fn set_regs(&mut self, regs: &Regs) -> Result<()>;
-
     /// The backend's own counters, cumulative since the vCPU was created.
     fn counters(&mut self) -> Result<Vec<Counter>>;
 
     /// Nanoseconds on this backend's clock: host monotonic time on KVM,
     /// virtual time on the simulator.
     fn now_ns(&self) -> u64;
+
+    /// The VMX hardware of this vCPU, where the VMM drives it itself.
+    fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exits_report_sdm_reason_and_qualification() {
-        let io = VmExit::Io(IoExit {
-            qual: IoQual { size: 1, is_in: false, string: false, rep: false, immediate: false, port: 0x80 },
-            count: 1,
-            data: 7,
-            bulk: Vec::new(),
-        });
-        assert_eq!(io.reason(), ExitReason::IoInstruction);
-        assert_eq!(io.qualification(), 0x0080_0000);
-        let mmio = VmExit::Mmio {
-            reason: ExitReason::EptMisconfig,
-            access: MmioExit { gpa: 0xd000_0000, size: 4, is_write: true, data: 1 },
-        };
-        assert_eq!(mmio.reason().name(), "EPT_MISCONFIG");
-        assert_eq!(mmio.qualification(), 0b10);
-    }
 
     #[test]
     fn msi_address_carries_the_destination() {

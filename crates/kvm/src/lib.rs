@@ -9,7 +9,7 @@
 mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
-use exitlab_hv::{Capabilities, Completion, Counter, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
+use exitlab_hv::{Capabilities, Completion, Counter, HostVm, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit};
 use kvm_bindings::{
     kvm_dtable, kvm_fpu, kvm_irq_routing_entry, kvm_msi, kvm_msr_entry, kvm_regs, kvm_segment,
     kvm_userspace_memory_region, CpuId, KvmIrqRouting, Msrs, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO,
@@ -73,8 +73,9 @@ fn kvm_msi_of(msi: Msi) -> kvm_msi {
     }
 }
 
-fn backend(what: &str) -> impl Fn(kvm_ioctls::Error) -> HvError + '_ {
-    move |e| HvError::Backend(format!("{what}: {}", std::io::Error::from_raw_os_error(e.errno())))
+/// The error of ioctl `ioctl`, with the errno it returned.
+fn backend(ioctl: &'static str) -> impl Fn(kvm_ioctls::Error) -> HvError {
+    move |e| HvError::Ioctl { ioctl, errno: e.errno() }
 }
 
 /// A KVM virtual machine with guest RAM at guest-physical 0.
@@ -85,7 +86,7 @@ pub struct KvmVm {
     /// MSI routes for irqfds, from GSI [`FIRST_MSI_GSI`] up.
     routes: Vec<kvm_irq_routing_entry>,
     memory_size: u64,
-    /// RAM taken out of the guest's view ([`Vm::unmap`]), if any.
+    /// RAM taken out of the guest's view ([`HostVm::unmap`]), if any.
     hole: Option<(u64, u64)>,
     epoch: Instant,
 }
@@ -150,7 +151,6 @@ impl Vm for KvmVm {
             iommu: false,
             tsc_hz: 0,
             backend_counters: true,
-            vmx_controls: false,
         }
     }
 
@@ -217,18 +217,20 @@ impl Vm for KvmVm {
         Ok(KvmVcpu { id, fd, stats, epoch: self.epoch })
     }
 
-    fn signal_msi_at(&self, _msi: Msi, _at_ns: u64) -> Result<()> {
-        Err(HvError::Unavailable(
-            "KVM keeps no guest-time clock for the VMM: on KVM the VMM's device thread times device interrupts".into(),
-        ))
-    }
-
     fn signal_msi(&self, msi: Msi) -> Result<()> {
         self.vm.signal_msi(kvm_msi_of(msi)).map(|_| ()).map_err(backend("KVM_SIGNAL_MSI"))
     }
 
-    fn clock_epoch(&self) -> Option<Instant> {
-        Some(self.epoch)
+    fn host(&mut self) -> Option<&mut dyn HostVm> {
+        Some(self)
+    }
+}
+
+/// KVM carries device I/O for the VMM: the device thread's clock, irqfds
+/// bound to MSI routes, ioeventfds and memory slots.
+impl HostVm for KvmVm {
+    fn clock_epoch(&self) -> Instant {
+        self.epoch
     }
 
     fn msi_sender(&mut self, msi: Msi, irqfd: bool) -> Result<exitlab_hv::MsiSender> {

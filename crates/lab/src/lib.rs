@@ -2,8 +2,11 @@
 //! parameters and a sweep; running every point of the sweep in parallel,
 //! whole or one shard at a time, and merging shards; results as CSV, JSON,
 //! SVG figures and a summary; the report over every built-in experiment;
-//! and Chrome/Perfetto traces of single runs.
+//! and Chrome/Perfetto traces of single runs. Every run gets its backend
+//! from [`backend::BackendSpec`].
+#![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod manifest;
 pub mod measure;
 pub mod output;

@@ -1,11 +1,12 @@
 //! Running a scenario: every point of its sweep, in parallel, each on a
 //! fresh machine; the measure phase's exits become the point's metrics.
 
+use crate::backend::{BackendKind, BackendSpec};
 use crate::scenario::{Scenario, RUN_AXES};
 use exitlab_guest::layout::Phase;
 use exitlab_sim::profile::Features;
 use exitlab_vmm::packets::{PacketStats, Summary};
-use exitlab_vmm::{run_image, Outcome, PhaseStats, RunReport, DEVICE_COUNTER_PREFIX, GUEST_COUNTER_PREFIX};
+use exitlab_vmm::{Outcome, PhaseStats, RunOptions, RunReport, DEVICE_COUNTER_PREFIX, GUEST_COUNTER_PREFIX};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -129,34 +130,33 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
         Err(e) => return na(e.to_string()),
     };
     let image = match w.build(&params) {
-        Ok(i) => i,
+        Ok(i) => i.boot_image(),
         Err(e) => return na(e.to_string()),
     };
-    if backend == "kvm" && axes.iter().any(|(k, _)| Features::NAMES.contains(&k.as_str())) {
-        return na("hardware features are the simulator's to turn on and off".into());
-    }
-    let report = if backend == "kvm" {
-        let mut vm = match exitlab_kvm::KvmVm::new(&exitlab_kvm::device_path(), image.memory_size) {
-            Ok(vm) => vm,
-            Err(e) => return na(format!("no KVM: {e}")),
-        };
-        run_image(&mut vm, &image)
-    } else {
-        let mut p = match exitlab_sim::profile::Profile::load(&profile) {
-            Ok(p) => p,
-            Err(e) => return na(e.0),
-        };
-        // Feature axes turn one hardware feature of the profile on or off.
-        for (k, v) in axes {
-            if Features::NAMES.contains(&k.as_str()) {
-                p.features.set(k, v == "true");
-            }
+    let spec = match BackendKind::from_name(&backend) {
+        Some(BackendKind::Kvm) if axes.iter().any(|(k, _)| Features::NAMES.contains(&k.as_str())) => {
+            return na("hardware features are the simulator's to turn on and off".into());
         }
-        let mut vm = match exitlab_sim::SimVm::with_profile(image.memory_size, p, s.seed) {
-            Ok(vm) => vm,
-            Err(e) => return na(e.to_string()),
-        };
-        run_image(&mut vm, &image)
+        Some(BackendKind::Kvm) => BackendSpec::kvm(None),
+        Some(BackendKind::Sim) => {
+            let mut p = match exitlab_sim::profile::Profile::load(&profile) {
+                Ok(p) => p,
+                Err(e) => return na(e.0),
+            };
+            // Feature axes turn one hardware feature of the profile on or off.
+            for (k, v) in axes {
+                if Features::NAMES.contains(&k.as_str()) {
+                    p.features.set(k, v == "true");
+                }
+            }
+            BackendSpec::sim(p, s.seed)
+        }
+        None => return na(format!("backend `{backend}` is neither sim nor kvm")),
+    };
+    let report = match spec.open(image.memory_size) {
+        Ok(mut vm) => vm.run(&image, &RunOptions::default()),
+        Err(e) if spec.kind() == BackendKind::Kvm => return na(format!("no KVM: {e}")),
+        Err(e) => return na(e.to_string()),
     };
     match report {
         Ok(r) if r.outcome == (Outcome::Exited { status: 0 }) => PointResult {
@@ -165,7 +165,7 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
                 r.accountant.phase_stats(Phase::Measure),
                 params.int(w.count) as f64,
                 &r,
-                (backend == "kvm").then_some("exits"),
+                (spec.kind() == BackendKind::Kvm).then_some("exits"),
             ),
             na: None,
         },

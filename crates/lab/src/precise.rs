@@ -5,18 +5,18 @@
 //! same cases run against the host's KVM with `exitlab check --backend
 //! kvm`.
 
+use crate::backend::BackendSpec;
 use exitlab_sim::profile::{Profile, BUILT_IN};
-use exitlab_sim::SimVm;
 use exitlab_vmm::check::{run_case, CaseResult, CASES};
+use exitlab_vmm::RunOptions;
 
 /// Every case on every built-in profile: (profile, result).
 pub fn run() -> Result<Vec<(String, CaseResult)>, String> {
     let mut out = Vec::new();
     for (name, _) in BUILT_IN {
-        let p = Profile::load(name).map_err(|e| e.0)?;
+        let spec = BackendSpec::sim(Profile::load(name).map_err(|e| e.0)?, 0);
         for case in CASES {
-            let mut vm = SimVm::with_profile(case.image().memory_size, p.clone(), 0).map_err(|e| e.to_string())?;
-            out.push((name.to_string(), run_case(case, &mut vm)));
+            out.push((name.to_string(), run_case(case, |image| spec.run(image, &RunOptions::default()))));
         }
     }
     Ok(out)

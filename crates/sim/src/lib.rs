@@ -22,7 +22,7 @@ use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{
     Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Msi, Result,
-    ShadowFlags, Vcpu, Vm, VmExit,
+    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm,
 };
 use machine::{Shared, Signal};
 use profile::Profile;
@@ -108,7 +108,6 @@ impl Vm for SimVm {
             iommu: self.profile.features.iommu,
             tsc_hz: self.profile.hz(),
             backend_counters: true,
-            vmx_controls: true,
         }
     }
 
@@ -118,11 +117,6 @@ impl Vm for SimVm {
 
     fn guest_memory(&self) -> &vm_memory::GuestMemoryMmap {
         &self.memory
-    }
-
-    fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
-        lock(&self.shared).schedule(at_ns, Signal::WakeVmm);
-        Ok(())
     }
 
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {
@@ -147,12 +141,28 @@ impl Vm for SimVm {
         Ok(SimVcpu { id, cpu, shared: self.shared.clone(), limits })
     }
 
-    fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
-        let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.shared).schedule(at_ns, Signal::Msi { dest, vector });
+    fn signal_msi(&self, msi: Msi) -> Result<()> {
+        let m = fixed_msi(msi)?;
+        lock(&self.shared).msi.push(m);
         Ok(())
     }
 
+    fn vmx(&self) -> Option<&dyn VmxVm<Vcpu = SimVcpu>> {
+        Some(self)
+    }
+
+    fn vmx_mut(&mut self) -> Option<&mut dyn VmxVm<Vcpu = SimVcpu>> {
+        Some(self)
+    }
+
+    fn virtual_clock(&self) -> Option<&dyn VirtualClock> {
+        Some(self)
+    }
+}
+
+/// The simulated machine's VMX hardware: host memory from 2^44, posted
+/// interrupts, the IOMMU and its assigned devices.
+impl VmxVm for SimVm {
     fn post_interrupt(&self, descriptor: u64, vector: u8, at_ns: Option<u64>) -> Result<()> {
         let mut sh = lock(&self.shared);
         match at_ns {
@@ -223,10 +233,18 @@ impl Vm for SimVm {
     fn take_iommu_faults(&self) -> Vec<Fault> {
         lock(&self.shared).iommu.as_mut().map(|i| std::mem::take(&mut i.faults)).unwrap_or_default()
     }
+}
 
-    fn signal_msi(&self, msi: Msi) -> Result<()> {
-        let m = fixed_msi(msi)?;
-        lock(&self.shared).msi.push(m);
+/// Device deadlines and timed interrupts are events in virtual time.
+impl VirtualClock for SimVm {
+    fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
+        lock(&self.shared).schedule(at_ns, Signal::WakeVmm);
+        Ok(())
+    }
+
+    fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
+        let (dest, vector) = fixed_msi(msi)?;
+        lock(&self.shared).schedule(at_ns, Signal::Msi { dest, vector });
         Ok(())
     }
 }
@@ -364,6 +382,49 @@ impl Vcpu for SimVcpu {
         self.cpu.cycles += self.cpu.costs.exit(reason, work);
     }
 
+    fn regs(&mut self) -> Result<Regs> {
+        Ok(self.cpu.regs())
+    }
+
+    fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        self.cpu.set_regs(regs);
+        Ok(())
+    }
+
+    fn counters(&mut self) -> Result<Vec<Counter>> {
+        let s = &self.cpu.stats;
+        let c = |name: &str, value: u64| Counter { name: name.to_string(), value };
+        Ok(vec![
+            c("instructions", s.instructions),
+            c("cycles", self.cpu.cycles),
+            c("idle_cycles", s.cycles_idle),
+            c("blocks_decoded", s.blocks_decoded),
+            c("block_runs", s.block_runs),
+            c("page_walks", s.page_walks),
+            c("ept_steps", s.ept_steps),
+            c("pml_entries", s.pml_entries),
+            c("tlb_misses", s.tlb_misses),
+            c("interrupts", s.interrupts),
+            c("tx_commits", s.tx_commits),
+            c("tx_aborts", s.tx_aborts),
+            c("posted_notifications", s.posted_notifications),
+            c("exceptions", s.exceptions),
+            c("timer_fires", self.cpu.apic.timer_fires),
+        ])
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.cpu.costs.clock.ns(self.cpu.cycles)
+    }
+
+    fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {
+        Some(self)
+    }
+}
+
+/// The simulated vCPU's VMX hardware: its VMCS fields, guest state, the
+/// shadow page table and the TLB.
+impl VmxVcpu for SimVcpu {
     fn set_controls(&mut self, controls: &Controls) -> Result<()> {
         if controls.enable_ept != self.cpu.controls.enable_ept || controls.eptp != self.cpu.controls.eptp {
             self.cpu.tlb.flush();
@@ -454,40 +515,5 @@ impl Vcpu for SimVcpu {
             }
         }
         Ok(())
-    }
-
-    fn regs(&mut self) -> Result<Regs> {
-        Ok(self.cpu.regs())
-    }
-
-    fn set_regs(&mut self, regs: &Regs) -> Result<()> {
-        self.cpu.set_regs(regs);
-        Ok(())
-    }
-
-    fn counters(&mut self) -> Result<Vec<Counter>> {
-        let s = &self.cpu.stats;
-        let c = |name: &str, value: u64| Counter { name: name.to_string(), value };
-        Ok(vec![
-            c("instructions", s.instructions),
-            c("cycles", self.cpu.cycles),
-            c("idle_cycles", s.cycles_idle),
-            c("blocks_decoded", s.blocks_decoded),
-            c("block_runs", s.block_runs),
-            c("page_walks", s.page_walks),
-            c("ept_steps", s.ept_steps),
-            c("pml_entries", s.pml_entries),
-            c("tlb_misses", s.tlb_misses),
-            c("interrupts", s.interrupts),
-            c("tx_commits", s.tx_commits),
-            c("tx_aborts", s.tx_aborts),
-            c("posted_notifications", s.posted_notifications),
-            c("exceptions", s.exceptions),
-            c("timer_fires", self.cpu.apic.timer_fires),
-        ])
-    }
-
-    fn now_ns(&self) -> u64 {
-        self.cpu.costs.clock.ns(self.cpu.cycles)
     }
 }

@@ -9,7 +9,7 @@ use exitlab_arch::{vector, CrAccessQual};
 use exitlab_guest::layout::{self, PORT_DEBUG_EXIT};
 use exitlab_guest::program::{program, Ring};
 use exitlab_guest::Image;
-use exitlab_hv::{Injection, Vcpu, Vm, VmExit};
+use exitlab_hv::{Injection, Vcpu, Vm, VmExit, VmxVcpu, VmxVm};
 use exitlab_sim::{SimVcpu, SimVm};
 use iced_x86::code_asm::*;
 use support::*;

@@ -38,10 +38,10 @@ fn kvm_round_trip(c: &mut Criterion) {
         return;
     }
     let w = exitlab_guest::find_workload("pio-out").expect("built in");
-    let image = w.build(&w.resolve(["n=2000"]).expect("valid")).expect("assembles");
+    let image = w.build(&w.resolve(["n=2000"]).expect("valid")).expect("assembles").boot_image();
     let mut group = c.benchmark_group("kvm_exit_round_trip");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
-    type Loop = fn(&mut exitlab_kvm::KvmVm, &exitlab_guest::Image) -> Result<LoopTime, exitlab_vmm::VmmError>;
+    type Loop = fn(&mut exitlab_kvm::KvmVm, &exitlab_guest::BootImage) -> Result<LoopTime, exitlab_vmm::VmmError>;
     for (name, f) in [("bare_kvm_run", bare_loop as Loop), ("exitlab_vmm", vmm_loop as Loop)] {
         group.bench_function(name, |b| {
             // Time per exit: each iteration is one exit's share of a run.

@@ -9,13 +9,13 @@
 //! window ([`Checked`]), recording refusals as the IOMMU would.
 
 use crate::ept::Ept;
+use crate::error::VmmError;
 use crate::interrupts::Posting;
-use crate::run::VmmError;
 use exitlab_arch::bits::ept;
 use exitlab_arch::iommu::{self, Fault, FaultReason, Irte, SourceId};
 use exitlab_guest::layout;
 use exitlab_hv::device::{Device, Dma, DmaError};
-use exitlab_hv::{Assignment, Vm};
+use exitlab_hv::{Assignment, VmxVm};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// The block device's requester ID: 00:03.0.
@@ -49,7 +49,11 @@ pub const DOORBELL_SOURCE: SourceId = SourceId(4 << 3);
 /// Programs the IOMMU: DMA remapping for the block device's requester over
 /// `window` (no other requester may DMA), and its interrupt message 0
 /// through remapping entry 0 (posted when `posting`).
-pub fn program_iommu<V: Vm>(vm: &mut V, window: DmaWindow, posting: Option<&Posting>) -> Result<(), VmmError> {
+pub fn program_iommu<M: VmxVm + ?Sized>(
+    vm: &mut M,
+    window: DmaWindow,
+    posting: Option<&Posting>,
+) -> Result<(), VmmError> {
     // Second-level tables share the EPT's format: one builder for both.
     let mut dma = Ept::new(vm)?;
     dma.map_identity(vm, window.start, window.len, ept::R | ept::W)?;
@@ -71,8 +75,8 @@ pub fn program_iommu<V: Vm>(vm: &mut V, window: DmaWindow, posting: Option<&Post
 /// Plugs `device` into the machine behind the (programmed) IOMMU as
 /// requester `source`, and maps its `len` bytes of registers at the
 /// guest's `gpa` in `ept`: the guest reaches them with no exit.
-pub fn plug<V: Vm>(
-    vm: &mut V,
+pub fn plug<M: VmxVm + ?Sized>(
+    vm: &mut M,
     ept: &mut Ept,
     device: Box<dyn Device>,
     source: SourceId,

@@ -2,9 +2,10 @@
 //! loop (bus dispatch, accounting, histograms) and through a bare loop that
 //! only re-enters the vCPU, so their ratio is what exitlab adds per exit.
 
-use crate::run::{load, run_image, VmmError};
-use exitlab_guest::layout;
-use exitlab_guest::Image;
+use crate::builder::load;
+use crate::error::VmmError;
+use crate::run::run_boot_image;
+use exitlab_guest::{layout, BootImage};
 use exitlab_hv::{HvError, Vcpu, Vm, VmExit};
 use std::time::Instant;
 
@@ -24,9 +25,9 @@ impl LoopTime {
 
 /// Runs `image` with the least a VMM can do: answer reads with all ones,
 /// drop writes, stop at the debug-exit port.
-pub fn bare_loop<V: Vm>(vm: &mut V, image: &Image) -> Result<LoopTime, VmmError> {
+pub fn bare_loop<V: Vm>(vm: &mut V, image: &BootImage) -> Result<LoopTime, VmmError> {
     load(vm, image)?;
-    let mut vcpu = vm.create_vcpu(0, &image.boot_layout().state)?;
+    let mut vcpu = vm.create_vcpu(0, &image.boot)?;
     let ones = [0xffu8; 4096];
     let mut exits = 0u64;
     let start = Instant::now();
@@ -48,8 +49,8 @@ pub fn bare_loop<V: Vm>(vm: &mut V, image: &Image) -> Result<LoopTime, VmmError>
 }
 
 /// Runs `image` through the full VMM loop and reports the same figures.
-pub fn vmm_loop<V: Vm>(vm: &mut V, image: &Image) -> Result<LoopTime, VmmError> {
-    let report = run_image(vm, image)?;
+pub fn vmm_loop<V: Vm>(vm: &mut V, image: &BootImage) -> Result<LoopTime, VmmError> {
+    let report = run_boot_image(vm, image, &crate::RunOptions::default())?;
     let all = report.accountant.all();
     Ok(LoopTime { exits: all.total_exits(), ns: all.end_ns.saturating_sub(all.start_ns) })
 }

@@ -8,13 +8,13 @@
 //! really trapped and emulated under `legacy`) and on KVM, where a failing
 //! case is a finding about the host.
 
-use crate::run::{run_image, GuestError, Outcome};
+use crate::error::VmmError;
+use crate::report::{GuestError, Outcome, RunReport};
 use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::vector;
 use exitlab_guest::layout::{MMIO_BENCH, PORT_POST};
 use exitlab_guest::program::{program_marked, Ring, Start};
-use exitlab_guest::Image;
-use exitlab_hv::Vm;
+use exitlab_guest::{BootImage, Image};
 use iced_x86::code_asm::*;
 use iced_x86::{Decoder, DecoderOptions};
 
@@ -166,10 +166,11 @@ pub struct CaseResult {
     pub pass: bool,
 }
 
-/// Runs `case` on `vm`. A backend failure is the case's result too (on
+/// Runs `case` with `run` (which builds and runs an image on a backend of
+/// the caller's choice). A backend failure is the case's result too (on
 /// KVM it is a finding about the host), so the suite always runs to the
 /// end.
-pub fn run_case<V: Vm>(case: &Case, vm: &mut V) -> CaseResult {
+pub fn run_case(case: &Case, run: impl FnOnce(&BootImage) -> Result<RunReport, VmmError>) -> CaseResult {
     let img = case.image();
     let (at, next) = bounds(&img);
     let expected = match case.expect {
@@ -177,7 +178,7 @@ pub fn run_case<V: Vm>(case: &Case, vm: &mut V) -> CaseResult {
         Expect::Fault { vector, error_code } => format!("vector {vector} at rip {at:#x}, error code {error_code:#x}"),
         Expect::Trap { vector } => format!("vector {vector} at rip {next:#x}"),
     };
-    let outcome = match run_image(vm, &img) {
+    let outcome = match run(&img.boot_image()) {
         Ok(report) => report.outcome,
         Err(e) => return CaseResult { name: case.name, expected, got: format!("the run failed: {e}"), pass: false },
     };

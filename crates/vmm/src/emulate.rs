@@ -7,12 +7,12 @@
 //! walks, device register operations, bytes copied.
 
 use crate::bus::{Bus, DeviceCtx, Hit};
-use crate::run::VmmError;
+use crate::error::VmmError;
 use crate::walk::walk;
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
 use exitlab_arch::bits::{efer, msr, rflags};
 use exitlab_arch::Regs;
-use exitlab_hv::{HandlerWork, Vcpu, Vm};
+use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
 use exitlab_x86::{alu, mask, sign_extend, Flags};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
 
@@ -38,7 +38,7 @@ pub struct Emulated {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CannotEmulate(pub String);
 
-struct Emulator<'a, 'c, V: Vm, C: Vcpu> {
+struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     vm: &'a V,
     vcpu: &'a mut C,
     bus: &'a mut Bus,
@@ -55,7 +55,7 @@ fn gpr(r: Register) -> Option<(usize, u8, bool)> {
     full.is_gpr64().then(|| ((full as usize) - (Register::RAX as usize), r.size() as u8, high))
 }
 
-impl<V: Vm, C: Vcpu> Emulator<'_, '_, V, C> {
+impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
     fn fail<T>(&self, msg: String) -> Result<T, CannotEmulate> {
         Err(CannotEmulate(msg))
     }
@@ -322,7 +322,7 @@ impl<V: Vm, C: Vcpu> Emulator<'_, '_, V, C> {
 
 /// Emulates the instruction at RIP, whose access to MMIO exited, and moves
 /// RIP past it. `Ok(Err(..))` is an instruction the VMM cannot emulate.
-pub fn emulate_mmio<V: Vm, C: Vcpu>(
+pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     vm: &V,
     vcpu: &mut C,
     bus: &mut Bus,

@@ -1,10 +1,10 @@
 //! The host's own periodic timer, as a guest feels it: on real hosts the
 //! host's tick interrupts a running guest (an exit) whatever the guest is
-//! doing; experiment E10 needs that to abort transactions. An image asks
+//! doing; experiment E10 needs that to abort transactions. A machine asks
 //! for it with `host_timer_hz`.
 
-use crate::run::VmmError;
-use exitlab_hv::Vcpu;
+use crate::error::VmmError;
+use exitlab_hv::VmxVcpu;
 
 /// The host's periodic timer tick, as the VMX-preemption timer programmed
 /// before each entry to expire at the next tick of a free-running clock
@@ -22,7 +22,11 @@ impl HostTick {
         HostTick { period_ns, next_ns: now_ns + period_ns, tsc_hz }
     }
 
-    pub fn arm<C: Vcpu>(&mut self, vcpu: &mut C, controls: &mut exitlab_arch::vmx::Controls) -> Result<(), VmmError> {
+    pub fn arm<C: VmxVcpu + ?Sized>(
+        &mut self,
+        vcpu: &mut C,
+        controls: &mut exitlab_arch::vmx::Controls,
+    ) -> Result<(), VmmError> {
         let now = vcpu.now_ns();
         if now >= self.next_ns {
             self.next_ns += ((now - self.next_ns) / self.period_ns + 1) * self.period_ns;

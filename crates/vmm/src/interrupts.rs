@@ -8,11 +8,12 @@
 //! interrupts through a posted-interrupt descriptor, as interrupt remapping
 //! in posted mode does.
 
+use crate::error::VmmError;
 use exitlab_arch::bits::rflags;
 use exitlab_arch::posted;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::vmx::PostedInterrupts;
-use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vcpu, Vm};
+use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vm, VmxVcpu, VmxVm};
 use std::collections::VecDeque;
 
 /// The notification vector the VMM programs: Linux's POSTED_INTR_VECTOR,
@@ -28,7 +29,7 @@ pub struct Posting {
 impl Posting {
     /// Builds the descriptor for the vCPU with xAPIC ID `apic_id` and turns
     /// posted-interrupt processing on in `controls`.
-    pub fn new<V: Vm>(vm: &mut V, controls: &mut Controls, apic_id: u8) -> Result<Posting> {
+    pub fn new<M: VmxVm + ?Sized>(vm: &mut M, controls: &mut Controls, apic_id: u8) -> Result<Posting> {
         let descriptor = vm.alloc_host_pages(1)?;
         let d = posted::Descriptor { nv: NOTIFICATION_VECTOR, ndst: apic_id, ..Default::default() };
         vm.write_host(descriptor, &d.to_bytes())?;
@@ -36,19 +37,28 @@ impl Posting {
         Ok(Posting { descriptor })
     }
 
+    /// The descriptor's host-physical address.
     pub fn descriptor(&self) -> u64 {
         self.descriptor
     }
 }
 
 /// Hands a device's `msi` to the guest, now or at `at_ns`: through the
-/// descriptor when posting, else as a plain MSI.
-pub fn deliver<V: Vm>(vm: &V, posting: Option<&Posting>, msi: Msi, at_ns: Option<u64>) -> Result<()> {
+/// descriptor when posting (which only a VMX backend has), at a moment of
+/// the backend's virtual clock when later, else as a plain MSI.
+pub fn deliver<V: Vm>(
+    vm: &V,
+    posting: Option<&Posting>,
+    msi: Msi,
+    at_ns: Option<u64>,
+) -> std::result::Result<(), VmmError> {
+    let missing = |extension| VmmError::Missing { exit: None, extension };
     match (posting, at_ns) {
-        (Some(p), at) => vm.post_interrupt(p.descriptor, msi.data as u8, at),
-        (None, Some(at)) => vm.signal_msi_at(msi, at),
-        (None, None) => vm.signal_msi(msi),
+        (Some(p), at) => vm.vmx().ok_or(missing("VMX"))?.post_interrupt(p.descriptor, msi.data as u8, at)?,
+        (None, Some(at)) => vm.virtual_clock().ok_or(missing("a virtual clock"))?.signal_msi_at(msi, at)?,
+        (None, None) => vm.signal_msi(msi)?,
     }
+    Ok(())
 }
 
 /// Interrupts the VMM holds for the guest.
@@ -58,17 +68,19 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Whether none wait.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
+    /// An interrupt arrived (an EXTERNAL_INTERRUPT exit).
     pub fn arrive(&mut self, vector: u8) {
         self.queue.push_back(vector);
     }
 
     /// Injects the next interrupt if the guest has interrupts enabled;
     /// keeps interrupt-window exiting on exactly while some wait.
-    pub fn service<C: Vcpu>(&mut self, vcpu: &mut C, controls: &mut Controls) -> Result<()> {
+    pub fn service<C: VmxVcpu + ?Sized>(&mut self, vcpu: &mut C, controls: &mut Controls) -> Result<()> {
         if !self.queue.is_empty() && vcpu.regs()?.rflags & rflags::IF != 0 {
             let vector = self.queue.pop_front().expect("not empty");
             vcpu.inject(Injection { kind: InjectionKind::External, ..Injection::exception(vector, None) })?;

@@ -10,6 +10,7 @@
 
 use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
 use crate::bus::{Device, DeviceCtx};
+use crate::error::VmmError;
 use exitlab_arch::iommu::Fault;
 use exitlab_hv::MsiSender;
 use std::cmp::Reverse;
@@ -107,13 +108,13 @@ const STOP: u64 = u64::MAX;
 const POKE: u64 = u64::MAX - 1;
 const TIMER: u64 = u64::MAX - 2;
 
-fn io_err(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("device thread: {what}: {e}")
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> VmmError {
+    move |source| VmmError::DeviceThread { what, source }
 }
 
 impl IoThread {
     /// Starts the thread on `work`.
-    pub fn start(work: Work) -> Result<IoThread, String> {
+    pub fn start(work: Work) -> Result<IoThread, VmmError> {
         let queue: Queue = Arc::default();
         let poke = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
         let stop = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
@@ -123,7 +124,7 @@ impl IoThread {
         };
         add(stop.as_raw_fd(), STOP)?;
         add(poke.as_raw_fd(), POKE)?;
-        let timer = TimerFd::new().map_err(|e| format!("device thread: timerfd: {e}"))?;
+        let timer = TimerFd::new().map_err(|e| io_err("timerfd")(std::io::Error::from_raw_os_error(e.errno())))?;
         add(timer.as_raw_fd(), TIMER)?;
         for (i, n) in work.notifiers.iter().enumerate() {
             add(n.fd.as_raw_fd(), i as u64)?;

@@ -13,22 +13,16 @@
 //!   the index: it sees the first write per page per harvest.
 
 use crate::ept::{Ept, RWX};
-use crate::run::VmmError;
+use crate::error::VmmError;
 use exitlab_arch::bits::ept;
 use exitlab_arch::vmx::Controls;
-use exitlab_hv::{HvError, Vcpu, Vm};
-
-/// How the VMM records writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    WriteProtect,
-    Pml,
-}
+use exitlab_guest::machine::{GuestRange, MonitorKind};
+use exitlab_hv::{VmxVcpu, VmxVm};
 
 /// The monitor's state and what it saw.
 #[derive(Clone, Debug)]
 pub struct Monitor {
-    pub kind: Kind,
+    pub kind: MonitorKind,
     pub start: u64,
     pub len: u64,
     pml_page: u64,
@@ -38,30 +32,21 @@ pub struct Monitor {
     pub log: Vec<u64>,
 }
 
-/// Parses an image's `watch` request: `0xSTART+0xLEN`.
-pub fn parse_range(text: &str) -> Option<(u64, u64)> {
-    let (a, b) = text.split_once('+')?;
-    let num = |s: &str| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
-    Some((num(a)?, num(b)?))
-}
-
 impl Monitor {
-    /// Sets the range up in `ept` and `controls`.
-    pub fn new<V: Vm>(
-        vm: &mut V,
+    /// Sets `range` up in `ept` and `controls`. A PML monitor needs
+    /// hardware with PML (`Capabilities::pml`), which the caller checks.
+    pub fn new<M: VmxVm + ?Sized>(
+        vm: &mut M,
         ept: &mut Ept,
         controls: &mut Controls,
-        kind: Kind,
-        start: u64,
-        len: u64,
+        kind: MonitorKind,
+        range: GuestRange,
     ) -> Result<Monitor, VmmError> {
+        let GuestRange { start, len } = range;
         let mut pml_page = 0;
         match kind {
-            Kind::WriteProtect => ept.protect(vm, start, len, ept::R | ept::X)?,
-            Kind::Pml => {
-                if !vm.capabilities().pml {
-                    return Err(HvError::Backend("this hardware profile has no PML".into()).into());
-                }
+            MonitorKind::WriteProtect => ept.protect(vm, start, len, ept::R | ept::X)?,
+            MonitorKind::Pml => {
                 ept.protect(vm, start, len, RWX)?;
                 pml_page = vm.alloc_host_pages(1)?;
                 controls.enable_pml = true;
@@ -76,9 +61,9 @@ impl Monitor {
     }
 
     /// A write to a protected page: log it and let it through once.
-    pub fn write_fault<V: Vm, C: Vcpu>(
+    pub fn write_fault<M: VmxVm + ?Sized, C: VmxVcpu + ?Sized>(
         &mut self,
-        vm: &mut V,
+        vm: &mut M,
         vcpu: &mut C,
         ept: &mut Ept,
         controls: &mut Controls,
@@ -96,9 +81,9 @@ impl Monitor {
 
     /// The monitor-trap exit after the write: protect the page again.
     /// Returns whether this exit was the monitor's.
-    pub fn stepped<V: Vm, C: Vcpu>(
+    pub fn stepped<M: VmxVm + ?Sized, C: VmxVcpu + ?Sized>(
         &mut self,
-        vm: &mut V,
+        vm: &mut M,
         vcpu: &mut C,
         ept: &mut Ept,
         controls: &mut Controls,
@@ -113,7 +98,12 @@ impl Monitor {
 
     /// Harvests the page-modification log: records its entries, clears the
     /// dirty flags they name, resets the index. Returns the entry count.
-    pub fn harvest<V: Vm, C: Vcpu>(&mut self, vm: &mut V, vcpu: &mut C, ept: &mut Ept) -> Result<u32, VmmError> {
+    pub fn harvest<M: VmxVm + ?Sized, C: VmxVcpu + ?Sized>(
+        &mut self,
+        vm: &mut M,
+        vcpu: &mut C,
+        ept: &mut Ept,
+    ) -> Result<u32, VmmError> {
         let index = vcpu.pml_index()?;
         // Entries fill from 511 down; the next free one is `index`.
         let first = if index > 511 { 0 } else { u32::from(index) + 1 };

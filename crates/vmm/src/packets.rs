@@ -1,11 +1,12 @@
 //! Per-packet figures of the ping-pong workloads (experiment E2): the
 //! round trips the guest measured itself (RDTSC at send and at receive,
-//! one u64 per echo in a log in its memory; the image names the log and
-//! which entries are the measured ones), and the measure phase's exits,
+//! one u64 per echo in a log in its memory; the machine description names
+//! the log and which entries are the measured ones), and the measure
+//! phase's exits,
 //! VMM handler time and device interrupts divided by the packets.
 
 use crate::account::PhaseStats;
-use exitlab_guest::Image;
+use exitlab_guest::machine::GuestLog;
 use exitlab_hv::Vm;
 use serde::Serialize;
 
@@ -44,13 +45,11 @@ impl PacketStats {
     }
 }
 
-/// Reads the measured round trips, converted from TSC ticks at `tsc_hz`;
-/// empty when the image logs none or the TSC rate is unknown.
-pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Vec<u64> {
-    if tsc_hz == 0 {
-        return Vec::new();
-    }
-    let log = measured::<V, 1>(vm, image, ["latency_log", "packets_from", "packets"]);
+/// Reads the measured round trips from `log`, converted from TSC ticks at
+/// `tsc_hz`; empty when the guest logs none or the TSC rate is unknown.
+pub fn round_trips<V: Vm>(vm: &V, log: Option<&GuestLog>, tsc_hz: u64) -> Vec<u64> {
+    let Some(log) = log.filter(|_| tsc_hz > 0) else { return Vec::new() };
+    let log = measured::<V, 1>(vm, log);
     log.into_iter().map(|[ticks]| ns(ticks, tsc_hz)).collect()
 }
 
@@ -59,26 +58,23 @@ pub fn round_trips<V: Vm>(vm: &V, image: &Image, tsc_hz: u64) -> Vec<u64> {
 /// took it (its TSC, in ns at `tsc_hz`). Only where the TSC and the
 /// device's clock count from the same moment (the simulator: both are its
 /// virtual clock); empty elsewhere.
-pub fn irq_latencies<V: Vm>(vm: &V, image: &Image, tsc_hz: u64, same_clock: bool) -> Vec<u64> {
-    if tsc_hz == 0 || !same_clock {
-        return Vec::new();
-    }
-    let log = measured::<V, 2>(vm, image, ["irq_latency_log", "latency_from", "latency_count"]);
+pub fn irq_latencies<V: Vm>(vm: &V, log: Option<&GuestLog>, tsc_hz: u64, same_clock: bool) -> Vec<u64> {
+    let Some(log) = log.filter(|_| tsc_hz > 0 && same_clock) else { return Vec::new() };
+    let log = measured::<V, 2>(vm, log);
     log.into_iter().map(|[taken, done_ns]| ns(taken, tsc_hz).saturating_sub(done_ns)).collect()
 }
 
-/// The measured entries of a log in guest memory, `WORDS` u64s each: the
-/// image names the log's address, its first measured entry and how many
-/// (`keys`). Stops where guest memory ends.
-fn measured<V: Vm, const WORDS: usize>(vm: &V, image: &Image, keys: [&str; 3]) -> Vec<[u64; WORDS]> {
-    let [log, from, count] = keys.map(|k| image.requests.get(k).and_then(|v| parse(v)));
-    let (Some(log), Some(from), Some(count)) = (log, from, count) else { return Vec::new() };
+/// The measured entries of a log in guest memory, `WORDS` u64s each.
+/// Stops where guest memory ends.
+fn measured<V: Vm, const WORDS: usize>(vm: &V, log: &GuestLog) -> Vec<[u64; WORDS]> {
     let mut out = Vec::new();
-    for i in from..from.saturating_add(count) {
+    for i in log.first..log.first.saturating_add(log.count) {
         let mut entry = [0u64; WORDS];
         for (w, word) in entry.iter_mut().enumerate() {
             let mut b = [0u8; 8];
-            if vm.read_memory(log + 8 * (WORDS as u64 * i + w as u64), &mut b).is_err() {
+            let word_index = (WORDS as u64).checked_mul(i).and_then(|x| x.checked_add(w as u64));
+            let at = word_index.and_then(|x| x.checked_mul(8)).and_then(|o| log.gpa.checked_add(o));
+            if at.is_none_or(|at| vm.read_memory(at, &mut b).is_err()) {
                 return out;
             }
             *word = u64::from_le_bytes(b);
@@ -91,13 +87,6 @@ fn measured<V: Vm, const WORDS: usize>(vm: &V, image: &Image, keys: [&str; 3]) -
 /// TSC ticks at `tsc_hz` as nanoseconds.
 fn ns(ticks: u64, tsc_hz: u64) -> u64 {
     (u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz)) as u64
-}
-
-fn parse(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
 }
 
 /// The distribution of round trips.

@@ -9,11 +9,12 @@ use crate::bus::{Bus, Device, DeviceCtx};
 use crate::devices::{
     BlockDevice, Coalescing, Doorbell, KickDoorbell, KickHandle, MmioScratch, Pic, PostPort, Serial, VirtioNet, E1000,
 };
+use crate::error::VmmError;
 use crate::interrupts::Posting;
 use crate::iothread::{IoThread, Notifier, Shared, SharedDevice, Work};
-use crate::run::VmmError;
 use exitlab_arch::iommu::Fault;
-use exitlab_guest::{layout, nic, Image};
+use exitlab_guest::machine::{MachineConfig, Nic};
+use exitlab_guest::{layout, nic};
 use exitlab_hv::{Msi, Vm};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -69,21 +70,16 @@ pub struct ToAssign {
     pub doorbell: Option<KickDoorbell>,
 }
 
-fn number(image: &Image, key: &str) -> Result<Option<u64>, VmmError> {
-    image.requests.get(key).map_or(Ok(None), |v| {
-        v.parse().map(Some).map_err(|_| VmmError::Load(format!("`{key}` {v:?} is not a whole number")))
-    })
-}
-
 impl Platform {
-    /// The fixed devices, the network card the image asks for (`net`),
-    /// and the block device (`device` = blk), which is returned instead of
-    /// plugged in when `assign` says the VMM will give it to the guest
-    /// behind the IOMMU. On a backend in host time the devices that keep
-    /// time get a device thread.
+    /// The fixed devices, the network cards and the block device `machine`
+    /// asks for. The block device is returned instead of plugged in when
+    /// `assign` says the VMM will give it to the guest behind the IOMMU; a
+    /// kick doorbell is always returned, since it only exists behind one
+    /// (the caller refuses a machine that asks for it without one). On a
+    /// backend in host time the devices that keep time get a device thread.
     pub fn new<V: Vm>(
         vm: &mut V,
-        image: &Image,
+        machine: &MachineConfig,
         assign: bool,
         fast: FastPath,
     ) -> Result<(Platform, ToAssign), VmmError> {
@@ -99,73 +95,74 @@ impl Platform {
             .expect(fixed);
         // Devices that keep their own time: on a host-time backend they are
         // shared with the device thread.
-        let host_time = vm.clock_epoch();
+        let epoch = vm.host().map(|h| h.clock_epoch());
         let mut shared: Vec<SharedDevice> = Vec::new();
+        let mut virtio = None;
+        // Plugs a device in; returns its index among the shared ones.
         let mut plug = |mmio: &mut Bus, name: &'static str, base: u64, len: u64, device: Box<dyn Device>| {
-            let device: Box<dyn Device> = match host_time {
+            let (device, index): (Box<dyn Device>, _) = match epoch {
                 Some(_) => {
                     let d: SharedDevice = Arc::new(Mutex::new(device));
                     shared.push(d.clone());
-                    Box::new(Shared(d))
+                    (Box::new(Shared(d)), Some(shared.len() - 1))
                 }
-                None => device,
+                None => (device, None),
             };
             mmio.insert(name, base, len, device).expect(fixed);
+            index
         };
-        let wire_ns = number(image, "wire_ns")?.unwrap_or(0);
-        let card = image.requests.get("net").map(String::as_str);
-        match card {
-            None => {}
-            Some("e1000") => {
-                plug(&mut mmio, "e1000", nic::E1000_BAR, nic::E1000_BAR_SIZE, Box::new(E1000::new(wire_ns)))
+        for nic in &machine.nics {
+            match *nic {
+                Nic::E1000 { wire_ns } => {
+                    plug(&mut mmio, "e1000", nic::E1000_BAR, nic::E1000_BAR_SIZE, Box::new(E1000::new(wire_ns)));
+                }
+                Nic::VirtioNet { wire_ns, coalesce, .. } => {
+                    let c = Coalescing { n: coalesce.frames, tau_ns: coalesce.delay_us.saturating_mul(1000) };
+                    let card = Box::new(VirtioNet::new(wire_ns, c));
+                    virtio = plug(&mut mmio, "virtio-net", nic::VIRTIO_NET_BAR, nic::VIRTIO_NET_BAR_SIZE, card);
+                }
             }
-            Some("virtio") => {
-                let n = number(image, "coalesce_n")?.unwrap_or(0);
-                let tau_ns = number(image, "coalesce_us")?.unwrap_or(0).saturating_mul(1000);
-                let c = Coalescing { n: u32::try_from(n).unwrap_or(u32::MAX), tau_ns };
-                let nic = Box::new(VirtioNet::new(wire_ns, c));
-                plug(&mut mmio, "virtio-net", nic::VIRTIO_NET_BAR, nic::VIRTIO_NET_BAR_SIZE, nic);
-            }
-            Some(other) => return Err(VmmError::Load(format!("unknown network card `{other}` (e1000, virtio)"))),
         }
         let mut window = DmaWindow { start: 0, len: vm.memory_size() };
         let mut to_assign = ToAssign::default();
-        if image.requests.get("device").map(String::as_str) == Some("blk") {
-            let rate = number(image, "blk_rate")?.filter(|&r| r > 0);
-            let rate = rate.ok_or_else(|| VmmError::Load("the block device needs a `blk_rate` above 0".into()))?;
-            if let Some(w) = image.requests.get("dma") {
-                let (start, len) = crate::monitor::parse_range(w)
-                    .ok_or_else(|| VmmError::Load(format!("`dma` {w:?} is not 0xSTART+0xLEN")))?;
-                window = DmaWindow { start, len };
+        if let Some(block) = &machine.block {
+            if let Some(dma) = block.dma {
+                window = DmaWindow { start: dma.start, len: dma.len };
             }
-            let device = BlockDevice::new(BLK_SECTORS, 1_000_000_000 / rate);
+            let device = BlockDevice::new(BLK_SECTORS, 1_000_000_000 / block.rate.get());
             if assign {
                 to_assign.blk = Some(device);
             } else {
                 plug(&mut mmio, BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device));
             }
         }
-        let thread = match host_time {
-            Some(epoch) if !shared.is_empty() => {
+        let mut kicks = None;
+        if let Some(Nic::VirtioNet { kick_doorbell: Some(k), .. }) = machine.virtio_net() {
+            let n = u32::try_from(k.kicks.get()).unwrap_or(u32::MAX);
+            let (doorbell, handle) = KickDoorbell::new(n, k.delay_us.saturating_mul(1000));
+            to_assign.doorbell = Some(doorbell);
+            kicks = Some(handle);
+        }
+        let thread = match (epoch, vm.host()) {
+            (Some(epoch), Some(host)) if !shared.is_empty() => {
                 let mut senders = Vec::new();
                 for k in 0..MESSAGES {
-                    senders.push(vm.msi_sender(Msi::fixed(0, layout::DEVICE_VECTOR + k), fast.irqfd)?);
+                    senders.push(host.msi_sender(Msi::fixed(0, layout::DEVICE_VECTOR + k), fast.irqfd)?);
                 }
                 let mut notifiers = Vec::new();
-                if card == Some("virtio") && fast.ioeventfd {
-                    // The card is the first device shared.
+                if let (Some(device), true) = (virtio, fast.ioeventfd) {
                     for q in [nic::virtio::RXQ, nic::virtio::TXQ] {
-                        let fd = vm.notify_eventfd(nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, u32::from(q))?;
-                        notifiers.push(Notifier { fd, device: 0, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
+                        let gpa = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
+                        let fd = host.notify_eventfd(gpa, u32::from(q))?;
+                        notifiers.push(Notifier { fd, device, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
                     }
                 }
                 let memory = vm.guest_memory().clone();
-                let work = Work { devices: shared, notifiers, senders, memory, window, epoch };
-                Some(IoThread::start(work).map_err(VmmError::Load)?)
+                Some(IoThread::start(Work { devices: shared, notifiers, senders, memory, window, epoch })?)
             }
             _ => None,
         };
-        let mut platform = Platform {
+        let platform = Platform {
             pio,
             mmio,
             window,
@@ -174,19 +171,8 @@ impl Platform {
             wakes: BTreeSet::new(),
             asked: BTreeSet::new(),
             thread,
-            kicks: None,
+            kicks,
         };
-        if let Some(n) = number(image, "kick_n")? {
-            if card != Some("virtio") || !assign {
-                return Err(VmmError::Load(
-                    "a coalescing kick doorbell is machine hardware for virtio-net: it needs the simulator's modern profile (an IOMMU)".into(),
-                ));
-            }
-            let tau_ns = number(image, "kick_us")?.unwrap_or(0).saturating_mul(1000);
-            let (doorbell, handle) = KickDoorbell::new(u32::try_from(n).unwrap_or(u32::MAX), tau_ns);
-            to_assign.doorbell = Some(doorbell);
-            platform.kicks = Some(handle);
-        }
         Ok((platform, to_assign))
     }
 
@@ -246,7 +232,8 @@ impl Platform {
         }
         for t in std::mem::take(&mut self.wakes) {
             if self.asked.insert(t) {
-                vm.wake_vmm_at(t)?;
+                let clock = vm.virtual_clock().ok_or(VmmError::Missing { exit: None, extension: "a virtual clock" })?;
+                clock.wake_vmm_at(t)?;
             }
         }
         Ok(())

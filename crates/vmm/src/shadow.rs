@@ -12,10 +12,10 @@
 //! Shadow entries are read-only until the first write, so the guest's
 //! dirty bits stay exact.
 
-use crate::run::VmmError;
+use crate::error::VmmError;
 use crate::walk::walk;
 use exitlab_arch::bits::{cr0, efer, msr, pf_error, pte};
-use exitlab_hv::{Injection, ShadowFlags, Vcpu, Vm};
+use exitlab_hv::{Injection, ShadowFlags, Vm, VmxVcpu};
 
 /// What the VMM did with a #PF exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum FaultResolution {
 }
 
 /// Handles a #PF exit at `linear` with the hardware's `error_code`.
-pub fn page_fault<V: Vm, C: Vcpu>(
+pub fn page_fault<V: Vm, C: VmxVcpu + ?Sized>(
     vm: &V,
     vcpu: &mut C,
     linear: u64,

@@ -2,7 +2,7 @@
 //! shadow-paging fault handler and the instruction emulator both need.
 //! Each walk is one unit of `HandlerWork::page_walks`.
 
-use crate::run::VmmError;
+use crate::error::VmmError;
 use exitlab_arch::bits::pte;
 use exitlab_hv::Vm;
 

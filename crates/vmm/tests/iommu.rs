@@ -7,6 +7,7 @@
 use exitlab_arch::iommu::{Fault, FaultReason};
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout::{blk, BLK_BAR};
+use exitlab_guest::machine::{Block, GuestRange};
 use exitlab_guest::program::{program, Ring, Start};
 use exitlab_hv::Vm;
 use exitlab_sim::profile::Profile;
@@ -15,6 +16,7 @@ use exitlab_vmm::assign::BLK_SOURCE;
 use exitlab_vmm::devices::pattern;
 use exitlab_vmm::{run_image, Outcome, RunReport};
 use iced_x86::code_asm::*;
+use std::num::NonZeroU64;
 
 const WINDOW: u64 = 0x100_0000;
 const WINDOW_LEN: u64 = 0x10_0000;
@@ -54,9 +56,8 @@ fn run(profile: &str) -> (SimVm, RunReport) {
         a.mov(eax, dword_ptr(rdi + blk::STATUS as i32))
     })
     .unwrap();
-    img.requests.insert("device".into(), "blk".into());
-    img.requests.insert("blk_rate".into(), "100000".into());
-    img.requests.insert("dma".into(), format!("{WINDOW:#x}+{WINDOW_LEN:#x}"));
+    let rate = NonZeroU64::new(100_000).unwrap();
+    img.machine.block = Some(Block { rate, dma: Some(GuestRange { start: WINDOW, len: WINDOW_LEN }) });
     let mut vm = SimVm::with_profile(img.memory_size, Profile::load(profile).unwrap(), 0).unwrap();
     vm.write_memory(OUTSIDE, &[0x77; 4096]).unwrap();
     request(&vm, 0, blk::OP_READ, 2, 5, INSIDE);

@@ -4,9 +4,9 @@
 
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout::Phase;
+use exitlab_guest::machine::MonitorKind as Kind;
 use exitlab_hv::Vm;
 use exitlab_sim::SimVm;
-use exitlab_vmm::monitor::Kind;
 use exitlab_vmm::{run_image, Outcome, RunReport};
 
 const WATCH: u64 = 8 << 20;

@@ -381,8 +381,9 @@ impl Machine<'_> {
         Ok(block)
     }
 
-    /// "rip 0x...: bytes 0f 0b (ud2)" for reports.
-    pub fn describe(&mut self, rip: u64) -> String {
+    /// The instruction at `rip` the simulator does not model: its bytes and
+    /// disassembly, for reports.
+    pub fn describe(&mut self, rip: u64) -> exitlab_hv::Unmodelled {
         let mut bytes = Vec::new();
         for i in 0..15 {
             let user = self.cpu.cpl() == 3;
@@ -400,8 +401,8 @@ impl Machine<'_> {
         let instr = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
         let mut text = String::new();
         IntelFormatter::new().format(&instr, &mut text);
-        let hex: Vec<String> = bytes.iter().take(instr.len().max(1)).map(|b| format!("{b:02x}")).collect();
-        format!("instruction at rip {rip:#x} not modelled by the simulator: bytes {} ({text})", hex.join(" "))
+        bytes.truncate(instr.len().max(1));
+        exitlab_hv::Unmodelled { rip, bytes, disassembly: text, by: "the simulator" }
     }
 }
 

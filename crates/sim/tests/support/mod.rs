@@ -7,7 +7,7 @@ use exitlab_arch::vmx::Controls;
 use exitlab_guest::layout::{self, MAILBOX, PORT_DEBUG_EXIT, PORT_REPORT};
 use exitlab_guest::program::{program, Ring, Start};
 use exitlab_guest::{Image, MailboxReport};
-use exitlab_hv::{Completion, HvError, Injection, InjectionKind, Vcpu, Vm, VmExit};
+use exitlab_hv::{Completion, HvError, Injection, InjectionKind, Vcpu, Vm, VmExit, VmxVcpu};
 use exitlab_sim::{SimVcpu, SimVm};
 use iced_x86::code_asm::*;
 
@@ -61,7 +61,7 @@ pub fn run_on(mut vm: SimVm, img: &Image, read_value: u64, controls: Option<&Con
     let end = loop {
         let exit = match vcpu.run() {
             Ok(e) => e,
-            Err(HvError::Unsupported(s)) => break End::Unsupported(s),
+            Err(HvError::Unsupported(u)) => break End::Unsupported(u.to_string()),
             Err(e) => panic!("{e}"),
         };
         match &exit {

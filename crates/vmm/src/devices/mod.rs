@@ -3,6 +3,9 @@
 mod blk;
 mod doorbell;
 mod e1000;
+// Test helpers, outside the production API: the `testing` feature turns
+// them on for the fuzz targets (fuzz/Cargo.toml) and tests elsewhere.
+#[cfg(any(test, feature = "testing"))]
 pub mod hostile;
 mod isolated;
 mod kick;
@@ -10,8 +13,8 @@ mod pic;
 mod post;
 mod scratch;
 mod serial;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod virtio_net;
 mod wire;
 

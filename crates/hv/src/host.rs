@@ -1,0 +1,47 @@
+//! How devices keep time with the guest, one extension per kind of clock.
+//!
+//! A backend in virtual time (the simulator) implements [`VirtualClock`]:
+//! the VMM's device deadlines and timed interrupts are events in the
+//! backend's own clock. A backend in host time (KVM) implements
+//! [`HostVm`]: devices run on a thread of the VMM's own, which reaches the
+//! guest through the host kernel (irqfds, ioeventfds) while the vCPU runs;
+//! its guest memory sits in memory slots the VMM can rearrange.
+
+use crate::error::Result;
+use crate::Msi;
+
+/// Sends one interrupt; callable from any thread.
+pub type MsiSender = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
+/// A backend whose clock is virtual: device work happens at moments of it.
+pub trait VirtualClock {
+    /// Makes the vCPU's run call return [`crate::HvError::Interrupted`]
+    /// once the backend's clock reaches `at_ns` (a device's timer: a packet
+    /// arriving from the wire), so the VMM can let its devices work then.
+    fn wake_vmm_at(&self, at_ns: u64) -> Result<()>;
+
+    /// Delivers an MSI at a moment of the backend's clock (a device whose
+    /// interrupts keep their own time).
+    fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()>;
+}
+
+/// A backend in host time whose kernel does I/O work for the VMM (KVM).
+pub trait HostVm {
+    /// The moment the backend's clock counts from: a device thread reads
+    /// the same clock from it.
+    fn clock_epoch(&self) -> std::time::Instant;
+
+    /// A way for a device thread to send `msi`: through an irqfd (the
+    /// kernel injects it with no userspace on the way) or, with `irqfd`
+    /// false, an interrupt-injection call from userspace.
+    fn msi_sender(&mut self, msi: Msi, irqfd: bool) -> Result<MsiSender>;
+
+    /// An ioeventfd: guest writes of `datamatch` (32 bits) to MMIO `gpa`
+    /// signal the returned eventfd instead of exiting to userspace.
+    fn notify_eventfd(&mut self, gpa: u64, datamatch: u32) -> Result<vmm_sys_util::eventfd::EventFd>;
+
+    /// Takes guest RAM `gpa..gpa+len` out of the guest's view (the memory
+    /// slot is split around it): every access there is then MMIO, which
+    /// exits to the VMM. The VMM's own view of the memory stays.
+    fn unmap(&mut self, gpa: u64, len: u64) -> Result<()>;
+}

@@ -1,0 +1,56 @@
+//! Interrupts and events: HLT, exceptions the VMM reflects, external
+//! interrupts it queues for injection, the single-step #DB it owes after
+//! completing an instruction, and exits it does not handle.
+
+use super::Flow;
+use crate::error::VmmError;
+use crate::report::{GuestError, Outcome};
+use crate::state::Vmm;
+use exitlab_arch::bits::{dr6, rflags};
+use exitlab_arch::ExitReason;
+use exitlab_hv::{Injection, Vcpu, Vm, VmxVcpu};
+
+/// HLT: the vCPU halts until something wakes it; nothing ever will when
+/// its interrupts are masked and the VMM holds none.
+pub(super) fn hlt<V: Vm>(vmm: &mut Vmm<'_, V>) -> Result<Flow, VmmError> {
+    let wakes = vmm.vcpu.halt()?;
+    let held = vmm.vmx.as_ref().is_some_and(|v| !v.pending.is_empty());
+    if wakes.is_none() && !held {
+        return Ok(Flow::End(Outcome::GuestError(GuestError::HaltedForever)));
+    }
+    Ok(Flow::Resume)
+}
+
+/// An exception in the exception bitmap that is not the VMM's (#PF is,
+/// under shadow paging): reflected into the guest unchanged.
+pub(super) fn exception<V: Vm>(vmm: &mut Vmm<'_, V>, vector: u8, error_code: Option<u32>) -> Result<Flow, VmmError> {
+    vmm.vmx_vcpu(ExitReason::ExceptionNmi)?.inject(Injection::exception(vector, error_code))?;
+    Ok(Flow::Resume)
+}
+
+/// An interrupt for the guest under external-interrupt exiting: held until
+/// the guest can take it.
+pub(super) fn external_interrupt<V: Vm>(vmm: &mut Vmm<'_, V>, vector: u8) -> Result<Flow, VmmError> {
+    let missing = VmmError::Missing { exit: Some(ExitReason::ExternalInterrupt), extension: "VMX" };
+    vmm.vmx.as_mut().ok_or(missing)?.pending.arrive(vector);
+    Ok(Flow::Resume)
+}
+
+/// An exit this VMM has no handler for: the run ends, naming it.
+pub(super) fn unhandled(reason: ExitReason, qualification: u64) -> Flow {
+    let e = GuestError::UnhandledExit(format!("{reason} (qualification {qualification:#x})"));
+    Flow::End(Outcome::GuestError(e))
+}
+
+/// After the VMM completed an instruction for the guest: if the guest was
+/// single-stepping (RFLAGS.TF), the #DB the instruction owes is the VMM's
+/// to raise, through event injection with DR6.BS, so the guest's handler
+/// sees RIP after the instruction as on bare metal.
+pub(super) fn single_step_trap<C: VmxVcpu + ?Sized>(vcpu: &mut C) -> Result<(), VmmError> {
+    if vcpu.regs()?.rflags & rflags::TF != 0 {
+        let mut inj = Injection::exception(exitlab_arch::vector::DB, None);
+        inj.dr6 = dr6::BS;
+        vcpu.inject(inj)?;
+    }
+    Ok(())
+}
