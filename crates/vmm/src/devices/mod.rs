@@ -1,13 +1,20 @@
-//! Device models on the exitlab machine's buses.
+//! Device models on the exitlab machine's buses. The PC platform's models
+//! (ioapic, irq_chip, isa_irq, pit, rtc and the rest below pic) are public
+//! modules so their register names travel with them.
 
 mod blk;
 mod doorbell;
 mod e1000;
 pub mod hostile;
+pub mod ioapic;
+pub mod irq_chip;
+pub mod isa_irq;
 mod isolated;
 mod kick;
-mod pic;
+pub mod pic;
+pub mod pit;
 mod post;
+pub mod rtc;
 mod scratch;
 mod serial;
 #[cfg(test)]
