@@ -1,22 +1,32 @@
 //! Device models on the exitlab machine's buses. The PC platform's models
-//! (ioapic, irq_chip, isa_irq, pit, rtc and the rest below pic) are public
-//! modules so their register names travel with them.
+//! (acpi, acpi_pm, debug_exit, fw_cfg, i8042, ioapic, irq_chip, isa_irq,
+//! pci, pic, pit, power, reset, rtc, testdev) are public modules, so their
+//! register names travel with them; none is on the platform's buses yet.
 
+pub mod acpi;
+pub mod acpi_pm;
 mod blk;
+pub mod debug_exit;
 mod doorbell;
 mod e1000;
+pub mod fw_cfg;
 pub mod hostile;
+pub mod i8042;
 pub mod ioapic;
 pub mod irq_chip;
 pub mod isa_irq;
 mod isolated;
 mod kick;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 mod post;
+pub mod power;
+pub mod reset;
 pub mod rtc;
 mod scratch;
 mod serial;
+pub mod testdev;
 #[cfg(test)]
 mod testing;
 mod virtio_net;
