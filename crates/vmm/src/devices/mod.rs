@@ -17,6 +17,7 @@ pub mod irq_chip;
 pub mod isa_irq;
 mod isolated;
 mod kick;
+pub mod pc_board;
 pub mod pci;
 pub mod pic;
 pub mod pit;
