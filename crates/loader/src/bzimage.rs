@@ -94,7 +94,7 @@ pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
     }
     let mut place = Placer::new(options.memory);
     let load = u64::from(hdr.code32_start);
-    place.image("bzImage kernel".into(), load, image[setup as usize..].to_vec(), 0)?;
+    place.image("bzImage kernel".into(), load, &image[setup as usize..], 0)?;
     let entry = load + ENTRY_64;
     place.entry(entry)?;
     reserve_working_memory(&mut place, &hdr, load, load + (file_len - setup))?;

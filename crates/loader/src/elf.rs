@@ -227,7 +227,7 @@ fn symbol_table(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<Symbols, Load
 /// does).
 pub fn place_segments(parsed: &Parsed, image: &[u8], place: &mut Placer) -> Result<u64, LoadError> {
     for s in &parsed.segments {
-        let bytes = image[s.offset as usize..(s.offset + s.filesz) as usize].to_vec();
+        let bytes = &image[s.offset as usize..(s.offset + s.filesz) as usize];
         place.image(format!("ELF segment {}", s.index), s.paddr, bytes, s.memsz - s.filesz)?;
     }
     let entry = parsed

@@ -179,7 +179,7 @@ pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
 
 fn load_flat(image: &[u8], memory: u64, flat: FlatOptions) -> Result<LoadedGuest, LoadError> {
     let mut place = place::Placer::new(memory);
-    place.image("flat image".into(), flat.load, image.to_vec(), 0)?;
+    place.image("flat image".into(), flat.load, image, 0)?;
     place.entry(flat.entry)?;
     let boot = match flat.mode {
         CpuMode::Real => entry::real_mode(flat.entry).ok_or(LoadError::BadField {

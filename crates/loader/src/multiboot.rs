@@ -122,7 +122,7 @@ fn place_kludge(image: &[u8], at: usize, place: &mut Placer) -> Result<u64, Load
         end if end < load_addr + len => return Err(bad("bss_end_addr", end, "below the end of the loaded bytes")),
         end => end - (load_addr + len),
     };
-    let bytes = image[start as usize..(start + len) as usize].to_vec();
+    let bytes = &image[start as usize..(start + len) as usize];
     place.image("multiboot image".into(), load_addr, bytes, zeros)?;
     place.entry(entry_addr)?;
     Ok(entry_addr)

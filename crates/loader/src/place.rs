@@ -55,10 +55,12 @@ impl Placer {
     }
 
     /// Places the image's own bytes, followed by `zeros` zero bytes; the
-    /// entry point must fall in the bytes of one of these.
-    pub fn image(&mut self, what: String, gpa: u64, bytes: Vec<u8>, zeros: u64) -> Result<(), LoadError> {
+    /// entry point must fall in the bytes of one of these. The bytes are
+    /// copied only once the range is known to fit.
+    pub fn image(&mut self, what: String, gpa: u64, bytes: &[u8], zeros: u64) -> Result<(), LoadError> {
         let len = (bytes.len() as u64).saturating_add(zeros);
         self.reserve(what.clone(), gpa, len)?;
+        let bytes = bytes.to_vec();
         if !bytes.is_empty() {
             self.image_ranges.push((gpa, gpa + bytes.len() as u64));
         }
@@ -106,8 +108,8 @@ mod tests {
         );
         assert!(matches!(p.data("c".into(), 0xf_0000, vec![0; 1]), Err(LoadError::OutsideMemory { .. })));
         assert!(matches!(p.data("d".into(), 0x3f_ffff, vec![0; 2]), Err(LoadError::OutsideMemory { .. })));
-        assert!(matches!(p.image("e".into(), u64::MAX, vec![0; 2], 0), Err(LoadError::OutsideMemory { .. })));
-        assert!(matches!(p.image("f".into(), 0x20_0000, vec![], u64::MAX), Err(LoadError::OutsideMemory { .. })));
+        assert!(matches!(p.image("e".into(), u64::MAX, &[0; 2], 0), Err(LoadError::OutsideMemory { .. })));
+        assert!(matches!(p.image("f".into(), 0x20_0000, &[], u64::MAX), Err(LoadError::OutsideMemory { .. })));
         p.data("g".into(), 0x9_f000, vec![0; 0xc00]).unwrap();
         assert_eq!(p.end(), 0x10_1000);
     }
@@ -115,7 +117,7 @@ mod tests {
     #[test]
     fn entry_must_be_in_image_bytes_not_bss_or_tables() {
         let mut p = Placer::new(0x40_0000);
-        p.image("seg".into(), 0x10_0000, vec![0x90; 16], 16).unwrap();
+        p.image("seg".into(), 0x10_0000, &[0x90; 16], 16).unwrap();
         p.data("table".into(), 0x1000, vec![0; 16]).unwrap();
         assert!(p.entry(0x10_000f).is_ok());
         assert_eq!(p.entry(0x10_0010), Err(LoadError::EntryOutside { entry: 0x10_0010 }));

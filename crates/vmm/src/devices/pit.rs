@@ -173,7 +173,7 @@ impl Counter {
             4 | 5 if d <= n => n + 1,
             _ => return None,
         };
-        Some(self.start + ns_for(at))
+        Some(self.start.saturating_add(ns_for(at)))
     }
 
     fn status_byte(&self, now: u64) -> u8 {
@@ -259,7 +259,8 @@ impl Counter {
         match (self.gate, gate) {
             (false, true) => {
                 if let Some(at) = self.paused.take() {
-                    self.start += now - at; // modes 0 and 4 resume
+                    self.start = self.start.saturating_add(now.saturating_sub(at));
+                // modes 0 and 4 resume
                 } else if self.loaded {
                     // Modes 1, 2, 3, 5: a rising GATE (re)starts the count.
                     self.start = now;
