@@ -19,4 +19,4 @@ pub mod vmx;
 
 pub use exit_reason::ExitReason;
 pub use qualification::{CrAccessQual, CrAccessType, EptViolationQual, IoQual};
-pub use state::{BootState, DescriptorTable, Regs, Segment};
+pub use state::{BootState, CpuMode, DescriptorTable, Regs, Segment};

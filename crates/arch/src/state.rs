@@ -86,6 +86,75 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// A flat (base 0, 4 GiB) ring-0 code segment, execute/read,
+    /// accessed: 64-bit (L) when `long`, else 32-bit (D).
+    pub fn flat_code(selector: u16, long: bool) -> Segment {
+        Segment {
+            selector,
+            base: 0,
+            limit: 0xffff_ffff,
+            type_: 0xb,
+            s: true,
+            dpl: 0,
+            present: true,
+            avl: false,
+            l: long,
+            db: !long,
+            g: true,
+        }
+    }
+
+    /// A flat (base 0, 4 GiB) ring-0 data segment, read/write, accessed.
+    pub fn flat_data(selector: u16) -> Segment {
+        Segment { type_: 0x3, l: false, db: true, ..Segment::flat_code(selector, false) }
+    }
+
+    /// A real-mode segment as the CPU leaves it after loading `selector`:
+    /// base selector * 16, 64 KiB limit, 16-bit (SDM Vol. 3A, 20.1.1);
+    /// execute/read when `code`, read/write otherwise.
+    pub fn real_mode(selector: u16, code: bool) -> Segment {
+        Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            type_: if code { 0xb } else { 0x3 },
+            s: true,
+            dpl: 0,
+            present: true,
+            avl: false,
+            l: false,
+            db: false,
+            g: false,
+        }
+    }
+
+    /// A busy TSS (type 11: a 64-bit TSS in IA-32e mode, a 32-bit one
+    /// otherwise), which VM entry requires of TR (SDM Vol. 3C, 26.3.1.2).
+    pub fn busy_tss(selector: u16, base: u64, limit: u32) -> Segment {
+        Segment { selector, base, limit, type_: 0xb, s: false, present: true, ..Default::default() }
+    }
+
+    /// An LDTR with no table: selector 0, the usable-LDT type (2) VM
+    /// entry accepts (SDM Vol. 3C, 26.3.1.2).
+    pub fn no_ldt() -> Segment {
+        Segment { type_: 0x2, present: true, limit: 0xffff, ..Default::default() }
+    }
+}
+
+/// The operating mode a [`BootState`] starts the vCPU in (SDM Vol. 3A,
+/// 2.2: CR0.PE, EFER.LMA and CS.L decide it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CpuMode {
+    /// CR0.PE clear: 16-bit real-address mode.
+    Real,
+    /// CR0.PE set without EFER.LMA: protected mode, 32-bit code when
+    /// CS.D is set.
+    Protected,
+    /// EFER.LMA and CS.L: 64-bit mode.
+    Long,
+}
+
 /// GDTR or IDTR.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DescriptorTable {
@@ -130,6 +199,22 @@ pub struct BootState {
     pub efer: u64,
 }
 
+impl BootState {
+    /// The mode the vCPU starts in. An EFER.LMA start with a CS that is
+    /// not 64-bit is compatibility mode, which no loader produces; it is
+    /// reported as `Protected`.
+    pub fn mode(&self) -> CpuMode {
+        use crate::bits::{cr0, efer};
+        if self.cr0 & cr0::PE == 0 {
+            CpuMode::Real
+        } else if self.efer & efer::LMA != 0 && self.cs.l {
+            CpuMode::Long
+        } else {
+            CpuMode::Protected
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +236,30 @@ mod tests {
         // Flat data: 0x00cf93000000ffff.
         let ds = Segment { type_: 0x3, db: true, l: false, ..cs };
         assert_eq!(ds.descriptor(), 0x00cf_9300_0000_ffff);
+        assert_eq!(Segment::flat_code(8, true), cs);
+        assert_eq!(Segment::flat_data(8), ds);
+        // The flat 32-bit code descriptor every multiboot loader uses.
+        assert_eq!(Segment::flat_code(8, false).descriptor(), 0x00cf_9b00_0000_ffff);
+    }
+
+    #[test]
+    fn real_mode_segment_base_is_selector_times_16() {
+        let cs = Segment::real_mode(0xf000, true);
+        assert_eq!((cs.base, cs.limit, cs.db, cs.type_), (0xf_0000, 0xffff, false, 0xb));
+    }
+
+    #[test]
+    fn mode_follows_cr0_pe_efer_lma_and_cs_l() {
+        use crate::bits::{cr0, efer};
+        let mut b = BootState { cs: Segment::real_mode(0, true), ..Default::default() };
+        assert_eq!(b.mode(), CpuMode::Real);
+        b.cr0 = cr0::PE;
+        b.cs = Segment::flat_code(0x10, false);
+        assert_eq!(b.mode(), CpuMode::Protected);
+        b.cr0 |= cr0::PG;
+        b.efer = efer::LME | efer::LMA;
+        assert_eq!(b.mode(), CpuMode::Protected, "compatibility mode");
+        b.cs = Segment::flat_code(0x10, true);
+        assert_eq!(b.mode(), CpuMode::Long);
     }
 }

@@ -50,7 +50,8 @@ impl TestMemory {
         TestMemory { mem, forbidden: 0..0 }
     }
 
-    fn run(&self, now: u64, f: impl FnOnce(&mut DeviceCtx<'_>)) -> Effects {
+    /// Runs `f` with a device context at `now` and returns what it raised.
+    pub fn run(&self, now: u64, f: impl FnOnce(&mut DeviceCtx<'_>)) -> Effects {
         let mut w = Window { mem: &self.mem, forbidden: self.forbidden.clone() };
         let mut ctx = DeviceCtx::new(now, &mut w);
         ctx.memory = Some(&self.mem);

@@ -1,0 +1,53 @@
+//! Images through every loader: each input is loaded as detected, flat,
+//! ELF, multiboot and bzImage. An input whose first byte is below 8 edits
+//! one of the project's own images instead (`testimage`: ELF64, ELF32
+//! multiboot, a.out kludge, bzImage): then 3-byte steps of (offset, value)
+//! overwrite its bytes, so the search starts past the magic numbers. A
+//! load either fails with an error or returns chunks that fit in memory
+//! without overlapping.
+#![no_main]
+
+use exitlab_loader::{load, testimage, CpuMode, FlatOptions, Format, Module, Options};
+use libfuzzer_sys::fuzz_target;
+
+const MEMORY: u64 = 16 << 20;
+
+fn image(input: &[u8]) -> Vec<u8> {
+    let Some((&first, rest)) = input.split_first() else { return Vec::new() };
+    let mut image = match first {
+        0 | 4 => testimage::elf(&testimage::Elf::hello(0x20_0000)),
+        1 | 5 => testimage::elf32_multiboot(0x20_0000),
+        2 | 6 => testimage::multiboot_kludge(0x10_0000),
+        3 | 7 => testimage::bzimage(&testimage::BzImage::default()),
+        _ => return input.to_vec(),
+    };
+    for step in rest.chunks_exact(3) {
+        let (at, len) = (usize::from(u16::from_le_bytes([step[0], step[1]])), image.len().max(1));
+        if first >= 4 && at >= len {
+            // Past the end: cut the image there instead.
+            image.truncate(at % len);
+        } else if let Some(b) = image.get_mut(at % len) {
+            *b = step[2];
+        }
+    }
+    image
+}
+
+fuzz_target!(|input: &[u8]| {
+    let image = image(input);
+    for format in [None, Some(Format::Flat), Some(Format::Elf), Some(Format::Multiboot), Some(Format::BzImage)] {
+        let mut o = Options::new(MEMORY);
+        o.format = format;
+        o.cmdline = "fuzz".into();
+        o.modules = vec![Module { bytes: b"NR_CPUS=1\n".to_vec(), cmdline: "env".into() }];
+        o.initrd = Some(vec![0; 0x1000]);
+        o.flat = Some(FlatOptions { load: 0x10_0000, entry: 0x10_0000, mode: CpuMode::Long });
+        if let Ok(g) = load(&image, &o) {
+            let mut end = 0;
+            for c in &g.chunks {
+                assert!(c.gpa >= end && c.end() <= MEMORY, "{c:?}");
+                end = c.end();
+            }
+        }
+    }
+});
