@@ -1,7 +1,11 @@
-//! The simulator's decoded form of an instruction: iced-x86 decodes once,
-//! [`lower`] turns the result into an [`Op`] (what to do, operand size,
-//! operands as register numbers, immediates and address recipes), and the
-//! block cache keeps ops so a loop is decoded once, not per iteration.
+//! The decoded form of an instruction: iced-x86 decodes, [`lower`] turns
+//! the result into an [`Op`] (what to do, operand size, operands as register
+//! numbers, immediates and address recipes with their segment register and
+//! address size), and [`crate::execute`] runs it against a [`crate::Cpu`].
+//! The simulator caches ops in decoded blocks, so a loop is decoded once;
+//! the VMM's emulator lowers the one instruction an exit stopped at.
+//! Lowering does not price: the simulator's cost model prices ops where it
+//! builds blocks.
 
 use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
@@ -124,17 +128,35 @@ pub enum Kind {
     Unsupported,
 }
 
-/// A memory operand's address recipe.
+/// A segment register, numbered as the SDM encodes them (Vol. 2A 3.1.1.3,
+/// "Sreg").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Seg {
+    Es = 0,
+    Cs = 1,
+    Ss = 2,
+    Ds = 3,
+    Fs = 4,
+    Gs = 5,
+}
+
+/// A memory operand's address recipe: the offset is base + index * scale +
+/// displacement truncated to the address size (what LEA computes); the
+/// [`crate::Cpu`] turns segment and offset into a linear address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mem {
     /// Register number of the base, or [`Mem::NONE`].
     pub base: u8,
     pub index: u8,
     pub scale: u8,
-    /// 0 none, 1 FS, 2 GS: the only segments with a base in 64-bit mode.
-    pub seg: u8,
-    /// 32-bit address size (0x67 prefix): the address wraps at 4 GiB.
-    pub a32: bool,
+    /// The segment the access goes through: the prefix's, else DS (SS for
+    /// an RSP or RBP base), as the SDM's default-segment rules say (Vol. 1
+    /// 3.7.4).
+    pub seg: Seg,
+    /// Address size in bytes: 8, or 4 with the 0x67 prefix (the offset
+    /// wraps at 4 GiB).
+    pub asize: u8,
     /// Displacement; for RIP-relative operands the absolute address.
     pub disp: u64,
 }
@@ -172,8 +194,9 @@ pub struct Op {
     /// Condition code (Jcc, SETcc, CMOVcc), REP kind (string ops), control
     /// or debug register number (MOV CR/DR).
     pub cc: u8,
-    /// Modelled cycles (see `crate::cost`).
-    pub cost: u16,
+    /// Operands in the SDM's order (destination first). String
+    /// instructions carry their implicit operands: `a` = ES:[rDI], `b` =
+    /// seg:[rSI].
     pub a: Opnd,
     pub b: Opnd,
     pub c: Opnd,
@@ -250,20 +273,42 @@ fn mem(i: &Instruction) -> Option<Opnd> {
     if !ok(base) || !ok(index) {
         return None;
     }
-    let seg = match i.segment_prefix() {
-        Register::FS => 1,
-        Register::GS => 2,
-        _ => 0,
-    };
     let rip_rel = i.is_ip_rel_memory_operand();
+    let a32 = base.is_gpr32() || index.is_gpr32() || base == Register::EIP;
     Some(Opnd::Mem(Mem {
         base: if rip_rel { Mem::NONE } else { reg_num(base) },
         index: reg_num(index),
         scale: i.memory_index_scale() as u8,
-        seg,
-        a32: base.is_gpr32() || index.is_gpr32() || base == Register::EIP,
+        seg: seg(i.memory_segment()),
+        asize: if a32 { 4 } else { 8 },
         disp: if rip_rel { i.ip_rel_memory_address() } else { i.memory_displacement64() },
     }))
+}
+
+fn seg(r: Register) -> Seg {
+    match r {
+        Register::ES => Seg::Es,
+        Register::CS => Seg::Cs,
+        Register::SS => Seg::Ss,
+        Register::FS => Seg::Fs,
+        Register::GS => Seg::Gs,
+        _ => Seg::Ds,
+    }
+}
+
+/// The implicit memory operand of a string instruction: ES:[rDI] or
+/// seg:[rSI], with the address size its register names.
+fn string_operand(i: &Instruction, k: OpKind) -> Option<Opnd> {
+    let (base, asize, seg) = match k {
+        OpKind::MemoryESRDI => (7, 8, Seg::Es),
+        OpKind::MemoryESEDI => (7, 4, Seg::Es),
+        OpKind::MemoryESDI => (7, 2, Seg::Es),
+        OpKind::MemorySegRSI => (6, 8, self::seg(i.memory_segment())),
+        OpKind::MemorySegESI => (6, 4, self::seg(i.memory_segment())),
+        OpKind::MemorySegSI => (6, 2, self::seg(i.memory_segment())),
+        _ => return None,
+    };
+    Some(Opnd::Mem(Mem { base, index: Mem::NONE, scale: 1, seg, asize, disp: 0 }))
 }
 
 fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
@@ -280,7 +325,7 @@ fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
         | OpKind::Immediate8to64
         | OpKind::Immediate32to64
         | OpKind::Immediate8_2nd => Some(Opnd::Imm(i.immediate(n))),
-        _ => None,
+        k => string_operand(i, k),
     }
 }
 
@@ -362,7 +407,6 @@ pub fn lower(i: &Instruction) -> Op {
         size2: 0,
         len: i.len() as u8,
         cc: 0,
-        cost: 0,
         a: Opnd::None,
         b: Opnd::None,
         c: Opnd::None,
@@ -382,7 +426,7 @@ pub fn lower(i: &Instruction) -> Op {
     }
     let size = if n > 0 { op_size(i, 0) } else { 0 };
     let size2 = if n > 1 { op_size(i, 1) } else { 0 };
-    let mut op = Op { kind: Nop, size, size2, len: i.len() as u8, cc: 0, cost: 0, a: ops[0], b: ops[1], c: ops[2] };
+    let mut op = Op { kind: Nop, size, size2, len: i.len() as u8, cc: 0, a: ops[0], b: ops[1], c: ops[2] };
     let m = i.mnemonic();
     op.kind = match m {
         Mnemonic::Mov => match i.code() {
@@ -590,6 +634,15 @@ pub fn lower(i: &Instruction) -> Op {
     if matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs) {
         op.cc = rep(i);
         op.size = string_size(i);
+        // Whatever order the SDM lists them in: a = ES:[rDI], b = seg:[rSI].
+        (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
+        for k in 0..n {
+            match string_operand(i, i.op_kind(k)) {
+                Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
+                Some(m) => op.b = m,
+                None => {}
+            }
+        }
     }
     if matches!(op.kind, Ret) && n == 0 {
         op.a = Opnd::Imm(0);
@@ -612,7 +665,6 @@ pub fn lower(i: &Instruction) -> Op {
         op.a = Opnd::Reg(0);
         op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
     }
-    op.cost = crate::cost::cycles(&op);
     op
 }
 
@@ -641,7 +693,7 @@ mod tests {
         assert_eq!(op.kind, Kind::Mov);
         assert_eq!(op.size, 4);
         assert_eq!(op.a, Opnd::Reg(0));
-        assert_eq!(op.b, Opnd::Mem(Mem { base: 7, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 8 }));
+        assert_eq!(op.b, Opnd::Mem(Mem { base: 7, index: Mem::NONE, scale: 1, seg: Seg::Ds, asize: 8, disp: 8 }));
         // out dx, al
         let op = lower_bytes(&[0xee]);
         assert_eq!((op.kind, op.size, op.b), (Kind::Out, 1, Opnd::Reg(2)));
@@ -664,7 +716,7 @@ mod tests {
         let op = lower_bytes(&[0x48, 0x8d, 0x35, 0x10, 0, 0, 0]);
         assert_eq!(
             op.b,
-            Opnd::Mem(Mem { base: Mem::NONE, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 0x1017 })
+            Opnd::Mem(Mem { base: Mem::NONE, index: Mem::NONE, scale: 1, seg: Seg::Ds, asize: 8, disp: 0x1017 })
         );
     }
 
@@ -673,5 +725,24 @@ mod tests {
         assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
         assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
         assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Unsupported); // addps
+    }
+
+    #[test]
+    fn operands_carry_segment_and_address_size() {
+        let m = |base, seg, asize| Opnd::Mem(Mem { base, index: Mem::NONE, scale: 1, seg, asize, disp: 0 });
+        // mov eax, fs:[rbx]
+        assert_eq!(lower_bytes(&[0x64, 0x8b, 0x03]).b, m(3, Seg::Fs, 8));
+        // mov eax, [rbp]: SS by default (disp8 0)
+        assert_eq!(lower_bytes(&[0x8b, 0x45, 0x00]).b, m(5, Seg::Ss, 8));
+        // mov eax, [ebx]: 32-bit address size
+        assert_eq!(lower_bytes(&[0x67, 0x8b, 0x03]).b, m(3, Seg::Ds, 4));
+        // gs movsb: a = ES:[rdi], b = GS:[rsi]
+        let op = lower_bytes(&[0x65, 0xa4]);
+        assert_eq!((op.a, op.b), (m(7, Seg::Es, 8), m(6, Seg::Gs, 8)));
+        // cmpsb lists DS:[rsi] first; lods has only a source; a32 scasb
+        let op = lower_bytes(&[0xa6]);
+        assert_eq!((op.a, op.b), (m(7, Seg::Es, 8), m(6, Seg::Ds, 8)));
+        assert_eq!((lower_bytes(&[0xac]).a, lower_bytes(&[0xac]).b), (Opnd::None, m(6, Seg::Ds, 8)));
+        assert_eq!(lower_bytes(&[0x67, 0xae]).a, m(7, Seg::Es, 4));
     }
 }
