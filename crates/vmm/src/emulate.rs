@@ -27,8 +27,9 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 pub mod harness;
 
 /// Elements of a REP MOVS/STOS one exit emulates; the rest wait for the
-/// instruction's next exit.
-pub const REP_CHUNK: u64 = 4096;
+/// instruction's next exit. KVM's emulator re-enters the guest every 1,024
+/// iterations too (arch/x86/kvm/emulate.c, `x86_emulate_insn`).
+pub const REP_CHUNK: u64 = 1024;
 
 /// The first device access an emulated instruction made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -398,11 +398,11 @@ fn string_size(i: &Instruction) -> u8 {
     }
 }
 
-/// Lowers one decoded instruction.
+/// Lowers one decoded instruction. Bytes that do not decode are #UD;
+/// anything decoded but not modelled is [`Kind::Unsupported`].
 pub fn lower(i: &Instruction) -> Op {
-    use Kind::*;
-    let unsupported = Op {
-        kind: Unsupported,
+    let mut op = Op {
+        kind: Kind::Unsupported,
         size: 0,
         size2: 0,
         len: i.len() as u8,
@@ -412,47 +412,30 @@ pub fn lower(i: &Instruction) -> Op {
         c: Opnd::None,
     };
     if i.code() == Code::INVALID {
-        return Op { kind: Ud, ..unsupported };
+        return Op { kind: Kind::Ud, ..op };
     }
+    let Some(kind) = kind(i) else { return op };
     let n = i.op_count();
     let mut ops = [Opnd::None; 3];
     for k in 0..n.min(3) {
-        match operand(i, k) {
-            Some(o) => ops[k as usize] = o,
-            // Segment registers, control registers and the like are only
-            // valid where a kind below reads them itself.
-            None => ops[k as usize] = Opnd::None,
-        }
+        // Segment registers, control registers and the like stay None:
+        // only kinds that read them themselves accept that.
+        ops[k as usize] = operand(i, k).unwrap_or(Opnd::None);
     }
     let size = if n > 0 { op_size(i, 0) } else { 0 };
     let size2 = if n > 1 { op_size(i, 1) } else { 0 };
-    let mut op = Op { kind: Nop, size, size2, len: i.len() as u8, cc: 0, a: ops[0], b: ops[1], c: ops[2] };
-    let m = i.mnemonic();
-    op.kind = match m {
-        Mnemonic::Mov => match i.code() {
-            Code::Mov_r64_cr | Code::Mov_r32_cr => {
-                op.cc = (i.op1_register() as u32 - Register::CR0 as u32) as u8;
-                op.size = 8;
-                MovFromCr
-            }
-            Code::Mov_cr_r64 | Code::Mov_cr_r32 => {
-                op.cc = (i.op0_register() as u32 - Register::CR0 as u32) as u8;
-                op.size = 8;
-                MovToCr
-            }
-            Code::Mov_r64_dr | Code::Mov_r32_dr => {
-                op.cc = (i.op1_register() as u32 - Register::DR0 as u32) as u8;
-                op.size = 8;
-                MovFromDr
-            }
-            Code::Mov_dr_r64 | Code::Mov_dr_r32 => {
-                op.cc = (i.op0_register() as u32 - Register::DR0 as u32) as u8;
-                op.size = 8;
-                MovToDr
-            }
-            _ if ops[0] == Opnd::None || ops[1] == Opnd::None => return unsupported,
-            _ => Mov,
-        },
+    let lowered = Op { kind, size, size2, a: ops[0], b: ops[1], c: ops[2], ..op };
+    if let Some(shaped) = shape(i, lowered) {
+        op = shaped;
+    }
+    op
+}
+
+/// The kind of `i`: a dispatch on the mnemonic; `None` when not modelled.
+fn kind(i: &Instruction) -> Option<Kind> {
+    use Kind::*;
+    Some(match i.mnemonic() {
+        Mnemonic::Mov => return mov_kind(i),
         Mnemonic::Movzx => Movzx,
         Mnemonic::Movsx | Mnemonic::Movsxd => Movsx,
         Mnemonic::Lea => Lea,
@@ -481,11 +464,7 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Shld => Shld,
         Mnemonic::Shrd => Shrd,
         Mnemonic::Mul => Mul,
-        Mnemonic::Imul => match n {
-            1 => Imul1,
-            2 => Imul2,
-            _ => Imul3,
-        },
+        Mnemonic::Imul => [Imul1, Imul2, Imul3][(i.op_count().clamp(1, 3) - 1) as usize],
         Mnemonic::Div => Div,
         Mnemonic::Idiv => Idiv,
         Mnemonic::Bt => Bt,
@@ -499,47 +478,17 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Lzcnt => Lzcnt,
         Mnemonic::Xadd => Xadd,
         Mnemonic::Cmpxchg => Cmpxchg,
-        Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => {
-            op.size = match m {
-                Mnemonic::Cbw => 2,
-                Mnemonic::Cwde => 4,
-                _ => 8,
-            };
-            Cbw
-        }
-        Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => {
-            op.size = match m {
-                Mnemonic::Cwd => 2,
-                Mnemonic::Cdq => 4,
-                _ => 8,
-            };
-            Cwd
-        }
-        Mnemonic::Push => {
-            // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
-            op.size = if size == 2 { 2 } else { 8 };
-            if matches!(ops[0], Opnd::None) {
-                return unsupported; // PUSH segment register
-            }
-            Push
-        }
-        Mnemonic::Pop => {
-            if matches!(ops[0], Opnd::None) {
-                return unsupported;
-            }
-            Pop
-        }
+        Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => Cbw,
+        Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => Cwd,
+        Mnemonic::Push => Push,
+        Mnemonic::Pop => Pop,
         Mnemonic::Pushfq | Mnemonic::Pushf => Pushf,
         Mnemonic::Popfq | Mnemonic::Popf => Popf,
         Mnemonic::Leave => Leave,
         Mnemonic::Call => Call,
         Mnemonic::Ret => Ret,
-        Mnemonic::Jmp => {
-            if i.is_jmp_far() || i.is_jmp_far_indirect() {
-                return unsupported;
-            }
-            Jmp
-        }
+        Mnemonic::Jmp if i.is_jmp_far() || i.is_jmp_far_indirect() => return None,
+        Mnemonic::Jmp => Jmp,
         Mnemonic::Jrcxz | Mnemonic::Jecxz => Jrcxz,
         Mnemonic::Loop => Loop,
         Mnemonic::Loope => Loope,
@@ -590,82 +539,121 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Swapgs => Swapgs,
         Mnemonic::Clts => Clts,
         Mnemonic::Wbinvd | Mnemonic::Invd => CacheFlush,
-        _ if i.condition_code() != ConditionCode::None => match m {
-            _ if i.is_jcc_short_or_near() => Jcc,
-            Mnemonic::Cmovo
-            | Mnemonic::Cmovno
-            | Mnemonic::Cmovb
-            | Mnemonic::Cmovae
-            | Mnemonic::Cmove
-            | Mnemonic::Cmovne
-            | Mnemonic::Cmovbe
-            | Mnemonic::Cmova
-            | Mnemonic::Cmovs
-            | Mnemonic::Cmovns
-            | Mnemonic::Cmovp
-            | Mnemonic::Cmovnp
-            | Mnemonic::Cmovl
-            | Mnemonic::Cmovge
-            | Mnemonic::Cmovle
-            | Mnemonic::Cmovg => Cmov,
-            Mnemonic::Seto
-            | Mnemonic::Setno
-            | Mnemonic::Setb
-            | Mnemonic::Setae
-            | Mnemonic::Sete
-            | Mnemonic::Setne
-            | Mnemonic::Setbe
-            | Mnemonic::Seta
-            | Mnemonic::Sets
-            | Mnemonic::Setns
-            | Mnemonic::Setp
-            | Mnemonic::Setnp
-            | Mnemonic::Setl
-            | Mnemonic::Setge
-            | Mnemonic::Setle
-            | Mnemonic::Setg => Setcc,
-            _ => return unsupported,
-        },
-        _ => return unsupported,
-    };
-    if matches!(op.kind, Jcc | Cmov | Setcc) {
-        op.cc = cond(i);
+        _ if i.condition_code() != ConditionCode::None => return conditional(i),
+        _ => return None,
+    })
+}
+
+/// MOV, MOV to/from a control register, MOV to/from a debug register.
+fn mov_kind(i: &Instruction) -> Option<Kind> {
+    Some(match i.code() {
+        Code::Mov_r64_cr | Code::Mov_r32_cr => Kind::MovFromCr,
+        Code::Mov_cr_r64 | Code::Mov_cr_r32 => Kind::MovToCr,
+        Code::Mov_r64_dr | Code::Mov_r32_dr => Kind::MovFromDr,
+        Code::Mov_dr_r64 | Code::Mov_dr_r32 => Kind::MovToDr,
+        _ => Kind::Mov,
+    })
+}
+
+/// Jcc, CMOVcc and SETcc.
+fn conditional(i: &Instruction) -> Option<Kind> {
+    use Kind::*;
+    if i.is_jcc_short_or_near() {
+        return Some(Jcc);
     }
-    if matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs) {
-        op.cc = rep(i);
-        op.size = string_size(i);
-        // Whatever order the SDM lists them in: a = ES:[rDI], b = seg:[rSI].
-        (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
-        for k in 0..n {
-            match string_operand(i, i.op_kind(k)) {
-                Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
-                Some(m) => op.b = m,
-                None => {}
+    Some(match i.mnemonic() {
+        Mnemonic::Cmovo
+        | Mnemonic::Cmovno
+        | Mnemonic::Cmovb
+        | Mnemonic::Cmovae
+        | Mnemonic::Cmove
+        | Mnemonic::Cmovne
+        | Mnemonic::Cmovbe
+        | Mnemonic::Cmova
+        | Mnemonic::Cmovs
+        | Mnemonic::Cmovns
+        | Mnemonic::Cmovp
+        | Mnemonic::Cmovnp
+        | Mnemonic::Cmovl
+        | Mnemonic::Cmovge
+        | Mnemonic::Cmovle
+        | Mnemonic::Cmovg => Cmov,
+        Mnemonic::Seto
+        | Mnemonic::Setno
+        | Mnemonic::Setb
+        | Mnemonic::Setae
+        | Mnemonic::Sete
+        | Mnemonic::Setne
+        | Mnemonic::Setbe
+        | Mnemonic::Seta
+        | Mnemonic::Sets
+        | Mnemonic::Setns
+        | Mnemonic::Setp
+        | Mnemonic::Setnp
+        | Mnemonic::Setl
+        | Mnemonic::Setge
+        | Mnemonic::Setle
+        | Mnemonic::Setg => Setcc,
+        _ => return None,
+    })
+}
+
+/// The per-kind finishing of a lowered op: condition codes, REP kinds,
+/// implicit sizes and operands. `None` when an operand the kind needs did
+/// not lower (a segment register, an unusual address form).
+fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
+    use Kind::*;
+    let n = i.op_count();
+    let reg_index = |r: Register, base: Register| (r as u32 - base as u32) as u8;
+    match op.kind {
+        MovFromCr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::CR0), 8),
+        MovToCr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::CR0), 8),
+        MovFromDr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::DR0), 8),
+        MovToDr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::DR0), 8),
+        Cbw | Cwd => op.size = accumulator_size(i.mnemonic()),
+        // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
+        Push => op.size = if op.size == 2 { 2 } else { 8 },
+        Jcc | Cmov | Setcc => op.cc = cond(i),
+        Movs | Stos | Lods | Cmps | Scas | Ins | Outs => {
+            op.cc = rep(i);
+            op.size = string_size(i);
+            // Whatever order the SDM lists them in: a = ES:[rDI], b = seg:[rSI].
+            (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
+            for k in 0..n {
+                match string_operand(i, i.op_kind(k)) {
+                    Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
+                    Some(m) => op.b = m,
+                    None => {}
+                }
             }
+            return Some(op);
         }
-    }
-    if matches!(op.kind, Ret) && n == 0 {
-        op.a = Opnd::Imm(0);
-    }
-    // Any operand left unlowered (a segment register, an unusual address
-    // form) where the kind needs it makes the instruction unsupported.
-    for k in 0..n.min(3) {
-        let needed = !matches!(
-            op.kind,
-            MovToCr | MovFromCr | MovToDr | MovFromDr | Movs | Stos | Lods | Cmps | Scas | Ins | Outs | In | Out
-        );
-        if needed && ops[k as usize] == Opnd::None {
-            return unsupported;
+        Ret if n == 0 => op.a = Opnd::Imm(0),
+        In | Out => {
+            // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
+            let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
+            op.size = i.op_register(reg).size() as u8;
+            op.a = Opnd::Reg(0);
+            op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
+            return Some(op);
         }
+        _ => {}
     }
-    if matches!(op.kind, In | Out) {
-        // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
-        let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
-        op.size = i.op_register(reg).size() as u8;
-        op.a = Opnd::Reg(0);
-        op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
+    let implicit = matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr);
+    let lowered = [op.a, op.b, op.c];
+    if !implicit && lowered[..n.min(3) as usize].contains(&Opnd::None) {
+        return None;
     }
-    op
+    Some(op)
+}
+
+/// The accumulator size of CBW/CWDE/CDQE and CWD/CDQ/CQO.
+fn accumulator_size(m: Mnemonic) -> u8 {
+    match m {
+        Mnemonic::Cbw | Mnemonic::Cwd => 2,
+        Mnemonic::Cwde | Mnemonic::Cdq => 4,
+        _ => 8,
+    }
 }
 
 fn is_sse_movsd(i: &Instruction) -> bool {

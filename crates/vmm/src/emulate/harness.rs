@@ -20,15 +20,16 @@ use exitlab_hv::{Vcpu, Vm};
 use exitlab_sim::{SimVcpu, SimVm};
 use std::any::Any;
 
-/// Guest RAM of the harness's VM.
-pub const RAM: u64 = 1 << 20;
+/// Guest RAM of the harness's VM (rewritten whole for every case, so
+/// cases do not see each other's writes).
+pub const RAM: u64 = 64 << 10;
 /// The page tables: PML4 and a PDPT of 1 GiB pages.
 const PML4: u64 = 0x1000;
 const PDPT: u64 = 0x2000;
 /// Where the instruction starts (or ends, when it crosses a page).
-pub const CODE: u64 = 0x1_0000;
+pub const CODE: u64 = 0x4000;
 /// RAM the case fills.
-pub const DATA: u64 = 0x2_0000;
+pub const DATA: u64 = 0x8000;
 pub const DATA_LEN: usize = 0x2000;
 /// The device that answers reads from the case.
 pub const ANSWERING: u64 = 0xd000_0000;
@@ -70,14 +71,15 @@ impl Bytes<'_> {
         (0..8).fold(0, |v, i| v | u64::from(self.u8()) << (8 * i))
     }
 
-    /// A register value: raw, or steered (by its first byte) into RAM
-    /// data, the answering device, the scratch device or the local APIC,
-    /// where memory operands find something.
+    /// A register value: raw, small (a count or an index), or steered (by
+    /// its first byte) into RAM data, the answering device, the scratch
+    /// device or the local APIC, where memory operands find something.
     fn register(&mut self) -> u64 {
         let class = self.u8();
         let v = self.u64();
         match class % 8 {
-            0..=2 => v,
+            0 | 1 => v,
+            2 => v & 0xff,
             3 | 4 => DATA + (v & 0x1fff),
             5 => ANSWERING + (v & 0xfff),
             6 => SCRATCH + (v & 0xfff),
@@ -190,9 +192,10 @@ impl Outcome {
 }
 
 /// A VM to run cases on, kept between them (each case gets a new vCPU and
-/// rewrites the memory it uses).
+/// rewrites all of RAM).
 pub struct Harness {
     vm: SimVm,
+    zeros: Vec<u8>,
 }
 
 impl Default for Harness {
@@ -203,7 +206,7 @@ impl Default for Harness {
 
 impl Harness {
     pub fn new() -> Harness {
-        Harness { vm: SimVm::new(RAM).expect("a 1 MiB simulated VM") }
+        Harness { vm: SimVm::new(RAM).expect("a small simulated VM"), zeros: vec![0; RAM as usize] }
     }
 
     /// Emulates `case`'s instruction as the VMM does at an MMIO exit.
@@ -232,9 +235,10 @@ impl Harness {
         }
     }
 
-    /// Page tables, code and data for `case`.
+    /// Zeroed RAM with page tables, code and data for `case`.
     fn load(&mut self, case: &Case) {
         let w = |vm: &SimVm, gpa: u64, b: &[u8]| vm.write_memory(gpa, b).expect("inside RAM");
+        w(&self.vm, 0, &self.zeros);
         let table = pte::P | pte::RW | pte::US;
         w(&self.vm, PML4, &(PDPT | table).to_le_bytes());
         for gib in 0..4u64 {
