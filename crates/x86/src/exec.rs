@@ -204,3 +204,152 @@ pub fn iopl<C: Cpu>(c: &C) -> u8 {
     use exitlab_arch::bits::rflags::{IOPL, IOPL_SHIFT};
     ((c.rflags_rest() & IOPL) >> IOPL_SHIFT) as u8
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor against the smallest `Cpu`: registers, flags and a
+    //! sparse memory with an FS base, no system state.
+    use super::*;
+    use crate::op::Seg;
+    use crate::reg::*;
+    use crate::Flags;
+    use iced_x86::{Decoder, DecoderOptions};
+    use std::collections::HashMap;
+
+    #[derive(Debug, PartialEq)]
+    enum Stop {
+        Fault(Exception),
+        Unsupported,
+    }
+
+    /// Flat memory; bytes at or above `limit` fault with #GP.
+    #[derive(Default)]
+    struct Flat {
+        gpr: [u64; 16],
+        rip: u64,
+        flags: Flags,
+        rest: u64,
+        fs_base: u64,
+        mem: HashMap<u64, u8>,
+        limit: u64,
+    }
+
+    impl Cpu for Flat {
+        type Stop = Stop;
+        const REP_CHUNK: u64 = 3;
+
+        fn gpr(&self, n: u8) -> u64 {
+            self.gpr[usize::from(n & 15)]
+        }
+        fn set_gpr(&mut self, n: u8, v: u64) {
+            self.gpr[usize::from(n & 15)] = v;
+        }
+        fn rip(&self) -> u64 {
+            self.rip
+        }
+        fn set_rip(&mut self, v: u64) {
+            self.rip = v;
+        }
+        fn flags(&self) -> Flags {
+            self.flags
+        }
+        fn set_flags(&mut self, f: Flags) {
+            self.flags = f;
+        }
+        fn rflags_rest(&self) -> u64 {
+            self.rest
+        }
+        fn set_rflags_rest(&mut self, v: u64) {
+            self.rest = v;
+        }
+        fn cpl(&self) -> u8 {
+            3
+        }
+        fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, Stop> {
+            let lin = if seg == Seg::Fs { offset.wrapping_add(self.fs_base) } else { offset };
+            if lin.saturating_add(u64::from(size)) > self.limit {
+                return Err(Stop::Fault(Exception::gp(0)));
+            }
+            Ok((0..u64::from(size)).fold(0, |v, i| v | u64::from(*self.mem.get(&(lin + i)).unwrap_or(&0)) << (8 * i)))
+        }
+        fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), Stop> {
+            let lin = if seg == Seg::Fs { offset.wrapping_add(self.fs_base) } else { offset };
+            if lin.saturating_add(u64::from(size)) > self.limit {
+                return Err(Stop::Fault(Exception::gp(0)));
+            }
+            for i in 0..u64::from(size) {
+                self.mem.insert(lin + i, (v >> (8 * i)) as u8);
+            }
+            Ok(())
+        }
+        fn exception(&mut self, e: Exception) -> Stop {
+            Stop::Fault(e)
+        }
+        fn unsupported(&mut self) -> Stop {
+            Stop::Unsupported
+        }
+    }
+
+    fn run(c: &mut Flat, bytes: &[u8]) -> Result<(), Stop> {
+        let i = Decoder::with_ip(64, bytes, c.rip, DecoderOptions::NONE).decode();
+        execute(c, &crate::lower(&i))
+    }
+
+    fn flat() -> Flat {
+        Flat { rip: 0x1000, rest: exitlab_arch::bits::rflags::FIXED, limit: 0x10_0000, ..Flat::default() }
+    }
+
+    #[test]
+    fn memory_goes_through_the_segment_and_rip_moves_past() {
+        let mut c = flat();
+        c.fs_base = 0x2000;
+        c.gpr[usize::from(RBX)] = 0x10;
+        c.gpr[usize::from(RAX)] = 0xffff_ffff;
+        // add fs:[rbx], eax; then add eax, fs:[rbx]
+        run(&mut c, &[0x64, 0x01, 0x03]).unwrap();
+        assert_eq!(c.read(Seg::Ds, 0x2010, 4), Ok(0xffff_ffff));
+        assert_eq!(c.rip, 0x1003);
+        run(&mut c, &[0x64, 0x03, 0x03]).unwrap();
+        assert_eq!(c.gpr[usize::from(RAX)], 0xffff_fffe);
+        assert!(c.flags.cf());
+    }
+
+    #[test]
+    fn a_fault_leaves_registers_and_rip_alone() {
+        let mut c = flat();
+        c.gpr[usize::from(RAX)] = 7;
+        c.gpr[usize::from(RBX)] = 0x20_0000;
+        // xchg [rbx], eax: the read faults, nothing is written
+        assert_eq!(run(&mut c, &[0x87, 0x03]), Err(Stop::Fault(Exception::gp(0))));
+        assert_eq!((c.gpr[usize::from(RAX)], c.rip), (7, 0x1000));
+        // div ebx with ebx = 0 is #DE
+        c.gpr[usize::from(RBX)] = 0;
+        assert_eq!(run(&mut c, &[0xf7, 0xf3]), Err(Stop::Fault(Exception::de())));
+    }
+
+    #[test]
+    fn hooks_an_implementation_lacks_refuse() {
+        let mut c = flat();
+        // cpuid, out dx, al (CPL 3, IOPL 0: the TSS is needed), in al, 0x80
+        for bytes in [&[0x0f, 0xa2][..], &[0xee], &[0xe4, 0x80]] {
+            assert_eq!(run(&mut c, bytes), Err(Stop::Unsupported), "{bytes:02x?}");
+            assert_eq!(c.rip, 0x1000);
+        }
+        // cli at CPL 3 > IOPL 0 is #GP, before any hook
+        assert_eq!(run(&mut c, &[0xfa]), Err(Stop::Fault(Exception::gp(0))));
+    }
+
+    #[test]
+    fn a_rep_string_yields_after_its_chunk_and_resumes() {
+        let mut c = flat();
+        c.gpr[usize::from(RCX)] = 5;
+        c.gpr[usize::from(RDI)] = 0x3000;
+        c.gpr[usize::from(RAX)] = 0xab;
+        // rep stosb: three elements (REP_CHUNK), RIP stays; then the rest
+        run(&mut c, &[0xf3, 0xaa]).unwrap();
+        assert_eq!((c.gpr[usize::from(RCX)], c.gpr[usize::from(RDI)], c.rip), (2, 0x3003, 0x1000));
+        run(&mut c, &[0xf3, 0xaa]).unwrap();
+        assert_eq!((c.gpr[usize::from(RCX)], c.gpr[usize::from(RDI)], c.rip), (0, 0x3005, 0x1002));
+        assert_eq!(c.read(Seg::Es, 0x3000, 8), Ok(0x0000_00ab_abab_abab));
+    }
+}
