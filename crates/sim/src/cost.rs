@@ -4,10 +4,10 @@
 //! (the reasoning is beside each); everything a profile carries is sourced
 //! there.
 
-use crate::cpu::op::{Kind, Op, Opnd};
 use crate::profile::{Draw, Figure, Profile};
 use exitlab_arch::ExitReason;
 use exitlab_hv::HandlerWork;
+use exitlab_x86::{Kind, Op, Opnd};
 
 /// The local APIC timer counts at 1 GHz, as KVM's emulated APIC does
 /// (APIC_BUS_CYCLE_NS = 1), so the same count means the same time on both
@@ -94,10 +94,13 @@ impl Costs {
 /// Modelled cycles for one execution of `op` (CPI table). Register ALU ops
 /// cost 1, a memory operand adds 1 (an L1 hit), multiplies 3, divides 26
 /// (64-bit 40): the orders of magnitude of Intel's optimization manual
-/// latency tables, not any one part's figures.
+/// latency tables, not any one part's figures. A string instruction's
+/// implicit operands are in its base price (per element). The simulator
+/// prices ops where it builds decoded blocks.
 pub fn cycles(op: &Op) -> u16 {
     use Kind::*;
-    let mem = [op.a, op.b, op.c].iter().any(|o| matches!(o, Opnd::Mem(_))) as u16;
+    let string = matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs);
+    let mem = (!string && [op.a, op.b, op.c].iter().any(|o| matches!(o, Opnd::Mem(_)))) as u16;
     let base = match op.kind {
         Imul1 | Imul2 | Imul3 | Mul => 3,
         Div | Idiv => {

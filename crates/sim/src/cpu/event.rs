@@ -3,7 +3,7 @@
 //! interrupts, the privilege-level stack switch through the TSS, #DF on a
 //! fault during delivery and shutdown on a fault during #DF; and IRETQ.
 
-use super::{Machine, Stop};
+use super::{Running, Stop};
 use crate::cost;
 use exitlab_arch::bits::{dr6, rflags};
 use exitlab_arch::vector;
@@ -83,7 +83,7 @@ fn contributory(v: u8) -> bool {
     matches!(v, vector::DE | vector::TS | vector::NP | vector::SS | vector::GP)
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// Delivers `ev`, escalating to #DF and then to shutdown as the SDM's
     /// double-fault table says. RIP must already be what gets pushed.
     pub fn deliver(&mut self, ev: Event) -> Result<(), Stop> {
@@ -93,8 +93,8 @@ impl Machine<'_> {
         match self.deliver_once(ev) {
             Ok(()) => Ok(()),
             Err(Stop::Event) => {
-                let second = self.cpu.event.take().expect("Stop::Event carries an event");
-                if second.kind != EventKind::External && self.cpu.controls.exception_exits(second.vector) {
+                let second = self.core.event.take().expect("Stop::Event carries an event");
+                if second.kind != EventKind::External && self.core.controls.exception_exits(second.vector) {
                     // The VMM traps this exception (a shadow-paging #PF on
                     // the IDT or the stack): exit, and tell it which event
                     // was being delivered so it can deliver it again.
@@ -104,8 +104,8 @@ impl Machine<'_> {
                         error_code: second.error_code,
                         qualification: q,
                     });
-                    self.cpu.exit_info.guest_linear = second.cr2;
-                    self.cpu.exit_info.idt_vectoring = Some(as_injection(ev));
+                    self.core.exit_info.guest_linear = second.cr2;
+                    self.core.exit_info.idt_vectoring = Some(as_injection(ev));
                     return Err(stop);
                 }
                 let first = ev.vector;
@@ -119,7 +119,7 @@ impl Machine<'_> {
                     Ok(()) => Ok(()),
                     Err(Stop::Event) if double => Err(Stop::Shutdown),
                     Err(Stop::Event) => {
-                        let third = self.cpu.event.take().expect("Stop::Event carries an event");
+                        let third = self.core.event.take().expect("Stop::Event carries an event");
                         self.deliver(third)
                     }
                     Err(other) => Err(other),
@@ -130,7 +130,7 @@ impl Machine<'_> {
     }
 
     fn deliver_once(&mut self, ev: Event) -> Result<(), Stop> {
-        let cpu = &mut *self.cpu;
+        let cpu = &mut *self.core;
         cpu.cycles += cost::EVENT_DELIVERY;
         if ev.kind == EventKind::External {
             cpu.stats.interrupts += 1;
@@ -150,8 +150,8 @@ impl Machine<'_> {
             return Err(self.raise(Event::gp(idt_error)));
         }
         let gate_at = cpu.idtr.base.wrapping_add(v * 16);
-        let lo = self.read(gate_at, 8, false)?;
-        let hi = self.read(gate_at.wrapping_add(8), 8, false)?;
+        let lo = self.read_linear(gate_at, 8, false)?;
+        let hi = self.read_linear(gate_at.wrapping_add(8), 8, false)?;
         let present = lo & (1 << 47) != 0;
         let gate_type = (lo >> 40) & 0xf;
         let gate_dpl = ((lo >> 45) & 3) as u8;
@@ -161,7 +161,7 @@ impl Machine<'_> {
         if gate_type != 0xe && gate_type != 0xf {
             return Err(self.raise(Event::gp(idt_error)));
         }
-        if ev.kind == EventKind::Software && gate_dpl < self.cpu.cpl() {
+        if ev.kind == EventKind::Software && gate_dpl < self.core.cpl() {
             return Err(self.raise(Event::gp(idt_error)));
         }
         let selector = (lo >> 16) as u16;
@@ -170,15 +170,15 @@ impl Machine<'_> {
         let desc = self.read_descriptor(selector)?;
         let new_cpl = ((desc >> 45) & 3) as u8;
 
-        let old_cpl = self.cpu.cpl();
-        let old_rsp = self.cpu.gpr[4];
-        let old_ss = self.cpu.ss.selector;
-        let old_rflags = self.cpu.rflags();
-        let old_cs = self.cpu.cs.selector;
+        let old_cpl = self.core.cpl();
+        let old_rsp = self.core.gpr[4];
+        let old_ss = self.core.ss.selector;
+        let old_rflags = self.core.rflags();
+        let old_cs = self.core.cs.selector;
         let mut rsp = if ist != 0 {
-            self.read(self.cpu.tr.base.wrapping_add(0x24 + (ist - 1) * 8), 8, false)?
+            self.read_linear(self.core.tr.base.wrapping_add(0x24 + (ist - 1) * 8), 8, false)?
         } else if new_cpl < old_cpl {
-            self.read(self.cpu.tr.base.wrapping_add(4 + u64::from(new_cpl) * 8), 8, false)?
+            self.read_linear(self.core.tr.base.wrapping_add(4 + u64::from(new_cpl) * 8), 8, false)?
         } else {
             old_rsp
         };
@@ -187,15 +187,15 @@ impl Machine<'_> {
         // faulting instruction does not re-trigger an instruction breakpoint
         // (SDM Vol. 3A, "RF flag"; KVM on silicon agrees).
         let pushed_rflags = if ev.kind == EventKind::Fault { old_rflags | rflags::RF } else { old_rflags };
-        let mut frame = vec![u64::from(old_ss), old_rsp, pushed_rflags, u64::from(old_cs), self.cpu.rip];
+        let mut frame = vec![u64::from(old_ss), old_rsp, pushed_rflags, u64::from(old_cs), self.core.rip];
         if let Some(code) = ev.error_code {
             frame.push(u64::from(code));
         }
         for v in &frame {
             rsp = rsp.wrapping_sub(8);
-            self.write(rsp, 8, *v, false)?;
+            self.write_linear(rsp, 8, *v, false)?;
         }
-        let cpu = &mut *self.cpu;
+        let cpu = &mut *self.core;
         if new_cpl != old_cpl {
             cpu.ss = exitlab_arch::Segment { selector: u16::from(new_cpl), ..cpu.ss };
         }
@@ -216,15 +216,15 @@ impl Machine<'_> {
     /// The 8-byte GDT descriptor for `selector`.
     pub fn read_descriptor(&mut self, selector: u16) -> Result<u64, Stop> {
         let index = u64::from(selector & !7);
-        if selector & 4 != 0 || index + 7 > u64::from(self.cpu.gdtr.limit) || index == 0 {
+        if selector & 4 != 0 || index + 7 > u64::from(self.core.gdtr.limit) || index == 0 {
             return Err(self.raise(Event::gp(u32::from(selector & !3))));
         }
-        self.read(self.cpu.gdtr.base.wrapping_add(index), 8, false)
+        self.read_linear(self.core.gdtr.base.wrapping_add(index), 8, false)
     }
 
     /// IRETQ: pops RIP, CS, RFLAGS, RSP and SS.
-    pub fn iretq(&mut self) -> Result<(), Stop> {
-        let rsp = self.cpu.gpr[4];
+    pub fn iret(&mut self) -> Result<(), Stop> {
+        let rsp = self.core.gpr[4];
         let mut pop = [0u64; 5];
         for (i, v) in pop.iter_mut().enumerate() {
             *v = self.load(rsp.wrapping_add(8 * i as u64), 8)?;
@@ -232,7 +232,7 @@ impl Machine<'_> {
         let [rip, cs, rf, new_rsp, ss] = pop;
         let cs = cs as u16;
         let new_cpl = (cs & 3) as u8;
-        let old_cpl = self.cpu.cpl();
+        let old_cpl = self.core.cpl();
         if new_cpl < old_cpl {
             return Err(self.raise(Event::gp(u32::from(cs & !3))));
         }
@@ -240,7 +240,7 @@ impl Machine<'_> {
         if desc & (1 << 47) == 0 {
             return Err(self.raise(Event::with_code(vector::NP, u32::from(cs & !3))));
         }
-        let cpu = &mut *self.cpu;
+        let cpu = &mut *self.core;
         // IOPL changes only at CPL 0; IF only when CPL <= IOPL.
         let mut keep = 0;
         if old_cpl > 0 {

@@ -1,17 +1,17 @@
-//! The simulated x86-64 core: architectural state, the MMU with its TLB,
-//! the interpreter over decoded blocks, and event delivery.
-
-pub mod op;
+//! The simulated x86-64 core: architectural state ([`Core`]), the MMU with
+//! its TLB, the run loop over decoded blocks, event delivery, and the
+//! `exitlab_x86::Cpu` implementation through which exitlab-x86's executor
+//! runs every instruction ([`Running`]: one core on its machine).
 
 mod event;
-mod exec;
+mod isa;
 mod mmu;
 mod rtm;
 pub mod run;
 
 use crate::apic::Apic;
 use crate::cost::Costs;
-use crate::machine::Shared;
+use crate::machine::Machine;
 use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
@@ -23,17 +23,18 @@ pub use event::{Event, EventKind};
 pub use mmu::Tlb;
 
 /// Why the interpreter stopped executing guest code. The payloads of
-/// `Exit` and `Event` wait in [`Cpu::exit`] and [`Cpu::event`], so that
+/// `Exit` and `Event` wait in [`Core::exit`] and [`Core::event`], so that
 /// every `Result<_, Stop>` on the hot path fits in two registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// Hand the exit in [`Cpu::exit`] to the VMM; the instruction will
+    /// Hand the exit in [`Core::exit`] to the VMM; the instruction will
     /// run again, replaying what the VMM answered.
     Exit,
-    /// The instruction completed (an OUT: nothing follows the write); hand
-    /// the exit in [`Cpu::exit`] to the VMM.
+    /// The instruction completes (an OUT: nothing follows the write; the
+    /// run loop moves RIP past it); hand the exit in [`Core::exit`] to the
+    /// VMM.
     ExitAfter,
-    /// Raise the exception (or software interrupt) in [`Cpu::event`].
+    /// Raise the exception (or software interrupt) in [`Core::event`].
     Event,
     /// A fault while delivering a double fault.
     Shutdown,
@@ -95,9 +96,10 @@ pub struct Stats {
     pub exceptions: u64,
 }
 
-/// Architectural state of one vCPU.
+/// One vCPU's core: architectural state, its TLB and local APIC, the VMX
+/// controls it runs under, and its virtual clock.
 #[derive(Clone, Debug)]
-pub struct Cpu {
+pub struct Core {
     pub gpr: [u64; 16],
     pub rip: u64,
     /// Status flags, lazily evaluated.
@@ -170,14 +172,14 @@ pub struct Cpu {
     /// The open RTM transaction.
     pub tx: Option<Box<rtm::Transaction>>,
     /// The block that ran last, tried before the cache (loops re-enter it).
-    pub last_block: Option<std::sync::Arc<crate::machine::Block>>,
+    pub last_block: Option<std::sync::Arc<crate::blocks::Block>>,
 }
 
-impl Cpu {
+impl Core {
     /// A vCPU in `boot`'s state, with APIC ID `id`.
-    pub fn new(id: u8, boot: &BootState, costs: Costs) -> Cpu {
+    pub fn new(id: u8, boot: &BootState, costs: Costs) -> Core {
         let rf = boot.regs.rflags | rflags::FIXED;
-        Cpu {
+        Core {
             gpr: boot.regs.gpr,
             rip: boot.regs.rip,
             flags: Flags::known(rf & rflags::STATUS),
@@ -351,30 +353,30 @@ impl Cpu {
     }
 }
 
-/// The core with the memory it runs against, for the length of one run.
-pub struct Machine<'a> {
-    pub cpu: &'a mut Cpu,
-    pub sh: &'a mut Shared,
+/// One core running on its machine, for the length of one run call.
+pub struct Running<'a> {
+    pub core: &'a mut Core,
+    pub machine: &'a mut Machine,
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// Stops the instruction with exception `e`.
     #[cold]
     pub fn raise(&mut self, e: Event) -> Stop {
-        self.cpu.event = Some(e);
+        self.core.event = Some(e);
         Stop::Event
     }
 
     /// Stops the instruction with exit `x` for the VMM.
     #[cold]
     pub fn exit(&mut self, x: VmExit) -> Stop {
-        self.cpu.exit_info = match &x {
+        self.core.exit_info = match &x {
             VmExit::Mmio { access: MmioExit { gpa, .. }, .. } | VmExit::MmioEmulate { gpa, .. } => {
                 ExitInfo { guest_physical: Some(*gpa), ..ExitInfo::default() }
             }
             _ => ExitInfo::default(),
         };
-        self.cpu.exit = Some(x);
+        self.core.exit = Some(x);
         Stop::Exit
     }
 }

@@ -1,7 +1,11 @@
-//! The simulator's decoded form of an instruction: iced-x86 decodes once,
-//! [`lower`] turns the result into an [`Op`] (what to do, operand size,
-//! operands as register numbers, immediates and address recipes), and the
-//! block cache keeps ops so a loop is decoded once, not per iteration.
+//! The decoded form of an instruction: iced-x86 decodes, [`lower`] turns
+//! the result into an [`Op`] (what to do, operand size, operands as register
+//! numbers, immediates and address recipes with their segment register and
+//! address size), and [`crate::execute`] runs it against a [`crate::Cpu`].
+//! The simulator caches ops in decoded blocks, so a loop is decoded once;
+//! the VMM's emulator lowers the one instruction an exit stopped at.
+//! Lowering does not price: the simulator's cost model prices ops where it
+//! builds blocks.
 
 use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
@@ -124,17 +128,35 @@ pub enum Kind {
     Unsupported,
 }
 
-/// A memory operand's address recipe.
+/// A segment register, numbered as the SDM encodes them (Vol. 2A 3.1.1.3,
+/// "Sreg").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Seg {
+    Es = 0,
+    Cs = 1,
+    Ss = 2,
+    Ds = 3,
+    Fs = 4,
+    Gs = 5,
+}
+
+/// A memory operand's address recipe: the offset is base + index * scale +
+/// displacement truncated to the address size (what LEA computes); the
+/// [`crate::Cpu`] turns segment and offset into a linear address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mem {
     /// Register number of the base, or [`Mem::NONE`].
     pub base: u8,
     pub index: u8,
     pub scale: u8,
-    /// 0 none, 1 FS, 2 GS: the only segments with a base in 64-bit mode.
-    pub seg: u8,
-    /// 32-bit address size (0x67 prefix): the address wraps at 4 GiB.
-    pub a32: bool,
+    /// The segment the access goes through: the prefix's, else DS (SS for
+    /// an RSP or RBP base), as the SDM's default-segment rules say (Vol. 1
+    /// 3.7.4).
+    pub seg: Seg,
+    /// Address size in bytes: 8, or 4 with the 0x67 prefix (the offset
+    /// wraps at 4 GiB).
+    pub asize: u8,
     /// Displacement; for RIP-relative operands the absolute address.
     pub disp: u64,
 }
@@ -172,8 +194,9 @@ pub struct Op {
     /// Condition code (Jcc, SETcc, CMOVcc), REP kind (string ops), control
     /// or debug register number (MOV CR/DR).
     pub cc: u8,
-    /// Modelled cycles (see `crate::cost`).
-    pub cost: u16,
+    /// Operands in the SDM's order (destination first). String
+    /// instructions carry their implicit operands: `a` = ES:[rDI], `b` =
+    /// seg:[rSI].
     pub a: Opnd,
     pub b: Opnd,
     pub c: Opnd,
@@ -250,20 +273,42 @@ fn mem(i: &Instruction) -> Option<Opnd> {
     if !ok(base) || !ok(index) {
         return None;
     }
-    let seg = match i.segment_prefix() {
-        Register::FS => 1,
-        Register::GS => 2,
-        _ => 0,
-    };
     let rip_rel = i.is_ip_rel_memory_operand();
+    let a32 = base.is_gpr32() || index.is_gpr32() || base == Register::EIP;
     Some(Opnd::Mem(Mem {
         base: if rip_rel { Mem::NONE } else { reg_num(base) },
         index: reg_num(index),
         scale: i.memory_index_scale() as u8,
-        seg,
-        a32: base.is_gpr32() || index.is_gpr32() || base == Register::EIP,
+        seg: seg(i.memory_segment()),
+        asize: if a32 { 4 } else { 8 },
         disp: if rip_rel { i.ip_rel_memory_address() } else { i.memory_displacement64() },
     }))
+}
+
+fn seg(r: Register) -> Seg {
+    match r {
+        Register::ES => Seg::Es,
+        Register::CS => Seg::Cs,
+        Register::SS => Seg::Ss,
+        Register::FS => Seg::Fs,
+        Register::GS => Seg::Gs,
+        _ => Seg::Ds,
+    }
+}
+
+/// The implicit memory operand of a string instruction: ES:[rDI] or
+/// seg:[rSI], with the address size its register names.
+fn string_operand(i: &Instruction, k: OpKind) -> Option<Opnd> {
+    let (base, asize, seg) = match k {
+        OpKind::MemoryESRDI => (7, 8, Seg::Es),
+        OpKind::MemoryESEDI => (7, 4, Seg::Es),
+        OpKind::MemoryESDI => (7, 2, Seg::Es),
+        OpKind::MemorySegRSI => (6, 8, self::seg(i.memory_segment())),
+        OpKind::MemorySegESI => (6, 4, self::seg(i.memory_segment())),
+        OpKind::MemorySegSI => (6, 2, self::seg(i.memory_segment())),
+        _ => return None,
+    };
+    Some(Opnd::Mem(Mem { base, index: Mem::NONE, scale: 1, seg, asize, disp: 0 }))
 }
 
 fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
@@ -280,7 +325,7 @@ fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
         | OpKind::Immediate8to64
         | OpKind::Immediate32to64
         | OpKind::Immediate8_2nd => Some(Opnd::Imm(i.immediate(n))),
-        _ => None,
+        k => string_operand(i, k),
     }
 }
 
@@ -353,62 +398,44 @@ fn string_size(i: &Instruction) -> u8 {
     }
 }
 
-/// Lowers one decoded instruction.
+/// Lowers one decoded instruction. Bytes that do not decode are #UD;
+/// anything decoded but not modelled is [`Kind::Unsupported`].
 pub fn lower(i: &Instruction) -> Op {
-    use Kind::*;
-    let unsupported = Op {
-        kind: Unsupported,
+    let mut op = Op {
+        kind: Kind::Unsupported,
         size: 0,
         size2: 0,
         len: i.len() as u8,
         cc: 0,
-        cost: 0,
         a: Opnd::None,
         b: Opnd::None,
         c: Opnd::None,
     };
     if i.code() == Code::INVALID {
-        return Op { kind: Ud, ..unsupported };
+        return Op { kind: Kind::Ud, ..op };
     }
+    let Some(kind) = kind(i) else { return op };
     let n = i.op_count();
     let mut ops = [Opnd::None; 3];
     for k in 0..n.min(3) {
-        match operand(i, k) {
-            Some(o) => ops[k as usize] = o,
-            // Segment registers, control registers and the like are only
-            // valid where a kind below reads them itself.
-            None => ops[k as usize] = Opnd::None,
-        }
+        // Segment registers, control registers and the like stay None:
+        // only kinds that read them themselves accept that.
+        ops[k as usize] = operand(i, k).unwrap_or(Opnd::None);
     }
     let size = if n > 0 { op_size(i, 0) } else { 0 };
     let size2 = if n > 1 { op_size(i, 1) } else { 0 };
-    let mut op = Op { kind: Nop, size, size2, len: i.len() as u8, cc: 0, cost: 0, a: ops[0], b: ops[1], c: ops[2] };
-    let m = i.mnemonic();
-    op.kind = match m {
-        Mnemonic::Mov => match i.code() {
-            Code::Mov_r64_cr | Code::Mov_r32_cr => {
-                op.cc = (i.op1_register() as u32 - Register::CR0 as u32) as u8;
-                op.size = 8;
-                MovFromCr
-            }
-            Code::Mov_cr_r64 | Code::Mov_cr_r32 => {
-                op.cc = (i.op0_register() as u32 - Register::CR0 as u32) as u8;
-                op.size = 8;
-                MovToCr
-            }
-            Code::Mov_r64_dr | Code::Mov_r32_dr => {
-                op.cc = (i.op1_register() as u32 - Register::DR0 as u32) as u8;
-                op.size = 8;
-                MovFromDr
-            }
-            Code::Mov_dr_r64 | Code::Mov_dr_r32 => {
-                op.cc = (i.op0_register() as u32 - Register::DR0 as u32) as u8;
-                op.size = 8;
-                MovToDr
-            }
-            _ if ops[0] == Opnd::None || ops[1] == Opnd::None => return unsupported,
-            _ => Mov,
-        },
+    let lowered = Op { kind, size, size2, a: ops[0], b: ops[1], c: ops[2], ..op };
+    if let Some(shaped) = shape(i, lowered) {
+        op = shaped;
+    }
+    op
+}
+
+/// The kind of `i`: a dispatch on the mnemonic; `None` when not modelled.
+fn kind(i: &Instruction) -> Option<Kind> {
+    use Kind::*;
+    Some(match i.mnemonic() {
+        Mnemonic::Mov => return mov_kind(i),
         Mnemonic::Movzx => Movzx,
         Mnemonic::Movsx | Mnemonic::Movsxd => Movsx,
         Mnemonic::Lea => Lea,
@@ -437,11 +464,7 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Shld => Shld,
         Mnemonic::Shrd => Shrd,
         Mnemonic::Mul => Mul,
-        Mnemonic::Imul => match n {
-            1 => Imul1,
-            2 => Imul2,
-            _ => Imul3,
-        },
+        Mnemonic::Imul => [Imul1, Imul2, Imul3][(i.op_count().clamp(1, 3) - 1) as usize],
         Mnemonic::Div => Div,
         Mnemonic::Idiv => Idiv,
         Mnemonic::Bt => Bt,
@@ -455,47 +478,17 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Lzcnt => Lzcnt,
         Mnemonic::Xadd => Xadd,
         Mnemonic::Cmpxchg => Cmpxchg,
-        Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => {
-            op.size = match m {
-                Mnemonic::Cbw => 2,
-                Mnemonic::Cwde => 4,
-                _ => 8,
-            };
-            Cbw
-        }
-        Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => {
-            op.size = match m {
-                Mnemonic::Cwd => 2,
-                Mnemonic::Cdq => 4,
-                _ => 8,
-            };
-            Cwd
-        }
-        Mnemonic::Push => {
-            // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
-            op.size = if size == 2 { 2 } else { 8 };
-            if matches!(ops[0], Opnd::None) {
-                return unsupported; // PUSH segment register
-            }
-            Push
-        }
-        Mnemonic::Pop => {
-            if matches!(ops[0], Opnd::None) {
-                return unsupported;
-            }
-            Pop
-        }
+        Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => Cbw,
+        Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => Cwd,
+        Mnemonic::Push => Push,
+        Mnemonic::Pop => Pop,
         Mnemonic::Pushfq | Mnemonic::Pushf => Pushf,
         Mnemonic::Popfq | Mnemonic::Popf => Popf,
         Mnemonic::Leave => Leave,
         Mnemonic::Call => Call,
         Mnemonic::Ret => Ret,
-        Mnemonic::Jmp => {
-            if i.is_jmp_far() || i.is_jmp_far_indirect() {
-                return unsupported;
-            }
-            Jmp
-        }
+        Mnemonic::Jmp if i.is_jmp_far() || i.is_jmp_far_indirect() => return None,
+        Mnemonic::Jmp => Jmp,
         Mnemonic::Jrcxz | Mnemonic::Jecxz => Jrcxz,
         Mnemonic::Loop => Loop,
         Mnemonic::Loope => Loope,
@@ -546,74 +539,121 @@ pub fn lower(i: &Instruction) -> Op {
         Mnemonic::Swapgs => Swapgs,
         Mnemonic::Clts => Clts,
         Mnemonic::Wbinvd | Mnemonic::Invd => CacheFlush,
-        _ if i.condition_code() != ConditionCode::None => match m {
-            _ if i.is_jcc_short_or_near() => Jcc,
-            Mnemonic::Cmovo
-            | Mnemonic::Cmovno
-            | Mnemonic::Cmovb
-            | Mnemonic::Cmovae
-            | Mnemonic::Cmove
-            | Mnemonic::Cmovne
-            | Mnemonic::Cmovbe
-            | Mnemonic::Cmova
-            | Mnemonic::Cmovs
-            | Mnemonic::Cmovns
-            | Mnemonic::Cmovp
-            | Mnemonic::Cmovnp
-            | Mnemonic::Cmovl
-            | Mnemonic::Cmovge
-            | Mnemonic::Cmovle
-            | Mnemonic::Cmovg => Cmov,
-            Mnemonic::Seto
-            | Mnemonic::Setno
-            | Mnemonic::Setb
-            | Mnemonic::Setae
-            | Mnemonic::Sete
-            | Mnemonic::Setne
-            | Mnemonic::Setbe
-            | Mnemonic::Seta
-            | Mnemonic::Sets
-            | Mnemonic::Setns
-            | Mnemonic::Setp
-            | Mnemonic::Setnp
-            | Mnemonic::Setl
-            | Mnemonic::Setge
-            | Mnemonic::Setle
-            | Mnemonic::Setg => Setcc,
-            _ => return unsupported,
-        },
-        _ => return unsupported,
-    };
-    if matches!(op.kind, Jcc | Cmov | Setcc) {
-        op.cc = cond(i);
+        _ if i.condition_code() != ConditionCode::None => return conditional(i),
+        _ => return None,
+    })
+}
+
+/// MOV, MOV to/from a control register, MOV to/from a debug register.
+fn mov_kind(i: &Instruction) -> Option<Kind> {
+    Some(match i.code() {
+        Code::Mov_r64_cr | Code::Mov_r32_cr => Kind::MovFromCr,
+        Code::Mov_cr_r64 | Code::Mov_cr_r32 => Kind::MovToCr,
+        Code::Mov_r64_dr | Code::Mov_r32_dr => Kind::MovFromDr,
+        Code::Mov_dr_r64 | Code::Mov_dr_r32 => Kind::MovToDr,
+        _ => Kind::Mov,
+    })
+}
+
+/// Jcc, CMOVcc and SETcc.
+fn conditional(i: &Instruction) -> Option<Kind> {
+    use Kind::*;
+    if i.is_jcc_short_or_near() {
+        return Some(Jcc);
     }
-    if matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs) {
-        op.cc = rep(i);
-        op.size = string_size(i);
-    }
-    if matches!(op.kind, Ret) && n == 0 {
-        op.a = Opnd::Imm(0);
-    }
-    // Any operand left unlowered (a segment register, an unusual address
-    // form) where the kind needs it makes the instruction unsupported.
-    for k in 0..n.min(3) {
-        let needed = !matches!(
-            op.kind,
-            MovToCr | MovFromCr | MovToDr | MovFromDr | Movs | Stos | Lods | Cmps | Scas | Ins | Outs | In | Out
-        );
-        if needed && ops[k as usize] == Opnd::None {
-            return unsupported;
+    Some(match i.mnemonic() {
+        Mnemonic::Cmovo
+        | Mnemonic::Cmovno
+        | Mnemonic::Cmovb
+        | Mnemonic::Cmovae
+        | Mnemonic::Cmove
+        | Mnemonic::Cmovne
+        | Mnemonic::Cmovbe
+        | Mnemonic::Cmova
+        | Mnemonic::Cmovs
+        | Mnemonic::Cmovns
+        | Mnemonic::Cmovp
+        | Mnemonic::Cmovnp
+        | Mnemonic::Cmovl
+        | Mnemonic::Cmovge
+        | Mnemonic::Cmovle
+        | Mnemonic::Cmovg => Cmov,
+        Mnemonic::Seto
+        | Mnemonic::Setno
+        | Mnemonic::Setb
+        | Mnemonic::Setae
+        | Mnemonic::Sete
+        | Mnemonic::Setne
+        | Mnemonic::Setbe
+        | Mnemonic::Seta
+        | Mnemonic::Sets
+        | Mnemonic::Setns
+        | Mnemonic::Setp
+        | Mnemonic::Setnp
+        | Mnemonic::Setl
+        | Mnemonic::Setge
+        | Mnemonic::Setle
+        | Mnemonic::Setg => Setcc,
+        _ => return None,
+    })
+}
+
+/// The per-kind finishing of a lowered op: condition codes, REP kinds,
+/// implicit sizes and operands. `None` when an operand the kind needs did
+/// not lower (a segment register, an unusual address form).
+fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
+    use Kind::*;
+    let n = i.op_count();
+    let reg_index = |r: Register, base: Register| (r as u32 - base as u32) as u8;
+    match op.kind {
+        MovFromCr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::CR0), 8),
+        MovToCr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::CR0), 8),
+        MovFromDr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::DR0), 8),
+        MovToDr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::DR0), 8),
+        Cbw | Cwd => op.size = accumulator_size(i.mnemonic()),
+        // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
+        Push => op.size = if op.size == 2 { 2 } else { 8 },
+        Jcc | Cmov | Setcc => op.cc = cond(i),
+        Movs | Stos | Lods | Cmps | Scas | Ins | Outs => {
+            op.cc = rep(i);
+            op.size = string_size(i);
+            // Whatever order the SDM lists them in: a = ES:[rDI], b = seg:[rSI].
+            (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
+            for k in 0..n {
+                match string_operand(i, i.op_kind(k)) {
+                    Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
+                    Some(m) => op.b = m,
+                    None => {}
+                }
+            }
+            return Some(op);
         }
+        Ret if n == 0 => op.a = Opnd::Imm(0),
+        In | Out => {
+            // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
+            let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
+            op.size = i.op_register(reg).size() as u8;
+            op.a = Opnd::Reg(0);
+            op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
+            return Some(op);
+        }
+        _ => {}
     }
-    if matches!(op.kind, In | Out) {
-        // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
-        let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
-        op.size = i.op_register(reg).size() as u8;
-        op.a = Opnd::Reg(0);
-        op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
+    let implicit = matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr);
+    let lowered = [op.a, op.b, op.c];
+    if !implicit && lowered[..n.min(3) as usize].contains(&Opnd::None) {
+        return None;
     }
-    op.cost = crate::cost::cycles(&op);
-    op
+    Some(op)
+}
+
+/// The accumulator size of CBW/CWDE/CDQE and CWD/CDQ/CQO.
+fn accumulator_size(m: Mnemonic) -> u8 {
+    match m {
+        Mnemonic::Cbw | Mnemonic::Cwd => 2,
+        Mnemonic::Cwde | Mnemonic::Cdq => 4,
+        _ => 8,
+    }
 }
 
 fn is_sse_movsd(i: &Instruction) -> bool {
@@ -641,7 +681,7 @@ mod tests {
         assert_eq!(op.kind, Kind::Mov);
         assert_eq!(op.size, 4);
         assert_eq!(op.a, Opnd::Reg(0));
-        assert_eq!(op.b, Opnd::Mem(Mem { base: 7, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 8 }));
+        assert_eq!(op.b, Opnd::Mem(Mem { base: 7, index: Mem::NONE, scale: 1, seg: Seg::Ds, asize: 8, disp: 8 }));
         // out dx, al
         let op = lower_bytes(&[0xee]);
         assert_eq!((op.kind, op.size, op.b), (Kind::Out, 1, Opnd::Reg(2)));
@@ -664,7 +704,7 @@ mod tests {
         let op = lower_bytes(&[0x48, 0x8d, 0x35, 0x10, 0, 0, 0]);
         assert_eq!(
             op.b,
-            Opnd::Mem(Mem { base: Mem::NONE, index: Mem::NONE, scale: 1, seg: 0, a32: false, disp: 0x1017 })
+            Opnd::Mem(Mem { base: Mem::NONE, index: Mem::NONE, scale: 1, seg: Seg::Ds, asize: 8, disp: 0x1017 })
         );
     }
 
@@ -673,5 +713,24 @@ mod tests {
         assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
         assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
         assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Unsupported); // addps
+    }
+
+    #[test]
+    fn operands_carry_segment_and_address_size() {
+        let m = |base, seg, asize| Opnd::Mem(Mem { base, index: Mem::NONE, scale: 1, seg, asize, disp: 0 });
+        // mov eax, fs:[rbx]
+        assert_eq!(lower_bytes(&[0x64, 0x8b, 0x03]).b, m(3, Seg::Fs, 8));
+        // mov eax, [rbp]: SS by default (disp8 0)
+        assert_eq!(lower_bytes(&[0x8b, 0x45, 0x00]).b, m(5, Seg::Ss, 8));
+        // mov eax, [ebx]: 32-bit address size
+        assert_eq!(lower_bytes(&[0x67, 0x8b, 0x03]).b, m(3, Seg::Ds, 4));
+        // gs movsb: a = ES:[rdi], b = GS:[rsi]
+        let op = lower_bytes(&[0x65, 0xa4]);
+        assert_eq!((op.a, op.b), (m(7, Seg::Es, 8), m(6, Seg::Gs, 8)));
+        // cmpsb lists DS:[rsi] first; lods has only a source; a32 scasb
+        let op = lower_bytes(&[0xa6]);
+        assert_eq!((op.a, op.b), (m(7, Seg::Es, 8), m(6, Seg::Ds, 8)));
+        assert_eq!((lower_bytes(&[0xac]).a, lower_bytes(&[0xac]).b), (Opnd::None, m(6, Seg::Ds, 8)));
+        assert_eq!(lower_bytes(&[0x67, 0xae]).a, m(7, Seg::Es, 4));
     }
 }

@@ -1,0 +1,282 @@
+//! The [`Cpu`] trait: everything an instruction sees of the machine it runs
+//! on. The executor ([`crate::execute`]) is generic over it, so each
+//! implementation gets its own monomorphised copy with the trait calls
+//! inlined: the simulator's over its TLB fast path, the VMM's emulator's
+//! over a software page walk and the device bus.
+//!
+//! The required methods are what every instruction family needs: general
+//! registers, RIP, RFLAGS (status flags lazily), the privilege level,
+//! memory through a segment, and the two ways an instruction stops early
+//! (an exception, or something the implementation does not model). The
+//! rest are system hooks, each named after what the SDM calls it; their
+//! defaults refuse ([`Cpu::unsupported`]), so an implementation that does
+//! not model a part of the system (the VMM's emulator models none of it)
+//! leaves them out. A hook is where the implementation decides something
+//! the architecture leaves to the machine: a VMX control that makes the
+//! instruction exit, the MSR file, the TLB.
+//!
+//! Every method that can stop an instruction returns `Self::Stop`, and an
+//! instruction stops before it commits anything the restart would redo:
+//! registers are written after the last access that can fail.
+
+use crate::op::{Op, Seg};
+use crate::{Flags, Size};
+use exitlab_arch::{DescriptorTable, Segment};
+
+/// An exception the instruction raises, as a fault (RIP at the instruction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// The vector (SDM Vol. 3A table 6-1; `exitlab_arch::vector`).
+    pub vector: u8,
+    pub error_code: Option<u32>,
+}
+
+impl Exception {
+    /// #UD: invalid opcode.
+    pub const fn ud() -> Exception {
+        Exception { vector: exitlab_arch::vector::UD, error_code: None }
+    }
+
+    /// #GP with `code`.
+    pub const fn gp(code: u32) -> Exception {
+        Exception { vector: exitlab_arch::vector::GP, error_code: Some(code) }
+    }
+
+    /// #DE: divide error.
+    pub const fn de() -> Exception {
+        Exception { vector: exitlab_arch::vector::DE, error_code: None }
+    }
+}
+
+/// A port access as the SDM's I/O instructions make it (Vol. 1 ch. 19),
+/// with what a VMX exit qualification reports about it (Vol. 3C table
+/// 28-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortIo {
+    pub port: u16,
+    pub size: Size,
+    /// INS or OUTS.
+    pub string: bool,
+    /// With a REP prefix.
+    pub rep: bool,
+    /// The port came from an immediate, not DX.
+    pub immediate: bool,
+}
+
+/// A CPUID-enumerated feature an instruction needs; without it the
+/// instruction raises #UD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// Restricted transactional memory (CPUID.07H:EBX.RTM[bit 11]).
+    Rtm,
+}
+
+/// Which descriptor-table register LGDT/LIDT/SGDT/SIDT name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DescriptorTableKind {
+    Gdt,
+    Idt,
+}
+
+/// The machine an instruction executes on. See the module documentation
+/// for which methods are required and which are hooks.
+pub trait Cpu {
+    /// Why an instruction stopped before completing (an exception, an exit
+    /// to a VMM, an instruction that is not modelled). The executor only
+    /// passes it on.
+    type Stop;
+
+    /// Iterations a REP string instruction runs before it yields with RIP
+    /// unchanged, so that it resumes from where it stopped (the SDM lets an
+    /// implementation take interrupts between iterations, Vol. 2B "REP").
+    const REP_CHUNK: u64 = u64::MAX;
+
+    // ---- Registers (SDM Vol. 1 3.4) ----
+
+    /// General register `n` (0 = RAX ... 15 = R15), all 64 bits.
+    fn gpr(&self, n: u8) -> u64;
+    fn set_gpr(&mut self, n: u8, v: u64);
+    fn rip(&self) -> u64;
+    fn set_rip(&mut self, v: u64);
+    /// The six status flags, lazily evaluated.
+    fn flags(&self) -> Flags;
+    fn set_flags(&mut self, f: Flags);
+    /// RFLAGS without the six status flags: TF, IF, DF, IOPL, NT, RF, AC,
+    /// ID and the fixed bit 1.
+    fn rflags_rest(&self) -> u64;
+    fn set_rflags_rest(&mut self, v: u64);
+    /// The current privilege level (CS.RPL).
+    fn cpl(&self) -> u8;
+
+    // ---- Memory ----
+
+    /// Reads `size` bytes (1, 2, 4 or 8) at `offset` in segment `seg`,
+    /// with the current privilege. The implementation applies the
+    /// segment's base (and, outside 64-bit mode, its limit and type) and
+    /// paging.
+    fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, Self::Stop>;
+    /// Writes the low `size` bytes of `v` at `offset` in segment `seg`.
+    fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), Self::Stop>;
+
+    // ---- Stopping ----
+
+    /// Stops the instruction with exception `e`.
+    fn exception(&mut self, e: Exception) -> Self::Stop;
+    /// Stops at an instruction (or operand form) this implementation does
+    /// not model.
+    fn unsupported(&mut self) -> Self::Stop;
+
+    // ---- Hooks: instruction bookkeeping ----
+
+    /// One element of the string instruction `op` was committed (RSI, RDI
+    /// and, with REP, RCX have moved past it).
+    fn string_element(&mut self, _op: &Op) {}
+
+    // ---- Hooks: events and interrupt state (SDM Vol. 3A ch. 6) ----
+
+    /// Stops with software interrupt `vector` (INT n, INT3); RIP is already
+    /// past the instruction.
+    fn software_interrupt(&mut self, _vector: u8) -> Self::Stop {
+        self.unsupported()
+    }
+
+    /// STI set IF: hold interrupts off until after the next instruction.
+    fn interrupt_shadow(&mut self) {}
+
+    /// IRETQ (SDM Vol. 2A "IRET"): pops RIP, CS, RFLAGS, RSP and SS. The
+    /// implementation owns segment loading and event delivery, so it owns
+    /// the return from an event too.
+    fn iretq(&mut self, _op: &Op) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    // ---- Hooks: I/O (SDM Vol. 1 ch. 19) ----
+
+    /// An input from `io.port`; the value in the low `io.size` bytes.
+    fn port_in(&mut self, _op: &Op, _io: PortIo) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// An output to `io.port`.
+    fn port_out(&mut self, _op: &Op, _io: PortIo, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// The task register (the TSS's base and limit, for the I/O permission
+    /// bitmap).
+    fn task_register(&mut self) -> Result<Segment, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// An implicit supervisor-mode read at a linear address (the TSS,
+    /// descriptor tables), whatever the CPL.
+    fn read_system(&mut self, _linear: u64, _size: Size) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    // ---- Hooks: system instructions (SDM Vol. 3A 2.8, Vol. 2) ----
+    // Privilege checks that the SDM lists before anything else (#GP at
+    // CPL > 0) are the executor's; each hook may still exit or fault.
+
+    /// Whether the CPU advertises `feature`.
+    fn has(&self, _feature: Feature) -> bool {
+        false
+    }
+
+    /// CPUID for `leaf`, `subleaf`: EAX, EBX, ECX, EDX.
+    fn cpuid(&mut self, _op: &Op, _leaf: u32, _subleaf: u32) -> Result<[u32; 4], Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// RDMSR of `msr` (#GP for an MSR the CPU does not have).
+    fn rdmsr(&mut self, _op: &Op, _msr: u32) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// WRMSR of `value` to `msr` (#GP for an MSR or value it refuses).
+    fn wrmsr(&mut self, _op: &Op, _msr: u32, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// RDTSC, RDTSCP: the time-stamp counter and IA32_TSC_AUX.
+    fn rdtsc(&mut self, _op: &Op) -> Result<(u64, u32), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// HLT: enter the HLT state (or exit to a VMM that traps it).
+    fn hlt(&mut self, _op: &Op) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// The value control register `n` holds (no VMX read shadows), for
+    /// architectural checks such as CR4.TSD and CR4.DE.
+    fn cr(&mut self, _n: u8) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// MOV from CR`n` (#UD for a register that does not exist).
+    fn mov_from_cr(&mut self, _op: &Op, _n: u8) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// MOV to CR`n`: checks the value (#GP) and applies it.
+    fn mov_to_cr(&mut self, _op: &Op, _n: u8, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// Debug register `n` (0-3, 6 or 7: the executor resolves DR4/DR5).
+    fn dr(&mut self, _n: u8) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// Stores `value` in debug register `n` (the executor has applied the
+    /// fixed bits of DR6 and DR7).
+    fn set_dr(&mut self, _n: u8, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// GDTR or IDTR.
+    fn descriptor_table(&mut self, _which: DescriptorTableKind) -> Result<DescriptorTable, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    fn set_descriptor_table(&mut self, _which: DescriptorTableKind, _t: DescriptorTable) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// INVLPG of the page holding `offset` in segment `seg`.
+    fn invlpg(&mut self, _op: &Op, _seg: Seg, _offset: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// SWAPGS: exchange the GS base with IA32_KERNEL_GS_BASE.
+    fn swapgs(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// CLTS: clear CR0.TS.
+    fn clts(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    // ---- Hooks: transactional memory (SDM Vol. 1 ch. 16) ----
+
+    /// XBEGIN with its fallback address: open (or nest) a transaction. An
+    /// implementation that aborts instead leaves RIP at the fallback and
+    /// no transaction open.
+    fn xbegin(&mut self, _fallback: u64) {}
+
+    /// XEND: commit the outermost transaction (#GP outside one).
+    fn xend(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// Abort the open transaction with `status` in EAX (RIP to the
+    /// fallback).
+    fn xabort(&mut self, _status: u32) {}
+
+    /// Whether a transaction is open.
+    fn in_transaction(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,135 @@
+//! Data transfer (SDM Vol. 1 5.1.1; Vol. 2 "MOV", "MOVZX", "MOVSX/MOVSXD",
+//! "XCHG", "CMOVcc", "BSWAP", "XADD", "CMPXCHG", "CBW/CWDE/CDQE",
+//! "CWD/CDQ/CQO") and LEA (Vol. 1 5.1.13).
+
+use crate::arith::{add, sub};
+use crate::cpu::Cpu;
+use crate::exec::{get, memory, next, offset, put, reg, set_reg};
+use crate::flags::Cond;
+use crate::op::{Op, Opnd};
+use crate::reg::{RAX, RDX};
+use crate::{sign_bit, sign_extend};
+
+/// MOV r/m, r/m/imm.
+#[inline(always)]
+pub fn mov<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = get(c, &op.b, op.size)?;
+    put(c, &op.a, op.size, v)?;
+    next(c, op)
+}
+
+/// MOVZX: the source zero-extended.
+#[inline(always)]
+pub fn movzx<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = get(c, &op.b, op.size2)?;
+    put(c, &op.a, op.size, v)?;
+    next(c, op)
+}
+
+/// MOVSX, MOVSXD: the source sign-extended.
+#[inline(always)]
+pub fn movsx<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = sign_extend(get(c, &op.b, op.size2)?, op.size2);
+    put(c, &op.a, op.size, v)?;
+    next(c, op)
+}
+
+/// LEA: the operand's offset, no memory access (#UD for a register form).
+#[inline(always)]
+pub fn lea<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let m = memory(c, &op.b)?;
+    let a = offset(c, &m);
+    put(c, &op.a, op.size, a)?;
+    next(c, op)
+}
+
+/// XCHG: both operands read, then both written.
+#[inline(never)]
+pub fn xchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let a = get(c, &op.a, op.size)?;
+    let b = get(c, &op.b, op.size)?;
+    put(c, &op.a, op.size, b)?;
+    put(c, &op.b, op.size, a)?;
+    next(c, op)
+}
+
+/// CMOVcc: the source is read whatever the condition; a 32-bit destination
+/// is zero-extended even when the move does not happen.
+#[inline(never)]
+pub fn cmov<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = get(c, &op.b, op.size)?;
+    if c.flags().cond(Cond(op.cc)) {
+        put(c, &op.a, op.size, v)?;
+    } else if op.size == 4 {
+        let keep = get(c, &op.a, 4)?;
+        put(c, &op.a, 4, keep)?;
+    }
+    next(c, op)
+}
+
+/// BSWAP r32/r64.
+#[inline(never)]
+pub fn bswap<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = get(c, &op.a, op.size)?;
+    let r = if op.size == 8 { v.swap_bytes() } else { u64::from((v as u32).swap_bytes()) };
+    put(c, &op.a, op.size, r)?;
+    next(c, op)
+}
+
+/// XADD: destination = sum, source = old destination.
+#[inline(never)]
+pub fn xadd<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let a = get(c, &op.a, size)?;
+    let b = get(c, &op.b, size)?;
+    let (r, f) = add(size, a, b);
+    // The sum goes to the destination last, so `xadd r, r` leaves the sum;
+    // a memory destination is written first so a fault there leaves the
+    // register untouched.
+    if matches!(op.a, Opnd::Mem(_)) {
+        put(c, &op.a, size, r)?;
+        put(c, &op.b, size, a)?;
+    } else {
+        put(c, &op.b, size, a)?;
+        put(c, &op.a, size, r)?;
+    }
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// CMPXCHG: compare the accumulator with the destination; equal, the
+/// source is stored; different, the destination is written back unchanged
+/// and loaded into the accumulator.
+#[inline(never)]
+pub fn cmpxchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let dst = get(c, &op.a, size)?;
+    let acc = reg(c, RAX, size);
+    let (_, f) = sub(size, acc, dst);
+    if acc == dst {
+        let src = get(c, &op.b, size)?;
+        put(c, &op.a, size, src)?;
+    } else {
+        put(c, &op.a, size, dst)?;
+        set_reg(c, RAX, size, dst);
+    }
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// CBW, CWDE, CDQE: the accumulator's low half sign-extended in place.
+#[inline(never)]
+pub fn cbw<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let half = op.size / 2;
+    let v = sign_extend(reg(c, RAX, half), half);
+    set_reg(c, RAX, op.size, v);
+    next(c, op)
+}
+
+/// CWD, CDQ, CQO: rDX = the accumulator's sign.
+#[inline(never)]
+pub fn cwd<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let neg = reg(c, RAX, op.size) & sign_bit(op.size) != 0;
+    set_reg(c, RDX, op.size, if neg { u64::MAX } else { 0 });
+    next(c, op)
+}
