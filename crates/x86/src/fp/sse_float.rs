@@ -615,44 +615,56 @@ pub fn from_int_scalar(mx: &mut Mxcsr, shape: Shape, a: Xmm, v: i64) -> Result<X
     Ok(set_lane(a, f, 0, r))
 }
 
-/// RCPSS/RCPPS and RSQRTSS/RSQRTPS: approximations with a relative error
-/// of at most 1.5 × 2^−12 (SDM Vol. 2 RCPPS, RSQRTPS). They raise no
-/// exception and ignore DAZ/FTZ and the rounding control; a denormal
-/// source reads as a zero of its sign (1/±0 = ±∞), a NaN source is
-/// quieted, RSQRT of a negative non-zero value gives the indefinite.
-/// This model returns the correctly rounded quotient rounded to the
-/// nearest 12-bit significand (within the bound; silicon's tables differ
-/// by vendor, so phase 2's differential suite masks these lanes' low bits).
-pub fn approx(f: &Ieee, rsqrt: bool, a: u64) -> u64 {
+/// RCPSS/RCPPS and RSQRTSS/RSQRTPS (single precision only). The SDM
+/// bounds the relative error by 1.5 × 2^−12 and leaves the table to the
+/// implementation; this is Intel's, measured on the CPU tests/silicon/
+/// names over every input that matters: the result is the exact
+/// reciprocal (root) of the midpoint of the input's interval of the top 11
+/// (RSQRT: 10, per exponent parity) fraction bits, rounded to nearest at
+/// 13 significant bits. No exception and no MXCSR control applies: a
+/// denormal source reads as a zero of its sign (1/±0 = ±∞), a result below
+/// the normal range is +0 or −0, a NaN is quieted, RSQRT of a negative
+/// non-zero value gives the indefinite.
+pub fn approx(rsqrt: bool, a: u32) -> u32 {
+    let f = &SINGLE;
+    let a = a as u64;
     let sign = f.is_neg(a);
-    match f.class(a) {
+    let r = match f.class(a) {
         Class::QNan | Class::SNan => f.quiet(a),
         Class::Zero | Class::Denormal => f.inf(sign),
         _ if rsqrt && sign => f.indefinite(),
         Class::Inf => f.zero(sign),
         _ => {
             let x = f.unpack(a);
+            let bits: i32 = if rsqrt { 10 } else { 11 };
+            let idx = (x.sig >> (127 - bits)) & ((1 << bits) - 1);
+            let mut mid = Unpacked::from_int(false, (((1 << bits) + idx) << 1) | 1, -bits - 1);
             let one = Unpacked::from_int(false, 1, 0);
-            let q = if rsqrt { round::div(one, round::sqrt(x)) } else { round::div(one, x) };
-            let r = round::round(Unpacked { sign, ..q }, round::Format { precision: 12, ..f.fmt }, Rc::Nearest);
-            match r.val {
-                Val::Finite { exp, sig } if sig >> 11 != 0 => {
-                    let s = round::round(Unpacked::from_int(sign, sig as u128, exp - 11), f.fmt, Rc::Zero);
-                    f.pack(&s)
+            let (q, scale) = if rsqrt {
+                mid.exp += x.exp.rem_euclid(2);
+                (round::div(one, round::sqrt(mid)), -x.exp.div_euclid(2))
+            } else {
+                (round::div(one, mid), -x.exp)
+            };
+            let fmt13 = round::Format { precision: 13, emin: -1000, emax: 1000 };
+            match round::round(q, fmt13, Rc::Nearest).val {
+                Val::Finite { exp, sig } if exp + scale >= f.fmt.emin => {
+                    f.pack_val(sign, Val::Finite { exp: exp + scale, sig: sig << 11 })
                 }
-                // 1/x of the largest normals is tiny: silicon flushes it.
                 _ => f.zero(sign),
             }
         }
-    }
+    };
+    r as u32
 }
 
-/// RCPxx/RSQRTxx over `shape` (single only); no exception is possible.
+/// RCPPS/RCPSS/RSQRTPS/RSQRTSS over `shape` (`Ps` or `Ss`); no exception
+/// is possible.
 pub fn approx_op(shape: Shape, rsqrt: bool, a: Xmm, b: Xmm) -> Xmm {
-    let f = shape.ieee();
+    let f = &SINGLE;
     let mut r = a;
     for i in 0..shape.lanes() {
-        r = set_lane(r, f, i, approx(f, rsqrt, lane(b, f, i)));
+        r = set_lane(r, f, i, approx(rsqrt, lane(b, f, i) as u32) as u64);
     }
     r
 }

@@ -13,7 +13,8 @@
  *
  * Build and run (x86-64 Linux, gcc):
  *   gcc -O1 -msse4.1 -o gen_sse gen_sse.c && ./gen_sse > sse.txt
- * The committed sse.txt names the CPU it came from in its first line.
+ * The committed sse.txt names the CPU it came from in its first line;
+ * rcp.txt is `./gen_sse tables` on the same CPU.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
+#include <immintrin.h>
 
 typedef unsigned __int128 u128;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -205,7 +207,29 @@ static const case_fn cases[] = {
     E(dppsf1), E(dpps7e), E(dppd31), E(haddps), E(hsubpd), E(addsubps), E(rcpss), E(rsqrtss),
 };
 
+/* `gen_sse tables`: RCPSS over every 11-bit fraction prefix and RSQRTSS
+ * over every 10-bit prefix of both exponent parities, with the other
+ * fraction bits random: "<op> <input> <result>" per line. */
+static void tables(void) {
+    for (uint32_t i = 0; i < 2048 * 3; i++) {
+        uint32_t e = (uint32_t[]){127, 1, 253}[i / 2048];
+        uint32_t x = (e << 23) | ((i % 2048) << 12) | ((uint32_t)rnd() & 0xfff) | (i & 1) << 31;
+        float r = _mm_cvtss_f32(_mm_rcp_ss(_mm_set_ss(*(float *)&x)));
+        printf("rcpss %08x %08x\n", x, *(uint32_t *)&r);
+    }
+    for (uint32_t i = 0; i < 2048 * 3; i++) {
+        uint32_t e = (uint32_t[]){127, 2, 253}[i / 2048] + (i / 1024) % 2;
+        uint32_t x = (e << 23) | ((i % 1024) << 13) | ((uint32_t)rnd() & 0x1fff);
+        float r = _mm_cvtss_f32(_mm_rsqrt_ss(_mm_set_ss(*(float *)&x)));
+        printf("rsqrtss %08x %08x\n", x, *(uint32_t *)&r);
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "tables")) {
+        tables();
+        return 0;
+    }
     int per_op = argc > 1 ? atoi(argv[1]) : 300;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
