@@ -21,6 +21,7 @@
 pub mod mxcsr;
 pub mod round;
 pub mod sse_float;
+pub mod sse_int;
 
 use core::ops::{BitOr, BitOrAssign};
 
