@@ -11,7 +11,7 @@
 //!   conversions, rounding, dot products, horizontal and approximate ops.
 //! - [`sse_int`]: MMX and SSE2/SSSE3/SSE4.1 packed integer operations and
 //!   the bitwise, shuffle and move-mask instructions.
-//! - [`sse_str`]: SSE4.2 string compares (PCMPxSTRx), CRC32 and POPCNT.
+//! - [`sse_str`]: SSE4.2 string compares (PCMPxSTRx) and CRC32.
 //! - [`x87`]: the x87 register stack, control/status/tag words, loads and
 //!   stores of every memory format, arithmetic, compares.
 //! - [`x87_trans`]: FSIN, FCOS, FSINCOS, FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1.
@@ -22,6 +22,7 @@ pub mod mxcsr;
 pub mod round;
 pub mod sse_float;
 pub mod sse_int;
+pub mod sse_str;
 
 use core::ops::{BitOr, BitOrAssign};
 
