@@ -23,6 +23,8 @@ pub mod round;
 pub mod sse_float;
 pub mod sse_int;
 pub mod sse_str;
+pub mod x87;
+pub mod x87_trans;
 
 use core::ops::{BitOr, BitOrAssign};
 
