@@ -25,6 +25,7 @@ pub mod sse_int;
 pub mod sse_str;
 pub mod x87;
 pub mod x87_trans;
+pub mod xsave;
 
 use core::ops::{BitOr, BitOrAssign};
 

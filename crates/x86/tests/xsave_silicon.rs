@@ -1,0 +1,52 @@
+//! Save-area layouts against silicon: tests/silicon/xsave.txt holds the
+//! images FXSAVE, FXSAVE64, XSAVE(64), XSAVEC, XSAVEOPT, FNSTENV and FNSAVE
+//! wrote on the CPU its header names for one state (three x87 values, a
+//! pending PE, MXCSR 0x1FA0, XMMi = byte i·0x11), into buffers prefilled
+//! with 0x5A. The model reads the state back from the FXSAVE64 image and
+//! must write every image byte for byte, leaving the same bytes alone.
+
+use exitlab_x86::fp::xsave::*;
+
+fn images() -> Vec<(String, Vec<u8>)> {
+    include_str!("silicon/xsave.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (n, h) = l.split_once(' ').unwrap();
+            let b = (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
+            (n.to_string(), b)
+        })
+        .collect()
+}
+
+#[test]
+fn save_images_match_silicon() {
+    let imgs = images();
+    let fx64: [u8; 512] = imgs.iter().find(|(n, _)| n == "fxsave64").unwrap().1[..].try_into().unwrap();
+    let mut s = FpuState::default();
+    fxrstor(&mut s, true, &fx64).unwrap();
+    // The 32-bit layout's FIP is the low half of the same pointer.
+    for (name, want) in &imgs {
+        let mut got = vec![0x5au8; want.len()];
+        match name.as_str() {
+            "fxsave" | "fxsave64" => {
+                let mut a = [0x5au8; 512];
+                fxsave(&s, name == "fxsave64", &mut a);
+                got.copy_from_slice(&a);
+            }
+            "fnstenv" => got.copy_from_slice(&fnstenv(&mut s.clone())),
+            "fnsave" => got.copy_from_slice(&fnsave(&mut s.clone())),
+            _ => {
+                let (op, mask) = name.split_once('_').unwrap();
+                let (op, rex_w) = match op {
+                    "xsave" => (SaveOp::Xsave, false),
+                    "xsave64" => (SaveOp::Xsave, true),
+                    "xsavec" => (SaveOp::Xsavec, false),
+                    _ => (SaveOp::Xsaveopt, false),
+                };
+                xsave(&s, op, rex_w, 3, mask.parse().unwrap(), &mut got);
+            }
+        }
+        assert_eq!(&got, want, "{name}");
+    }
+}
