@@ -85,11 +85,11 @@ fn model(c: &Case, mx: &mut Mxcsr) -> Result<Xmm, SimdFault> {
         "cvtdq2pd" => sf::from_int_packed(mx, Pd, b)?,
         "cvtsi2ss64" => sf::from_int_scalar(mx, Ss, a, b as u64 as i64)?,
         "cvtsi2sd64" => sf::from_int_scalar(mx, Sd, a, b as u64 as i64)?,
-        "dppsf1" | "dpps7e" => sf::dp(mx, Ps, c.imm, a, b)?,
-        "dppd31" => sf::dp(mx, Pd, c.imm, a, b)?,
-        "haddps" => sf::horizontal(mx, Ps, false, a, b)?,
-        "hsubpd" => sf::horizontal(mx, Pd, true, a, b)?,
-        "addsubps" => sf::addsub(mx, Ps, a, b)?,
+        "dppsf1" | "dpps7e" => sf::dp(mx, false, c.imm, a, b)?,
+        "dppd31" => sf::dp(mx, true, c.imm, a, b)?,
+        "haddps" => sf::horizontal(mx, false, false, a, b)?,
+        "hsubpd" => sf::horizontal(mx, true, true, a, b)?,
+        "addsubps" => sf::addsub(mx, false, a, b)?,
         "rcpss" => sf::approx_op(Ss, false, a, b),
         "rsqrtss" => sf::approx_op(Ss, true, a, b),
         other => panic!("no model for {other}"),
@@ -145,13 +145,13 @@ fn dot_product_nan_order_matches_silicon() {
     ];
     for (imm, want) in silicon {
         let mut mx = Mxcsr::default();
-        assert_eq!(lanes(sf::dp(&mut mx, Shape::Ps, imm, a, b).unwrap()), want, "dpps {imm:#x}");
+        assert_eq!(lanes(sf::dp(&mut mx, false, imm, a, b).unwrap()), want, "dpps {imm:#x}");
     }
     let d = |i: u64| 0x7ff8_0000_0000_0000u64 | i;
     let a: Xmm = d(1) as u128 | (d(2) as u128) << 64;
     let b: Xmm = 1.0f64.to_bits() as u128 * (1 | 1 << 64);
     let mut mx = Mxcsr::default();
-    assert_eq!(sf::dp(&mut mx, Shape::Pd, 0x33, a, b), Ok(a));
+    assert_eq!(sf::dp(&mut mx, true, 0x33, a, b), Ok(a));
 }
 
 /// RCPSS over every 11-bit fraction prefix and RSQRTSS over every 10-bit

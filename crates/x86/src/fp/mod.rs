@@ -18,6 +18,7 @@
 //! - [`xsave`]: FXSAVE/FXRSTOR and XSAVE-family images, CPUID leaf 0xD.
 //! - [`cost`]: latencies per instruction class, each with its source.
 
+pub mod cost;
 pub mod mxcsr;
 pub mod round;
 pub mod sse_float;

@@ -460,8 +460,19 @@ pub fn round_op(mx: &mut Mxcsr, shape: Shape, imm8: u8, a: Xmm, b: Xmm) -> Resul
     lanes2(mx, shape, a, b, |f, _, y, m| round_int(f, y, imm8, m))
 }
 
-/// ADDSUBPS/ADDSUBPD (SSE3): even lanes subtract, odd lanes add.
-pub fn addsub(mx: &mut Mxcsr, shape: Shape, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+/// The packed shape of a packed-only instruction: PD when `double`.
+#[inline]
+const fn packed(double: bool) -> Shape {
+    if double {
+        Shape::Pd
+    } else {
+        Shape::Ps
+    }
+}
+
+/// ADDSUBPS/ADDSUBPD (`double`; SSE3): even lanes subtract, odd lanes add.
+pub fn addsub(mx: &mut Mxcsr, double: bool, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+    let shape = packed(double);
     let f = shape.ieee();
     let mut r = 0;
     let mut exc = Exc::NONE;
@@ -475,10 +486,11 @@ pub fn addsub(mx: &mut Mxcsr, shape: Shape, a: Xmm, b: Xmm) -> Result<Xmm, SimdF
     Ok(r)
 }
 
-/// HADDPS/HADDPD (`sub` false) and HSUBPS/HSUBPD (SSE3): adjacent pairs of
-/// `a` fill the low half of the result, pairs of `b` the high half; a
-/// subtraction takes the even lane minus the odd one.
-pub fn horizontal(mx: &mut Mxcsr, shape: Shape, sub: bool, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+/// HADDPS/HADDPD (`double`; `sub` false) and HSUBPS/HSUBPD (SSE3):
+/// adjacent pairs of `a` fill the low half of the result, pairs of `b` the
+/// high half; a subtraction takes the even lane minus the odd one.
+pub fn horizontal(mx: &mut Mxcsr, double: bool, sub: bool, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+    let shape = packed(double);
     let f = shape.ieee();
     let n = shape.lanes();
     let op = if sub { Arith::Sub } else { Arith::Add };
@@ -495,7 +507,7 @@ pub fn horizontal(mx: &mut Mxcsr, shape: Shape, sub: bool, a: Xmm, b: Xmm) -> Re
     Ok(r)
 }
 
-/// DPPS/DPPD (SSE4.1; SDM Vol. 2 DPPS operation): lane products selected
+/// DPPS/DPPD (`double`; SSE4.1; SDM Vol. 2 DPPS operation): lane products selected
 /// by `imm8` bits 4-7 (others +0.0), summed pairwise with a rounding after
 /// every step, the sum written to the lanes `imm8` bits 0-3 select (others
 /// +0.0). Exceptions of every step are combined. The order of the
@@ -503,7 +515,8 @@ pub fn horizontal(mx: &mut Mxcsr, shape: Shape, sub: bool, a: Xmm, b: Xmm) -> Re
 /// each result lane `d`: DPPS as `(p[d^1] + p[d]) + (p[d^3] + p[d^2])`,
 /// DPPD as `p[d] + p[d^1]` (measured with distinct NaN payloads in every
 /// product; tests/silicon/sse.txt).
-pub fn dp(mx: &mut Mxcsr, shape: Shape, imm8: u8, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+pub fn dp(mx: &mut Mxcsr, double: bool, imm8: u8, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
+    let shape = packed(double);
     let f = shape.ieee();
     let n = shape.lanes();
     let mut exc = Exc::NONE;
@@ -763,11 +776,11 @@ mod tests {
         let mut mx = M;
         let a = ps([1.0, 2.0, 3.0, 4.0]);
         let b = ps([10.0, 20.0, 30.0, 40.0]);
-        assert_eq!(horizontal(&mut mx, Shape::Ps, false, a, b), Ok(ps([3.0, 7.0, 30.0, 70.0])));
-        assert_eq!(horizontal(&mut mx, Shape::Ps, true, a, b), Ok(ps([-1.0, -1.0, -10.0, -10.0])));
-        assert_eq!(addsub(&mut mx, Shape::Ps, a, b), Ok(ps([-9.0, 22.0, -27.0, 44.0])));
-        assert_eq!(dp(&mut mx, Shape::Ps, 0xf1, a, b), Ok(ps([300.0, 0.0, 0.0, 0.0])));
-        assert_eq!(dp(&mut mx, Shape::Ps, 0x36, a, b), Ok(ps([0.0, 50.0, 50.0, 0.0])));
+        assert_eq!(horizontal(&mut mx, false, false, a, b), Ok(ps([3.0, 7.0, 30.0, 70.0])));
+        assert_eq!(horizontal(&mut mx, false, true, a, b), Ok(ps([-1.0, -1.0, -10.0, -10.0])));
+        assert_eq!(addsub(&mut mx, false, a, b), Ok(ps([-9.0, 22.0, -27.0, 44.0])));
+        assert_eq!(dp(&mut mx, false, 0xf1, a, b), Ok(ps([300.0, 0.0, 0.0, 0.0])));
+        assert_eq!(dp(&mut mx, false, 0x36, a, b), Ok(ps([0.0, 50.0, 50.0, 0.0])));
     }
 
     #[test]

@@ -1265,6 +1265,30 @@ impl X87 {
         self.set_c1(false);
     }
 
+    /// The MMX transition every MMX instruction but EMMS makes (SDM Vol. 1
+    /// §9.5.1): TOP = 0 and every tag valid. The executor raises #MF first
+    /// when an x87 exception is pending ([`X87::pending`]).
+    pub fn mmx_enter(&mut self) {
+        self.top = 0;
+        self.valid = 0xff;
+    }
+
+    /// MMi: the significand of physical register Ri.
+    pub fn mm(&self, i: usize) -> u64 {
+        self.regs[i & 7].sig
+    }
+
+    /// Writes MMi: the significand of Ri, its sign and exponent all ones
+    /// (SDM Vol. 1 §9.5.1).
+    pub fn set_mm(&mut self, i: usize, v: u64) {
+        self.regs[i & 7] = F80 { se: 0xffff, sig: v };
+    }
+
+    /// EMMS: every tag empty.
+    pub fn emms(&mut self) {
+        self.valid = 0;
+    }
+
     /// FXTRACT: ST(0) replaced by its exponent, then the significand pushed.
     pub fn fxtract(&mut self) {
         let a = match self.read(0) {
@@ -1441,6 +1465,18 @@ mod tests {
         assert_eq!(r, f(1.0));
         let (_, cc, _) = prem(f(1e300), f(3.0), false);
         assert_eq!(cc & sw::C2, sw::C2);
+    }
+
+    #[test]
+    fn mmx_aliases_the_registers() {
+        let mut x = X87::default();
+        x.push(F80::ONE, Exc::NONE);
+        x.mmx_enter();
+        x.set_mm(3, 0x1234);
+        assert_eq!((x.top, x.valid, x.mm(3)), (0, 0xff, 0x1234));
+        assert_eq!(x.st(3), F80 { se: 0xffff, sig: 0x1234 });
+        x.emms();
+        assert_eq!(x.tag_word(), 0xffff);
     }
 
     #[test]

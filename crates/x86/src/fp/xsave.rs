@@ -205,9 +205,9 @@ pub fn xinuse(s: &FpuState) -> u64 {
 }
 
 /// XSAVE, XSAVEOPT, XSAVEC and XSAVES (`rex_w`: the 64-bit pointer layout)
-/// with instruction mask EDX:EAX = `mask` into `area` (at least
-/// [`XSAVE_SIZE`] bytes; bytes the instruction does not write keep their
-/// contents). RFBM = mask & XCR0.
+/// with instruction mask EDX:EAX = `mask` into the [`XSAVE_SIZE`]-byte
+/// `area` (bytes the instruction does not write keep their contents).
+/// RFBM = mask & XCR0.
 ///
 /// - XSAVE/XSAVEOPT write XSTATE_BV[i] = XINUSE[i] for RFBM bits and keep
 ///   its other bits and the rest of the header; MXCSR and MXCSR_MASK are
@@ -215,7 +215,7 @@ pub fn xinuse(s: &FpuState) -> u64 {
 /// - XSAVEC/XSAVES write XSTATE_BV = XINUSE & RFBM and XCOMP_BV = bit 63 |
 ///   RFBM, and only components in use; MXCSR with RFBM[1] even when SSE is
 ///   not in use.
-pub fn xsave(s: &FpuState, op: SaveOp, rex_w: bool, xcr0: u64, mask: u64, area: &mut [u8]) {
+pub fn xsave(s: &FpuState, op: SaveOp, rex_w: bool, xcr0: u64, mask: u64, area: &mut [u8; 576]) {
     let rfbm = mask & xcr0 & XCR0_SUPPORTED;
     let inuse = xinuse(s);
     let compacted = matches!(op, SaveOp::Xsavec | SaveOp::Xsaves);
