@@ -172,6 +172,16 @@ fn x87_matches_silicon() {
         let near = (st0 == c.st0 || one_ulp(st0, c.st0)) && (st1 == c.st1 || one_ulp(st1, c.st1));
         if trans && state_but_c1 && near {
             ulp += 1;
+            if std::env::var_os("X87_ULP_LOG").is_some() {
+                println!(
+                    "ULP {line} model {:04x}{:016x} {:04x}{:016x} {:04x}",
+                    st0.se,
+                    st0.sig,
+                    st1.se,
+                    st1.sig,
+                    x.status_word()
+                );
+            }
             continue;
         }
         failures.push(format!(
@@ -196,4 +206,7 @@ fn x87_matches_silicon() {
     assert!(failures.is_empty(), "{} of {n} differ ({by_op:?}):\n{}", failures.len(), shown.join("\n"));
     println!("{n} cases; {ulp} transcendental results one ulp from silicon's");
     assert_eq!(n, 9000);
+    // 23 of the 1,600 transcendental cases when this was written: keep it
+    // from growing.
+    assert!(ulp <= 30, "{ulp} transcendental results one ulp from silicon's");
 }

@@ -43,8 +43,8 @@ static f80 operand(int trans) {
         v.sig = (rnd() | 1ull << 63) & ~((e < 62 ? (1ull << (62 - e)) : 0) - 1 ? 0 : 0);
         if (e < 63 && r % 3) v.sig &= ~((1ull << (63 - e)) - 1) | (r % 2 ? 1ull << (62 - e) : 0);
         break; }
-    default: /* normal, moderate exponents (transcendentals: |x| < ~2^8) */
-        v.se = s | (uint16_t)(trans ? 0x3fff - 70 + rnd() % 78 : 0x3fff - 200 + rnd() % 400);
+    default: /* normal, moderate exponents (transcendentals: 2^-95 < |x| < 2^8) */
+        v.se = s | (uint16_t)(trans ? 0x3fff - 95 + rnd() % 103 : 0x3fff - 200 + rnd() % 400);
         v.sig = rnd() | 1ull << 63;
     }
     return v;
