@@ -1,5 +1,6 @@
 //! x87 semantics against silicon: tests/silicon/x87.txt holds 200 cases
-//! per instruction form that gen_x87.c ran on the CPU its header names:
+//! for each of 72 instruction forms (memory operands, stack faults and a
+//! full stack included) that gen_x87.c ran on the CPU its header names:
 //! random control words (every precision and rounding control, some
 //! exceptions unmasked) over zeros, denormals, pseudo-denormals,
 //! unnormals, pseudo-NaNs, infinities, QNaNs and SNaNs of both signs,
@@ -61,11 +62,22 @@ fn model(c: &Case) -> (X87, u64, [u8; 10]) {
     x.fldcw(c.cw);
     let mut mem = [0x5au8; 10];
     let mut rflags = 0;
-    let is_load = c.op.starts_with("fld");
-    if !is_load {
+    let (mem_form, one) = (c.op.ends_with("_m"), c.op.starts_with("e_"));
+    if c.op.starts_with("o_") {
+        for _ in 0..8 {
+            x.push(c.a, Exc::NONE);
+        }
+        x.fnclex();
+    } else if one {
+        x.push(c.a, Exc::NONE);
+    } else if mem_form {
+        x.push(F80::ZERO, Exc::NONE);
+        x.push(c.a, Exc::NONE);
+    } else if !c.op.starts_with("fld") && c.op != "fbld" {
         x.push(c.b, Exc::NONE);
         x.push(c.a, Exc::NONE);
     }
+    let m = c.b.sig;
     let mut put = |bytes: &[u8]| mem[..bytes.len()].copy_from_slice(bytes);
     use Arith87::*;
     match c.op {
@@ -90,8 +102,8 @@ fn model(c: &Case) -> (X87, u64, [u8; 10]) {
         "fcompp" => x.fcom(Operand::St(1), true, 2),
         "ftst" => x.fcom(Operand::Mem(F80::ZERO, false), true, 0),
         "fxam" => x.fxam(),
-        "fcomi" => rflags = x.fcomi(1, true, false).unwrap_or(0x45),
-        "fucomip" => rflags = x.fcomi(1, false, true).unwrap_or(0x45),
+        "fcomi" => rflags = x.fcomi(1, true, false),
+        "fucomip" => rflags = x.fcomi(1, false, true),
         "fsts" => {
             if let Some(v) = x.store(false, |v, cw| to_ieee(&SINGLE, v, cw), 0) {
                 put(&(v as u32).to_le_bytes());
@@ -126,6 +138,62 @@ fn model(c: &Case) -> (X87, u64, [u8; 10]) {
         "f2xm1" => x.f2xm1(),
         "fyl2x" => x.fyl2x(),
         "fyl2xp1" => x.fyl2xp1(),
+        "fadds_m" => x.arith(Add, 0, Operand::ieee(&SINGLE, m), false),
+        "fmull_m" => x.arith(Mul, 0, Operand::ieee(&DOUBLE, m), false),
+        "fdivrs_m" => x.arith(DivR, 0, Operand::ieee(&SINGLE, m), false),
+        "fiadds_m" => x.arith(Add, 0, Operand::int(m as i16 as i64), false),
+        "fidivl_m" => x.arith(Div, 0, Operand::int(m as i32 as i64), false),
+        "fcoms_m" => x.fcom(Operand::ieee(&SINGLE, m), true, 0),
+        "fcompl_m" => x.fcom(Operand::ieee(&DOUBLE, m), true, 1),
+        "ficoms_m" => x.fcom(Operand::int(m as i16 as i64), true, 0),
+        "filds_m" => x.push(from_int(m as i16 as i64), Exc::NONE),
+        "fildl_m" => x.push(from_int(m as i32 as i64), Exc::NONE),
+        "e_fadd" | "o_fadd" => x.arith(Add, 0, Operand::St(1), false),
+        "e_faddp" => x.arith(Add, 1, Operand::St(0), true),
+        "e_fxch" => x.fxch(1),
+        "e_fcom" => x.fcom(Operand::St(1), true, 0),
+        "e_fxam" => {
+            x.fst_st(0, true);
+            // FXAM reads the sign of the empty register's stale contents,
+            // which silicon's image shows.
+            let p = x.top as usize;
+            x.regs[p] = c.st0;
+            x.fxam();
+        }
+        "e_fld" => x.fld_st(1),
+        "e_fsincos" => {
+            x.rotate(1);
+            x.fsincos();
+        }
+        "o_fld1" => x.push(F80::ONE, Exc::NONE),
+        "o_fsincos" => x.fsincos(),
+        "o_fxtract" => x.fxtract(),
+        "fbld" => {
+            let mut b = [0u8; 10];
+            b[..8].copy_from_slice(&c.a.sig.to_le_bytes());
+            b[8..].copy_from_slice(&c.a.se.to_le_bytes());
+            x.push(from_bcd(b), Exc::NONE);
+        }
+        "fisttps" | "fisttpll" | "fistl" => {
+            let (bits, trunc, pop) = match c.op {
+                "fisttps" => (16, true, true),
+                "fisttpll" => (64, true, true),
+                _ => (32, false, false),
+            };
+            if let Some(v) = x.store(pop, |v, cw| to_int(v, bits, trunc, cw), 0) {
+                put(&v.to_le_bytes()[..bits as usize / 8]);
+            }
+        }
+        "fstpt" => {
+            if let Some(v) = x.store(true, |v, _| (v.to_bytes(), Exc::NONE, false), [0; 10]) {
+                put(&v);
+            }
+        }
+        "fcmovb" => x.fcmov(1, true),
+        "ffree_fincstp" => {
+            x.ffree(1);
+            x.rotate(1);
+        }
         "flds" => x.fld_ieee(&SINGLE, c.b.sig & 0xffff_ffff),
         "fldl" => x.fld_ieee(&DOUBLE, c.b.sig),
         op => {
@@ -160,7 +228,11 @@ fn x87_matches_silicon() {
         let (x, rflags, mem) = model(&c);
         let (st0, st1) = (x.st(0), x.regs[(x.top as usize + 1) & 7]);
         let same_state = x.status_word() == c.fsw && x.valid == c.ftw && rflags == c.rflags && mem == c.mem;
-        let same_values = st0 == c.st0 && st1 == c.st1;
+        // An empty register's contents are whatever an earlier case left
+        // there on silicon: compare values only where the tag is valid.
+        let top = (c.fsw >> 11) as usize & 7;
+        let valid = |i: usize| c.ftw & (1 << ((top + i) & 7)) != 0;
+        let same_values = (!valid(0) || st0 == c.st0) && (!valid(1) || st1 == c.st1);
         n += 1;
         if same_state && same_values {
             continue;
@@ -205,7 +277,7 @@ fn x87_matches_silicon() {
     }
     assert!(failures.is_empty(), "{} of {n} differ ({by_op:?}):\n{}", failures.len(), shown.join("\n"));
     println!("{n} cases; {ulp} transcendental results one ulp from silicon's");
-    assert_eq!(n, 9000);
+    assert_eq!(n, 14_400);
     // 23 of the 1,600 transcendental cases when this was written: keep it
     // from growing.
     assert!(ulp <= 30, "{ulp} transcendental results one ulp from silicon's");

@@ -953,6 +953,13 @@ impl X87 {
         self.valid |= 1 << p;
     }
 
+    /// Decrements TOP and writes ST(0), whatever the register held: the
+    /// masked response of a stack fault pushes this way.
+    pub fn push_over(&mut self, v: F80) {
+        self.top = (self.top + 7) & 7;
+        self.set_st(0, v);
+    }
+
     /// Marks ST(0) empty and increments TOP.
     pub fn pop(&mut self) {
         let p = self.phys(0);
@@ -1081,8 +1088,10 @@ impl X87 {
             }
         };
         let mut o = arith(op, a, b, self.control());
+        // A denormal memory operand raises DE, but not beside IE or ZE
+        // (silicon: denormal / 0 is ZE alone) nor after a NaN.
         if let Operand::Mem(_, true) = src {
-            if !o.exc.contains(Exc::IE) && !a.is_nan() {
+            if !o.exc.intersects(Exc(Exc::IE.0 | Exc::ZE.0)) && !a.is_nan() {
                 o.exc |= Exc::DE;
             }
         }
@@ -1200,38 +1209,37 @@ impl X87 {
     /// is unmasked. An empty operand is a stack underflow: masked, the
     /// result is unordered.
     pub fn fcom(&mut self, src: Operand, signalling: bool, pops: u8) {
-        if let Some((c, go)) = self.compare_operands(src, signalling) {
-            self.sw = (self.sw & !sw::CC) | c.cc();
-            for _ in 0..if go { pops } else { 0 } {
-                self.pop();
-            }
+        let (c, go) = self.compare_operands(src, signalling);
+        self.sw = (self.sw & !sw::CC) | c.cc();
+        for _ in 0..if go { pops } else { 0 } {
+            self.pop();
         }
     }
 
     /// FCOMI/FCOMIP/FUCOMI/FUCOMIP ST(0), ST(i): the RFLAGS status bits to
-    /// set (ZF, PF, CF; OF, SF, AF cleared), or None after an unmasked
-    /// stack underflow.
-    pub fn fcomi(&mut self, i: usize, signalling: bool, pop: bool) -> Option<u64> {
-        let (c, go) = self.compare_operands(Operand::St(i), signalling)?;
+    /// set (ZF, PF, CF; OF, SF, AF cleared).
+    pub fn fcomi(&mut self, i: usize, signalling: bool, pop: bool) -> u64 {
+        let (c, go) = self.compare_operands(Operand::St(i), signalling);
         if pop && go {
             self.pop();
         }
-        Some(c.rflags())
+        c.rflags()
     }
 
     /// The compare and whether the instruction may go on to pop (no
     /// unmasked exception).
-    fn compare_operands(&mut self, src: Operand, signalling: bool) -> Option<(Cmp, bool)> {
+    fn compare_operands(&mut self, src: Operand, signalling: bool) -> (Cmp, bool) {
         let a = self.read(0);
         let b = match src {
             Operand::St(i) => self.read(i),
             Operand::Mem(v, _) => Ok(v),
         };
+        // A stack underflow compares unordered even when unmasked (then
+        // without popping), as silicon does.
         let unordered = Cmp { unordered: true, less: false, equal: false, exc: Exc::NONE };
         let (a, b) = match (a, b) {
             (Ok(a), Ok(b)) => (a, b),
-            (Err(true), _) | (_, Err(true)) => return Some((unordered, true)),
-            _ => return None,
+            (Err(go), _) | (_, Err(go)) => return (unordered, go),
         };
         let mut c = compare(a, b, signalling);
         if let Operand::Mem(_, true) = src {
@@ -1243,7 +1251,7 @@ impl X87 {
         // the compare raises an unmasked IE or DE, but then does not pop.
         self.set_c1(false);
         let go = self.signal(c.exc);
-        Some((c, go))
+        (c, go)
     }
 
     /// FXAM: classifies ST(0) into C3, C2, C1, C0 (no exception, even when
@@ -1296,7 +1304,7 @@ impl X87 {
             Err(m) => {
                 if m {
                     self.set_st(0, F80::INDEFINITE);
-                    self.push(F80::INDEFINITE, Exc::NONE);
+                    self.push_over(F80::INDEFINITE);
                 }
                 return;
             }
@@ -1304,7 +1312,7 @@ impl X87 {
         if !self.is_empty(7) {
             if self.stack_fault(true) {
                 self.set_st(0, F80::INDEFINITE);
-                self.push(F80::INDEFINITE, Exc::NONE);
+                self.push_over(F80::INDEFINITE);
             }
             return;
         }

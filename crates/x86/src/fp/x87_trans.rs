@@ -343,7 +343,7 @@ impl X87 {
             if self.stack_fault(overflow) {
                 self.set_st(0, F80::INDEFINITE);
                 if pushes {
-                    self.push(F80::INDEFINITE, Exc::NONE);
+                    self.push_over(F80::INDEFINITE);
                 }
             }
             return;

@@ -8,7 +8,10 @@
  * (hex; a, b, st0, st1 as 20-digit se:significand; rflags & 0x8d5 after
  * FCOMI/FUCOMIP, else 0; mem the 10 bytes at the memory operand, high byte
  * first, 0x5a where nothing was stored). For FLDS/FLDL/FLDconst, a and b
- * are the memory value (0 for constants). Operands cover zeros, denormals, pseudo-denormals,
+ * are the memory value (0 for constants); for the memory-operand forms
+ * (suffix _m) b holds the memory operand's bits in its significand; FBLD's
+ * a is the 10-byte operand; the e_ and o_ forms run with ST(1) empty or
+ * the stack full. Operands cover zeros, denormals, pseudo-denormals,
  * unnormals, pseudo-NaNs, infinities, QNaNs and SNaNs of both signs,
  * values near integers and the format limits; control words cover every
  * precision and rounding control, with some exceptions unmasked.
@@ -149,8 +152,93 @@ LOAD(fldl2t, "fldl2t")
 LOAD(fldlg2, "fldlg2")
 LOAD(fldln2, "fldln2")
 
+/* Memory-operand forms: ST(0) = a, the memory operand drawn as a special
+ * or random m32fp/m64fp/m16int/m32int; it is printed in b's slot (its raw
+ * bits in the significand field). */
+static uint64_t mem_operand(int kind) {
+    uint64_t r = rnd();
+    switch (kind) {
+    case 0: { static const uint32_t sp[] = {0, 0x80000000, 1, 0x807fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0x3f800000, 0x7f7fffff};
+              return r % 3 ? sp[(r >> 8) % 10] : (uint32_t)(r >> 20); }
+    case 1: { static const uint64_t sp[] = {0, 1ull << 63, 1, 0x000fffffffffffffull, 0x7ff0000000000000ull, 0x7ff8000000000000ull, 0x7ff0000000000001ull, 0x3ff0000000000000ull, 0x7fefffffffffffffull};
+              return r % 3 ? sp[(r >> 8) % 9] : rnd(); }
+    case 2: return (uint16_t)r;
+    default: return (uint32_t)r;
+    }
+}
+
+#define MEMOP(NAME, INSN, KIND)                                                              \
+    static void op_##NAME(void) {                                                            \
+        f80 a = operand(0), b; uint64_t mem = mem_operand(KIND);                              \
+        b.se = 0; b.sig = mem;                                                               \
+        uint16_t cw = rand_cw(), fsw; static struct fx x;                                     \
+        __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldz\n\tfldt %[a]\n\t" INSN "\n\tfnstsw %[sw]\n\tfxsave %[x]\n\tfninit" \
+                         : [sw] "=m"(fsw), [x] "=m"(x) : [cw] "m"(cw), [a] "m"(a), [m] "m"(mem) : "memory"); \
+        pr(#NAME, cw, a, b, fsw, &x, 0);                                                     \
+        printf(" 0\n");                                                                      \
+    }
+MEMOP(fadds_m, "fadds %[m]", 0)
+MEMOP(fmull_m, "fmull %[m]", 1)
+MEMOP(fdivrs_m, "fdivrs %[m]", 0)
+MEMOP(fiadds_m, "fiadds %[m]", 2)
+MEMOP(fidivl_m, "fidivl %[m]", 3)
+MEMOP(fcoms_m, "fcoms %[m]", 0)
+MEMOP(fcompl_m, "fcompl %[m]", 1)
+MEMOP(ficoms_m, "ficoms %[m]", 2)
+MEMOP(filds_m, "filds %[m]", 2)
+MEMOP(fildl_m, "fildl %[m]", 3)
+
+/* Stack faults: only a is loaded, so ST(1) is empty (and with fldt a
+ * pushed eight times, the stack is full for the overflow forms). */
+#define EMPTY(NAME, INSN, FULL)                                                              \
+    static void op_##NAME(void) {                                                            \
+        f80 a = operand(0), b = {0, 0};                                                       \
+        uint16_t cw = rand_cw(), fsw; static struct fx x;                                     \
+        if (FULL)                                                                            \
+            __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldt %[a]\n\tfldt %[a]\n\tfldt %[a]\n\tfldt %[a]\n\t" \
+                             "fldt %[a]\n\tfldt %[a]\n\tfldt %[a]\n\tfldt %[a]\n\tfnclex\n\t" INSN "\n\t" \
+                             "fnstsw %[sw]\n\tfxsave %[x]\n\tfninit"                          \
+                             : [sw] "=m"(fsw), [x] "=m"(x) : [cw] "m"(cw), [a] "m"(a) : "memory"); \
+        else                                                                                 \
+            __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfldt %[a]\n\t" INSN "\n\tfnstsw %[sw]\n\tfxsave %[x]\n\tfninit" \
+                             : [sw] "=m"(fsw), [x] "=m"(x) : [cw] "m"(cw), [a] "m"(a) : "memory"); \
+        pr(#NAME, cw, a, b, fsw, &x, 0);                                                     \
+        printf(" 0\n");                                                                      \
+    }
+EMPTY(e_fadd, "fadd %%st(1), %%st", 0)
+EMPTY(e_faddp, "faddp %%st, %%st(1)", 0)
+EMPTY(e_fxch, "fxch %%st(1)", 0)
+EMPTY(e_fcom, "fcom %%st(1)", 0)
+EMPTY(e_fxam, "fstp %%st(0)\n\tfxam", 0)
+EMPTY(e_fld, "fld %%st(1)", 0)
+EMPTY(e_fsincos, "fincstp\n\tfsincos", 0)
+EMPTY(o_fld1, "fld1", 1)
+EMPTY(o_fsincos, "fsincos", 1)
+EMPTY(o_fxtract, "fxtract", 1)
+
+/* FBLD of arbitrary bytes (digits above 9 included) and FISTTP/FIST of
+ * other widths. */
+static void op_fbld(void) {
+    f80 a, b = {0, 0};
+    uint8_t m[10];
+    for (int i = 0; i < 10; i++) m[i] = (uint8_t)rnd();
+    if (rnd() % 2) for (int i = 0; i < 9; i++) m[i] = (uint8_t)((rnd() % 10) | (rnd() % 10) << 4);
+    memcpy(&a, m, 10);
+    uint16_t cw = rand_cw(), fsw; static struct fx x;
+    __asm__ volatile("fninit\n\tfldcw %[cw]\n\tfbld %[m]\n\tfnstsw %[sw]\n\tfxsave %[x]\n\tfninit"
+                     : [sw] "=m"(fsw), [x] "=m"(x) : [cw] "m"(cw), [m] "m"(m) : "memory");
+    pr("fbld", cw, a, b, fsw, &x, 0);
+    printf(" 0\n");
+}
+RUN(fisttps, "fisttps %[m]", 0)
+RUN(fisttpll, "fisttpll %[m]", 0)
+RUN(fistl, "fistl %[m]", 0)
+RUN(fstpt, "fstpt %[m]", 0)
+RUN(fcmovb, "pushq $1\n\tpopfq\n\tfcmovb %%st(1), %%st", 0)
+RUN(ffree_fincstp, "ffree %%st(1)\n\tfincstp", 0)
+
 typedef void (*fn)(void);
-static const fn all[] = {op_fadd, op_fsub, op_fsubr, op_fmul, op_fdiv, op_fdivr, op_faddp, op_fsqrt, op_frndint, op_fscale, op_fxtract, op_fprem, op_fprem1, op_fabs, op_fchs, op_fxch, op_fcom, op_fucom, op_fcompp, op_ftst, op_fxam, op_fcomi, op_fucomip, op_fsts, op_fstl, op_fistps, op_fistpl, op_fistpll, op_fisttpl, op_fbstp, op_fsin, op_fcos, op_fsincos, op_fptan, op_fpatan, op_f2xm1, op_fyl2x, op_fyl2xp1, op_flds, op_fldl, op_fldpi, op_fldl2e, op_fldl2t, op_fldlg2, op_fldln2};
+static const fn all[] = {op_fadd, op_fsub, op_fsubr, op_fmul, op_fdiv, op_fdivr, op_faddp, op_fsqrt, op_frndint, op_fscale, op_fxtract, op_fprem, op_fprem1, op_fabs, op_fchs, op_fxch, op_fcom, op_fucom, op_fcompp, op_ftst, op_fxam, op_fcomi, op_fucomip, op_fsts, op_fstl, op_fistps, op_fistpl, op_fistpll, op_fisttpl, op_fbstp, op_fsin, op_fcos, op_fsincos, op_fptan, op_fpatan, op_f2xm1, op_fyl2x, op_fyl2xp1, op_flds, op_fldl, op_fldpi, op_fldl2e, op_fldl2t, op_fldlg2, op_fldln2, op_fadds_m, op_fmull_m, op_fdivrs_m, op_fiadds_m, op_fidivl_m, op_fcoms_m, op_fcompl_m, op_ficoms_m, op_filds_m, op_fildl_m, op_e_fadd, op_e_faddp, op_e_fxch, op_e_fcom, op_e_fxam, op_e_fld, op_e_fsincos, op_o_fld1, op_o_fsincos, op_o_fxtract, op_fisttps, op_fisttpll, op_fistl, op_fstpt, op_fcmovb, op_ffree_fincstp, op_fbld};
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 200;
     for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++)
