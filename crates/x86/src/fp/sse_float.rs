@@ -514,7 +514,8 @@ pub fn horizontal(mx: &mut Mxcsr, double: bool, sub: bool, a: Xmm, b: Xmm) -> Re
 /// additions only shows in which NaN wins, and silicon sums separately for
 /// each result lane `d`: DPPS as `(p[d^1] + p[d]) + (p[d^3] + p[d^2])`,
 /// DPPD as `p[d] + p[d^1]` (measured with distinct NaN payloads in every
-/// product; tests/silicon/sse.txt).
+/// product; tests/silicon/sse.txt). An unmasked exception in the products
+/// faults before the additions; a denormal product raises DE in them.
 pub fn dp(mx: &mut Mxcsr, double: bool, imm8: u8, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
     let shape = packed(double);
     let f = shape.ieee();
@@ -527,6 +528,11 @@ pub fn dp(mx: &mut Mxcsr, double: bool, imm8: u8, a: Xmm, b: Xmm) -> Result<Xmm,
             *p = v;
             exc |= e;
         }
+    }
+    // An unmasked exception of the multiplications stops the instruction
+    // there (silicon reports only their flags).
+    if mx.unmasked(exc) {
+        return mx.signal(exc).map(|_| 0);
     }
     let mut add = |x: u64, y: u64| {
         let (v, e) = arith(f, Arith::Add, x, y, *mx);
@@ -576,12 +582,19 @@ pub fn convert_packed(mx: &mut Mxcsr, to_double: bool, b: Xmm) -> Result<Xmm, Si
 
 /// Packed float-to-int32 conversions: CVTPS2DQ/CVTTPS2DQ (`shape` Ps, four
 /// lanes) and CVTPD2DQ/CVTTPD2DQ (Pd: two lanes into the low 64 bits, the
-/// upper 64 zeroed); CVTPS2PI/CVTPD2PI take the low 64 bits of the result.
+/// upper 64 zeroed); CVTPD2PI/CVTTPD2PI take the low 64 bits of the
+/// result, CVTPS2PI/CVTTPS2PI are [`to_int_lanes`].
 pub fn to_int_packed(mx: &mut Mxcsr, shape: Shape, truncate: bool, b: Xmm) -> Result<Xmm, SimdFault> {
-    let f = shape.ieee();
+    to_int_lanes(mx, shape.ieee(), shape.lanes(), truncate, b)
+}
+
+/// The low `n` lanes of `b` in format `f` converted to int32 lanes of the
+/// result (the rest zero): CVTPS2PI/CVTTPS2PI are two single lanes, whose
+/// upper two lanes raise nothing.
+pub fn to_int_lanes(mx: &mut Mxcsr, f: &Ieee, n: usize, truncate: bool, b: Xmm) -> Result<Xmm, SimdFault> {
     let mut r = 0u128;
     let mut exc = Exc::NONE;
-    for i in 0..shape.lanes() {
+    for i in 0..n.min(4) {
         let (v, e) = to_int(f, lane(b, f, i), 32, truncate, *mx);
         r |= (v as u128) << (32 * i);
         exc |= e;
@@ -607,11 +620,12 @@ pub fn from_int_packed(mx: &mut Mxcsr, shape: Shape, b: Xmm) -> Result<Xmm, Simd
 }
 
 /// Converts the low `n` int32 lanes of `b` into lanes of format `f`,
-/// over `a` (CVTPI2PS keeps `a`'s upper 64 bits: pass `n` = 2).
+/// over `a` (CVTPI2PS keeps `a`'s upper 64 bits: pass `n` = 2; CVTPI2PD
+/// is `n` = 2 in double over anything).
 pub fn from_int_lanes(mx: &mut Mxcsr, f: &Ieee, n: usize, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
     let mut r = a;
     let mut exc = Exc::NONE;
-    for i in 0..n {
+    for i in 0..n.min(128 / f.bits() as usize) {
         let (v, e) = from_int(f, (b >> (32 * i)) as u32 as i32 as i64, *mx);
         r = set_lane(r, f, i, v);
         exc |= e;

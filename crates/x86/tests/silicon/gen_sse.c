@@ -12,7 +12,7 @@
  * destination as the fault left it and mxcsr out the MXCSR it saved).
  *
  * Build and run (x86-64 Linux, gcc):
- *   gcc -O1 -msse4.1 -o gen_sse gen_sse.c && ./gen_sse > sse.txt
+ *   gcc -O1 -msse4.1 -fno-strict-aliasing -o gen_sse gen_sse.c && ./gen_sse 100 > sse.txt
  * The committed sse.txt names the CPU it came from in its first line;
  * rcp.txt is `./gen_sse tables` on the same CPU.
  */
@@ -193,18 +193,47 @@ CASE(addsubps, "addsubps %%xmm1, %%xmm0", 0, lanes32)
 CASE(rcpss, "rcpss %%xmm1, %%xmm0", 0, lanes32)
 CASE(rsqrtss, "rsqrtss %%xmm1, %%xmm0", 0, lanes32)
 
+CASE(minps, "minps %%xmm1, %%xmm0", 0, lanes32)
+CASE(maxpd, "maxpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(subpd, "subpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(mulpd, "mulpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(divpd, "divpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(cmpps2, "cmpps $2, %%xmm1, %%xmm0", 2, lanes32)
+CASE(cmpps5, "cmpps $5, %%xmm1, %%xmm0", 5, lanes32)
+CASE(cmpsd0, "cmpsd $0, %%xmm1, %%xmm0", 0, lanes64)
+CASE(cmpsd3, "cmpsd $3, %%xmm1, %%xmm0", 3, lanes64)
+CASE(cmpsd6, "cmpsd $6, %%xmm1, %%xmm0", 6, lanes64)
+CASE(cmpsd7, "cmpsd $7, %%xmm1, %%xmm0", 7, lanes64)
+CASE(cvtpi2ps, "movdq2q %%xmm1, %%mm0\n\tcvtpi2ps %%mm0, %%xmm0\n\temms", 0, lanes32)
+CASE(cvtps2pi, "cvtps2pi %%xmm1, %%mm0\n\tmovq2dq %%mm0, %%xmm0\n\temms", 0, lanes32)
+CASE(cvttps2pi, "cvttps2pi %%xmm1, %%mm0\n\tmovq2dq %%mm0, %%xmm0\n\temms", 0, lanes32)
+CASE(cvtpi2pd, "movdq2q %%xmm1, %%mm0\n\tcvtpi2pd %%mm0, %%xmm0\n\temms", 0, lanes32)
+CASE(cvtpd2pi, "cvtpd2pi %%xmm1, %%mm0\n\tmovq2dq %%mm0, %%xmm0\n\temms", 0, lanes64)
+CASE(cvttpd2pi, "cvttpd2pi %%xmm1, %%mm0\n\tmovq2dq %%mm0, %%xmm0\n\temms", 0, lanes64)
+CASE(cvtsi2ss32, "movd %%xmm1, %%eax\n\tcvtsi2ss %%eax, %%xmm0", 0, lanes32)
+CASE(cvtsi2sd32, "movd %%xmm1, %%eax\n\tcvtsi2sd %%eax, %%xmm0", 0, lanes32)
+CASE(cvtss2si32b, "cvtss2si %%xmm1, %%eax\n\tmovq %%rax, %%xmm0", 0, lanes32)
+CASE(cvttsd2si64, "cvttsd2si %%xmm1, %%rax\n\tmovq %%rax, %%xmm0", 0, lanes64)
+CASE(cvttss2si64, "cvttss2si %%xmm1, %%rax\n\tmovq %%rax, %%xmm0", 0, lanes32)
+CASE(cvtsd2si32, "cvtsd2si %%xmm1, %%eax\n\tmovq %%rax, %%xmm0", 0, lanes64)
+CASE(roundps5, "roundps $5, %%xmm1, %%xmm0", 5, lanes32)
+CASE(roundps10, "roundps $10, %%xmm1, %%xmm0", 10, lanes32)
+CASE(roundps15, "roundps $15, %%xmm1, %%xmm0", 15, lanes32)
+CASE(roundpd3, "roundpd $3, %%xmm1, %%xmm0", 3, lanes64)
+CASE(roundsd1, "roundsd $1, %%xmm1, %%xmm0", 1, lanes64)
+CASE(rcpps, "rcpps %%xmm1, %%xmm0", 0, lanes32)
+CASE(rsqrtps, "rsqrtps %%xmm1, %%xmm0", 0, lanes32)
+CASE(addsubpd, "addsubpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(haddpd, "haddpd %%xmm1, %%xmm0", 0, lanes64)
+CASE(hsubps, "hsubps %%xmm1, %%xmm0", 0, lanes32)
+CASE(dppsff, "dpps $0xff, %%xmm1, %%xmm0", 0xff, lanes32)
+CASE(dpps31, "dpps $0x31, %%xmm1, %%xmm0", 0x31, lanes32)
+CASE(dppdff, "dppd $0xff, %%xmm1, %%xmm0", 0xff, lanes64)
+
 typedef void (*case_fn)(void);
 #define E(n) case_##n
 static const case_fn cases[] = {
-    E(addss), E(subss), E(mulss), E(divss), E(sqrtss), E(minss), E(maxss), E(addps), E(mulps),
-    E(divps), E(addsd), E(subsd), E(mulsd), E(divsd), E(sqrtsd), E(minsd), E(maxsd), E(addpd),
-    E(sqrtps), E(sqrtpd), E(cmpss0), E(cmpss1), E(cmpss2), E(cmpss3), E(cmpss4), E(cmpss5),
-    E(cmpss6), E(cmpss7), E(cmppd1), E(cmppd4), E(comiss), E(ucomiss), E(comisd), E(ucomisd),
-    E(cvtss2sd), E(cvtsd2ss), E(cvtps2pd), E(cvtpd2ps), E(cvtss2si32), E(cvtss2si64),
-    E(cvttss2si32), E(cvtsd2si64), E(cvttsd2si32), E(cvtps2dq), E(cvttps2dq), E(cvtpd2dq),
-    E(cvttpd2dq), E(cvtdq2ps), E(cvtdq2pd), E(cvtsi2ss64), E(cvtsi2sd64), E(roundss0),
-    E(roundss1), E(roundss2), E(roundss3), E(roundss4), E(roundss9), E(roundpd0), E(roundsd12),
-    E(dppsf1), E(dpps7e), E(dppd31), E(haddps), E(hsubpd), E(addsubps), E(rcpss), E(rsqrtss),
+    E(addss), E(subss), E(mulss), E(divss), E(sqrtss), E(minss), E(maxss), E(addps), E(mulps), E(divps), E(addsd), E(subsd), E(mulsd), E(divsd), E(sqrtsd), E(minsd), E(maxsd), E(addpd), E(sqrtps), E(sqrtpd), E(cmpss0), E(cmpss1), E(cmpss2), E(cmpss3), E(cmpss4), E(cmpss5), E(cmpss6), E(cmpss7), E(cmppd1), E(cmppd4), E(comiss), E(ucomiss), E(comisd), E(ucomisd), E(cvtss2sd), E(cvtsd2ss), E(cvtps2pd), E(cvtpd2ps), E(cvtss2si32), E(cvtss2si64), E(cvttss2si32), E(cvtsd2si64), E(cvttsd2si32), E(cvtps2dq), E(cvttps2dq), E(cvtpd2dq), E(cvttpd2dq), E(cvtdq2ps), E(cvtdq2pd), E(cvtsi2ss64), E(cvtsi2sd64), E(roundss0), E(roundss1), E(roundss2), E(roundss3), E(roundss4), E(roundss9), E(roundpd0), E(roundsd12), E(dppsf1), E(dpps7e), E(dppd31), E(haddps), E(hsubpd), E(addsubps), E(rcpss), E(rsqrtss), E(minps), E(maxpd), E(subpd), E(mulpd), E(divpd), E(cmpps2), E(cmpps5), E(cmpsd0), E(cmpsd3), E(cmpsd6), E(cmpsd7), E(cvtpi2ps), E(cvtps2pi), E(cvttps2pi), E(cvtpi2pd), E(cvtpd2pi), E(cvttpd2pi), E(cvtsi2ss32), E(cvtsi2sd32), E(cvtss2si32b), E(cvttsd2si64), E(cvttss2si64), E(cvtsd2si32), E(roundps5), E(roundps10), E(roundps15), E(roundpd3), E(roundsd1), E(rcpps), E(rsqrtps), E(addsubpd), E(haddpd), E(hsubps), E(dppsff), E(dpps31), E(dppdff),
 };
 
 /* `gen_sse tables`: RCPSS over every 11-bit fraction prefix and RSQRTSS
