@@ -137,7 +137,7 @@ fn denormal_exc(f: &Ieee, a: u64, b: u64) -> Exc {
 /// Round-to-nearest with PE already set and masked, normal operands and a
 /// normal result above the smallest normal: the host's IEEE arithmetic is
 /// then exactly silicon's (correctly rounded, no exception it could add).
-#[inline]
+#[inline(always)]
 fn host_fast(f: &Ieee, op: Arith, a: u64, b: u64, mx: Mxcsr) -> Option<u64> {
     const PE_SET_AND_MASKED: u32 = 0x20 | (0x20 << 7);
     if mx.0 & (PE_SET_AND_MASKED | (3 << 13)) != PE_SET_AND_MASKED {
@@ -424,7 +424,17 @@ pub fn lanes2(
 
 /// ADDxx/SUBxx/MULxx/DIVxx `a, b` in any shape.
 pub fn arith_op(mx: &mut Mxcsr, shape: Shape, op: Arith, a: Xmm, b: Xmm) -> Result<Xmm, SimdFault> {
-    lanes2(mx, shape, a, b, |f, x, y, m| arith(f, op, x, y, m))
+    let f = shape.ieee();
+    // Every lane on the host-float fast path: no exception can change
+    // MXCSR, so the lanes are all that is computed.
+    let mut r = a;
+    for i in 0..shape.lanes() {
+        match host_fast(f, op, lane(a, f, i), lane(b, f, i), *mx) {
+            Some(v) => r = set_lane(r, f, i, v),
+            None => return lanes2(mx, shape, a, b, |f, x, y, m| arith(f, op, x, y, m)),
+        }
+    }
+    Ok(r)
 }
 
 /// SQRTxx: the square root of `b`'s lanes (scalar forms keep `a`'s upper
