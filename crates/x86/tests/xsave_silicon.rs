@@ -1,7 +1,8 @@
 //! Save-area layouts against silicon: tests/silicon/xsave.txt holds the
 //! images FXSAVE, FXSAVE64, XSAVE(64), XSAVEC, XSAVEOPT, FNSTENV and FNSAVE
 //! wrote on the CPU its header names for one state (three x87 values, a
-//! pending PE, MXCSR 0x1FA0, XMMi = byte i·0x11), into buffers prefilled
+//! pending PE, MXCSR 0x1FA0, XMMi = byte i·0x11), and FXSAVE64, FNSTENV
+//! and FNSAVE for a stack holding every tag kind, into buffers prefilled
 //! with 0x5A. The model reads the state back from the FXSAVE64 image and
 //! must write every image byte for byte, leaving the same bytes alone.
 
@@ -19,23 +20,33 @@ fn images() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// The state an FXSAVE64 image holds.
+fn state_of(imgs: &[(String, Vec<u8>)], name: &str) -> FpuState {
+    let fx64: [u8; 512] = imgs.iter().find(|(n, _)| n == name).unwrap().1[..].try_into().unwrap();
+    let mut s = FpuState::default();
+    fxrstor(&mut s, true, &fx64).unwrap();
+    s
+}
+
 #[test]
 fn save_images_match_silicon() {
     let imgs = images();
-    let fx64: [u8; 512] = imgs.iter().find(|(n, _)| n == "fxsave64").unwrap().1[..].try_into().unwrap();
-    let mut s = FpuState::default();
-    fxrstor(&mut s, true, &fx64).unwrap();
-    // The 32-bit layout's FIP is the low half of the same pointer.
-    for (name, want) in &imgs {
+    let plain = state_of(&imgs, "fxsave64");
+    let tags = state_of(&imgs, "tags_fxsave64");
+    for (full_name, want) in &imgs {
+        let (mut s, name) = match full_name.strip_prefix("tags_") {
+            Some(n) => (tags, n),
+            None => (plain, full_name.as_str()),
+        };
         let mut got = vec![0x5au8; want.len()];
-        match name.as_str() {
+        match name {
             "fxsave" | "fxsave64" => {
                 let mut a = [0x5au8; 512];
                 fxsave(&s, name == "fxsave64", &mut a);
                 got.copy_from_slice(&a);
             }
-            "fnstenv" => got.copy_from_slice(&fnstenv(&mut s.clone())),
-            "fnsave" => got.copy_from_slice(&fnsave(&mut s.clone())),
+            "fnstenv" => got.copy_from_slice(&fnstenv(&mut s)),
+            "fnsave" => got.copy_from_slice(&fnsave(&mut s)),
             _ => {
                 let (op, mask) = name.split_once('_').unwrap();
                 let (op, rex_w) = match op {
@@ -51,6 +62,6 @@ fn save_images_match_silicon() {
                 got[..576].copy_from_slice(&area);
             }
         }
-        assert_eq!(&got, want, "{name}");
+        assert_eq!(&got, want, "{full_name}");
     }
 }

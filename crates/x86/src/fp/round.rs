@@ -385,7 +385,8 @@ impl Semantics for WideS {
 type Wide = IeeeFloat<WideS>;
 
 const WIDE_FRAC: u32 = 67;
-const WIDE_BIAS: i32 = (1 << 19) - 1;
+const WIDE_BITS_EXP: u32 = 20;
+const WIDE_BIAS: i32 = (1 << (WIDE_BITS_EXP - 1)) - 1;
 
 #[inline]
 fn to_wide(u: Unpacked) -> Wide {
@@ -407,8 +408,6 @@ fn from_wide(w: Wide, status: Status) -> Option<Unpacked> {
     let odd = status.intersects(Status::INEXACT) as u128;
     Some(Unpacked { sign: w.is_negative(), exp, sig: (sig68 | odd) << 60 })
 }
-
-const WIDE_BITS_EXP: u32 = 20;
 
 /// `a + b` for finite non-zero operands with at most 64 significant bits:
 /// `None` when the sum is exactly zero (its sign is the caller's: +0, or −0

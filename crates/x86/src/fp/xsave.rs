@@ -27,6 +27,14 @@ pub struct FpuState {
     pub fcs: u16,
     /// FPU data pointer selector (FDS).
     pub fds: u16,
+    /// XINUSE for components 0 and 1 (SDM Vol. 1 §13.6), tracked as the
+    /// processor tracks it: the executor sets bit 0 when an instruction
+    /// writes x87/MMX state and bit 1 when one writes an XMM register;
+    /// only reset and an XRSTOR that initializes a component clear a bit.
+    /// Silicon keeps x87 in use after FNINIT and SSE in use after zeroing
+    /// every XMM register (measured on the CPU tests/silicon names), so
+    /// the state's contents cannot stand in for it.
+    pub xinuse: u8,
 }
 
 /// State components this model supports: x87 (bit 0) and SSE (bit 1).
@@ -181,27 +189,13 @@ pub fn fxrstor(s: &mut FpuState, rex_w: bool, area: &[u8; 512]) -> Result<(), XF
     get_x87(s, rex_w, area);
     s.mxcsr = mx;
     get_xmm(s, area);
+    s.xinuse |= 3;
     Ok(())
 }
 
-/// XINUSE for the supported components (SDM Vol. 1 §13.6): bit 0 unless
-/// the x87 state is in its initial configuration (FCW 037FH, FSW 0, all
-/// tags empty, pointers and opcode 0, registers 0), bit 1 unless every XMM
-/// register is 0. The SDM lets a processor report a component in use when
-/// it is in its initial configuration; this model never does.
+/// XINUSE for the supported components.
 pub fn xinuse(s: &FpuState) -> u64 {
-    let x = &s.x87;
-    let x87_init = x.cw == 0x037f
-        && x.status_word() == 0
-        && x.valid == 0
-        && x.fop == 0
-        && x.fip == 0
-        && x.fdp == 0
-        && s.fcs == 0
-        && s.fds == 0
-        && x.regs.iter().all(|r| *r == F80::ZERO);
-    let sse_init = s.xmm.iter().all(|v| *v == 0);
-    (!x87_init as u64) | (!sse_init as u64) << 1
+    (s.xinuse & 3) as u64
 }
 
 /// XSAVE, XSAVEOPT, XSAVEC and XSAVES (`rex_w`: the 64-bit pointer layout)
@@ -301,6 +295,9 @@ pub fn xrstor(
             s.xmm = [0; 16];
         }
     }
+    // A loaded component is in use, an initialized one is not.
+    let rfbm = rfbm as u8 & 3;
+    s.xinuse = (s.xinuse & !rfbm) | (xstate_bv as u8 & rfbm);
     match mx {
         Some(m) => s.mxcsr = m,
         None if compacted && rfbm & 2 != 0 => s.mxcsr = Mxcsr(MXCSR_DEFAULT),
@@ -413,6 +410,7 @@ mod tests {
         s.x87.push(F80::ONE, super::super::Exc::NONE);
         s.mxcsr = Mxcsr(0x1fa0);
         s.xmm[3] = 0x1234;
+        s.xinuse = 3;
         s
     }
 
@@ -451,9 +449,11 @@ mod tests {
         let mut c = [0u8; 576];
         xsave(&FpuState::default(), SaveOp::Xsavec, true, 3, 3, &mut c);
         assert_eq!((u64_at(&c, 512), u64_at(&c, 520)), (0, 1 << 63 | 3));
+        // Restoring it initializes both components and clears XINUSE.
         let mut t = s;
         xrstor(&mut t, true, 3, 0, 3, false, &c).unwrap();
         assert_eq!(t, FpuState::default());
+        assert_eq!(xgetbv(1, 3, &t), Ok(0));
         // A standard header with XCOMP_BV bits set is refused.
         a[520] = 1;
         assert!(matches!(xrstor(&mut t, true, 3, 0, 3, false, &a), Err(XFault::StandardHeader { .. })));

@@ -3,7 +3,8 @@
  * 0x027f, a pending PE, MXCSR 0x1fa0, XMMi = i repeated in every byte) is
  * saved by FXSAVE, FXSAVE64, XSAVE, XSAVE64, XSAVEC, XSAVEOPT (masks 3, 1
  * and 2), FNSTENV and FNSAVE into buffers prefilled with 0x5a, so the
- * images also show which bytes each instruction leaves alone. One line per
+ * images also show which bytes each instruction leaves alone; the tags_
+ * images save a stack holding a value of every tag kind. One line per
  * image: "<name> <hex bytes>".
  *   gcc -O1 -mxsave -mxsavec -mxsaveopt -o gen_xsave gen_xsave.c && ./gen_xsave > xsave.txt
  */
@@ -24,6 +25,15 @@ static void setup(void) {
                      "movdqu 128(%2), %%xmm8\n\tmovdqu 144(%2), %%xmm9\n\tmovdqu 160(%2), %%xmm10\n\tmovdqu 176(%2), %%xmm11\n\t"
                      "movdqu 192(%2), %%xmm12\n\tmovdqu 208(%2), %%xmm13\n\tmovdqu 224(%2), %%xmm14\n\tmovdqu 240(%2), %%xmm15"
                      :: "m"(cw), "m"(mx), "r"(x) : "memory");
+}
+
+/* A second x87 state whose tags are all kinds: empty R0-R2, then (from
+ * ST(0) down) infinity, a denormal, a NaN, 1.0, 0.0. */
+static void setup_tags(void) {
+    static const uint8_t inf[10] = {0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x7f};
+    static const uint8_t den[10] = {1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t nan[10] = {0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff};
+    __asm__ volatile("fninit\n\tfldz\n\tfld1\n\tfldt %0\n\tfldt %1\n\tfldt %2" :: "m"(nan), "m"(den), "m"(inf) : "memory");
 }
 
 static void dump(const char *name, int n) {
@@ -50,6 +60,14 @@ int main(void) {
     SAVE("xsaveopt_3", "xsaveopt", 3, 640)
     SAVE("fnstenv", "fnstenv", 0, 28)
     SAVE("fnsave", "fnsave", 0, 108)
+#define SAVE_TAGS(NAME, INSN, N)                                                        \
+    memset(buf, 0x5a, sizeof buf);                                                      \
+    setup_tags();                                                                       \
+    __asm__ volatile(INSN " %0" : "+m"(buf) : "a"(3), "d"(0) : "memory");              \
+    dump(NAME, N);
+    SAVE_TAGS("tags_fxsave64", "fxsave64", 512)
+    SAVE_TAGS("tags_fnstenv", "fnstenv", 28)
+    SAVE_TAGS("tags_fnsave", "fnsave", 108)
     __asm__ volatile("fninit");
     return 0;
 }
