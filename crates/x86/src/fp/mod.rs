@@ -30,6 +30,18 @@ pub mod xsave;
 
 use core::ops::{BitOr, BitOrAssign};
 
+/// CPUID feature bits for what these modules model, so the executor
+/// advertises exactly that (SDM Vol. 2 CPUID, Tables 3-10 and 3-11; leaf
+/// 0DH is [`xsave::cpuid_leaf_d`]). AVX and later stay clear.
+pub mod cpuid {
+    /// CPUID.01H:EDX: FPU (bit 0), MMX (23), FXSR (24), SSE (25), SSE2 (26).
+    pub const LEAF1_EDX: u32 = 1 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
+    /// CPUID.01H:ECX: SSE3 (bit 0), SSSE3 (9), SSE4.1 (19), SSE4.2 (20),
+    /// POPCNT (23), XSAVE (26). OSXSAVE (27) mirrors CR4.OSXSAVE and is
+    /// the executor's to set.
+    pub const LEAF1_ECX: u32 = 1 | 1 << 9 | 1 << 19 | 1 << 20 | 1 << 23 | 1 << 26;
+}
+
 /// The six floating-point exceptions (SDM Vol. 1 §4.9.1) in the bit
 /// positions that MXCSR's flags (bits 0-5), MXCSR's masks (bits 7-12,
 /// shifted down by 7), the x87 status word's flags (bits 0-5) and the x87
