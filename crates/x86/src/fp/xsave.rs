@@ -23,7 +23,7 @@ pub struct FpuState {
     /// XMM0-XMM15.
     pub xmm: [u128; 16],
     /// FPU instruction pointer selector (FCS); CPUs that deprecate it store
-    /// 0 (CPUID.(EAX=7,ECX=0):EBX[13]).
+    /// 0 (CPUID.(EAX=7,ECX=0):`EBX[13]`).
     pub fcs: u16,
     /// FPU data pointer selector (FDS).
     pub fds: u16,
@@ -46,7 +46,7 @@ pub const XSAVE_SIZE: u32 = 576;
 /// Which save instruction (SDM Vol. 1 §13.7, §13.9-13.11).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SaveOp {
-    /// XSAVE: every requested component, XSTATE_BV[i] = XINUSE[i].
+    /// XSAVE: every requested component, `XSTATE_BV[i]` = `XINUSE[i]`.
     Xsave,
     /// XSAVEOPT: as XSAVE but components in their initial configuration
     /// are not written (the init optimization; the modified optimization
@@ -203,11 +203,11 @@ pub fn xinuse(s: &FpuState) -> u64 {
 /// `area` (bytes the instruction does not write keep their contents).
 /// RFBM = mask & XCR0.
 ///
-/// - XSAVE/XSAVEOPT write XSTATE_BV[i] = XINUSE[i] for RFBM bits and keep
+/// - XSAVE/XSAVEOPT write `XSTATE_BV[i]` = `XINUSE[i]` for RFBM bits and keep
 ///   its other bits and the rest of the header; MXCSR and MXCSR_MASK are
-///   written when RFBM[1] (or RFBM[2]) is set.
+///   written when `RFBM[1]` (or `RFBM[2]`) is set.
 /// - XSAVEC/XSAVES write XSTATE_BV = XINUSE & RFBM and XCOMP_BV = bit 63 |
-///   RFBM, and only components in use; MXCSR with RFBM[1] even when SSE is
+///   RFBM, and only components in use; MXCSR with `RFBM[1]` even when SSE is
 ///   not in use.
 pub fn xsave(s: &FpuState, op: SaveOp, rex_w: bool, xcr0: u64, mask: u64, area: &mut [u8; 576]) {
     let rfbm = mask & xcr0 & XCR0_SUPPORTED;
@@ -246,8 +246,8 @@ fn init_x87(s: &mut FpuState) {
 /// the header's form (XCOMP_BV bit 63) selects standard or compacted;
 /// every check happens before any state changes (SDM Vol. 1 §13.8,
 /// §13.12). A requested component whose XSTATE_BV bit is clear is
-/// initialized. The standard form loads MXCSR whenever RFBM[1] (or
-/// RFBM[2]) is set; the compacted form loads it with component 1 and
+/// initialized. The standard form loads MXCSR whenever `RFBM[1]` (or
+/// `RFBM[2]`) is set; the compacted form loads it with component 1 and
 /// otherwise sets 1F80H.
 pub fn xrstor(
     s: &mut FpuState,
@@ -316,7 +316,7 @@ pub fn xsetbv(index: u32, value: u64) -> Result<u64, XFault> {
 }
 
 /// XGETBV: XCR0 for ECX = 0; XINUSE & XCR0 for ECX = 1 (this model
-/// advertises it in CPUID.(EAX=0DH,ECX=1):EAX[2]); #GP(0) otherwise.
+/// advertises it in CPUID.(EAX=0DH,ECX=1):`EAX[2]`); #GP(0) otherwise.
 pub fn xgetbv(index: u32, xcr0: u64, s: &FpuState) -> Result<u64, XFault> {
     match index {
         0 => Ok(xcr0),
