@@ -96,6 +96,15 @@ fn ln2() -> W {
     k(-1, 0xb172_17f7_d1cf_79ab_c9e3_b398_03f2_f6af)
 }
 
+/// 1/k in the working format for k < 512, computed once: the series
+/// multiply by these instead of dividing term by term (a division in
+/// apfloat costs many multiplications).
+fn inv(k: u32) -> W {
+    static TABLE: std::sync::OnceLock<Vec<W>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| (0..512).map(|k| if k == 0 { W::ZERO } else { div(wi(1), wi(k)) }).collect());
+    t.get(k as usize).copied().unwrap_or_else(|| div(wi(1), wi(k as i64)))
+}
+
 /// Sum of a series from its first term, `term(previous, n)` giving term
 /// n, until adding a term changes nothing.
 fn series(start: W, mut term: impl FnMut(W, u32) -> W) -> W {
@@ -115,13 +124,13 @@ fn series(start: W, mut term: impl FnMut(W, u32) -> W) -> W {
 /// sin r for |r| ≲ π/4.
 fn ksin(r: W) -> W {
     let r2 = mul(r, r);
-    series(r, |t, n| -div(mul(t, r2), wi(((2 * n) * (2 * n + 1)) as i64)))
+    series(r, |t, n| -mul(mul(mul(t, r2), inv(2 * n)), inv(2 * n + 1)))
 }
 
 /// cos r for |r| ≲ π/4.
 fn kcos(r: W) -> W {
     let r2 = mul(r, r);
-    series(wi(1), |t, n| -div(mul(t, r2), wi(((2 * n - 1) * (2 * n)) as i64)))
+    series(wi(1), |t, n| -mul(mul(mul(t, r2), inv(2 * n - 1)), inv(2 * n)))
 }
 
 /// atan t for any finite t.
@@ -144,7 +153,7 @@ fn katan(t: W) -> W {
     let mut p = t;
     for n in 1..200u32 {
         p = -mul(p, t2);
-        let next = add(sum, div(p, wi((2 * n + 1) as i64)));
+        let next = add(sum, mul(p, inv(2 * n + 1)));
         if next.to_bits() == sum.to_bits() {
             break;
         }
@@ -169,7 +178,7 @@ fn kln1p(x: W) -> W {
     let mut p = z;
     for n in 1..300u32 {
         p = mul(p, z2);
-        let next = add(sum, div(p, wi((2 * n + 1) as i64)));
+        let next = add(sum, mul(p, inv(2 * n + 1)));
         if next.to_bits() == sum.to_bits() {
             break;
         }
@@ -194,7 +203,7 @@ fn klog2(x: W) -> W {
 /// 2^x − 1 for |x| ≤ 1, as expm1(x ln 2).
 fn kexp2m1(x: W) -> W {
     let y = mul(x, ln2());
-    series(y, |t, n| div(mul(t, y), wi((n + 1) as i64)))
+    series(y, |t, n| mul(mul(t, y), inv(n + 1)))
 }
 
 /// The 66-bit π/2 of the FPU's argument reduction (SDM Vol. 1 §8.3.8), as
@@ -321,14 +330,13 @@ fn trig(a: F80, f: Trig, cw: Cw) -> Out {
         };
     }
     let (q, r) = reduce(a);
-    let (s, c) = (ksin(r), kcos(r));
     let v = match (f, q) {
-        (Trig::Sin, 0) | (Trig::Cos, 3) => s,
-        (Trig::Sin, 1) | (Trig::Cos, 0) => c,
-        (Trig::Sin, 2) | (Trig::Cos, 1) => -s,
-        (Trig::Sin, _) | (Trig::Cos, _) => -c,
-        (Trig::Tan, q) if q % 2 == 0 => div(s, c),
-        (Trig::Tan, _) => -div(c, s),
+        (Trig::Sin, 0) | (Trig::Cos, 3) => ksin(r),
+        (Trig::Sin, 1) | (Trig::Cos, 0) => kcos(r),
+        (Trig::Sin, 2) | (Trig::Cos, 1) => -ksin(r),
+        (Trig::Sin, _) | (Trig::Cos, _) => -kcos(r),
+        (Trig::Tan, q) if q % 2 == 0 => div(ksin(r), kcos(r)),
+        (Trig::Tan, _) => -div(kcos(r), ksin(r)),
     };
     let v = if a.sign() && f != Trig::Cos { -v } else { v };
     done(v, cw)
