@@ -185,5 +185,5 @@ fn packed_integer_matches_silicon() {
         failures.len(),
         failures[..failures.len().min(30)].join("\n")
     );
-    assert_eq!(n, 5720);
+    assert!(n >= 5720, "only {n} cases");
 }

@@ -143,7 +143,7 @@ fn sse_float_matches_silicon() {
         failures.len(),
         failures[..failures.len().min(40)].join("\n")
     );
-    assert_eq!(n, 10_300);
+    assert!(n >= 10_300, "only {n} cases");
 }
 
 /// DPPS sums separately per result lane, and the order shows in which NaN

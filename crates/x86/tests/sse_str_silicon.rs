@@ -36,5 +36,5 @@ fn string_compares_and_crc32_match_silicon() {
         failures.len(),
         failures[..failures.len().min(20)].join("\n")
     );
-    assert_eq!(n, 1736);
+    assert!(n >= 1736, "only {n} cases");
 }

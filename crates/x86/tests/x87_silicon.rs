@@ -220,10 +220,11 @@ fn one_ulp(a: F80, b: F80) -> bool {
     a.sign() == b.sign() && key(a).abs_diff(key(b)) == 1
 }
 
-#[test]
-fn x87_matches_silicon() {
-    let (mut n, mut ulp, mut failures) = (0, 0, Vec::new());
-    for line in include_str!("silicon/x87.txt").lines().filter(|l| !l.starts_with('#')) {
+/// Runs every case of a vectors file: (cases, transcendental cases, those
+/// one ulp from silicon, failure report).
+fn run(vectors: &str) -> (usize, usize, usize, String) {
+    let (mut n, mut ulp, mut trans_cases, mut failures) = (0, 0, 0, Vec::new());
+    for line in vectors.lines().filter(|l| !l.starts_with('#')) {
         let c = parse(line);
         let (x, rflags, mem) = model(&c);
         let (st0, st1) = (x.st(0), x.regs[(x.top as usize + 1) & 7]);
@@ -234,6 +235,7 @@ fn x87_matches_silicon() {
         let valid = |i: usize| c.ftw & (1 << ((top + i) & 7)) != 0;
         let same_values = (!valid(0) || st0 == c.st0) && (!valid(1) || st1 == c.st1);
         n += 1;
+        trans_cases += TRANSCENDENTAL.contains(&c.op) as usize;
         if same_state && same_values {
             continue;
         }
@@ -275,10 +277,29 @@ fn x87_matches_silicon() {
             shown.push(f.as_str());
         }
     }
-    assert!(failures.is_empty(), "{} of {n} differ ({by_op:?}):\n{}", failures.len(), shown.join("\n"));
+    let report = if failures.is_empty() {
+        String::new()
+    } else {
+        format!("{} of {n} differ ({by_op:?}):\n{}", failures.len(), shown.join("\n"))
+    };
+    (n, trans_cases, ulp, report)
+}
+
+#[test]
+fn x87_matches_silicon() {
+    let (n, trans_cases, ulp, report) = run(include_str!("silicon/x87.txt"));
+    assert!(report.is_empty(), "{report}");
     println!("{n} cases; {ulp} transcendental results one ulp from silicon's");
-    assert_eq!(n, 14_400);
-    // 23 of the 1,600 transcendental cases when this was written: keep it
-    // from growing.
-    assert!(ulp <= 30, "{ulp} transcendental results one ulp from silicon's");
+    assert!(n >= 14_400, "only {n} cases");
+    // 23 of the 1,600 transcendental cases (1.4%) when this was written,
+    // 181 of 12,000 in a one-off run of 108,000 cases: keep it from
+    // growing.
+    assert!(ulp * 100 <= trans_cases * 2, "{ulp} of {trans_cases} transcendental results one ulp from silicon's");
+}
+
+#[test]
+fn x87_matches_silicon_large_run_findings() {
+    let (n, _, ulp, report) = run(include_str!("silicon/x87_extra.txt"));
+    assert!(report.is_empty(), "{report}");
+    assert_eq!((n, ulp), (7, 0));
 }

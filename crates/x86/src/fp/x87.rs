@@ -656,11 +656,10 @@ pub fn scale(a: F80, b: F80, cw: Cw) -> Out {
         (Class80::Inf, Class80::Inf) if b.sign() => Out::of(F80::INDEFINITE, Exc::IE | de),
         (Class80::Zero | Class80::Inf, _) => Out::of(a, de),
         (_, Class80::Inf) => Out::of(if b.sign() { F80::ZERO.with_sign(a.sign()) } else { inf(a.sign()) }, de),
-        (_, Class80::Zero) => {
-            let mut o = finish(a.unpack(), cw, 64);
-            o.exc |= de;
-            o
-        }
+        // Scaling by ±0 returns the operand: a denormal as it is, with no
+        // underflow, a pseudo-denormal with exponent 1 (silicon).
+        (Class80::PseudoDenormal, Class80::Zero) => Out::of(F80 { se: a.se | 1, sig: a.sig }, de),
+        (_, Class80::Zero) => Out::of(a, de),
         _ => {
             let n = {
                 let u = b.unpack();

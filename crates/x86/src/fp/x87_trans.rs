@@ -25,22 +25,26 @@ use super::Exc;
 use rustc_apfloat::ieee::{IeeeFloat, Semantics};
 use rustc_apfloat::{Float, Round};
 
-/// The working format: a 100-bit significand, 16-bit exponent.
+/// The working format: a 100-bit significand, 17-bit exponent.
 pub struct WorkS;
 
 impl Semantics for WorkS {
-    const BITS: usize = 116;
-    const EXP_BITS: usize = 16;
+    const BITS: usize = 1 + WEXP_BITS as usize + WFRAC as usize;
+    const EXP_BITS: usize = WEXP_BITS as usize;
 }
 
 type W = IeeeFloat<WorkS>;
 const WFRAC: u32 = 99;
-const WBIAS: i32 = (1 << 15) - 1;
+/// 17 exponent bits: a product of two x87 denormals (about 2^-32890)
+/// stays normal.
+const WEXP_BITS: u32 = 17;
+const WBIAS: i32 = (1 << (WEXP_BITS - 1)) - 1;
 const RN: Round = Round::NearestTiesToEven;
 
 fn w(u: Unpacked) -> W {
-    let bits =
-        ((u.sign as u128) << 115) | (((u.exp + WBIAS) as u128) << WFRAC) | ((u.sig >> 28) & ((1u128 << WFRAC) - 1));
+    let bits = ((u.sign as u128) << (WEXP_BITS + WFRAC))
+        | (((u.exp + WBIAS) as u128) << WFRAC)
+        | ((u.sig >> 28) & ((1u128 << WFRAC) - 1));
     W::from_bits(bits)
 }
 
@@ -52,7 +56,7 @@ fn wi(v: i64) -> W {
 /// bits: no transcendental result here is exactly representable).
 fn unw(x: W) -> Unpacked {
     let bits = x.to_bits();
-    let exp = ((bits >> WFRAC) & 0xffff) as i32 - WBIAS;
+    let exp = ((bits >> WFRAC) & ((1 << WEXP_BITS) - 1)) as i32 - WBIAS;
     let sig = ((bits & ((1u128 << WFRAC) - 1)) | (1u128 << WFRAC)) << 28 | 1;
     Unpacked { sign: x.is_negative(), exp, sig }
 }
@@ -476,6 +480,8 @@ impl X87 {
             match (cx, cy) {
                 _ if x.sign() && cx != Class80::Zero => invalid,
                 (Class80::Zero, Class80::Zero) => invalid,
+                // log2(0) = −∞ times ±∞: no exception (silicon).
+                (Class80::Zero, Class80::Inf) => Out { v: inf(!y.sign()), exc: Exc::NONE, c1: false },
                 (Class80::Zero, _) => Out { v: inf(!y.sign()), exc: Exc::ZE, c1: false },
                 (Class80::Inf, Class80::Zero) => invalid,
                 (Class80::Inf, _) => Out { v: inf(y.sign()), exc: Exc::NONE, c1: false },
