@@ -78,3 +78,6 @@ pub const fn sign_extend(v: u64, size: Size) -> u64 {
     let shift = 64 - size as u32 * 8;
     (((v << shift) as i64) >> shift) as u64
 }
+
+// Floating point and vectors (issue 13): x87, MMX, SSE-SSE4.2, XSAVE.
+pub mod fp;
