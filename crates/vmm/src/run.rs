@@ -309,7 +309,10 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
             work: HandlerWork::default(),
+            halted_ns: 0,
         };
+        // A HLT's wake-up, when the machine halts the vCPU in the VMM's view.
+        let mut wake_ns = None;
         let mut work = HandlerWork::default();
         let mut traced = match &exit {
             VmExit::Io(io) => port_access(io, io.data),
@@ -358,7 +361,11 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             }
             VmExit::Hlt => match vcpu.halt()? {
                 None if pending.is_empty() => Some(Outcome::GuestError(GuestError::HaltedForever)),
-                _ => None,
+                wake => {
+                    // An interrupt the VMM injects at the entry wakes it then.
+                    wake_ns = wake.filter(|_| pending.is_empty());
+                    None
+                }
             },
             VmExit::Shutdown => Some(Outcome::GuestError(GuestError::TripleFault)),
             VmExit::Debug { .. } => None,
@@ -478,6 +485,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
         }
         vcpu.account_exit(rec.reason, &work);
         rec.resume_ns = vcpu.now_ns();
+        rec.halted_ns = wake_ns.map_or(0, |w| w.saturating_sub(rec.resume_ns));
         rec.work = work;
         acc.record(&rec);
         if options.trace {
