@@ -471,13 +471,16 @@ fn lab_run(
         s.backends = vec![b.name().to_string()];
         s.sweep.remove("backend");
     }
+    let mut notes = Vec::new();
     for a in set {
         let (k, v) = a.split_once('=').ok_or_else(|| UsageError(format!("`{a}` is not of the form key=value")))?;
-        s.params.insert(k.trim().to_string(), toml_value(v));
-        s.full.remove(k.trim());
+        notes.extend(s.set(k.trim(), toml_value(v)));
     }
     // Re-check the edited scenario as a whole.
     s.check(&format!("{name} with --set"), "")?;
+    for n in notes {
+        say!("{n}");
+    }
     let dir = out.unwrap_or_else(|| PathBuf::from("out").join(&s.name));
     let r = exitlab_lab::run_scenario(&s, full);
     exitlab_lab::output::write_results(&r, &dir)

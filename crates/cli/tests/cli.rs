@@ -410,3 +410,35 @@ fn stat_times_an_exit_to_the_next_entry_as_perf_kvm_stat_does() {
     let row = table.lines().find(|l| l.starts_with("HLT")).unwrap();
     assert!(row.contains("100.00%") && row.trim_end().ends_with("us"), "{row}");
 }
+
+/// `--set` on a swept axis replaces its values and says so; a value out of
+/// the parameter's range is refused as `stat` refuses it; results.csv
+/// writes 0 where a reason never exited, as the report does.
+#[test]
+fn run_set_on_a_swept_axis_replaces_it_out_of_range_is_refused_and_csv_zeros_are_written() {
+    let d = temp_dir("set");
+    let out = d.join("e1");
+    assert_usage_error(
+        &exitlab(&["run", "e1", "--set", "p=2", "--out", out.to_str().unwrap()]),
+        "`p` = 2 is out of range",
+    );
+    assert_usage_error(
+        &exitlab(&["run", "e1", "--set", "p=1.5", "--out", out.to_str().unwrap()]),
+        "`p` = 1.5 is out of range",
+    );
+    assert!(!out.exists(), "nothing ran");
+    let o = exitlab(&["run", "e1", "--set", "p=0.5", "--set", "n=400", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("--set p=0.5: p is swept over 0.0, 0.1,"), "{}", stdout(&o));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "one p on each profile: {csv}");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let modern = rows.iter().find(|r| r[col("profile")] == "modern").unwrap();
+    assert_eq!(modern[col("p")], "0.5");
+    assert_eq!(modern[col("exits.APIC_ACCESS")], "0", "{csv}");
+    assert_eq!(modern[col("exits_per_kiter.EXCEPTION_NMI")], "0", "{csv}");
+    assert_eq!(modern[col("exits.HLT")], "200");
+    std::fs::remove_dir_all(&d).unwrap();
+}

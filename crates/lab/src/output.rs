@@ -2,7 +2,7 @@
 //! figure and summary.md. Every file is written beside its final name and
 //! renamed over it, so an interrupted run leaves the previous file whole.
 
-use crate::measure::Results;
+use crate::measure::{PointResult, Results};
 use crate::plot::figure_svg;
 use crate::reading::reading;
 use std::fmt::Write as _;
@@ -31,6 +31,29 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// Exit-count families: a reason a point never saw counts 0 there.
+const PER_REASON: [&str; 4] = ["exits", "exits_per_s", "exits_per_kiter", "exits_per_packet"];
+
+/// A metric of a point that ran, as every output shows it: a per-reason
+/// exit count the point never saw is 0; any other metric it lacks has no
+/// value (no exits to average over, no device of that name, no log).
+pub fn value(p: &PointResult, metric: &str) -> Option<f64> {
+    let per_reason = metric.split_once('.').is_some_and(|(family, _)| PER_REASON.contains(&family));
+    p.metrics.get(metric).copied().or(per_reason.then_some(0.0))
+}
+
+/// Why a point that ran has no `metric`, in a few words.
+fn missing(metric: &str) -> &'static str {
+    match metric.split('.').next().unwrap_or(metric) {
+        "work_per_exit" | "avg_exit_ns" => "no exits",
+        "latency_ns" | "packets" => "no round trips logged",
+        "irq_latency_ns" => "no interrupt latencies logged",
+        "device" | "device_per_kiter" => "no such device",
+        "guest" | "guest_per_kiter" => "not kept by this guest",
+        _ => "not measured",
+    }
+}
+
 pub fn csv(r: &Results) -> String {
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
@@ -41,7 +64,8 @@ pub fn csv(r: &Results) -> String {
     let _ = writeln!(out, "{}", header.join(","));
     for p in &r.points {
         let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
-        row.extend(metrics.iter().map(|m| p.metrics.get(m).map_or(String::new(), |v| number(*v))));
+        let ran = p.na.is_none();
+        row.extend(metrics.iter().map(|m| value(p, m).filter(|_| ran).map_or(String::new(), number)));
         row.push(p.na.as_deref().map_or(String::new(), |n| format!("\"n/a ({})\"", n.replace('"', "'"))));
         let _ = writeln!(out, "{}", row.join(","));
     }
@@ -117,12 +141,6 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             metrics.push(f.y.clone());
         }
     }
-    // And whatever the figures plot.
-    for f in &r.scenario.figures {
-        if !f.y.ends_with(".*") && !metrics.contains(&f.y) {
-            metrics.push(f.y.clone());
-        }
-    }
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
     let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();
@@ -133,13 +151,10 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
             match &p.na {
                 Some(why) => row.push(format!("n/a ({why})")),
-                None => row.extend(metrics.iter().map(|m| {
-                    let v = p.metrics.get(m).copied().unwrap_or(0.0);
-                    if m == "exit_time_share" {
-                        format!("{:.2}%", v * 100.0)
-                    } else {
-                        crate::plot::short(v)
-                    }
+                None => row.extend(metrics.iter().map(|m| match value(p, m) {
+                    None => format!("n/a ({})", missing(m)),
+                    Some(v) if m == "exit_time_share" => format!("{:.2}%", v * 100.0),
+                    Some(v) => crate::plot::short(v),
                 })),
             }
             row

@@ -42,7 +42,9 @@ pub fn series(r: &Results, f: &Figure) -> Vec<(String, Vec<(f64, f64)>)> {
             }
             None => {
                 let name = f.series.as_ref().and_then(|s| p.axis(s)).unwrap_or(&f.y).to_string();
-                out.entry(name).or_default().push((x, p.metrics.get(&f.y).copied().unwrap_or(0.0)));
+                if let Some(v) = crate::output::value(p, &f.y) {
+                    out.entry(name).or_default().push((x, v));
+                }
             }
         }
     }

@@ -280,6 +280,33 @@ impl Scenario {
         points
     }
 
+    /// Fixes `key` at `value` for every point (`exitlab run --set`). A
+    /// swept axis keeps only that value, and the returned sentence says
+    /// which values it replaced; a machine axis or hardware feature that is
+    /// not swept becomes a one-value axis; anything else is a workload
+    /// parameter (overriding `[full]` too). [`Scenario::check`] then checks
+    /// the value as for any point.
+    pub fn set(&mut self, key: &str, value: toml::Value) -> Option<String> {
+        if let Some(values) = self.sweep.get_mut(key) {
+            let was: Vec<String> = values.iter().map(value_text).collect();
+            let note = format!(
+                "--set {key}={}: {key} is swept over {}; every point now runs {key} = {} instead",
+                value_text(&value),
+                was.join(", "),
+                value_text(&value)
+            );
+            *values = vec![value];
+            return Some(note);
+        }
+        if RUN_AXES.contains(&key) || Features::NAMES.contains(&key) {
+            self.sweep.insert(key.to_string(), vec![value]);
+            return None;
+        }
+        self.full.remove(key);
+        self.params.insert(key.to_string(), value);
+        None
+    }
+
     /// The workload a point runs.
     pub fn workload_of(&self, point: &[(String, String)]) -> Option<&'static Workload> {
         let name = point.iter().find(|(k, _)| k == "workload").map_or(self.workload.as_str(), |(_, v)| v.as_str());
@@ -351,5 +378,28 @@ mod tests {
         assert!(e.ends_with("[sweep] `apicv`: a hardware feature takes true or false"), "{e}");
         let ok = text.replace("[sweep]\n", "[sweep]\napicv = [false, true]\n");
         assert!(Scenario::parse("x.toml", &ok).is_ok());
+    }
+
+    #[test]
+    fn setting_a_swept_axis_replaces_its_values_and_says_so_and_its_range_is_checked() {
+        let mut s = Scenario::load("e1").unwrap();
+        let note = s.set("p", toml::Value::Float(0.5)).unwrap();
+        assert_eq!(
+            note,
+            "--set p=0.5: p is swept over 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0; every point now runs p = 0.5 instead"
+        );
+        assert_eq!(s.points(false).len(), 2, "one p on each profile");
+        assert!(s.check("e1 with --set", "").is_ok());
+        let mut s = Scenario::load("e1").unwrap();
+        assert!(s.set("p", toml::Value::Integer(2)).is_some());
+        let e = s.check("e1 with --set", "").unwrap_err().0;
+        assert!(e.contains("`p` = 2 is out of range"), "{e}");
+        let mut s = Scenario::load("e1").unwrap();
+        assert_eq!(s.set("n", toml::Value::Integer(300)), None);
+        assert!(s.assignments(&s.points(true)[0], true).contains(&"n=300".to_string()), "overrides [full] too");
+        assert_eq!(
+            s.set("profile", toml::Value::String("legacy".into())).as_deref().map(|n| n.contains("legacy, modern")),
+            Some(true)
+        );
     }
 }
