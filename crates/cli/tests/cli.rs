@@ -397,18 +397,26 @@ fn kvm_fast_path_flags_are_refused_on_the_simulator() {
 #[test]
 fn stat_times_an_exit_to_the_next_entry_as_perf_kvm_stat_does() {
     let v = json_of(&["stat", "hlt", "-n", "200", "--phase", "measure", "--json"]);
-    let hlt = &v["exits"][0];
-    assert_eq!((hlt["reason"].as_str(), hlt["samples"].as_u64()), (Some("HLT"), Some(200)));
+    let exits = v["exits"].as_array().unwrap();
+    let hlt = exits.iter().find(|e| e["reason"] == "HLT").unwrap();
+    assert_eq!(hlt["samples"].as_u64(), Some(200));
     let (to_entry, handling) = (hlt["avg_ns"].as_f64().unwrap(), hlt["handling"]["avg_ns"].as_f64().unwrap());
     // The LAPIC timer (10,000 counts at 1 GHz) wakes each HLT within 10 us.
     assert!(to_entry > 9_000.0 && to_entry <= 10_000.0, "{to_entry}");
     assert!(handling > 0.0 && handling < 1_000.0, "{handling}");
-    assert_eq!(v["total_time_ns"].as_u64(), hlt["total_ns"].as_u64());
-    assert_eq!(v["total_handling_ns"].as_u64(), hlt["handling"]["total_ns"].as_u64());
+    let sum = |key: &dyn Fn(&serde_json::Value) -> u64| exits.iter().map(key).sum::<u64>();
+    assert_eq!(v["total_time_ns"].as_u64(), Some(sum(&|e| e["total_ns"].as_u64().unwrap())));
+    assert_eq!(v["total_handling_ns"].as_u64(), Some(sum(&|e| e["handling"]["total_ns"].as_u64().unwrap())));
+    // Each iteration also arms the one-shot timer: an APIC_WRITE exit with
+    // no halt after it, so its two times agree.
+    let arm = exits.iter().find(|e| e["reason"] == "APIC_WRITE").unwrap();
+    assert_eq!(arm["samples"].as_u64(), Some(200));
+    assert_eq!(arm["total_ns"], arm["handling"]["total_ns"]);
     let table = stdout(&exitlab(&["stat", "hlt", "-n", "200", "--phase", "measure"]));
     assert!(table.contains("Time is exit to next VM entry, as perf kvm stat reports it"), "{table}");
     let row = table.lines().find(|l| l.starts_with("HLT")).unwrap();
-    assert!(row.contains("100.00%") && row.trim_end().ends_with("us"), "{row}");
+    let time_pct: f64 = row.split_whitespace().nth(3).unwrap().trim_end_matches('%').parse().unwrap();
+    assert!(time_pct > 90.0, "the halted time dominates Time%: {row}");
 }
 
 /// `--set` on a swept axis replaces its values and says so; a value out of

@@ -468,7 +468,7 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
                 }
                 None
             }
-            VmExit::InterruptWindow | VmExit::PreemptionTimer => None,
+            VmExit::InterruptWindow | VmExit::PreemptionTimer | VmExit::ApicWrite { .. } => None,
             VmExit::Other { reason, qualification } => Some(Outcome::GuestError(GuestError::UnhandledExit(format!(
                 "{reason} (qualification {qualification:#x})"
             )))),

@@ -275,6 +275,7 @@ impl Machine<'_> {
         for op in ops {
             self.cpu.replay.pos = 0;
             let result = self.exec(op);
+            let apic_write = self.cpu.apic_write.take();
             if matches!(result, Ok(()) | Err(Stop::ExitAfter)) {
                 self.cpu.cycles += u64::from(op.cost);
                 self.cpu.stats.instructions += 1;
@@ -284,7 +285,13 @@ impl Machine<'_> {
                 }
             }
             match result {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(offset) = apic_write.filter(|_| self.cpu.tx.is_none()) {
+                        // Trap-like: the instruction has completed.
+                        self.cpu.exit_info = exitlab_hv::ExitInfo::default();
+                        return Ok(Some(Some(VmExit::ApicWrite { offset })));
+                    }
+                }
                 Err(Stop::Exit | Stop::ExitAfter) if self.cpu.tx.is_some() => {
                     // Instructions that exit abort a transaction instead.
                     self.cpu.exit = None;
