@@ -375,6 +375,15 @@ impl std::error::Error for HvError {}
 
 pub type Result<T> = std::result::Result<T, HvError>;
 
+/// How [`Vm::watch_writes`] watches a range: a read-only memory slot
+/// (KVM_MEM_READONLY) or the dirty-page log (KVM_MEM_LOG_DIRTY_PAGES,
+/// harvested with KVM_GET_DIRTY_LOG).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteWatch {
+    ReadOnly,
+    DirtyLog,
+}
+
 /// The error of a VMX-level call on a backend that does that part itself.
 fn kept(what: &str) -> HvError {
     HvError::Backend(format!("this backend keeps {what} to itself"))
@@ -470,6 +479,16 @@ pub trait Vm {
     /// interrupt-injection call from userspace.
     fn msi_sender(&mut self, _msi: Msi, _irqfd: bool) -> Result<MsiSender> {
         Err(kept("interrupts from other threads"))
+    }
+
+    /// Watches guest writes to RAM `gpa..gpa+len` the way a VMM without
+    /// EPT of its own does on KVM, through a memory slot of its own:
+    /// [`WriteWatch::ReadOnly`] makes every write an MMIO exit the VMM
+    /// completes; [`WriteWatch::DirtyLog`] lets writes through and logs the
+    /// first to each page, which the backend harvests each time it samples
+    /// its counters (`dirty_pages_logged`). Once per VM.
+    fn watch_writes(&mut self, _gpa: u64, _len: u64, _how: WriteWatch) -> Result<()> {
+        Err(kept("memory slots"))
     }
 
     /// Takes guest RAM `gpa..gpa+len` out of the guest's view (KVM: the

@@ -1,7 +1,7 @@
 //! Running a scenario: every point of its sweep, in parallel, each on a
 //! fresh machine; the measure phase's exits become the point's metrics.
 
-use crate::scenario::{Scenario, RUN_AXES};
+use crate::scenario::{Scenario, HOST_AXES, RUN_AXES};
 use exitlab_guest::layout::Phase;
 use exitlab_sim::profile::Features;
 use exitlab_vmm::packets::{PacketStats, Summary};
@@ -94,6 +94,9 @@ fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport, all_exits: Option<&st
             }
         }
     }
+    if let Some(&cpu) = m.counters.get(exitlab_kvm::VCPU_THREAD_CPU_NS) {
+        out.insert("vcpu_cpu_share".to_string(), cpu as f64 / guest_ns);
+    }
     if !r.irq_latencies_ns.is_empty() {
         let l = Summary::of(&r.irq_latencies_ns);
         for (k, v) in [("mean", l.mean), ("stddev", l.stddev), ("p50", l.p50 as f64), ("p99", l.p99 as f64)] {
@@ -135,12 +138,17 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
     if backend == "kvm" && axes.iter().any(|(k, _)| Features::NAMES.contains(&k.as_str())) {
         return na("hardware features are the simulator's to turn on and off".into());
     }
+    let fast = |k: &str| axis(k).is_none_or(|v| v == "true");
+    if backend != "kvm" && axes.iter().any(|(k, _)| HOST_AXES.contains(&k.as_str())) {
+        return na("irqfd and ioeventfd are the VMM's KVM fast paths".into());
+    }
     let report = if backend == "kvm" {
         let mut vm = match exitlab_kvm::KvmVm::new(&exitlab_kvm::device_path(), image.memory_size) {
             Ok(vm) => vm,
             Err(e) => return na(format!("no KVM: {e}")),
         };
-        run_image(&mut vm, &image)
+        let fast_path = exitlab_vmm::platform::FastPath { irqfd: fast("irqfd"), ioeventfd: fast("ioeventfd") };
+        exitlab_vmm::run_image_with(&mut vm, &image, &exitlab_vmm::RunOptions { fast_path, ..Default::default() })
     } else {
         let mut p = match exitlab_sim::profile::Profile::load(&profile) {
             Ok(p) => p,

@@ -88,6 +88,12 @@ pub const BUILT_IN: [(&str, &str); 9] = [
 /// workload parameter.
 pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 
+/// Axes that switch one of the VMM's KVM fast paths (true or false): the
+/// device thread's irqfds (off: KVM_SIGNAL_MSI from userspace) and
+/// ioeventfds (off: every notification an MMIO exit to userspace). A
+/// simulator point with one is n/a.
+pub const HOST_AXES: [&str; 2] = ["irqfd", "ioeventfd"];
+
 /// Metrics every point reports: exits in the measure phase, per 1,000
 /// iterations of the measured loop, per second of guest (virtual) time,
 /// their average cost and share of guest time; `exits.<REASON>`,
@@ -101,8 +107,11 @@ pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 /// is the VMM handler's work per exit (bytes decoded, page walks, device
 /// operations, bytes copied). `device.<device>.<counter>` and
 /// `device_per_kiter.<device>.<counter>` are the VMM's device models' own
-/// counts (frames, kicks, interrupts, blocked accesses).
-pub const METRICS: [&str; 17] = [
+/// counts (frames, kicks, interrupts, blocked accesses). On KVM,
+/// `vcpu_cpu_share` is the vCPU thread's host CPU time over the phase's
+/// length: what one VM costs its core, idle or not.
+pub const METRICS: [&str; 18] = [
+    "vcpu_cpu_share",
     "exits",
     "exits_per_kiter",
     "exits_per_s",
@@ -185,19 +194,20 @@ impl Scenario {
                 }
             }
             for (k, values) in &s.sweep {
-                let feature = Features::NAMES.contains(&k.as_str());
+                let feature = Features::NAMES.contains(&k.as_str()) || HOST_AXES.contains(&k.as_str());
                 if !known(k) && !RUN_AXES.contains(&k.as_str()) && !feature {
                     return Err(err(
                         k,
                         format!(
-                            "[sweep] `{k}`: neither a run axis (backend, profile, workload), a hardware feature ({}), nor a parameter of `{}`",
+                            "[sweep] `{k}`: neither a run axis (backend, profile, workload), a hardware feature ({}), a KVM fast path ({}), nor a parameter of `{}`",
                             Features::NAMES.join(", "),
+                            HOST_AXES.join(", "),
                             w.name
                         ),
                     ));
                 }
                 if feature && values.iter().any(|v| !matches!(v, toml::Value::Boolean(_))) {
-                    return Err(err(k, format!("[sweep] `{k}`: a hardware feature takes true or false")));
+                    return Err(err(k, format!("[sweep] `{k}`: {k} takes true or false")));
                 }
                 if values.is_empty() {
                     return Err(err(k, format!("[sweep] `{k}` has no values")));
@@ -298,7 +308,7 @@ impl Scenario {
             *values = vec![value];
             return Some(note);
         }
-        if RUN_AXES.contains(&key) || Features::NAMES.contains(&key) {
+        if RUN_AXES.contains(&key) || Features::NAMES.contains(&key) || HOST_AXES.contains(&key) {
             self.sweep.insert(key.to_string(), vec![value]);
             return None;
         }
@@ -320,7 +330,8 @@ impl Scenario {
             map.extend(self.full.iter().map(|(k, v)| (k.clone(), value_text(v))));
         }
         for (k, v) in point {
-            if !RUN_AXES.contains(&k.as_str()) && !Features::NAMES.contains(&k.as_str()) {
+            let switch = Features::NAMES.contains(&k.as_str()) || HOST_AXES.contains(&k.as_str());
+            if !RUN_AXES.contains(&k.as_str()) && !switch {
                 map.insert(k.clone(), v.clone());
             }
         }
@@ -375,7 +386,7 @@ mod tests {
         assert!(Scenario::parse("x.toml", &bad_value).unwrap_err().0.contains("out of range"));
         let feature = text.replace("[sweep]\n", "[sweep]\napicv = [0, 1]\n");
         let e = Scenario::parse("x.toml", &feature).unwrap_err().0;
-        assert!(e.ends_with("[sweep] `apicv`: a hardware feature takes true or false"), "{e}");
+        assert!(e.ends_with("[sweep] `apicv`: apicv takes true or false"), "{e}");
         let ok = text.replace("[sweep]\n", "[sweep]\napicv = [false, true]\n");
         assert!(Scenario::parse("x.toml", &ok).is_ok());
     }

@@ -11,6 +11,13 @@
 //!   write to each page and exits only when its 512-entry log is full. The
 //!   VMM harvests the log, clears the dirty flags it reported and resets
 //!   the index: it sees the first write per page per harvest.
+//!
+//! On KVM, whose EPT the VMM does not write, a VMM watches through memory
+//! slots instead ([`watch_slot`]): write protection is a read-only slot
+//! (each write an MMIO exit to userspace, completed by a
+//! [`crate::devices::WriteLog`]), and logging is KVM's dirty-page log (no
+//! exit to userspace; KVM write-protects the pages itself and logs the
+//! first write to each, harvested at each phase boundary).
 
 use crate::ept::{Ept, RWX};
 use crate::run::VmmError;
@@ -130,4 +137,29 @@ impl Monitor {
         vcpu.invept()?;
         Ok(n)
     }
+}
+
+/// On a backend without VMX controls (KVM): asks it to watch the image's
+/// `watch` range through a memory slot, and puts a [`WriteLog`] over the
+/// range when every write will exit. Nothing when the image asks for no
+/// monitor.
+///
+/// [`WriteLog`]: crate::devices::WriteLog
+pub fn watch_slot<V: Vm>(vm: &mut V, mmio: &mut crate::bus::Bus, image: &exitlab_guest::Image) -> Result<(), VmmError> {
+    let how = match image.requests.get("monitor").map(String::as_str) {
+        Some("write-protect") => exitlab_hv::WriteWatch::ReadOnly,
+        Some("pml") => exitlab_hv::WriteWatch::DirtyLog,
+        _ => return Ok(()),
+    };
+    let (start, len) = image
+        .requests
+        .get("watch")
+        .and_then(|w| parse_range(w))
+        .ok_or_else(|| VmmError::Load("a monitor needs a `watch` range".into()))?;
+    vm.watch_writes(start, len, how)?;
+    if how == exitlab_hv::WriteWatch::ReadOnly {
+        mmio.insert("write-log", start, len, Box::new(crate::devices::WriteLog::new(start)))
+            .map_err(|e| VmmError::Load(format!("the watched range {start:#x}+{len:#x}: {e}")))?;
+    }
+    Ok(())
 }

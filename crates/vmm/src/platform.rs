@@ -60,6 +60,8 @@ pub struct Platform {
     thread: Option<IoThread>,
     /// The machine's kick doorbell, when the image asks for one.
     kicks: Option<KickHandle>,
+    /// The VMM's own doorbell on KVM, whose kicks the device thread takes.
+    batched: Option<KickHandle>,
 }
 
 /// Devices the VMM hands to the machine instead of its own buses.
@@ -128,6 +130,31 @@ impl Platform {
             }
             Some(other) => return Err(VmmError::Load(format!("unknown network card `{other}` (e1000, virtio)"))),
         }
+        // E5's doorbell: the machine's (assigned) where there is an IOMMU;
+        // on a backend in host time with ioeventfds, the VMM's own: KVM
+        // signals an eventfd per guest write and the device thread batches
+        // them (n writes or tau) before telling virtio-net.
+        let kick = match number(image, "kick_n")? {
+            None => None,
+            Some(n) if card == Some("virtio") && (assign || (host_time.is_some() && fast.ioeventfd)) => {
+                let tau_ns = number(image, "kick_us")?.unwrap_or(0).saturating_mul(1000);
+                Some(KickDoorbell::new(u32::try_from(n).unwrap_or(u32::MAX), tau_ns))
+            }
+            Some(_) => {
+                return Err(VmmError::Load(
+                    "a coalescing kick doorbell is for virtio-net, on the simulator's modern profile (an IOMMU) or on KVM with ioeventfds".into(),
+                ))
+            }
+        };
+        let mut batched = None;
+        let mut kick = match kick {
+            Some((bell, handle)) if !assign => {
+                plug(&mut mmio, "kick-doorbell", nic::KICK_DOORBELL, nic::KICK_DOORBELL_SIZE, Box::new(bell));
+                batched = Some(handle);
+                None
+            }
+            other => other,
+        };
         let mut window = DmaWindow { start: 0, len: vm.memory_size() };
         let mut to_assign = ToAssign::default();
         if image.requests.get("device").map(String::as_str) == Some("blk") {
@@ -153,14 +180,20 @@ impl Platform {
                 }
                 let mut notifiers = Vec::new();
                 if card == Some("virtio") && fast.ioeventfd {
-                    // The card is the first device shared.
+                    // The card is the first device shared; the VMM's
+                    // doorbell, when there is one, the second.
+                    let (at, device, offset) = match batched {
+                        Some(_) => (nic::KICK_DOORBELL, 1, 0),
+                        None => (nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, 0, nic::virtio::QUEUE_NOTIFY),
+                    };
                     for q in [nic::virtio::RXQ, nic::virtio::TXQ] {
-                        let fd = vm.notify_eventfd(nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, u32::from(q))?;
-                        notifiers.push(Notifier { fd, device: 0, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
+                        let fd = vm.notify_eventfd(at, u32::from(q))?;
+                        notifiers.push(Notifier { fd, device, offset, value: q.into(), each: batched.is_some() });
                     }
                 }
                 let memory = vm.guest_memory().clone();
-                let work = Work { devices: shared, notifiers, senders, memory, window, epoch };
+                let kicks = batched.clone().map(|h| (h, 0));
+                let work = Work { devices: shared, notifiers, senders, memory, window, epoch, kicks };
                 Some(IoThread::start(work).map_err(VmmError::Load)?)
             }
             _ => None,
@@ -175,15 +208,9 @@ impl Platform {
             asked: BTreeSet::new(),
             thread,
             kicks: None,
+            batched,
         };
-        if let Some(n) = number(image, "kick_n")? {
-            if card != Some("virtio") || !assign {
-                return Err(VmmError::Load(
-                    "a coalescing kick doorbell is machine hardware for virtio-net: it needs the simulator's modern profile (an IOMMU)".into(),
-                ));
-            }
-            let tau_ns = number(image, "kick_us")?.unwrap_or(0).saturating_mul(1000);
-            let (doorbell, handle) = KickDoorbell::new(u32::try_from(n).unwrap_or(u32::MAX), tau_ns);
+        if let Some((doorbell, handle)) = kick.take() {
             to_assign.doorbell = Some(doorbell);
             platform.kicks = Some(handle);
         }
@@ -264,6 +291,9 @@ impl Platform {
         let mut all = self.pio.counters();
         all.extend(self.mmio.counters());
         if let Some(k) = &self.kicks {
+            all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
+        }
+        if let Some(k) = &self.batched {
             all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
         }
         all.push(("dma_faults".into(), self.dma_faults.len() as u64));

@@ -269,6 +269,8 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
             ept = Some(e);
         }
         vcpu.set_controls(&controls)?;
+    } else {
+        crate::monitor::watch_slot(vm, &mut platform.mmio, image)?;
     }
     if let Some((gpa, len)) = isolated {
         // After the EPT is built: the range stays RAM with no permission,
@@ -509,7 +511,8 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
     let regs = vcpu.regs()?;
     let tsc_hz = if caps.tsc_hz > 0 { caps.tsc_hz } else { vcpu.tsc_hz()? };
     let round_trips_ns = crate::packets::round_trips(vm, image, tsc_hz);
-    let irq_latencies_ns = crate::packets::irq_latencies(vm, image, tsc_hz, caps.deterministic_time);
+    let anchor = if caps.deterministic_time { Some((0, 0)) } else { crate::packets::tsc_anchor(&mut vcpu) };
+    let irq_latencies_ns = crate::packets::irq_latencies(vm, image, tsc_hz, anchor);
     let Platform { pio, mmio, dma_faults, .. } = platform;
     Ok(RunReport {
         outcome,

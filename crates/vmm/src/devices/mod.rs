@@ -14,6 +14,7 @@ mod serial;
 mod testing;
 mod virtio_net;
 mod wire;
+mod write_log;
 
 pub use blk::{pattern, BlkStats, BlockDevice};
 pub use doorbell::Doorbell;
@@ -26,3 +27,4 @@ pub use scratch::MmioScratch;
 pub use serial::Serial;
 pub use virtio_net::{Coalescing, VirtioNet, VirtioNetStats};
 pub use wire::Wire;
+pub use write_log::WriteLog;
