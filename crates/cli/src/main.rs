@@ -159,6 +159,10 @@ enum Command {
         /// Output directory (default: out/report).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Machines: `sim`, or `sim,kvm` for this host's KVM beside the
+        /// simulator (default: the host too where /dev/kvm is usable).
+        #[arg(long, value_name = "sim|sim,kvm")]
+        backend: Option<String>,
         /// The paper-size runs instead of the quick ones.
         #[arg(long)]
         full: bool,
@@ -471,6 +475,10 @@ fn lab_run(
         s.backends = vec![b.name().to_string()];
         s.sweep.remove("backend");
     }
+    // On KVM, what the host can run: the axes it cannot change dropped.
+    if backend == Some(Backend::Kvm) {
+        s = exitlab_lab::host::scenario(&s).unwrap_or_else(|| Err(exitlab_lab::host::skipped(&s)))?;
+    }
     let mut notes = Vec::new();
     for a in set {
         let (k, v) = a.split_once('=').ok_or_else(|| UsageError(format!("`{a}` is not of the form key=value")))?;
@@ -500,10 +508,16 @@ fn toml_value(v: &str) -> toml::Value {
         .unwrap_or_else(|_| toml::Value::String(v.to_string()))
 }
 
-fn lab_report(out: Option<PathBuf>, full: bool) -> Result<(), UsageError> {
+fn lab_report(out: Option<PathBuf>, full: bool, backend: Option<String>) -> Result<(), UsageError> {
+    use exitlab_lab::report::Machines;
+    let machines = backend.as_deref().map_or(Ok(Machines::Auto), Machines::parse)?;
     let dir = out.unwrap_or_else(|| PathBuf::from("out/report"));
     std::fs::create_dir_all(&dir).map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
-    let results = exitlab_lab::report::report(&dir, full).map_err(UsageError)?;
+    let report = exitlab_lab::report::report(&dir, full, machines).map_err(UsageError)?;
+    if let (Some(why), Machines::Auto) = (&report.no_host, machines) {
+        say!("the simulator alone: {why}");
+    }
+    let results = report.sim;
     say!("report of {} experiment(s) -> {}", results.len(), dir.join("report.html").display());
     for r in &results {
         say!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
@@ -644,7 +658,7 @@ fn main() -> ExitCode {
         Command::Run { scenario, backend, set, full, out } => {
             lab_run(&scenario, backend, &set, full, out).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full } => lab_report(out, full).map(|_| ExitCode::SUCCESS),
+        Command::Report { out, full, backend } => lab_report(out, full, backend).map(|_| ExitCode::SUCCESS),
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),

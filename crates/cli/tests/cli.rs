@@ -277,10 +277,79 @@ fn report_writes_markdown_and_self_contained_html() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     let md = std::fs::read_to_string(d.join("report.md")).unwrap();
-    assert!(html.contains("<h2>E1: Where exits come from") && html.contains("<svg"));
-    assert!(md.contains("## E1: Where exits come from") && md.contains("(e1/exits-vs-p.svg)"));
-    assert!(md.contains("**Reading.** modern has fewer exits"));
+    assert!(html.contains("<h2 id=\"e1\">E1: Where exits come from") && html.contains("<svg"));
+    assert!(md.contains("## E1: Where exits come from") && md.contains("(e1/exits-vs-p"));
+    assert!(md.contains("**Answer.** Current VT-x (EPT, APICv, posted interrupts) takes fewer exits"));
     assert!(d.join("e1/exits-vs-p.svg").exists());
+    // A reader's way around: contents linking every section, the chapter
+    // beside exitlab in every experiment with a chapter figure, E4's fleet.
+    for id in ["e1", "e2", "e3", "e4", "e4-fleet", "e5", "e6", "e7", "e8", "e9", "e10"] {
+        assert!(html.contains(&format!("<a href=\"#{id}\">")), "contents link to {id}");
+        assert!(html.contains(&format!(" id=\"{id}\"")), "section {id}");
+    }
+    assert_eq!(md.matches("| the chapter says | the simulator shows | this host shows | agrees? |").count(), 10);
+    assert!(md.contains("| N = 1 |") || md.contains("N = 1 |"), "fleet table");
+    assert!(md.contains("N = 1,000,000 |"));
+    // Axes in words and units, not metric names.
+    assert!(html.contains("exits per 1,000 idle periods") && !html.contains(">exits_per_kiter<"));
+    let on_host = kvm_usable();
+    assert_eq!(md.contains("### On this host (KVM)\n\nThe host's own curve"), on_host);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Without a usable KVM the report says so once and runs the simulator
+/// alone; asked for the host and unable to use it, it refuses in one line.
+#[test]
+fn report_without_kvm_says_so_once_and_runs_the_simulator() {
+    let d = temp_dir("report-nokvm");
+    let o = exitlab_env(&["report", "--out", d.to_str().unwrap()], "EXITLAB_KVM_DEVICE", "/nonexistent/kvm");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.matches("no usable KVM here").count(), 1, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.starts_with("the simulator alone: no usable KVM here: ") && first.contains("/nonexistent/kvm"),
+        "{out}"
+    );
+    let md = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert!(md.contains("on the simulator alone (no usable KVM here"));
+    assert!(!d.join("e1/host").exists());
+    assert_usage_error(
+        &exitlab_env(
+            &["report", "--backend", "sim,kvm", "--out", d.to_str().unwrap()],
+            "EXITLAB_KVM_DEVICE",
+            "/nonexistent/kvm",
+        ),
+        "--backend sim,kvm: backend unavailable: cannot use KVM device /nonexistent/kvm",
+    );
+    assert_usage_error(&exitlab(&["report", "--backend", "kvm", "--out", d.to_str().unwrap()]), "--backend `kvm`");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `run --backend kvm` runs what the host can change: E1 is the host's own
+/// curve (one series, no profiles compared), E6's blocked accesses are
+/// the MMIO exits they are on KVM, E10 is refused with the reason.
+#[test]
+fn run_on_kvm_sweeps_only_what_the_host_can_change() {
+    if !kvm_usable() {
+        return;
+    }
+    let d = temp_dir("run-kvm");
+    let o = exitlab(&["run", "e1", "--backend", "kvm", "--set", "n=200", "--out", d.join("e1").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("e1: 11 points") && out.contains("For this host (KVM), exits per 1,000 iterations rises from"),
+        "{out}"
+    );
+    assert!(!out.contains("modern") && !out.contains("legacy"), "{out}");
+    let o = exitlab(&["run", "e6", "--backend", "kvm", "--set", "n=100", "--out", d.join("e6").to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(out.contains("EPT_MISCONFIG exits per 1,000 attempts stays the same from 1,000 at trick = 0"), "{out}");
+    assert_usage_error(
+        &exitlab(&["run", "e10", "--backend", "kvm"]),
+        "e10 runs on the simulator only: this host's CPU has no RTM (TSX)",
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }
 

@@ -3,6 +3,9 @@
 //! results as CSV, JSON, SVG figures and a summary; the report over every
 //! built-in experiment; and Chrome/Perfetto traces of single runs.
 
+pub mod chapter;
+pub mod fleet;
+pub mod host;
 pub mod measure;
 pub mod output;
 pub mod plot;
@@ -11,6 +14,7 @@ pub mod reading;
 pub mod report;
 pub mod scenario;
 pub mod trace;
+pub mod words;
 
 pub use measure::{run_scenario, PointResult, Results};
 pub use scenario::{Scenario, ScenarioError};

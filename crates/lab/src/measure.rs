@@ -55,7 +55,9 @@ impl Results {
 fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport, all_exits: Option<&str>) -> BTreeMap<String, f64> {
     let guest_ns = m.end_ns.saturating_sub(m.start_ns).max(1) as f64;
     let seen = m.total_exits() as f64;
-    let exits = all_exits.and_then(|c| m.counters.get(c)).map_or(seen, |&v| v as f64);
+    // The backend counts the closing marker's exit in the phase before the
+    // VMM sees it (see DESIGN, Phases and markers): not the phase's own.
+    let exits = all_exits.and_then(|c| m.counters.get(c)).map_or(seen, |&v| v.saturating_sub(1) as f64);
     let mut out = BTreeMap::new();
     out.insert("exits".to_string(), exits);
     out.insert("guest_ns".to_string(), guest_ns);
@@ -93,6 +95,16 @@ fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport, all_exits: Option<&st
                 out.insert(format!("{family}_per_kiter.{name}"), v as f64 * per_kiter);
             }
         }
+    }
+    // Pages a logging write monitor logged: the simulator's PML entries,
+    // KVM's dirty log.
+    let logged = match &r.monitor {
+        Some(mon) if mon.kind == exitlab_vmm::monitor::Kind::Pml => m.counters.get("pml_entries"),
+        Some(_) => None,
+        None => m.counters.get(exitlab_kvm::DIRTY_PAGES_LOGGED),
+    };
+    if let Some(&pages) = logged {
+        out.insert("pages_logged_per_kiter".to_string(), pages as f64 * per_kiter);
     }
     if let Some(&cpu) = m.counters.get(exitlab_kvm::VCPU_THREAD_CPU_NS) {
         out.insert("vcpu_cpu_share".to_string(), cpu as f64 / guest_ns);

@@ -5,6 +5,7 @@
 use crate::measure::{PointResult, Results};
 use crate::plot::figure_svg;
 use crate::reading::reading;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -141,9 +142,11 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             metrics.push(f.y.clone());
         }
     }
+    let w = &r.scenario.words;
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
-    let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();
+    let header: Vec<String> =
+        axes.iter().map(|a| w.axis(a)).chain(metrics.iter().map(|m| w.quantity(m).title())).collect();
     let rows = r
         .points
         .iter()
@@ -153,14 +156,39 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
                 Some(why) => row.push(format!("n/a ({why})")),
                 None => row.extend(metrics.iter().map(|m| match value(p, m) {
                     None => format!("n/a ({})", missing(m)),
-                    Some(v) if m == "exit_time_share" => format!("{:.2}%", v * 100.0),
-                    Some(v) => crate::plot::short(v),
+                    Some(v) => w.quantity(m).cell(v),
                 })),
             }
             row
         })
         .collect();
     (header, rows)
+}
+
+/// What the table's axis values stand for, one line per axis that has
+/// words ("profile: legacy = first-generation VT-x ..."); the host's words
+/// where its mechanism differs.
+pub fn value_key(r: &Results) -> Vec<String> {
+    let s = &r.scenario;
+    let on_host = crate::host::is_host_run(s);
+    s.sweep
+        .iter()
+        .filter(|(axis, _)| {
+            s.words.values.contains_key(*axis)
+                || (on_host && s.host.as_ref().is_some_and(|h| h.values.contains_key(*axis)))
+        })
+        .map(|(axis, values)| {
+            let said: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let v = crate::scenario::value_text(v);
+                    let w = if on_host { crate::host::value_words(s, axis, &v) } else { s.words.value(axis, &v) };
+                    format!("{v} = {w}")
+                })
+                .collect();
+            format!("{}: {}", s.words.axis(axis), said.join("; "))
+        })
+        .collect()
 }
 
 pub fn markdown_table(r: &Results) -> String {
@@ -170,6 +198,9 @@ pub fn markdown_table(r: &Results) -> String {
     let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
     for row in rows {
         let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    for k in value_key(r) {
+        let _ = writeln!(out, "\n{k}");
     }
     out
 }
@@ -188,7 +219,7 @@ pub fn write_results(r: &Results, dir: &Path) -> std::io::Result<()> {
     let _ = writeln!(md, "\n## Results\n\n{}", markdown_table(r));
     for f in &r.scenario.figures {
         let name = format!("{}.svg", f.name);
-        files.push((name.clone(), figure_svg(r, f).into_bytes()));
+        files.push((name.clone(), figure_svg(r, f, None).into_bytes()));
         let _ = writeln!(md, "![{}]({name})\n", f.title);
     }
     let _ = writeln!(md, "## Reading\n\n{}", reading(r));

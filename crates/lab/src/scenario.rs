@@ -53,6 +53,12 @@ pub struct Scenario {
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default, rename = "figure")]
     pub figures: Vec<Figure>,
+    /// How the report names this experiment's things (crate::words).
+    #[serde(default)]
+    pub words: crate::words::Words,
+    /// What the host's KVM runs beside the simulator (crate::host).
+    #[serde(default)]
+    pub host: Option<crate::host::HostPlan>,
 }
 
 fn default_backends() -> Vec<String> {
@@ -110,8 +116,11 @@ pub const HOST_AXES: [&str; 2] = ["irqfd", "ioeventfd"];
 /// counts (frames, kicks, interrupts, blocked accesses). On KVM,
 /// `vcpu_cpu_share` is the vCPU thread's host CPU time over the phase's
 /// length: what one VM costs its core, idle or not.
-pub const METRICS: [&str; 18] = [
+/// `pages_logged_per_kiter` counts the pages a write monitor logged (PML
+/// on the simulator, the dirty log on KVM).
+pub const METRICS: [&str; 19] = [
     "vcpu_cpu_share",
+    "pages_logged_per_kiter",
     "exits",
     "exits_per_kiter",
     "exits_per_s",

@@ -240,7 +240,9 @@ impl Platform {
     /// queue kicks the machine's doorbell gathered to virtio-net.
     pub fn tick<V: Vm>(&mut self, vm: &V, now_ns: u64) {
         self.asked.retain(|&t| t > now_ns);
-        let kicked = self.kicks.as_ref().map_or(0, KickHandle::take);
+        // The hypervisor learns of kicks when the doorbell tells it (n
+        // writes or tau), not whenever another device's timer wakes it.
+        let kicked = self.kicks.as_ref().map_or(0, |k| k.take_due(now_ns));
         self.with(vm, now_ns, |pio, mmio, ctx| {
             let notify = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
             if let Some(hit) = mmio.find(notify) {
