@@ -51,6 +51,7 @@ fn missing(metric: &str) -> &'static str {
         "irq_latency_ns" => "no interrupt latencies logged",
         "device" | "device_per_kiter" => "no such device",
         "guest" | "guest_per_kiter" => "not kept by this guest",
+        "pages_logged_per_kiter" => "write protection sees writes, not pages",
         _ => "not measured",
     }
 }
@@ -136,6 +137,12 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             .chain(family("guest_per_kiter."))
             .collect()
     };
+    // What a write monitor logged; what a VM costs its host core.
+    for m in ["pages_logged_per_kiter", "vcpu_cpu_share"] {
+        if names.iter().any(|n| n == m) {
+            metrics.push(m.to_string());
+        }
+    }
     // And whatever the figures plot.
     for f in &r.scenario.figures {
         if !f.y.ends_with(".*") && !metrics.contains(&f.y) {

@@ -118,7 +118,13 @@ fn lines(r: &Results, f: &Figure, host: bool) -> Vec<Line> {
 pub fn figure_svg(r: &Results, f: &Figure, host: Option<(&Results, &Figure)>) -> String {
     let mut data = lines(r, f, false);
     if let Some((h, hf)) = host {
-        data.extend(lines(h, hf, true));
+        let mut hl = lines(h, hf, true);
+        // The host's metric where it stands for another (E6's MMIO exits).
+        if hf.y != f.y {
+            let what = h.scenario.words.quantity(hf.y.trim_end_matches(".*")).name;
+            hl.iter_mut().for_each(|l| l.label = format!("{}: {what}", l.label));
+        }
+        data.extend(hl);
     }
     draw(r, f, &f.title, data)
 }
@@ -130,12 +136,21 @@ pub fn host_figure_svg(h: &Results, hf: &Figure) -> String {
 }
 
 /// Whether the host's series of a figure are on the simulator's scale
-/// (their largest values within a factor of 10), so one pair of axes
-/// shows both.
+/// (their largest values within a factor of 10, or the host's all zero;
+/// their x ranges sharing at least half of the narrower), so one pair of
+/// axes shows both.
 pub fn same_scale(r: &Results, f: &Figure, h: &Results, hf: &Figure) -> bool {
-    let top = |r: &Results, f: &Figure| series(r, f).iter().flat_map(|(_, p)| p).map(|p| p.1).fold(0.0f64, f64::max);
-    let (a, b) = (top(r, f), top(h, hf));
-    a > 0.0 && b > 0.0 && a / b < 10.0 && b / a < 10.0
+    let span = |r: &Results, f: &Figure| {
+        let pts: Vec<(f64, f64)> = series(r, f).into_iter().flat_map(|(_, p)| p).collect();
+        let (x0, x1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+        (x0, x1, pts.iter().map(|p| p.1).fold(0.0f64, f64::max))
+    };
+    let ((a0, a1, a), (b0, b1, b)) = (span(r, f), span(h, hf));
+    let shared = a1.min(b1) - a0.max(b0);
+    let narrower = (a1 - a0).min(b1 - b0);
+    // A host that is all zero sits on the simulator's axes as well.
+    let near = b == 0.0 || (a > 0.0 && a / b < 10.0 && b / a < 10.0);
+    near && shared >= 0.5 * narrower
 }
 
 fn draw(r: &Results, f: &Figure, title: &str, mut data: Vec<Line>) -> String {
@@ -165,6 +180,9 @@ fn draw(r: &Results, f: &Figure, title: &str, mut data: Vec<Line>) -> String {
             .y_label_area_size(78)
             .build_cartesian_2d(x0..x1, 0.0..y1);
         let Ok(mut chart) = chart else { return svg_fallback(f) };
+        // Whole-numbered axes with few values get a label at each.
+        let integral = data.iter().flat_map(|l| &l.pts).all(|p| p.0.fract() == 0.0);
+        let x_labels = if integral && x1 - x0 <= 12.0 { (x1 - x0) as usize + 1 } else { 10 };
         let y_desc = match f.y.ends_with(".*") {
             true => format!("{}, by exit reason", q.title()),
             false => q.title(),
@@ -173,6 +191,7 @@ fn draw(r: &Results, f: &Figure, title: &str, mut data: Vec<Line>) -> String {
             .configure_mesh()
             .x_desc(r.scenario.words.axis(&f.x))
             .y_desc(y_desc)
+            .x_labels(x_labels)
             .x_label_formatter(&|v| short(*v))
             .y_label_formatter(&|v| short(*v))
             .draw();
