@@ -224,7 +224,7 @@ fn e2(s: &Results, host: &Host<'_>) -> Option<Chapter> {
         };
         let mut agrees = lower_verdict(sv, se, what);
         if agrees == "yes" && pair.is_some_and(|(he, hv)| hv >= he) {
-            agrees = format!("yes on the simulator; not on this host, whose {what} is set by its shared, nested CPUs (the guest's driver runs in KVM's instruction emulator)");
+            agrees = format!("yes on the simulator; not on this host, where {what} is set by its shared, nested CPUs (the guest's driver runs in KVM's instruction emulator)");
         }
         Some(Row {
             says: says.into(),
@@ -567,14 +567,15 @@ fn e6(s: &Results, host: &Host<'_>) -> Option<Chapter> {
     };
     let all = sim.iter().all(|&x| (x - 1000.0).abs() < 0.5)
         && tricks.iter().all(|t| (blocked(s, t, &[("profile", "modern")]) - 1000.0).abs() < 0.5);
+    // "1,000 per 1,000 attempts with each trick", or each trick's.
     let list = |r: &Results, m: &str, xs: &[f64]| match xs.windows(2).all(|w| w[0] == w[1]) {
-        true => format!("{} for each", xs.first().map_or(String::new(), |x| show(r, m, *x))),
-        false => xs.iter().map(|x| show(r, m, *x)).collect::<Vec<_>>().join(", "),
+        true => format!("{} per 1,000 attempts with each trick", xs.first().map_or(String::new(), |x| show(r, m, *x))),
+        false => format!("{} per 1,000 attempts", xs.iter().map(|x| show(r, m, *x)).collect::<Vec<_>>().join(", ")),
     };
     let rows = vec![Row {
         says: "Rewriting the guest's own page tables does not get past the EPT: the two-dimensional walk completes, the EPT check fails, an EPT violation hands the hypervisor the address and the access, and it blocks the write.".into(),
         sim: format!(
-            "{} EPT violations per 1,000 attempts (tricks {}: identity map, forged alias write, alias read), each attempt blocked",
+            "EPT violations: {} (tricks {}: identity map, forged alias write, alias read), each attempt blocked",
             list(s, v, &sim),
             tricks.join(", ")
         ),
@@ -582,12 +583,16 @@ fn e6(s: &Results, host: &Host<'_>) -> Option<Chapter> {
             let m = "exits_per_kiter.EPT_MISCONFIG";
             let xs: Vec<f64> = tricks.iter().map(|t| get(h, &[("trick", t)], m)).collect::<Option<_>>()?;
             let b: Vec<f64> = tricks.iter().map(|t| blocked(h, t, &[])).collect();
-            Some(format!("{} MMIO exits per 1,000 attempts (the page is outside every memory slot), {} blocked", list(h, m, &xs), list(h, m, &b)))
+            Some(format!(
+                "MMIO exits (the page is outside every memory slot): {}; blocked: {}",
+                list(h, m, &xs),
+                list(h, m, &b)
+            ))
         }),
         agrees: if all { "yes".into() } else { "no: an attempt got through or was not seen".into() },
     }];
     let answer = format!(
-        "No: every attempt, through the identity map or through an alias the guest forged in its own page tables, ends in an EPT violation the VMM blocks ({} per 1,000 attempts), and the page never changes.{}",
+        "No: every attempt, through the identity map or through an alias the guest forged in its own page tables, ends in an EPT violation the VMM blocks ({}), and the page never changes.{}",
         list(s, v, &sim),
         match host {
             Ok(_) => " On this host's KVM the isolated page is outside every memory slot, and each attempt is an MMIO exit the VMM blocks the same way.",
