@@ -61,6 +61,8 @@ pub struct Platform {
     thread: Option<IoThread>,
     /// The machine's kick doorbell, when the image asks for one.
     kicks: Option<KickHandle>,
+    /// The VMM's own doorbell on KVM, whose kicks the device thread takes.
+    batched: Option<KickHandle>,
 }
 
 /// Devices the VMM hands to the machine instead of its own buses.
@@ -74,8 +76,9 @@ impl Platform {
     /// The fixed devices, the network cards and the block device `machine`
     /// asks for. The block device is returned instead of plugged in when
     /// `assign` says the VMM will give it to the guest behind the IOMMU; a
-    /// kick doorbell is always returned, since it only exists behind one
-    /// (the caller refuses a machine that asks for it without one). On a
+    /// kick doorbell is returned likewise; without an IOMMU it is the VMM's
+    /// own on the MMIO bus, which the device thread reads (the caller
+    /// refuses a machine that asks for it where neither is possible). On a
     /// backend in host time the devices that keep time get a device thread.
     pub fn new<V: Vm>(
         vm: &mut V,
@@ -123,6 +126,26 @@ impl Platform {
                 }
             }
         }
+        // E5's doorbell: the machine's (assigned) where there is an IOMMU;
+        // on a backend in host time with ioeventfds, the VMM's own: KVM
+        // signals an eventfd per guest write and the device thread batches
+        // them (n writes or tau) before telling virtio-net. (The caller
+        // refuses a machine that asks for one where neither is possible.)
+        let mut kicks = None;
+        let mut batched = None;
+        let mut bell = None;
+        if let Some(Nic::VirtioNet { kick_doorbell: Some(k), .. }) = machine.virtio_net() {
+            let n = u32::try_from(k.kicks.get()).unwrap_or(u32::MAX);
+            let (doorbell, handle) = KickDoorbell::new(n, k.delay_us.saturating_mul(1000));
+            if assign {
+                bell = Some(doorbell);
+                kicks = Some(handle);
+            } else {
+                let at =
+                    plug(&mut mmio, "kick-doorbell", nic::KICK_DOORBELL, nic::KICK_DOORBELL_SIZE, Box::new(doorbell));
+                batched = Some((handle, at));
+            }
+        }
         let mut window = DmaWindow { start: 0, len: vm.memory_size() };
         let mut to_assign = ToAssign::default();
         if let Some(block) = &machine.block {
@@ -136,13 +159,7 @@ impl Platform {
                 plug(&mut mmio, BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device));
             }
         }
-        let mut kicks = None;
-        if let Some(Nic::VirtioNet { kick_doorbell: Some(k), .. }) = machine.virtio_net() {
-            let n = u32::try_from(k.kicks.get()).unwrap_or(u32::MAX);
-            let (doorbell, handle) = KickDoorbell::new(n, k.delay_us.saturating_mul(1000));
-            to_assign.doorbell = Some(doorbell);
-            kicks = Some(handle);
-        }
+        to_assign.doorbell = bell;
         let thread = match (epoch, vm.host()) {
             (Some(epoch), Some(host)) if !shared.is_empty() => {
                 let mut senders = Vec::new();
@@ -150,15 +167,23 @@ impl Platform {
                     senders.push(host.msi_sender(Msi::fixed(0, layout::DEVICE_VECTOR + k), fast.irqfd)?);
                 }
                 let mut notifiers = Vec::new();
-                if let (Some(device), true) = (virtio, fast.ioeventfd) {
+                if let (Some(card), true) = (virtio, fast.ioeventfd) {
+                    // Queue notifications go to the card, or to the VMM's
+                    // doorbell, which counts every write.
+                    let (at, device, offset) = match &batched {
+                        Some((_, Some(bell))) => (nic::KICK_DOORBELL, *bell, 0),
+                        _ => (nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, card, nic::virtio::QUEUE_NOTIFY),
+                    };
                     for q in [nic::virtio::RXQ, nic::virtio::TXQ] {
-                        let gpa = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
-                        let fd = host.notify_eventfd(gpa, u32::from(q))?;
-                        notifiers.push(Notifier { fd, device, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
+                        let fd = host.notify_eventfd(at, u32::from(q))?;
+                        let each = batched.is_some();
+                        notifiers.push(Notifier { fd, device, offset, value: q.into(), each });
                     }
                 }
                 let memory = vm.guest_memory().clone();
-                Some(IoThread::start(Work { devices: shared, notifiers, senders, memory, window, epoch })?)
+                let kicks = batched.as_ref().and_then(|(h, _)| Some((h.clone(), virtio?)));
+                let work = Work { devices: shared, notifiers, senders, memory, window, epoch, kicks };
+                Some(IoThread::start(work)?)
             }
             _ => None,
         };
@@ -172,6 +197,7 @@ impl Platform {
             asked: BTreeSet::new(),
             thread,
             kicks,
+            batched: batched.map(|(h, _)| h),
         };
         Ok((platform, to_assign))
     }
@@ -199,7 +225,9 @@ impl Platform {
     /// queue kicks the machine's doorbell gathered to virtio-net.
     pub fn tick<V: Vm>(&mut self, vm: &V, now_ns: u64) {
         self.asked.retain(|&t| t > now_ns);
-        let kicked = self.kicks.as_ref().map_or(0, KickHandle::take);
+        // The hypervisor learns of kicks when the doorbell tells it (n
+        // writes or tau), not whenever another device's timer wakes it.
+        let kicked = self.kicks.as_ref().map_or(0, |k| k.take_due(now_ns));
         self.with(vm, now_ns, |pio, mmio, ctx| {
             let notify = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
             if let Some(hit) = mmio.find(notify) {
@@ -251,6 +279,9 @@ impl Platform {
         let mut all = self.pio.counters();
         all.extend(self.mmio.counters());
         if let Some(k) = &self.kicks {
+            all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
+        }
+        if let Some(k) = &self.batched {
             all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
         }
         all.push(("dma_faults".into(), self.dma_faults.len() as u64));

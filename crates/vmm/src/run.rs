@@ -104,6 +104,7 @@ impl<V: Vm> Vmm<'_, V> {
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
             work: HandlerWork::default(),
+            halted_ns: 0,
         };
         Ok((record, rip))
     }
@@ -127,6 +128,7 @@ impl<V: Vm> Vmm<'_, V> {
         self.vcpu.account_exit(record.reason, &work);
         record.target = h.target;
         record.resume_ns = self.vcpu.now_ns();
+        record.halted_ns = h.wake_ns.map_or(0, |w| w.saturating_sub(record.resume_ns));
         record.work = work;
         self.accountant.record(record);
         if let Some(trace) = &mut self.trace {
@@ -172,11 +174,11 @@ impl<V: Vm> Vmm<'_, V> {
         }
         let regs = self.vcpu.regs()?;
         let tsc_hz = if self.caps.tsc_hz > 0 { self.caps.tsc_hz } else { self.vcpu.tsc_hz()? };
-        let machine = &self.machine;
-        let round_trips_ns = crate::packets::round_trips(&*self.vm, machine.round_trip_log.as_ref(), tsc_hz);
-        let same_clock = self.caps.deterministic_time;
+        let round_trips_ns = crate::packets::round_trips(&*self.vm, self.machine.round_trip_log.as_ref(), tsc_hz);
+        let anchor =
+            if self.caps.deterministic_time { Some((0, 0)) } else { crate::packets::tsc_anchor(&mut self.vcpu) };
         let irq_latencies_ns =
-            crate::packets::irq_latencies(&*self.vm, machine.irq_latency_log.as_ref(), tsc_hz, same_clock);
+            crate::packets::irq_latencies(&*self.vm, self.machine.irq_latency_log.as_ref(), tsc_hz, anchor);
         let monitor = self.vmx.and_then(|v| v.monitor);
         let crate::platform::Platform { pio, mmio, dma_faults, .. } = self.platform;
         Ok(RunReport {

@@ -367,8 +367,12 @@ impl Running<'_> {
             }
             if phys & 0xf == 0 {
                 let now = self.core.cycles;
-                self.core.apic.write(phys & 0xff0, v as u32, now);
+                let offset = phys & 0xff0;
+                self.core.apic.write(offset, v as u32, now);
                 self.core.recheck = true;
+                if !virtualized_apic_write(offset, v as u32) {
+                    self.core.apic_write = Some(offset as u16);
+                }
             }
             return Ok(());
         }
@@ -488,4 +492,23 @@ impl Running<'_> {
 
 fn mmio(reason: ExitReason, gpa: u64, size: u8, is_write: bool, data: u64) -> VmExit {
     VmExit::Mmio { reason, access: MmioExit { gpa, size, is_write, data } }
+}
+
+/// Whether APIC virtualization (APIC-register virtualization with
+/// virtual-interrupt delivery) completes a write to local-APIC register
+/// `offset` without an exit: TPR, EOI, ICR high, and an ICR-low write that
+/// is a fixed self-IPI with vector 16 or above (self-IPI virtualization).
+/// Any other write — the timer's registers, the LVTs, SVR — lands on the
+/// virtual-APIC page and is followed by a trap-like APIC_WRITE exit for
+/// the VMM to emulate its effect (SDM Vol. 3C, "APIC-Write Emulation";
+/// Bochs cpu/vapic.cc does the same).
+fn virtualized_apic_write(offset: u64, value: u32) -> bool {
+    use exitlab_arch::bits::apic;
+    match offset {
+        apic::TPR | apic::EOI | apic::ICR_HIGH => true,
+        // Reserved bits, trigger mode, delivery status and delivery mode 0;
+        // destination shorthand 01b (self).
+        apic::ICR_LOW => value & 0xfff3_b700 == 0 && (value >> 18) & 3 == 1 && value & 0xff >= 16,
+        _ => false,
+    }
 }

@@ -163,6 +163,10 @@ pub struct Core {
     /// local-APIC write): stop the block so it is recognized at the next
     /// instruction boundary, as the architecture does.
     pub recheck: bool,
+    /// A write to a local-APIC register that APIC-register virtualization
+    /// does not virtualize (the timer's, LVTs, SVR, ...): the write is done,
+    /// and an APIC_WRITE exit follows the instruction (trap-like).
+    pub apic_write: Option<u16>,
     /// The exit a [`Stop::Exit`] stands for.
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
@@ -230,6 +234,7 @@ impl Core {
             preempt_at: u64::MAX,
             pml_index: 511,
             recheck: false,
+            apic_write: None,
         }
     }
 

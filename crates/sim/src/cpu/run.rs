@@ -268,13 +268,30 @@ impl Running<'_> {
             self.core.replay.pos = 0;
             match exitlab_x86::execute(self, &step.op) {
                 Ok(()) => self.retire(step.cost, tf),
-                Err(stop) => return self.stopped_in_block(&step.op, step.cost, stop, tf),
+                Err(stop) => {
+                    self.core.apic_write = None;
+                    return self.stopped_in_block(&step.op, step.cost, stop, tf);
+                }
             }
             if self.machine.blocks.stale() || self.core.recheck {
+                // An APIC write sets `recheck` too.
+                if let Some(exit) = self.apic_write() {
+                    return Ok(Some(Some(exit)));
+                }
                 return Ok(None);
             }
         }
         Ok(None)
+    }
+
+    /// The trap-like APIC_WRITE exit owed for a completed instruction that
+    /// wrote a register APIC virtualization does not virtualize; none
+    /// inside a transaction.
+    #[cold]
+    fn apic_write(&mut self) -> Option<VmExit> {
+        let offset = self.core.apic_write.take().filter(|_| self.core.tx.is_none())?;
+        self.core.exit_info = exitlab_hv::ExitInfo::default();
+        Some(VmExit::ApicWrite { offset })
     }
 
     /// An instruction completed: its cycles, the count, and the single-step

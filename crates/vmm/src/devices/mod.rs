@@ -35,6 +35,7 @@ pub mod testdev;
 pub mod testing;
 mod virtio_net;
 mod wire;
+mod write_log;
 
 pub use blk::{pattern, BlkStats, BlockDevice};
 pub use doorbell::Doorbell;
@@ -47,3 +48,4 @@ pub use scratch::MmioScratch;
 pub use serial::Serial;
 pub use virtio_net::{Coalescing, VirtioNet, VirtioNetStats};
 pub use wire::Wire;
+pub use write_log::WriteLog;
