@@ -389,4 +389,63 @@ mod tests {
         assert_eq!((c.gpr[usize::from(RCX)], c.gpr[usize::from(RDI)], c.rip), (0, 0x3005, 0x1002));
         assert_eq!(c.read(Seg::Es, 0x3000, 8), Ok(0x0000_00ab_abab_abab));
     }
+
+    /// Issue 12's silicon value: `cmpxchg ebx, ecx` with RBX =
+    /// 0xAAAAAAAA00000005, EAX = 1, ECX = 7 leaves ZF = 0, RAX = 5 and RBX
+    /// whole. The memory form writes the old value back; equal, the source
+    /// goes in (zero-extended in a register).
+    #[test]
+    fn cmpxchg_writes_a_register_destination_only_when_equal() {
+        let mut c = flat();
+        c.gpr[usize::from(RBX)] = 0xaaaa_aaaa_0000_0005;
+        c.gpr[usize::from(RAX)] = 0xffff_ffff_0000_0001;
+        c.gpr[usize::from(RCX)] = 7;
+        run(&mut c, &[0x0f, 0xb1, 0xcb]).unwrap(); // cmpxchg ebx, ecx
+        assert_eq!((c.gpr[usize::from(RBX)], c.gpr[usize::from(RAX)], c.flags.zf()), (0xaaaa_aaaa_0000_0005, 5, false));
+        run(&mut c, &[0x0f, 0xb1, 0xcb]).unwrap(); // now EAX = 5: equal
+        assert_eq!((c.gpr[usize::from(RBX)], c.gpr[usize::from(RAX)], c.flags.zf()), (7, 5, true));
+        // Memory: different, written back (a fault on the write would show).
+        c.gpr[usize::from(RDI)] = 0x4000;
+        c.write(Seg::Ds, 0x4000, 4, 9).unwrap();
+        run(&mut c, &[0x0f, 0xb1, 0x0f]).unwrap(); // cmpxchg [rdi], ecx
+        assert_eq!((c.read(Seg::Ds, 0x4000, 4), c.gpr[usize::from(RAX)]), (Ok(9), 9));
+        c.limit = 0x4000;
+        assert_eq!(run(&mut c, &[0x0f, 0xb1, 0x0f]), Err(Stop::Fault(Exception::gp(0))));
+    }
+
+    /// Issue 12's silicon values: `67 f3 a4` in 64-bit mode with RSI =
+    /// 0x1_0002_0000, RDI = 0x1_0002_0100, RCX = 0x1_0000_0002 copies two
+    /// bytes from 0x20000 to 0x20100 and leaves RSI = 0x20002, RDI =
+    /// 0x20102, RCX = 0; `67 e3` (JECXZ) with RCX = 0x1_0000_0000 is taken.
+    #[test]
+    fn the_address_size_picks_the_implicit_registers() {
+        let mut c = flat();
+        c.write(Seg::Ds, 0x20000, 2, 0xbeef).unwrap();
+        c.gpr[usize::from(RSI)] = 0x1_0002_0000;
+        c.gpr[usize::from(RDI)] = 0x1_0002_0100;
+        c.gpr[usize::from(RCX)] = 0x1_0000_0002;
+        run(&mut c, &[0x67, 0xf3, 0xa4]).unwrap();
+        let r = |c: &Flat, n: u8| c.gpr[usize::from(n)];
+        assert_eq!((r(&c, RSI), r(&c, RDI), r(&c, RCX), c.rip), (0x20002, 0x20102, 0, 0x1003));
+        assert_eq!(c.read(Seg::Ds, 0x20100, 2), Ok(0xbeef));
+        // JECXZ +0x10 taken on ECX = 0; JRCXZ not taken on the same RCX.
+        c.gpr[usize::from(RCX)] = 0x1_0000_0000;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xe3, 0x10]).unwrap();
+        assert_eq!(c.rip, 0x1013);
+        c.rip = 0x1000;
+        run(&mut c, &[0xe3, 0x10]).unwrap();
+        assert_eq!(c.rip, 0x1002);
+        // addr32 LOOP decrements ECX only (zero-extended): 0 -> 0xffffffff, taken.
+        c.gpr[usize::from(RCX)] = 0x7_0000_0000;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xe2, 0x10]).unwrap();
+        assert_eq!((r(&c, RCX), c.rip), (0xffff_ffff, 0x1013));
+        // addr32 XLAT: [EBX + AL].
+        c.gpr[usize::from(RBX)] = 0x5_0002_0000;
+        c.gpr[usize::from(RAX)] = 0x1234_5601;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xd7]).unwrap();
+        assert_eq!(r(&c, RAX), 0x1234_56be);
+    }
 }
