@@ -99,7 +99,7 @@ pub fn into<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         return next(c, op);
     }
     next(c, op)?;
-    Err(c.software_interrupt(vector::OF))
+    Err(c.software_interrupt(vector::OF, op.len))
 }
 
 /// INT n and INT3: a software interrupt with RIP past the instruction.
@@ -107,7 +107,7 @@ pub fn into<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 pub fn int<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let v = if op.kind == Kind::Int3 { vector::BP } else { get(c, &op.a, 1)? as u8 };
     next(c, op)?;
-    Err(c.software_interrupt(v))
+    Err(c.software_interrupt(v, op.len))
 }
 
 /// UD0, UD1, UD2 and undecodable bytes: #UD.

@@ -194,9 +194,10 @@ pub trait Cpu {
 
     // ---- Hooks: events and interrupt state (SDM Vol. 3A ch. 6) ----
 
-    /// Stops with software interrupt `vector` (INT n, INT3); RIP is already
-    /// past the instruction.
-    fn software_interrupt(&mut self, _vector: u8) -> Self::Stop {
+    /// Stops with software interrupt `vector` (INT n, INT3, INTO) raised by
+    /// an instruction of `len` bytes; RIP is already past it (a fault while
+    /// delivering it is reported at the instruction).
+    fn software_interrupt(&mut self, _vector: u8, _len: u8) -> Self::Stop {
         self.unsupported()
     }
 

@@ -645,7 +645,8 @@ fn kind(i: &Instruction) -> Option<Kind> {
         | Mnemonic::Lfence
         | Mnemonic::Sfence
         | Mnemonic::Mfence
-        | Mnemonic::Endbr64 => Nop,
+        | Mnemonic::Endbr64
+        | Mnemonic::Endbr32 => Nop,
         Mnemonic::Hlt => Hlt,
         Mnemonic::Cli => Cli,
         Mnemonic::Sti => Sti,

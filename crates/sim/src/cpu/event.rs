@@ -33,11 +33,15 @@ pub struct Event {
     pub cr2: Option<u64>,
     /// Bits to set in DR6 for #DB.
     pub dr6: u64,
+    /// A software interrupt's instruction length: RIP is past the
+    /// instruction, and a fault while delivering it is reported at the
+    /// instruction (SDM Vol. 3A 6.5: INT n "faults" when its delivery does).
+    pub len: u8,
 }
 
 impl Event {
     pub fn fault(vector: u8) -> Event {
-        Event { vector, kind: EventKind::Fault, error_code: None, cr2: None, dr6: 0 }
+        Event { vector, kind: EventKind::Fault, error_code: None, cr2: None, dr6: 0, len: 0 }
     }
 
     pub fn with_code(vector: u8, code: u32) -> Event {
@@ -61,8 +65,9 @@ impl Event {
         Event { kind: EventKind::Trap, dr6: dr6::BS, ..Event::fault(vector::DB) }
     }
 
-    pub fn software(vector: u8) -> Event {
-        Event { kind: EventKind::Software, ..Event::fault(vector) }
+    /// INT n, INT3, INTO of `len` bytes, RIP past it.
+    pub fn software(vector: u8, len: u8) -> Event {
+        Event { kind: EventKind::Software, len, ..Event::fault(vector) }
     }
 
     pub fn external(vector: u8) -> Event {
@@ -109,6 +114,9 @@ impl Running<'_> {
                     self.core.exit_info.guest_linear = second.cr2;
                     self.core.exit_info.idt_vectoring = Some(as_injection(ev));
                     return Err(stop);
+                }
+                if ev.kind == EventKind::Software {
+                    self.core.rip = self.core.rip.wrapping_sub(u64::from(ev.len));
                 }
                 let first = ev.vector;
                 if first == vector::DF {

@@ -187,8 +187,8 @@ impl Cpu for Running<'_> {
     }
 
     #[cold]
-    fn software_interrupt(&mut self, vector: u8) -> Stop {
-        self.raise(Event::software(vector))
+    fn software_interrupt(&mut self, vector: u8, len: u8) -> Stop {
+        self.raise(Event::software(vector, len))
     }
 
     fn interrupt_shadow(&mut self) {

@@ -312,10 +312,15 @@ impl Core {
         match index {
             msr::IA32_TSC => self.cycles = v,
             msr::IA32_APIC_BASE => {
-                // Only the default base, enabled, in xAPIC mode is modelled.
-                if v & !0x100 != self.apic_base & !0x100 {
+                // The base stays at its default and x2APIC (EXTD) is not
+                // advertised; EN toggles (kvm-unit-tests' reset_apic clears
+                // and sets it); BSP is read-only.
+                const EN: u64 = 1 << 11;
+                const BSP: u64 = 1 << 8;
+                if (v ^ self.apic_base) & !(EN | BSP) != 0 {
                     return false;
                 }
+                self.apic_base = (v & !BSP) | (self.apic_base & BSP);
             }
             msr::IA32_EFER => {
                 // LMA is the processor's (writes of it are ignored); LME

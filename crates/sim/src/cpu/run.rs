@@ -465,5 +465,5 @@ fn injected(inj: Injection) -> Event {
         InjectionKind::HardwareException if matches!(inj.vector, vector::DB | vector::BP) => EventKind::Trap,
         InjectionKind::HardwareException => EventKind::Fault,
     };
-    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6 }
+    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6, len: 0 }
 }
