@@ -8,7 +8,7 @@
 use crate::cpu::{Cpu, Exception, Mode, SystemSegment};
 use crate::exec::{get, memory, next, offset, put, set_reg};
 use crate::op::{Op, Seg};
-use crate::stack::{pop_value, push_value};
+use crate::stack::pop_value;
 use crate::{mask, Size};
 use exitlab_arch::bits::rflags::ZF;
 use exitlab_arch::Segment;
@@ -278,13 +278,16 @@ pub fn mov_from_seg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     next(c, op)
 }
 
-/// PUSH Sreg: the selector, zero-extended to the operand size (a 32-bit
-/// push may write only the low 16 bits on some processors; exitlab writes
-/// all of them, as the SDM allows).
+/// PUSH Sreg: the stack pointer moves by the operand size and the
+/// selector is written with a 16-bit move, leaving the rest of the slot as
+/// it was, as "all recent Core and Atom processors" do (SDM Vol. 2B
+/// "PUSH"; KVM's emulator agrees).
 #[inline(never)]
 pub fn push_seg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let selector = c.segment(Seg::from_number(op.cc))?.selector;
-    push_value(c, u64::from(selector), op.size)?;
+    let sp = c.gpr(crate::reg::RSP).wrapping_sub(u64::from(op.size)) & mask(c.stack_address_size());
+    c.write(Seg::Ss, sp, 2, u64::from(selector))?;
+    crate::stack::set_stack_pointer(c, sp);
     next(c, op)
 }
 

@@ -46,17 +46,36 @@ pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let (src, dst) = (seg(&op.b, Seg::Ds), seg(&op.a, Seg::Es));
     let asize = address_size(op);
     let amask = mask(asize);
+    let (uses_si, uses_di) = (
+        matches!(op.kind, Kind::Movs | Kind::Lods | Kind::Cmps | Kind::Outs),
+        matches!(op.kind, Kind::Movs | Kind::Stos | Kind::Cmps | Kind::Scas | Kind::Ins),
+    );
     let mut done = 0;
     loop {
         if rep && c.gpr(RCX) & amask == 0 {
+            if done == 0 {
+                // Even with no iteration the registers the instruction
+                // uses are written at the address size: `67 f3 a4` with
+                // ECX = 0 zero-extends ECX, ESI and EDI (this project's
+                // AMD EPYC host, crates/vmm/tests/differential.rs).
+                set_reg(c, RCX, asize, 0);
+                if uses_si {
+                    let v = c.gpr(RSI) & amask;
+                    set_reg(c, RSI, asize, v);
+                }
+                if uses_di {
+                    let v = c.gpr(RDI) & amask;
+                    set_reg(c, RDI, asize, v);
+                }
+            }
             break;
         }
         let (rsi, rdi) = (c.gpr(RSI) & amask, c.gpr(RDI) & amask);
         let stop_on_zf = element(c, op, src, dst, rsi, rdi)?;
-        if matches!(op.kind, Kind::Movs | Kind::Lods | Kind::Cmps | Kind::Outs) {
+        if uses_si {
             set_reg(c, RSI, asize, rsi.wrapping_add(step));
         }
-        if matches!(op.kind, Kind::Movs | Kind::Stos | Kind::Cmps | Kind::Scas | Kind::Ins) {
+        if uses_di {
             set_reg(c, RDI, asize, rdi.wrapping_add(step));
         }
         if !rep {
