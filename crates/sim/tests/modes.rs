@@ -750,3 +750,63 @@ fn sysenter_and_sysexit_in_protected_mode() {
     assert_eq!((r.gpr(RBX), r.gpr(RAX)), (base, 0x6000));
     assert_eq!(r.vcpu.cpu().ss().selector, KERNEL_CS32 + 8);
 }
+
+/// CR4.UMIP in ring 3: SGDT is #GP(0) (SMSW in ring 0 is not); LAR,
+/// LSL and VERW on descriptors the GDT holds; ARPL raising an RPL.
+#[test]
+fn umip_and_descriptor_inspection() {
+    let mut tss = vec![0u8; 0x68];
+    tss[4..8].copy_from_slice(&0x6000u32.to_le_bytes());
+    tss[8..10].copy_from_slice(&KERNEL_DS.to_le_bytes());
+    let kernel = code(32, 0x9000, |a| {
+        a.mov(eax, u32::from(SMALL_DS))?;
+        a.lar(ebx, eax)?; // access rights of a ring-0 16-bit data segment
+        a.mov(dword_ptr(0x5200), ebx)?;
+        a.lsl(ecx, eax)?; // its byte limit
+        a.mov(dword_ptr(0x5204), ecx)?;
+        a.mov(eax, u32::from(KERNEL_CS32))?;
+        a.verw(ax)?; // code: not writable
+        a.setz(byte_ptr(0x5208))?;
+        a.verr(ax)?; // readable code
+        a.setz(byte_ptr(0x5209))?;
+        a.mov(ax, 0x11)?;
+        a.mov(si, 0x13)?;
+        a.arpl(ax, si)?; // RPL 1 -> 3
+        a.mov(word_ptr(0x520a), ax)?;
+        a.smsw(eax)?; // ring 0: allowed under UMIP
+        a.mov(dword_ptr(0x520c), eax)?;
+        a.mov(eax, cr4)?;
+        a.or(eax, 1 << 11)?; // UMIP
+        a.mov(cr4, eax)?;
+        a.mov(ax, u32::from(TSS32))?;
+        a.ltr(ax)?;
+        a.push(u32::from(USER_DS))?;
+        a.push(0x5000)?;
+        a.push(0x3002)?;
+        a.push(u32::from(USER32_CS))?;
+        a.push(0xa000)?;
+        a.iretd()
+    });
+    let (user, at) = marked(32, 0xa000, |a| {
+        let l = here(a)?;
+        a.sgdt(ptr(0x5100))?;
+        Ok(vec![l])
+    });
+    let chunks = vec![
+        gdt(),
+        (0x600, tss),
+        kernel,
+        user,
+        (0x1000 + 13 * 8, gate32(KERNEL_CS32, 0x9800, 0, false).to_le_bytes().to_vec()),
+        report_fault32(0x9800),
+    ];
+    let r = boot(protected_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    // The SGDT at ring 3 faulted #GP(0) at its own address, from USER32_CS.
+    assert_eq!((r.gpr(RBX), r.gpr(RDX), r.gpr(RDI)), (0, at[0], u64::from(USER32_CS)));
+    // LAR: bits 23:8 of the descriptor's high dword masked 0x00f0ff00
+    // (type 3, S, DPL 0, P; G and D clear); LSL: the byte limit.
+    assert_eq!((r.read(0x5200, 4), r.read(0x5204, 4)), (0x9300, 0xff));
+    assert_eq!((r.read(0x5208, 1), r.read(0x5209, 1), r.read(0x520a, 2)), (0, 1, 0x13));
+    assert_eq!(r.read(0x520c, 4) & 0xffff, cr0::PE | cr0::ET);
+}
