@@ -810,3 +810,83 @@ fn umip_and_descriptor_inspection() {
     assert_eq!((r.read(0x5208, 1), r.read(0x5209, 1), r.read(0x520a, 2)), (0, 1, 0x13));
     assert_eq!(r.read(0x520c, 4) & 0xffff, cr0::PE | cr0::ET);
 }
+
+/// INT from ring-3 compatibility-mode code through a 64-bit gate (RSP0
+/// from the TSS, a null SS) and IRETQ back into it; then from ring 0 the
+/// way out of IA-32e mode: a far JMP to 32-bit code, CR0.PG cleared
+/// (EFER.LMA follows), EFER.LME cleared. Clearing CR0.PG in 64-bit mode
+/// is #GP(0).
+#[test]
+fn interrupts_in_compatibility_mode_and_leaving_long_mode() {
+    let kernel = code(64, 0x9000, |a| {
+        a.push(i32::from(USER_DS))?;
+        a.push(0x5000)?;
+        a.push(0x3002)?;
+        a.push(i32::from(USER32_CS))?;
+        a.push(0xa000)?;
+        a.iretq()
+    });
+    let user = code(32, 0xa000, |a| {
+        a.mov(esi, 0x1234)?;
+        a.int(0x80)?;
+        a.mov(edi, esi)?; // the handler doubled ESI
+        a.int(0x81)?; // on to ring 0 for the rest
+        a.hlt()
+    });
+    let doubler = code(64, 0x9400, |a| {
+        a.add(esi, esi)?;
+        a.mov(rbp, rsp)?;
+        a.iretq()
+    });
+    let (leave, at) = marked(64, 0x9600, |a| {
+        a.mov(rax, cr0)?;
+        a.mov(rbx, rax)?;
+        a.btr(rbx, 31)?;
+        let l = here(a)?;
+        a.mov(cr0, rbx)?; // #GP(0): paging cannot go in 64-bit mode
+        Ok(vec![l])
+    });
+    let gp = code(64, 0x9800, |a| {
+        a.pop(rcx)?; // error code
+        a.pop(rdx)?; // RIP
+        a.mov(qword_ptr(0x5300), rcx)?;
+        a.mov(qword_ptr(0x5308), rdx)?;
+        a.mov(rsp, 0x7000u64)?;
+        a.push(i32::from(KERNEL_CS32))?;
+        a.push(0xb000)?;
+        a.db(&[0x48, 0xcb]) // retfq into 32-bit code
+    });
+    let prot = code(32, 0xb000, |a| {
+        a.mov(eax, cr0)?;
+        a.and(eax, 0x7fff_ffff)?;
+        a.mov(cr0, eax)?; // out of IA-32e mode: LMA clears
+        a.mov(ecx, 0xc000_0080u32)?;
+        a.rdmsr()?;
+        a.mov(ebx, eax)?;
+        a.and(eax, !0x100)?;
+        a.wrmsr()?; // LME may change now
+        a.mov(eax, u32::from(KERNEL_DS))?;
+        a.mov(ss, ax)?;
+        a.out(0xf4, al)
+    });
+    let chunks = long_mode_chunks(vec![
+        kernel,
+        user,
+        doubler,
+        leave,
+        gp,
+        prot,
+        (0x1000 + 0x80 * 16, gate64(KERNEL_CS, 0x9400, 3, 0)),
+        (0x1000 + 0x81 * 16, gate64(KERNEL_CS, 0x9600, 3, 0)),
+        (0x1000 + 13 * 16, gate64(KERNEL_CS, 0x9800, 0, 0)),
+    ]);
+    let r = boot(long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    assert_eq!(r.gpr(RDI), 0x2468, "IRETQ back into compatibility mode");
+    assert_eq!(r.gpr(RBP), 0x6000 - 40, "the 64-bit frame on RSP0");
+    assert_eq!((r.read(0x5300, 8), r.read(0x5308, 8)), (0, at[0]), "#GP(0) at the MOV to CR0");
+    assert_eq!(r.gpr(RBX) & (efer::LME | efer::LMA), efer::LME, "LMA cleared with PG");
+    let core = r.vcpu.cpu();
+    assert_eq!(core.efer & (efer::LME | efer::LMA), 0);
+    assert_eq!((r.mode(), core.view.paging), (Mode::Protected, exitlab_sim::cpu::Paging::Off));
+}
