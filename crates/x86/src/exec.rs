@@ -269,6 +269,9 @@ mod tests {
         fs_base: u64,
         mem: HashMap<u64, u8>,
         limit: u64,
+        /// CPUID features it advertises, and CR4.
+        features: Vec<crate::Feature>,
+        cr4: u64,
     }
 
     impl Cpu for Flat {
@@ -324,6 +327,28 @@ mod tests {
         }
         fn unsupported(&mut self) -> Stop {
             Stop::Unsupported
+        }
+        fn has(&self, feature: crate::Feature) -> bool {
+            self.features.contains(&feature)
+        }
+        fn cr(&mut self, n: u8) -> Result<u64, Stop> {
+            if n == 4 {
+                Ok(self.cr4)
+            } else {
+                Err(Stop::Unsupported)
+            }
+        }
+        /// FS is the only segment with state: its base.
+        fn segment(&mut self, s: Seg) -> Result<exitlab_arch::Segment, Stop> {
+            let base = if s == Seg::Fs { self.fs_base } else { 0 };
+            Ok(exitlab_arch::Segment { base, ..exitlab_arch::Segment::flat_data(0) })
+        }
+        fn set_segment(&mut self, s: Seg, v: exitlab_arch::Segment) -> Result<(), Stop> {
+            if s != Seg::Fs {
+                return Err(Stop::Unsupported);
+            }
+            self.fs_base = v.base;
+            Ok(())
         }
     }
 
@@ -447,5 +472,44 @@ mod tests {
         c.rip = 0x1000;
         run(&mut c, &[0x67, 0xd7]).unwrap();
         assert_eq!(r(&c, RAX), 0x1234_56be);
+    }
+
+    /// Instructions gated on CPUID: #UD unless advertised (and, for the
+    /// FS/GS-base ones, CR4.FSGSBASE); then their semantics.
+    #[test]
+    fn advertised_instructions_run_and_the_others_are_ud() {
+        use crate::Feature::*;
+        let mut c = flat();
+        c.gpr[usize::from(RAX)] = 0x1_2345_6789;
+        let wrfsbase = [0xf3, 0x48, 0x0f, 0xae, 0xd0]; // wrfsbase rax
+        let rdfsbase = [0xf3, 0x48, 0x0f, 0xae, 0xc1]; // rdfsbase rcx
+        let movbe = [0x0f, 0x38, 0xf1, 0x07]; // movbe [rdi], eax
+        let cx16 = [0x48, 0x0f, 0xc7, 0x0f]; // cmpxchg16b [rdi]
+        c.gpr[usize::from(RDI)] = 0x5000;
+        for bytes in [&wrfsbase[..], &movbe, &cx16] {
+            assert_eq!(run(&mut c, bytes), Err(Stop::Fault(Exception::ud())), "{bytes:02x?}");
+        }
+        c.features = vec![FsGsBase, Movbe, Cx16];
+        assert_eq!(run(&mut c, &wrfsbase), Err(Stop::Fault(Exception::ud())), "CR4.FSGSBASE clear");
+        c.cr4 = exitlab_arch::bits::cr4::FSGSBASE;
+        run(&mut c, &wrfsbase).unwrap();
+        run(&mut c, &rdfsbase).unwrap();
+        assert_eq!((c.fs_base, c.gpr[usize::from(RCX)]), (0x1_2345_6789, 0x1_2345_6789));
+        c.gpr[usize::from(RAX)] = 0x8000_0000_0000_0000;
+        assert_eq!(run(&mut c, &wrfsbase), Err(Stop::Fault(Exception::gp(0))), "non-canonical");
+        c.gpr[usize::from(RAX)] = 0x1122_3344;
+        run(&mut c, &movbe).unwrap();
+        assert_eq!(c.read(Seg::Ds, 0x5000, 4), Ok(0x4433_2211));
+        // CMPXCHG16B: a misaligned operand is #GP(0); equal, RCX:RBX stored.
+        c.gpr[usize::from(RDI)] = 0x5008;
+        assert_eq!(run(&mut c, &cx16), Err(Stop::Fault(Exception::gp(0))));
+        c.gpr[usize::from(RDI)] = 0x5000;
+        c.gpr[usize::from(RAX)] = 0x4433_2211;
+        c.gpr[usize::from(RDX)] = 0;
+        c.gpr[usize::from(RBX)] = 0xaaaa;
+        c.gpr[usize::from(RCX)] = 0xbbbb;
+        run(&mut c, &cx16).unwrap();
+        assert!(c.flags.zf());
+        assert_eq!((c.read(Seg::Ds, 0x5000, 8), c.read(Seg::Ds, 0x5008, 8)), (Ok(0xaaaa), Ok(0xbbbb)));
     }
 }
