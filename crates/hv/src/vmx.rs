@@ -147,6 +147,12 @@ pub trait VmxVcpu: Vcpu {
     /// A guest control register (CR0, CR2, CR3, CR4, CR8).
     fn read_cr(&mut self, n: u8) -> Result<u64>;
 
+    /// Guest segment register `sreg` (0 = ES, 1 = CS, 2 = SS, 3 = DS, 4 =
+    /// FS, 5 = GS: the Sreg encoding) with its hidden part, from the
+    /// guest-state area (SDM Vol. 3C 25.4.1): what the VMM's emulator
+    /// needs to decode and address in the guest's mode.
+    fn segment(&mut self, sreg: u8) -> Result<exitlab_arch::Segment>;
+
     /// Writes a guest control register (CR0, CR2, CR3, CR4, CR8).
     fn write_cr(&mut self, n: u8, value: u64) -> Result<()>;
 

@@ -13,9 +13,15 @@ use std::sync::Arc;
 /// or change interrupt state, or the page's end.
 #[derive(Debug)]
 pub struct Block {
-    /// The linear address the block was decoded at (RIP-relative operands
-    /// were resolved against it).
+    /// The linear address the block was decoded at.
     pub lin: u64,
+    /// The instruction pointer (offset in CS) it was decoded at: branch
+    /// targets and RIP-relative operands were resolved against it. Equal
+    /// to `lin` in 64-bit mode.
+    pub ip: u64,
+    /// The decoder's mode: 16, 32 or 64 (CS.D, CS.L). The same bytes mean
+    /// different instructions in each, so the cache keys on it.
+    pub bits: u32,
     pub phys: u64,
     pub steps: Vec<Step>,
 }
@@ -50,8 +56,8 @@ fn slot(phys: u64) -> usize {
 }
 
 impl BlockCache {
-    pub fn get(&self, phys: u64, lin: u64) -> Option<&Arc<Block>> {
-        self.slots[slot(phys)].as_ref().filter(|b| b.phys == phys && b.lin == lin)
+    pub fn get(&self, phys: u64, lin: u64, ip: u64, bits: u32) -> Option<&Arc<Block>> {
+        self.slots[slot(phys)].as_ref().filter(|b| b.phys == phys && b.lin == lin && b.ip == ip && b.bits == bits)
     }
 
     pub fn insert(&mut self, block: Arc<Block>) {

@@ -94,7 +94,9 @@ impl Costs {
 /// Modelled cycles for one execution of `op` (CPI table). Register ALU ops
 /// cost 1, a memory operand adds 1 (an L1 hit), multiplies 3, divides 26
 /// (64-bit 40): the orders of magnitude of Intel's optimization manual
-/// latency tables, not any one part's figures. A string instruction's
+/// latency tables, not any one part's figures. Segment-register loads
+/// cost 12 and far transfers and fast system calls 40 (a descriptor read
+/// and its checks, the order of an IRET's). A string instruction's
 /// implicit operands are in its base price (per element). The simulator
 /// prices ops where it builds decoded blocks.
 pub fn cycles(op: &Op) -> u16 {
@@ -110,13 +112,16 @@ pub fn cycles(op: &Op) -> u16 {
                 26
             }
         }
-        Call | Ret | Push | Pop | Pushf | Popf | Leave => 2,
-        Xchg | Xadd | Cmpxchg if mem == 1 => 18, // locked read-modify-write
+        Call | Ret | Push | Pop | Pushf | Popf | Leave | PushSeg | Enter => 2,
+        Pusha | Popa => 8,
+        Xchg | Xadd | Cmpxchg | Cmpxchg8b if mem == 1 => 18, // locked read-modify-write
         Movs | Stos | Lods | Cmps | Scas => 2,
         Cpuid => 100,
         Rdtsc | Rdtscp => 20,
-        Iretq | Int | Int3 => 40,
-        MovToCr | Lidt | Lgdt | Invlpg => 20,
+        Iret | Int | Int3 | Into => 40,
+        JmpFar | CallFar | RetFar | Syscall | Sysret | Sysenter | Sysexit => 40,
+        MovToSeg | PopSeg | LoadFar => 12,
+        MovToCr | Lidt | Lgdt | Invlpg | Ltr | Lldt | Lmsw => 20,
         _ => 1,
     };
     base + mem

@@ -437,19 +437,35 @@ impl VmxVcpu for SimVcpu {
         self.core.guest_cr(n).ok_or_else(|| HvError::Backend(format!("there is no CR{n}")))
     }
 
+    fn segment(&mut self, sreg: u8) -> Result<exitlab_arch::Segment> {
+        self.core
+            .seg
+            .get(usize::from(sreg))
+            .copied()
+            .ok_or_else(|| HvError::Backend(format!("no segment register {sreg}")))
+    }
+
+    /// The guest's CR`n` as a VMM completing a trapped MOV to CR sets it:
+    /// with its architectural effects (EFER.LMA with paging, PAE's PDPTEs,
+    /// the TLB), as KVM's `kvm_set_cr0`/`kvm_set_cr4` apply them.
     fn write_cr(&mut self, n: u8, value: u64) -> Result<()> {
-        match n {
-            0 => self.core.cr0 = value,
-            2 => self.core.cr2 = value,
-            3 => self.core.cr3 = value,
-            4 => self.core.cr4 = value,
-            8 => self.core.apic.set_cr8(value),
+        let mut machine = lock(&self.machine);
+        let mut cpu = Running { core: &mut self.core, machine: &mut machine };
+        let applied = match n {
+            0 => cpu.set_cr0(value),
+            2 => {
+                cpu.core.cr2 = value;
+                Ok(())
+            }
+            3 => cpu.set_cr3(value),
+            4 => cpu.set_cr4(value),
+            8 => {
+                cpu.core.apic.set_cr8(value);
+                Ok(())
+            }
             _ => return Err(HvError::Backend(format!("there is no CR{n}"))),
-        }
-        if n != 2 && n != 8 {
-            self.core.tlb.flush();
-        }
-        Ok(())
+        };
+        applied.map_err(|_| HvError::Backend(format!("CR{n} = {value:#x} is refused")))
     }
 
     fn pml_index(&mut self) -> Result<u16> {

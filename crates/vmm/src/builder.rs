@@ -80,7 +80,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         return Err(lacks(Needed::Tsx));
     }
     let has_vmx = vm.vmx().is_some() && vcpu.vmx().is_some();
-    let mut controls = crate::policy::controls(&caps);
+    let mut controls = crate::policy::controls(&caps, &image.boot);
     let host_tick = match machine.host_timer_hz {
         Some(hz) if has_vmx && caps.tsc_hz > 0 => Some(HostTick::new(hz.get(), caps.tsc_hz, vcpu.now_ns())),
         _ => None,

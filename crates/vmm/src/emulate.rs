@@ -15,9 +15,9 @@
 
 use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::error::VmmError;
-use crate::walk::walk;
+use crate::walk::{walk, GuestPaging};
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
-use exitlab_arch::bits::{efer, msr, rflags};
+use exitlab_arch::bits::{efer, rflags};
 use exitlab_arch::Regs;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
 use exitlab_x86::{lower, mask, Exception, Flags, Kind, Op, Seg, Size};
@@ -87,8 +87,14 @@ struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     ctx: &'a mut DeviceCtx<'c>,
     regs: Regs,
     flags: Flags,
-    cr3: u64,
-    nxe: bool,
+    paging: GuestPaging,
+    /// The segment bases an offset adds (in 64-bit mode FS's and GS's
+    /// only) and whether linear addresses wrap at 4 GiB (outside 64-bit
+    /// mode). The CPU checked the limits before the access exited.
+    bases: [u64; 6],
+    wrap32: bool,
+    /// The decoder's mode: 16, 32 or 64.
+    bits: u32,
     /// The instruction, for messages.
     instruction: Instruction,
     done: Emulated,
@@ -98,7 +104,7 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
     /// Guest-physical address of `lin`, walking the guest's tables.
     fn translate(&mut self, lin: u64) -> Result<u64, CannotEmulate> {
         self.done.work.page_walks += 1;
-        match walk(self.vm, self.cr3, self.nxe, lin) {
+        match walk(self.vm, &self.paging, lin) {
             Ok(Some(w)) => Ok(w.gpa),
             _ => Err(CannotEmulate(format!("linear {lin:#x} is not mapped by the guest's page tables"))),
         }
@@ -116,15 +122,14 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
         (gpa & !0xfff == APIC_BASE).then_some((gpa & 0xfff) as u16)
     }
 
-    /// The linear address of `offset` in `seg`: in 64-bit mode only FS
-    /// and GS have a base.
+    /// The linear address of `offset` in `seg`.
     fn linear(&mut self, seg: Seg, offset: u64) -> u64 {
-        let base = match seg {
-            Seg::Fs => self.vcpu.read_msr(msr::IA32_FS_BASE).ok().flatten().unwrap_or(0),
-            Seg::Gs => self.vcpu.read_msr(msr::IA32_GS_BASE).ok().flatten().unwrap_or(0),
-            _ => 0,
-        };
-        offset.wrapping_add(base)
+        let lin = offset.wrapping_add(self.bases[seg as usize]);
+        if self.wrap32 {
+            lin & 0xffff_ffff
+        } else {
+            lin
+        }
     }
 
     /// The guest-physical pieces of `size` bytes at `lin`: one, or two
@@ -271,7 +276,7 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
 fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<Instruction, CannotEmulate> {
     let rip = e.regs.rip;
     let mut bytes = Vec::with_capacity(15);
-    let mut at = rip;
+    let mut at = e.linear(Seg::Cs, rip);
     while bytes.len() < 15 {
         let gpa = e.translate(at)?;
         let room = (4096 - (at & 0xfff)).min(15 - bytes.len() as u64) as usize;
@@ -282,7 +287,7 @@ fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<I
         bytes.extend_from_slice(&chunk);
         at = at.wrapping_add(room as u64);
     }
-    let i = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
+    let i = Decoder::with_ip(e.bits, &bytes, rip, DecoderOptions::NONE).decode();
     if i.is_invalid() {
         return Err(CannotEmulate(format!("undecodable bytes at {rip:#x}")));
     }
@@ -300,11 +305,39 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     ctx: &mut DeviceCtx<'_>,
 ) -> Result<Result<Emulated, CannotEmulate>, VmmError> {
     let regs = vcpu.regs()?;
-    let cr3 = vcpu.read_cr(3)?;
-    let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
+    let paging = GuestPaging::of(vcpu)?;
+    let mut segs = [exitlab_arch::Segment::default(); 6];
+    for (n, s) in segs.iter_mut().enumerate() {
+        *s = vcpu.segment(n as u8)?;
+    }
+    let long = paging.efer & efer::LMA != 0 && segs[Seg::Cs as usize].l;
+    let bits = if long {
+        64
+    } else if segs[Seg::Cs as usize].db {
+        32
+    } else {
+        16
+    };
+    let mut bases = segs.map(|s| s.base);
+    if long {
+        bases[..4].fill(0);
+    }
     let flags = Flags::known(regs.rflags & rflags::STATUS);
     let instruction = Instruction::default();
-    let mut e = Emulator { vm, vcpu, bus, ctx, regs, flags, cr3, nxe, instruction, done: Emulated::default() };
+    let mut e = Emulator {
+        vm,
+        vcpu,
+        bus,
+        ctx,
+        regs,
+        flags,
+        paging,
+        bases,
+        wrap32: !long,
+        bits,
+        instruction,
+        done: Emulated::default(),
+    };
     let result = (|| {
         e.instruction = fetch(&mut e)?;
         let op = lower(&e.instruction);

@@ -50,12 +50,19 @@ pub fn bit_test<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 }
 
 /// BSF, BSR: the lowest or highest set bit's index; a zero source sets ZF
-/// and leaves the destination.
+/// and leaves the destination's value, which Intel processors write back
+/// (a 32-bit register's upper half is cleared; the SDM says "undefined",
+/// Linux's arch/x86/include/asm/bitops.h records the architects' answer;
+/// AMD leaves the register whole).
 #[inline(never)]
 pub fn bit_scan<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let v = get(c, &op.b, op.size)?;
     let old = c.flags().bits();
     if v == 0 {
+        if op.size == 4 {
+            let keep = get(c, &op.a, 4)?;
+            put(c, &op.a, 4, keep)?;
+        }
         c.set_flags(Flags::known((old & !ZF) | ZF));
     } else {
         let r = if op.kind == Kind::Bsf { v.trailing_zeros() } else { 63 - v.leading_zeros() };

@@ -46,6 +46,20 @@ impl Exception {
     pub const fn de() -> Exception {
         Exception { vector: exitlab_arch::vector::DE, error_code: None }
     }
+    /// #SS with `code`.
+    pub const fn ss(code: u32) -> Exception {
+        Exception { vector: exitlab_arch::vector::SS, error_code: Some(code) }
+    }
+
+    /// #NP with `code`.
+    pub const fn np(code: u32) -> Exception {
+        Exception { vector: exitlab_arch::vector::NP, error_code: Some(code) }
+    }
+
+    /// #TS with `code`.
+    pub const fn ts(code: u32) -> Exception {
+        Exception { vector: exitlab_arch::vector::TS, error_code: Some(code) }
+    }
 }
 
 /// A port access as the SDM's I/O instructions make it (Vol. 1 ch. 19),
@@ -69,6 +83,52 @@ pub struct PortIo {
 pub enum Feature {
     /// Restricted transactional memory (CPUID.07H:EBX.RTM[bit 11]).
     Rtm,
+    /// RDFSBASE and friends (CPUID.07H:EBX.FSGSBASE[bit 0]).
+    FsGsBase,
+    /// MOVBE (CPUID.01H:ECX.MOVBE[bit 22]).
+    Movbe,
+    /// CLFLUSH (CPUID.01H:EDX.CLFSH[bit 19]).
+    Clflush,
+    /// CLFLUSHOPT (CPUID.07H:EBX.CLFLUSHOPT[bit 23]).
+    Clflushopt,
+    /// CMPXCHG16B (CPUID.01H:ECX.CMPXCHG16B[bit 13]).
+    Cx16,
+}
+
+/// The processor's operating mode (SDM Vol. 3A 2.2, figure 2-3): CR0.PE,
+/// RFLAGS.VM, IA32_EFER.LMA and CS.L decide it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Real-address mode (CR0.PE clear).
+    Real,
+    /// Protected mode, 16- or 32-bit code by CS.D.
+    Protected,
+    /// Virtual-8086 mode (RFLAGS.VM in protected mode).
+    Virtual8086,
+    /// IA-32e compatibility mode (EFER.LMA, CS.L clear).
+    Compatibility,
+    /// 64-bit mode (EFER.LMA, CS.L set).
+    Long,
+}
+
+impl Mode {
+    /// IA-32e mode: 64-bit or compatibility mode.
+    pub fn ia32e(self) -> bool {
+        matches!(self, Mode::Long | Mode::Compatibility)
+    }
+
+    /// Segments are checked through descriptors (not real or virtual-8086
+    /// mode).
+    pub fn protected(self) -> bool {
+        matches!(self, Mode::Protected | Mode::Compatibility | Mode::Long)
+    }
+}
+
+/// LDTR or TR: the system-segment registers (SDM Vol. 3A 2.4.4, 2.4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemSegment {
+    Ldtr,
+    Tr,
 }
 
 /// Which descriptor-table register LGDT/LIDT/SGDT/SIDT name.
@@ -134,19 +194,77 @@ pub trait Cpu {
 
     // ---- Hooks: events and interrupt state (SDM Vol. 3A ch. 6) ----
 
-    /// Stops with software interrupt `vector` (INT n, INT3); RIP is already
-    /// past the instruction.
-    fn software_interrupt(&mut self, _vector: u8) -> Self::Stop {
+    /// Stops with software interrupt `vector` (INT n, INT3, INTO) raised by
+    /// an instruction of `len` bytes; RIP is already past it (a fault while
+    /// delivering it is reported at the instruction).
+    fn software_interrupt(&mut self, _vector: u8, _len: u8) -> Self::Stop {
         self.unsupported()
     }
 
     /// STI set IF: hold interrupts off until after the next instruction.
     fn interrupt_shadow(&mut self) {}
 
-    /// IRETQ (SDM Vol. 2A "IRET"): pops RIP, CS, RFLAGS, RSP and SS. The
-    /// implementation owns segment loading and event delivery, so it owns
-    /// the return from an event too.
-    fn iretq(&mut self, _op: &Op) -> Result<(), Self::Stop> {
+    /// MOV SS or POP SS completed: hold interrupts and debug exceptions
+    /// off until after the next instruction (SDM Vol. 3A 6.8.3).
+    fn ss_load_shadow(&mut self) {
+        self.interrupt_shadow();
+    }
+
+    // ---- Hooks: modes and segments (SDM Vol. 3A ch. 2, 3, 5) ----
+    // The executor does the architecture (descriptor checks, far
+    // transfers, gates); the implementation holds the registers and says
+    // which mode their values put the processor in. An implementation
+    // that keeps no segment state (the VMM's emulator) runs in 64-bit
+    // mode and refuses the rest.
+
+    /// The current operating mode.
+    fn mode(&self) -> Mode {
+        Mode::Long
+    }
+
+    /// The stack-address size in bytes: 8 in 64-bit mode, else 4 or 2 by
+    /// SS.B (SDM Vol. 1 6.2.3).
+    fn stack_address_size(&self) -> Size {
+        8
+    }
+
+    /// Segment register `s`: its selector and hidden part.
+    fn segment(&mut self, _s: Seg) -> Result<Segment, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// Loads segment register `s` with a selector and hidden part the
+    /// executor has checked; loading CS or SS may change the mode and CPL
+    /// (CPL is SS.DPL; SDM Vol. 3C 26.3.1.2 keeps them equal).
+    fn set_segment(&mut self, _s: Seg, _v: Segment) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// LDTR or TR.
+    fn system_segment(&mut self, _s: SystemSegment) -> Result<Segment, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    fn set_system_segment(&mut self, _s: SystemSegment, _v: Segment) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// A read at a linear address with the privilege `user` says (a
+    /// supervisor access for descriptor tables and the TSS, SDM Vol. 3A
+    /// 4.6: "implicit supervisor-mode accesses").
+    fn read_linear(&mut self, _linear: u64, _size: Size, _user: bool) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// A write at a linear address (descriptor accessed and busy bits,
+    /// stack frames pushed at a new privilege level).
+    fn write_linear(&mut self, _linear: u64, _size: Size, _v: u64, _user: bool) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// The value of an MSR as the processor itself uses it (SYSCALL's
+    /// STAR, SYSENTER's MSRs, EFER): no RDMSR, so nothing a VMM traps.
+    fn msr(&mut self, _index: u32) -> Result<u64, Self::Stop> {
         Err(self.unsupported())
     }
 
@@ -165,13 +283,13 @@ pub trait Cpu {
     /// The task register (the TSS's base and limit, for the I/O permission
     /// bitmap).
     fn task_register(&mut self) -> Result<Segment, Self::Stop> {
-        Err(self.unsupported())
+        self.system_segment(SystemSegment::Tr)
     }
 
     /// An implicit supervisor-mode read at a linear address (the TSS,
     /// descriptor tables), whatever the CPL.
-    fn read_system(&mut self, _linear: u64, _size: Size) -> Result<u64, Self::Stop> {
-        Err(self.unsupported())
+    fn read_system(&mut self, linear: u64, size: Size) -> Result<u64, Self::Stop> {
+        self.read_linear(linear, size, false)
     }
 
     // ---- Hooks: system instructions (SDM Vol. 3A 2.8, Vol. 2) ----
@@ -256,6 +374,12 @@ pub trait Cpu {
 
     /// CLTS: clear CR0.TS.
     fn clts(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// CLFLUSH, CLFLUSHOPT of the line holding `offset` in `seg`: the
+    /// address is translated (it may fault) and nothing is read.
+    fn flush_line(&mut self, _seg: Seg, _offset: u64) -> Result<(), Self::Stop> {
         Err(self.unsupported())
     }
 

@@ -10,7 +10,10 @@
 
 use crate::cpu::{Cpu, Exception};
 use crate::op::{Kind, Mem, Op, Opnd};
-use crate::{arith, bits, control, flag_control, io, mask, mov, muldiv, shift, stack, string, system, tsx, Size};
+use crate::{
+    arith, bits, control, far, fastcall, flag_control, interrupt, io, legacy, mask, mov, muldiv, segment, shift, stack,
+    string, system, tsx, Size,
+};
 
 /// Executes `op` at the current RIP.
 #[inline(always)]
@@ -51,8 +54,42 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Jrcxz => control::jrcxz(c, op),
         Loop | Loope | Loopne => control::loop_(c, op),
         Int3 | Int => control::int(c, op),
+        Into => control::into(c, op),
         Ud => control::ud(c, op),
-        Iretq => control::iretq(c, op),
+        Iret => interrupt::iret(c, op),
+        JmpFar => far::jmp_far(c, op),
+        CallFar => far::call_far(c, op),
+        RetFar => far::ret_far(c, op),
+        MovToSeg => segment::mov_to_seg(c, op),
+        MovFromSeg => segment::mov_from_seg(c, op),
+        PushSeg => segment::push_seg(c, op),
+        PopSeg => segment::pop_seg(c, op),
+        LoadFar => segment::load_far(c, op),
+        Lar | Lsl => segment::lar_lsl(c, op),
+        Verr | Verw => segment::verr_verw(c, op),
+        Arpl => segment::arpl(c, op),
+        Ltr => system::ltr(c, op),
+        Lldt => system::lldt(c, op),
+        Str | Sldt => system::store_system_segment(c, op),
+        Smsw => system::smsw(c, op),
+        Lmsw => system::lmsw(c, op),
+        Clflush => system::clflush(c, op),
+        Syscall => fastcall::syscall(c, op),
+        Sysret => fastcall::sysret(c, op),
+        Sysenter => fastcall::sysenter(c, op),
+        Sysexit => fastcall::sysexit(c, op),
+        RdSegBase => fastcall::rd_seg_base(c, op),
+        WrSegBase => fastcall::wr_seg_base(c, op),
+        Cmpxchg8b => mov::cmpxchg8b(c, op),
+        Xlat => mov::xlat(c, op),
+        Movbe => mov::movbe(c, op),
+        Enter => stack::enter(c, op),
+        Pusha => stack::pusha(c, op),
+        Popa => stack::popa(c, op),
+        Aaa | Aas | Daa | Das => legacy::adjust(c, op),
+        Aad | Aam => legacy::ascii_multiply_divide(c, op),
+        Salc => legacy::salc(c, op),
+        Bound => legacy::bound(c, op),
         Cli | Sti => flag_control::cli_sti(c, op),
         Cld | Std => flag_control::cld_std(c, op),
         Clc | Stc | Cmc => flag_control::carry(c, op),
@@ -72,7 +109,7 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         MovToDr | MovFromDr => system::mov_dr(c, op),
         Lidt | Lgdt | Sidt | Sgdt => system::descriptor_table(c, op),
         Invlpg => system::invlpg(c, op),
-        Swapgs => system::swapgs(c, op),
+        Swapgs => fastcall::swapgs(c, op),
         Clts => system::clts(c, op),
         Xbegin => tsx::xbegin(c, op),
         Xend => tsx::xend(c, op),
@@ -232,6 +269,9 @@ mod tests {
         fs_base: u64,
         mem: HashMap<u64, u8>,
         limit: u64,
+        /// CPUID features it advertises, and CR4.
+        features: Vec<crate::Feature>,
+        cr4: u64,
     }
 
     impl Cpu for Flat {
@@ -287,6 +327,28 @@ mod tests {
         }
         fn unsupported(&mut self) -> Stop {
             Stop::Unsupported
+        }
+        fn has(&self, feature: crate::Feature) -> bool {
+            self.features.contains(&feature)
+        }
+        fn cr(&mut self, n: u8) -> Result<u64, Stop> {
+            if n == 4 {
+                Ok(self.cr4)
+            } else {
+                Err(Stop::Unsupported)
+            }
+        }
+        /// FS is the only segment with state: its base.
+        fn segment(&mut self, s: Seg) -> Result<exitlab_arch::Segment, Stop> {
+            let base = if s == Seg::Fs { self.fs_base } else { 0 };
+            Ok(exitlab_arch::Segment { base, ..exitlab_arch::Segment::flat_data(0) })
+        }
+        fn set_segment(&mut self, s: Seg, v: exitlab_arch::Segment) -> Result<(), Stop> {
+            if s != Seg::Fs {
+                return Err(Stop::Unsupported);
+            }
+            self.fs_base = v.base;
+            Ok(())
         }
     }
 
@@ -351,5 +413,103 @@ mod tests {
         run(&mut c, &[0xf3, 0xaa]).unwrap();
         assert_eq!((c.gpr[usize::from(RCX)], c.gpr[usize::from(RDI)], c.rip), (0, 0x3005, 0x1002));
         assert_eq!(c.read(Seg::Es, 0x3000, 8), Ok(0x0000_00ab_abab_abab));
+    }
+
+    /// Issue 12's silicon value: `cmpxchg ebx, ecx` with RBX =
+    /// 0xAAAAAAAA00000005, EAX = 1, ECX = 7 leaves ZF = 0, RAX = 5 and RBX
+    /// whole. The memory form writes the old value back; equal, the source
+    /// goes in (zero-extended in a register).
+    #[test]
+    fn cmpxchg_writes_a_register_destination_only_when_equal() {
+        let mut c = flat();
+        c.gpr[usize::from(RBX)] = 0xaaaa_aaaa_0000_0005;
+        c.gpr[usize::from(RAX)] = 0xffff_ffff_0000_0001;
+        c.gpr[usize::from(RCX)] = 7;
+        run(&mut c, &[0x0f, 0xb1, 0xcb]).unwrap(); // cmpxchg ebx, ecx
+        assert_eq!((c.gpr[usize::from(RBX)], c.gpr[usize::from(RAX)], c.flags.zf()), (0xaaaa_aaaa_0000_0005, 5, false));
+        run(&mut c, &[0x0f, 0xb1, 0xcb]).unwrap(); // now EAX = 5: equal
+        assert_eq!((c.gpr[usize::from(RBX)], c.gpr[usize::from(RAX)], c.flags.zf()), (7, 5, true));
+        // Memory: different, written back (a fault on the write would show).
+        c.gpr[usize::from(RDI)] = 0x4000;
+        c.write(Seg::Ds, 0x4000, 4, 9).unwrap();
+        run(&mut c, &[0x0f, 0xb1, 0x0f]).unwrap(); // cmpxchg [rdi], ecx
+        assert_eq!((c.read(Seg::Ds, 0x4000, 4), c.gpr[usize::from(RAX)]), (Ok(9), 9));
+        c.limit = 0x4000;
+        assert_eq!(run(&mut c, &[0x0f, 0xb1, 0x0f]), Err(Stop::Fault(Exception::gp(0))));
+    }
+
+    /// Issue 12's silicon values: `67 f3 a4` in 64-bit mode with RSI =
+    /// 0x1_0002_0000, RDI = 0x1_0002_0100, RCX = 0x1_0000_0002 copies two
+    /// bytes from 0x20000 to 0x20100 and leaves RSI = 0x20002, RDI =
+    /// 0x20102, RCX = 0; `67 e3` (JECXZ) with RCX = 0x1_0000_0000 is taken.
+    #[test]
+    fn the_address_size_picks_the_implicit_registers() {
+        let mut c = flat();
+        c.write(Seg::Ds, 0x20000, 2, 0xbeef).unwrap();
+        c.gpr[usize::from(RSI)] = 0x1_0002_0000;
+        c.gpr[usize::from(RDI)] = 0x1_0002_0100;
+        c.gpr[usize::from(RCX)] = 0x1_0000_0002;
+        run(&mut c, &[0x67, 0xf3, 0xa4]).unwrap();
+        let r = |c: &Flat, n: u8| c.gpr[usize::from(n)];
+        assert_eq!((r(&c, RSI), r(&c, RDI), r(&c, RCX), c.rip), (0x20002, 0x20102, 0, 0x1003));
+        assert_eq!(c.read(Seg::Ds, 0x20100, 2), Ok(0xbeef));
+        // JECXZ +0x10 taken on ECX = 0; JRCXZ not taken on the same RCX.
+        c.gpr[usize::from(RCX)] = 0x1_0000_0000;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xe3, 0x10]).unwrap();
+        assert_eq!(c.rip, 0x1013);
+        c.rip = 0x1000;
+        run(&mut c, &[0xe3, 0x10]).unwrap();
+        assert_eq!(c.rip, 0x1002);
+        // addr32 LOOP decrements ECX only (zero-extended): 0 -> 0xffffffff, taken.
+        c.gpr[usize::from(RCX)] = 0x7_0000_0000;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xe2, 0x10]).unwrap();
+        assert_eq!((r(&c, RCX), c.rip), (0xffff_ffff, 0x1013));
+        // addr32 XLAT: [EBX + AL].
+        c.gpr[usize::from(RBX)] = 0x5_0002_0000;
+        c.gpr[usize::from(RAX)] = 0x1234_5601;
+        c.rip = 0x1000;
+        run(&mut c, &[0x67, 0xd7]).unwrap();
+        assert_eq!(r(&c, RAX), 0x1234_56be);
+    }
+
+    /// Instructions gated on CPUID: #UD unless advertised (and, for the
+    /// FS/GS-base ones, CR4.FSGSBASE); then their semantics.
+    #[test]
+    fn advertised_instructions_run_and_the_others_are_ud() {
+        use crate::Feature::*;
+        let mut c = flat();
+        c.gpr[usize::from(RAX)] = 0x1_2345_6789;
+        let wrfsbase = [0xf3, 0x48, 0x0f, 0xae, 0xd0]; // wrfsbase rax
+        let rdfsbase = [0xf3, 0x48, 0x0f, 0xae, 0xc1]; // rdfsbase rcx
+        let movbe = [0x0f, 0x38, 0xf1, 0x07]; // movbe [rdi], eax
+        let cx16 = [0x48, 0x0f, 0xc7, 0x0f]; // cmpxchg16b [rdi]
+        c.gpr[usize::from(RDI)] = 0x5000;
+        for bytes in [&wrfsbase[..], &movbe, &cx16] {
+            assert_eq!(run(&mut c, bytes), Err(Stop::Fault(Exception::ud())), "{bytes:02x?}");
+        }
+        c.features = vec![FsGsBase, Movbe, Cx16];
+        assert_eq!(run(&mut c, &wrfsbase), Err(Stop::Fault(Exception::ud())), "CR4.FSGSBASE clear");
+        c.cr4 = exitlab_arch::bits::cr4::FSGSBASE;
+        run(&mut c, &wrfsbase).unwrap();
+        run(&mut c, &rdfsbase).unwrap();
+        assert_eq!((c.fs_base, c.gpr[usize::from(RCX)]), (0x1_2345_6789, 0x1_2345_6789));
+        c.gpr[usize::from(RAX)] = 0x8000_0000_0000_0000;
+        assert_eq!(run(&mut c, &wrfsbase), Err(Stop::Fault(Exception::gp(0))), "non-canonical");
+        c.gpr[usize::from(RAX)] = 0x1122_3344;
+        run(&mut c, &movbe).unwrap();
+        assert_eq!(c.read(Seg::Ds, 0x5000, 4), Ok(0x4433_2211));
+        // CMPXCHG16B: a misaligned operand is #GP(0); equal, RCX:RBX stored.
+        c.gpr[usize::from(RDI)] = 0x5008;
+        assert_eq!(run(&mut c, &cx16), Err(Stop::Fault(Exception::gp(0))));
+        c.gpr[usize::from(RDI)] = 0x5000;
+        c.gpr[usize::from(RAX)] = 0x4433_2211;
+        c.gpr[usize::from(RDX)] = 0;
+        c.gpr[usize::from(RBX)] = 0xaaaa;
+        c.gpr[usize::from(RCX)] = 0xbbbb;
+        run(&mut c, &cx16).unwrap();
+        assert!(c.flags.zf());
+        assert_eq!((c.read(Seg::Ds, 0x5000, 8), c.read(Seg::Ds, 0x5008, 8)), (Ok(0xaaaa), Ok(0xbbbb)));
     }
 }

@@ -7,8 +7,12 @@
 //!
 //! The families follow the SDM's grouping (Vol. 1 5.1, Vol. 3A 2.8):
 //! [`arith`], [`muldiv`], [`shift`], [`bits`], [`mov`], [`stack`],
-//! [`string`], [`io`], [`control`], [`flag_control`], [`system`] and
-//! [`tsx`]. Status flags are lazy ([`flags`]).
+//! [`string`], [`io`], [`control`], [`flag_control`], [`system`],
+//! [`legacy`] and [`tsx`]; the system architecture of modes and
+//! segmentation has [`segment`] (descriptors, segment-register loads),
+//! [`far`] (far transfers, call gates), [`interrupt`] (event delivery and
+//! IRET in every mode) and [`fastcall`] (SYSCALL, SYSENTER and friends).
+//! Status flags are lazy ([`flags`]).
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -19,17 +23,22 @@ pub mod op;
 pub mod arith;
 pub mod bits;
 pub mod control;
+pub mod far;
+pub mod fastcall;
 pub mod flag_control;
+pub mod interrupt;
 pub mod io;
+pub mod legacy;
 pub mod mov;
 pub mod muldiv;
+pub mod segment;
 pub mod shift;
 pub mod stack;
 pub mod string;
 pub mod system;
 pub mod tsx;
 
-pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, PortIo};
+pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, Mode, PortIo, SystemSegment};
 pub use exec::execute;
 pub use flags::{Cond, Flags, FlagsOp};
 pub use op::{lower, Kind, Mem, Op, Opnd, Seg};

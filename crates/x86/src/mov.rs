@@ -1,14 +1,19 @@
 //! Data transfer (SDM Vol. 1 5.1.1; Vol. 2 "MOV", "MOVZX", "MOVSX/MOVSXD",
-//! "XCHG", "CMOVcc", "BSWAP", "XADD", "CMPXCHG", "CBW/CWDE/CDQE",
-//! "CWD/CDQ/CQO") and LEA (Vol. 1 5.1.13).
+//! "XCHG", "CMOVcc", "BSWAP", "XADD", "CMPXCHG", "CMPXCHG8B/CMPXCHG16B",
+//! "XLAT", "MOVBE", "CBW/CWDE/CDQE", "CWD/CDQ/CQO") and LEA (Vol. 1
+//! 5.1.13). Which operands an instruction writes, and at what width, is
+//! each function's: a 32-bit register write zero-extends (Vol. 1
+//! 3.4.1.1), so a register the instruction does not write must not be
+//! put back.
 
 use crate::arith::{add, sub};
-use crate::cpu::Cpu;
+use crate::cpu::{Cpu, Exception, Feature};
 use crate::exec::{get, memory, next, offset, put, reg, set_reg};
-use crate::flags::Cond;
+use crate::flags::{Cond, Flags};
 use crate::op::{Op, Opnd};
-use crate::reg::{RAX, RDX};
+use crate::reg::{RAX, RBX, RCX, RDX};
 use crate::{sign_bit, sign_extend};
+use exitlab_arch::bits::rflags::ZF;
 
 /// MOV r/m, r/m/imm.
 #[inline(always)]
@@ -98,8 +103,12 @@ pub fn xadd<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 }
 
 /// CMPXCHG: compare the accumulator with the destination; equal, the
-/// source is stored; different, the destination is written back unchanged
-/// and loaded into the accumulator.
+/// source is stored; different, the destination is loaded into the
+/// accumulator, and a memory destination is written back unchanged (the
+/// locked cycle's write). A register destination is not written when they
+/// differ: `cmpxchg ebx, ecx` with RBX = 0xaaaaaaaa00000005, EAX = 1 keeps
+/// RBX whole on silicon (issue 12; an Intel and the AMD host agree), where
+/// a write-back would zero-extend it.
 #[inline(never)]
 pub fn cmpxchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let size = op.size;
@@ -110,10 +119,64 @@ pub fn cmpxchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         let src = get(c, &op.b, size)?;
         put(c, &op.a, size, src)?;
     } else {
-        put(c, &op.a, size, dst)?;
+        if matches!(op.a, Opnd::Mem(_)) {
+            put(c, &op.a, size, dst)?;
+        }
         set_reg(c, RAX, size, dst);
     }
     c.set_flags(f);
+    next(c, op)
+}
+
+/// CMPXCHG8B m64 (`size` 8), CMPXCHG16B m128 (`size` 16, which must be
+/// 16-byte aligned: #GP(0)): compare rDX:rAX with the memory operand;
+/// equal, store rCX:rBX; different, load it into rDX:rAX, writing memory
+/// back unchanged. Only ZF changes.
+#[inline(never)]
+pub fn cmpxchg8b<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let m = memory(c, &op.a)?;
+    let at = offset(c, &m);
+    let half = op.size / 2;
+    if op.size == 16 && (!c.has(Feature::Cx16) || at & 15 != 0) {
+        let e = if c.has(Feature::Cx16) { Exception::gp(0) } else { Exception::ud() };
+        return Err(c.exception(e));
+    }
+    let hi_at = at.wrapping_add(u64::from(half)) & crate::mask(m.asize);
+    let lo = c.read(m.seg, at, half)?;
+    let hi = c.read(m.seg, hi_at, half)?;
+    let equal = lo == reg(c, RAX, half) && hi == reg(c, RDX, half);
+    let (new_lo, new_hi) = if equal { (reg(c, RBX, half), reg(c, RCX, half)) } else { (lo, hi) };
+    c.write(m.seg, at, half, new_lo)?;
+    c.write(m.seg, hi_at, half, new_hi)?;
+    if !equal {
+        set_reg(c, RAX, half, lo);
+        set_reg(c, RDX, half, hi);
+    }
+    let others = c.flags().bits() & !ZF;
+    c.set_flags(Flags::known(others | if equal { ZF } else { 0 }));
+    next(c, op)
+}
+
+/// XLAT: AL = seg:[rBX + AL], the offset at the address size.
+#[inline(never)]
+pub fn xlat<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let m = memory(c, &op.a)?;
+    let at = offset(c, &m).wrapping_add(reg(c, RAX, 1)) & crate::mask(m.asize);
+    let v = c.read(m.seg, at, 1)?;
+    set_reg(c, RAX, 1, v);
+    next(c, op)
+}
+
+/// MOVBE: a load or store with the bytes reversed (#UD unless
+/// advertised).
+#[inline(never)]
+pub fn movbe<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    if !c.has(Feature::Movbe) {
+        return Err(c.exception(Exception::ud()));
+    }
+    let v = get(c, &op.b, op.size)?;
+    let swapped = v.swap_bytes() >> (64 - 8 * u32::from(op.size));
+    put(c, &op.a, op.size, swapped)?;
     next(c, op)
 }
 

@@ -7,7 +7,7 @@
 //! Lowering does not price: the simulator's cost model prices ops where it
 //! builds blocks.
 
-use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Code, CodeSize, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 /// What an op does. Names follow the SDM mnemonics; where one name covers
 /// several encodings (IMUL), the suffix says which form.
@@ -90,8 +90,11 @@ pub enum Kind {
     Sahf,
     Int3,
     Int,
+    /// INTO: #OF when OF is set (legacy modes only).
+    Into,
     Ud,
-    Iretq,
+    /// IRET, IRETD, IRETQ by operand size.
+    Iret,
     In,
     Out,
     Ins,
@@ -124,6 +127,62 @@ pub enum Kind {
     Xend,
     Xabort,
     Xtest,
+    /// MOV Sreg, r/m16 (`cc` = the segment register).
+    MovToSeg,
+    /// MOV r/m, Sreg (`cc` = the segment register).
+    MovFromSeg,
+    /// PUSH and POP of a segment register (`cc`), by operand size.
+    PushSeg,
+    PopSeg,
+    /// LDS, LES, LFS, LGS, LSS (`cc` = the segment register): `a` = the
+    /// offset's register, `b` = the far pointer in memory.
+    LoadFar,
+    /// Far JMP and CALL: `a` = offset and `b` = selector immediates, or
+    /// `a` = the far pointer in memory; `size` = the offset's size.
+    JmpFar,
+    CallFar,
+    /// Far RET (`a` = bytes to release).
+    RetFar,
+    Lar,
+    Lsl,
+    Verr,
+    Verw,
+    Arpl,
+    Ltr,
+    Lldt,
+    Str,
+    Sldt,
+    Smsw,
+    Lmsw,
+    Syscall,
+    /// SYSRET (`size` 4: to compatibility mode; 8: to 64-bit mode).
+    Sysret,
+    Sysenter,
+    /// SYSEXIT (`size` 4 or 8, as SYSRET).
+    Sysexit,
+    /// RDFSBASE, RDGSBASE (`cc` = FS or GS).
+    RdSegBase,
+    /// WRFSBASE, WRGSBASE (`cc` = FS or GS).
+    WrSegBase,
+    /// CMPXCHG8B (`size` 8) and CMPXCHG16B (`size` 16).
+    Cmpxchg8b,
+    Xlat,
+    /// ENTER: `a` = bytes of locals, `b` = nesting level.
+    Enter,
+    Pusha,
+    Popa,
+    Aaa,
+    Aas,
+    Daa,
+    Das,
+    /// AAD, AAM: `a` = the base (10 for the plain forms).
+    Aad,
+    Aam,
+    Salc,
+    Bound,
+    Movbe,
+    /// CLFLUSH, CLFLUSHOPT.
+    Clflush,
     /// Decoded by iced but not modelled: the run stops with a report.
     Unsupported,
 }
@@ -141,6 +200,16 @@ pub enum Seg {
     Gs = 5,
 }
 
+impl Seg {
+    /// The six segment registers in encoding order.
+    pub const ALL: [Seg; 6] = [Seg::Es, Seg::Cs, Seg::Ss, Seg::Ds, Seg::Fs, Seg::Gs];
+
+    /// The register an Sreg encoding (or `Op::cc`) names.
+    pub fn from_number(n: u8) -> Seg {
+        Seg::ALL[usize::from(n % 6)]
+    }
+}
+
 /// A memory operand's address recipe: the offset is base + index * scale +
 /// displacement truncated to the address size (what LEA computes); the
 /// [`crate::Cpu`] turns segment and offset into a linear address.
@@ -154,8 +223,8 @@ pub struct Mem {
     /// an RSP or RBP base), as the SDM's default-segment rules say (Vol. 1
     /// 3.7.4).
     pub seg: Seg,
-    /// Address size in bytes: 8, or 4 with the 0x67 prefix (the offset
-    /// wraps at 4 GiB).
+    /// Address size in bytes: 2, 4 or 8 (the mode's default, or the
+    /// other one with the 0x67 prefix); the offset wraps at it.
     pub asize: u8,
     /// Displacement; for RIP-relative operands the absolute address.
     pub disp: u64,
@@ -188,11 +257,13 @@ pub struct Op {
     pub kind: Kind,
     /// Operand size in bytes (the destination's for moves and extensions).
     pub size: u8,
-    /// Size of the second operand (MOVZX/MOVSX source).
+    /// Size of the second operand (MOVZX/MOVSX source); for LOOPcc and
+    /// JrCXZ, the address size, which picks CX, ECX or RCX.
     pub size2: u8,
     pub len: u8,
     /// Condition code (Jcc, SETcc, CMOVcc), REP kind (string ops), control
-    /// or debug register number (MOV CR/DR).
+    /// or debug register number (MOV CR/DR), segment register (MOV Sreg,
+    /// PUSH/POP Sreg, LDS and friends, RDFSBASE and friends).
     pub cc: u8,
     /// Operands in the SDM's order (destination first). String
     /// instructions carry their implicit operands: `a` = ES:[rDI], `b` =
@@ -223,8 +294,23 @@ impl Op {
                 | Popf
                 | Int3
                 | Int
+                | Into
                 | Ud
-                | Iretq
+                | Iret
+                | JmpFar
+                | CallFar
+                | RetFar
+                | MovToSeg
+                | PopSeg
+                | LoadFar
+                | Ltr
+                | Lldt
+                | Lmsw
+                | Syscall
+                | Sysret
+                | Sysenter
+                | Sysexit
+                | Bound
                 | In
                 | Out
                 | Ins
@@ -274,15 +360,38 @@ fn mem(i: &Instruction) -> Option<Opnd> {
         return None;
     }
     let rip_rel = i.is_ip_rel_memory_operand();
-    let a32 = base.is_gpr32() || index.is_gpr32() || base == Register::EIP;
     Some(Opnd::Mem(Mem {
         base: if rip_rel { Mem::NONE } else { reg_num(base) },
         index: reg_num(index),
         scale: i.memory_index_scale() as u8,
         seg: seg(i.memory_segment()),
-        asize: if a32 { 4 } else { 8 },
+        asize: address_size(i, base, index),
         disp: if rip_rel { i.ip_rel_memory_address() } else { i.memory_displacement64() },
     }))
+}
+
+/// The address size of a memory operand: the width of its base or index
+/// register (EIP for RIP-relative with 0x67); with neither, the mode's
+/// default (the displacement is then the whole offset, already of the
+/// right width).
+fn address_size(i: &Instruction, base: Register, index: Register) -> u8 {
+    let named = if base != Register::None { base } else { index };
+    match named {
+        Register::None => code_bytes(i),
+        Register::EIP => 4,
+        Register::RIP => 8,
+        r => r.size() as u8,
+    }
+}
+
+/// The default operand and address size of the code `i` was decoded as:
+/// 2, 4 or 8 bytes (CS.D and CS.L, SDM Vol. 1 3.6).
+fn code_bytes(i: &Instruction) -> u8 {
+    match i.code_size() {
+        CodeSize::Code16 => 2,
+        CodeSize::Code32 => 4,
+        _ => 8,
+    }
 }
 
 fn seg(r: Register) -> Seg {
@@ -316,6 +425,7 @@ fn operand(i: &Instruction, n: u32) -> Option<Opnd> {
         OpKind::Register => gpr(i.op_register(n)),
         OpKind::Memory => mem(i),
         OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16 => Some(Opnd::Imm(i.near_branch_target())),
+        OpKind::FarBranch16 | OpKind::FarBranch32 => Some(Opnd::Imm(u64::from(i.far_branch32()))),
         OpKind::Immediate8
         | OpKind::Immediate16
         | OpKind::Immediate32
@@ -480,16 +590,53 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Cmpxchg => Cmpxchg,
         Mnemonic::Cbw | Mnemonic::Cwde | Mnemonic::Cdqe => Cbw,
         Mnemonic::Cwd | Mnemonic::Cdq | Mnemonic::Cqo => Cwd,
+        Mnemonic::Push if i.op0_kind() == OpKind::Register && i.op0_register().is_segment_register() => PushSeg,
+        Mnemonic::Pop if i.op0_kind() == OpKind::Register && i.op0_register().is_segment_register() => PopSeg,
         Mnemonic::Push => Push,
         Mnemonic::Pop => Pop,
-        Mnemonic::Pushfq | Mnemonic::Pushf => Pushf,
-        Mnemonic::Popfq | Mnemonic::Popf => Popf,
+        Mnemonic::Lds | Mnemonic::Les | Mnemonic::Lfs | Mnemonic::Lgs | Mnemonic::Lss => LoadFar,
+        Mnemonic::Lar => Lar,
+        Mnemonic::Lsl => Lsl,
+        Mnemonic::Verr => Verr,
+        Mnemonic::Verw => Verw,
+        Mnemonic::Arpl => Arpl,
+        Mnemonic::Ltr => Ltr,
+        Mnemonic::Lldt => Lldt,
+        Mnemonic::Str => Str,
+        Mnemonic::Sldt => Sldt,
+        Mnemonic::Smsw => Smsw,
+        Mnemonic::Lmsw => Lmsw,
+        Mnemonic::Syscall => Syscall,
+        Mnemonic::Sysret | Mnemonic::Sysretq => Sysret,
+        Mnemonic::Sysenter => Sysenter,
+        Mnemonic::Sysexit | Mnemonic::Sysexitq => Sysexit,
+        Mnemonic::Rdfsbase | Mnemonic::Rdgsbase => RdSegBase,
+        Mnemonic::Wrfsbase | Mnemonic::Wrgsbase => WrSegBase,
+        Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b => Cmpxchg8b,
+        Mnemonic::Xlatb => Xlat,
+        Mnemonic::Enter => Enter,
+        Mnemonic::Aaa => Aaa,
+        Mnemonic::Aas => Aas,
+        Mnemonic::Daa => Daa,
+        Mnemonic::Das => Das,
+        Mnemonic::Aad => Aad,
+        Mnemonic::Aam => Aam,
+        Mnemonic::Salc => Salc,
+        Mnemonic::Bound => Bound,
+        Mnemonic::Movbe => Movbe,
+        Mnemonic::Clflush | Mnemonic::Clflushopt => Clflush,
+        Mnemonic::Pushfq | Mnemonic::Pushfd | Mnemonic::Pushf => Pushf,
+        Mnemonic::Popfq | Mnemonic::Popfd | Mnemonic::Popf => Popf,
+        Mnemonic::Pusha | Mnemonic::Pushad => Pusha,
+        Mnemonic::Popa | Mnemonic::Popad => Popa,
         Mnemonic::Leave => Leave,
+        Mnemonic::Call if i.is_call_far() || i.is_call_far_indirect() => CallFar,
         Mnemonic::Call => Call,
         Mnemonic::Ret => Ret,
-        Mnemonic::Jmp if i.is_jmp_far() || i.is_jmp_far_indirect() => return None,
+        Mnemonic::Retf => RetFar,
+        Mnemonic::Jmp if i.is_jmp_far() || i.is_jmp_far_indirect() => JmpFar,
         Mnemonic::Jmp => Jmp,
-        Mnemonic::Jrcxz | Mnemonic::Jecxz => Jrcxz,
+        Mnemonic::Jrcxz | Mnemonic::Jecxz | Mnemonic::Jcxz => Jrcxz,
         Mnemonic::Loop => Loop,
         Mnemonic::Loope => Loope,
         Mnemonic::Loopne => Loopne,
@@ -498,7 +645,8 @@ fn kind(i: &Instruction) -> Option<Kind> {
         | Mnemonic::Lfence
         | Mnemonic::Sfence
         | Mnemonic::Mfence
-        | Mnemonic::Endbr64 => Nop,
+        | Mnemonic::Endbr64
+        | Mnemonic::Endbr32 => Nop,
         Mnemonic::Hlt => Hlt,
         Mnemonic::Cli => Cli,
         Mnemonic::Sti => Sti,
@@ -511,8 +659,9 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Sahf => Sahf,
         Mnemonic::Int3 => Int3,
         Mnemonic::Int => Int,
+        Mnemonic::Into => Into,
         Mnemonic::Ud2 | Mnemonic::Ud0 | Mnemonic::Ud1 => Ud,
-        Mnemonic::Iretq => Iretq,
+        Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => Iret,
         Mnemonic::In => In,
         Mnemonic::Out => Out,
         Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd => Ins,
@@ -551,6 +700,8 @@ fn mov_kind(i: &Instruction) -> Option<Kind> {
         Code::Mov_cr_r64 | Code::Mov_cr_r32 => Kind::MovToCr,
         Code::Mov_r64_dr | Code::Mov_r32_dr => Kind::MovFromDr,
         Code::Mov_dr_r64 | Code::Mov_dr_r32 => Kind::MovToDr,
+        Code::Mov_Sreg_rm16 | Code::Mov_Sreg_r32m16 | Code::Mov_Sreg_r64m16 => Kind::MovToSeg,
+        Code::Mov_rm16_Sreg | Code::Mov_r32m16_Sreg | Code::Mov_r64m16_Sreg => Kind::MovFromSeg,
         _ => Kind::Mov,
     })
 }
@@ -600,35 +751,29 @@ fn conditional(i: &Instruction) -> Option<Kind> {
 
 /// The per-kind finishing of a lowered op: condition codes, REP kinds,
 /// implicit sizes and operands. `None` when an operand the kind needs did
-/// not lower (a segment register, an unusual address form).
+/// not lower (an unusual address form).
 fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
     use Kind::*;
     let n = i.op_count();
     let reg_index = |r: Register, base: Register| (r as u32 - base as u32) as u8;
     match op.kind {
-        MovFromCr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::CR0), 8),
-        MovToCr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::CR0), 8),
-        MovFromDr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::DR0), 8),
-        MovToDr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::DR0), 8),
-        Cbw | Cwd => op.size = accumulator_size(i.mnemonic()),
-        // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
-        Push => op.size = if op.size == 2 { 2 } else { 8 },
-        Jcc | Cmov | Setcc => op.cc = cond(i),
-        Movs | Stos | Lods | Cmps | Scas | Ins | Outs => {
-            op.cc = rep(i);
-            op.size = string_size(i);
-            // Whatever order the SDM lists them in: a = ES:[rDI], b = seg:[rSI].
-            (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
-            for k in 0..n {
-                match string_operand(i, i.op_kind(k)) {
-                    Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
-                    Some(m) => op.b = m,
-                    None => {}
-                }
-            }
-            return Some(op);
+        // MOV to and from CRn and DRn move 32-bit registers outside 64-bit mode.
+        MovFromCr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::CR0), i.op0_register().size() as u8),
+        MovToCr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::CR0), i.op1_register().size() as u8),
+        MovFromDr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::DR0), i.op0_register().size() as u8),
+        MovToDr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::DR0), i.op1_register().size() as u8),
+        Lgdt | Lidt | Sgdt | Sidt => {
+            use Code::*;
+            op.size = match i.code() {
+                Lgdt_m1632_16 | Lidt_m1632_16 | Sgdt_m1632_16 | Sidt_m1632_16 => 2,
+                Lgdt_m1632 | Lidt_m1632 | Sgdt_m1632 | Sidt_m1632 => 4,
+                _ => 8,
+            };
         }
-        Ret if n == 0 => op.a = Opnd::Imm(0),
+        Clflush => op.cc = u8::from(i.mnemonic() == Mnemonic::Clflushopt),
+        Cbw | Cwd => op.size = accumulator_size(i.mnemonic()),
+        Cmov | Setcc => op.cc = cond(i),
+        Movs | Stos | Lods | Cmps | Scas | Ins | Outs => return Some(string_op(i, op)),
         In | Out => {
             // IN AL/AX/EAX, port; OUT port, AL/AX/EAX: a = the register, b = port.
             let (reg, port) = if op.kind == In { (0, 1) } else { (1, 0) };
@@ -637,14 +782,169 @@ fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
             op.b = if i.op_kind(port) == OpKind::Register { Opnd::Reg(2) } else { Opnd::Imm(i.immediate(port)) };
             return Some(op);
         }
+        MovToSeg | MovFromSeg | PushSeg | PopSeg | LoadFar | RdSegBase | WrSegBase => return segment_op(i, op),
+        Push | Pop | Pushf | Popf | Pusha | Popa | Call | Ret | Leave | Enter | Iret | RetFar | JmpFar | CallFar
+        | Jmp | Jcc | Loop | Loope | Loopne | Jrcxz => return stack_or_branch_op(i, op),
+        Xlat => {
+            // XLAT: AL = seg:[rBX + AL]; the address size is the base's.
+            op.a = Opnd::Mem(Mem { index: Mem::NONE, ..as_mem(mem(i)?)? });
+            return Some(op);
+        }
+        Sysret | Sysexit => op.size = if i.code() == Code::Sysretq || i.code() == Code::Sysexitq { 8 } else { 4 },
+        Cmpxchg8b => op.size = i.memory_size().size() as u8,
         _ => {}
     }
-    let implicit = matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr);
     let lowered = [op.a, op.b, op.c];
-    if !implicit && lowered[..n.min(3) as usize].contains(&Opnd::None) {
+    if lowered[..n.min(3) as usize].contains(&Opnd::None)
+        && !matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr)
+    {
         return None;
     }
     Some(op)
+}
+
+fn as_mem(o: Opnd) -> Option<Mem> {
+    match o {
+        Opnd::Mem(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// String instructions: the REP kind, the element size, and the implicit
+/// operands whatever order the SDM lists them in: `a` = ES:[rDI], `b` =
+/// seg:[rSI].
+fn string_op(i: &Instruction, mut op: Op) -> Op {
+    op.cc = rep(i);
+    op.size = string_size(i);
+    (op.a, op.b, op.c) = (Opnd::None, Opnd::None, Opnd::None);
+    for k in 0..i.op_count() {
+        match string_operand(i, i.op_kind(k)) {
+            Some(Opnd::Mem(m)) if m.base == 7 => op.a = Opnd::Mem(m),
+            Some(m) => op.b = m,
+            None => {}
+        }
+    }
+    op
+}
+
+/// Instructions that name a segment register: it goes in `cc`.
+fn segment_op(i: &Instruction, mut op: Op) -> Option<Op> {
+    use Kind::*;
+    let sreg = |r: Register| (r as u32 - Register::ES as u32) as u8;
+    match op.kind {
+        MovToSeg => {
+            op.cc = sreg(i.op0_register());
+            op.size = 2;
+            op.b = operand(i, 1)?;
+        }
+        MovFromSeg => {
+            op.cc = sreg(i.op1_register());
+            op.a = operand(i, 0)?;
+            // A register destination takes the operand size, a memory one 16 bits.
+            op.size = if i.op0_kind() == OpKind::Register { i.op0_register().size() as u8 } else { 2 };
+            op.b = Opnd::None;
+        }
+        PushSeg | PopSeg => {
+            op.cc = sreg(i.op0_register());
+            op.size = i.stack_pointer_increment().unsigned_abs() as u8;
+            op.a = Opnd::None;
+        }
+        LoadFar => {
+            op.cc = match i.mnemonic() {
+                Mnemonic::Les => Seg::Es,
+                Mnemonic::Lss => Seg::Ss,
+                Mnemonic::Lfs => Seg::Fs,
+                Mnemonic::Lgs => Seg::Gs,
+                _ => Seg::Ds,
+            } as u8;
+            op.size = i.op0_register().size() as u8;
+            as_mem(op.b)?;
+        }
+        _ => {
+            op.cc =
+                if matches!(i.mnemonic(), Mnemonic::Rdfsbase | Mnemonic::Wrfsbase) { Seg::Fs } else { Seg::Gs } as u8;
+        }
+    }
+    Some(op)
+}
+
+/// Stack and branch instructions: `size` is the operand size, which sets
+/// how much the stack moves and how wide a branch target is (SDM Vol. 1
+/// 6.2.5, 6.3.1); for LOOPcc and JrCXZ `size2` is the count register's
+/// width (the address size).
+fn stack_or_branch_op(i: &Instruction, mut op: Op) -> Option<Op> {
+    use Kind::*;
+    let sp = i.stack_pointer_increment().unsigned_abs() as u8;
+    let by_code = |w: &[Code], d: &[Code]| {
+        if w.contains(&i.code()) {
+            2
+        } else if d.contains(&i.code()) {
+            4
+        } else {
+            8
+        }
+    };
+    match op.kind {
+        Push | Pop | Pushf | Popf => op.size = sp,
+        Pusha | Popa => op.size = sp / 8,
+        Ret => {
+            op.size = by_code(&[Code::Retnw, Code::Retnw_imm16], &[Code::Retnd, Code::Retnd_imm16]);
+            if i.op_count() == 0 {
+                op.a = Opnd::Imm(0);
+            }
+        }
+        RetFar => {
+            op.size = by_code(&[Code::Retfw, Code::Retfw_imm16], &[Code::Retfd, Code::Retfd_imm16]);
+            if i.op_count() == 0 {
+                op.a = Opnd::Imm(0);
+            }
+        }
+        Leave => op.size = by_code(&[Code::Leavew], &[Code::Leaved]),
+        Enter => op.size = by_code(&[Code::Enterw_imm16_imm8], &[Code::Enterd_imm16_imm8]),
+        Iret => op.size = by_code(&[Code::Iretw], &[Code::Iretd]),
+        JmpFar | CallFar => {
+            op.size = by_code(
+                &[Code::Jmp_ptr1616, Code::Jmp_m1616, Code::Call_ptr1616, Code::Call_m1616],
+                &[Code::Jmp_ptr1632, Code::Jmp_m1632, Code::Call_ptr1632, Code::Call_m1632],
+            );
+            if matches!(i.op0_kind(), OpKind::FarBranch16 | OpKind::FarBranch32) {
+                op.b = Opnd::Imm(u64::from(i.far_branch_selector()));
+            }
+        }
+        _ => {
+            // Near JMP, CALL, Jcc, LOOPcc, JrCXZ: a relative target is
+            // already the absolute one, of the operand's width.
+            op.size = match i.op0_kind() {
+                OpKind::NearBranch16 => 2,
+                OpKind::NearBranch32 => 4,
+                OpKind::NearBranch64 => 8,
+                _ => op.size,
+            };
+            if matches!(op.kind, Loop | Loope | Loopne | Jrcxz) {
+                op.size2 = count_register_size(i);
+            }
+            if op.kind == Jcc {
+                op.cc = cond(i);
+            }
+        }
+    }
+    let n = i.op_count().min(3) as usize;
+    if [op.a, op.b, op.c][..n].contains(&Opnd::None) && !matches!(op.kind, Pusha | Popa) {
+        return None;
+    }
+    Some(op)
+}
+
+/// The count register of LOOPcc and JrCXZ: CX, ECX or RCX by address size.
+fn count_register_size(i: &Instruction) -> u8 {
+    use Code::*;
+    match i.code() {
+        Jcxz_rel8_16 | Jcxz_rel8_32 | Loop_rel8_16_CX | Loop_rel8_32_CX | Loope_rel8_16_CX | Loope_rel8_32_CX
+        | Loopne_rel8_16_CX | Loopne_rel8_32_CX => 2,
+        Jrcxz_rel8_16 | Jrcxz_rel8_64 | Loop_rel8_16_RCX | Loop_rel8_64_RCX | Loope_rel8_16_RCX | Loope_rel8_64_RCX
+        | Loopne_rel8_16_RCX | Loopne_rel8_64_RCX => 8,
+        _ => 4,
+    }
 }
 
 /// The accumulator size of CBW/CWDE/CDQE and CWD/CDQ/CQO.

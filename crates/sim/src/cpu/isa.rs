@@ -5,34 +5,51 @@
 //! again; the system hooks are where the VMX controls decide to exit.
 
 use super::event::Event;
+use super::mmu::Access;
 use super::{Awaiting, Running, Stop};
 use crate::cost;
-use exitlab_arch::bits::{cr0, cr4};
+use exitlab_arch::bits::cr0;
 use exitlab_arch::{CrAccessQual, DescriptorTable, IoQual, Segment};
 use exitlab_hv::{IoExit, VmExit};
 use exitlab_x86::op::REP_NONE;
-use exitlab_x86::{Cpu, DescriptorTableKind, Exception, Feature, Flags, Op, Opnd, PortIo, Seg, Size};
+use exitlab_x86::{
+    Cpu, DescriptorTableKind, Exception, Feature, Flags, Mode, Op, Opnd, PortIo, Seg, Size, SystemSegment,
+};
 
 /// String instructions run at most this many iterations per step, then
 /// restart, so a long REP stays interruptible as the SDM allows.
 const REP_CHUNK: u64 = 4096;
 
-/// Instruction information of an INS exit: 64-bit address size (2 in bits
-/// 9:7), segment ES (0 in bits 17:15).
-const STRING_IO_ES: u32 = 2 << 7;
-/// Of an OUTS exit: 64-bit addresses, segment DS (3).
-const STRING_IO_DS: u32 = 2 << 7 | 3 << 15;
+/// The instruction information of an INS or OUTS exit (SDM Vol. 3C table
+/// 28-8): the address size (0, 1, 2 for 16, 32, 64 bits) in bits 9:7 and
+/// the segment register in bits 17:15.
+fn string_io_info(op: &Op, seg: Seg) -> u32 {
+    let asize = match exitlab_x86::string::address_size(op) {
+        2 => 0,
+        4 => 1,
+        _ => 2,
+    };
+    asize << 7 | (seg as u32) << 15
+}
+
+/// The segment of a string operand (ES for INS's destination).
+fn operand_segment(o: &Opnd) -> Seg {
+    match o {
+        Opnd::Mem(m) => m.seg,
+        _ => Seg::Ds,
+    }
+}
 
 impl Running<'_> {
     /// The linear address of `offset` in `seg`: in 64-bit mode only FS and
-    /// GS have a base.
+    /// GS have a base and nothing is checked; elsewhere the segment's
+    /// limit and type are.
     #[inline(always)]
-    fn linear(&self, seg: Seg, offset: u64) -> u64 {
-        match seg {
-            Seg::Fs => offset.wrapping_add(self.core.fs_base),
-            Seg::Gs => offset.wrapping_add(self.core.gs_base),
-            _ => offset,
+    fn linear(&mut self, seg: Seg, offset: u64, size: Size, write: bool) -> Result<u64, Stop> {
+        if self.core.view.flat {
+            return Ok(offset.wrapping_add(self.core.view.base[seg as usize]));
         }
+        self.checked_linear(seg, offset, size, write)
     }
 
     /// Stops at an instruction the controls trap, recording its length for
@@ -43,36 +60,26 @@ impl Running<'_> {
         stop
     }
 
-    /// CR`n` = `v` after MOV to CR passed the VMX checks. Leaving protected
-    /// mode or paging, and CR4 bits the model lacks, are #GP.
+    /// CR`n` = `v` after MOV to CR passed the VMX checks; the transitions
+    /// and their #GP checks are `mode.rs`'s.
     fn write_cr(&mut self, n: u8, v: u64) -> Result<(), Stop> {
-        match n {
-            0 => {
-                if v & (cr0::PE | cr0::PG) != cr0::PE | cr0::PG || v >> 32 != 0 {
-                    return Err(self.raise(Event::gp(0)));
-                }
-                self.core.cr0 = v | cr0::ET;
-                self.core.tlb.flush();
+        let refused = match n {
+            0 => self.set_cr0(v).is_err(),
+            2 => {
+                self.core.cr2 = v;
+                false
             }
-            2 => self.core.cr2 = v,
-            3 => {
-                self.core.cr3 = v;
-                self.core.tlb.flush();
-            }
-            4 => {
-                if v & cr4::PAE == 0 || v & (cr4::LA57 | cr4::VMXE | cr4::PCIDE) != 0 {
-                    return Err(self.raise(Event::gp(0)));
-                }
-                self.core.cr4 = v;
-                self.core.tlb.flush();
-            }
+            3 => self.set_cr3(v).is_err(),
+            4 => self.set_cr4(v).is_err(),
+            8 if v > 15 => true,
             8 => {
-                if v > 15 {
-                    return Err(self.raise(Event::gp(0)));
-                }
                 self.core.apic.set_cr8(v);
+                false
             }
             _ => return Err(self.raise(Event::ud())),
+        };
+        if refused {
+            return Err(self.raise(Event::gp(0)));
         }
         Ok(())
     }
@@ -144,13 +151,13 @@ impl Cpu for Running<'_> {
 
     #[inline(always)]
     fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, Stop> {
-        let lin = self.linear(seg, offset);
+        let lin = self.linear(seg, offset, size, false)?;
         self.load(lin, size)
     }
 
     #[inline(always)]
     fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), Stop> {
-        let lin = self.linear(seg, offset);
+        let lin = self.linear(seg, offset, size, true)?;
         self.store(lin, size, v)
     }
 
@@ -180,28 +187,81 @@ impl Cpu for Running<'_> {
     }
 
     #[cold]
-    fn software_interrupt(&mut self, vector: u8) -> Stop {
-        self.raise(Event::software(vector))
+    fn software_interrupt(&mut self, vector: u8, len: u8) -> Stop {
+        self.raise(Event::software(vector, len))
     }
 
     fn interrupt_shadow(&mut self) {
         self.core.sti_shadow = true;
     }
 
-    fn iretq(&mut self, _op: &Op) -> Result<(), Stop> {
-        self.iret()
+    #[inline(always)]
+    fn mode(&self) -> Mode {
+        self.core.view.mode
+    }
+
+    #[inline(always)]
+    fn stack_address_size(&self) -> Size {
+        self.core.view.stack_size
+    }
+
+    fn segment(&mut self, s: Seg) -> Result<Segment, Stop> {
+        Ok(self.core.seg[s as usize])
+    }
+
+    /// A CS or SS load may change the mode and CPL, so the decoded block
+    /// in flight ends (the family functions end blocks at every load).
+    fn set_segment(&mut self, s: Seg, v: Segment) -> Result<(), Stop> {
+        self.core.set_segment(s, v);
+        Ok(())
+    }
+
+    fn system_segment(&mut self, s: SystemSegment) -> Result<Segment, Stop> {
+        Ok(match s {
+            SystemSegment::Ldtr => self.core.ldtr,
+            SystemSegment::Tr => self.core.tr,
+        })
+    }
+
+    fn set_system_segment(&mut self, s: SystemSegment, v: Segment) -> Result<(), Stop> {
+        match s {
+            SystemSegment::Ldtr => self.core.ldtr = v,
+            SystemSegment::Tr => self.core.tr = v,
+        }
+        Ok(())
+    }
+
+    fn read_linear(&mut self, linear: u64, size: Size, user: bool) -> Result<u64, Stop> {
+        Running::read_linear(self, linear, size, user)
+    }
+
+    fn write_linear(&mut self, linear: u64, size: Size, v: u64, user: bool) -> Result<(), Stop> {
+        Running::write_linear(self, linear, size, v, user)
+    }
+
+    /// The MSR file, read directly: SYSCALL and SYSENTER use the values
+    /// without an RDMSR, so no MSR bitmap applies.
+    fn msr(&mut self, index: u32) -> Result<u64, Stop> {
+        self.core.read_msr(index).ok_or_else(|| self.raise(Event::gp(0)))
+    }
+
+    fn flush_line(&mut self, seg: Seg, offset: u64) -> Result<(), Stop> {
+        let lin = self.linear(seg, offset, 1, false)?;
+        let user = self.core.cpl() == 3;
+        self.translate(lin, Access::Read, user).map(|_| ())
     }
 
     /// IN and INS: a port the I/O bitmap does not trap reads as all ones
     /// (no hardware behind it); a trapped one exits, and the answer is
     /// replayed when the instruction runs again.
-    fn port_in(&mut self, _op: &Op, p: PortIo) -> Result<u64, Stop> {
+    fn port_in(&mut self, op: &Op, p: PortIo) -> Result<u64, Stop> {
         if !self.core.controls.io_exits(p.port, p.size) {
             return Ok(u64::MAX);
         }
         let v = self.replayed_read(|| io(p, true, 0));
         if p.string {
-            v.inspect_err(|_| self.core.exit_info.instruction_info = STRING_IO_ES)
+            let info = string_io_info(op, Seg::Es);
+            v.inspect_err(|_| self.core.exit_info.instruction_info = info)
         } else {
             v
         }
@@ -214,25 +274,23 @@ impl Cpu for Running<'_> {
             return Ok(());
         }
         if p.string {
+            let info = string_io_info(op, operand_segment(&op.b));
             return self
                 .replayed_write(|| io(p, false, value))
-                .inspect_err(|_| self.core.exit_info.instruction_info = STRING_IO_DS);
+                .inspect_err(|_| self.core.exit_info.instruction_info = info);
         }
         let _ = self.instruction_exit(op, io(p, false, value));
         Err(Stop::ExitAfter)
     }
 
-    fn task_register(&mut self) -> Result<Segment, Stop> {
-        Ok(self.core.tr)
-    }
-
-    fn read_system(&mut self, linear: u64, size: Size) -> Result<u64, Stop> {
-        self.read_linear(linear, size, false)
-    }
-
+    /// Features the model implements follow what the profile and the
+    /// VMM's CPUID advertise: RTM with the profile's `tsx`; FSGSBASE,
+    /// MOVBE, CLFLUSH, CLFLUSHOPT and CMPXCHG16B are implemented but not
+    /// advertised, so they are #UD.
     fn has(&self, feature: Feature) -> bool {
         match feature {
             Feature::Rtm => self.core.rtm,
+            Feature::FsGsBase | Feature::Movbe | Feature::Clflush | Feature::Clflushopt | Feature::Cx16 => false,
         }
     }
 
@@ -313,6 +371,15 @@ impl Cpu for Running<'_> {
             _ => false,
         };
         if trapped {
+            // A value the CPU refuses faults before any exit.
+            let refused = match n {
+                0 => self.core.cr0_transition(v).is_err(),
+                4 => self.core.cr4_check(v).is_err(),
+                _ => false,
+            };
+            if refused {
+                return Err(self.raise(Event::gp(0)));
+            }
             let q = CrAccessQual::mov(n, true, reg_number(&op.b));
             return Err(self.instruction_exit(op, VmExit::CrAccess(q)));
         }
@@ -356,8 +423,12 @@ impl Cpu for Running<'_> {
         Ok(())
     }
 
+    /// INVLPG names a linear address; it checks no segment limit.
     fn invlpg(&mut self, op: &Op, seg: Seg, offset: u64) -> Result<(), Stop> {
-        let a = self.linear(seg, offset);
+        let mut a = offset.wrapping_add(self.core.view.base[seg as usize]);
+        if !self.core.view.flat {
+            a &= 0xffff_ffff;
+        }
         if self.core.controls.invlpg_exiting {
             let stop = self.instruction_exit(op, VmExit::Invlpg { linear: a });
             self.core.exit_info.guest_linear = Some(a);
@@ -368,7 +439,9 @@ impl Cpu for Running<'_> {
     }
 
     fn swapgs(&mut self) -> Result<(), Stop> {
-        std::mem::swap(&mut self.core.gs_base, &mut self.core.kernel_gs_base);
+        let gs = self.core.seg[Seg::Gs as usize].base;
+        let kernel = std::mem::replace(&mut self.core.kernel_gs_base, gs);
+        self.core.set_segment_base(Seg::Gs, kernel);
         Ok(())
     }
 

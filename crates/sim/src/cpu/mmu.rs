@@ -1,10 +1,11 @@
-//! Linear-to-physical translation (4-level paging, SDM Vol. 3A ch. 4) with
-//! accessed/dirty bits and #PF error codes, a software TLB with the
-//! architecture's staleness (entries live until CR3 writes or INVLPG),
-//! and the physical access paths: RAM, the local APIC page, and MMIO exits.
+//! Linear-to-physical translation (SDM Vol. 3A ch. 4: no paging, 32-bit
+//! paging with 4 MiB pages, PAE paging, 4-level paging) with accessed/
+//! dirty bits and #PF error codes, a software TLB with the architecture's
+//! staleness (entries live until CR3 writes, mode changes or INVLPG), and
+//! the physical access paths: RAM, the local APIC page, and MMIO exits.
 
 use super::event::Event;
-use super::{Replayed, Running, Stop};
+use super::{Paging, Replayed, Running, Stop};
 use crate::ram::PAGE;
 use exitlab_arch::bits::{cr0, efer, ept, pf_error, pte};
 use exitlab_arch::vmx::EPTP_AD;
@@ -71,6 +72,25 @@ fn canonical(lin: u64) -> bool {
     ((lin as i64) << 16 >> 16) as u64 == lin
 }
 
+/// A #PF error code (SDM Vol. 3A 4.7): P for a protection violation, W,
+/// U, and I for a fetch where the paging mode has execute-disable.
+fn pf_code(present: bool, access: Access, user: bool, nx: bool) -> u32 {
+    let mut code = 0;
+    if present {
+        code |= pf_error::P;
+    }
+    if access == Access::Write {
+        code |= pf_error::W;
+    }
+    if user {
+        code |= pf_error::U;
+    }
+    if access == Access::Fetch && nx {
+        code |= pf_error::I;
+    }
+    code as u32
+}
+
 impl Running<'_> {
     /// Translates `lin` for an access at privilege `user`.
     #[inline(always)]
@@ -90,17 +110,36 @@ impl Running<'_> {
         self.walk(lin, access, user)
     }
 
-    fn read_pte(&self, addr: u64) -> Option<u64> {
+    /// A paging-structure entry of `size` bytes (8, or 4 in 32-bit paging).
+    fn read_pte(&self, addr: u64, size: usize) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.machine.ram.read(addr, &mut b).then(|| u64::from_le_bytes(b))
+        self.machine.ram.read(addr, &mut b[..size]).then(|| u64::from_le_bytes(b))
     }
 
-    fn write_pte(&mut self, addr: u64, v: u64) {
-        self.machine.write(addr, &v.to_le_bytes());
+    fn write_pte(&mut self, addr: u64, v: u64, size: usize) {
+        self.machine.write(addr, &v.to_le_bytes()[..size]);
     }
 
-    /// The page walk, setting A (and D on writes) as it goes; with EPT off,
-    /// a lookup in the VMM's shadow page table instead.
+    /// Without paging, a linear address is guest-physical (SDM Vol. 3A
+    /// 4.1.1); it still goes through the EPT.
+    fn unpaged(&mut self, lin: u64, access: Access) -> Result<u64, Stop> {
+        let (hpa, perms) = self.ept(lin, access, Some(lin), true)?;
+        let frame = hpa & !0xfff;
+        let vpn = lin >> 12;
+        self.core.tlb.e[slot(vpn)] = Entry {
+            tag: vpn + 1,
+            frame,
+            writable: perms & ept::W != 0,
+            user: true,
+            exec: perms & ept::X != 0,
+            dirty: true,
+        };
+        Ok(frame | (lin & 0xfff))
+    }
+
+    /// The page walk of the current paging mode, setting A (and D on
+    /// writes) as it goes; with EPT off, a lookup in the VMM's shadow page
+    /// table instead (the VMM follows the guest's mode when it fills it).
     fn walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         if !canonical(lin) {
             return Err(self.raise(Event::gp(0)));
@@ -110,42 +149,44 @@ impl Running<'_> {
             return self.shadow_walk(lin, access, user);
         }
         self.core.stats.page_walks += 1;
-        let nxe = self.core.efer & efer::NXE != 0;
-        let mut table = self.core.cr3 & pte::ADDR_MASK;
+        // 32-bit paging has 4-byte entries, 10 index bits per level, no NX
+        // and 4 MiB pages under CR4.PSE; PAE starts from a PDPTE register.
+        let (mut table, mut level, wide) = match self.core.view.paging {
+            Paging::Off => return self.unpaged(lin, access),
+            Paging::Level4 => (self.core.cr3 & pte::ADDR_MASK, 4, true),
+            Paging::Bits32 => (self.core.cr3 & 0xffff_f000, 2, false),
+            Paging::Pae => {
+                let e = self.core.pdpte[((lin >> 30) & 3) as usize];
+                if e & pte::P == 0 {
+                    let nxe = self.core.efer & efer::NXE != 0;
+                    let code = pf_code(false, access, user, nxe);
+                    return Err(self.raise(Event::page_fault(code, lin)));
+                }
+                (e & pte::ADDR_MASK, 2, true)
+            }
+        };
+        let nxe = wide && self.core.efer & efer::NXE != 0;
+        let pse = self.core.cr4 & exitlab_arch::bits::cr4::PSE != 0;
         let (mut writable, mut usr, mut exec) = (true, true, true);
         let write = access == Access::Write;
-        let fault = |present: bool| {
-            let mut code = 0;
-            if present {
-                code |= pf_error::P;
-            }
-            if write {
-                code |= pf_error::W;
-            }
-            if user {
-                code |= pf_error::U;
-            }
-            if access == Access::Fetch && nxe {
-                code |= pf_error::I;
-            }
-            Event::page_fault(code as u32, lin)
-        };
-        let mut level = 4;
+        let fault = |present: bool| Event::page_fault(pf_code(present, access, user, nxe), lin);
+        let entry = if wide { 8 } else { 4 };
         loop {
             self.core.cycles += self.core.costs.walk_step;
-            let shift = 12 + 9 * (level - 1);
+            let shift = if wide { 12 + 9 * (level - 1) } else { 12 + 10 * (level - 1) };
+            let index = (lin >> shift) & if wide { 511 } else { 1023 };
             // The entry's address is guest-physical: it goes through the
             // EPT too (the second dimension of the walk).
-            let gpa = table + ((lin >> shift) & 511) * 8;
+            let gpa = table + index * entry as u64;
             let (addr, _) = self.ept(gpa, Access::Read, Some(lin), false)?;
-            let Some(mut e) = self.read_pte(addr) else { return Err(self.raise(fault(false))) };
+            let Some(mut e) = self.read_pte(addr, entry) else { return Err(self.raise(fault(false))) };
             if e & pte::P == 0 {
                 return Err(self.raise(fault(false)));
             }
             writable &= e & pte::RW != 0;
             usr &= e & pte::US != 0;
             exec &= !(nxe && e & pte::NX != 0);
-            let leaf = level == 1 || (level <= 3 && e & pte::PS != 0);
+            let leaf = level == 1 || (e & pte::PS != 0 && if wide { level <= 3 } else { pse });
             let denied = (user && !usr)
                 || (write && !writable && (user || self.core.cr0 & cr0::WP != 0))
                 || (access == Access::Fetch && !exec);
@@ -158,11 +199,17 @@ impl Running<'_> {
             }
             if e & set != set {
                 e |= set;
-                self.write_pte(addr, e);
+                self.write_pte(addr, e, entry);
             }
             if leaf {
                 let page_mask = (1u64 << shift) - 1;
-                let gpa = (e & pte::ADDR_MASK & !page_mask) | (lin & page_mask);
+                let frame = if wide || level == 1 {
+                    e & pte::ADDR_MASK & !page_mask
+                } else {
+                    // A 4 MiB page: bits 31:22, and PSE-36's 39:32 from bits 20:13.
+                    (e & 0xffc0_0000) | ((e >> 13) & 0xff) << 32
+                };
+                let gpa = frame | (lin & page_mask);
                 let (hpa, perms) = self.ept(gpa, access, Some(lin), true)?;
                 let frame = hpa & !0xfff;
                 let vpn = lin >> 12;
@@ -177,7 +224,7 @@ impl Running<'_> {
                 };
                 return Ok(frame | (lin & 0xfff));
             }
-            table = e & pte::ADDR_MASK;
+            table = if wide { e & pte::ADDR_MASK } else { e & 0xffff_f000 };
             level -= 1;
         }
     }

@@ -6,6 +6,7 @@
 mod event;
 mod isa;
 mod mmu;
+pub mod mode;
 mod rtm;
 pub mod run;
 
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 
 pub use event::{Event, EventKind};
 pub use mmu::Tlb;
+pub use mode::{Paging, View};
 
 /// Why the interpreter stopped executing guest code. The payloads of
 /// `Exit` and `Event` wait in [`Core::exit`] and [`Core::event`], so that
@@ -111,13 +113,19 @@ pub struct Core {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
-    pub cs: Segment,
-    pub ss: Segment,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    /// ES, CS, SS, DS, FS, GS in Sreg order (`exitlab_x86::Seg`), each
+    /// with its hidden part; FS's and GS's bases are IA32_FS_BASE and
+    /// IA32_GS_BASE.
+    pub seg: [Segment; 6],
+    /// What the mode makes of them (see `mode.rs`).
+    pub view: View,
+    /// PAE paging's page-directory-pointer-table registers, loaded with
+    /// CR3 (SDM Vol. 3A 4.4.1).
+    pub pdpte: [u64; 4],
     pub kernel_gs_base: u64,
     pub gdtr: DescriptorTable,
     pub idtr: DescriptorTable,
+    pub ldtr: Segment,
     pub tr: Segment,
     pub dr: [u64; 4],
     pub dr6: u64,
@@ -180,10 +188,11 @@ pub struct Core {
 }
 
 impl Core {
-    /// A vCPU in `boot`'s state, with APIC ID `id`.
+    /// A vCPU in `boot`'s state, with APIC ID `id` (a start in PAE paging
+    /// would need its PDPTEs from memory; no loader produces one).
     pub fn new(id: u8, boot: &BootState, costs: Costs) -> Core {
         let rf = boot.regs.rflags | rflags::FIXED;
-        Core {
+        let mut core = Core {
             gpr: boot.regs.gpr,
             rip: boot.regs.rip,
             flags: Flags::known(rf & rflags::STATUS),
@@ -193,13 +202,13 @@ impl Core {
             cr3: boot.cr3,
             cr4: boot.cr4,
             efer: boot.efer,
-            cs: boot.cs,
-            ss: boot.ss,
-            fs_base: boot.fs.base,
-            gs_base: boot.gs.base,
+            seg: [boot.es, boot.cs, boot.ss, boot.ds, boot.fs, boot.gs],
+            view: View::LONG,
+            pdpte: [0; 4],
             kernel_gs_base: 0,
             gdtr: boot.gdt,
             idtr: boot.idt,
+            ldtr: boot.ldt,
             tr: boot.tr,
             dr: [0; 4],
             dr6: dr6::INIT,
@@ -235,11 +244,14 @@ impl Core {
             pml_index: 511,
             recheck: false,
             apic_write: None,
-        }
+        };
+        core.refresh();
+        core
     }
 
+    #[inline(always)]
     pub fn cpl(&self) -> u8 {
-        self.cs.selector as u8 & 3
+        self.view.cpl
     }
 
     pub fn rflags(&self) -> u64 {
@@ -283,14 +295,14 @@ impl Core {
             msr::IA32_EFER => self.efer,
             msr::IA32_STAR => self.star,
             msr::IA32_LSTAR => self.lstar,
-            0xc000_0083 => self.cstar,
+            msr::IA32_CSTAR => self.cstar,
             msr::IA32_FMASK => self.fmask,
-            msr::IA32_FS_BASE => self.fs_base,
-            msr::IA32_GS_BASE => self.gs_base,
+            msr::IA32_FS_BASE => self.seg[exitlab_x86::Seg::Fs as usize].base,
+            msr::IA32_GS_BASE => self.seg[exitlab_x86::Seg::Gs as usize].base,
             msr::IA32_KERNEL_GS_BASE => self.kernel_gs_base,
             msr::IA32_SYSENTER_CS => self.sysenter[0],
-            0x175 => self.sysenter[1],
-            0x176 => self.sysenter[2],
+            msr::IA32_SYSENTER_ESP => self.sysenter[1],
+            msr::IA32_SYSENTER_EIP => self.sysenter[2],
             msr::IA32_TSC_DEADLINE => self.apic.tsc_deadline(),
             0x277 => self.pat,
             0xc000_0103 => self.tsc_aux,
@@ -305,37 +317,52 @@ impl Core {
         match index {
             msr::IA32_TSC => self.cycles = v,
             msr::IA32_APIC_BASE => {
-                // Only the default base, enabled, in xAPIC mode is modelled.
-                if v & !0x100 != self.apic_base & !0x100 {
+                // The base stays at its default and x2APIC (EXTD) is not
+                // advertised; EN toggles (kvm-unit-tests' reset_apic clears
+                // and sets it); BSP is read-only.
+                const EN: u64 = 1 << 11;
+                const BSP: u64 = 1 << 8;
+                if (v ^ self.apic_base) & !(EN | BSP) != 0 {
                     return false;
                 }
+                self.apic_base = (v & !BSP) | (self.apic_base & BSP);
             }
             msr::IA32_EFER => {
+                // LMA is the processor's (writes of it are ignored); LME
+                // cannot change while paging is on (SDM Vol. 3A 9.8.5).
                 use exitlab_arch::bits::efer::*;
-                if v & !(SCE | LME | LMA | NXE) != 0 || (v ^ self.efer) & (LME | LMA) != 0 {
+                let paging = self.cr0 & exitlab_arch::bits::cr0::PG != 0;
+                if v & !(SCE | LME | LMA | NXE) != 0 || (paging && (v ^ self.efer) & LME != 0) {
                     return false;
                 }
                 if (v ^ self.efer) & NXE != 0 {
                     self.tlb.flush();
                 }
-                self.efer = v;
+                self.efer = (v & !LMA) | (self.efer & LMA);
+                self.refresh();
             }
             msr::IA32_STAR => self.star = v,
             msr::IA32_LSTAR if canonical => self.lstar = v,
-            0xc000_0083 if canonical => self.cstar = v,
+            msr::IA32_CSTAR if canonical => self.cstar = v,
             msr::IA32_FMASK => self.fmask = v & 0xffff_ffff,
-            msr::IA32_FS_BASE if canonical => self.fs_base = v,
-            msr::IA32_GS_BASE if canonical => self.gs_base = v,
+            msr::IA32_FS_BASE if canonical => self.set_segment_base(exitlab_x86::Seg::Fs, v),
+            msr::IA32_GS_BASE if canonical => self.set_segment_base(exitlab_x86::Seg::Gs, v),
             msr::IA32_KERNEL_GS_BASE if canonical => self.kernel_gs_base = v,
             msr::IA32_SYSENTER_CS => self.sysenter[0] = v & 0xffff,
-            0x175 if canonical => self.sysenter[1] = v,
-            0x176 if canonical => self.sysenter[2] = v,
+            msr::IA32_SYSENTER_ESP if canonical => self.sysenter[1] = v,
+            msr::IA32_SYSENTER_EIP if canonical => self.sysenter[2] = v,
             msr::IA32_TSC_DEADLINE => self.apic.set_tsc_deadline(v, self.cycles),
             0x277 => self.pat = v,
             0xc000_0103 => self.tsc_aux = v & 0xffff_ffff,
             _ => return false,
         }
         true
+    }
+
+    /// Sets FS's or GS's base (IA32_FS_BASE, IA32_GS_BASE, SWAPGS).
+    pub fn set_segment_base(&mut self, seg: exitlab_x86::Seg, v: u64) {
+        let s = self.seg[seg as usize];
+        self.set_segment(seg, Segment { base: v, ..s });
     }
 
     /// The next cycle at which something this vCPU owns needs attention.

@@ -233,7 +233,7 @@ impl Running<'_> {
             }
             // A loop back to this block's start goes round again here, while
             // nothing needs the event loop's attention.
-            if single || self.core.rip != block.lin || !self.quiet(limits) {
+            if single || self.core.rip != block.ip || !self.quiet(limits) {
                 break;
             }
         }
@@ -355,38 +355,60 @@ impl Running<'_> {
     }
 
     /// The decoded block at `rip`: the one that just ran (a loop), one from
-    /// the cache, or a freshly decoded one.
+    /// the cache, or a freshly decoded one, in the mode's code size.
     fn block_at(&mut self, rip: u64) -> Result<Arc<Block>, Stop> {
         let user = self.core.cpl() == 3;
-        let phys = self.translate(rip, Access::Fetch, user)?;
+        let lin = self.fetch_linear(rip)?;
+        let bits = self.core.view.code_bits;
+        let phys = self.translate(lin, Access::Fetch, user)?;
         // Moving the block out of `last_block` (and back after it ran)
         // keeps reference-count atomics off the loop path.
         if let Some(b) = self.core.last_block.take() {
-            if b.lin == rip && b.phys == phys {
+            if b.ip == rip && b.phys == phys && b.lin == lin && b.bits == bits {
                 return Ok(b);
             }
         }
-        if let Some(b) = self.machine.blocks.get(phys, rip) {
+        if let Some(b) = self.machine.blocks.get(phys, lin, rip, bits) {
             return Ok(b.clone());
         }
+        self.decode_block(rip, lin, phys, bits, user)
+    }
+
+    /// Decodes a block at `rip` (linear `lin`, physical `phys`): up to
+    /// `BLOCK_MAX` instructions, stopping at the page's end (an instruction
+    /// that crosses it is decoded from both pages) and, outside 64-bit
+    /// mode, at CS's limit (an instruction that crosses it is #GP(0)).
+    fn decode_block(&mut self, rip: u64, lin: u64, phys: u64, bits: u32, user: bool) -> Result<Arc<Block>, Stop> {
         self.core.stats.blocks_decoded += 1;
         let page_end = (phys | (PAGE - 1)) + 1;
         let mut bytes = vec![0u8; (page_end - phys) as usize];
         if !self.machine.ram.read(phys, &mut bytes) {
             return Err(Stop::Unsupported);
         }
-        let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
+        // Bytes past CS's limit may not be fetched.
+        let limit_room =
+            if self.core.view.flat { u64::MAX } else { u64::from(self.core.cs().limit).saturating_sub(rip) + 1 };
+        let limited = limit_room < bytes.len() as u64;
+        if limited {
+            bytes.truncate(limit_room as usize);
+        }
+        let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
         let mut steps = Vec::new();
         let mut crossed = false;
         while steps.len() < BLOCK_MAX && decoder.can_decode() {
             let at = decoder.ip();
             let instr = decoder.decode();
-            let op = if decoder.last_error() == DecoderError::NoMoreBytes {
+            let op = if decoder.last_error() == DecoderError::NoMoreBytes && limited {
+                if steps.is_empty() {
+                    return Err(self.raise(Event::gp(0)));
+                }
+                break;
+            } else if decoder.last_error() == DecoderError::NoMoreBytes {
                 // The instruction runs into the next page: decode it from
                 // both pages' bytes (the second page must be executable).
                 let off = (at - rip) as usize;
                 let mut buf = bytes[off..].to_vec();
-                let next = match self.translate((rip | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
+                let next = match self.translate((lin | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
                     Ok(p) => p,
                     Err(e) if steps.is_empty() => return Err(e),
                     Err(_) => break,
@@ -398,7 +420,7 @@ impl Running<'_> {
                 buf.extend_from_slice(&tail);
                 self.machine.ram.mark_code(next);
                 crossed = true;
-                lower(&Decoder::with_ip(64, &buf, at, DecoderOptions::NONE).decode())
+                lower(&Decoder::with_ip(bits, &buf, at, DecoderOptions::NONE).decode())
             } else {
                 lower(&instr)
             };
@@ -408,7 +430,7 @@ impl Running<'_> {
             }
         }
         self.machine.ram.mark_code(phys);
-        let block = Arc::new(Block { lin: rip, phys, steps });
+        let block = Arc::new(Block { lin, ip: rip, bits, phys, steps });
         self.machine.blocks.insert(block.clone());
         Ok(block)
     }
@@ -417,9 +439,11 @@ impl Running<'_> {
     /// disassembly, for reports.
     pub fn describe(&mut self, rip: u64) -> exitlab_hv::Unmodelled {
         let mut bytes = Vec::new();
+        let user = self.core.cpl() == 3;
+        let bits = self.core.view.code_bits;
+        let lin = self.fetch_linear(rip).unwrap_or(rip);
         for i in 0..15 {
-            let user = self.core.cpl() == 3;
-            match self.translate(rip.wrapping_add(i), Access::Fetch, user) {
+            match self.translate(lin.wrapping_add(i), Access::Fetch, user) {
                 Ok(p) => {
                     let mut b = [0u8];
                     if !self.machine.ram.read(p, &mut b) {
@@ -430,7 +454,8 @@ impl Running<'_> {
                 Err(_) => break,
             }
         }
-        let instr = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
+        self.core.event = None;
+        let instr = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE).decode();
         let mut text = String::new();
         IntelFormatter::new().format(&instr, &mut text);
         bytes.truncate(instr.len().max(1));
@@ -457,5 +482,5 @@ fn injected(inj: Injection) -> Event {
         InjectionKind::HardwareException if matches!(inj.vector, vector::DB | vector::BP) => EventKind::Trap,
         InjectionKind::HardwareException => EventKind::Fault,
     };
-    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6 }
+    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6, len: 0 }
 }
