@@ -7,8 +7,10 @@
 //!
 //! The families follow the SDM's grouping (Vol. 1 5.1, Vol. 3A 2.8):
 //! [`arith`], [`muldiv`], [`shift`], [`bits`], [`mov`], [`stack`],
-//! [`string`], [`io`], [`control`], [`flag_control`], [`system`] and
-//! [`tsx`]. Status flags are lazy ([`flags`]).
+//! [`string`], [`io`], [`control`], [`flag_control`], [`system`],
+//! [`tsx`], and for floating point and vectors [`sse`] (MMX and
+//! SSE-SSE4.2), [`x87`] and [`xsave`] (the state-save instructions) over
+//! the pure semantics in [`fp`]. Status flags are lazy ([`flags`]).
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -28,6 +30,13 @@ pub mod stack;
 pub mod string;
 pub mod system;
 pub mod tsx;
+
+pub mod sse;
+pub mod x87;
+pub mod xsave;
+
+mod lower_fp;
+pub mod wide;
 
 pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, PortIo};
 pub use exec::execute;

@@ -1,14 +1,15 @@
 //! Data transfer (SDM Vol. 1 5.1.1; Vol. 2 "MOV", "MOVZX", "MOVSX/MOVSXD",
 //! "XCHG", "CMOVcc", "BSWAP", "XADD", "CMPXCHG", "CBW/CWDE/CDQE",
-//! "CWD/CDQ/CQO") and LEA (Vol. 1 5.1.13).
+//! "CWD/CDQ/CQO", "CMPXCHG8B/CMPXCHG16B") and LEA (Vol. 1 5.1.13).
 
 use crate::arith::{add, sub};
-use crate::cpu::Cpu;
+use crate::cpu::{Cpu, Exception};
 use crate::exec::{get, memory, next, offset, put, reg, set_reg};
-use crate::flags::Cond;
+use crate::flags::{flag, Cond, Flags};
 use crate::op::{Op, Opnd};
-use crate::reg::{RAX, RDX};
+use crate::reg::{RAX, RBX, RCX, RDX};
 use crate::{sign_bit, sign_extend};
+use exitlab_arch::bits::rflags::ZF;
 
 /// MOV r/m, r/m/imm.
 #[inline(always)]
@@ -114,6 +115,37 @@ pub fn cmpxchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         set_reg(c, RAX, size, dst);
     }
     c.set_flags(f);
+    next(c, op)
+}
+
+/// CMPXCHG8B m64 (`op.size` 8) and CMPXCHG16B m128 (16, #GP(0) unless
+/// 16-byte aligned): compares EDX:EAX (RDX:RAX) with the operand; equal,
+/// ZF is set and ECX:EBX (RCX:RBX) is stored; otherwise ZF is cleared, the
+/// operand is loaded into EDX:EAX (RDX:RAX) and written back unchanged, as
+/// the locked cycle does. Other flags are kept. The alignment is checked
+/// on the offset: segment bases are not added (in 64-bit mode only FS and
+/// GS have one).
+#[inline(never)]
+pub fn cmpxchg8b<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let m = memory(c, &op.a)?;
+    let half = op.size / 2;
+    let at = offset(c, &m);
+    if op.size == 16 && at & 15 != 0 {
+        return Err(c.exception(Exception::gp(0)));
+    }
+    c.check_write(m.seg, at, usize::from(op.size))?;
+    let hi_at = at.wrapping_add(u64::from(half));
+    let (lo, hi) = (c.read(m.seg, at, half)?, c.read(m.seg, hi_at, half)?);
+    let equal = lo == reg(c, RAX, half) && hi == reg(c, RDX, half);
+    let (new_lo, new_hi) = if equal { (reg(c, RBX, half), reg(c, RCX, half)) } else { (lo, hi) };
+    c.write(m.seg, at, half, new_lo)?;
+    c.write(m.seg, hi_at, half, new_hi)?;
+    if !equal {
+        set_reg(c, RAX, half, lo);
+        set_reg(c, RDX, half, hi);
+    }
+    let others = c.flags().bits() & !ZF;
+    c.set_flags(Flags::known(others | flag(equal, ZF)));
     next(c, op)
 }
 
