@@ -429,7 +429,7 @@ fn cmpxchg16b_and_crc32() {
     let mut c = flat();
     c.gpr[3] = DATA;
     put128(&mut c, DATA, 0x2222_0000_0000_0000_1111);
-    (c.gpr[0], c.gpr[2], c.gpr[1], c.gpr[3 + 0]) = (0x1111, 0x2222, 0xcc, DATA);
+    (c.gpr[0], c.gpr[2], c.gpr[1]) = (0x1111, 0x2222, 0xcc);
     // Equal: RCX:RBX stored, ZF set. (RBX is the address here.)
     run(&mut c, |a| a.cmpxchg16b(xmmword_ptr(rbx))).unwrap();
     assert!(c.flags.zf());
