@@ -8,10 +8,12 @@
 //! bytes decoded, page walks, device register operations, bytes copied.
 //!
 //! It emulates the forms a driver's register access takes: MOV, MOVZX,
-//! MOVSX, the ALU read-modify-writes, XCHG, and MOVS/STOS with REP (up to
+//! MOVSX, the ALU read-modify-writes, XCHG, MOVS/STOS with REP (up to
 //! [`REP_CHUNK`] elements per exit; RIP stays on the instruction until RCX
-//! runs out, so a hostile count cannot hold the VMM). Anything else is a
-//! guest error naming the instruction.
+//! runs out, so a hostile count cannot hold the VMM), and the SSE and MMX
+//! moves (MOVAPS, MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases),
+//! whose XMM and MMX registers it reads from the vCPU's XSAVE area and
+//! writes back. Anything else is a guest error naming the instruction.
 
 use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::error::VmmError;
@@ -20,6 +22,7 @@ use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
 use exitlab_arch::bits::{efer, msr, rflags};
 use exitlab_arch::Regs;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
+use exitlab_x86::fp::xsave::{self as img, FpuState, SaveOp, XCR0_SUPPORTED};
 use exitlab_x86::{lower, mask, Exception, Flags, Kind, Op, Seg, Size};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 
@@ -76,7 +79,7 @@ fn emulated(kind: Kind) -> bool {
             | Xchg
             | Movs
             | Stos
-    )
+    ) || matches!(kind, Sse(v) if v.is_plain_move())
 }
 
 /// The guest as the executor sees it during one emulation.
@@ -91,6 +94,9 @@ struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     nxe: bool,
     /// The instruction, for messages.
     instruction: Instruction,
+    /// The vCPU's x87/MMX/SSE state, read on first use: (as read, as the
+    /// instruction leaves it).
+    fpu: Option<(FpuState, FpuState)>,
     done: Emulated,
 }
 
@@ -260,6 +266,24 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
         CannotEmulate(format!("the VMM's emulator cannot execute {}", self.text()))
     }
 
+    fn cr(&mut self, n: u8) -> Result<u64, CannotEmulate> {
+        self.vcpu.read_cr(n).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    fn fpu(&mut self) -> Result<&mut FpuState, CannotEmulate> {
+        if self.fpu.is_none() {
+            let area = self.vcpu.xsave_area().map_err(|e| CannotEmulate(e.to_string()))?;
+            let mut s = FpuState::default();
+            img::xrstor(&mut s, true, XCR0_SUPPORTED, 0, u64::MAX, false, &area)
+                .map_err(|e| CannotEmulate(format!("the vCPU's XSAVE area is refused: {e:?}")))?;
+            self.fpu = Some((s, s));
+        }
+        match self.fpu.as_mut() {
+            Some((_, now)) => Ok(now),
+            None => Err(CannotEmulate("no x87/SSE state".into())),
+        }
+    }
+
     /// Each element a string instruction moves is copied bytes.
     fn string_element(&mut self, op: &Op) {
         self.done.work.bytes_copied += u32::from(op.size);
@@ -304,7 +328,8 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
     let flags = Flags::known(regs.rflags & rflags::STATUS);
     let instruction = Instruction::default();
-    let mut e = Emulator { vm, vcpu, bus, ctx, regs, flags, cr3, nxe, instruction, done: Emulated::default() };
+    let mut e =
+        Emulator { vm, vcpu, bus, ctx, regs, flags, cr3, nxe, instruction, fpu: None, done: Emulated::default() };
     let result = (|| {
         e.instruction = fetch(&mut e)?;
         let op = lower(&e.instruction);
@@ -321,6 +346,11 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         Ok(()) => {
             e.regs.rflags = (e.regs.rflags & !rflags::STATUS) | e.flags.bits();
             e.vcpu.set_regs(&e.regs)?;
+            if let Some((_, now)) = e.fpu.filter(|(read, now)| read != now) {
+                let mut area = [0u8; exitlab_hv::XSAVE_AREA];
+                img::xsave(&now, SaveOp::Xsave, true, XCR0_SUPPORTED, u64::MAX, &mut area);
+                e.vcpu.set_xsave_area(&area)?;
+            }
             Ok(Ok(e.done))
         }
         Err(err) => Ok(Err(err)),

@@ -5,11 +5,13 @@
 //! again; the system hooks are where the VMX controls decide to exit.
 
 use super::event::Event;
+use super::mmu::Access;
 use super::{Awaiting, Running, Stop};
 use crate::cost;
 use exitlab_arch::bits::{cr0, cr4};
 use exitlab_arch::{CrAccessQual, DescriptorTable, IoQual, Segment};
 use exitlab_hv::{IoExit, VmExit};
+use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::op::REP_NONE;
 use exitlab_x86::{Cpu, DescriptorTableKind, Exception, Feature, Flags, Op, Opnd, PortIo, Seg, Size};
 
@@ -152,6 +154,49 @@ impl Cpu for Running<'_> {
     fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), Stop> {
         let lin = self.linear(seg, offset);
         self.store(lin, size, v)
+    }
+
+    /// Translates every page of a store that crosses pages, so a fault in
+    /// a later page is raised before the first one is written; a store
+    /// within one page needs nothing (its first write is the check).
+    fn check_write(&mut self, seg: Seg, offset: u64, len: usize) -> Result<(), Stop> {
+        let lin = self.linear(seg, offset);
+        let last = lin.wrapping_add(len.max(1) as u64 - 1);
+        if lin >> 12 == last >> 12 {
+            return Ok(());
+        }
+        let user = self.core.cpl() == 3;
+        self.translate(lin, Access::Write, user)?;
+        let mut page = lin & !0xfff;
+        while page != last & !0xfff {
+            page = page.wrapping_add(0x1000);
+            self.translate(page, Access::Write, user)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn fpu(&mut self) -> Result<&mut FpuState, Stop> {
+        Ok(&mut self.core.fpu)
+    }
+
+    fn xcr0(&mut self) -> Result<u64, Stop> {
+        Ok(self.core.xcr0)
+    }
+
+    /// XSETBV completes in the CPU (VT-x would exit unconditionally: SDM
+    /// Vol. 3C 26.1.2; no VMM handler exists for it yet, so the simulated
+    /// CPU does what KVM's handler does, loading XCR0).
+    fn set_xcr0(&mut self, value: u64) -> Result<(), Stop> {
+        self.core.xcr0 = value;
+        Ok(())
+    }
+
+    /// FERR# with CR0.NE clear: the simulated machine has no IRQ 13 path
+    /// (the PC platform's chipset would raise it), so the run stops with
+    /// the instruction reported as not modelled.
+    fn ferr(&mut self) -> Result<(), Stop> {
+        Err(Stop::Unsupported)
     }
 
     #[cold]
