@@ -408,7 +408,9 @@ fn register<C: Cpu>(c: &mut C, o: &Opnd, size: u8) -> Result<u128, C::Stop> {
     Ok(match *o {
         Opnd::Xmm(n) => c.fpu()?.xmm[usize::from(n & 15)],
         Opnd::Mm(n) => u128::from(c.fpu()?.x87.mm(usize::from(n))),
-        Opnd::Reg(_) | Opnd::RegHi(_) | Opnd::Imm(_) => u128::from(get(c, o, size)?),
+        Opnd::Reg(_) | Opnd::RegHi(_) => u128::from(get(c, o, size)?),
+        // A shift count: the whole imm8 (the operand has no size).
+        Opnd::Imm(v) => u128::from(v as u8),
         _ => 0,
     })
 }
@@ -485,7 +487,14 @@ fn value<C: Cpu>(c: &mut C, op: &Op, v: SseOp, mmx: bool) -> Result<(), C::Stop>
     let out = match compute(v, &input, &mut mx) {
         Ok(out) => out,
         Err(SimdFault) => {
-            c.fpu()?.mxcsr = mx;
+            // The MMX transition happens before the fault (silicon:
+            // crates/vmm/tests/differential/fp.rs).
+            let s = c.fpu()?;
+            s.mxcsr = mx;
+            if mmx {
+                s.x87.mmx_enter();
+                s.xinuse |= 1;
+            }
             return Err(simd_fault(c));
         }
     };

@@ -14,8 +14,10 @@
 //! Intel part that deprecates FCS/FDS and has FDP_EXCPTN_ONLY,
 //! CPUID.(EAX=07H,ECX=0):EBX bits 13 and 6; SDM Vol. 1 8.1.8-8.1.9): every
 //! non-control instruction records its address in FIP; FOP and FDP change
-//! only when the instruction raises an unmasked exception (FDP the memory
-//! operand's offset, or 0 without one); FCS and FDS stay 0.
+//! only when the instruction raises an unmasked exception (FDP only when
+//! it has a memory operand: its offset); FCS and FDS are always 0, even
+//! after a restore from memory (silicon: crates/vmm/tests/differential/
+//! fp.rs).
 
 use crate::cpu::{Cpu, Exception};
 use crate::exec::{next, offset, set_reg};
@@ -228,13 +230,15 @@ pub fn x87<C: Cpu>(c: &mut C, op: &Op, x: X87Op) -> Result<(), C::Stop> {
     }
     if !x.control() {
         s.x87.fip = c.rip();
-        s.fcs = 0;
         if s.x87.pending() && !was_pending {
             s.x87.fop = fop(op);
-            s.x87.fdp = mem.map_or(0, |(_, at)| at);
-            s.fds = 0;
+            if let Some((_, at)) = mem {
+                s.x87.fdp = at;
+            }
         }
     }
+    // FCS and FDS are deprecated: always 0, even after FLDENV or FRSTOR.
+    (s.fcs, s.fds) = (0, 0);
     s.xinuse |= 1;
     *c.fpu()? = s;
     next(c, op)
@@ -392,10 +396,7 @@ fn run(s: &mut FpuState, op: &Op, x: X87Op, m: Option<&[u8; 108]>, flags: Flags)
             xs.fcmov(st(&op.b), flags.cond(fcmov_cond(x)));
         }
         Ffree => xs.ffree(st(&op.a)),
-        Ffreep => {
-            xs.ffree(st(&op.a));
-            xs.top = (xs.top + 1) & 7;
-        }
+        Ffreep => xs.ffreep(st(&op.a)),
         Fincstp => xs.rotate(1),
         Fdecstp => xs.rotate(7),
         Fnop | Fwait => {}

@@ -133,6 +133,8 @@ fn fx<C: Cpu>(c: &mut C, op: &Op, s: StateOp) -> Result<(), C::Stop> {
         wide::read(c, m.seg, at, &mut area)?;
         let mut st = *c.fpu()?;
         img::fxrstor(&mut st, s.rex_w(), &area).map_err(|_| fault(c, Exception::gp(0)))?;
+        // FCS and FDS are deprecated (see crate::x87).
+        (st.fcs, st.fds) = (0, 0);
         *c.fpu()? = st;
     }
     next(c, op)

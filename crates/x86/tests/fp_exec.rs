@@ -450,3 +450,28 @@ fn cmpxchg16b_and_crc32() {
     }
     assert_eq!(c.gpr[0] ^ 0xffff_ffff, 0xe306_9283);
 }
+
+#[test]
+fn immediate_shift_counts_past_the_lane_clear_or_fill() {
+    // Found by the differential test: the count is the whole imm8.
+    let mut c = flat();
+    c.fpu.xmm[1] = u128::MAX;
+    run(&mut c, |a| a.psrldq(xmm1, 0x18)).unwrap();
+    assert_eq!(c.fpu.xmm[1], 0);
+    c.fpu.xmm[2] = 0x8000_7fff;
+    run(&mut c, |a| a.psraw(xmm2, 0x10)).unwrap();
+    assert_eq!(c.fpu.xmm[2], 0xffff_0000);
+    c.fpu.x87.set_mm(2, u64::MAX);
+    run(&mut c, |a| a.pslld(mm2, 0x22)).unwrap();
+    assert_eq!(c.fpu.x87.mm(2), 0);
+}
+
+#[test]
+fn sse_forms_with_an_mmx_operand_enter_mmx_mode() {
+    let mut c = flat();
+    c.fpu.x87.top = 3;
+    c.fpu.x87.valid = 0xbb;
+    c.fpu.xmm[10] = (2.5f64.to_bits() as u128) | (7.0f64.to_bits() as u128) << 64;
+    run(&mut c, |a| a.cvtpd2pi(mm3, xmm10)).unwrap();
+    assert_eq!((c.fpu.x87.top, c.fpu.x87.valid, c.fpu.x87.mm(3)), (0, 0xff, 7 << 32 | 2));
+}
