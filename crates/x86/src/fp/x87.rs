@@ -1273,10 +1273,13 @@ impl X87 {
         }
         // Silicon sets the condition codes (and FCOMI's RFLAGS) even when
         // the compare raises an unmasked IE or DE, but then does not pop.
-        // FCOMI leaves C1 as it was (silicon, against the SDM's "set to
-        // 0": crates/vmm/tests/differential/fp.rs); FCOM's condition codes
+        // FCOMI leaves C1 as it was, even after an unmasked exception
+        // (silicon, against the SDM's "set to 0":
+        // crates/vmm/tests/differential/fp.rs); FCOM's condition codes
         // clear it.
+        let c1 = self.sw & sw::C1;
         let go = self.signal(c.exc);
+        self.sw = (self.sw & !sw::C1) | c1;
         (c, go)
     }
 
@@ -1386,9 +1389,9 @@ impl X87 {
     /// denormal one still meets an unmasked UE with the bias-adjusted
     /// response, as silicon gives it.
     pub fn fprem(&mut self, ieee: bool) {
-        // Without a quotient (a stack underflow, a NaN or invalid operand)
-        // C1 and C2 clear and C0 and C3 stay, masked or not, as silicon
-        // leaves them (crates/vmm/tests/differential/fp.rs).
+        // Without a quotient (a stack underflow, a NaN or invalid operand,
+        // an unmasked exception) C1 and C2 clear and C0 and C3 stay, as
+        // silicon leaves them (crates/vmm/tests/differential/fp.rs).
         let kept = self.sw & (sw::C0 | sw::C3);
         let (a, b) = match (self.read(0), self.read(1)) {
             (Ok(a), Ok(b)) => (a, b),
@@ -1409,11 +1412,8 @@ impl X87 {
             _ => Out { v, exc, c1: false },
         };
         let go = self.signal(o.exc);
-        match cc {
-            None => self.sw = (self.sw & !sw::CC) | kept,
-            Some(cc) if go => self.sw = (self.sw & !sw::CC) | cc,
-            Some(_) => self.set_c1(false),
-        }
+        let cc = cc.filter(|_| go).unwrap_or(kept);
+        self.sw = (self.sw & !sw::CC) | cc;
         if go {
             self.set_st(0, o.v);
         }
