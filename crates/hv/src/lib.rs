@@ -18,7 +18,7 @@ pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
 pub use host::{HostVm, MsiSender, VirtualClock, WriteWatch};
-pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm};
+pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA};
 
 use exitlab_arch::{BootState, ExitReason, Regs};
 use serde::Serialize;

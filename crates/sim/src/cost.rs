@@ -7,6 +7,7 @@
 use crate::profile::{Draw, Figure, Profile};
 use exitlab_arch::ExitReason;
 use exitlab_hv::HandlerWork;
+use exitlab_x86::fp::cost as fp_cost;
 use exitlab_x86::{Kind, Op, Opnd};
 
 /// The local APIC timer counts at 1 GHz, as KVM's emulated APIC does
@@ -97,8 +98,10 @@ impl Costs {
 /// latency tables, not any one part's figures. Segment-register loads
 /// cost 12 and far transfers and fast system calls 40 (a descriptor read
 /// and its checks, the order of an IRET's). A string instruction's
-/// implicit operands are in its base price (per element). The simulator
-/// prices ops where it builds decoded blocks.
+/// implicit operands are in its base price (per element). x87, MMX, SSE
+/// and state-save instructions cost their class's latency from
+/// exitlab-x86's sourced table (`fp::cost`). The simulator prices ops
+/// where it builds decoded blocks.
 pub fn cycles(op: &Op) -> u16 {
     use Kind::*;
     let string = matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs);
@@ -115,6 +118,10 @@ pub fn cycles(op: &Op) -> u16 {
         Call | Ret | Push | Pop | Pushf | Popf | Leave | PushSeg | Enter => 2,
         Pusha | Popa => 8,
         Xchg | Xadd | Cmpxchg | Cmpxchg8b if mem == 1 => 18, // locked read-modify-write
+        Crc32 => fp_cost::latency(fp_cost::Class::Crc32).cycles as u16,
+        Sse(v) => fp_cost::latency(v.cost_class()).cycles as u16,
+        X87(x) => fp_cost::latency(x.cost_class()).cycles as u16,
+        FpState(_) => fp_cost::latency(fp_cost::Class::StateSave).cycles as u16,
         Movs | Stos | Lods | Cmps | Scas => 2,
         Cpuid => 100,
         Rdtsc | Rdtscp => 20,

@@ -26,8 +26,9 @@ use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{
     Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Msi, Result,
-    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm,
+    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm, XSAVE_AREA,
 };
+use exitlab_x86::fp::xsave::{self, SaveOp};
 use interrupts::Signal;
 use machine::Machine;
 use profile::Profile;
@@ -466,6 +467,20 @@ impl VmxVcpu for SimVcpu {
             _ => return Err(HvError::Backend(format!("there is no CR{n}"))),
         };
         applied.map_err(|_| HvError::Backend(format!("CR{n} = {value:#x} is refused")))
+    }
+
+    fn xsave_area(&mut self) -> Result<[u8; XSAVE_AREA]> {
+        let mut area = [0u8; XSAVE_AREA];
+        xsave::xsave(&self.core.fpu, SaveOp::Xsave, true, xsave::XCR0_SUPPORTED, u64::MAX, &mut area);
+        Ok(area)
+    }
+
+    fn set_xsave_area(&mut self, area: &[u8; XSAVE_AREA]) -> Result<()> {
+        let mut fpu = self.core.fpu;
+        xsave::xrstor(&mut fpu, true, xsave::XCR0_SUPPORTED, 0, u64::MAX, false, area)
+            .map_err(|e| HvError::Backend(format!("x87/SSE state refused: {e:?}")))?;
+        self.core.fpu = fpu;
+        Ok(())
     }
 
     fn pml_index(&mut self) -> Result<u16> {

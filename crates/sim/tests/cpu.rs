@@ -131,10 +131,11 @@ fn a_fault_while_delivering_a_double_fault_shuts_down() {
 
 #[test]
 fn unmodelled_instructions_stop_with_rip_bytes_and_disassembly() {
-    let (r, img) = run(Ring::Kernel, |a| a.addps(xmm0, xmm1));
+    // AVX is not modelled.
+    let (r, img) = run(Ring::Kernel, |a| a.vaddps(xmm0, xmm1, xmm2));
     let End::Unsupported(msg) = &r.end else { panic!("{:?}", r.end) };
     assert!(msg.contains(&format!("rip {:#x}", sym(&img, "body"))), "{msg}");
-    assert!(msg.contains("0f 58 c1") && msg.contains("addps"), "{msg}");
+    assert!(msg.contains("c5 f0 58 c2") && msg.contains("vaddps"), "{msg}");
 }
 
 #[test]

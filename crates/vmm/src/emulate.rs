@@ -8,10 +8,12 @@
 //! bytes decoded, page walks, device register operations, bytes copied.
 //!
 //! It emulates the forms a driver's register access takes: MOV, MOVZX,
-//! MOVSX, the ALU read-modify-writes, XCHG, and MOVS/STOS with REP (up to
+//! MOVSX, the ALU read-modify-writes, XCHG, MOVS/STOS with REP (up to
 //! [`REP_CHUNK`] elements per exit; RIP stays on the instruction until RCX
-//! runs out, so a hostile count cannot hold the VMM). Anything else is a
-//! guest error naming the instruction.
+//! runs out, so a hostile count cannot hold the VMM), and the SSE and MMX
+//! moves (MOVAPS, MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases),
+//! whose XMM and MMX registers it reads from the vCPU's XSAVE area and
+//! writes back. Anything else is a guest error naming the instruction.
 
 use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::error::VmmError;
@@ -20,6 +22,7 @@ use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
 use exitlab_arch::bits::{efer, rflags};
 use exitlab_arch::Regs;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
+use exitlab_x86::fp::xsave::{self as img, FpuState, SaveOp, XCR0_SUPPORTED};
 use exitlab_x86::{lower, mask, Exception, Flags, Kind, Op, Seg, Size};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 
@@ -76,7 +79,7 @@ fn emulated(kind: Kind) -> bool {
             | Xchg
             | Movs
             | Stos
-    )
+    ) || matches!(kind, Sse(v) if v.is_plain_move())
 }
 
 /// The guest as the executor sees it during one emulation.
@@ -97,6 +100,9 @@ struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     bits: u32,
     /// The instruction, for messages.
     instruction: Instruction,
+    /// The vCPU's x87/MMX/SSE state, read on first use: (as read, as the
+    /// instruction leaves it).
+    fpu: Option<(FpuState, FpuState)>,
     done: Emulated,
 }
 
@@ -198,6 +204,12 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
     type Stop = CannotEmulate;
     const REP_CHUNK: u64 = REP_CHUNK;
 
+    /// CMPXCHG16B is in the x86-64-v2 level the guest was told of
+    /// (crates/vmm/src/cpuid.rs); the rest stays #UD here as in CPUID.
+    fn has(&self, feature: exitlab_x86::Feature) -> bool {
+        feature == exitlab_x86::Feature::Cx16
+    }
+
     fn gpr(&self, n: u8) -> u64 {
         self.regs.gpr[usize::from(n & 15)]
     }
@@ -263,6 +275,24 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
 
     fn unsupported(&mut self) -> CannotEmulate {
         CannotEmulate(format!("the VMM's emulator cannot execute {}", self.text()))
+    }
+
+    fn cr(&mut self, n: u8) -> Result<u64, CannotEmulate> {
+        self.vcpu.read_cr(n).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    fn fpu(&mut self) -> Result<&mut FpuState, CannotEmulate> {
+        if self.fpu.is_none() {
+            let area = self.vcpu.xsave_area().map_err(|e| CannotEmulate(e.to_string()))?;
+            let mut s = FpuState::default();
+            img::xrstor(&mut s, true, XCR0_SUPPORTED, 0, u64::MAX, false, &area)
+                .map_err(|e| CannotEmulate(format!("the vCPU's XSAVE area is refused: {e:?}")))?;
+            self.fpu = Some((s, s));
+        }
+        match self.fpu.as_mut() {
+            Some((_, now)) => Ok(now),
+            None => Err(CannotEmulate("no x87/SSE state".into())),
+        }
     }
 
     /// Each element a string instruction moves is copied bytes.
@@ -336,6 +366,7 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         wrap32: !long,
         bits,
         instruction,
+        fpu: None,
         done: Emulated::default(),
     };
     let result = (|| {
@@ -354,6 +385,11 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         Ok(()) => {
             e.regs.rflags = (e.regs.rflags & !rflags::STATUS) | e.flags.bits();
             e.vcpu.set_regs(&e.regs)?;
+            if let Some((_, now)) = e.fpu.filter(|(read, now)| read != now) {
+                let mut area = [0u8; exitlab_hv::XSAVE_AREA];
+                img::xsave(&now, SaveOp::Xsave, true, XCR0_SUPPORTED, u64::MAX, &mut area);
+                e.vcpu.set_xsave_area(&area)?;
+            }
             Ok(Ok(e.done))
         }
         Err(err) => Ok(Err(err)),

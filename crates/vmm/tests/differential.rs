@@ -30,6 +30,9 @@ use exitlab_vmm::{run_image_with, Access, GuestError, Outcome, RunOptions, RunRe
 use iced_x86::code_asm::*;
 use proptest::prelude::*;
 
+#[path = "differential/fp.rs"]
+mod fp;
+
 fn kvm(img: &Image) -> Option<KvmVm> {
     match KvmVm::new(&exitlab_kvm::device_path(), img.memory_size) {
         Ok(vm) => Some(vm),

@@ -204,3 +204,39 @@ mod hostile {
         assert_eq!(outcome.after.rip, CODE + 2);
     }
 }
+
+#[test]
+fn sse_and_mmx_moves_through_mmio_reach_the_device_and_the_registers() {
+    let (lo, hi) = (0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888u64);
+    let r = run(|a| {
+        a.mov(rax, lo)?;
+        a.movq(xmm0, rax)?;
+        a.mov(rax, hi)?;
+        a.pinsrq(xmm0, rax, 1)?;
+        // 16 bytes out: the scratch register sees the low then the high
+        // quadword and keeps the last.
+        a.movdqu(xmmword_ptr(rdi), xmm0)?;
+        // 16 bytes in: both halves read the one register.
+        a.movaps(xmm1, xmmword_ptr(rdi))?;
+        a.movq(r8, xmm1)?;
+        a.pextrq(r9, xmm1, 1)?;
+        // MMX MOVQ both ways, MOVD in.
+        a.mov(rax, lo)?;
+        a.movq(mm2, rax)?;
+        a.movq(qword_ptr(rdi), mm2)?;
+        a.movq(mm3, qword_ptr(rdi))?;
+        a.movq(r10, mm3)?;
+        a.movd(xmm4, dword_ptr(rdi))?;
+        a.movq(r11, xmm4)?;
+        a.emms()?;
+        a.xor(eax, eax) // the exit status
+    });
+    assert_eq!(r.outcome, Outcome::Exited { status: 0 });
+    assert_eq!((r.regs.gpr[8], r.regs.gpr[9]), (hi, hi));
+    assert_eq!((r.regs.gpr[10], r.regs.gpr[11]), (lo, lo & 0xffff_ffff));
+    // One exit per instruction, emulated whole: 16-byte accesses are two
+    // device operations.
+    let mmio = &r.accountant.all().reasons[&ExitReason::EptMisconfig];
+    assert_eq!((mmio.samples, mmio.work.device_ops), (5, 2 + 2 + 1 + 1 + 1));
+    assert_eq!((scratch(&r).writes(), scratch(&r).reads()), (3, 4));
+}

@@ -1,5 +1,5 @@
 //! Bit and byte instructions (SDM Vol. 1 5.1.6; Vol. 2 "BT", "BTS", "BTR",
-//! "BTC", "BSF", "BSR", "SETcc", "POPCNT", "TZCNT", "LZCNT"). Flags the SDM
+//! "BTC", "BSF", "BSR", "SETcc", "POPCNT", "TZCNT", "LZCNT", "CRC32"). Flags the SDM
 //! leaves undefined are kept, as Intel cores keep them.
 
 use crate::cpu::Cpu;
@@ -97,5 +97,17 @@ pub fn count<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 pub fn setcc<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let v = c.flags().cond(Cond(op.cc)) as u64;
     put(c, &op.a, 1, v)?;
+    next(c, op)
+}
+
+/// CRC32 r32/r64, r/m8..r/m64 (SSE4.2): the destination's low 32 bits
+/// continued over the source's bytes as CRC-32C ([`crate::fp::sse_str::crc32c`]),
+/// zero-extended; no flag changes.
+#[inline(never)]
+pub fn crc32<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let data = get(c, &op.b, op.size2)?;
+    let crc = get(c, &op.a, 4)? as u32;
+    let r = crate::fp::sse_str::crc32c(crc, data, usize::from(op.size2));
+    put(c, &op.a, op.size, u64::from(r))?;
     next(c, op)
 }

@@ -19,6 +19,7 @@
 //! instruction stops before it commits anything the restart would redo:
 //! registers are written after the last access that can fail.
 
+use crate::fp::xsave::FpuState;
 use crate::op::{Op, Seg};
 use crate::{Flags, Size};
 use exitlab_arch::{DescriptorTable, Segment};
@@ -59,6 +60,11 @@ impl Exception {
     /// #TS with `code`.
     pub const fn ts(code: u32) -> Exception {
         Exception { vector: exitlab_arch::vector::TS, error_code: Some(code) }
+    }
+
+    /// A fault without an error code: #NM, #MF, #XM.
+    pub const fn fault(vector: u8) -> Exception {
+        Exception { vector, error_code: None }
     }
 }
 
@@ -185,6 +191,43 @@ pub trait Cpu {
     /// Stops at an instruction (or operand form) this implementation does
     /// not model.
     fn unsupported(&mut self) -> Self::Stop;
+
+    /// Checks that `len` bytes at `offset` in `seg` can be written
+    /// (translation and permissions) without writing them, before a store
+    /// made of several writes (a 16-byte vector, an 80-bit float, a save
+    /// area), so that a fault leaves memory untouched. The default has
+    /// nothing to check: an implementation whose writes cannot fault part
+    /// of the way.
+    fn check_write(&mut self, _seg: Seg, _offset: u64, _len: usize) -> Result<(), Self::Stop> {
+        Ok(())
+    }
+
+    // ---- x87, MMX and SSE state (SDM Vol. 1 ch. 8-13) ----
+
+    /// The x87 and MMX registers, the XMM registers, MXCSR and XINUSE, for
+    /// the executor to read and change (it changes them after the last
+    /// access that can fail).
+    fn fpu(&mut self) -> Result<&mut FpuState, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// XCR0, the enabled XSAVE state components (SDM Vol. 1 13.3).
+    fn xcr0(&mut self) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// XSETBV of an XCR0 value the executor has checked.
+    fn set_xcr0(&mut self, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// A waiting x87 or MMX instruction found an unmasked x87 exception
+    /// pending with CR0.NE clear: the processor asserts FERR# and the
+    /// platform decides what follows (SDM Vol. 1 8.7, D.2.1). `Ok` lets
+    /// the instruction run (IGNNE# asserted).
+    fn ferr(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
 
     // ---- Hooks: instruction bookkeeping ----
 

@@ -11,8 +11,8 @@
 use crate::cpu::{Cpu, Exception};
 use crate::op::{Kind, Mem, Op, Opnd};
 use crate::{
-    arith, bits, control, far, fastcall, flag_control, interrupt, io, legacy, mask, mov, muldiv, segment, shift, stack,
-    string, system, tsx, Size,
+    arith, bits, control, far, fastcall, flag_control, interrupt, io, legacy, mask, mov, muldiv, segment, shift, sse,
+    stack, string, system, tsx, x87, xsave, Size,
 };
 
 /// Executes `op` at the current RIP.
@@ -115,6 +115,11 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Xend => tsx::xend(c, op),
         Xabort => tsx::xabort(c, op),
         Xtest => tsx::xtest(c, op),
+        Cmpxchg8b => mov::cmpxchg8b(c, op),
+        Crc32 => bits::crc32(c, op),
+        Sse(v) => sse::sse(c, op, v),
+        X87(x) => x87::x87(c, op, x),
+        FpState(s) => xsave::state(c, op, s),
         Unsupported => Err(c.unsupported()),
     }
 }
@@ -176,7 +181,7 @@ pub fn get<C: Cpu>(c: &mut C, o: &Opnd, size: Size) -> Result<u64, C::Stop> {
             let off = offset(c, m);
             c.read(m.seg, off, size)
         }
-        Opnd::None => Err(c.unsupported()),
+        Opnd::None | Opnd::Xmm(_) | Opnd::Mm(_) | Opnd::St(_) => Err(c.unsupported()),
     }
 }
 
@@ -197,7 +202,7 @@ pub fn put<C: Cpu>(c: &mut C, o: &Opnd, size: Size, v: u64) -> Result<(), C::Sto
             let off = offset(c, m);
             c.write(m.seg, off, size, v)
         }
-        Opnd::Imm(_) | Opnd::None => Err(c.unsupported()),
+        Opnd::Imm(_) | Opnd::None | Opnd::Xmm(_) | Opnd::Mm(_) | Opnd::St(_) => Err(c.unsupported()),
     }
 }
 

@@ -11,8 +11,10 @@
 //! [`legacy`] and [`tsx`]; the system architecture of modes and
 //! segmentation has [`segment`] (descriptors, segment-register loads),
 //! [`far`] (far transfers, call gates), [`interrupt`] (event delivery and
-//! IRET in every mode) and [`fastcall`] (SYSCALL, SYSENTER and friends).
-//! Status flags are lazy ([`flags`]).
+//! IRET in every mode) and [`fastcall`] (SYSCALL, SYSENTER and friends);
+//! floating point and vectors have [`sse`] (MMX and SSE-SSE4.2), [`x87`]
+//! and [`xsave`] (the state-save instructions) over the pure semantics in
+//! [`fp`]. Status flags are lazy ([`flags`]).
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -37,6 +39,13 @@ pub mod stack;
 pub mod string;
 pub mod system;
 pub mod tsx;
+
+pub mod sse;
+pub mod x87;
+pub mod xsave;
+
+mod lower_fp;
+pub mod wide;
 
 pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, Mode, PortIo, SystemSegment};
 pub use exec::execute;

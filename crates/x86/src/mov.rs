@@ -128,10 +128,13 @@ pub fn cmpxchg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     next(c, op)
 }
 
-/// CMPXCHG8B m64 (`size` 8), CMPXCHG16B m128 (`size` 16, which must be
-/// 16-byte aligned: #GP(0)): compare rDX:rAX with the memory operand;
-/// equal, store rCX:rBX; different, load it into rDX:rAX, writing memory
-/// back unchanged. Only ZF changes.
+/// CMPXCHG8B m64 (`op.size` 8) and CMPXCHG16B m128 (16, #GP(0) unless
+/// 16-byte aligned, #UD unless advertised): compares EDX:EAX (RDX:RAX)
+/// with the operand; equal, ZF is set and ECX:EBX (RCX:RBX) is stored;
+/// otherwise ZF is cleared, the operand is loaded into EDX:EAX (RDX:RAX)
+/// and written back unchanged, as the locked cycle does. Other flags are
+/// kept. The alignment is checked on the offset: segment bases are not
+/// added (in 64-bit mode only FS and GS have one).
 #[inline(never)]
 pub fn cmpxchg8b<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let m = memory(c, &op.a)?;
@@ -141,9 +144,9 @@ pub fn cmpxchg8b<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         let e = if c.has(Feature::Cx16) { Exception::gp(0) } else { Exception::ud() };
         return Err(c.exception(e));
     }
+    c.check_write(m.seg, at, usize::from(op.size))?;
     let hi_at = at.wrapping_add(u64::from(half)) & crate::mask(m.asize);
-    let lo = c.read(m.seg, at, half)?;
-    let hi = c.read(m.seg, hi_at, half)?;
+    let (lo, hi) = (c.read(m.seg, at, half)?, c.read(m.seg, hi_at, half)?);
     let equal = lo == reg(c, RAX, half) && hi == reg(c, RDX, half);
     let (new_lo, new_hi) = if equal { (reg(c, RBX, half), reg(c, RCX, half)) } else { (lo, hi) };
     c.write(m.seg, at, half, new_lo)?;

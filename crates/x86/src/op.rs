@@ -7,6 +7,9 @@
 //! Lowering does not price: the simulator's cost model prices ops where it
 //! builds blocks.
 
+use crate::sse::SseOp;
+use crate::x87::X87Op;
+use crate::xsave::StateOp;
 use iced_x86::{Code, CodeSize, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 /// What an op does. Names follow the SDM mnemonics; where one name covers
@@ -183,6 +186,14 @@ pub enum Kind {
     Movbe,
     /// CLFLUSH, CLFLUSHOPT.
     Clflush,
+    /// CRC32 (SSE4.2, on general registers).
+    Crc32,
+    /// An MMX or SSE-SSE4.2 instruction (crate::sse).
+    Sse(SseOp),
+    /// An x87 instruction (crate::x87).
+    X87(X87Op),
+    /// FXSAVE/FXRSTOR, the XSAVE family, XGETBV, XSETBV (crate::xsave).
+    FpState(StateOp),
     /// Decoded by iced but not modelled: the run stops with a report.
     Unsupported,
 }
@@ -244,6 +255,12 @@ pub enum Opnd {
     RegHi(u8),
     Imm(u64),
     Mem(Mem),
+    /// XMM register (0-15).
+    Xmm(u8),
+    /// MMX register (MM0-MM7: physical x87 register R0-R7).
+    Mm(u8),
+    /// x87 stack register ST(i).
+    St(u8),
 }
 
 /// REP prefix of a string op.
@@ -331,7 +348,7 @@ impl Op {
     }
 }
 
-fn gpr(r: Register) -> Option<Opnd> {
+pub(crate) fn gpr(r: Register) -> Option<Opnd> {
     if matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
         return Some(Opnd::RegHi((r as u32 - Register::AH as u32) as u8));
     }
@@ -351,7 +368,7 @@ fn reg_num(r: Register) -> u8 {
     (full as u32 - Register::RAX as u32) as u8
 }
 
-fn mem(i: &Instruction) -> Option<Opnd> {
+pub(crate) fn mem(i: &Instruction) -> Option<Opnd> {
     let base = i.memory_base();
     let index = i.memory_index();
     let ok =
@@ -394,7 +411,7 @@ fn code_bytes(i: &Instruction) -> u8 {
     }
 }
 
-fn seg(r: Register) -> Seg {
+pub(crate) fn seg(r: Register) -> Seg {
     match r {
         Register::ES => Seg::Es,
         Register::CS => Seg::Cs,
@@ -461,7 +478,7 @@ fn cond(i: &Instruction) -> u8 {
 }
 
 /// Size in bytes of operand `n` (register or memory).
-fn op_size(i: &Instruction, n: u32) -> u8 {
+pub(crate) fn op_size(i: &Instruction, n: u32) -> u8 {
     match i.op_kind(n) {
         OpKind::Register => i.op_register(n).size() as u8,
         OpKind::Memory => i.memory_size().size() as u8,
@@ -523,6 +540,9 @@ pub fn lower(i: &Instruction) -> Op {
     };
     if i.code() == Code::INVALID {
         return Op { kind: Kind::Ud, ..op };
+    }
+    if let Some(fp) = crate::lower_fp::lower(i, op) {
+        return fp;
     }
     let Some(kind) = kind(i) else { return op };
     let n = i.op_count();
@@ -640,7 +660,16 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Loop => Loop,
         Mnemonic::Loope => Loope,
         Mnemonic::Loopne => Loopne,
+        Mnemonic::Movnti => Mov,
+        Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b => Cmpxchg8b,
+        Mnemonic::Crc32 => Crc32,
         Mnemonic::Nop
+        | Mnemonic::Prefetch
+        | Mnemonic::Prefetchnta
+        | Mnemonic::Prefetcht0
+        | Mnemonic::Prefetcht1
+        | Mnemonic::Prefetcht2
+        | Mnemonic::Prefetchw
         | Mnemonic::Pause
         | Mnemonic::Lfence
         | Mnemonic::Sfence
@@ -1012,7 +1041,8 @@ mod tests {
     fn invalid_and_unmodelled() {
         assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
         assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
-        assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Unsupported); // addps
+        assert_eq!(lower_bytes(&[0xc5, 0xf0, 0x58, 0xc2]).kind, Kind::Unsupported);
+        // vaddps: no AVX
     }
 
     #[test]

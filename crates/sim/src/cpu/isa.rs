@@ -11,6 +11,7 @@ use crate::cost;
 use exitlab_arch::bits::cr0;
 use exitlab_arch::{CrAccessQual, DescriptorTable, IoQual, Segment};
 use exitlab_hv::{IoExit, VmExit};
+use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::op::REP_NONE;
 use exitlab_x86::{
     Cpu, DescriptorTableKind, Exception, Feature, Flags, Mode, Op, Opnd, PortIo, Seg, Size, SystemSegment,
@@ -161,6 +162,51 @@ impl Cpu for Running<'_> {
         self.store(lin, size, v)
     }
 
+    /// Translates every page of a store that crosses pages, so a fault in
+    /// a later page is raised before the first one is written; a store
+    /// within one page needs nothing (its first write is the check). The
+    /// segment's limit is checked at both ends (a segment is contiguous).
+    fn check_write(&mut self, seg: Seg, offset: u64, len: usize) -> Result<(), Stop> {
+        let lin = self.linear(seg, offset, 1, true)?;
+        let end = offset.wrapping_add(len.max(1) as u64 - 1);
+        let last = self.linear(seg, end, 1, true)?;
+        if lin >> 12 == last >> 12 {
+            return Ok(());
+        }
+        let user = self.core.cpl() == 3;
+        self.translate(lin, Access::Write, user)?;
+        let mut page = lin & !0xfff;
+        while page != last & !0xfff {
+            page = page.wrapping_add(0x1000);
+            self.translate(page, Access::Write, user)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn fpu(&mut self) -> Result<&mut FpuState, Stop> {
+        Ok(&mut self.core.fpu)
+    }
+
+    fn xcr0(&mut self) -> Result<u64, Stop> {
+        Ok(self.core.xcr0)
+    }
+
+    /// XSETBV completes in the CPU (VT-x would exit unconditionally: SDM
+    /// Vol. 3C 26.1.2; no VMM handler exists for it yet, so the simulated
+    /// CPU does what KVM's handler does, loading XCR0).
+    fn set_xcr0(&mut self, value: u64) -> Result<(), Stop> {
+        self.core.xcr0 = value;
+        Ok(())
+    }
+
+    /// FERR# with CR0.NE clear: the simulated machine has no IRQ 13 path
+    /// (the PC platform's chipset would raise it), so the run stops with
+    /// the instruction reported as not modelled.
+    fn ferr(&mut self) -> Result<(), Stop> {
+        Err(Stop::Unsupported)
+    }
+
     #[cold]
     fn exception(&mut self, e: Exception) -> Stop {
         let ev = match e.error_code {
@@ -290,7 +336,10 @@ impl Cpu for Running<'_> {
     fn has(&self, feature: Feature) -> bool {
         match feature {
             Feature::Rtm => self.core.rtm,
-            Feature::FsGsBase | Feature::Movbe | Feature::Clflush | Feature::Clflushopt | Feature::Cx16 => false,
+            // CMPXCHG16B is part of the x86-64-v2 level the VMM's CPUID
+            // advertises (crates/vmm/src/cpuid.rs).
+            Feature::Cx16 => true,
+            Feature::FsGsBase | Feature::Movbe | Feature::Clflush | Feature::Clflushopt => false,
         }
     }
 

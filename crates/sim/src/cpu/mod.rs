@@ -17,6 +17,7 @@ use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
 use exitlab_hv::{ExitInfo, Injection, MmioExit, ShadowFlags, VmExit};
+use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::Flags;
 use std::collections::HashMap;
 
@@ -138,6 +139,10 @@ pub struct Core {
     pub pat: u64,
     pub tsc_aux: u64,
     pub apic_base: u64,
+    /// The x87, MMX and SSE registers, MXCSR and XINUSE.
+    pub fpu: FpuState,
+    /// XCR0: the enabled XSAVE state components (x87 always; SSE).
+    pub xcr0: u64,
     pub apic: Apic,
     pub tlb: Tlb,
     /// The hardware profile's prices.
@@ -221,6 +226,9 @@ impl Core {
             pat: 0x0007_0406_0007_0406,
             tsc_aux: 0,
             apic_base: exitlab_arch::bits::apic::DEFAULT_BASE | 1 << 11 | u64::from(id == 0) << 8,
+            // FNINIT's x87 state and MXCSR 1F80H, as KVM gives a new vCPU.
+            fpu: FpuState::default(),
+            xcr0: 1,
             apic: Apic::new(id, costs.clock.hz),
             costs,
             tlb: Tlb::default(),
@@ -307,6 +315,8 @@ impl Core {
             0x277 => self.pat,
             0xc000_0103 => self.tsc_aux,
             0x1a0 => 1, // IA32_MISC_ENABLE: fast strings
+            // IA32_XSS: no supervisor state component is supported.
+            0xda0 => 0,
             _ => return None,
         })
     }
@@ -354,6 +364,7 @@ impl Core {
             msr::IA32_TSC_DEADLINE => self.apic.set_tsc_deadline(v, self.cycles),
             0x277 => self.pat = v,
             0xc000_0103 => self.tsc_aux = v & 0xffff_ffff,
+            0xda0 if v == 0 => {}
             _ => return false,
         }
         true

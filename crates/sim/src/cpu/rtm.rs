@@ -1,5 +1,6 @@
 //! Restricted transactional memory (Intel TSX RTM, SDM vol. 1 ch. 16):
-//! XBEGIN saves the registers and from then on every guest write logs the
+//! XBEGIN saves the registers (the x87, MMX and SSE state with them) and
+//! from then on every guest write logs the
 //! bytes it overwrites; XEND commits by dropping the log; an abort writes
 //! the log back, restores the registers, and resumes at XBEGIN's fallback
 //! with the abort status in EAX. An exit, interrupt or exception inside a
@@ -14,6 +15,7 @@
 use super::event::{Event, EventKind};
 use super::{Flags, Running, Stop};
 use exitlab_arch::vector;
+use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::tsx::status;
 use std::collections::HashSet;
 
@@ -33,6 +35,9 @@ pub struct Transaction {
     gpr: [u64; 16],
     flags: Flags,
     rflags_rest: u64,
+    /// The x87/MMX/SSE registers, MXCSR and XINUSE: an abort restores all
+    /// architectural register state (SDM Vol. 1 16.3.8).
+    fpu: FpuState,
     depth: u8,
     /// (physical address, overwritten bytes, length), in write order.
     undo: Vec<(u64, u64, u8)>,
@@ -58,6 +63,7 @@ impl Running<'_> {
             gpr: self.core.gpr,
             flags: self.core.flags,
             rflags_rest: self.core.rflags_rest,
+            fpu: self.core.fpu,
             depth: 1,
             undo: Vec::new(),
             lines: HashSet::new(),
@@ -118,6 +124,7 @@ impl Running<'_> {
         self.core.gpr[0] = u64::from(status);
         self.core.flags = tx.flags;
         self.core.rflags_rest = tx.rflags_rest;
+        self.core.fpu = tx.fpu;
         self.core.rip = tx.fallback;
         self.core.halted = false;
         self.core.stats.tx_aborts += 1;

@@ -157,6 +157,14 @@ impl F80 {
 pub struct Cw(pub u16);
 
 impl Cw {
+    /// A loaded control word as the FPU keeps it: bit 6 reads as 1, bits 7
+    /// and 13-15 as 0 (SDM Vol. 1 Figure 8-6 calls them reserved; silicon's
+    /// values after FLDCW, FLDENV and FRSTOR, crates/vmm/tests/
+    /// differential/fp.rs).
+    pub const fn stored(v: u16) -> u16 {
+        (v & 0x1f3f) | 0x40
+    }
+
     /// The exception masks.
     #[inline]
     pub const fn masks(self) -> Exc {
@@ -710,22 +718,24 @@ pub fn xtract(a: F80) -> (F80, F80, Exc) {
 /// most 63 exponent bits are reduced per execution: a larger difference
 /// gives a partial remainder with C2 set, to be run again. Returns the
 /// result, its status bits (C2 incomplete; otherwise C0, C3, C1 = quotient
-/// bits 2, 1, 0) and the exceptions.
-pub fn prem(a: F80, b: F80, ieee: bool) -> (F80, u16, Exc) {
+/// bits 2, 1, 0), or `None` when there is no quotient (a NaN, unsupported
+/// or invalid operand: silicon then clears C1 and C2 and leaves C0 and C3,
+/// crates/vmm/tests/differential/fp.rs), and the exceptions.
+pub fn prem(a: F80, b: F80, ieee: bool) -> (F80, Option<u16>, Exc) {
     let de = match specials(a, b) {
         Ok(e) => e,
-        Err(o) => return (o.v, 0, o.exc),
+        Err(o) => return (o.v, None, o.exc),
     };
     let (ca, cb) = (a.class(), b.class());
     if ca == Class80::Inf || cb == Class80::Zero {
-        return (F80::INDEFINITE, 0, Exc::IE);
+        return (F80::INDEFINITE, None, Exc::IE);
     }
     if ca == Class80::Zero {
-        return (a, 0, de);
+        return (a, Some(0), de);
     }
     if cb == Class80::Inf {
         // A pseudo-denormal comes back normalized.
-        return (F80::from_unpacked(a.unpack()), 0, de);
+        return (F80::from_unpacked(a.unpack()), Some(0), de);
     }
     let (ua, ub) = (a.unpack(), b.unpack());
     let d = ua.exp - ub.exp;
@@ -742,7 +752,7 @@ pub fn prem(a: F80, b: F80, ieee: bool) -> (F80, u16, Exc) {
         } else {
             F80::from_unpacked(Unpacked::from_int(a.sign(), r, ub.exp - 63 + shift))
         };
-        return (out, 0x400, de);
+        return (out, Some(0x400), de);
     }
     // a = ma·2^(ea−63), b = mb·2^(eb−63).
     let (mut q, mut r, scale, mut sign) =
@@ -759,7 +769,7 @@ pub fn prem(a: F80, b: F80, ieee: bool) -> (F80, u16, Exc) {
     let out =
         if r == 0 { F80::ZERO.with_sign(a.sign()) } else { F80::from_unpacked(Unpacked::from_int(sign, r, scale)) };
     let cc = ((q & 4 != 0) as u16) << 8 | ((q & 2 != 0) as u16) << 14 | ((q & 1 != 0) as u16) << 9;
-    (out, cc, de)
+    (out, Some(cc), de)
 }
 
 /// The constants of FLD1, FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2 and FLDZ.
@@ -895,9 +905,10 @@ impl X87 {
     }
 
     /// FLDCW: the new control word; ES and B follow whether a set flag is
-    /// now unmasked.
+    /// now unmasked. The reserved bits read as silicon keeps them: bit 6
+    /// set, bits 7 and 13-15 clear ([`Cw::stored`]).
     pub fn fldcw(&mut self, v: u16) {
-        self.cw = v;
+        self.cw = Cw::stored(v);
         self.update_es();
     }
 
@@ -975,10 +986,14 @@ impl X87 {
     /// only the pre-computation flags are recorded).
     pub fn signal(&mut self, exc: Exc) -> bool {
         // An unmasked pre-computation exception stops the instruction
-        // before any result exists: only those flags are set.
+        // before any result exists: only those flags are set, and C1 is
+        // cleared (silicon: crates/vmm/tests/differential/fp.rs).
         let pre = exc.and(Exc::PRE);
         let go = !Cw(self.cw).unmasked(pre);
         self.sw |= if go { exc.0 } else { pre.0 } as u16;
+        if !go {
+            self.set_c1(false);
+        }
         self.update_es();
         go
     }
@@ -986,9 +1001,10 @@ impl X87 {
     /// A stack fault (SDM Vol. 1 §8.5.1.1): IE and SF, C1 = `overflow`.
     /// Returns whether the masked response (the indefinite) applies.
     pub fn stack_fault(&mut self, overflow: bool) -> bool {
-        self.set_c1(overflow);
         self.sw |= sw::SF;
-        self.signal(Exc::IE)
+        let go = self.signal(Exc::IE);
+        self.set_c1(overflow);
+        go
     }
 
     /// FLD/FILD/FBLD/FLDconst: pushes `v` (`exc` from its conversion, e.g.
@@ -1015,12 +1031,14 @@ impl X87 {
     /// IE, a denormal raising DE (and loaded even when DE is unmasked).
     pub fn fld_ieee(&mut self, f: &round::Ieee, bits: u64) {
         let (v, den) = from_ieee(f, bits);
+        let full = self.valid & (1 << ((self.top + 7) & 7)) != 0;
         if v.class() == Class80::SNan {
             self.push(v, Exc::IE);
         } else {
-            // Silicon loads a denormal even with DE unmasked.
+            // Silicon loads a denormal even with DE unmasked; a stack
+            // overflow reports no DE (crates/vmm/tests/differential/fp.rs).
             self.push(v, Exc::NONE);
-            if den {
+            if den && !full {
                 self.sw |= Exc::DE.0 as u16;
                 self.update_es();
             }
@@ -1031,8 +1049,11 @@ impl X87 {
     /// empty ST(i) is a stack underflow that pushes the indefinite).
     pub fn fld_st(&mut self, i: usize) {
         if self.is_empty(i) {
+            // One stack fault: the masked response pushes over a full
+            // ST(7) without a second (overflow) fault (silicon:
+            // crates/vmm/tests/differential/fp.rs).
             if self.stack_fault(false) {
-                self.push(F80::INDEFINITE, Exc::NONE);
+                self.push_over(F80::INDEFINITE);
             }
             return;
         }
@@ -1159,6 +1180,8 @@ impl X87 {
         self.sw |= exc.0 as u16;
         self.update_es();
         if refused {
+            // As for a result an unmasked exception keeps ([`X87::commit`]).
+            self.set_c1(false);
             return None;
         }
         self.set_c1(c1);
@@ -1189,10 +1212,12 @@ impl X87 {
     }
 
     /// FCMOVcc ST(0), ST(i): copies ST(i) into ST(0) when `cond` (the
-    /// executor evaluates it from RFLAGS).
+    /// executor evaluates it from RFLAGS). A masked stack underflow writes
+    /// the indefinite whatever the condition (silicon:
+    /// crates/vmm/tests/differential/fp.rs).
     pub fn fcmov(&mut self, i: usize, cond: bool) {
         if self.is_empty(0) || self.is_empty(i) {
-            if self.stack_fault(false) && cond {
+            if self.stack_fault(false) {
                 self.set_st(0, F80::INDEFINITE);
             }
             return;
@@ -1248,8 +1273,13 @@ impl X87 {
         }
         // Silicon sets the condition codes (and FCOMI's RFLAGS) even when
         // the compare raises an unmasked IE or DE, but then does not pop.
-        self.set_c1(false);
+        // FCOMI leaves C1 as it was, even after an unmasked exception
+        // (silicon, against the SDM's "set to 0":
+        // crates/vmm/tests/differential/fp.rs); FCOM's condition codes
+        // clear it.
+        let c1 = self.sw & sw::C1;
         let go = self.signal(c.exc);
+        self.sw = (self.sw & !sw::C1) | c1;
         (c, go)
     }
 
@@ -1260,10 +1290,19 @@ impl X87 {
         self.sw = (self.sw & !sw::CC) | cc;
     }
 
-    /// FFREE ST(i): marks it empty.
+    /// FFREE ST(i): marks it empty, C1 cleared (the SDM leaves the
+    /// condition codes undefined; silicon clears C1:
+    /// crates/vmm/tests/differential/fp.rs).
     pub fn ffree(&mut self, i: usize) {
         let p = self.phys(i);
         self.valid &= !(1 << p);
+        self.set_c1(false);
+    }
+
+    /// FFREEP ST(i) (undocumented, DF C0+i): FFREE, then a pop.
+    pub fn ffreep(&mut self, i: usize) {
+        self.ffree(i);
+        self.pop();
     }
 
     /// FINCSTP (`by` 1) / FDECSTP (7): rotates TOP, C1 cleared.
@@ -1291,8 +1330,10 @@ impl X87 {
         self.regs[i & 7] = F80 { se: 0xffff, sig: v };
     }
 
-    /// EMMS: every tag empty.
+    /// EMMS: every tag empty, and TOP = 0 as for every MMX instruction
+    /// (silicon: crates/vmm/tests/differential/fp.rs).
     pub fn emms(&mut self) {
+        self.top = 0;
         self.valid = 0;
     }
 
@@ -1348,17 +1389,34 @@ impl X87 {
     /// denormal one still meets an unmasked UE with the bias-adjusted
     /// response, as silicon gives it.
     pub fn fprem(&mut self, ieee: bool) {
-        self.binary_st01(|a, b, cw| {
-            let (v, cc, exc) = prem(a, b, ieee);
-            let o = match v.class() {
-                Class80::Denormal | Class80::PseudoDenormal if !exc.contains(Exc::IE) => {
-                    let f = finish(v.unpack(), cw, 64);
-                    Out { v: f.v, exc: exc | f.exc, c1: false }
+        // Without a quotient (a stack underflow, a NaN or invalid operand,
+        // an unmasked exception) C1 and C2 clear and C0 and C3 stay, as
+        // silicon leaves them (crates/vmm/tests/differential/fp.rs).
+        let kept = self.sw & (sw::C0 | sw::C3);
+        let (a, b) = match (self.read(0), self.read(1)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(masked), _) | (_, Err(masked)) => {
+                self.sw &= !sw::C2;
+                if masked {
+                    self.set_st(0, F80::INDEFINITE);
                 }
-                _ => Out { v, exc, c1: false },
-            };
-            (o, Some(cc))
-        });
+                return;
+            }
+        };
+        let (v, cc, exc) = prem(a, b, ieee);
+        let o = match v.class() {
+            Class80::Denormal | Class80::PseudoDenormal if !exc.contains(Exc::IE) => {
+                let f = finish(v.unpack(), self.control(), 64);
+                Out { v: f.v, exc: exc | f.exc, c1: false }
+            }
+            _ => Out { v, exc, c1: false },
+        };
+        let go = self.signal(o.exc);
+        let cc = cc.filter(|_| go).unwrap_or(kept);
+        self.sw = (self.sw & !sw::CC) | cc;
+        if go {
+            self.set_st(0, o.v);
+        }
     }
 
     /// FSCALE.
@@ -1464,13 +1522,16 @@ mod tests {
     #[test]
     fn remainders() {
         let (r, cc, _) = prem(f(10.0), f(3.0), false);
+        let cc = cc.unwrap();
         assert_eq!((r, cc), (f(1.0), sw::C3 | sw::C1));
         let (r, cc, _) = prem(f(11.0), f(3.0), true);
+        let cc = cc.unwrap();
         assert_eq!(r, f(-1.0));
         assert_eq!(cc, sw::C0);
         let (r, _, _) = prem(f(5.0), f(2.0), true);
         assert_eq!(r, f(1.0));
         let (_, cc, _) = prem(f(1e300), f(3.0), false);
+        let cc = cc.unwrap();
         assert_eq!(cc & sw::C2, sw::C2);
     }
 

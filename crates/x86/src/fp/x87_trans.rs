@@ -351,6 +351,9 @@ impl X87 {
     /// (|x| ≥ 2^63: C2 set, ST(0) unchanged) and may push a second result.
     fn trig_op(&mut self, f: impl Fn(F80, Cw) -> Result<(Out, Option<F80>), Out>, pushes: bool) {
         if self.is_empty(0) || (pushes && !self.is_empty(7)) {
+            // C2 clears on a stack fault too (silicon:
+            // crates/vmm/tests/differential/fp.rs).
+            self.sw &= !super::x87::sw::C2;
             let overflow = !self.is_empty(0);
             if self.stack_fault(overflow) {
                 self.set_st(0, F80::INDEFINITE);

@@ -146,7 +146,7 @@ fn put_xmm(s: &FpuState, area: &mut [u8]) {
 
 fn get_x87(s: &mut FpuState, rex_w: bool, area: &[u8]) {
     let x = &mut s.x87;
-    x.cw = u16_at(area, 0);
+    x.cw = super::x87::Cw::stored(u16_at(area, 0));
     x.set_status_word(u16_at(area, 2));
     x.valid = area[4];
     x.fop = u16_at(area, 6) & 0x7ff;
@@ -343,7 +343,8 @@ pub fn cpuid_leaf_d(sub: u32) -> [u32; 4] {
 /// 1 Figure 8-9): 28 bytes, the upper halves of the FCW, FSW, FTW and FDS
 /// dwords all ones as silicon writes them (tests/silicon/xsave.txt), the
 /// full tag word computed from the registers. Afterwards every exception
-/// is masked, as the instruction does.
+/// is masked, as the instruction does, and so ES and B clear (silicon:
+/// crates/vmm/tests/differential/fp.rs).
 pub fn fnstenv(s: &mut FpuState) -> [u8; 28] {
     let x = &mut s.x87;
     let mut b = [0u8; 28];
@@ -355,7 +356,7 @@ pub fn fnstenv(s: &mut FpuState) -> [u8; 28] {
     b[16..20].copy_from_slice(&((s.fcs as u32) | ((x.fop as u32 & 0x7ff) << 16)).to_le_bytes());
     b[20..24].copy_from_slice(&(x.fdp as u32).to_le_bytes());
     b[24..28].copy_from_slice(&dw(s.fds));
-    x.cw |= 0x3f;
+    x.fldcw(x.cw | 0x3f);
     b
 }
 
