@@ -115,7 +115,6 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Xend => tsx::xend(c, op),
         Xabort => tsx::xabort(c, op),
         Xtest => tsx::xtest(c, op),
-        Cmpxchg8b => mov::cmpxchg8b(c, op),
         Crc32 => bits::crc32(c, op),
         Sse(v) => sse::sse(c, op, v),
         X87(x) => x87::x87(c, op, x),

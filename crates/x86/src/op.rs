@@ -661,7 +661,6 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Loope => Loope,
         Mnemonic::Loopne => Loopne,
         Mnemonic::Movnti => Mov,
-        Mnemonic::Cmpxchg8b | Mnemonic::Cmpxchg16b => Cmpxchg8b,
         Mnemonic::Crc32 => Crc32,
         Mnemonic::Nop
         | Mnemonic::Prefetch
