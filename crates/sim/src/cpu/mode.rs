@@ -140,8 +140,8 @@ impl Core {
 pub struct Refused;
 
 /// CR4 bits this core implements; the others are reserved (#GP). LA57,
-/// VMXE, SMXE, PCIDE, FSGSBASE, OSXSAVE, SMEP, SMAP and PKE name features
-/// the model lacks.
+/// VMXE, SMXE, PCIDE, FSGSBASE, SMEP, SMAP and PKE name features the
+/// model lacks; OSXSAVE enables the XSAVE family CPUID advertises.
 pub const CR4_KNOWN: u64 = cr4::VME
     | cr4::PVI
     | cr4::TSD
@@ -153,7 +153,8 @@ pub const CR4_KNOWN: u64 = cr4::VME
     | cr4::PCE
     | cr4::OSFXSR
     | cr4::OSXMMEXCPT
-    | cr4::UMIP;
+    | cr4::UMIP
+    | cr4::OSXSAVE;
 
 impl Core {
     /// The checks of a CR0 load and the EFER it leaves: bits 63:32 and PG
