@@ -95,7 +95,8 @@ struct MachineArgs {
     #[arg(long, value_name = "N")]
     max_instructions: Option<String>,
     /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
-    /// (sim backend).
+    /// (sim backend: virtual time; kvm backend: wall-clock time of the
+    /// run calls, a guest spinning inside KVM_RUN included).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
     /// Let virtio notifications exit to userspace instead of signalling
@@ -472,7 +473,11 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
             let limits = exitlab_sim::RunLimits { max_instructions, max_time_ns };
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
-        Backend::Kvm => Ok(BackendSpec::kvm(m.kvm_device.clone())),
+        Backend::Kvm => {
+            let max_time = m.max_time.as_deref().map(parse_duration).transpose()?;
+            let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
+            Ok(BackendSpec::Kvm { device, max_time: max_time.map(std::time::Duration::from_nanos) })
+        }
     }
 }
 

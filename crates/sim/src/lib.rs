@@ -12,6 +12,7 @@ pub mod apic;
 mod blocks;
 pub mod cost;
 pub mod cpu;
+pub mod devthread;
 mod host;
 mod interrupts;
 pub mod iommu;
@@ -72,7 +73,11 @@ impl SimVm {
         let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
-        let machine = Machine::new(size)?;
+        let mut machine = Machine::new(size)?;
+        let d = &profile.device_thread;
+        if d.wakeup.is_some() || d.poke.is_some() || profile.interrupt.irqfd.is_some() {
+            machine.device_thread = Some(devthread::DeviceThread::new(&profile, seed));
+        }
         Ok(SimVm {
             memory: machine.ram.memory().clone(),
             machine: Arc::new(Mutex::new(machine)),
@@ -148,7 +153,11 @@ impl Vm for SimVm {
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.machine).interrupts.push_msi(dest, vector);
+        let mut m = lock(&self.machine);
+        match m.device_thread.as_mut().and_then(|t| t.interrupt_now()) {
+            Some(at) => m.interrupts.schedule(at, Signal::Msi { dest, vector }),
+            None => m.interrupts.push_msi(dest, vector),
+        }
         Ok(())
     }
 
@@ -170,6 +179,11 @@ impl Vm for SimVm {
 impl VmxVm for SimVm {
     fn post_interrupt(&self, descriptor: u64, vector: u8, at_ns: Option<u64>) -> Result<()> {
         let mut m = lock(&self.machine);
+        let at_ns = match (m.device_thread.as_mut(), at_ns) {
+            (Some(t), Some(at)) => Some(t.timed_interrupt(at)),
+            (Some(t), None) => t.interrupt_now(),
+            (None, at) => at,
+        };
         match at_ns {
             Some(at) => m.interrupts.schedule(at, Signal::Post { descriptor, vector }),
             None => {
@@ -223,13 +237,17 @@ impl VmxVm for SimVm {
 /// Device deadlines and timed interrupts are events in virtual time.
 impl VirtualClock for SimVm {
     fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
-        lock(&self.machine).interrupts.schedule(at_ns, Signal::WakeVmm);
+        let mut m = lock(&self.machine);
+        let at = m.device_thread.as_mut().map_or(at_ns, |t| t.deadline(at_ns));
+        m.interrupts.schedule(at, Signal::WakeVmm);
         Ok(())
     }
 
     fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.machine).interrupts.schedule(at_ns, Signal::Msi { dest, vector });
+        let mut m = lock(&self.machine);
+        let at = m.device_thread.as_mut().map_or(at_ns, |t| t.timed_interrupt(at_ns));
+        m.interrupts.schedule(at, Signal::Msi { dest, vector });
         Ok(())
     }
 }
@@ -288,7 +306,16 @@ impl Vcpu for SimVcpu {
             self.core.tlb.flush();
         }
         let mut machine = lock(&self.machine);
-        Running { core: &mut self.core, machine: &mut machine }.run(&self.limits)
+        if let Some(t) = machine.device_thread.as_mut() {
+            // The wake-ups the VMM asked for since the last run delayed it.
+            t.serving(None);
+            self.core.cycles += t.take_owed();
+        }
+        let exit = Running { core: &mut self.core, machine: &mut machine }.run(&self.limits);
+        if let (Some(t), Err(HvError::Interrupted)) = (machine.device_thread.as_mut(), &exit) {
+            t.serving(Some(self.core.costs.clock.ns(self.core.cycles)));
+        }
+        exit
     }
 
     fn complete(&mut self, answer: Completion<'_>) {
