@@ -42,6 +42,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
 }
 
 mod bench;
+mod calib;
 mod sweep;
 
 #[derive(Parser)]
@@ -229,6 +230,50 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+    /// Measure this host's KVM into a hardware profile (every figure with
+    /// its machine, date, count and spread), usable at once with
+    /// --profile FILE.
+    Calibrate {
+        /// The host's backend (only kvm has anything to measure).
+        #[arg(long, value_enum, default_value = "kvm")]
+        backend: Backend,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Write the profile here (default: print it).
+        #[arg(long, value_name = "FILE.toml")]
+        out: Option<PathBuf>,
+        /// Host runs per probe; figures are their median, spreads their
+        /// standard deviation.
+        #[arg(long, value_name = "N", default_value = "5")]
+        rounds: String,
+        /// The profile's name.
+        #[arg(long, default_value = "host")]
+        name: String,
+        /// Compare with an earlier calibration: exit status 1 when a
+        /// measured figure disagrees beyond the two spreads.
+        #[arg(long, value_name = "FILE.toml")]
+        compare: Option<PathBuf>,
+    },
+    /// Run a fixed set of workloads on the simulator with a profile and on
+    /// this host's KVM: exits, time per iteration and the simulator's error.
+    Validate {
+        /// The profile to check (a calibrated one, or any).
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// The host's backend.
+        #[arg(long, value_enum, default_value = "kvm")]
+        backend: Backend,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Host runs per workload (the median is compared).
+        #[arg(long, value_name = "N", default_value = "3")]
+        rounds: String,
+        /// One JSON object with a `workloads` array instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Assemble a workload's guest image; print it or write its bytes.
     Image {
@@ -677,6 +722,12 @@ fn main() -> ExitCode {
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
+        Command::Calibrate { backend, kvm_device, out, rounds, name, compare } => {
+            calib::calibrate(backend, kvm_device, out, &rounds, &name, compare)
+        }
+        Command::Validate { profile, backend, kvm_device, rounds, json } => {
+            calib::validate(&profile, backend, kvm_device, &rounds, json)
+        }
         Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
             bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)

@@ -75,7 +75,8 @@ impl SimVm {
         })?;
         let mut machine = Machine::new(size)?;
         let d = &profile.device_thread;
-        if d.wakeup.is_some() || d.poke.is_some() || profile.interrupt.irqfd.is_some() {
+        let figures = [&d.poke, &d.poke_latency, &d.timer_latency, &profile.interrupt.irqfd];
+        if figures.iter().any(|f| f.is_some()) {
             machine.device_thread = Some(devthread::DeviceThread::new(&profile, seed));
         }
         Ok(SimVm {
@@ -148,6 +149,9 @@ impl Vm for SimVm {
         };
         let mut core = Core::new(apic_id, boot, costs);
         core.rtm = self.profile.features.tsx;
+        if let Some(late) = &self.profile.interrupt.timer_latency {
+            core.apic.set_timer_latency(late.mean().round() as u64);
+        }
         Ok(SimVcpu { id, core, machine: self.machine.clone(), limits })
     }
 
@@ -307,13 +311,13 @@ impl Vcpu for SimVcpu {
         }
         let mut machine = lock(&self.machine);
         if let Some(t) = machine.device_thread.as_mut() {
-            // The wake-ups the VMM asked for since the last run delayed it.
-            t.serving(None);
-            self.core.cycles += t.take_owed();
+            // The pokes the VMM made since the last run delayed it.
+            self.core.cycles += t.resume();
         }
         let exit = Running { core: &mut self.core, machine: &mut machine }.run(&self.limits);
-        if let (Some(t), Err(HvError::Interrupted)) = (machine.device_thread.as_mut(), &exit) {
-            t.serving(Some(self.core.costs.clock.ns(self.core.cycles)));
+        if let Some(t) = machine.device_thread.as_mut() {
+            let now = self.core.costs.clock.ns(self.core.cycles);
+            t.returned(now, matches!(exit, Err(HvError::Interrupted)));
         }
         exit
     }

@@ -144,24 +144,30 @@ pub struct Interrupts {
     /// Delivering an interrupt or exception through the IDT (in place of
     /// the modelled `cost::EVENT_DELIVERY`).
     pub delivery: Option<Figure>,
-    /// From the event that ends an idle HLT to the vCPU running again (a
-    /// host scheduling the halted vCPU thread back in).
+    /// From the interrupt that ends an idle HLT to the vCPU running again
+    /// (a host scheduling the halted vCPU thread back in).
     pub halt_wakeup: Option<Figure>,
+    /// How late the local APIC timer's interrupt comes after its deadline
+    /// (a host whose timers fire late), at its mean.
+    pub timer_latency: Option<Figure>,
     /// From a device thread raising an interrupt (an irqfd write on KVM)
     /// to the interrupt being pending at the vCPU.
     pub irqfd: Option<Figure>,
 }
 
 /// The VMM's device thread, which on a host serves device deadlines and
-/// interrupts off the vCPU thread (crates/vmm/src/iothread.rs).
+/// interrupts off the vCPU thread (crates/vmm/src/iothread.rs): the vCPU
+/// thread hands it each new deadline with an eventfd write (a poke) that
+/// wakes it; it serves what is due and sleeps on a timer for the rest.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceThread {
-    /// How late the thread serves a device deadline (its timer's wake-up).
-    pub wakeup: Option<Figure>,
-    /// What the vCPU thread spends asking the sleeping thread for a
-    /// deadline or a timed interrupt (an eventfd write that wakes it).
+    /// What the poke costs the vCPU thread.
     pub poke: Option<Figure>,
+    /// From the poke to the device thread running.
+    pub poke_latency: Option<Figure>,
+    /// How late the thread wakes for a deadline it sleeps on.
+    pub timer_latency: Option<Figure>,
 }
 
 /// The machine a calibrated profile was measured on, as its calibration
@@ -309,9 +315,11 @@ impl Profile {
             ("instruction.ring3", &self.instruction.ring3),
             ("interrupt.delivery", &self.interrupt.delivery),
             ("interrupt.halt_wakeup", &self.interrupt.halt_wakeup),
+            ("interrupt.timer_latency", &self.interrupt.timer_latency),
             ("interrupt.irqfd", &self.interrupt.irqfd),
-            ("device_thread.wakeup", &self.device_thread.wakeup),
             ("device_thread.poke", &self.device_thread.poke),
+            ("device_thread.poke_latency", &self.device_thread.poke_latency),
+            ("device_thread.timer_latency", &self.device_thread.timer_latency),
         ];
         v.extend(optional.into_iter().filter_map(|(k, f)| f.as_ref().map(|f| (k.to_string(), f))));
         v
