@@ -186,6 +186,11 @@ enum Command {
         /// host's side together, and write it as a part for `exitlab merge`.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Add this profile (e.g. one `exitlab calibrate` wrote: this host,
+        /// calibrated) beside the built-in ones in every experiment that
+        /// sweeps profiles (repeatable).
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Vec<String>,
     },
     /// Merge the parts that `run --shard` or `report --shard` wrote into
     /// the complete set, as one run without --shard would have written it.
@@ -222,9 +227,10 @@ enum Command {
     },
     /// List the hardware profiles with every figure and its source.
     Profiles {
-        /// Also show one profile file (or built-in name) in full.
+        /// Show these profiles (built-in names or files, e.g. a calibrated
+        /// one) instead of the built-in ones.
         #[arg(value_name = "NAME|FILE")]
-        profile: Option<String>,
+        profiles: Vec<String>,
     },
     /// Measure exitlab itself.
     Bench {
@@ -405,15 +411,30 @@ fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>)
     Ok(ExitCode::SUCCESS)
 }
 
-fn profiles(one: Option<&str>) -> Result<(), UsageError> {
+fn profiles(names: &[String]) -> Result<(), UsageError> {
     use exitlab_sim::profile::{Profile, BUILT_IN};
-    let list: Vec<Profile> = match one {
-        Some(p) => vec![Profile::load(p)?],
-        None => BUILT_IN.iter().map(|(name, _)| Profile::load(name)).collect::<Result<_, _>>()?,
+    let list: Vec<Profile> = if names.is_empty() {
+        BUILT_IN.iter().map(|(name, _)| Profile::load(name)).collect::<Result<_, _>>()?
+    } else {
+        names.iter().map(|n| Profile::load(n)).collect::<Result<_, _>>()?
     };
     for p in list {
         let f = p.features;
         say!("{}: {}", p.name, p.summary);
+        if let Some(h) = &p.host {
+            for (k, v) in [
+                ("cpu", &h.cpu),
+                ("kernel", &h.kernel),
+                ("kvm", &h.kvm),
+                ("date", &h.date),
+                ("scheduling", &h.scheduling),
+                ("notes", &h.notes),
+            ] {
+                if let Some(v) = v {
+                    say!("  host {k}: {v}");
+                }
+            }
+        }
         say!(
             "  features: ept={} vpid={} apicv={} posted_interrupts={} pml={} decode_assist={} tsx={}",
             f.ept,
@@ -715,13 +736,13 @@ fn main() -> ExitCode {
         Command::Run { scenario, backend, set, full, out, shard } => {
             lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full, shard, backend } => {
-            sweep::report(full, backend.as_deref(), shard.as_deref(), out).map(|_| ExitCode::SUCCESS)
+        Command::Report { out, full, shard, backend, profile } => {
+            sweep::report(full, backend.as_deref(), shard.as_deref(), out, &profile).map(|_| ExitCode::SUCCESS)
         }
         Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
-        Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
+        Command::Profiles { profiles: names } => profiles(&names).map(|_| ExitCode::SUCCESS),
         Command::Calibrate { backend, kvm_device, out, rounds, name, compare } => {
             calib::calibrate(backend, kvm_device, out, &rounds, &name, compare)
         }
