@@ -275,7 +275,7 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         kvm_device: Option<PathBuf>,
         /// Host runs per workload (the median is compared).
-        #[arg(long, value_name = "N", default_value = "3")]
+        #[arg(long, value_name = "N", default_value = "5")]
         rounds: String,
         /// One JSON object with a `workloads` array instead of the table.
         #[arg(long)]

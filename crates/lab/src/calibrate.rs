@@ -461,7 +461,7 @@ enum Got {
 /// Measures one step's figure. `p` holds the figures measured so far.
 fn step(s: &Step, p: &Profile, data: &HostData, ctx: &Ctx<'_>) -> Result<Got, String> {
     let (probe, samples) = data.probes.get(&step_label(s)).ok_or("internal error: a probe was not run")?;
-    let rounds_text = |n: usize| format!("{n} rounds x {} {} of {}", probe.iterations, probe.unit(), probe.label());
+    let rounds_text = |n: usize| format!("{n} rounds x {} {} of {}", probe.iterations, probe.unit(), probe.shape());
     let ns_per_cycle = 1e9 / p.hz() as f64;
     let per_round: Vec<f64>;
     let how: String;

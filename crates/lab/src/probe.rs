@@ -48,6 +48,15 @@ impl Probe {
         std::iter::once(self.workload.name.to_string()).chain(self.sets.iter().cloned()).collect::<Vec<_>>().join(" ")
     }
 
+    /// `workload k=v ...` without the iteration count, for sources.
+    pub fn shape(&self) -> String {
+        let count = format!("{}=", self.workload.count);
+        std::iter::once(self.workload.name.to_string())
+            .chain(self.sets.iter().filter(|s| !s.starts_with(&count)).cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// "iterations" or "packets".
     pub fn unit(&self) -> &'static str {
         if self.workload.count == "n" {
