@@ -95,6 +95,16 @@ impl Running<'_> {
     }
 
     fn run_to_exit(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        if !self.core.replay.log.is_empty() {
+            // The instruction whose access the VMM just answered completes
+            // before anything else, as KVM completes an MMIO or port access
+            // on re-entry before it injects or delivers an event. Delivered
+            // first, the handler's instructions would drop the replay and
+            // the instruction would access the device again.
+            if let Some(exit) = self.run_block(true, limits)? {
+                return Ok(exit);
+            }
+        }
         if let Some(inj) = self.core.injection.take() {
             if let Err(stop) = self.deliver(injected(inj)) {
                 if let Some(exit) = self.stopped(stop)? {
