@@ -53,16 +53,17 @@ pub fn calibrate(
     backend: Backend,
     device: Option<PathBuf>,
     out: Option<PathBuf>,
-    rounds: &str,
+    (rounds, span): (&str, &str),
     name: &str,
     against: Option<PathBuf>,
 ) -> Result<ExitCode, UsageError> {
     only_kvm("calibrate", backend)?;
     let rounds = parse_in("--rounds", rounds, 2, 50)? as usize;
+    let span = Duration::from_secs(parse_in("--span", span, 0, 3600)?);
     if name.trim().is_empty() {
         return Err(UsageError("--name: a profile needs a name".into()));
     }
-    let opts = Options { device, rounds, name: name.to_string(), limit: Duration::from_secs(30) };
+    let opts = Options { device, rounds, span, name: name.to_string(), limit: Duration::from_secs(30) };
     let c = run_calibration(&opts, &mut |line| eprintln!("{line}")).map_err(UsageError)?;
     match &out {
         Some(path) => {

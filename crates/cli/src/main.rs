@@ -252,8 +252,12 @@ enum Command {
         out: Option<PathBuf>,
         /// Host runs per probe; figures are their median, spreads their
         /// standard deviation.
-        #[arg(long, value_name = "N", default_value = "5")]
+        #[arg(long, value_name = "N", default_value = "10")]
         rounds: String,
+        /// Seconds to spread the rounds over, so that the spreads include
+        /// the host's drift (0: back to back).
+        #[arg(long, value_name = "SECONDS", default_value = "60")]
+        span: String,
         /// The profile's name.
         #[arg(long, default_value = "host")]
         name: String,
@@ -743,8 +747,8 @@ fn main() -> ExitCode {
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profiles: names } => profiles(&names).map(|_| ExitCode::SUCCESS),
-        Command::Calibrate { backend, kvm_device, out, rounds, name, compare } => {
-            calib::calibrate(backend, kvm_device, out, &rounds, &name, compare)
+        Command::Calibrate { backend, kvm_device, out, rounds, span, name, compare } => {
+            calib::calibrate(backend, kvm_device, out, (&rounds, &span), &name, compare)
         }
         Command::Validate { profile, backend, kvm_device, rounds, json } => {
             calib::validate(&profile, backend, kvm_device, &rounds, json)

@@ -45,6 +45,13 @@ pub struct Options {
     pub device: Option<PathBuf>,
     /// Host runs per probe (and per micro-probe).
     pub rounds: usize,
+    /// The time the rounds are spread over: round `r` starts no earlier
+    /// than `r / rounds` of it after the first, so that each figure's
+    /// spread sees the host's drift over that long (on a shared host, load
+    /// comes and goes over tens of seconds; rounds run back to back see
+    /// only a few seconds of it and state a spread that a calibration a
+    /// minute later falls outside of).
+    pub span: Duration,
     /// The profile's name.
     pub name: String,
     /// Wall-clock limit of one host run.
@@ -360,8 +367,14 @@ fn step_label(step: &Step) -> String {
 /// Runs every probe of [`STEPS`] on the host, each sized by a pilot run,
 /// then `rounds` rounds of all of them in turn (and of the micro-probes),
 /// so that each figure's rounds span the whole calibration and its spread
-/// includes the host's drift over it.
-fn measure_host(host: &HostRunner, rounds: usize, progress: &mut dyn FnMut(&str)) -> Result<HostData, String> {
+/// includes the host's drift over it; round `r` waits for `r / rounds` of
+/// `span` to have passed since the first.
+fn measure_host(
+    host: &HostRunner,
+    rounds: usize,
+    span: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<HostData, String> {
     let options = RunOptions::default();
     let mut sized: Vec<(String, Probe)> = Vec::new();
     for s in STEPS {
@@ -377,7 +390,10 @@ fn measure_host(host: &HostRunner, rounds: usize, progress: &mut dyn FnMut(&str)
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); sized.len()];
     let mut threads = Vec::new();
+    let first = Instant::now();
     for r in 0..rounds {
+        let due = span.mul_f64(r as f64 / rounds as f64);
+        std::thread::sleep(due.saturating_sub(first.elapsed()));
         progress(&format!("  round {} of {rounds}", r + 1));
         for ((_, probe), out) in sized.iter().zip(&mut samples) {
             out.push(host.run(probe, &options)?);
@@ -539,7 +555,7 @@ pub fn calibrate(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Calib
     let rounds = opts.rounds.max(1);
     let started = Instant::now();
     progress(&format!("calibrating on {} ({}), TSC {} kHz", host.cpu, host.kvm, tsc_hz / 1000));
-    let data = measure_host(&host_runner, rounds, progress)?;
+    let data = measure_host(&host_runner, rounds, opts.span, progress)?;
     let mut figures = Vec::new();
     let mut not_measured: Vec<String> = FOLDED.iter().map(|(k, why)| format!("{k} ({why})")).collect();
     let mut p = base(&opts.name, &host, tsc_hz, "");
@@ -593,9 +609,10 @@ pub fn calibrate(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Calib
             format!("; not measured on this host: {}", not_measured.join("; "))
         };
         h.notes = Some(format!(
-            "exitlab {} calibrate, {} rounds per probe, {:.0} s{missing}",
+            "exitlab {} calibrate, {} rounds per probe spread over {} s, {:.0} s{missing}",
             env!("CARGO_PKG_VERSION"),
             rounds,
+            opts.span.as_secs(),
             started.elapsed().as_secs_f64()
         ));
     }

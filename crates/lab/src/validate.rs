@@ -5,7 +5,8 @@
 //! cannot follow the host, the row says why.
 //!
 //! The host runs as `calibrate`'s do (real-time scheduling, a wall-clock
-//! limit, the median of `rounds` fresh VMs). virtio-net's notifications
+//! limit, the median of `rounds` fresh VMs, round by round through the
+//! whole set). virtio-net's notifications
 //! exit to userspace on the host here (no ioeventfd): the simulator has no
 //! in-kernel eventfd path, every notification is an MMIO exit there.
 
@@ -175,23 +176,34 @@ fn note(sim: &Sample, host: &Sample) -> String {
     parts.join("; ")
 }
 
-/// Compares `c` on the simulator (seed 0) and on the host.
-fn row(c: &Case, profile: &Profile, host: &HostRunner, rounds: usize) -> Result<Row, String> {
-    let sets: Vec<String> = c.sets.iter().map(|s| s.to_string()).collect();
-    let probe = Probe::new(c.workload, &sets)?;
-    let sim = run(&sim_spec(profile), &probe, &RunOptions::default());
-    let options = RunOptions {
-        fast_path: FastPath { ioeventfd: !c.trapped_notify, ..FastPath::default() },
-        ..RunOptions::default()
-    };
-    let mut ok: Vec<Sample> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
-    for _ in 0..rounds {
-        match host.run(&probe, &options) {
-            Ok(s) => ok.push(s),
-            Err(e) => failed.push(e),
+impl Case {
+    fn probe(&self) -> Result<Probe, String> {
+        let sets: Vec<String> = self.sets.iter().map(|s| s.to_string()).collect();
+        Probe::new(self.workload, &sets)
+    }
+
+    /// How the host runs it.
+    fn host_options(&self) -> RunOptions {
+        RunOptions {
+            fast_path: FastPath { ioeventfd: !self.trapped_notify, ..FastPath::default() },
+            ..RunOptions::default()
         }
     }
+}
+
+/// A case's host rounds: the samples of those that ran, the errors of
+/// those that did not.
+#[derive(Default)]
+struct HostRounds {
+    ok: Vec<Sample>,
+    failed: Vec<String>,
+}
+
+/// Compares `c` on the simulator (seed 0) with its host rounds `host`.
+fn row(c: &Case, profile: &Profile, host: HostRounds, rounds: usize) -> Result<Row, String> {
+    let probe = c.probe()?;
+    let sim = run(&sim_spec(profile), &probe, &RunOptions::default());
+    let HostRounds { mut ok, failed } = host;
     ok.sort_by(|a, b| a.ns_per_iteration().total_cmp(&b.ns_per_iteration()));
     let median = ok.get(ok.len().saturating_sub(1) / 2).cloned();
     let mut notes = Vec::new();
@@ -246,10 +258,24 @@ pub fn validate(
     let host = HostRunner::new(device, limit);
     host.check()?;
     let rounds = rounds.max(1);
+    // Round by round through the whole set, as calibrate does, so that a
+    // burst of load on a shared host touches one round of every workload
+    // instead of every round of one.
+    let probes = CASES.iter().map(Case::probe).collect::<Result<Vec<_>, _>>()?;
+    let mut runs: Vec<HostRounds> = CASES.iter().map(|_| HostRounds::default()).collect();
+    for r in 0..rounds {
+        progress(&format!("  host round {} of {rounds}", r + 1));
+        for ((c, probe), out) in CASES.iter().zip(&probes).zip(&mut runs) {
+            match host.run(probe, &c.host_options()) {
+                Ok(s) => out.ok.push(s),
+                Err(e) => out.failed.push(e),
+            }
+        }
+    }
     let mut workloads = Vec::new();
-    for c in CASES {
-        progress(&format!("  {} ({rounds} host rounds)", c.name));
-        workloads.push(row(c, profile, &host, rounds)?);
+    for (c, h) in CASES.iter().zip(runs) {
+        progress(&format!("  {} on the simulator", c.name));
+        workloads.push(row(c, profile, h, rounds)?);
     }
     let mut errors: Vec<f64> = workloads.iter().filter_map(|r| r.error_pct.map(f64::abs)).collect();
     errors.sort_by(f64::total_cmp);
