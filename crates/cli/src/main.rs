@@ -250,8 +250,8 @@ enum Command {
         /// Write the profile here (default: print it).
         #[arg(long, value_name = "FILE.toml")]
         out: Option<PathBuf>,
-        /// Host runs per probe; figures are their median, spreads their
-        /// standard deviation.
+        /// Host runs per probe; figures are their median, spreads 1.4826 x
+        /// their median absolute deviation.
         #[arg(long, value_name = "N", default_value = "10")]
         rounds: String,
         /// Seconds to spread the rounds over, so that the spreads include

@@ -29,6 +29,7 @@ fn kvm_usable() -> bool {
 fn bad_input_to_calibrate_validate_and_report_is_one_line() {
     assert_usage_error(&exitlab(&["calibrate", "--backend", "sim"]), "calibrate measures a host");
     assert_usage_error(&exitlab(&["calibrate", "--rounds", "1"]), "--rounds = 1 is out of range (2..=50)");
+    assert_usage_error(&exitlab(&["calibrate", "--span", "4000"]), "--span = 4000 is out of range (0..=3600)");
     assert_usage_error(&exitlab(&["calibrate", "--name", " "]), "--name");
     assert_usage_error(&exitlab(&["validate", "--profile", "modern", "--backend", "sim"]), "validate measures a host");
     assert_usage_error(&exitlab(&["validate", "--profile", "/nonexistent.toml"]), "is neither built in");
@@ -83,7 +84,7 @@ fn calibrate_writes_a_profile_that_stat_validate_and_report_take() {
     let dir = temp_dir("calibrate");
     let file = dir.join("host.toml");
     let f = file.to_str().unwrap();
-    let o = exitlab(&["calibrate", "--rounds", "2", "--out", f, "--name", "this-host"]);
+    let o = exitlab(&["calibrate", "--rounds", "2", "--span", "0", "--out", f, "--name", "this-host"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(&format!("-> {f}")), "{}", stdout(&o));
     let text = std::fs::read_to_string(&file).unwrap();
@@ -102,9 +103,19 @@ fn calibrate_writes_a_profile_that_stat_validate_and_report_take() {
     assert!(stdout(&exitlab(&["profiles", f])).starts_with("this-host: this host, calibrated"));
     let o = exitlab(&["stat", "cpuid", "-n", "100", "--profile", f]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // A second calibration compares itself with the first.
-    let o = exitlab(&["calibrate", "--rounds", "2", "--compare", f]);
-    assert!(stdout(&o).contains("measured figures agree"), "{}", stdout(&o));
+    // A second calibration compares itself with the first: a row per
+    // figure both measured, and exit status 1 exactly when a row differs
+    // (whether they do is this shared host's, not asserted here).
+    let o = exitlab(&["calibrate", "--rounds", "2", "--span", "0", "--compare", f]);
+    let out = stdout(&o);
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.contains(" measured figures agree") && (l.ends_with(" agree") || l.ends_with(" DIFFER")))
+        .collect();
+    assert!((10..=measured).contains(&rows.len()), "a row per figure both measured: {out}");
+    let differ = rows.iter().filter(|l| l.ends_with("DIFFER")).count();
+    assert!(out.contains(&format!("{} of {} measured figures agree", rows.len() - differ, rows.len())), "{out}");
+    assert_eq!(o.status.code(), Some(if differ == 0 { 0 } else { 1 }), "{out}");
 
     let o = exitlab(&["validate", "--profile", f, "--rounds", "1", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -21,9 +21,10 @@
 //!
 //! Figures are solved in an order where each probe depends only on
 //! figures already measured. Every host run is repeated `rounds` times on
-//! a fresh VM; a figure is the median over rounds and its spread their
-//! standard deviation (for fitted figures, each round's time moved through
-//! the solve's slope). What the host cannot show (software decode and
+//! a fresh VM; a figure is the median over rounds and its spread a
+//! standard deviation estimated from their median absolute deviation
+//! (robust to a round a burst of load hit; for fitted figures, each
+//! round's time moved through the solve's slope). What the host cannot show (software decode and
 //! page walks, which KVM does in the kernel) keeps the modern profile's
 //! modelled figure and says so.
 
@@ -451,14 +452,14 @@ fn base(name: &str, host: &HostInfo, tsc_hz: u64, scheduling: &str) -> Profile {
 
 /// A measured figure from per-round values (cycles) and their ns.
 fn measured(key: &str, rounds: &[f64], ns_per_cycle: f64, source: String) -> Measured {
-    let cycles = Spread::of(rounds);
+    let cycles = Spread::robust(rounds);
     Measured { key: key.to_string(), cycles, ns: cycles.scaled(ns_per_cycle), source }
 }
 
 /// The source line of a measured figure.
 fn source(host: &HostInfo, sched: &str, m: &Spread, what: &str, how: &str) -> String {
     format!(
-        "measured: {}, {sched}, n = {}, spread = standard deviation over rounds ({:.1} +- {:.1} ns, range {:.1}-{:.1}); {what}: {how}",
+        "measured: {}, {sched}, n = {}, median over rounds, spread = 1.4826 x their median absolute deviation ({:.1} +- {:.1} ns, range {:.1}-{:.1}); {what}: {how}",
         host.short(),
         m.n,
         m.median,

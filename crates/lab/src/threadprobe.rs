@@ -32,21 +32,6 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// The events' median and a normal's standard deviation estimated from
-/// their median absolute deviation (1.4826 x MAD): the per-event spread the
-/// simulator draws with, robust to the long tail a shared host adds.
-fn robust(events: &[f64]) -> (f64, f64) {
-    let m = median(events);
-    let dev: Vec<f64> = events.iter().map(|x| (x - m).abs()).collect();
-    (m, 1.4826 * median(&dev))
-}
-
 /// One round of the poke probe: the times of eventfd writes that wake a
 /// thread blocked in epoll_wait on it, and the times from each write to
 /// that thread running (ns).
@@ -138,9 +123,9 @@ pub fn figures(rounds: &[Round], host: &HostInfo, sched: &str, ns_per_cycle: f64
     let woken: Vec<Vec<f64>> = rounds.iter().map(|r| r.poke_latency.clone()).collect();
     let timers: Vec<Vec<f64>> = rounds.iter().map(|r| r.timer_latency.clone()).collect();
     let fig = |key: &str, rounds: Vec<Vec<f64>>, what: &str| {
-        let medians: Vec<f64> = rounds.iter().map(|r| median(r)).collect();
+        let medians: Vec<f64> = rounds.iter().map(|r| Spread::of(r).median).collect();
         let per_round = Spread::of(&medians);
-        let (m, spread) = robust(&rounds.concat());
+        let Spread { median: m, stddev: spread, .. } = Spread::robust(&rounds.concat());
         let source = format!(
             "measured: {}, {sched}, n = {} rounds x {EVENTS} events, median of the events {m:.1} ns, spread = 1.4826 x their median absolute deviation ({spread:.1} ns: the per-event spread, robust to the tail), round medians {:.1}-{:.1} ns; {what}",
             host.short(),

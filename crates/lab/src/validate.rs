@@ -144,8 +144,10 @@ fn interrupts_and_halts(sim: &Sample, host: &Sample) -> [(f64, f64); 2] {
 }
 
 /// The row's note: what the simulator's VMM handles that KVM keeps in the
-/// kernel, and where the two differ in what the guest did.
-fn note(sim: &Sample, host: &Sample) -> String {
+/// kernel, the host's device handling the profile does not price, and
+/// where the two differ in what the guest did. `op_ns`: the profile's
+/// device operation.
+fn note(sim: &Sample, host: &Sample, op_ns: f64) -> String {
     let mut parts = Vec::new();
     let own: Vec<String> = sim
         .handled
@@ -168,12 +170,39 @@ fn note(sim: &Sample, host: &Sample) -> String {
     if host.counters.contains_key("halt_exits") && apart(sh, hh) {
         parts.push(format!("HLTs per iteration sim {sh:.2}, host {hh:.2}"));
     }
+    parts.extend(slower_handling(op_ns, host));
     if sim.userspace_exits != host.userspace_exits || apart(si, hi) || apart(sh, hh) {
         parts.push(
             "the guest took another path on the host: where it waits, and for what, follows the host's timing".into(),
         );
+        let preempted = host.counters.get("preemption_other").copied().unwrap_or(0);
+        if preempted > 0 {
+            parts.push(format!("the host preempted the vCPU thread {preempted} times (KVM's preemption_other)"));
+        }
     }
     parts.join("; ")
+}
+
+/// The userspace exits whose handling by the VMM (exit to resume, in
+/// userspace) took the host more than twice what the profile prices one
+/// device register access (`device_op`, `op_ns`, measured on the POST
+/// port): device models that do more per access on the host (DMA, arming
+/// the device thread's timer, poking it) than the profile's one figure.
+fn slower_handling(op_ns: f64, host: &Sample) -> Vec<String> {
+    [ExitReason::IoInstruction, ExitReason::EptMisconfig, ExitReason::EptViolation]
+        .into_iter()
+        .filter_map(|r| {
+            let h = host.handle_ns(r)?;
+            (h > 2.0 * op_ns).then(|| {
+                format!(
+                    "the host's VMM handled each {} in {:.1} us, the profile prices a device access at {:.2} us",
+                    r.name(),
+                    h / 1000.0,
+                    op_ns / 1000.0
+                )
+            })
+        })
+        .collect()
 }
 
 impl Case {
@@ -218,7 +247,8 @@ fn row(c: &Case, profile: &Profile, host: HostRounds, rounds: usize) -> Result<R
         }
     };
     if let (Some(s), Some(h)) = (&sim, &median) {
-        let n = note(s, h);
+        let op_ns = profile.handler.device_op.mean() * 1e9 / profile.hz() as f64;
+        let n = note(s, h, op_ns);
         if !n.is_empty() {
             notes.push(n);
         }
@@ -290,4 +320,43 @@ pub fn validate(
         median_error_pct,
         max_error_pct,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn sample(userspace_exits: u64, handled: &[(ExitReason, u64, u64)], counters: &[(&str, u64)]) -> Sample {
+        Sample {
+            iterations: 100,
+            phase_ns: 1_000_000,
+            userspace_exits,
+            all_exits: userspace_exits,
+            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            handled: handled.iter().map(|&(r, n, ns)| (r, (n, ns))).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn a_row_says_why_the_host_went_another_way() {
+        let sim = sample(200, &[(ExitReason::EptMisconfig, 200, 2_000_000)], &[("interrupts", 100)]);
+        let same = sample(200, &[(ExitReason::EptMisconfig, 200, 60_000)], &[("irq_injections", 100)]);
+        assert_eq!(note(&sim, &same, 260.0), "", "the same path and handling: nothing to say");
+        let host = sample(
+            141,
+            &[(ExitReason::EptMisconfig, 141, 775_500)],
+            &[("irq_injections", 50), ("preemption_other", 7)],
+        );
+        let n = note(&sim, &host, 260.0);
+        assert!(n.contains("interrupts per iteration sim 1.00, host 0.50"), "{n}");
+        assert!(
+            n.contains(
+                "the host's VMM handled each EPT_MISCONFIG in 5.5 us, the profile prices a device access at 0.26 us"
+            ),
+            "{n}"
+        );
+        assert!(n.contains("the guest took another path on the host"), "{n}");
+        assert!(n.contains("preempted the vCPU thread 7 times"), "{n}");
+    }
 }
