@@ -42,6 +42,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
 }
 
 mod bench;
+mod calib;
 mod sweep;
 
 #[derive(Parser)]
@@ -95,7 +96,8 @@ struct MachineArgs {
     #[arg(long, value_name = "N")]
     max_instructions: Option<String>,
     /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
-    /// (sim backend).
+    /// (sim backend: virtual time; kvm backend: wall-clock time of the
+    /// run calls, a guest spinning inside KVM_RUN included).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
     /// Let virtio notifications exit to userspace instead of signalling
@@ -184,6 +186,11 @@ enum Command {
         /// host's side together, and write it as a part for `exitlab merge`.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
+        /// Add this profile (e.g. one `exitlab calibrate` wrote: this host,
+        /// calibrated) beside the built-in ones in every experiment that
+        /// sweeps profiles (repeatable).
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: Vec<String>,
     },
     /// Merge the parts that `run --shard` or `report --shard` wrote into
     /// the complete set, as one run without --shard would have written it.
@@ -220,14 +227,63 @@ enum Command {
     },
     /// List the hardware profiles with every figure and its source.
     Profiles {
-        /// Also show one profile file (or built-in name) in full.
+        /// Show these profiles (built-in names or files, e.g. a calibrated
+        /// one) instead of the built-in ones.
         #[arg(value_name = "NAME|FILE")]
-        profile: Option<String>,
+        profiles: Vec<String>,
     },
     /// Measure exitlab itself.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+    /// Measure this host's KVM into a hardware profile (every figure with
+    /// its machine, date, count and spread), usable at once with
+    /// --profile FILE.
+    Calibrate {
+        /// The host's backend (only kvm has anything to measure).
+        #[arg(long, value_enum, default_value = "kvm")]
+        backend: Backend,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Write the profile here (default: print it).
+        #[arg(long, value_name = "FILE.toml")]
+        out: Option<PathBuf>,
+        /// Host runs per probe; figures are their median, spreads 1.4826 x
+        /// their median absolute deviation.
+        #[arg(long, value_name = "N", default_value = "10")]
+        rounds: String,
+        /// Seconds to spread the rounds over, so that the spreads include
+        /// the host's drift (0: back to back).
+        #[arg(long, value_name = "SECONDS", default_value = "60")]
+        span: String,
+        /// The profile's name.
+        #[arg(long, default_value = "host")]
+        name: String,
+        /// Compare with an earlier calibration: exit status 1 when a
+        /// measured figure disagrees beyond the two spreads.
+        #[arg(long, value_name = "FILE.toml")]
+        compare: Option<PathBuf>,
+    },
+    /// Run a fixed set of workloads on the simulator with a profile and on
+    /// this host's KVM: exits, time per iteration and the simulator's error.
+    Validate {
+        /// The profile to check (a calibrated one, or any).
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// The host's backend.
+        #[arg(long, value_enum, default_value = "kvm")]
+        backend: Backend,
+        /// KVM device node.
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Host runs per workload (the median is compared).
+        #[arg(long, value_name = "N", default_value = "5")]
+        rounds: String,
+        /// One JSON object with a `workloads` array instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Assemble a workload's guest image; print it or write its bytes.
     Image {
@@ -359,15 +415,30 @@ fn check(backend: Backend, profile: Option<String>, kvm_device: Option<PathBuf>)
     Ok(ExitCode::SUCCESS)
 }
 
-fn profiles(one: Option<&str>) -> Result<(), UsageError> {
+fn profiles(names: &[String]) -> Result<(), UsageError> {
     use exitlab_sim::profile::{Profile, BUILT_IN};
-    let list: Vec<Profile> = match one {
-        Some(p) => vec![Profile::load(p)?],
-        None => BUILT_IN.iter().map(|(name, _)| Profile::load(name)).collect::<Result<_, _>>()?,
+    let list: Vec<Profile> = if names.is_empty() {
+        BUILT_IN.iter().map(|(name, _)| Profile::load(name)).collect::<Result<_, _>>()?
+    } else {
+        names.iter().map(|n| Profile::load(n)).collect::<Result<_, _>>()?
     };
     for p in list {
         let f = p.features;
         say!("{}: {}", p.name, p.summary);
+        if let Some(h) = &p.host {
+            for (k, v) in [
+                ("cpu", &h.cpu),
+                ("kernel", &h.kernel),
+                ("kvm", &h.kvm),
+                ("date", &h.date),
+                ("scheduling", &h.scheduling),
+                ("notes", &h.notes),
+            ] {
+                if let Some(v) = v {
+                    say!("  host {k}: {v}");
+                }
+            }
+        }
         say!(
             "  features: ept={} vpid={} apicv={} posted_interrupts={} pml={} decode_assist={} tsx={}",
             f.ept,
@@ -472,7 +543,11 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
             let limits = exitlab_sim::RunLimits { max_instructions, max_time_ns };
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
-        Backend::Kvm => Ok(BackendSpec::kvm(m.kvm_device.clone())),
+        Backend::Kvm => {
+            let max_time = m.max_time.as_deref().map(parse_duration).transpose()?;
+            let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
+            Ok(BackendSpec::Kvm { device, max_time: max_time.map(std::time::Duration::from_nanos) })
+        }
     }
 }
 
@@ -665,13 +740,19 @@ fn main() -> ExitCode {
         Command::Run { scenario, backend, set, full, out, shard } => {
             lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full, shard, backend } => {
-            sweep::report(full, backend.as_deref(), shard.as_deref(), out).map(|_| ExitCode::SUCCESS)
+        Command::Report { out, full, shard, backend, profile } => {
+            sweep::report(full, backend.as_deref(), shard.as_deref(), out, &profile).map(|_| ExitCode::SUCCESS)
         }
         Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
         Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
-        Command::Profiles { profile } => profiles(profile.as_deref()).map(|_| ExitCode::SUCCESS),
+        Command::Profiles { profiles: names } => profiles(&names).map(|_| ExitCode::SUCCESS),
+        Command::Calibrate { backend, kvm_device, out, rounds, span, name, compare } => {
+            calib::calibrate(backend, kvm_device, out, (&rounds, &span), &name, compare)
+        }
+        Command::Validate { profile, backend, kvm_device, rounds, json } => {
+            calib::validate(&profile, backend, kvm_device, &rounds, json)
+        }
         Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
             bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)

@@ -93,13 +93,24 @@ pub fn run(s: &Scenario, full: bool, shard: Option<&str>, out: Option<PathBuf>) 
 /// `exitlab report`: every built-in experiment and E8, on the machines
 /// `backend` names (`sim` or `sim,kvm`; default: the host's KVM beside
 /// the simulator where it is usable, said once where not), whole or one
-/// shard.
-pub fn report(full: bool, backend: Option<&str>, shard: Option<&str>, out: Option<PathBuf>) -> Result<(), UsageError> {
+/// shard; `profiles` join the built-in ones wherever an experiment sweeps
+/// them.
+pub fn report(
+    full: bool,
+    backend: Option<&str>,
+    shard: Option<&str>,
+    out: Option<PathBuf>,
+    profiles: &[String],
+) -> Result<(), UsageError> {
     let machines = backend.map_or(Ok(Machines::Auto), Machines::parse)?;
     let shard = parse_shard(shard)?;
+    for p in profiles {
+        exitlab_sim::profile::Profile::load(p)?;
+    }
     let dir = target(out, "report", shard);
     check_target(&dir).map_err(UsageError)?;
-    let scenarios = exitlab_lab::report::experiments().map_err(UsageError)?;
+    let scenarios =
+        exitlab_lab::report::with_profiles(exitlab_lab::report::experiments().map_err(UsageError)?, profiles);
     let host = machines.host_side()?;
     if let (HostSide::Alone(why), Machines::Auto) = (&host, machines) {
         say!("the simulator alone: {why}");

@@ -6,6 +6,8 @@
 //! MMIO, debug, shutdown); the rest are visible through KVM's binary
 //! statistics, which [`KvmVcpu::counters`] reads.
 
+mod limit;
+mod sched;
 mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
@@ -18,13 +20,14 @@ use kvm_bindings::{
     KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
+pub use sched::Realtime;
 pub use stats::StatsFile;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -95,6 +98,8 @@ pub struct KvmVm {
     /// that harvest it.
     dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
+    /// The wall-clock limit on each vCPU's run calls, from its first.
+    time_limit: Option<Duration>,
 }
 
 /// A memory slot KVM logs writes to, and the pages harvested from it.
@@ -137,9 +142,17 @@ impl KvmVm {
             hole: None,
             dirty: Arc::default(),
             epoch: Instant::now(),
+            time_limit: None,
         };
         vm.set_slot(0, 0, memory_size)?;
         Ok(vm)
+    }
+
+    /// Limits the run calls of the vCPUs created afterwards to `limit` of
+    /// wall-clock time from each one's first: past it, a run call ends
+    /// with `HvError::Limit` even while the guest is inside KVM_RUN.
+    pub fn set_time_limit(&mut self, limit: Option<Duration>) {
+        self.time_limit = limit;
     }
 
     /// Maps guest RAM `gpa..gpa+len` into the VM as memory slot `slot`
@@ -271,7 +284,15 @@ impl Vm for KvmVm {
         } else {
             None
         };
-        Ok(KvmVcpu { id, fd, stats, dirty: self.dirty.clone(), epoch: self.epoch })
+        Ok(KvmVcpu {
+            id,
+            fd,
+            stats,
+            dirty: self.dirty.clone(),
+            epoch: self.epoch,
+            time_limit: self.time_limit,
+            watchdog: None,
+        })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -406,17 +427,25 @@ pub struct KvmVcpu {
     /// The VM's dirty-logged slot, harvested at each counter sample.
     dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
+    time_limit: Option<Duration>,
+    /// Started by the first run call when there is a limit.
+    watchdog: Option<limit::Watchdog>,
 }
 
-impl KvmVcpu {
-    /// The size and repeat count of the port I/O exit KVM just reported.
-    fn io_size_count(&mut self) -> (u8, u32) {
-        let run = self.fd.get_kvm_run();
-        // SAFETY: called only right after KVM_RUN returned KVM_EXIT_IO, so
-        // `io` is the active member of the exit union.
-        let io = unsafe { run.__bindgen_anon_1.io };
-        (io.size, io.count)
-    }
+/// The error of a run call that met its wall-clock limit, naming where the
+/// guest was.
+fn limit_reached(fd: &VcpuFd, limit: Duration) -> HvError {
+    let rip = fd.get_regs().map_or("unknown".to_string(), |r| format!("{:#x}", r.rip));
+    HvError::Limit(format!("wall-clock limit of {} ms reached at rip {rip}", limit.as_millis()))
+}
+
+/// The size and repeat count of the port I/O exit KVM just reported.
+fn io_size_count(fd: &mut VcpuFd) -> (u8, u32) {
+    let run = fd.get_kvm_run();
+    // SAFETY: called only right after KVM_RUN returned KVM_EXIT_IO, so
+    // `io` is the active member of the exit union.
+    let io = unsafe { run.__bindgen_anon_1.io };
+    (io.size, io.count)
 }
 
 impl Vcpu for KvmVcpu {
@@ -425,7 +454,16 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<VmExit> {
+        if let (None, Some(limit)) = (&self.watchdog, self.time_limit) {
+            let w = limit::Watchdog::start(limit)
+                .map_err(|e| HvError::Backend(format!("cannot start the run-time watchdog: {e}")))?;
+            self.watchdog = Some(w);
+        }
+        let _in_run = self.watchdog.as_ref().map(limit::Watchdog::enter);
         loop {
+            if let Some(w) = self.watchdog.as_ref().filter(|w| w.expired()) {
+                return Err(limit_reached(&self.fd, w.limit()));
+            }
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
@@ -437,11 +475,11 @@ impl Vcpu for KvmVcpu {
                     let n = data.len().min(4);
                     v[..n].copy_from_slice(&data[..n]);
                     let bulk = if data.len() > 4 { data.to_vec() } else { Vec::new() };
-                    let (size, count) = self.io_size_count();
+                    let (size, count) = io_size_count(&mut self.fd);
                     VmExit::Io(io_exit(port, size, false, count, u32::from_le_bytes(v), bulk))
                 }
                 VcpuExit::IoIn(port, _) => {
-                    let (size, count) = self.io_size_count();
+                    let (size, count) = io_size_count(&mut self.fd);
                     VmExit::Io(io_exit(port, size, true, count, 0, Vec::new()))
                 }
                 VcpuExit::MmioRead(gpa, data) => VmExit::Mmio {

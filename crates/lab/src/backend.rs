@@ -15,6 +15,7 @@ use exitlab_sim::{RunLimits, SimVm};
 use exitlab_vmm::{RunOptions, RunReport, VmmError};
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The kinds of backend, as users name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub enum BackendSpec {
     Kvm {
         /// The KVM device node (/dev/kvm, or `$EXITLAB_KVM_DEVICE`).
         device: PathBuf,
+        /// Wall-clock limit on the vCPU's run calls (a guest spinning
+        /// inside KVM_RUN included), from the first.
+        max_time: Option<Duration>,
     },
 }
 
@@ -77,7 +81,7 @@ impl BackendSpec {
 
     /// KVM through `device`, or the default device node.
     pub fn kvm(device: Option<PathBuf>) -> BackendSpec {
-        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path) }
+        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time: None }
     }
 
     /// Which kind of backend this is.
@@ -96,7 +100,11 @@ impl BackendSpec {
                 vm.set_limits(*limits);
                 Machine::Sim(Box::new(vm))
             }
-            BackendSpec::Kvm { device } => Machine::Kvm(KvmVm::new(device, memory_size)?),
+            BackendSpec::Kvm { device, max_time } => {
+                let mut vm = KvmVm::new(device, memory_size)?;
+                vm.set_time_limit(*max_time);
+                Machine::Kvm(vm)
+            }
         })
     }
 

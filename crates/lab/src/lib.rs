@@ -7,20 +7,26 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod calibrate;
 pub mod chapter;
 pub mod fleet;
 pub mod host;
+pub mod hostinfo;
 pub mod manifest;
 pub mod measure;
 pub mod output;
 pub mod part;
 pub mod plot;
 pub mod precise;
+pub mod probe;
+pub mod profile_text;
 pub mod reading;
 pub mod report;
 pub mod scenario;
 pub mod shard;
+pub mod threadprobe;
 pub mod trace;
+pub mod validate;
 pub mod words;
 
 pub use measure::{run_points, run_scenario, PointResult, Results};

@@ -133,6 +133,13 @@ fn metrics(m: &PhaseStats, iterations: f64, r: &RunReport, all_exits: Option<&st
     out
 }
 
+/// A simulated point stops after this much guest time: more than the
+/// longest built-in point (E4's full size, 200 s), so it only ends a guest
+/// that hangs on some profile (device-irq's driver at rates its calibrated
+/// host cannot follow), which is then n/a with the reason.
+const POINT_LIMITS: exitlab_sim::RunLimits =
+    exitlab_sim::RunLimits { max_instructions: None, max_time_ns: Some(300_000_000_000) };
+
 fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult {
     let axis = |k: &str| axes.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
     let backend = axis("backend").unwrap_or_else(|| s.backends[0].clone());
@@ -168,7 +175,7 @@ fn run_point(s: &Scenario, axes: &[(String, String)], full: bool) -> PointResult
                     p.features.set(k, v == "true");
                 }
             }
-            BackendSpec::sim(p, s.seed)
+            BackendSpec::Sim { profile: Box::new(p), seed: s.seed, limits: POINT_LIMITS }
         }
         None => return na(format!("backend `{backend}` is neither sim nor kvm")),
     };

@@ -25,7 +25,7 @@ pub fn run() -> Result<Vec<(String, CaseResult)>, String> {
 /// Every case on the host's KVM, or why KVM cannot be used here.
 pub fn run_host() -> Result<Vec<CaseResult>, String> {
     let spec = BackendSpec::kvm(None);
-    if let BackendSpec::Kvm { device } = &spec {
+    if let BackendSpec::Kvm { device, .. } = &spec {
         exitlab_kvm::probe(device)?;
     }
     Ok(CASES.iter().map(|case| run_case(case, |image| spec.run(image, &RunOptions::default()))).collect())

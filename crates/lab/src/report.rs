@@ -64,6 +64,44 @@ pub fn experiments() -> Result<Vec<Scenario>, String> {
     BUILT_IN.iter().map(|(name, _)| Scenario::load(name).map_err(|e| e.0)).collect()
 }
 
+/// `scenarios` with `profiles` (names or files, e.g. a calibrated host's)
+/// added to every `profile` axis: the what-if experiments then run on
+/// them beside the built-in profiles, as more series of the same figures.
+/// Scenarios without the axis are unchanged.
+pub fn with_profiles(mut scenarios: Vec<Scenario>, profiles: &[String]) -> Vec<Scenario> {
+    for s in &mut scenarios {
+        if let Some(axis) = s.sweep.get_mut("profile") {
+            for p in profiles {
+                let v = toml::Value::String(p.clone());
+                if !axis.contains(&v) {
+                    axis.push(v);
+                }
+            }
+        }
+    }
+    scenarios
+}
+
+/// The profiles beyond the built-in ones that `all` swept, each with its
+/// name and summary (or why it could not be read), for the report's head.
+fn added_profiles<'a>(all: impl Iterator<Item = &'a Results>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for r in all {
+        for v in r.scenario.sweep.get("profile").into_iter().flatten() {
+            let v = crate::scenario::value_text(v);
+            if !exitlab_sim::profile::BUILT_IN.iter().any(|(n, _)| *n == v) && !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|v| match exitlab_sim::profile::Profile::load(&v) {
+            Ok(p) => format!("`{v}`: {}, {}", p.name, p.summary),
+            Err(e) => format!("`{v}`: {e}"),
+        })
+        .collect()
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -228,6 +266,12 @@ fn intro(doc: &mut Doc, full: bool, no_host: &Option<String>, runs: &[(Results, 
             "Every built-in experiment, {size}, {machines}. Each section answers its question first, puts the figures and directions of the chapter behind the experiments (seed-vm-exits.zh.txt) beside exitlab's, then gives the parameters, tables and figures. On the simulator, time is its virtual clock; \"share of the core in exits\" is the exits' handling time over guest time."
         ),
     );
+    for line in added_profiles(runs.iter().map(|(r, _)| r)) {
+        doc.para(
+            "",
+            &format!("Profile {line}, swept beside the built-in ones wherever an experiment sweeps profiles."),
+        );
+    }
     let mut toc: Vec<(String, String)> =
         runs.iter().map(|(r, _)| (r.scenario.name.clone(), r.scenario.title.clone())).collect();
     toc.insert(e8_slot(runs), ("e8".into(), E8_TITLE.into()));

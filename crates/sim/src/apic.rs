@@ -34,6 +34,11 @@ pub struct Apic {
     tsc_deadline: u64,
     /// Timer interrupts raised so far.
     pub timer_fires: u64,
+    /// Cycles after its deadline the timer's interrupt is raised: a host
+    /// whose timers fire late (a calibrated profile's
+    /// `interrupt.timer_latency`); 0 otherwise. The deadlines, and so a
+    /// periodic timer's phase and the count register, stay nominal.
+    late: u64,
 }
 
 const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
@@ -58,6 +63,7 @@ impl Apic {
             period_start: 0,
             tsc_deadline: 0,
             timer_fires: 0,
+            late: 0,
         }
     }
 
@@ -141,13 +147,19 @@ impl Apic {
 
     /// The next cycle at which the timer fires.
     pub fn next_event(&self) -> Option<u64> {
-        self.deadline
+        self.deadline.map(|d| d + self.late)
     }
 
-    /// Fires the timer if its deadline is at or before `now`.
+    /// Makes the timer's interrupts `cycles` late.
+    pub fn set_timer_latency(&mut self, cycles: u64) {
+        self.late = cycles;
+    }
+
+    /// Fires the timer if its deadline (plus its lateness) is at or before
+    /// `now`.
     pub fn tick(&mut self, now: u64) {
         let Some(d) = self.deadline else { return };
-        if d > now {
+        if d + self.late > now {
             return;
         }
         self.timer_fires += 1;
@@ -158,7 +170,7 @@ impl Apic {
             TIMER_PERIODIC if self.period_cycles() > 0 => {
                 // Keep the phase: the next period starts at the deadline.
                 let p = self.period_cycles();
-                let missed = (now - d) / p;
+                let missed = (now - self.late - d) / p;
                 self.period_start = d + missed * p;
                 self.deadline = Some(self.period_start + p);
             }

@@ -2,7 +2,10 @@
 //! (CPI), and the prices of exits and handler work drawn from the hardware
 //! profile. The CPI table and event-delivery cost here are **modelled**
 //! (the reasoning is beside each); everything a profile carries is sourced
-//! there.
+//! there. A calibrated profile (`exitlab calibrate`) may price instructions
+//! per privilege level, event delivery and the wake-up from HLT instead:
+//! [`Costs::instruction`], [`Costs::event_delivery`] and
+//! [`Costs::halt_until`] are the only places those figures enter the CPU.
 
 use crate::profile::{Draw, Figure, Profile};
 use exitlab_arch::ExitReason;
@@ -50,8 +53,19 @@ pub struct Costs {
     decode_byte: Figure,
     page_walk: Figure,
     byte_copied: Figure,
+    /// Per privilege level, the profile's price of one instruction in
+    /// 1/65536 cycle (`None`: the CPI table's).
+    per_cpl: [Option<u64>; 4],
+    /// The fraction of a cycle fixed-point prices have not yet charged.
+    carry: u64,
+    delivery: Option<Figure>,
+    halt_wakeup: Option<Figure>,
     draw: Draw,
 }
+
+/// Fixed-point scale of per-instruction prices: a fractional figure (a
+/// native ring-3 instruction costs about one cycle) stays exact on average.
+const PRICE_ONE: f64 = 65536.0;
 
 impl Costs {
     pub fn new(p: &Profile, seed: u64) -> Costs {
@@ -68,7 +82,51 @@ impl Costs {
             decode_byte: p.handler.decode_byte.clone(),
             page_walk: p.handler.page_walk.clone(),
             byte_copied: p.handler.byte_copied.clone(),
+            per_cpl: [
+                p.instruction.ring0.as_ref().map(|f| (f.mean() * PRICE_ONE).round() as u64),
+                None,
+                None,
+                p.instruction.ring3.as_ref().map(|f| (f.mean() * PRICE_ONE).round() as u64),
+            ],
+            carry: 0,
+            delivery: p.interrupt.delivery.clone(),
+            halt_wakeup: p.interrupt.halt_wakeup.clone(),
             draw: Draw::new(seed),
+        }
+    }
+
+    /// Cycles for one instruction retired at privilege level `cpl` whose
+    /// CPI-table cost is `modelled`: the profile's figure for that level
+    /// where it has one, else `modelled`. The simulator's one hook for
+    /// per-level prices: whatever retires an instruction calls it.
+    #[inline(always)]
+    pub fn instruction(&mut self, modelled: u16, cpl: u8) -> u64 {
+        match self.per_cpl[usize::from(cpl & 3)] {
+            None => u64::from(modelled),
+            Some(price) => {
+                let t = self.carry + price;
+                self.carry = t & 0xffff;
+                t >> 16
+            }
+        }
+    }
+
+    /// Cycles to deliver one interrupt or exception through the IDT: the
+    /// profile's figure, drawn, or the modelled [`EVENT_DELIVERY`].
+    pub fn event_delivery(&mut self) -> u64 {
+        match &self.delivery {
+            Some(f) => self.draw.sample(f),
+            None => EVENT_DELIVERY,
+        }
+    }
+
+    /// The cycle at which a vCPU halted at `now` runs again when its next
+    /// event comes at `event`: at the event, plus the profile's wake-up
+    /// from HLT when it had to wait for it.
+    pub fn halt_until(&mut self, now: u64, event: u64) -> u64 {
+        match &self.halt_wakeup {
+            Some(f) if event > now => event + self.draw.sample(f),
+            _ => now.max(event),
         }
     }
 
@@ -137,3 +195,37 @@ pub fn cycles(op: &Op) -> u16 {
 /// Cycles to deliver an interrupt or exception through the IDT (modelled:
 /// a few stack writes and a descriptor read, tens of cycles).
 pub const EVENT_DELIVERY: u64 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(v: f64) -> Option<Figure> {
+        Some(Figure { value: Some(v), mean: None, spread: None, source: "t".into() })
+    }
+
+    #[test]
+    fn without_calibrated_figures_the_modelled_prices_stand() {
+        let mut c = Costs::new(&Profile::load("modern").unwrap(), 0);
+        assert_eq!((c.instruction(3, 0), c.instruction(7, 3)), (3, 7));
+        assert_eq!(c.event_delivery(), EVENT_DELIVERY);
+        assert_eq!((c.halt_until(100, 500), c.halt_until(500, 100)), (500, 500));
+    }
+
+    #[test]
+    fn per_level_prices_replace_the_table_and_keep_fractions() {
+        let mut p = Profile::load("modern").unwrap();
+        p.instruction.ring0 = fixed(700.0);
+        p.instruction.ring3 = fixed(0.25);
+        p.interrupt.delivery = fixed(900.0);
+        p.interrupt.halt_wakeup = fixed(40.0);
+        let mut c = Costs::new(&p, 0);
+        assert_eq!(c.instruction(3, 0), 700, "ring 0 ignores the CPI table");
+        let ring3: u64 = (0..8).map(|_| c.instruction(40, 3)).sum();
+        assert_eq!(ring3, 2, "eight quarter-cycle instructions are two cycles");
+        assert_eq!(c.instruction(5, 1), 5, "a level without a figure keeps the table");
+        assert_eq!(c.event_delivery(), 900);
+        assert_eq!(c.halt_until(100, 500), 540, "a halt that waits pays the wake-up");
+        assert_eq!(c.halt_until(500, 100), 500, "an event already due wakes nothing");
+    }
+}

@@ -12,6 +12,7 @@ pub mod apic;
 mod blocks;
 pub mod cost;
 pub mod cpu;
+pub mod devthread;
 mod host;
 mod interrupts;
 pub mod iommu;
@@ -73,7 +74,12 @@ impl SimVm {
         let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
-        let machine = Machine::new(size)?;
+        let mut machine = Machine::new(size)?;
+        let d = &profile.device_thread;
+        let figures = [&d.poke, &d.poke_latency, &d.timer_latency, &profile.interrupt.irqfd];
+        if figures.iter().any(|f| f.is_some()) {
+            machine.device_thread = Some(devthread::DeviceThread::new(&profile, seed));
+        }
         Ok(SimVm {
             memory: machine.ram.memory().clone(),
             machine: Arc::new(Mutex::new(machine)),
@@ -144,12 +150,19 @@ impl Vm for SimVm {
         };
         let mut core = Core::new(apic_id, boot, costs);
         core.rtm = self.profile.features.tsx;
+        if let Some(late) = &self.profile.interrupt.timer_latency {
+            core.apic.set_timer_latency(late.mean().round() as u64);
+        }
         Ok(SimVcpu { id, core, machine: self.machine.clone(), limits })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.machine).interrupts.push_msi(dest, vector);
+        let mut m = lock(&self.machine);
+        match m.device_thread.as_mut().and_then(|t| t.interrupt_now()) {
+            Some(at) => m.interrupts.schedule(at, Signal::Msi { dest, vector }),
+            None => m.interrupts.push_msi(dest, vector),
+        }
         Ok(())
     }
 
@@ -171,6 +184,11 @@ impl Vm for SimVm {
 impl VmxVm for SimVm {
     fn post_interrupt(&self, descriptor: u64, vector: u8, at_ns: Option<u64>) -> Result<()> {
         let mut m = lock(&self.machine);
+        let at_ns = match (m.device_thread.as_mut(), at_ns) {
+            (Some(t), Some(at)) => Some(t.timed_interrupt(at)),
+            (Some(t), None) => t.interrupt_now(),
+            (None, at) => at,
+        };
         match at_ns {
             Some(at) => m.interrupts.schedule(at, Signal::Post { descriptor, vector }),
             None => {
@@ -224,13 +242,17 @@ impl VmxVm for SimVm {
 /// Device deadlines and timed interrupts are events in virtual time.
 impl VirtualClock for SimVm {
     fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
-        lock(&self.machine).interrupts.schedule(at_ns, Signal::WakeVmm);
+        let mut m = lock(&self.machine);
+        let at = m.device_thread.as_mut().map_or(at_ns, |t| t.deadline(at_ns));
+        m.interrupts.schedule(at, Signal::WakeVmm);
         Ok(())
     }
 
     fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.machine).interrupts.schedule(at_ns, Signal::Msi { dest, vector });
+        let mut m = lock(&self.machine);
+        let at = m.device_thread.as_mut().map_or(at_ns, |t| t.timed_interrupt(at_ns));
+        m.interrupts.schedule(at, Signal::Msi { dest, vector });
         Ok(())
     }
 }
@@ -289,7 +311,16 @@ impl Vcpu for SimVcpu {
             self.core.tlb.flush();
         }
         let mut machine = lock(&self.machine);
-        Running { core: &mut self.core, machine: &mut machine }.run(&self.limits)
+        if let Some(t) = machine.device_thread.as_mut() {
+            // The pokes the VMM made since the last run delayed it.
+            self.core.cycles += t.resume();
+        }
+        let exit = Running { core: &mut self.core, machine: &mut machine }.run(&self.limits);
+        if let Some(t) = machine.device_thread.as_mut() {
+            let now = self.core.costs.clock.ns(self.core.cycles);
+            t.returned(now, matches!(exit, Err(HvError::Interrupted)));
+        }
+        exit
     }
 
     fn complete(&mut self, answer: Completion<'_>) {

@@ -8,6 +8,7 @@
 //! the IOMMU and queues the interrupts it raises.
 
 use crate::blocks::BlockCache;
+use crate::devthread::DeviceThread;
 use crate::host::{HostMemory, HOST_BASE};
 use crate::interrupts::{InterruptQueue, Signal};
 use crate::iommu::{Iommu, Remapped};
@@ -23,6 +24,8 @@ pub struct Machine {
     pub interrupts: InterruptQueue,
     pub host: HostMemory,
     pub iommu: Iommu,
+    /// The host's device thread, where the profile prices one.
+    pub device_thread: Option<DeviceThread>,
 }
 
 /// Host-physical reads: RAM below [`HOST_BASE`], host memory above.
@@ -52,6 +55,7 @@ impl Machine {
             interrupts: InterruptQueue::default(),
             host: HostMemory::default(),
             iommu: Iommu::default(),
+            device_thread: None,
         })
     }
 

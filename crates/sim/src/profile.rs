@@ -121,6 +121,77 @@ pub struct Paging {
     pub walk_step: Figure,
 }
 
+/// Guest instruction throughput by privilege level, in cycles per
+/// instruction, as `exitlab calibrate` measures it on a host whose KVM runs
+/// ring-0 and ring-3 code differently (in its instruction emulator, or on
+/// the CPU). Where a level has a figure, every instruction retired there
+/// costs it (at its mean: a draw per instruction would cost more than the
+/// instruction), in place of the modelled CPI table; levels without one
+/// keep the table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Instructions {
+    pub ring0: Option<Figure>,
+    pub ring3: Option<Figure>,
+}
+
+/// Interrupt timing beyond the exits themselves; each figure, where a
+/// profile has it, replaces a modelled constant or adds a delay the
+/// simulator otherwise leaves out.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interrupts {
+    /// Delivering an interrupt or exception through the IDT (in place of
+    /// the modelled `cost::EVENT_DELIVERY`).
+    pub delivery: Option<Figure>,
+    /// From the interrupt that ends an idle HLT to the vCPU running again
+    /// (a host scheduling the halted vCPU thread back in).
+    pub halt_wakeup: Option<Figure>,
+    /// How late the local APIC timer's interrupt comes after its deadline
+    /// (a host whose timers fire late), at its mean.
+    pub timer_latency: Option<Figure>,
+    /// From a device thread raising an interrupt (an irqfd write on KVM)
+    /// to the interrupt being pending at the vCPU.
+    pub irqfd: Option<Figure>,
+}
+
+/// The VMM's device thread, which on a host serves device deadlines and
+/// interrupts off the vCPU thread (crates/vmm/src/iothread.rs): the vCPU
+/// thread hands it each new deadline with an eventfd write (a poke) that
+/// wakes it; it serves what is due and sleeps on a timer for the rest.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceThread {
+    /// What the poke costs the vCPU thread.
+    pub poke: Option<Figure>,
+    /// From the poke to the device thread running.
+    pub poke_latency: Option<Figure>,
+    /// How late the thread wakes for a deadline it sleeps on.
+    pub timer_latency: Option<Figure>,
+}
+
+/// The machine a calibrated profile was measured on, as its calibration
+/// recorded it: what a reader needs to know before trusting the figures
+/// elsewhere.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// CPU model, family/model/stepping, microcode, whether it runs under a
+    /// hypervisor.
+    pub cpu: Option<String>,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// KVM module and its hardware assists (kvm_intel ept/apicv, kvm_amd
+    /// npt/avic, kvm_pvm...).
+    pub kvm: Option<String>,
+    /// When it was measured (UTC date).
+    pub date: Option<String>,
+    /// How the measuring threads were scheduled (SCHED_FIFO or not).
+    pub scheduling: Option<String>,
+    /// Anything else worth knowing (how the calibration ran).
+    pub notes: Option<String>,
+}
+
 /// A hardware profile.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +203,18 @@ pub struct Profile {
     pub exit: Exits,
     pub handler: Handler,
     pub paging: Paging,
+    /// Per-privilege-level instruction prices (calibrated profiles).
+    #[serde(default)]
+    pub instruction: Instructions,
+    /// Interrupt delivery and wake-up figures (calibrated profiles).
+    #[serde(default)]
+    pub interrupt: Interrupts,
+    /// The device thread's figures (calibrated profiles).
+    #[serde(default)]
+    pub device_thread: DeviceThread,
+    /// The machine a calibrated profile was measured on.
+    #[serde(default)]
+    pub host: Option<Host>,
 }
 
 /// A profile could not be read; the message names the file and, where it
@@ -172,22 +255,15 @@ impl Profile {
             Some(line) => ProfileError(format!("{origin}:{line}: {msg}")),
             None => ProfileError(format!("{origin}: {msg}")),
         };
-        for (key, f) in [
-            ("hz", &p.clock.hz),
-            ("round_trip", &p.exit.round_trip),
-            ("device_op", &p.handler.device_op),
-            ("decode_byte", &p.handler.decode_byte),
-            ("page_walk", &p.handler.page_walk),
-            ("byte_copied", &p.handler.byte_copied),
-            ("walk_step", &p.paging.walk_step),
-        ] {
-            f.check(key).map_err(|m| at(key, m))?;
+        for (key, f) in p.figures() {
+            // Errors name the key as the file spells it (its last part).
+            let key = key.rsplit('.').next().unwrap_or(&key).to_string();
+            f.check(&key).map_err(|m| at(&key, m))?;
         }
-        for (name, f) in &p.exit.reason {
+        for name in p.exit.reason.keys() {
             if ExitReason::from_name(name).is_none() {
                 return Err(at(name, format!("`{name}` in [exit.reason] is not an exit reason (names as `perf kvm stat` prints them, e.g. CPUID, IO_INSTRUCTION)")));
             }
-            f.check(name).map_err(|m| at(name, m))?;
         }
         if p.clock.hz.mean() < 1e6 || p.clock.hz.spread() != 0.0 {
             return Err(at("hz", "`hz` must be a fixed value of at least 1 MHz".to_string()));
@@ -234,6 +310,18 @@ impl Profile {
             ("handler.byte_copied".to_string(), &self.handler.byte_copied),
             ("paging.walk_step".to_string(), &self.paging.walk_step),
         ]);
+        let optional = [
+            ("instruction.ring0", &self.instruction.ring0),
+            ("instruction.ring3", &self.instruction.ring3),
+            ("interrupt.delivery", &self.interrupt.delivery),
+            ("interrupt.halt_wakeup", &self.interrupt.halt_wakeup),
+            ("interrupt.timer_latency", &self.interrupt.timer_latency),
+            ("interrupt.irqfd", &self.interrupt.irqfd),
+            ("device_thread.poke", &self.device_thread.poke),
+            ("device_thread.poke_latency", &self.device_thread.poke_latency),
+            ("device_thread.timer_latency", &self.device_thread.timer_latency),
+        ];
+        v.extend(optional.into_iter().filter_map(|(k, f)| f.as_ref().map(|f| (k.to_string(), f))));
         v
     }
 }
@@ -311,6 +399,29 @@ mod tests {
             "decode_byte = { value = 20, source = \"\", x = \"",
         );
         assert!(Profile::parse("p.toml", &empty).is_err());
+    }
+
+    #[test]
+    fn calibrated_sections_parse_list_and_are_checked() {
+        let text = format!(
+            "{}\n[instruction]\nring0 = {{ mean = 700.5, spread = 3, source = \"measured: t\" }}\n\n[interrupt]\nhalt_wakeup = {{ value = 70000, source = \"measured: t\" }}\n\n[device_thread]\npoke = {{ value = 28000, source = \"measured: t\" }}\n\n[host]\ncpu = \"c\"\nkernel = \"k\"\n",
+            BUILT_IN[0].1
+        );
+        let p = Profile::parse("h.toml", &text).unwrap();
+        assert_eq!(p.instruction.ring0.as_ref().unwrap().mean(), 700.5);
+        assert_eq!(p.host.as_ref().unwrap().kernel.as_deref(), Some("k"));
+        let keys: Vec<String> = p.figures().into_iter().map(|(k, _)| k).collect();
+        for k in ["instruction.ring0", "interrupt.halt_wakeup", "device_thread.poke"] {
+            assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
+        }
+        assert!(!keys.contains(&"instruction.ring3".to_string()));
+        let bad = text
+            .replace("poke = { value = 28000, source = \"measured: t\" }", "poke = { value = 28000, source = \"\" }");
+        let e = Profile::parse("h.toml", &bad).unwrap_err().0;
+        let line = bad.lines().position(|l| l.starts_with("poke")).unwrap() + 1;
+        assert_eq!(e, format!("h.toml:{line}: `poke` has an empty `source`: every figure needs one"));
+        let typo = text.replace("[device_thread]\npoke", "[device_thread]\npokes");
+        assert!(Profile::parse("h.toml", &typo).unwrap_err().0.contains("pokes"));
     }
 
     #[test]

@@ -256,3 +256,54 @@ fn string_instructions_take_the_source_segment_override() {
     assert_eq!((cpu.gpr[8], cpu.gpr[0]), (0x1122_3344_5566_7788, 0x1122_3344_5566_7788));
     assert_eq!((cpu.gpr[6], cpu.gpr[7], cpu.gpr[1]), (0x18, 0x30_0108, 0));
 }
+
+#[test]
+fn an_interrupt_signalled_while_an_mmio_write_exits_waits_for_the_write_to_complete() {
+    // KVM completes the access on re-entry before it delivers anything;
+    // delivered first, the handler would drop the replayed write and the
+    // instruction would write the device a second time.
+    let img = exitlab_guest::program::program("test", Ring::Kernel, &start(), |a| {
+        a.sti()?;
+        a.mov(rdi, 0xd000_0000u64)?;
+        a.mov(dword_ptr(rdi), 7)?;
+        a.nop()
+    })
+    .unwrap();
+    let mut vm = exitlab_sim::SimVm::new(img.memory_size).unwrap();
+    for c in img.boot_layout().chunks {
+        vm.write_memory(c.gpa, &c.bytes).unwrap();
+    }
+    vm.write_memory(img.load_gpa, &img.bytes).unwrap();
+    let mut vcpu = vm.create_vcpu(0, &img.boot_layout().state).unwrap();
+    let mut writes = Vec::new();
+    let end = loop {
+        match vcpu.run().unwrap() {
+            VmExit::Mmio { access, .. } if access.is_write => {
+                writes.push(access.data);
+                // The vector has no handler: the kernel reports it.
+                vm.signal_msi(exitlab_hv::Msi::fixed(0, 0x50)).unwrap();
+            }
+            VmExit::Io(io) if io.qual.port == layout::PORT_REPORT => break End::Report(read_report(&vm)),
+            VmExit::Io(io) if io.qual.port & !7 == layout::SERIAL_COM1 && io.qual.is_in => {
+                vcpu.complete_read(&[0x20]);
+            }
+            VmExit::Io(io) if io.qual.port == layout::PORT_DEBUG_EXIT => break End::Done,
+            _ => {}
+        }
+    };
+    assert_eq!(writes, [7], "one write, once");
+    let store = after(&img, after(&img, sym(&img, "body")));
+    match end {
+        End::Report(rep) => {
+            assert_eq!(rep.vector, 0x50);
+            assert_eq!(rep.rip, after(&img, store), "taken after the store completed");
+        }
+        other => panic!("expected the interrupt's report, got {other:?}"),
+    }
+}
+
+fn read_report(vm: &exitlab_sim::SimVm) -> exitlab_guest::MailboxReport {
+    let mut b = [0u8; exitlab_guest::MailboxReport::SIZE];
+    vm.read_memory(layout::MAILBOX, &mut b).unwrap();
+    exitlab_guest::MailboxReport::from_bytes(&b)
+}

@@ -6,7 +6,6 @@
 //! (`exitlab_x86::interrupt::deliver`).
 
 use super::{Running, Stop};
-use crate::cost;
 use exitlab_arch::bits::dr6;
 use exitlab_arch::vector;
 use exitlab_hv::{Injection, InjectionKind, VmExit};
@@ -141,7 +140,7 @@ impl Running<'_> {
 
     fn deliver_once(&mut self, ev: Event) -> Result<(), Stop> {
         let cpu = &mut *self.core;
-        cpu.cycles += cost::EVENT_DELIVERY;
+        cpu.cycles += cpu.costs.event_delivery();
         if ev.kind == EventKind::External {
             cpu.stats.interrupts += 1;
         } else {

@@ -228,7 +228,8 @@ impl Cpu for Running<'_> {
         self.core.replay.log.clear();
         self.core.replay.pos = 0;
         if op.cc != REP_NONE {
-            self.core.cycles += u64::from(cost::cycles(op));
+            let cpl = self.core.cpl();
+            self.core.cycles += self.core.costs.instruction(cost::cycles(op), cpl);
         }
     }
 

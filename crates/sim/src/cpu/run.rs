@@ -95,6 +95,16 @@ impl Running<'_> {
     }
 
     fn run_to_exit(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        if !self.core.replay.log.is_empty() {
+            // The instruction whose access the VMM just answered completes
+            // before anything else, as KVM completes an MMIO or port access
+            // on re-entry before it injects or delivers an event. Delivered
+            // first, the handler's instructions would drop the replay and
+            // the instruction would access the device again.
+            if let Some(exit) = self.run_block(true, limits)? {
+                return Ok(exit);
+            }
+        }
         if let Some(inj) = self.core.injection.take() {
             if let Err(stop) = self.deliver(injected(inj)) {
                 if let Some(exit) = self.stopped(stop)? {
@@ -164,7 +174,7 @@ impl Running<'_> {
                 }
                 // Idle costs no host time: jump to the next event.
                 self.core.stats.cycles_idle += t.saturating_sub(self.core.cycles);
-                self.core.cycles = self.core.cycles.max(t);
+                self.core.cycles = self.core.costs.halt_until(self.core.cycles, t);
                 continue;
             }
             if let Some(max) = limits.max_instructions {
@@ -264,13 +274,16 @@ impl Running<'_> {
     /// the ops ran (or stopped for an event the loop delivers).
     #[inline(always)]
     fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
+        // Only a block's last op can change CPL: each op is priced at the
+        // level it ran at.
+        let cpl = self.core.cpl();
         for step in steps {
             self.core.replay.pos = 0;
             match exitlab_x86::execute(self, &step.op) {
-                Ok(()) => self.retire(step.cost, tf),
+                Ok(()) => self.retire(step.cost, cpl, tf),
                 Err(stop) => {
                     self.core.apic_write = None;
-                    return self.stopped_in_block(&step.op, step.cost, stop, tf);
+                    return self.stopped_in_block(&step.op, (step.cost, cpl), stop, tf);
                 }
             }
             if self.machine.blocks.stale() || self.core.recheck {
@@ -294,11 +307,12 @@ impl Running<'_> {
         Some(VmExit::ApicWrite { offset })
     }
 
-    /// An instruction completed: its cycles, the count, and the single-step
-    /// trap TF asks for.
+    /// An instruction completed at privilege level `cpl`: its cycles (the
+    /// CPI table's `cost`, or the profile's price for the level), the
+    /// count, and the single-step trap TF asks for.
     #[inline(always)]
-    fn retire(&mut self, cost: u16, tf: bool) {
-        self.core.cycles += u64::from(cost);
+    fn retire(&mut self, cost: u16, cpl: u8, tf: bool) {
+        self.core.cycles += self.core.costs.instruction(cost, cpl);
         self.core.stats.instructions += 1;
         self.core.replay.log.clear();
         if tf {
@@ -309,18 +323,19 @@ impl Running<'_> {
     /// What an op's stop means inside a block: an exit for the VMM (OUT
     /// retires first, RIP past it, as VMX handlers and KVM complete it),
     /// an exception to deliver, or, inside a transaction, an abort instead
-    /// of the exit.
+    /// of the exit. The pair is the op's CPI-table cost and the privilege
+    /// level it ran at, for [`Running::retire`].
     #[cold]
     fn stopped_in_block(
         &mut self,
         op: &Op,
-        cost: u16,
+        (cost, cpl): (u16, u8),
         stop: Stop,
         tf: bool,
     ) -> Result<Option<Option<VmExit>>, HvError> {
         if stop == Stop::ExitAfter {
             self.core.rip = self.core.rip.wrapping_add(u64::from(op.len));
-            self.retire(cost, tf);
+            self.retire(cost, cpl, tf);
         }
         match stop {
             Stop::Exit | Stop::ExitAfter if self.core.tx.is_some() => {
