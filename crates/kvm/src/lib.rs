@@ -6,6 +6,7 @@
 //! MMIO, debug, shutdown); the rest are visible through KVM's binary
 //! statistics, which [`KvmVcpu::counters`] reads.
 
+mod kick;
 mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
@@ -148,6 +149,7 @@ impl Vm for KvmVm {
             pml: false,
             posted_interrupts: false,
             tsx: false,
+            cpu_features: exitlab_arch::cpuid::FeatureSet::EMPTY,
             iommu: false,
             tsc_hz: 0,
             backend_counters: true,
@@ -214,7 +216,7 @@ impl Vm for KvmVm {
         } else {
             None
         };
-        Ok(KvmVcpu { id, fd, stats, epoch: self.epoch })
+        Ok(KvmVcpu { id, fd, stats, epoch: self.epoch, kicker: None })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -341,6 +343,8 @@ pub struct KvmVcpu {
     fd: VcpuFd,
     stats: Option<StatsFile>,
     epoch: Instant,
+    /// The host-time watchdog, while a deadline is set.
+    kicker: Option<kick::Kicker>,
 }
 
 impl KvmVcpu {
@@ -363,6 +367,9 @@ impl Vcpu for KvmVcpu {
         loop {
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
+                Err(e) if e.errno() == libc_eintr() && self.kicker.as_ref().is_some_and(|k| k.due()) => {
+                    return Err(HvError::Interrupted)
+                }
                 Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
                 Err(e) => return Err(backend("KVM_RUN")(e)),
             };
@@ -490,6 +497,16 @@ impl Vcpu for KvmVcpu {
 
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// A watchdog thread kicks KVM_RUN with a signal from `at` on; the
+    /// interrupted run returns `Interrupted` (see `kick`).
+    fn set_host_deadline(&mut self, at: Option<Instant>) -> Result<()> {
+        self.kicker = None;
+        if let Some(at) = at {
+            self.kicker = Some(kick::Kicker::arm(at)?);
+        }
+        Ok(())
     }
 }
 

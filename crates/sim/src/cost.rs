@@ -115,7 +115,7 @@ pub fn cycles(op: &Op) -> u16 {
         Movs | Stos | Lods | Cmps | Scas => 2,
         Cpuid => 100,
         Rdtsc | Rdtscp => 20,
-        Iretq | Int | Int3 => 40,
+        Iretq | Int | Int3 | Int1 => 40,
         MovToCr | Lidt | Lgdt | Invlpg => 20,
         _ => 1,
     };

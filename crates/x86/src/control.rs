@@ -1,5 +1,5 @@
 //! Control transfer (SDM Vol. 1 5.1.7, 6.3; Vol. 2 "JMP", "Jcc",
-//! "JRCXZ", "LOOP/LOOPcc", "CALL", "RET", "INT n/INT3", "IRET", "UD"): near
+//! "JRCXZ", "LOOP/LOOPcc", "CALL", "RET", "INT n/INTO/INT3/INT1", "IRET", "UD"): near
 //! transfers in 64-bit mode; branch targets were resolved at decode time.
 
 use crate::cpu::{Cpu, Exception};
@@ -87,12 +87,16 @@ pub fn loop_<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     }
 }
 
-/// INT n and INT3: a software interrupt with RIP past the instruction.
+/// INT n, INT3 and ICEBP (INT1): the machine delivers the event, pushing
+/// RIP past the instruction.
 #[inline(never)]
 pub fn int<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
-    let v = if op.kind == Kind::Int3 { vector::BP } else { get(c, &op.a, 1)? as u8 };
-    next(c, op)?;
-    Err(c.software_interrupt(v))
+    let v = match op.kind {
+        Kind::Int3 => vector::BP,
+        Kind::Int1 => vector::DB,
+        _ => get(c, &op.a, 1)? as u8,
+    };
+    Err(c.software_interrupt(op, v))
 }
 
 /// UD0, UD1, UD2 and undecodable bytes: #UD.

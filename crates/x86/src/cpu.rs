@@ -21,6 +21,7 @@
 
 use crate::op::{Op, Seg};
 use crate::{Flags, Size};
+pub use exitlab_arch::cpuid::Feature;
 use exitlab_arch::{DescriptorTable, Segment};
 
 /// An exception the instruction raises, as a fault (RIP at the instruction).
@@ -46,6 +47,11 @@ impl Exception {
     pub const fn de() -> Exception {
         Exception { vector: exitlab_arch::vector::DE, error_code: None }
     }
+
+    /// #NM: device not available.
+    pub const fn nm() -> Exception {
+        Exception { vector: exitlab_arch::vector::NM, error_code: None }
+    }
 }
 
 /// A port access as the SDM's I/O instructions make it (Vol. 1 ch. 19),
@@ -61,14 +67,6 @@ pub struct PortIo {
     pub rep: bool,
     /// The port came from an immediate, not DX.
     pub immediate: bool,
-}
-
-/// A CPUID-enumerated feature an instruction needs; without it the
-/// instruction raises #UD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Feature {
-    /// Restricted transactional memory (CPUID.07H:EBX.RTM[bit 11]).
-    Rtm,
 }
 
 /// Which descriptor-table register LGDT/LIDT/SGDT/SIDT name.
@@ -132,16 +130,33 @@ pub trait Cpu {
     /// and, with REP, RCX have moved past it).
     fn string_element(&mut self, _op: &Op) {}
 
+    /// Iterations a REP string instruction runs now before it yields with
+    /// RIP unchanged: [`Cpu::REP_CHUNK`], or 1 while single-stepping, since
+    /// TF traps after each iteration (and a data breakpoint after the one
+    /// that hit it).
+    fn rep_chunk(&self) -> u64 {
+        Self::REP_CHUNK
+    }
+
     // ---- Hooks: events and interrupt state (SDM Vol. 3A ch. 6) ----
 
-    /// Stops with software interrupt `vector` (INT n, INT3); RIP is already
-    /// past the instruction.
-    fn software_interrupt(&mut self, _vector: u8) -> Self::Stop {
+    /// Stops with the event `op` raises: INT n and INT3 (software
+    /// interrupt `vector`), or ICEBP (INT1: a #DB, `vector` 1, with no DPL
+    /// check). RIP is still at the instruction: the implementation pushes
+    /// RIP + `op.len` when it delivers the event, and leaves RIP at the
+    /// instruction if delivery faults, as VMX's instruction-length field
+    /// does (SDM 25.8.3).
+    fn software_interrupt(&mut self, _op: &Op, _vector: u8) -> Self::Stop {
         self.unsupported()
     }
 
     /// STI set IF: hold interrupts off until after the next instruction.
     fn interrupt_shadow(&mut self) {}
+
+    /// SS was loaded by MOV SS (or POP SS): hold interrupts, NMIs and debug
+    /// traps off until after the next instruction (SDM 6.8.3, "blocking by
+    /// MOV SS").
+    fn mov_ss_shadow(&mut self) {}
 
     /// IRETQ (SDM Vol. 2A "IRET"): pops RIP, CS, RFLAGS, RSP and SS. The
     /// implementation owns segment loading and event delivery, so it owns
@@ -178,7 +193,8 @@ pub trait Cpu {
     // Privilege checks that the SDM lists before anything else (#GP at
     // CPL > 0) are the executor's; each hook may still exit or fault.
 
-    /// Whether the CPU advertises `feature`.
+    /// Whether the CPU advertises `feature` in CPUID (an instruction whose
+    /// optional feature is absent raises #UD; see [`crate::op::needs`]).
     fn has(&self, _feature: Feature) -> bool {
         false
     }
@@ -203,6 +219,18 @@ pub trait Cpu {
         Err(self.unsupported())
     }
 
+    /// RDPID: IA32_TSC_AUX.
+    fn tsc_aux(&mut self) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// INVPCID of `kind` (0: one address, 1: one PCID, 2: all including
+    /// globals, 3: all but globals) for `pcid` and `linear`, after the
+    /// executor's checks of the descriptor.
+    fn invpcid(&mut self, _op: &Op, _kind: u64, _pcid: u16, _linear: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
     /// HLT: enter the HLT state (or exit to a VMM that traps it).
     fn hlt(&mut self, _op: &Op) -> Result<(), Self::Stop> {
         Err(self.unsupported())
@@ -221,6 +249,23 @@ pub trait Cpu {
 
     /// MOV to CR`n`: checks the value (#GP) and applies it.
     fn mov_to_cr(&mut self, _op: &Op, _n: u8, _value: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// Before an access to a debug register: #DB (general detect) if
+    /// DR7.GD is set (SDM 18.2.4).
+    fn general_detect(&mut self) -> Result<(), Self::Stop> {
+        Ok(())
+    }
+
+    /// Loads segment register `seg` with `selector` (MOV Sreg): the
+    /// descriptor checks and the hidden part are the implementation's.
+    fn load_segment(&mut self, _seg: Seg, _selector: u16) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// The selector in segment register `seg` (MOV r/m, Sreg).
+    fn segment_selector(&mut self, _seg: Seg) -> Result<u16, Self::Stop> {
         Err(self.unsupported())
     }
 
@@ -256,6 +301,11 @@ pub trait Cpu {
 
     /// CLTS: clear CR0.TS.
     fn clts(&mut self) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// VMCALL: exit to the hypervisor, which completes the instruction.
+    fn vmcall(&mut self, _op: &Op) -> Result<(), Self::Stop> {
         Err(self.unsupported())
     }
 

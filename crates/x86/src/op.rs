@@ -7,6 +7,7 @@
 //! Lowering does not price: the simulator's cost model prices ops where it
 //! builds blocks.
 
+use crate::cpu::Feature;
 use iced_x86::{Code, ConditionCode, Instruction, Mnemonic, OpKind, Register};
 
 /// What an op does. Names follow the SDM mnemonics; where one name covers
@@ -90,6 +91,8 @@ pub enum Kind {
     Sahf,
     Int3,
     Int,
+    /// ICEBP (INT1, opcode F1): a trap-like #DB.
+    Int1,
     Ud,
     Iretq,
     In,
@@ -110,6 +113,10 @@ pub enum Kind {
     MovFromCr,
     MovToDr,
     MovFromDr,
+    /// MOV Sreg, r/m16 (`cc`: the segment register, Sreg encoding).
+    MovToSreg,
+    /// MOV r/m, Sreg.
+    MovFromSreg,
     Lidt,
     Lgdt,
     Sidt,
@@ -117,6 +124,9 @@ pub enum Kind {
     Invlpg,
     Swapgs,
     Clts,
+    /// VMCALL: a call to the hypervisor (always a VM exit in VMX non-root
+    /// operation).
+    Vmcall,
     /// WBINVD, INVD: no caches to flush in the model.
     CacheFlush,
     /// RTM (TSX): see `rtm`.
@@ -124,9 +134,25 @@ pub enum Kind {
     Xend,
     Xabort,
     Xtest,
+    /// RDPID: IA32_TSC_AUX into a register.
+    Rdpid,
+    /// INVPCID: invalidate TLB entries by PCID.
+    Invpcid,
+    /// WAIT/FWAIT: #NM with CR0.MP and CR0.TS; no x87 exception can be
+    /// pending on this FPU-less model, so otherwise nothing.
+    Wait,
+    /// An instruction of an extension the CPU model never advertises
+    /// (x87, MMX, SSE and later, XSAVE, VMX but VMCALL, SVM, ...): #UD,
+    /// or for x87 (`cc` = [`ABSENT_X87`]) #NM when CR0.EM or CR0.TS is set,
+    /// so an OS can emulate it (SDM Vol. 3A 2.5, CR0.EM). Also what an
+    /// optional feature's instruction becomes where the CPU lacks it.
+    Absent,
     /// Decoded by iced but not modelled: the run stops with a report.
     Unsupported,
 }
+
+/// `Op::cc` of an [`Kind::Absent`] x87 instruction.
+pub const ABSENT_X87: u8 = 1;
 
 /// A segment register, numbered as the SDM encodes them (Vol. 2A 3.1.1.3,
 /// "Sreg").
@@ -223,6 +249,7 @@ impl Op {
                 | Popf
                 | Int3
                 | Int
+                | Int1
                 | Ud
                 | Iretq
                 | In
@@ -234,12 +261,16 @@ impl Op {
                 | Wrmsr
                 | MovToCr
                 | MovToDr
+                | MovToSreg
                 | Lidt
                 | Lgdt
                 | Invlpg
                 | Swapgs
                 | Clts
+                | Vmcall
                 | Xabort
+                | Invpcid
+                | Absent
                 | Unsupported
         ) || (self.cc != REP_NONE && matches!(self.kind, Movs | Stos | Lods | Cmps | Scas))
     }
@@ -414,7 +445,13 @@ pub fn lower(i: &Instruction) -> Op {
     if i.code() == Code::INVALID {
         return Op { kind: Kind::Ud, ..op };
     }
-    let Some(kind) = kind(i) else { return op };
+    let Some(kind) = kind(i) else {
+        return match needs(i) {
+            Needs::Nothing => op,
+            Needs::Feature(f) => absent(op, f),
+            Needs::Unmodelled { x87 } => Op { kind: Kind::Absent, cc: if x87 { ABSENT_X87 } else { 0 }, ..op },
+        };
+    };
     let n = i.op_count();
     let mut ops = [Opnd::None; 3];
     for k in 0..n.min(3) {
@@ -511,6 +548,7 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Sahf => Sahf,
         Mnemonic::Int3 => Int3,
         Mnemonic::Int => Int,
+        Mnemonic::Int1 => Int1,
         Mnemonic::Ud2 | Mnemonic::Ud0 | Mnemonic::Ud1 => Ud,
         Mnemonic::Iretq => Iretq,
         Mnemonic::In => In,
@@ -538,6 +576,10 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Invlpg => Invlpg,
         Mnemonic::Swapgs => Swapgs,
         Mnemonic::Clts => Clts,
+        Mnemonic::Vmcall => Vmcall,
+        Mnemonic::Rdpid => Rdpid,
+        Mnemonic::Invpcid => Invpcid,
+        Mnemonic::Wait => Wait,
         Mnemonic::Wbinvd | Mnemonic::Invd => CacheFlush,
         _ if i.condition_code() != ConditionCode::None => return conditional(i),
         _ => return None,
@@ -551,6 +593,8 @@ fn mov_kind(i: &Instruction) -> Option<Kind> {
         Code::Mov_cr_r64 | Code::Mov_cr_r32 => Kind::MovToCr,
         Code::Mov_r64_dr | Code::Mov_r32_dr => Kind::MovFromDr,
         Code::Mov_dr_r64 | Code::Mov_dr_r32 => Kind::MovToDr,
+        Code::Mov_Sreg_rm16 | Code::Mov_Sreg_r32m16 | Code::Mov_Sreg_r64m16 => Kind::MovToSreg,
+        Code::Mov_rm16_Sreg | Code::Mov_r32m16_Sreg | Code::Mov_r64m16_Sreg => Kind::MovFromSreg,
         _ => Kind::Mov,
     })
 }
@@ -610,6 +654,8 @@ fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
         MovToCr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::CR0), 8),
         MovFromDr => (op.cc, op.size) = (reg_index(i.op1_register(), Register::DR0), 8),
         MovToDr => (op.cc, op.size) = (reg_index(i.op0_register(), Register::DR0), 8),
+        MovToSreg => (op.cc, op.size) = (reg_index(i.op0_register(), Register::ES), 2),
+        MovFromSreg => op.cc = reg_index(i.op1_register(), Register::ES),
         Cbw | Cwd => op.size = accumulator_size(i.mnemonic()),
         // PUSH imm pushes a full 8 bytes; PUSH r/m16 pushes 2.
         Push => op.size = if op.size == 2 { 2 } else { 8 },
@@ -639,7 +685,7 @@ fn shape(i: &Instruction, mut op: Op) -> Option<Op> {
         }
         _ => {}
     }
-    let implicit = matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr);
+    let implicit = matches!(op.kind, MovToCr | MovFromCr | MovToDr | MovFromDr | MovToSreg | MovFromSreg);
     let lowered = [op.a, op.b, op.c];
     if !implicit && lowered[..n.min(3) as usize].contains(&Opnd::None) {
         return None;
@@ -663,6 +709,79 @@ fn is_sse_movsd(i: &Instruction) -> bool {
 
 fn is_sse_cmpsd(i: &Instruction) -> bool {
     i.op_count() >= 2 && i.op0_kind() == OpKind::Register && i.op0_register().is_xmm()
+}
+
+/// What CPUID must advertise for an instruction to execute (SDM Vol. 2:
+/// each instruction's "CPUID Feature Flag" column, as iced-x86 lists it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Every x86-64 processor has it.
+    Nothing,
+    /// An optional feature: without it in CPUID the instruction is #UD
+    /// (the machine checks when it builds the op: [`absent`]).
+    Feature(Feature),
+    /// An extension this CPU model does not implement and so never
+    /// advertises: always absent.
+    Unmodelled {
+        /// An x87 instruction (#NM with CR0.EM or CR0.TS).
+        x87: bool,
+    },
+}
+
+/// The feature instruction `i` needs. VMCALL is the exception among VMX
+/// instructions: in a guest it exits to the hypervisor whatever CPUID says.
+pub fn needs(i: &Instruction) -> Needs {
+    use iced_x86::CpuidFeature as C;
+    if i.mnemonic() == Mnemonic::Vmcall {
+        return Needs::Nothing;
+    }
+    let mut need = Needs::Nothing;
+    for f in i.cpuid_features() {
+        let this = match f {
+            C::INTEL8086
+            | C::INTEL186
+            | C::INTEL286
+            | C::INTEL386
+            | C::INTEL486
+            | C::X64
+            | C::CPUID
+            | C::PAUSE
+            | C::MULTIBYTENOP => continue,
+            C::TSC => Needs::Feature(Feature::Tsc),
+            C::MSR => Needs::Feature(Feature::Msr),
+            C::CMOV => Needs::Feature(Feature::Cmov),
+            C::CX8 => Needs::Feature(Feature::Cx8),
+            C::SEP => Needs::Feature(Feature::Sep),
+            C::CLFSH => Needs::Feature(Feature::Clfsh),
+            C::POPCNT => Needs::Feature(Feature::Popcnt),
+            C::MOVBE => Needs::Feature(Feature::Movbe),
+            C::FSGSBASE => Needs::Feature(Feature::Fsgsbase),
+            C::BMI1 => Needs::Feature(Feature::Bmi1),
+            C::LZCNT => Needs::Feature(Feature::Abm),
+            C::INVPCID => Needs::Feature(Feature::Invpcid),
+            C::RTM => Needs::Feature(Feature::Rtm),
+            C::RDPID => Needs::Feature(Feature::Rdpid),
+            C::RDTSCP => Needs::Feature(Feature::Rdtscp),
+            C::SYSCALL => Needs::Feature(Feature::Syscall),
+            C::FPU | C::FPU287 | C::FPU287XL_ONLY | C::FPU387 | C::FPU387SL_ONLY | C::CYRIX_FPU => {
+                return Needs::Unmodelled { x87: true }
+            }
+            _ => return Needs::Unmodelled { x87: false },
+        };
+        need = this;
+    }
+    need
+}
+
+/// `op` as the CPU runs it without `feature`: TZCNT and LZCNT are the
+/// older BSF and BSR with an ignored REP prefix (their encodings are F3 0F
+/// BC and F3 0F BD); anything else is #UD.
+pub fn absent(op: Op, feature: Feature) -> Op {
+    match (op.kind, feature) {
+        (Kind::Tzcnt, Feature::Bmi1) => Op { kind: Kind::Bsf, ..op },
+        (Kind::Lzcnt, Feature::Abm) => Op { kind: Kind::Bsr, ..op },
+        _ => Op { kind: Kind::Absent, cc: 0, ..op },
+    }
 }
 
 #[cfg(test)]
@@ -712,7 +831,17 @@ mod tests {
     fn invalid_and_unmodelled() {
         assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
         assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
-        assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Unsupported); // addps
+        assert_eq!(lower_bytes(&[0x0f, 0x58, 0xc1]).kind, Kind::Absent); // addps: SSE, never advertised
+        let fld1 = lower_bytes(&[0xd9, 0xe8]);
+        assert_eq!((fld1.kind, fld1.cc), (Kind::Absent, ABSENT_X87));
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xc1]).kind, Kind::Vmcall);
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xd9]).kind, Kind::Absent, "vmmcall: SVM");
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xfd]).kind, Kind::Absent, "rdpru");
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xd0]).kind, Kind::Absent, "xgetbv: XSAVE");
+        let i = Decoder::with_ip(64, &[0xf3, 0x0f, 0xc7, 0xf8], 0, DecoderOptions::NONE).decode();
+        assert_eq!((lower(&i).kind, needs(&i)), (Kind::Rdpid, Needs::Feature(Feature::Rdpid)));
+        let tzcnt = lower_bytes(&[0xf3, 0x0f, 0xbc, 0xc1]);
+        assert_eq!(absent(tzcnt, Feature::Bmi1).kind, Kind::Bsf, "TZCNT is BSF on a CPU without BMI1");
     }
 
     #[test]

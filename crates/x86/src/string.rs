@@ -23,7 +23,7 @@ fn seg(o: &Opnd, default: Seg) -> Seg {
 }
 
 /// MOVS, STOS, LODS, CMPS, SCAS, INS, OUTS, with or without REP: up to
-/// [`Cpu::REP_CHUNK`] iterations, then RIP stays and the instruction
+/// [`Cpu::rep_chunk`] iterations, then RIP stays and the instruction
 /// resumes when it runs again.
 #[inline(never)]
 pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
@@ -31,6 +31,7 @@ pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let step = if c.rflags_rest() & DF != 0 { u64::from(size).wrapping_neg() } else { u64::from(size) };
     let rep = op.cc != REP_NONE;
     let (src, dst) = (seg(&op.b, Seg::Ds), seg(&op.a, Seg::Es));
+    let chunk = c.rep_chunk();
     let mut done = 0;
     loop {
         if rep && c.gpr(RCX) == 0 {
@@ -55,7 +56,7 @@ pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         if stop_on_zf {
             break;
         }
-        if done == C::REP_CHUNK && rcx != 0 {
+        if done == chunk && rcx != 0 {
             return Ok(());
         }
     }

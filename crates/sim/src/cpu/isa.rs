@@ -7,11 +7,12 @@
 use super::event::Event;
 use super::{Awaiting, Running, Stop};
 use crate::cost;
-use exitlab_arch::bits::{cr0, cr4};
+use exitlab_arch::bits::{cr0, cr4, rflags};
+use exitlab_arch::cpuid::{Feature as CpuFeature, FeatureSet};
 use exitlab_arch::{CrAccessQual, DescriptorTable, IoQual, Segment};
 use exitlab_hv::{IoExit, VmExit};
 use exitlab_x86::op::REP_NONE;
-use exitlab_x86::{Cpu, DescriptorTableKind, Exception, Feature, Flags, Op, Opnd, PortIo, Seg, Size};
+use exitlab_x86::{Cpu, DescriptorTableKind, Exception, Feature, Flags, Kind, Op, Opnd, PortIo, Seg, Size};
 
 /// String instructions run at most this many iterations per step, then
 /// restart, so a long REP stays interruptible as the SDM allows.
@@ -43,6 +44,37 @@ impl Running<'_> {
         stop
     }
 
+    /// MOV SS in 64-bit mode (SDM Vol. 2B "MOV", protected-mode checks):
+    /// a null selector only below CPL 3 with RPL = CPL; otherwise RPL and
+    /// the descriptor's DPL equal to CPL, a writable data segment (#GP
+    /// with the selector), present (#SS).
+    fn load_ss(&mut self, selector: u16) -> Result<(), Stop> {
+        let cpl = self.core.cpl();
+        let rpl = (selector & 3) as u8;
+        let code = u32::from(selector & !3);
+        if selector & !3 == 0 {
+            if cpl == 3 || rpl != cpl {
+                return Err(self.raise(Event::gp(0)));
+            }
+            self.core.ss = Segment { selector, present: false, ..self.core.ss };
+            return Ok(());
+        }
+        if rpl != cpl {
+            return Err(self.raise(Event::gp(code)));
+        }
+        let desc = self.read_descriptor(selector)?;
+        let dpl = ((desc >> 45) & 3) as u8;
+        let writable_data = desc & (1 << 44) != 0 && desc & (1 << 43) == 0 && desc & (1 << 41) != 0;
+        if !writable_data || dpl != cpl {
+            return Err(self.raise(Event::gp(code)));
+        }
+        if desc & (1 << 47) == 0 {
+            return Err(self.raise(Event::with_code(exitlab_arch::vector::SS, code)));
+        }
+        self.core.ss = Segment { selector, dpl, present: true, type_: ((desc >> 40) & 0xf) as u8, ..self.core.ss };
+        Ok(())
+    }
+
     /// CR`n` = `v` after MOV to CR passed the VMX checks. Leaving protected
     /// mode or paging, and CR4 bits the model lacks, are #GP.
     fn write_cr(&mut self, n: u8, v: u64) -> Result<(), Stop> {
@@ -56,15 +88,26 @@ impl Running<'_> {
             }
             2 => self.core.cr2 = v,
             3 => {
+                // With CR4.PCIDE, bit 63 asks not to flush (a hint this TLB
+                // may ignore) and is not stored; bits above MAXPHYADDR (48)
+                // are reserved.
+                let v = if self.core.cr4 & cr4::PCIDE != 0 { v & !(1 << 63) } else { v };
+                if v >> 48 != 0 {
+                    return Err(self.raise(Event::gp(0)));
+                }
                 self.core.cr3 = v;
                 self.core.tlb.flush();
             }
             4 => {
-                if v & cr4::PAE == 0 || v & (cr4::LA57 | cr4::VMXE | cr4::PCIDE) != 0 {
+                let set = v & !self.core.cr4;
+                let pcid_on = set & cr4::PCIDE != 0
+                    && (self.core.cr3 & 0xfff != 0 || self.core.efer & exitlab_arch::bits::efer::LMA == 0);
+                if v & cr4::PAE == 0 || v & !cr4_allowed(self.core.features) != 0 || pcid_on {
                     return Err(self.raise(Event::gp(0)));
                 }
                 self.core.cr4 = v;
                 self.core.tlb.flush();
+                self.rearm_breakpoints();
             }
             8 => {
                 if v > 15 {
@@ -76,6 +119,27 @@ impl Running<'_> {
         }
         Ok(())
     }
+}
+
+/// The CR4 bits the CPU model lets software set (SDM Vol. 3A 2.5): those
+/// of features it advertises; the rest are reserved (#GP), as KVM's
+/// `__cr4_reserved_bits` makes them for a guest without the feature.
+fn cr4_allowed(f: FeatureSet) -> u64 {
+    let mut ok = cr4::VME | cr4::PVI | cr4::TSD | cr4::DE | cr4::PSE | cr4::PAE | cr4::MCE | cr4::PCE;
+    for (feature, bits) in [
+        (CpuFeature::Pge, cr4::PGE),
+        (CpuFeature::Fxsr, cr4::OSFXSR),
+        (CpuFeature::Sse, cr4::OSXMMEXCPT),
+        (CpuFeature::Umip, cr4::UMIP),
+        (CpuFeature::Fsgsbase, cr4::FSGSBASE),
+        (CpuFeature::Pcid, cr4::PCIDE),
+        (CpuFeature::Xsave, cr4::OSXSAVE),
+    ] {
+        if f.has(feature) {
+            ok |= bits;
+        }
+    }
+    ok
 }
 
 /// The general-register number of a register operand (for CR-access
@@ -180,12 +244,25 @@ impl Cpu for Running<'_> {
     }
 
     #[cold]
-    fn software_interrupt(&mut self, vector: u8) -> Stop {
-        self.raise(Event::software(vector))
+    fn software_interrupt(&mut self, op: &Op, vector: u8) -> Stop {
+        let ev = if op.kind == Kind::Int1 { Event::icebp(op.len) } else { Event::software(vector, op.len) };
+        self.raise(ev)
     }
 
     fn interrupt_shadow(&mut self) {
         self.core.sti_shadow = true;
+    }
+
+    fn mov_ss_shadow(&mut self) {
+        self.core.mov_ss_blocking = true;
+    }
+
+    fn rep_chunk(&self) -> u64 {
+        if self.core.rflags_rest & rflags::TF != 0 || self.core.bp.armed() {
+            1
+        } else {
+            REP_CHUNK
+        }
     }
 
     fn iretq(&mut self, _op: &Op) -> Result<(), Stop> {
@@ -196,6 +273,7 @@ impl Cpu for Running<'_> {
     /// (no hardware behind it); a trapped one exits, and the answer is
     /// replayed when the instruction runs again.
     fn port_in(&mut self, _op: &Op, p: PortIo) -> Result<u64, Stop> {
+        self.watch_port(p.port, p.size);
         if !self.core.controls.io_exits(p.port, p.size) {
             return Ok(u64::MAX);
         }
@@ -210,6 +288,7 @@ impl Cpu for Running<'_> {
     /// OUT completes before its exit (`Stop::ExitAfter`); OUTS exits per
     /// element and replays.
     fn port_out(&mut self, op: &Op, p: PortIo, value: u64) -> Result<(), Stop> {
+        self.watch_port(p.port, p.size);
         if !self.core.controls.io_exits(p.port, p.size) {
             return Ok(());
         }
@@ -231,9 +310,23 @@ impl Cpu for Running<'_> {
     }
 
     fn has(&self, feature: Feature) -> bool {
-        match feature {
-            Feature::Rtm => self.core.rtm,
+        self.core.features.has(feature)
+    }
+
+    fn tsc_aux(&mut self) -> Result<u64, Stop> {
+        Ok(self.core.tsc_aux)
+    }
+
+    /// INVPCID: the TLB keeps no PCID tags (every CR3 load flushes it, which
+    /// the architecture allows), so one address drops its page and every
+    /// other type the whole TLB.
+    fn invpcid(&mut self, _op: &Op, kind: u64, _pcid: u16, linear: u64) -> Result<(), Stop> {
+        if kind == 0 {
+            self.core.tlb.flush_page(linear);
+        } else {
+            self.core.tlb.flush();
         }
+        Ok(())
     }
 
     /// CPUID always exits under VMX; the VMM answers (`Vcpu::complete`).
@@ -266,7 +359,7 @@ impl Cpu for Running<'_> {
         if self.core.controls.rdtsc_exiting {
             return Err(self.instruction_exit(op, VmExit::Rdtsc));
         }
-        Ok((self.core.cycles, self.core.tsc_aux as u32))
+        Ok((self.core.tsc(), self.core.tsc_aux as u32))
     }
 
     fn hlt(&mut self, op: &Op) -> Result<(), Stop> {
@@ -338,7 +431,31 @@ impl Cpu for Running<'_> {
             6 => self.core.dr6 = v,
             _ => self.core.dr7 = v,
         }
+        if n != 6 {
+            self.rearm_breakpoints();
+        }
         Ok(())
+    }
+
+    fn general_detect(&mut self) -> Result<(), Stop> {
+        Running::general_detect(self)
+    }
+
+    /// In 64-bit mode only SS is loaded here (the mode-aware loads of every
+    /// segment register are the system-ISA work's); SS with its checks.
+    fn load_segment(&mut self, seg: Seg, selector: u16) -> Result<(), Stop> {
+        match seg {
+            Seg::Ss => self.load_ss(selector),
+            _ => Err(Stop::Unsupported),
+        }
+    }
+
+    fn segment_selector(&mut self, seg: Seg) -> Result<u16, Stop> {
+        match seg {
+            Seg::Cs => Ok(self.core.cs.selector),
+            Seg::Ss => Ok(self.core.ss.selector),
+            _ => Err(Stop::Unsupported),
+        }
     }
 
     fn descriptor_table(&mut self, which: DescriptorTableKind) -> Result<DescriptorTable, Stop> {
@@ -375,6 +492,12 @@ impl Cpu for Running<'_> {
     fn clts(&mut self) -> Result<(), Stop> {
         self.core.cr0 &= !cr0::TS;
         Ok(())
+    }
+
+    /// VMCALL always exits; the VMM answers (KVM's hypercall ABI) and
+    /// skips it.
+    fn vmcall(&mut self, op: &Op) -> Result<(), Stop> {
+        Err(self.instruction_exit(op, VmExit::Vmcall))
     }
 
     fn xbegin(&mut self, fallback: u64) {
