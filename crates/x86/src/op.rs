@@ -732,7 +732,9 @@ pub enum Needs {
 /// instructions: in a guest it exits to the hypervisor whatever CPUID says.
 pub fn needs(i: &Instruction) -> Needs {
     use iced_x86::CpuidFeature as C;
-    if i.mnemonic() == Mnemonic::Vmcall {
+    // VMCALL exits in a guest whatever CPUID says; ENDBR64/32 are NOPs
+    // wherever CET is not on (they sit in the reserved-NOP space).
+    if matches!(i.mnemonic(), Mnemonic::Vmcall | Mnemonic::Endbr64 | Mnemonic::Endbr32) {
         return Needs::Nothing;
     }
     let mut need = Needs::Nothing;

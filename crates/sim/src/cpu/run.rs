@@ -14,7 +14,7 @@ use crate::ram::PAGE;
 use exitlab_arch::bits::{dr6, rflags};
 use exitlab_arch::vector;
 use exitlab_hv::{ExitInfo, HvError, Injection, InjectionKind, VmExit};
-use exitlab_x86::op::{absent, needs, Needs};
+use exitlab_x86::op::{absent, needs, Needs, ABSENT_X87};
 use exitlab_x86::{lower, Kind, Op};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
 use std::sync::Arc;
@@ -522,6 +522,11 @@ impl Running<'_> {
         let op = lower(i);
         match needs(i) {
             Needs::Feature(f) if !self.core.features.has(f) => absent(op, f),
+            // Modelled, but of an extension the model does not advertise
+            // (LFENCE, SFENCE, MFENCE are SSE and SSE2): #UD all the same.
+            Needs::Unmodelled { x87 } if op.kind != Kind::Absent => {
+                Op { kind: Kind::Absent, cc: if x87 { ABSENT_X87 } else { 0 }, ..op }
+            }
             _ => op,
         }
     }
