@@ -153,9 +153,6 @@ pub mod dr6 {
     /// The bits a MOV to DR6 writes: B0-B3, BD, BS, BT and RTM (KVM's
     /// DR6_VOLATILE).
     pub const VOLATILE: u64 = 0x0001_e80f;
-    /// The bits that read as 1 whatever is written (bits 4-11 and 17-31;
-    /// RTM too on a CPU without RTM).
-    pub const FIXED_1: u64 = 0xfffe_0ff0;
 }
 
 /// DR7 (SDM Vol. 3B 18.2.4).

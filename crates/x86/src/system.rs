@@ -5,7 +5,7 @@
 //! the machine's part (a VMX exit, the MSR file, the TLB) is the
 //! [`Cpu`]'s hook of the same name.
 
-use crate::cpu::{Cpu, DescriptorTableKind, Exception, Feature};
+use crate::cpu::{Cpu, DescriptorTableKind, Exception};
 use crate::exec::{get, memory, next, offset, put, require_cpl0, set_reg};
 use crate::op::{Kind, Op, Opnd, Seg, ABSENT_X87};
 use crate::reg::{RAX, RBX, RCX, RDX};
@@ -88,8 +88,7 @@ pub fn mov_from_cr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 
 /// MOV to and from DR0-DR7 (CPL 0). DR4 and DR5 alias DR6 and DR7 unless
 /// CR4.DE makes them #UD; then DR7.GD's #DB; a value with bits 63:32 set
-/// is #GP for DR6 and DR7, which keep their fixed bits (DR6.RTM reads 1
-/// without RTM).
+/// is #GP for DR6 and DR7, which keep their fixed bits.
 #[inline(never)]
 pub fn mov_dr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     require_cpl0(c)?;
@@ -107,10 +106,9 @@ pub fn mov_dr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         }
         let v = match n {
             0..=3 => v,
-            6 => {
-                let rtm = if c.has(Feature::Rtm) { 0 } else { dr6::RTM };
-                (v & dr6::VOLATILE) | dr6::FIXED_1 | rtm
-            }
+            // RTM (bit 16) reads 1 too: it is 0 only after a #DB in an RTM
+            // region with RTM debugging on, which this model lacks.
+            6 => (v & dr6::VOLATILE) | dr6::INIT,
             _ => (v & dr7::VOLATILE) | dr7::FIXED_1,
         };
         c.set_dr(n, v)?;
