@@ -226,6 +226,12 @@ pub trait Vcpu {
     /// virtual time on the simulator.
     fn now_ns(&self) -> u64;
 
+    /// Raises the platform's NMI line, which reaches the vCPU through its
+    /// local APIC's LINT1 input: delivered as its LVT entry says (an NMI
+    /// where it is programmed for NMI delivery, nothing while masked), as
+    /// KVM_NMI models it.
+    fn nmi(&mut self) -> Result<()>;
+
     /// From host time `at` on, a run call that has not exited returns
     /// [`HvError::Interrupted`] (KVM_RUN interrupted by a signal, on KVM),
     /// so that a guest that never exits cannot hold the VMM past its

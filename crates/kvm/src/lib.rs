@@ -499,6 +499,21 @@ impl Vcpu for KvmVcpu {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// LINT1 as the KVM_NMI documentation says to emulate it with the
+    /// in-kernel irqchip: read the local APIC's LVT LINT1 (KVM_GET_LAPIC)
+    /// and issue KVM_NMI only if it is unmasked with NMI delivery. (Fixed
+    /// delivery on LINT1 is not modelled: a platform NMI line is wired for
+    /// NMI.)
+    fn nmi(&mut self) -> Result<()> {
+        let lapic = self.fd.get_lapic().map_err(backend("KVM_GET_LAPIC"))?;
+        let lvt = &lapic.regs[0x360..0x364];
+        let lvt = u32::from_le_bytes([lvt[0] as u8, lvt[1] as u8, lvt[2] as u8, lvt[3] as u8]);
+        if lvt & 1 << 16 == 0 && (lvt >> 8) & 7 == 4 {
+            self.fd.nmi().map_err(backend("KVM_NMI"))?;
+        }
+        Ok(())
+    }
+
     /// A watchdog thread kicks KVM_RUN with a signal from `at` on; the
     /// interrupted run returns `Interrupted` (see `kick`).
     fn set_host_deadline(&mut self, at: Option<Instant>) -> Result<()> {

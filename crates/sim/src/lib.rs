@@ -405,6 +405,11 @@ impl Vcpu for SimVcpu {
         self.core.costs.clock.ns(self.core.cycles)
     }
 
+    fn nmi(&mut self) -> Result<()> {
+        self.core.apic.lint(1);
+        Ok(())
+    }
+
     fn set_host_deadline(&mut self, at: Option<std::time::Instant>) -> Result<()> {
         self.limits.host_deadline = at;
         Ok(())

@@ -31,7 +31,7 @@ const KVM_FINDINGS: &[&str] = &[
     // The emulator delivers through a gate whose selector names a data
     // segment (no #GP), and runs the handler with it.
     "de-gp-df", // INT3 in ring 0: KVM_EXIT_INTERNAL_ERROR.
-    "bp-gp", // The emulator delivers through a not-present code segment (no #NP).
+    "bp-gp",    // The emulator delivers through a not-present code segment (no #NP).
     "ud-np",
 ];
 
@@ -252,4 +252,85 @@ fn the_host_time_limit_holds_for_a_guest_that_never_exits() {
         let Outcome::GuestError(GuestError::Runaway(s)) = &r.outcome else { panic!("KVM: {:?}", r.outcome) };
         assert!(s.starts_with("host time limit of 0.05 s reached at rip 0x"), "KVM: {s}");
     }
+}
+
+/// COUNT counts NMIs; SEEN is what the first NMI handler saw of COUNT
+/// after sending itself another NMI.
+const COUNT: u64 = 0x0060_0000;
+const SEEN: u64 = 0x0060_0008;
+
+/// An NMI handler that counts, and on its first run sends itself an NMI
+/// through the ICR and looks at the count a few instructions later.
+fn nmi_handler(a: &mut CodeAssembler) -> Result<CodeLabel, IcedError> {
+    let mut handler = a.create_label();
+    let mut out = a.create_label();
+    a.set_label(&mut handler)?;
+    a.push(rax)?;
+    a.push(rdi)?;
+    a.inc(qword_ptr(COUNT))?;
+    a.cmp(qword_ptr(COUNT), 1)?;
+    a.jne(out)?;
+    self_nmi(a)?;
+    a.nop()?;
+    a.nop()?;
+    a.mov(rax, qword_ptr(COUNT))?;
+    a.mov(qword_ptr(SEEN), rax)?;
+    a.set_label(&mut out)?;
+    a.pop(rdi)?;
+    a.pop(rax)?;
+    a.iretq()?;
+    Ok(handler)
+}
+
+/// ICR: destination shorthand self, delivery mode NMI, level assert; then
+/// eventinj's io_delay (a port write, an exit on every backend, where KVM
+/// takes pending events).
+fn self_nmi(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.mov(rdi, 0xfee0_0000u64)?;
+    a.mov(dword_ptr(rdi + 0x300), 1 << 18 | 1 << 14 | 4 << 8)?;
+    a.out(0x80, al)
+}
+
+/// kvm-unit-tests eventinj's self-NMI: an NMI sent to itself reaches the
+/// handler; one sent from inside the handler waits for its IRET (NMI
+/// blocking), then arrives.
+#[test]
+fn a_self_nmi_arrives_and_nmis_are_blocked_until_iret() {
+    let img = exitlab_guest::program::program_with_handlers("self-nmi", Ring::Kernel, &start(), |a| {
+        let mut over = a.create_label();
+        a.jmp(over)?;
+        let handler = nmi_handler(a)?;
+        a.set_label(&mut over)?;
+        self_nmi(a)?;
+        // Another exit before the count is read: this host's KVM takes the
+        // NMI that waited for the handler's IRET only at its next entry
+        // (the simulator and silicon at the IRET).
+        a.out(0x80, al)?;
+        a.mov(rax, qword_ptr(COUNT))?;
+        a.mov(rbx, qword_ptr(SEEN))?;
+        Ok(exitlab_guest::program::Body { marks: Vec::new(), gates: vec![(vector::NMI, handler)] })
+    })
+    .unwrap();
+    for profile in PROFILES {
+        let r = run(&img, profile, &traced());
+        assert!(matches!(r.outcome, Outcome::Exited { .. }), "{profile}: {:?}", r.outcome);
+        assert_eq!((r.regs.gpr[0], r.regs.gpr[3]), (2, 1), "{profile}: two NMIs, the second after IRET");
+        if profile == "legacy" {
+            // NMI exiting: each NMI exits, and the second waits in the VMM
+            // for an NMI-window exit at the first handler's IRET.
+            // (EXCEPTION_NMI with qualification 0: the shadow-paging #PF
+            // exits share the reason and carry their linear address.)
+            let count = |reason, q: Option<u64>| {
+                r.trace
+                    .iter()
+                    .filter(|t| t.record.reason == reason && q.is_none_or(|q| t.record.qualification == q))
+                    .count()
+            };
+            assert_eq!((count(ExitReason::ExceptionNmi, Some(0)), count(ExitReason::NmiWindow, None)), (2, 1));
+        }
+    }
+    compare_on_kvm(&img, Ok((2, 1)), |r| match r.outcome {
+        Outcome::Exited { .. } => Ok((r.regs.gpr[0], r.regs.gpr[3])),
+        ref other => Err(format!("{other:?}")),
+    });
 }
