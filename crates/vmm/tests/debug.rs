@@ -29,6 +29,10 @@ const BS: u64 = ACTIVE_LOW | dr6::BS;
 /// A body's code, given the assembler and a label to place at its `start`
 /// (the RIP the expected #DBs count from).
 type Code = fn(&mut CodeAssembler, &mut CodeLabel) -> Result<(), IcedError>;
+/// A #DB handler's emitter: returns the handler's label.
+type Handler = fn(&mut CodeAssembler) -> Result<CodeLabel, IcedError>;
+/// A case: name, code, the expected #DB log.
+type Case = (&'static str, Code, &'static [(i64, u64)]);
 
 /// debug.c's handle_db: log RIP and DR6, set RF in the frame when an
 /// instruction breakpoint (B0-B3) fired, and after ten #DBs stop stepping.
@@ -79,18 +83,13 @@ fn bp_logger(a: &mut CodeAssembler) -> Result<CodeLabel, IcedError> {
 
 /// A kernel program running `code` with the #DB and #BP loggers (or
 /// `db` instead of the #DB one); `start` is named.
-fn image(name: &str, code: Code, db: Option<fn(&mut CodeAssembler) -> Result<CodeLabel, IcedError>>) -> Image {
+fn image(name: &str, code: Code, db: Option<Handler>) -> Image {
     image_at(name, Ring::Kernel, code, db)
 }
 
 /// As [`image`], with `code` at `ring` (ring 3 with IOPL 3, as debug.c's
 /// usermode halves run).
-fn image_at(
-    name: &str,
-    ring: Ring,
-    code: Code,
-    db: Option<fn(&mut CodeAssembler) -> Result<CodeLabel, IcedError>>,
-) -> Image {
+fn image_at(name: &str, ring: Ring, code: Code, db: Option<Handler>) -> Image {
     let start = Start { gpr: [0; 16], rflags: 0 };
     program_with_handlers(name, ring, &start, |a| {
         let mut over = a.create_label();
@@ -588,7 +587,7 @@ fn dr6_and_dr7_refuse_bits_above_31() {
 fn the_single_step_cases_in_ring_3() {
     // debug.c's usermode halves (run with IOPL 3). On this host's KVM ring
     // 3 runs natively: there these are checked against its CPU.
-    let cases: [(&str, Code, &[(i64, u64)]); 6] = [
+    let cases: [Case; 6] = [
         ("user-ss-basic", ss_basic, &[(0, BS), (1, BS), (2, BS)]),
         ("user-ss-emulated", ss_emulated, &[(0, BS), (1, BS), (4, BS), (6, BS), (11, BS), (12, BS), (13, BS)]),
         ("user-ss-sti", ss_sti, &[(0, BS), (6, BS), (7, BS), (8, BS)]),
