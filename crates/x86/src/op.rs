@@ -522,6 +522,8 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Pushfq | Mnemonic::Pushf => Pushf,
         Mnemonic::Popfq | Mnemonic::Popf => Popf,
         Mnemonic::Leave => Leave,
+        // Far calls are far transfers (not modelled yet), not near ones.
+        Mnemonic::Call if i.is_call_far() || i.is_call_far_indirect() => return None,
         Mnemonic::Call => Call,
         Mnemonic::Ret => Ret,
         Mnemonic::Jmp if i.is_jmp_far() || i.is_jmp_far_indirect() => return None,
@@ -535,7 +537,9 @@ fn kind(i: &Instruction) -> Option<Kind> {
         | Mnemonic::Lfence
         | Mnemonic::Sfence
         | Mnemonic::Mfence
-        | Mnemonic::Endbr64 => Nop,
+        | Mnemonic::Endbr64
+        | Mnemonic::Endbr32
+        | Mnemonic::Reservednop => Nop,
         Mnemonic::Hlt => Hlt,
         Mnemonic::Cli => Cli,
         Mnemonic::Sti => Sti,
