@@ -287,3 +287,29 @@ fn pcid_and_invpcid_follow_the_profile_and_the_cr4_rules() {
     assert_eq!(on("modern", with(4, 0)), GP, "type 4");
     assert_eq!(on("legacy", with(2, 0)), Err((vector::UD, 0)), "INVPCID not advertised");
 }
+#[test]
+fn vmcall_on_kvm_answers_like_the_simulator_or_is_ended_by_the_host_time_limit() {
+    // KVM answers VMCALL in the kernel with the same ABI (-KVM_ENOSYS for
+    // RAX = -1). This host's nested KVM livelocks on it instead (docs/
+    // DESIGN.md, "Host findings"): the VMM's host-time limit ends the run
+    // with RIP still at the VMCALL.
+    let img = image(Ring::Kernel, |a| {
+        a.mov(rax, u64::MAX)?;
+        a.vmcall()
+    });
+    let Ok(mut vm) = exitlab_kvm::KvmVm::new(&exitlab_kvm::device_path(), img.memory_size) else {
+        return eprintln!("no usable KVM: not compared");
+    };
+    let limits =
+        exitlab_vmm::limits::RunLimits { max_host_time: Some(std::time::Duration::from_secs(1)), ..Default::default() };
+    let r = run_image_with(&mut vm, &img, &RunOptions { limits, ..RunOptions::default() }).unwrap();
+    match &r.outcome {
+        Outcome::Exited { .. } => assert_eq!(r.regs.gpr[Regs::RAX], -1000i64 as u64),
+        Outcome::GuestError(GuestError::Runaway(s)) => {
+            let vmcall = img.symbol("body").unwrap() + 10; // after mov rax, imm64
+            assert!(s.starts_with(&format!("host time limit of 1 s reached at rip {vmcall:#x}")), "{s}");
+            eprintln!("VMCALL livelocked on this host's KVM: {s}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
