@@ -738,8 +738,11 @@ pub fn needs(i: &Instruction) -> Needs {
     use iced_x86::CpuidFeature as C;
     // VMCALL exits in a guest whatever CPUID says; ENDBR64/32 are NOPs
     // wherever CET is not on (they sit in the reserved-NOP space).
-    if matches!(i.mnemonic(), Mnemonic::Vmcall | Mnemonic::Endbr64 | Mnemonic::Endbr32) {
-        return Needs::Nothing;
+    match i.mnemonic() {
+        Mnemonic::Vmcall | Mnemonic::Endbr64 | Mnemonic::Endbr32 => return Needs::Nothing,
+        // XTEST needs HLE or RTM (iced-x86 lists both); only RTM is modelled.
+        Mnemonic::Xtest => return Needs::Feature(Feature::Rtm),
+        _ => {}
     }
     let mut need = Needs::Nothing;
     for f in i.cpuid_features() {
