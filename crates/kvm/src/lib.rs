@@ -6,6 +6,7 @@
 //! MMIO, debug, shutdown); the rest are visible through KVM's binary
 //! statistics, which [`KvmVcpu::counters`] reads.
 
+mod kick;
 mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
@@ -205,6 +206,7 @@ impl Vm for KvmVm {
             pml: false,
             posted_interrupts: false,
             tsx: false,
+            cpu_features: exitlab_arch::cpuid::FeatureSet::EMPTY,
             iommu: false,
             tsc_hz: 0,
             backend_counters: true,
@@ -271,7 +273,7 @@ impl Vm for KvmVm {
         } else {
             None
         };
-        Ok(KvmVcpu { id, fd, stats, dirty: self.dirty.clone(), epoch: self.epoch })
+        Ok(KvmVcpu { id, fd, stats, dirty: self.dirty.clone(), epoch: self.epoch, kicker: None })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -406,6 +408,8 @@ pub struct KvmVcpu {
     /// The VM's dirty-logged slot, harvested at each counter sample.
     dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
+    /// The host-time watchdog, while a deadline is set.
+    kicker: Option<kick::Kicker>,
 }
 
 impl KvmVcpu {
@@ -428,6 +432,9 @@ impl Vcpu for KvmVcpu {
         loop {
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
+                Err(e) if e.errno() == libc_eintr() && self.kicker.as_ref().is_some_and(|k| k.due()) => {
+                    return Err(HvError::Interrupted)
+                }
                 Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
                 Err(e) => return Err(backend("KVM_RUN")(e)),
             };
@@ -563,6 +570,31 @@ impl Vcpu for KvmVcpu {
 
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// LINT1 as the KVM_NMI documentation says to emulate it with the
+    /// in-kernel irqchip: read the local APIC's LVT LINT1 (KVM_GET_LAPIC)
+    /// and issue KVM_NMI only if it is unmasked with NMI delivery. (Fixed
+    /// delivery on LINT1 is not modelled: a platform NMI line is wired for
+    /// NMI.)
+    fn nmi(&mut self) -> Result<()> {
+        let lapic = self.fd.get_lapic().map_err(backend("KVM_GET_LAPIC"))?;
+        let lvt = &lapic.regs[0x360..0x364];
+        let lvt = u32::from_le_bytes([lvt[0] as u8, lvt[1] as u8, lvt[2] as u8, lvt[3] as u8]);
+        if lvt & 1 << 16 == 0 && (lvt >> 8) & 7 == 4 {
+            self.fd.nmi().map_err(backend("KVM_NMI"))?;
+        }
+        Ok(())
+    }
+
+    /// A watchdog thread kicks KVM_RUN with a signal from `at` on; the
+    /// interrupted run returns `Interrupted` (see `kick`).
+    fn set_host_deadline(&mut self, at: Option<Instant>) -> Result<()> {
+        self.kicker = None;
+        if let Some(at) = at {
+            self.kicker = Some(kick::Kicker::arm(at)?);
+        }
+        Ok(())
     }
 }
 

@@ -172,7 +172,7 @@ fn control_word(g: &mut Rng) -> u16 {
 fn mxcsr(g: &mut Rng) -> u32 {
     let masks = if g.chance(70) { 0x3f } else { (g.next() & 0x3f) as u32 | 0x20 };
     let flags = if g.chance(70) { 0 } else { (g.next() & 0x3f) as u32 };
-    flags | (g.next() & 1) as u32 * 0x40 | masks << 7 | (g.below(4) as u32) << 13 | (g.next() & 1) as u32 * 0x8000
+    flags | ((g.next() & 1) as u32 * 0x40) | masks << 7 | (g.below(4) as u32) << 13 | ((g.next() & 1) as u32 * 0x8000)
 }
 
 /// The input FXSAVE64 image of a sequence.
@@ -1362,9 +1362,13 @@ fn seed() -> u64 {
     std::env::var("EXITLAB_FP_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x1337_0013)
 }
 
+/// Each sequence's first difference, if any, and the two machines' result
+/// areas.
+type BatchResult = (Vec<Option<String>>, Vec<u8>, Vec<u8>);
+
 /// Runs a batch on both machines: each sequence's first difference, if
 /// any (`None` when KVM is unusable).
-fn run_batch(b: &Batch) -> Option<(Vec<Option<String>>, Vec<u8>, Vec<u8>)> {
+fn run_batch(b: &Batch) -> Option<BatchResult> {
     let mut kvm_vm = kvm(&b.img)?;
     let mut sim_vm = SimVm::new(b.img.memory_size).unwrap();
     let (k_out, k_mem) = outcome(&mut kvm_vm, b).expect("kvm run");
