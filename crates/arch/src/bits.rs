@@ -150,6 +150,20 @@ pub mod dr6 {
     pub const RTM: u64 = 1 << 16;
     /// The value DR6 holds with no debug condition reported.
     pub const INIT: u64 = 0xffff_0ff0;
+    /// The bits a MOV to DR6 writes: B0-B3, BD, BS, BT and RTM (KVM's
+    /// DR6_VOLATILE).
+    pub const VOLATILE: u64 = 0x0001_e80f;
+}
+
+/// DR7 (SDM Vol. 3B 18.2.4).
+pub mod dr7 {
+    /// The bits a MOV to DR7 writes: the enables, LE/GE, RTM (11), GD
+    /// (13) and the R/W and LEN fields (KVM's DR7_VOLATILE).
+    pub const VOLATILE: u64 = 0xffff_2bff;
+    /// Bit 10 reads as 1.
+    pub const FIXED_1: u64 = 0x400;
+    /// General detect: #DB before any debug-register access.
+    pub const GD: u64 = 1 << 13;
 }
 
 /// Model-specific registers exitlab's guests touch.
@@ -182,6 +196,24 @@ pub mod msr {
     pub const IA32_GS_BASE: u32 = 0xc000_0101;
     /// The GS base SWAPGS swaps in.
     pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// Added to the TSC; writes to either move both (SDM 18.17.3).
+    pub const IA32_TSC_ADJUST: u32 = 0x3b;
+    /// IBRS, STIBP, SSBD controls (with CPUID.07H:EDX[26]).
+    pub const IA32_SPEC_CTRL: u32 = 0x48;
+    /// IBPB command (with CPUID.07H:EDX[26]).
+    pub const IA32_PRED_CMD: u32 = 0x49;
+    /// Machine-check capabilities: bank count in bits 7:0.
+    pub const IA32_MCG_CAP: u32 = 0x179;
+    /// Machine-check status.
+    pub const IA32_MCG_STATUS: u32 = 0x17a;
+    /// Miscellaneous feature enables.
+    pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+    /// The page attribute table: eight memory-type bytes.
+    pub const IA32_PAT: u32 = 0x277;
+    /// The value RDTSCP and RDPID return.
+    pub const IA32_TSC_AUX: u32 = 0xc000_0103;
+    /// The first x2APIC register MSR (0x800-0x8ff: APIC register offset / 16).
+    pub const X2APIC_FIRST: u32 = 0x800;
 }
 
 /// 4-level paging entries (SDM Vol. 3A, 4.5).

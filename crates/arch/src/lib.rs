@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod bits;
+pub mod cpuid;
 pub mod exit_reason;
 pub mod iommu;
 pub mod posted;

@@ -56,9 +56,88 @@ pub fn mnemonic(vector: u8) -> Option<&'static str> {
     NAMES.get(usize::from(vector)).copied()
 }
 
+/// The classes SDM Vol. 3A table 6-4 sorts exceptions into, which decide
+/// what a second exception during the delivery of a first one becomes
+/// (table 6-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// #DB, NMI, #BP, #OF, #BR, #UD, #NM, #MF, #AC, #MC, #XM, #VE, #CP,
+    /// every INT n and every external interrupt.
+    Benign,
+    /// #DE, #TS, #NP, #SS, #GP.
+    Contributory,
+    /// #PF.
+    PageFault,
+    /// #DF: a fault while delivering it shuts the processor down.
+    DoubleFault,
+}
+
+/// The class of hardware exception `vector` (table 6-4). Interrupts and
+/// software interrupts are benign whatever their vector; the caller asks
+/// only about hardware exceptions.
+pub const fn class(vector: u8) -> Class {
+    match vector {
+        DE | TS | NP | SS | GP => Class::Contributory,
+        PF => Class::PageFault,
+        DF => Class::DoubleFault,
+        _ => Class::Benign,
+    }
+}
+
+/// What the processor does when exception `second` arises while it
+/// delivers an event of class `first` (SDM Vol. 3A table 6-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escalation {
+    /// Deliver the second exception; the first is dropped (a fault
+    /// restarts its instruction, which raises it again).
+    Serial,
+    /// Deliver #DF with error code 0.
+    DoubleFault,
+    /// A fault while delivering #DF: the processor shuts down (a VMM sees
+    /// TRIPLE_FAULT).
+    Shutdown,
+}
+
+/// Table 6-5: contributory after contributory, and contributory or #PF
+/// after #PF, make #DF; anything during #DF is shutdown; every other pair
+/// is handled serially. KVM applies the same table when an exception it
+/// injects meets one already pending (`kvm_multiple_exception`).
+pub const fn escalate(first: Class, second: Class) -> Escalation {
+    match (first, second) {
+        (Class::DoubleFault, _) => Escalation::Shutdown,
+        (Class::Contributory, Class::Contributory)
+        | (Class::PageFault, Class::Contributory)
+        | (Class::PageFault, Class::PageFault) => Escalation::DoubleFault,
+        _ => Escalation::Serial,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_6_5() {
+        use Escalation::*;
+        let all = [DE, DB, NMI, BP, OF, BR, UD, NM, DF, TS, NP, SS, GP, PF, MF, AC, MC, XM, VE, CP];
+        for first in all {
+            for second in all {
+                let got = escalate(class(first), class(second));
+                let contributory = |v| matches!(v, DE | TS | NP | SS | GP);
+                let want = if first == DF {
+                    Shutdown
+                } else if (contributory(first) || first == PF) && (contributory(second) || second == first) {
+                    DoubleFault
+                } else {
+                    Serial
+                };
+                assert_eq!(got, want, "{first} then {second}");
+            }
+        }
+        // A #PF while delivering a contributory exception is serial (the
+        // table's top-right cell), not a double fault.
+        assert_eq!(escalate(Class::Contributory, Class::PageFault), Serial);
+    }
 
     #[test]
     fn error_code_vectors() {

@@ -106,6 +106,13 @@ pub struct Controls {
     /// External interrupts exit (EXTERNAL_INTERRUPT) instead of being
     /// delivered through the guest IDT.
     pub external_interrupt_exiting: bool,
+    /// "NMI exiting" (SDM 25.6.1): NMIs exit (EXCEPTION_NMI, vector 2)
+    /// instead of being delivered through the guest IDT.
+    pub nmi_exiting: bool,
+    /// "Virtual NMIs" (needs NMI exiting): the CPU tracks virtual-NMI
+    /// blocking for the NMIs the VMM injects: set by their delivery,
+    /// cleared by the guest's IRET (SDM 25.3, 26.7.1).
+    pub virtual_nmis: bool,
     /// The VMX-preemption timer: exits PREEMPTION_TIMER after this many
     /// guest cycles from VM entry.
     pub preemption_timer: Option<u64>,
@@ -117,6 +124,10 @@ pub struct Controls {
     // Primary processor-based controls.
     /// Exit (INTERRUPT_WINDOW) as soon as the guest can take an interrupt.
     pub interrupt_window_exiting: bool,
+    /// Exit (NMI_WINDOW) before any instruction once there is no virtual-
+    /// NMI blocking and no blocking by MOV SS (needs virtual NMIs; SDM
+    /// 26.7.6).
+    pub nmi_window_exiting: bool,
     /// HLT exits.
     pub hlt_exiting: bool,
     /// INVLPG exits.
@@ -189,9 +200,12 @@ impl Default for Controls {
     fn default() -> Self {
         Controls {
             external_interrupt_exiting: false,
+            nmi_exiting: false,
+            virtual_nmis: false,
             preemption_timer: None,
             posted_interrupts: None,
             interrupt_window_exiting: false,
+            nmi_window_exiting: false,
             hlt_exiting: true,
             invlpg_exiting: false,
             rdtsc_exiting: false,

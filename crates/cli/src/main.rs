@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use exitlab_guest::layout::Phase;
 use exitlab_guest::{Image, Workload, WORKLOADS};
 use exitlab_lab::backend::{BackendKind, BackendSpec};
+use exitlab_vmm::limits::RunLimits;
 use exitlab_vmm::{render_json, render_table, Outcome, RunOptions, RunReport, StatView};
 use std::io::Write;
 use std::path::PathBuf;
@@ -100,6 +101,14 @@ struct MachineArgs {
     /// run calls, a guest spinning inside KVM_RUN included).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
+    /// Stop after the VMM has handled this many exits, or `off` (both
+    /// backends; default 1000000000).
+    #[arg(long, value_name = "N|off")]
+    max_exits: Option<String>,
+    /// Stop after this much host time, e.g. 30s, or `off` (both backends;
+    /// default 10min).
+    #[arg(long, value_name = "DURATION|off")]
+    max_host_time: Option<String>,
     /// Let virtio notifications exit to userspace instead of signalling
     /// an ioeventfd (kvm backend).
     #[arg(long)]
@@ -474,8 +483,31 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageErr
     })
 }
 
-/// `10s`, `250ms`, `40us`, `7ns` (no unit: seconds) as nanoseconds.
-fn parse_duration(text: &str) -> Result<u64, UsageError> {
+/// The VMM's limits from `--max-exits` and `--max-host-time` (each a
+/// number or duration, or `off`), over the defaults.
+fn vmm_limits(m: &MachineArgs) -> Result<RunLimits, UsageError> {
+    let mut limits = RunLimits::default();
+    if let Some(t) = &m.max_exits {
+        limits.max_exits =
+            match t.trim() {
+                "off" => None,
+                n => Some(n.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    UsageError(format!("--max-exits: `{t}` is not a positive whole number or `off`"))
+                })?),
+            };
+    }
+    if let Some(t) = &m.max_host_time {
+        limits.max_host_time = match t.trim() {
+            "off" => None,
+            d => Some(std::time::Duration::from_nanos(parse_duration("--max-host-time", d)?)),
+        };
+    }
+    Ok(limits)
+}
+
+/// `10s`, `250ms`, `40us`, `7ns` (no unit: seconds) as nanoseconds, for
+/// the flag `flag`.
+fn parse_duration(flag: &str, text: &str) -> Result<u64, UsageError> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -487,14 +519,12 @@ fn parse_duration(text: &str) -> Result<u64, UsageError> {
         "m" | "min" => 60e9,
         "h" => 3600e9,
         _ => {
-            return Err(UsageError(format!(
-                "--max-time: unknown unit `{unit}` in `{text}` (use ns, us, ms, s, min or h)"
-            )))
+            return Err(UsageError(format!("{flag}: unknown unit `{unit}` in `{text}` (use ns, us, ms, s, min or h)")))
         }
     };
     match num.parse::<f64>() {
         Ok(v) if v > 0.0 && (v * scale) < 1.8e19 => Ok((v * scale) as u64),
-        _ => Err(UsageError(format!("--max-time: `{text}` is not a positive duration"))),
+        _ => Err(UsageError(format!("{flag}: `{text}` is not a positive duration"))),
     }
 }
 
@@ -534,7 +564,7 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
                 None => None,
             };
             let max_time_ns = match &m.max_time {
-                Some(t) => Some(parse_duration(t)?),
+                Some(t) => Some(parse_duration("--max-time", t)?),
                 None => None,
             };
             if m.no_ioeventfd || m.no_irqfd {
@@ -544,7 +574,7 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
         Backend::Kvm => {
-            let max_time = m.max_time.as_deref().map(parse_duration).transpose()?;
+            let max_time = m.max_time.as_deref().map(|t| parse_duration("--max-time", t)).transpose()?;
             let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
             Ok(BackendSpec::Kvm { device, max_time: max_time.map(std::time::Duration::from_nanos) })
         }
@@ -557,6 +587,7 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
 
 fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<RunReport, UsageError> {
     let spec = backend_spec(m)?;
+    options.limits = vmm_limits(m)?;
     match m.backend {
         Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
         Backend::Kvm => {

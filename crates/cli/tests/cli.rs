@@ -153,6 +153,19 @@ fn runaway_guests_stop_at_the_limits_with_a_report() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("time limit of 2000000000 ns"), "{}", stderr(&o));
     assert_usage_error(&exitlab(&["stat", "idle", "--max-time", "2 weeks"]), "--max-time");
+    // The VMM's own limits, on any backend: exits and host time.
+    let o = exitlab(&["stat", "io-mix", "-n", "1000000", "--set", "p=1", "--max-exits", "5000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("exit limit of 5000 reached at rip 0x") && stderr(&o).contains("exits were IO_INSTRUCTION"),
+        "{}",
+        stderr(&o)
+    );
+    let o = exitlab(&["stat", "idle", "--set", "period_ms=60000", "--max-host-time", "1ns"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("host time limit of 0.000000001 s reached"), "{}", stderr(&o));
+    assert_usage_error(&exitlab(&["stat", "idle", "--max-exits", "many"]), "--max-exits");
+    assert_usage_error(&exitlab(&["stat", "idle", "--max-host-time", "soon"]), "--max-host-time");
 }
 
 #[test]

@@ -33,10 +33,19 @@ pub enum Ring {
 /// Named labels a body wants in the image's symbol table.
 pub type Marks = Vec<(&'static str, CodeLabel)>;
 
+/// What a body that brings its own handlers gives back: its named labels,
+/// and the vectors whose IDT gates point at its own code (64-bit
+/// interrupt gates, DPL 0, in place of the kernel's reporting stubs).
+#[derive(Debug, Default)]
+pub struct Body {
+    pub marks: Marks,
+    pub gates: Vec<(u8, CodeLabel)>,
+}
+
 fn emit(
     asm: &mut Asm,
     start: &Start,
-    body: impl FnOnce(&mut CodeAssembler) -> Result<Marks, IcedError>,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<Body, IcedError>,
 ) -> Result<(), BuildError> {
     let settable = rflags::STATUS | rflags::DF;
     let base = rflags::FIXED | if asm.has_user_body() { rflags::IOPL } else { 0 };
@@ -66,8 +75,12 @@ fn emit(
         }
     }
     asm.symbol("body")?;
-    for (name, label) in body(&mut asm.a)? {
+    let body = body(&mut asm.a)?;
+    for (name, label) in body.marks {
         asm.name(name, label);
+    }
+    for (vector, handler) in body.gates {
+        asm.gate(vector, handler);
     }
     asm.symbol("body_end")?;
     asm.a.out(u32::from(PORT_DEBUG_EXIT), iced_x86::code_asm::registers::gpr8::al)?;
@@ -94,6 +107,17 @@ pub fn program_marked(
     ring: Ring,
     start: &Start,
     body: impl FnOnce(&mut CodeAssembler) -> Result<Marks, IcedError>,
+) -> Result<Image, BuildError> {
+    program_with_handlers(name, ring, start, |a| body(a).map(|marks| Body { marks, gates: Vec::new() }))
+}
+
+/// As [`program_marked`], with the body's own interrupt handlers: code the
+/// body emits (and jumps over) that its gates route vectors to.
+pub fn program_with_handlers(
+    name: &str,
+    ring: Ring,
+    start: &Start,
+    body: impl FnOnce(&mut CodeAssembler) -> Result<Body, IcedError>,
 ) -> Result<Image, BuildError> {
     let mut asm = Asm::new()?;
     let kernel = Kernel::emit_init(&mut asm, name)?;

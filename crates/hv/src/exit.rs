@@ -133,6 +133,17 @@ pub enum VmExit {
     Rdtsc,
     /// The guest can take an interrupt now (interrupt-window exiting).
     InterruptWindow,
+    /// The guest can take an NMI now (NMI-window exiting): no virtual-NMI
+    /// blocking, no blocking by MOV SS.
+    NmiWindow,
+    /// An NMI arrived for the guest under NMI exiting (EXCEPTION_NMI with
+    /// interruption type NMI): the VMM injects it when the guest can take
+    /// it.
+    Nmi,
+    /// VMCALL: the guest calls the hypervisor (KVM's hypercall ABI: number
+    /// in RAX, arguments in RBX, RCX, RDX, RSI; result in RAX). RIP is at
+    /// the instruction; the handler skips it.
+    Vmcall,
     /// An instruction completed under the monitor trap flag.
     MonitorTrap,
     /// The VMX-preemption timer counted down to zero.
@@ -172,6 +183,9 @@ impl VmExit {
             VmExit::Invlpg { .. } => ExitReason::Invlpg,
             VmExit::Rdtsc => ExitReason::Rdtsc,
             VmExit::InterruptWindow => ExitReason::InterruptWindow,
+            VmExit::NmiWindow => ExitReason::NmiWindow,
+            VmExit::Nmi => ExitReason::ExceptionNmi,
+            VmExit::Vmcall => ExitReason::Vmcall,
             VmExit::MonitorTrap => ExitReason::MonitorTrapFlag,
             VmExit::PreemptionTimer => ExitReason::PreemptionTimer,
             VmExit::ExternalInterrupt { .. } => ExitReason::ExternalInterrupt,
@@ -212,6 +226,9 @@ impl VmExit {
             | VmExit::InterruptWindow
             | VmExit::MonitorTrap
             | VmExit::PreemptionTimer
+            | VmExit::NmiWindow
+            | VmExit::Nmi
+            | VmExit::Vmcall
             | VmExit::ExternalInterrupt { .. } => 0,
         }
     }

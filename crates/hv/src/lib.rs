@@ -18,7 +18,9 @@ pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
 pub use host::{HostVm, MsiSender, VirtualClock, WriteWatch};
-pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA};
+pub use vmx::{
+    Assignment, ExitInfo, Injection, InjectionKind, Interruptibility, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA,
+};
 
 use exitlab_arch::{BootState, ExitReason, Regs};
 use serde::Serialize;
@@ -55,6 +57,12 @@ pub struct Capabilities {
     pub posted_interrupts: bool,
     /// Restricted transactional memory (XBEGIN/XEND/XABORT).
     pub tsx: bool,
+    /// The CPUID features of the CPU model, where the VMM answers CPUID
+    /// (the simulator, whose CPU raises #UD for an instruction whose
+    /// feature is missing from this same set); empty on KVM, which answers
+    /// CPUID itself from the host's.
+    #[serde(skip)]
+    pub cpu_features: exitlab_arch::cpuid::FeatureSet,
     /// An IOMMU (VT-d DMA and interrupt remapping) through which the VMM
     /// can assign a device to the guest ([`VmxVm::assign_device`]).
     pub iommu: bool,
@@ -219,6 +227,18 @@ pub trait Vcpu {
     /// Nanoseconds on this backend's clock: host monotonic time on KVM,
     /// virtual time on the simulator.
     fn now_ns(&self) -> u64;
+
+    /// Raises the platform's NMI line, which reaches the vCPU through its
+    /// local APIC's LINT1 input: delivered as its LVT entry says (an NMI
+    /// where it is programmed for NMI delivery, nothing while masked), as
+    /// KVM_NMI models it.
+    fn nmi(&mut self) -> Result<()>;
+
+    /// From host time `at` on, a run call that has not exited returns
+    /// [`HvError::Interrupted`] (KVM_RUN interrupted by a signal, on KVM),
+    /// so that a guest that never exits cannot hold the VMM past its
+    /// host-time limit; `None` clears it.
+    fn set_host_deadline(&mut self, at: Option<std::time::Instant>) -> Result<()>;
 
     /// The VMX hardware of this vCPU, where the VMM drives it itself.
     fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {

@@ -27,8 +27,12 @@ pub enum InjectionKind {
     Nmi,
     /// A hardware exception (#DB, #PF, #GP, ...).
     HardwareException,
-    /// INT n.
+    /// INT n, INT3 and INTO: delivered with the gate's DPL checked and RIP
+    /// plus the instruction length pushed.
     SoftwareInterrupt,
+    /// ICEBP (INT1, opcode F1): a #DB with RIP plus the instruction length
+    /// pushed, no DPL check (SDM 25.8.3, interruption type 5).
+    PrivilegedSoftwareException,
 }
 
 /// An event the VMM injects at the next VM entry.
@@ -45,14 +49,40 @@ pub struct Injection {
     pub dr6: u64,
     /// CR2 to set when the event is #PF.
     pub cr2: Option<u64>,
+    /// The VM-entry instruction length (SDM 25.8.3): for software
+    /// interrupts and privileged software exceptions, how far past RIP the
+    /// return address pushed lies; RIP is at the instruction.
+    pub instruction_len: u8,
 }
 
 impl Injection {
     /// A hardware exception with `vector` and, if it pushes one, its error
     /// code.
     pub fn exception(vector: u8, error_code: Option<u32>) -> Injection {
-        Injection { vector, kind: InjectionKind::HardwareException, error_code, dr6: 0, cr2: None }
+        Injection { vector, kind: InjectionKind::HardwareException, error_code, dr6: 0, cr2: None, instruction_len: 0 }
     }
+
+    /// A non-maskable interrupt.
+    pub fn nmi() -> Injection {
+        Injection { kind: InjectionKind::Nmi, ..Injection::exception(2, None) }
+    }
+
+    /// External interrupt `vector`.
+    pub fn external(vector: u8) -> Injection {
+        Injection { kind: InjectionKind::External, ..Injection::exception(vector, None) }
+    }
+}
+
+/// The guest interruptibility state (SDM 25.4.2): what holds events off
+/// at the next instruction boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interruptibility {
+    /// Blocking by STI.
+    pub sti: bool,
+    /// Blocking by MOV SS.
+    pub mov_ss: bool,
+    /// Blocking by NMI (virtual-NMI blocking under virtual NMIs).
+    pub nmi: bool,
 }
 
 /// Exit information beyond reason and qualification (SDM 25.9).
@@ -186,8 +216,19 @@ pub trait VmxVcpu: Vcpu {
     /// Writes a register of the vCPU's local APIC.
     fn apic_write(&mut self, offset: u16, value: u32) -> Result<()>;
 
-    /// Queues an event for delivery at the next entry.
+    /// Queues an event for delivery at the next entry, in place of any
+    /// queued before.
     fn inject(&mut self, event: Injection) -> Result<()>;
+
+    /// The event queued for the next entry, if any (the VM-entry
+    /// interruption-information field's valid bit).
+    fn injection(&self) -> Option<Injection>;
+
+    /// What holds events off at the next instruction boundary.
+    fn interruptibility(&mut self) -> Result<Interruptibility>;
+
+    /// The guest's CS (its DPL is the CPL; L says 64-bit code).
+    fn code_segment(&mut self) -> Result<exitlab_arch::Segment>;
 
     /// Maps linear page `linear` to physical page `physical` in the shadow
     /// page table the MMU uses while EPT is off.

@@ -6,7 +6,7 @@
 //! MMIO, debug, shutdown); the rest are visible through KVM's binary
 //! statistics, which [`KvmVcpu::counters`] reads.
 
-mod limit;
+mod kick;
 mod sched;
 mod stats;
 
@@ -218,6 +218,7 @@ impl Vm for KvmVm {
             pml: false,
             posted_interrupts: false,
             tsx: false,
+            cpu_features: exitlab_arch::cpuid::FeatureSet::EMPTY,
             iommu: false,
             tsc_hz: 0,
             backend_counters: true,
@@ -291,7 +292,9 @@ impl Vm for KvmVm {
             dirty: self.dirty.clone(),
             epoch: self.epoch,
             time_limit: self.time_limit,
-            watchdog: None,
+            limit_at: None,
+            host_deadline: None,
+            kicker: None,
         })
     }
 
@@ -427,9 +430,30 @@ pub struct KvmVcpu {
     /// The VM's dirty-logged slot, harvested at each counter sample.
     dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
+    /// The VM's wall-clock limit on this vCPU's run calls, counted from
+    /// the first; `limit_at` is when it passes, once running.
     time_limit: Option<Duration>,
-    /// Started by the first run call when there is a limit.
-    watchdog: Option<limit::Watchdog>,
+    limit_at: Option<Instant>,
+    /// The VMM's host-time deadline (`Vcpu::set_host_deadline`).
+    host_deadline: Option<Instant>,
+    /// The watchdog, armed at the earlier of the two.
+    kicker: Option<kick::Kicker>,
+}
+
+impl KvmVcpu {
+    /// Arms the watchdog at the earlier of the wall-clock limit and the
+    /// VMM's deadline (none when neither is set).
+    fn rearm(&mut self) -> Result<()> {
+        self.kicker = None;
+        let at = match (self.limit_at, self.host_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = at {
+            self.kicker = Some(kick::Kicker::arm(at)?);
+        }
+        Ok(())
+    }
 }
 
 /// The error of a run call that met its wall-clock limit, naming where the
@@ -454,18 +478,19 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<VmExit> {
-        if let (None, Some(limit)) = (&self.watchdog, self.time_limit) {
-            let w = limit::Watchdog::start(limit)
-                .map_err(|e| HvError::Backend(format!("cannot start the run-time watchdog: {e}")))?;
-            self.watchdog = Some(w);
+        if let (None, Some(limit)) = (self.limit_at, self.time_limit) {
+            self.limit_at = Some(Instant::now() + limit);
+            self.rearm()?;
         }
-        let _in_run = self.watchdog.as_ref().map(limit::Watchdog::enter);
         loop {
-            if let Some(w) = self.watchdog.as_ref().filter(|w| w.expired()) {
-                return Err(limit_reached(&self.fd, w.limit()));
-            }
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
+                Err(e) if e.errno() == libc_eintr() && self.limit_at.is_some_and(|t| Instant::now() >= t) => {
+                    return Err(limit_reached(&self.fd, self.time_limit.unwrap_or_default()))
+                }
+                Err(e) if e.errno() == libc_eintr() && self.kicker.as_ref().is_some_and(|k| k.due()) => {
+                    return Err(HvError::Interrupted)
+                }
                 Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
                 Err(e) => return Err(backend("KVM_RUN")(e)),
             };
@@ -601,6 +626,28 @@ impl Vcpu for KvmVcpu {
 
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// LINT1 as the KVM_NMI documentation says to emulate it with the
+    /// in-kernel irqchip: read the local APIC's LVT LINT1 (KVM_GET_LAPIC)
+    /// and issue KVM_NMI only if it is unmasked with NMI delivery. (Fixed
+    /// delivery on LINT1 is not modelled: a platform NMI line is wired for
+    /// NMI.)
+    fn nmi(&mut self) -> Result<()> {
+        let lapic = self.fd.get_lapic().map_err(backend("KVM_GET_LAPIC"))?;
+        let lvt = &lapic.regs[0x360..0x364];
+        let lvt = u32::from_le_bytes([lvt[0] as u8, lvt[1] as u8, lvt[2] as u8, lvt[3] as u8]);
+        if lvt & 1 << 16 == 0 && (lvt >> 8) & 7 == 4 {
+            self.fd.nmi().map_err(backend("KVM_NMI"))?;
+        }
+        Ok(())
+    }
+
+    /// A watchdog thread kicks KVM_RUN with a signal from `at` on; the
+    /// interrupted run returns `Interrupted` (see `kick`).
+    fn set_host_deadline(&mut self, at: Option<Instant>) -> Result<()> {
+        self.host_deadline = at;
+        self.rearm()
     }
 }
 

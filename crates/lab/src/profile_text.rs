@@ -71,6 +71,8 @@ pub fn render(p: &Profile) -> String {
         ("decode_assist", f.decode_assist),
         ("tsx", f.tsx),
         ("iommu", f.iommu),
+        ("pcid", f.pcid),
+        ("invpcid", f.invpcid),
     ] {
         let _ = writeln!(o, "{k} = {v}");
     }

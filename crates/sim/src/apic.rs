@@ -8,6 +8,10 @@ use exitlab_arch::bits::apic::*;
 
 /// LVT mask bit.
 const LVT_MASKED: u32 = 1 << 16;
+/// Delivery modes (ICR and LVT bits 10:8).
+const DELIVERY_FIXED: u32 = 0;
+const DELIVERY_LOWEST: u32 = 1;
+const DELIVERY_NMI: u32 = 4;
 const TIMER_MODE_MASK: u32 = 3 << 17;
 
 #[derive(Clone, Debug)]
@@ -39,6 +43,11 @@ pub struct Apic {
     /// `interrupt.timer_latency`); 0 otherwise. The deadlines, and so a
     /// periodic timer's phase and the count register, stay nominal.
     late: u64,
+    /// An NMI the APIC accepted (ICR or LINT with delivery mode NMI), for
+    /// the core to take.
+    nmi: bool,
+    /// IA32_APIC_BASE.EN is clear: the APIC accepts no interrupts.
+    hw_disabled: bool,
 }
 
 const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
@@ -64,7 +73,15 @@ impl Apic {
             tsc_deadline: 0,
             timer_fires: 0,
             late: 0,
+            nmi: false,
+            hw_disabled: false,
         }
+    }
+
+    /// IA32_APIC_BASE.EN set or cleared (SDM 11.4.3): disabled, the APIC
+    /// accepts no interrupts.
+    pub fn set_hardware_enabled(&mut self, on: bool) {
+        self.hw_disabled = !on;
     }
 
     fn software_enabled(&self) -> bool {
@@ -100,7 +117,7 @@ impl Apic {
             self.esr |= 1 << 6; // received illegal vector
             return;
         }
-        if !self.software_enabled() {
+        if !self.software_enabled() || self.hw_disabled {
             return;
         }
         self.irr[usize::from(vector >> 5)] |= 1 << (vector & 31);
@@ -292,18 +309,52 @@ impl Apic {
 
     /// ICR: fixed-mode IPIs to this APIC (shorthand self or all-including-
     /// self, or our own ID) are the only ones a one-vCPU machine can take.
+    /// An IPI through the ICR (SDM 11.6.1): with one vCPU only those that
+    /// reach this APIC do anything: fixed (and lowest-priority) delivery
+    /// requests the vector, NMI delivery latches an NMI; INIT, SIPI and
+    /// the rest have no other processor to reach and are dropped.
     fn send_ipi(&mut self) {
         let lo = self.icr[0];
-        let vector = lo as u8;
-        let fixed = (lo >> 8) & 7 == 0;
         let to_self = match (lo >> 18) & 3 {
-            0 => (self.icr[1] >> 24) as u8 == self.id,
+            0 => matches!((self.icr[1] >> 24) as u8, d if d == self.id || d == 0xff),
             1 | 2 => true,
             _ => false,
         };
-        if fixed && to_self {
-            self.request(vector);
+        if to_self {
+            self.deliver((lo >> 8) & 7, lo as u8);
         }
+    }
+
+    /// An interrupt with delivery mode `mode` (ICR and LVT encoding) and
+    /// `vector` arriving at this APIC.
+    fn deliver(&mut self, mode: u32, vector: u8) {
+        match mode {
+            DELIVERY_FIXED | DELIVERY_LOWEST => self.request(vector),
+            DELIVERY_NMI if !self.hw_disabled => self.nmi = true,
+            _ => {}
+        }
+    }
+
+    /// The LINT0 (`pin` 0) or LINT1 (`pin` 1) input asserted (an edge): it
+    /// delivers what its LVT entry says, unless masked (SDM 11.5.1). The
+    /// platform's NMI line is LINT1, programmed for NMI delivery (the
+    /// MADT's local-APIC NMI structure says so).
+    pub fn lint(&mut self, pin: u8) {
+        let lvt = self.lvt[3 + usize::from(pin & 1)];
+        if lvt & LVT_MASKED == 0 {
+            self.deliver((lvt >> 8) & 7, lvt as u8);
+        }
+    }
+
+    /// Takes the NMI the APIC latched, if any.
+    pub fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi)
+    }
+
+    /// Whether an NMI is latched (cheap: checked before every block).
+    #[inline(always)]
+    pub fn nmi_latched(&self) -> bool {
+        self.nmi
     }
 }
 

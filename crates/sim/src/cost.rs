@@ -183,7 +183,7 @@ pub fn cycles(op: &Op) -> u16 {
         Movs | Stos | Lods | Cmps | Scas => 2,
         Cpuid => 100,
         Rdtsc | Rdtscp => 20,
-        Iret | Int | Int3 | Into => 40,
+        Iret | Int | Int3 | Into | Int1 => 40,
         JmpFar | CallFar | RetFar | Syscall | Sysret | Sysenter | Sysexit => 40,
         MovToSeg | PopSeg | LoadFar => 12,
         MovToCr | Lidt | Lgdt | Invlpg | Ltr | Lldt | Lmsw => 20,

@@ -26,8 +26,8 @@ use exitlab_arch::iommu::Fault;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{
-    Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Msi, Result,
-    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm, XSAVE_AREA,
+    Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Interruptibility,
+    Msi, Result, ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm, XSAVE_AREA,
 };
 use exitlab_x86::fp::xsave::{self, SaveOp};
 use interrupts::Signal;
@@ -117,6 +117,7 @@ impl Vm for SimVm {
             pml: self.profile.features.pml,
             posted_interrupts: self.profile.features.posted_interrupts,
             tsx: self.profile.features.tsx,
+            cpu_features: self.profile.features.cpu(),
             iommu: self.profile.features.iommu,
             tsc_hz: self.profile.hz(),
             backend_counters: true,
@@ -147,9 +148,10 @@ impl Vm for SimVm {
         let limits = Limits {
             max_instructions: self.limits.max_instructions,
             max_cycles: self.limits.max_time_ns.map(|ns| costs.clock.cycles(ns)),
+            host_deadline: None,
         };
         let mut core = Core::new(apic_id, boot, costs);
-        core.rtm = self.profile.features.tsx;
+        core.features = self.profile.features.cpu();
         if let Some(late) = &self.profile.interrupt.timer_latency {
             core.apic.set_timer_latency(late.mean().round() as u64);
         }
@@ -289,6 +291,7 @@ impl SimVcpu {
         self.core.rip = self.core.rip.wrapping_add(u64::from(len));
         self.core.awaiting = None;
         self.core.stats.instructions += 1;
+        self.core.rflags_rest &= !exitlab_arch::bits::rflags::RF;
     }
 
     fn awaited(&self, what: Awaiting) -> Option<u8> {
@@ -434,6 +437,16 @@ impl Vcpu for SimVcpu {
         self.core.costs.clock.ns(self.core.cycles)
     }
 
+    fn nmi(&mut self) -> Result<()> {
+        self.core.apic.lint(1);
+        Ok(())
+    }
+
+    fn set_host_deadline(&mut self, at: Option<std::time::Instant>) -> Result<()> {
+        self.limits.host_deadline = at;
+        Ok(())
+    }
+
     fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {
         Some(self)
     }
@@ -462,6 +475,7 @@ impl VmxVcpu for SimVcpu {
         self.core.rip = self.core.rip.wrapping_add(u64::from(len));
         self.core.exit_info.instruction_len = 0;
         self.core.stats.instructions += 1;
+        self.core.rflags_rest &= !exitlab_arch::bits::rflags::RF;
         Ok(())
     }
 
@@ -537,6 +551,19 @@ impl VmxVcpu for SimVcpu {
         self.core.injection = Some(event);
         self.core.halted = false;
         Ok(())
+    }
+
+    fn injection(&self) -> Option<Injection> {
+        self.core.injection
+    }
+
+    fn interruptibility(&mut self) -> Result<Interruptibility> {
+        let c = &self.core;
+        Ok(Interruptibility { sti: c.sti_shadow, mov_ss: c.mov_ss_blocking, nmi: c.nmi_blocked })
+    }
+
+    fn code_segment(&mut self) -> Result<exitlab_arch::Segment> {
+        Ok(*self.core.cs())
     }
 
     fn shadow_map(&mut self, linear: u64, physical: u64, flags: ShadowFlags) -> Result<()> {

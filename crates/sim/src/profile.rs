@@ -4,6 +4,7 @@
 //! (profiles/legacy.toml, profiles/modern.toml); any TOML file of the same
 //! shape is a custom one.
 
+use exitlab_arch::cpuid::{Feature, FeatureSet};
 use exitlab_arch::ExitReason;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -63,12 +64,73 @@ pub struct Features {
     pub tsx: bool,
     /// VT-d DMA and interrupt remapping: devices can be assigned to guests.
     pub iommu: bool,
+    /// The CPU has process-context identifiers (CPUID.01H:ECX.PCID,
+    /// CR4.PCIDE).
+    #[serde(default)]
+    pub pcid: bool,
+    /// The CPU has INVPCID (CPUID.(EAX=07H,ECX=0):EBX.INVPCID).
+    #[serde(default)]
+    pub invpcid: bool,
 }
 
+/// What every simulated CPU advertises in CPUID, since the simulator
+/// implements it: the TSC, MSRs, PAE paging with global pages and the
+/// PAT, the local APIC with its TSC-deadline timer, CMOV, CMPXCHG8B and
+/// CMPXCHG16B, POPCNT, LZCNT, PREFETCHW, LAHF/SAHF in 64-bit mode,
+/// SYSENTER/SYSEXIT,
+/// SYSCALL, RDTSCP, RDPID and IA32_TSC_AUX, IA32_TSC_ADJUST, UMIP, NX,
+/// long mode, the hypervisor bit, and exitlab-x86's floating point (x87,
+/// MMX, SSE-SSE4.2, the XSAVE family: `exitlab_x86::fp::cpuid::FEATURES`):
+/// the x86-64-v2 level. Not AVX or later vector extensions, x2APIC, BMI1
+/// (TZCNT alone is modelled; it runs as BSF without BMI1), nor MOVBE,
+/// FSGSBASE, CLFLUSH and CLFLUSHOPT, which are modelled but not part of
+/// the model: their instructions raise #UD (docs/INSTRUCTIONS.md).
+pub const BASELINE: FeatureSet = FeatureSet::of(&[
+    Feature::Tsc,
+    Feature::Msr,
+    Feature::Pae,
+    Feature::Cx8,
+    Feature::Apic,
+    Feature::Sep,
+    Feature::Pge,
+    Feature::Cmov,
+    Feature::Pat,
+    Feature::Cx16,
+    Feature::Popcnt,
+    Feature::TscDeadline,
+    Feature::Hypervisor,
+    Feature::TscAdjust,
+    Feature::Umip,
+    Feature::Rdpid,
+    Feature::LahfLm,
+    Feature::Abm,
+    Feature::Prefetchw,
+    Feature::Syscall,
+    Feature::Nx,
+    Feature::Rdtscp,
+    Feature::Lm,
+])
+.union(exitlab_x86::fp::cpuid::FEATURES);
+
 impl Features {
+    /// The CPU model a profile describes: the baseline and the optional
+    /// features it has. The VMM answers CPUID from exactly this set
+    /// (`Capabilities::cpu_features`), and the simulated CPU raises #UD
+    /// for an instruction whose feature is not in it: one place decides
+    /// both.
+    pub fn cpu(&self) -> FeatureSet {
+        let mut set = BASELINE;
+        for (on, f) in [(self.tsx, Feature::Rtm), (self.pcid, Feature::Pcid), (self.invpcid, Feature::Invpcid)] {
+            if on {
+                set = set.with(f);
+            }
+        }
+        set
+    }
+
     /// The features by name, as profiles and scenario axes spell them.
-    pub const NAMES: [&'static str; 8] =
-        ["ept", "vpid", "apicv", "posted_interrupts", "pml", "decode_assist", "tsx", "iommu"];
+    pub const NAMES: [&'static str; 10] =
+        ["ept", "vpid", "apicv", "posted_interrupts", "pml", "decode_assist", "tsx", "iommu", "pcid", "invpcid"];
 
     /// Turns feature `name` on or off; false for an unknown name.
     pub fn set(&mut self, name: &str, on: bool) -> bool {
@@ -81,6 +143,8 @@ impl Features {
             "decode_assist" => &mut self.decode_assist,
             "tsx" => &mut self.tsx,
             "iommu" => &mut self.iommu,
+            "pcid" => &mut self.pcid,
+            "invpcid" => &mut self.invpcid,
             _ => return false,
         };
         *f = on;

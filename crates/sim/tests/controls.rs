@@ -380,3 +380,77 @@ fn apic_register_writes_the_cpu_does_not_virtualize_exit_as_apic_write_after_the
     assert!(!writes.contains(&(apic::ICR_LOW as u16)), "the fixed self-IPI is virtualized: {writes:?}");
     assert_eq!(r.vcpu.cpu().apic.read(apic::TIMER_INITIAL_COUNT, 0), 12345, "the write landed");
 }
+
+/// The NMI handler of the NMI tests: counts in memory at 0x600000, leaves
+/// through a port write (an exit the test can stop at), returns.
+fn nmi_image(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Image {
+    exitlab_guest::program::program_with_handlers("nmi", Ring::Kernel, &start(), |a| {
+        let mut over = a.create_label();
+        a.jmp(over)?;
+        let mut handler = a.create_label();
+        a.set_label(&mut handler)?;
+        a.inc(qword_ptr(0x60_0000u64))?;
+        a.out(0x83, al)?;
+        a.iretq()?;
+        a.set_label(&mut over)?;
+        a.mov(rdi, 0xfee0_0000u64)?;
+        body(a)?;
+        Ok(exitlab_guest::program::Body { marks: Vec::new(), gates: vec![(vector::NMI, handler)] })
+    })
+    .unwrap()
+}
+
+fn port(e: &VmExit) -> Option<u16> {
+    match e {
+        VmExit::Io(io) => Some(io.qual.port),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_platform_nmi_line_is_lint1_as_its_lvt_says() {
+    // LVT LINT1 programmed for NMI delivery: the line raised during the
+    // first port write is an NMI; masked, the second time nothing.
+    let img = nmi_image(|a| {
+        a.mov(dword_ptr(rdi + 0x360), 4 << 8)?;
+        a.out(0x80, al)?;
+        a.mov(dword_ptr(rdi + 0x360), 1 << 16 | 4 << 8)?;
+        a.out(0x80, al)?;
+        a.mov(rbx, qword_ptr(0x60_0000u64))
+    });
+    let (vm, mut vcpu) = boot(&img, &Controls::default());
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(0x80));
+    vcpu.nmi().unwrap();
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(0x83), "the NMI handler ran");
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(0x80));
+    vcpu.nmi().unwrap();
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(PORT_DEBUG_EXIT), "masked: no NMI");
+    assert_eq!(vcpu.regs().unwrap().gpr[3], 1);
+    drop(vm);
+}
+
+#[test]
+fn nmi_exiting_virtual_nmis_and_the_nmi_window() {
+    // SDM 25.3 and 26.7.6: under NMI exiting an NMI exits; the VMM's
+    // injected NMI sets virtual-NMI blocking, which the guest's IRET ends,
+    // and the NMI-window exit comes exactly then.
+    let img = nmi_image(|a| {
+        a.mov(dword_ptr(rdi + 0x360), 4 << 8)?;
+        a.out(0x80, al)?;
+        a.nop()
+    });
+    let c = Controls { nmi_exiting: true, virtual_nmis: true, ..Controls::default() };
+    let (_vm, mut vcpu) = boot(&img, &c);
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(0x80));
+    let after_out = vcpu.regs().unwrap().rip;
+    vcpu.nmi().unwrap();
+    assert_eq!(next_exit(&mut vcpu), VmExit::Nmi);
+    assert_eq!(vcpu.regs().unwrap().rip, after_out);
+    vcpu.inject(Injection::nmi()).unwrap();
+    assert_eq!(port(&next_exit(&mut vcpu)), Some(0x83), "in the handler");
+    assert!(vcpu.interruptibility().unwrap().nmi, "virtual-NMI blocking");
+    vcpu.set_controls(&Controls { nmi_window_exiting: true, ..c }).unwrap();
+    assert_eq!(next_exit(&mut vcpu), VmExit::NmiWindow);
+    assert_eq!(vcpu.regs().unwrap().rip, after_out, "right after the handler's IRET");
+    assert!(!vcpu.interruptibility().unwrap().nmi);
+}

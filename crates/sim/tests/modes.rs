@@ -890,3 +890,24 @@ fn interrupts_in_compatibility_mode_and_leaving_long_mode() {
     assert_eq!(core.efer & (efer::LME | efer::LMA), 0);
     assert_eq!((r.mode(), core.view.paging), (Mode::Protected, exitlab_sim::cpu::Paging::Off));
 }
+
+/// Every instruction that decodes either runs or is #UD (CPUID is the
+/// contract, docs/INSTRUCTIONS.md); what the model does not implement is
+/// architecture an instruction reaches at run time. IRET with NT set in
+/// protected mode returns to the previous task, a task switch: the run
+/// stops with the instruction's RIP, bytes and disassembly.
+#[test]
+fn a_task_switch_stops_the_run_with_rip_bytes_and_disassembly() {
+    let (body, at) = marked(32, 0x9000, |a| {
+        a.pushfd()?;
+        a.or(dword_ptr(esp), 0x4000)?; // NT
+        a.popfd()?;
+        let iret = here(a)?;
+        a.iretd()?;
+        Ok(vec![iret])
+    });
+    let r = boot(protected_mode(0x9000), &[gdt(), body]);
+    let End::Unsupported(msg) = &r.end else { panic!("{:?}", r.end) };
+    assert!(msg.contains(&format!("rip {:#x}", at[0])), "{msg}");
+    assert!(msg.contains("cf") && msg.contains("iret"), "{msg}");
+}

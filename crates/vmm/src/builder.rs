@@ -14,6 +14,7 @@ use crate::ept::{Ept, RWX};
 use crate::error::{Needed, VmmError};
 use crate::host_tick::HostTick;
 use crate::interrupts::{Pending, Posting};
+use crate::limits::RunLimits;
 use crate::monitor::Monitor;
 use crate::platform::{FastPath, Platform, ToAssign};
 use crate::state::{Vmm, VmxState};
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub cpuid: Vec<(u32, [u32; 4])>,
     /// On KVM: devices' notifications and interrupts without userspace.
     pub fast_path: FastPath,
+    /// Exits and host time before the run stops (on by default).
+    pub limits: RunLimits,
 }
 
 /// The MMIO bus name of isolated memory.
@@ -141,6 +144,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         blk_assigned,
         accountant: Accountant::new(0, Vec::new()),
         trace: options.trace.then(Vec::new),
+        limits: options.limits,
     };
     vmm.accountant = Accountant::new(vmm.vcpu.now_ns(), vmm.counters()?);
     Ok(vmm)

@@ -103,6 +103,8 @@ struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     /// The vCPU's x87/MMX/SSE state, read on first use: (as read, as the
     /// instruction leaves it).
     fpu: Option<(FpuState, FpuState)>,
+    /// The CPUID features of the backend's CPU model.
+    features: exitlab_arch::cpuid::FeatureSet,
     done: Emulated,
 }
 
@@ -204,10 +206,11 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
     type Stop = CannotEmulate;
     const REP_CHUNK: u64 = REP_CHUNK;
 
-    /// CMPXCHG16B is in the x86-64-v2 level the guest was told of
-    /// (crates/vmm/src/cpuid.rs); the rest stays #UD here as in CPUID.
+    /// The backend's CPU model, which the guest's CPUID reports
+    /// (crates/vmm/src/cpuid.rs) and the CPU checked before the access
+    /// exited.
     fn has(&self, feature: exitlab_x86::Feature) -> bool {
-        feature == exitlab_x86::Feature::Cx16
+        self.features.has(feature)
     }
 
     fn gpr(&self, n: u8) -> u64 {
@@ -367,6 +370,7 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         bits,
         instruction,
         fpu: None,
+        features: vm.capabilities().cpu_features,
         done: Emulated::default(),
     };
     let result = (|| {

@@ -13,7 +13,7 @@ use exitlab_arch::bits::rflags;
 use exitlab_arch::posted;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::vmx::PostedInterrupts;
-use exitlab_hv::{Injection, InjectionKind, Msi, Result, Vm, VmxVcpu, VmxVm};
+use exitlab_hv::{Injection, Msi, Result, Vm, VmxVcpu, VmxVm};
 use std::collections::VecDeque;
 
 /// The notification vector the VMM programs: Linux's POSTED_INTR_VECTOR,
@@ -61,16 +61,18 @@ pub fn deliver<V: Vm>(
     Ok(())
 }
 
-/// Interrupts the VMM holds for the guest.
+/// Interrupts and the NMI the VMM holds for the guest.
 #[derive(Debug, Default)]
 pub struct Pending {
     queue: VecDeque<u8>,
+    /// An NMI waits (one is latched, as the CPU latches one).
+    nmi: bool,
 }
 
 impl Pending {
     /// Whether none wait.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && !self.nmi
     }
 
     /// An interrupt arrived (an EXTERNAL_INTERRUPT exit).
@@ -78,16 +80,33 @@ impl Pending {
         self.queue.push_back(vector);
     }
 
-    /// Injects the next interrupt if the guest has interrupts enabled;
-    /// keeps interrupt-window exiting on exactly while some wait.
+    /// An NMI arrived (an EXCEPTION_NMI exit under NMI exiting).
+    pub fn nmi(&mut self) {
+        self.nmi = true;
+    }
+
+    /// Injects what waits when the guest can take it, one event per entry
+    /// and none over an event already queued (one being re-delivered):
+    /// the NMI when there is no NMI blocking and no MOV SS blocking, else
+    /// the next interrupt when IF is set and no STI or MOV SS blocking
+    /// holds it. Keeps NMI-window and interrupt-window exiting on exactly
+    /// while something waits, as KVM's `inject_pending_event` does.
     pub fn service<C: VmxVcpu + ?Sized>(&mut self, vcpu: &mut C, controls: &mut Controls) -> Result<()> {
-        if !self.queue.is_empty() && vcpu.regs()?.rflags & rflags::IF != 0 {
-            let vector = self.queue.pop_front().expect("not empty");
-            vcpu.inject(Injection { kind: InjectionKind::External, ..Injection::exception(vector, None) })?;
+        if vcpu.injection().is_none() {
+            let blocked = vcpu.interruptibility()?;
+            if self.nmi && !blocked.nmi && !blocked.mov_ss {
+                self.nmi = false;
+                vcpu.inject(Injection::nmi())?;
+            } else if !self.queue.is_empty() && !blocked.sti && !blocked.mov_ss && vcpu.regs()?.rflags & rflags::IF != 0
+            {
+                let vector = self.queue.pop_front().expect("not empty");
+                vcpu.inject(Injection::external(vector))?;
+            }
         }
-        let want_window = !self.queue.is_empty();
-        if controls.interrupt_window_exiting != want_window {
-            controls.interrupt_window_exiting = want_window;
+        let (want_nmi, want_irq) = (self.nmi, !self.queue.is_empty());
+        if controls.nmi_window_exiting != want_nmi || controls.interrupt_window_exiting != want_irq {
+            controls.nmi_window_exiting = want_nmi;
+            controls.interrupt_window_exiting = want_irq;
             vcpu.set_controls(controls)?;
         }
         Ok(())

@@ -28,8 +28,13 @@ pub fn controls(caps: &Capabilities, boot: &BootState) -> Controls {
         decode_assist: caps.decode_assist,
         apic_virtualization: caps.apicv,
         // Without posted interrupts every device interrupt exits and the VMM
-        // injects it.
+        // injects it; NMIs too, with virtual NMIs so the CPU tracks their
+        // blocking and NMI-window exits say when the guest can take one, as
+        // KVM sets them. With APIC virtualization the simulated CPU's APIC
+        // delivers NMIs itself.
         external_interrupt_exiting: !caps.posted_interrupts,
+        nmi_exiting: !caps.posted_interrupts,
+        virtual_nmis: !caps.posted_interrupts,
         cr3_load_exiting: shadow,
         cr3_store_exiting: shadow,
         invlpg_exiting: shadow,

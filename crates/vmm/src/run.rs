@@ -6,12 +6,13 @@ use crate::account::{ExitRecord, Target};
 use crate::builder::{build, RunOptions};
 use crate::error::VmmError;
 use crate::exits::{self, Flow, Handling};
+use crate::limits::Watch;
 use crate::report::{GuestError, Outcome, RunReport, TraceEntry};
 use crate::state::Vmm;
 use exitlab_guest::layout::Phase;
 use exitlab_guest::machine::MonitorKind;
 use exitlab_guest::{BootImage, Image};
-use exitlab_hv::{HandlerWork, HvError, Vcpu, Vm, VmExit};
+use exitlab_hv::{HandlerWork, HvError, Vcpu, Vm, VmExit, VmxVcpu};
 
 /// Loads `image` into `vm`, runs vCPU 0 until the guest ends the run, and
 /// returns what happened.
@@ -30,6 +31,19 @@ pub fn run_boot_image<V: Vm>(vm: &mut V, image: &BootImage, options: &RunOptions
     build(vm, image, options)?.run()
 }
 
+/// An exit that interrupted the delivery of an event (its IDT-vectoring
+/// information) leaves that event to the VMM: unless the handler queued
+/// something in its place (a fault merged with it), it is delivered again
+/// at the next entry, as KVM's `vmx_complete_interrupts` requeues it.
+fn reinject<C: VmxVcpu + ?Sized>(vcpu: &mut C) -> Result<(), VmmError> {
+    if let Some(ev) = vcpu.exit_info().idt_vectoring {
+        if vcpu.injection().is_none() {
+            vcpu.inject(ev)?;
+        }
+    }
+    Ok(())
+}
+
 /// How a backend's refusal to run on ends the run: as a guest error, or
 /// (`Err`) as the VMM's.
 fn stopped(e: HvError) -> Result<Outcome, VmmError> {
@@ -46,10 +60,13 @@ impl<V: Vm> Vmm<'_, V> {
     /// run call.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
         let mut start = self.vcpu.now_ns();
+        let mut watch = Watch::start(self.limits);
+        self.vcpu.set_host_deadline(watch.deadline())?;
         let outcome = loop {
             self.arm_host_tick()?;
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
+                Err(HvError::Interrupted) if watch.host_time_up() => break self.runaway(&watch)?,
                 Err(HvError::Interrupted) => {
                     self.devices_due()?;
                     continue;
@@ -67,9 +84,18 @@ impl<V: Vm> Vmm<'_, V> {
                 }
                 Flow::Abandon(outcome) => break outcome,
             }
+            if watch.exit(record.reason, record.qualification) {
+                break self.runaway(&watch)?;
+            }
             start = record.resume_ns;
         };
         self.finish(outcome)
+    }
+
+    /// A VMM limit reached: the run ends with the report naming it.
+    fn runaway(&mut self, watch: &Watch) -> Result<Outcome, VmmError> {
+        let rip = self.vcpu.regs()?.rip;
+        Ok(Outcome::GuestError(GuestError::Runaway(watch.report(rip))))
     }
 
     /// Arms the host timer's next tick, where the machine has one.
@@ -117,7 +143,9 @@ impl<V: Vm> Vmm<'_, V> {
         self.platform.flush(&*self.vm, posting, record.exit_ns)?;
         self.take_iommu_faults();
         if let (Some(vmx), Some(vcpu)) = (&mut self.vmx, self.vcpu.vmx()) {
-            if !vmx.pending.is_empty() || vmx.controls.interrupt_window_exiting {
+            reinject(vcpu)?;
+            let c = &vmx.controls;
+            if !vmx.pending.is_empty() || c.interrupt_window_exiting || c.nmi_window_exiting {
                 vmx.pending.service(vcpu, &mut vmx.controls)?;
             }
         }

@@ -10,7 +10,8 @@
 //! tables: a #PF the shadow cannot satisfy exits (the exception bitmap has
 //! #PF), the VMM walks the guest's tables in software and either installs
 //! the translation (a hidden fault; the guest never sees it) or reflects
-//! the #PF into the guest with the error code the guest's tables give. A
+//! the #PF into the guest with the error code the guest's tables give,
+//! merged with the event it interrupted if it arose during event delivery. A
 //! guest that edits its page tables must INVLPG or reload CR3, as the
 //! architecture requires of it anyway; both exit and drop shadow entries.
 //! Shadow entries are read-only until the first write, so the guest's
@@ -21,13 +22,14 @@ use crate::walk::{walk, GuestPaging};
 use exitlab_arch::bits::{cr0, pf_error, pte};
 use exitlab_hv::{Injection, ShadowFlags, Vm, VmxVcpu};
 
-/// What the VMM did with a #PF exit.
+/// What the VMM made of a #PF exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultResolution {
     /// The shadow lacked a translation the guest's tables allow: installed.
     Hidden,
-    /// The guest's own tables fault: reflected into the guest.
-    Guest,
+    /// The guest's own tables fault: this #PF (with the error code they
+    /// give, and CR2) is the guest's to take.
+    Guest(Injection),
 }
 
 /// Handles a #PF exit at `linear` with the hardware's `error_code`.
@@ -41,21 +43,20 @@ pub fn page_fault<V: Vm, C: VmxVcpu + ?Sized>(
     let user = u64::from(error_code) & pf_error::U != 0;
     let fetch = u64::from(error_code) & pf_error::I != 0;
     let paging = GuestPaging::of(vcpu)?;
-    let reflect = |vcpu: &mut C, present: bool| -> Result<FaultResolution, VmmError> {
+    let reflect = |present: bool| -> Result<FaultResolution, VmmError> {
         let mut code = u64::from(error_code) & (pf_error::W | pf_error::U | pf_error::I);
         if present {
             code |= pf_error::P;
         }
         let mut inj = Injection::exception(exitlab_arch::vector::PF, Some(code as u32));
         inj.cr2 = Some(linear);
-        vcpu.inject(inj)?;
-        Ok(FaultResolution::Guest)
+        Ok(FaultResolution::Guest(inj))
     };
-    let Some(w) = walk(vm, &paging, linear)? else { return reflect(vcpu, false) };
+    let Some(w) = walk(vm, &paging, linear)? else { return reflect(false) };
     let denied =
         (user && !w.user) || (write && !w.writable && (user || paging.cr0 & cr0::WP != 0)) || (fetch && !w.executable);
     if denied {
-        return reflect(vcpu, true);
+        return reflect(true);
     }
     // The hardware would set A on every level and D on a written leaf;
     // the VMM does it for the guest's tables (none without paging).

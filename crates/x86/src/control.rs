@@ -1,5 +1,5 @@
 //! Control transfer (SDM Vol. 1 5.1.7, 6.3; Vol. 2 "JMP", "Jcc",
-//! "JCXZ/JECXZ/JRCXZ", "LOOP/LOOPcc", "CALL", "RET", "INT n/INTO/INT3",
+//! "JCXZ/JECXZ/JRCXZ", "LOOP/LOOPcc", "CALL", "RET", "INT n/INTO/INT3/INT1",
 //! "UD"): near transfers at the operand size (a 16-bit one wraps IP at 64
 //! KiB), their return addresses on the stack at that size; branch targets
 //! were resolved at decode time. Far transfers are in [`crate::far`],
@@ -98,16 +98,19 @@ pub fn into<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     if !c.flags().of() {
         return next(c, op);
     }
-    next(c, op)?;
-    Err(c.software_interrupt(vector::OF, op.len))
+    Err(c.software_interrupt(op, vector::OF))
 }
 
-/// INT n and INT3: a software interrupt with RIP past the instruction.
+/// INT n, INT3 and ICEBP (INT1): the machine delivers the event, pushing
+/// RIP past the instruction.
 #[inline(never)]
 pub fn int<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
-    let v = if op.kind == Kind::Int3 { vector::BP } else { get(c, &op.a, 1)? as u8 };
-    next(c, op)?;
-    Err(c.software_interrupt(v, op.len))
+    let v = match op.kind {
+        Kind::Int3 => vector::BP,
+        Kind::Int1 => vector::DB,
+        _ => get(c, &op.a, 1)? as u8,
+    };
+    Err(c.software_interrupt(op, v))
 }
 
 /// UD0, UD1, UD2 and undecodable bytes: #UD.

@@ -22,6 +22,7 @@
 use crate::fp::xsave::FpuState;
 use crate::op::{Op, Seg};
 use crate::{Flags, Size};
+pub use exitlab_arch::cpuid::Feature;
 use exitlab_arch::{DescriptorTable, Segment};
 
 /// An exception the instruction raises, as a fault (RIP at the instruction).
@@ -62,6 +63,11 @@ impl Exception {
         Exception { vector: exitlab_arch::vector::TS, error_code: Some(code) }
     }
 
+    /// #NM: device not available.
+    pub const fn nm() -> Exception {
+        Exception::fault(exitlab_arch::vector::NM)
+    }
+
     /// A fault without an error code: #NM, #MF, #XM.
     pub const fn fault(vector: u8) -> Exception {
         Exception { vector, error_code: None }
@@ -81,24 +87,6 @@ pub struct PortIo {
     pub rep: bool,
     /// The port came from an immediate, not DX.
     pub immediate: bool,
-}
-
-/// A CPUID-enumerated feature an instruction needs; without it the
-/// instruction raises #UD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Feature {
-    /// Restricted transactional memory (CPUID.07H:EBX.RTM[bit 11]).
-    Rtm,
-    /// RDFSBASE and friends (CPUID.07H:EBX.FSGSBASE[bit 0]).
-    FsGsBase,
-    /// MOVBE (CPUID.01H:ECX.MOVBE[bit 22]).
-    Movbe,
-    /// CLFLUSH (CPUID.01H:EDX.CLFSH[bit 19]).
-    Clflush,
-    /// CLFLUSHOPT (CPUID.07H:EBX.CLFLUSHOPT[bit 23]).
-    Clflushopt,
-    /// CMPXCHG16B (CPUID.01H:ECX.CMPXCHG16B[bit 13]).
-    Cx16,
 }
 
 /// The processor's operating mode (SDM Vol. 3A 2.2, figure 2-3): CR0.PE,
@@ -136,7 +124,6 @@ pub enum SystemSegment {
     Ldtr,
     Tr,
 }
-
 /// Which descriptor-table register LGDT/LIDT/SGDT/SIDT name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DescriptorTableKind {
@@ -235,23 +222,39 @@ pub trait Cpu {
     /// and, with REP, RCX have moved past it).
     fn string_element(&mut self, _op: &Op) {}
 
+    /// Iterations a REP string instruction runs now before it yields with
+    /// RIP unchanged: [`Cpu::REP_CHUNK`], or 1 while single-stepping, since
+    /// TF traps after each iteration (and a data breakpoint after the one
+    /// that hit it).
+    fn rep_chunk(&self) -> u64 {
+        Self::REP_CHUNK
+    }
+
     // ---- Hooks: events and interrupt state (SDM Vol. 3A ch. 6) ----
 
-    /// Stops with software interrupt `vector` (INT n, INT3, INTO) raised by
-    /// an instruction of `len` bytes; RIP is already past it (a fault while
-    /// delivering it is reported at the instruction).
-    fn software_interrupt(&mut self, _vector: u8, _len: u8) -> Self::Stop {
+    /// Stops with the event `op` raises: INT n, INT3 and INTO (software
+    /// interrupt `vector`), or ICEBP (INT1: a #DB, `vector` 1, with no DPL
+    /// check). RIP is still at the instruction: the implementation pushes
+    /// RIP + `op.len` when it delivers the event, and leaves RIP at the
+    /// instruction if delivery faults, as VMX's instruction-length field
+    /// does (SDM 25.8.3).
+    fn software_interrupt(&mut self, _op: &Op, _vector: u8) -> Self::Stop {
         self.unsupported()
     }
 
     /// STI set IF: hold interrupts off until after the next instruction.
     fn interrupt_shadow(&mut self) {}
 
-    /// MOV SS or POP SS completed: hold interrupts and debug exceptions
-    /// off until after the next instruction (SDM Vol. 3A 6.8.3).
+    /// MOV SS or POP SS completed: hold interrupts, NMIs and debug traps
+    /// off until after the next instruction (SDM Vol. 3A 6.8.3, "blocking
+    /// by MOV SS"; LSS does not).
     fn ss_load_shadow(&mut self) {
         self.interrupt_shadow();
     }
+
+    /// IRET completed: it ends the blocking of NMIs that taking an NMI
+    /// began (SDM Vol. 3A 6.7.1).
+    fn iret_completed(&mut self) {}
 
     // ---- Hooks: modes and segments (SDM Vol. 3A ch. 2, 3, 5) ----
     // The executor does the architecture (descriptor checks, far
@@ -339,7 +342,8 @@ pub trait Cpu {
     // Privilege checks that the SDM lists before anything else (#GP at
     // CPL > 0) are the executor's; each hook may still exit or fault.
 
-    /// Whether the CPU advertises `feature`.
+    /// Whether the CPU advertises `feature` in CPUID (an instruction whose
+    /// optional feature is absent raises #UD; see [`crate::op::needs`]).
     fn has(&self, _feature: Feature) -> bool {
         false
     }
@@ -364,6 +368,18 @@ pub trait Cpu {
         Err(self.unsupported())
     }
 
+    /// RDPID: IA32_TSC_AUX.
+    fn tsc_aux(&mut self) -> Result<u64, Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// INVPCID of `kind` (0: one address, 1: one PCID, 2: all including
+    /// globals, 3: all but globals) for `pcid` and `linear`, after the
+    /// executor's checks of the descriptor.
+    fn invpcid(&mut self, _op: &Op, _kind: u64, _pcid: u16, _linear: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
     /// HLT: enter the HLT state (or exit to a VMM that traps it).
     fn hlt(&mut self, _op: &Op) -> Result<(), Self::Stop> {
         Err(self.unsupported())
@@ -383,6 +399,12 @@ pub trait Cpu {
     /// MOV to CR`n`: checks the value (#GP) and applies it.
     fn mov_to_cr(&mut self, _op: &Op, _n: u8, _value: u64) -> Result<(), Self::Stop> {
         Err(self.unsupported())
+    }
+
+    /// Before an access to a debug register: #DB (general detect) if
+    /// DR7.GD is set (SDM 18.2.4).
+    fn general_detect(&mut self) -> Result<(), Self::Stop> {
+        Ok(())
     }
 
     /// Debug register `n` (0-3, 6 or 7: the executor resolves DR4/DR5).
@@ -423,6 +445,11 @@ pub trait Cpu {
     /// CLFLUSH, CLFLUSHOPT of the line holding `offset` in `seg`: the
     /// address is translated (it may fault) and nothing is read.
     fn flush_line(&mut self, _seg: Seg, _offset: u64) -> Result<(), Self::Stop> {
+        Err(self.unsupported())
+    }
+
+    /// VMCALL: exit to the hypervisor, which completes the instruction.
+    fn vmcall(&mut self, _op: &Op) -> Result<(), Self::Stop> {
         Err(self.unsupported())
     }
 

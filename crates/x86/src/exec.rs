@@ -53,7 +53,7 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Jcc => control::jcc(c, op),
         Jrcxz => control::jrcxz(c, op),
         Loop | Loope | Loopne => control::loop_(c, op),
-        Int3 | Int => control::int(c, op),
+        Int3 | Int | Int1 => control::int(c, op),
         Into => control::into(c, op),
         Ud => control::ud(c, op),
         Iret => interrupt::iret(c, op),
@@ -111,6 +111,10 @@ pub fn execute<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Invlpg => system::invlpg(c, op),
         Swapgs => fastcall::swapgs(c, op),
         Clts => system::clts(c, op),
+        Vmcall => system::vmcall(c, op),
+        Rdpid => system::rdpid(c, op),
+        Invpcid => system::invpcid(c, op),
+        Absent => system::absent(c, op),
         Xbegin => tsx::xbegin(c, op),
         Xend => tsx::xend(c, op),
         Xabort => tsx::xabort(c, op),
@@ -493,7 +497,7 @@ mod tests {
         for bytes in [&wrfsbase[..], &movbe, &cx16] {
             assert_eq!(run(&mut c, bytes), Err(Stop::Fault(Exception::ud())), "{bytes:02x?}");
         }
-        c.features = vec![FsGsBase, Movbe, Cx16];
+        c.features = vec![Fsgsbase, Movbe, Cx16];
         assert_eq!(run(&mut c, &wrfsbase), Err(Stop::Fault(Exception::ud())), "CR4.FSGSBASE clear");
         c.cr4 = exitlab_arch::bits::cr4::FSGSBASE;
         run(&mut c, &wrfsbase).unwrap();

@@ -137,7 +137,7 @@ pub fn swapgs<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 /// The checks of RDFSBASE and friends: advertised, 64-bit mode and
 /// CR4.FSGSBASE, or #UD.
 fn fsgsbase<C: Cpu>(c: &mut C) -> Result<(), C::Stop> {
-    if !c.has(Feature::FsGsBase) || c.mode() != Mode::Long || c.cr(4)? & cr4::FSGSBASE == 0 {
+    if !c.has(Feature::Fsgsbase) || c.mode() != Mode::Long || c.cr(4)? & cr4::FSGSBASE == 0 {
         return Err(c.exception(Exception::ud()));
     }
     Ok(())

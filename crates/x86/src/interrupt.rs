@@ -273,7 +273,9 @@ pub fn iret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         Mode::Virtual8086 => Err(c.unsupported()),
         Mode::Protected => iret_protected(c, op),
         Mode::Compatibility | Mode::Long => iret_ia32e(c, op),
-    }
+    }?;
+    c.iret_completed();
+    Ok(())
 }
 
 fn iret_real<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {

@@ -7,6 +7,7 @@
 //! Lowering does not price: the simulator's cost model prices ops where it
 //! builds blocks.
 
+use crate::cpu::Feature;
 use crate::sse::SseOp;
 use crate::x87::X87Op;
 use crate::xsave::StateOp;
@@ -95,6 +96,8 @@ pub enum Kind {
     Int,
     /// INTO: #OF when OF is set (legacy modes only).
     Into,
+    /// ICEBP (INT1, opcode F1): a trap-like #DB.
+    Int1,
     Ud,
     /// IRET, IRETD, IRETQ by operand size.
     Iret,
@@ -123,6 +126,9 @@ pub enum Kind {
     Invlpg,
     Swapgs,
     Clts,
+    /// VMCALL: a call to the hypervisor (always a VM exit in VMX non-root
+    /// operation).
+    Vmcall,
     /// WBINVD, INVD: no caches to flush in the model.
     CacheFlush,
     /// RTM (TSX): see `rtm`.
@@ -194,9 +200,22 @@ pub enum Kind {
     X87(X87Op),
     /// FXSAVE/FXRSTOR, the XSAVE family, XGETBV, XSETBV (crate::xsave).
     FpState(StateOp),
+    /// RDPID: IA32_TSC_AUX into a register.
+    Rdpid,
+    /// INVPCID: invalidate TLB entries by PCID.
+    Invpcid,
+    /// An instruction of an extension the CPU model does not advertise
+    /// (AVX and later, VMX but VMCALL, SVM, ...; x87, MMX, SSE-SSE4.2 and
+    /// XSAVE where a model lacks them): #UD, or for x87 (`cc` =
+    /// [`ABSENT_X87`]) #NM when CR0.EM or CR0.TS is set, so an OS can
+    /// emulate it (SDM Vol. 3A 2.5, CR0.EM).
+    Absent,
     /// Decoded by iced but not modelled: the run stops with a report.
     Unsupported,
 }
+
+/// `Op::cc` of an [`Kind::Absent`] x87 instruction.
+pub const ABSENT_X87: u8 = 1;
 
 /// A segment register, numbered as the SDM encodes them (Vol. 2A 3.1.1.3,
 /// "Sreg").
@@ -312,6 +331,7 @@ impl Op {
                 | Int3
                 | Int
                 | Into
+                | Int1
                 | Ud
                 | Iret
                 | JmpFar
@@ -342,7 +362,10 @@ impl Op {
                 | Invlpg
                 | Swapgs
                 | Clts
+                | Vmcall
                 | Xabort
+                | Invpcid
+                | Absent
                 | Unsupported
         ) || (self.cc != REP_NONE && matches!(self.kind, Movs | Stos | Lods | Cmps | Scas))
     }
@@ -544,7 +567,12 @@ pub fn lower(i: &Instruction) -> Op {
     if let Some(fp) = crate::lower_fp::lower(i, op) {
         return fp;
     }
-    let Some(kind) = kind(i) else { return op };
+    let Some(kind) = kind(i) else {
+        return match needs(i) {
+            Needs::Nothing | Needs::Feature(_) => op,
+            Needs::Unmodelled { x87 } => Op { kind: Kind::Absent, cc: if x87 { ABSENT_X87 } else { 0 }, ..op },
+        };
+    };
     let n = i.op_count();
     let mut ops = [Opnd::None; 3];
     for k in 0..n.min(3) {
@@ -674,7 +702,8 @@ fn kind(i: &Instruction) -> Option<Kind> {
         | Mnemonic::Sfence
         | Mnemonic::Mfence
         | Mnemonic::Endbr64
-        | Mnemonic::Endbr32 => Nop,
+        | Mnemonic::Endbr32
+        | Mnemonic::Reservednop => Nop,
         Mnemonic::Hlt => Hlt,
         Mnemonic::Cli => Cli,
         Mnemonic::Sti => Sti,
@@ -688,6 +717,7 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Int3 => Int3,
         Mnemonic::Int => Int,
         Mnemonic::Into => Into,
+        Mnemonic::Int1 => Int1,
         Mnemonic::Ud2 | Mnemonic::Ud0 | Mnemonic::Ud1 => Ud,
         Mnemonic::Iret | Mnemonic::Iretd | Mnemonic::Iretq => Iret,
         Mnemonic::In => In,
@@ -715,6 +745,9 @@ fn kind(i: &Instruction) -> Option<Kind> {
         Mnemonic::Invlpg => Invlpg,
         Mnemonic::Swapgs => Swapgs,
         Mnemonic::Clts => Clts,
+        Mnemonic::Vmcall => Vmcall,
+        Mnemonic::Rdpid => Rdpid,
+        Mnemonic::Invpcid => Invpcid,
         Mnemonic::Wbinvd | Mnemonic::Invd => CacheFlush,
         _ if i.condition_code() != ConditionCode::None => return conditional(i),
         _ => return None,
@@ -993,6 +1026,101 @@ fn is_sse_cmpsd(i: &Instruction) -> bool {
     i.op_count() >= 2 && i.op0_kind() == OpKind::Register && i.op0_register().is_xmm()
 }
 
+/// What CPUID must advertise for an instruction to execute (SDM Vol. 2:
+/// each instruction's "CPUID Feature Flag" column, as iced-x86 lists it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Every x86-64 processor has it.
+    Nothing,
+    /// An optional feature: without it in CPUID the instruction is #UD
+    /// (the machine checks when it builds the op: [`absent`]).
+    Feature(Feature),
+    /// An extension this CPU model does not implement and so never
+    /// advertises: always absent.
+    Unmodelled {
+        /// An x87 instruction (#NM with CR0.EM or CR0.TS).
+        x87: bool,
+    },
+}
+
+/// The feature instruction `i` needs. VMCALL is the exception among VMX
+/// instructions: in a guest it exits to the hypervisor whatever CPUID says.
+pub fn needs(i: &Instruction) -> Needs {
+    use iced_x86::CpuidFeature as C;
+    // VMCALL exits in a guest whatever CPUID says; ENDBR64/32 are NOPs
+    // wherever CET is not on (they sit in the reserved-NOP space).
+    match i.mnemonic() {
+        Mnemonic::Vmcall | Mnemonic::Endbr64 | Mnemonic::Endbr32 => return Needs::Nothing,
+        // XTEST needs HLE or RTM (iced-x86 lists both); only RTM is modelled.
+        Mnemonic::Xtest => return Needs::Feature(Feature::Rtm),
+        _ => {}
+    }
+    let mut need = Needs::Nothing;
+    for f in i.cpuid_features() {
+        let this = match f {
+            C::INTEL8086
+            | C::INTEL186
+            | C::INTEL286
+            | C::INTEL386
+            | C::INTEL486
+            | C::X64
+            | C::CPUID
+            | C::PAUSE
+            | C::MULTIBYTENOP => continue,
+            C::TSC => Needs::Feature(Feature::Tsc),
+            C::MSR => Needs::Feature(Feature::Msr),
+            C::CMOV => Needs::Feature(Feature::Cmov),
+            C::CX8 => Needs::Feature(Feature::Cx8),
+            C::SEP => Needs::Feature(Feature::Sep),
+            C::CLFSH => Needs::Feature(Feature::Clfsh),
+            C::POPCNT => Needs::Feature(Feature::Popcnt),
+            C::MOVBE => Needs::Feature(Feature::Movbe),
+            C::FSGSBASE => Needs::Feature(Feature::Fsgsbase),
+            C::BMI1 => Needs::Feature(Feature::Bmi1),
+            C::LZCNT => Needs::Feature(Feature::Abm),
+            C::INVPCID => Needs::Feature(Feature::Invpcid),
+            C::RTM => Needs::Feature(Feature::Rtm),
+            C::RDPID => Needs::Feature(Feature::Rdpid),
+            C::RDTSCP => Needs::Feature(Feature::Rdtscp),
+            C::SYSCALL => Needs::Feature(Feature::Syscall),
+            // FNENI, FNDISI (8087) and FNSETPM (287) run as FNOP.
+            C::FPU | C::FPU287 | C::FPU387 => Needs::Feature(Feature::Fpu),
+            C::MMX => Needs::Feature(Feature::Mmx),
+            C::FXSR => Needs::Feature(Feature::Fxsr),
+            C::SSE => Needs::Feature(Feature::Sse),
+            C::SSE2 => Needs::Feature(Feature::Sse2),
+            C::SSE3 => Needs::Feature(Feature::Sse3),
+            C::SSSE3 => Needs::Feature(Feature::Ssse3),
+            C::SSE4_1 => Needs::Feature(Feature::Sse41),
+            C::SSE4_2 => Needs::Feature(Feature::Sse42),
+            C::CMPXCHG16B => Needs::Feature(Feature::Cx16),
+            C::CLFLUSHOPT => Needs::Feature(Feature::Clflushopt),
+            C::PREFETCHW => Needs::Feature(Feature::Prefetchw),
+            C::XSAVE => Needs::Feature(Feature::Xsave),
+            C::XSAVEOPT => Needs::Feature(Feature::Xsaveopt),
+            C::XSAVEC => Needs::Feature(Feature::Xsavec),
+            C::XSAVES => Needs::Feature(Feature::Xsaves),
+            C::FPU287XL_ONLY | C::FPU387SL_ONLY | C::CYRIX_FPU => return Needs::Unmodelled { x87: true },
+            _ => return Needs::Unmodelled { x87: false },
+        };
+        need = this;
+    }
+    need
+}
+
+/// `op` as the CPU runs it without `feature`: TZCNT and LZCNT are the
+/// older BSF and BSR with an ignored REP prefix (their encodings are F3 0F
+/// BC and F3 0F BD); an x87 instruction is #NM under CR0.EM or CR0.TS,
+/// else #UD; anything else is #UD.
+pub fn absent(op: Op, feature: Feature) -> Op {
+    match (op.kind, feature) {
+        (Kind::Tzcnt, Feature::Bmi1) => Op { kind: Kind::Bsf, ..op },
+        (Kind::Lzcnt, Feature::Abm) => Op { kind: Kind::Bsr, ..op },
+        (_, Feature::Fpu) => Op { kind: Kind::Absent, cc: ABSENT_X87, ..op },
+        _ => Op { kind: Kind::Absent, cc: 0, ..op },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1040,8 +1168,30 @@ mod tests {
     fn invalid_and_unmodelled() {
         assert_eq!(lower_bytes(&[0x0f, 0x0b]).kind, Kind::Ud); // ud2
         assert_eq!(lower_bytes(&[0x06]).kind, Kind::Ud); // push es: invalid in 64-bit mode
-        assert_eq!(lower_bytes(&[0xc5, 0xf0, 0x58, 0xc2]).kind, Kind::Unsupported);
-        // vaddps: no AVX
+        assert_eq!(lower_bytes(&[0xc5, 0xf0, 0x58, 0xc2]).kind, Kind::Absent, "vaddps: AVX, never advertised");
+        assert_eq!(lower_bytes(&[0x62, 0xf1, 0x74, 0x48, 0x58, 0xc2]).kind, Kind::Absent, "vaddps zmm: AVX-512");
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xc1]).kind, Kind::Vmcall);
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xd9]).kind, Kind::Absent, "vmmcall: SVM");
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xfd]).kind, Kind::Absent, "rdpru");
+        assert_eq!(lower_bytes(&[0x0f, 0x01, 0xc4]).kind, Kind::Absent, "vmxoff: VMX");
+        let i = Decoder::with_ip(64, &[0xf3, 0x0f, 0xc7, 0xf8], 0, DecoderOptions::NONE).decode();
+        assert_eq!((lower(&i).kind, needs(&i)), (Kind::Rdpid, Needs::Feature(Feature::Rdpid)));
+        let tzcnt = lower_bytes(&[0xf3, 0x0f, 0xbc, 0xc1]);
+        assert_eq!(absent(tzcnt, Feature::Bmi1).kind, Kind::Bsf, "TZCNT is BSF on a CPU without BMI1");
+        // The x87, SSE and XSAVE instructions lower to their ops and name
+        // the feature the machine checks.
+        let fld1 = Decoder::with_ip(64, &[0xd9, 0xe8], 0, DecoderOptions::NONE).decode();
+        assert!(matches!(lower(&fld1).kind, Kind::X87(_)));
+        assert_eq!(needs(&fld1), Needs::Feature(Feature::Fpu));
+        let fld1_absent = absent(lower(&fld1), Feature::Fpu);
+        assert_eq!((fld1_absent.kind, fld1_absent.cc), (Kind::Absent, ABSENT_X87), "#NM under CR0.EM/TS");
+        let addps = Decoder::with_ip(64, &[0x0f, 0x58, 0xc1], 0, DecoderOptions::NONE).decode();
+        assert!(matches!(lower(&addps).kind, Kind::Sse(_)));
+        assert_eq!(needs(&addps), Needs::Feature(Feature::Sse));
+        let xgetbv = Decoder::with_ip(64, &[0x0f, 0x01, 0xd0], 0, DecoderOptions::NONE).decode();
+        assert_eq!(needs(&xgetbv), Needs::Feature(Feature::Xsave));
+        let lfence = lower_bytes(&[0x0f, 0xae, 0xe8]);
+        assert_eq!(lfence.kind, Kind::Nop, "LFENCE: SSE2, advertised");
     }
 
     #[test]

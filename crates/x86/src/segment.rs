@@ -253,7 +253,8 @@ pub fn check_access(s: &Segment, seg: Seg, offset: u64, size: Size, write: bool)
 }
 
 /// MOV Sreg, r/m16. CS cannot be loaded this way (#UD); loading SS holds
-/// interrupts off for one instruction.
+/// interrupts, NMIs and debug traps off for one instruction (POP SS too;
+/// LSS does not: SDM Vol. 3A 6.8.3).
 #[inline(never)]
 pub fn mov_to_seg<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let seg = Seg::from_number(op.cc);

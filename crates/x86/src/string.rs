@@ -36,7 +36,7 @@ pub fn address_size(op: &Op) -> u8 {
 }
 
 /// MOVS, STOS, LODS, CMPS, SCAS, INS, OUTS, with or without REP: up to
-/// [`Cpu::REP_CHUNK`] iterations, then RIP stays and the instruction
+/// [`Cpu::rep_chunk`] iterations, then RIP stays and the instruction
 /// resumes when it runs again.
 #[inline(never)]
 pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
@@ -50,6 +50,7 @@ pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         matches!(op.kind, Kind::Movs | Kind::Lods | Kind::Cmps | Kind::Outs),
         matches!(op.kind, Kind::Movs | Kind::Stos | Kind::Cmps | Kind::Scas | Kind::Ins),
     );
+    let chunk = c.rep_chunk();
     let mut done = 0;
     loop {
         if rep && c.gpr(RCX) & amask == 0 {
@@ -89,7 +90,7 @@ pub fn string<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         if stop_on_zf {
             break;
         }
-        if done == C::REP_CHUNK && rcx != 0 {
+        if done == chunk && rcx != 0 {
             return Ok(());
         }
     }

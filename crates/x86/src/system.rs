@@ -8,10 +8,10 @@
 
 use crate::cpu::{Cpu, DescriptorTableKind, Exception, Feature, SystemSegment};
 use crate::exec::{get, memory, next, offset, put, require_cpl0, set_reg};
-use crate::op::{Kind, Op};
+use crate::op::{Kind, Op, ABSENT_X87};
 use crate::reg::{RAX, RBX, RCX, RDX};
 use crate::segment::{error_code, is_null, read_descriptor, system};
-use exitlab_arch::bits::{cr0, cr4, dr6};
+use exitlab_arch::bits::{cr0, cr4, dr6, dr7};
 use exitlab_arch::{DescriptorTable, Segment};
 
 /// HLT (CPL 0).
@@ -89,7 +89,8 @@ pub fn mov_from_cr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 }
 
 /// MOV to and from DR0-DR7 (CPL 0). DR4 and DR5 alias DR6 and DR7 unless
-/// CR4.DE makes them #UD; DR6 and DR7 keep their fixed bits.
+/// CR4.DE makes them #UD; then DR7.GD's #DB; a value with bits 63:32 set
+/// is #GP for DR6 and DR7, which keep their fixed bits.
 #[inline(never)]
 pub fn mov_dr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     require_cpl0(c)?;
@@ -99,12 +100,18 @@ pub fn mov_dr<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
         n if n < 8 => n,
         _ => return Err(c.exception(Exception::ud())),
     };
+    c.general_detect()?;
     if op.kind == Kind::MovToDr {
         let v = get(c, &op.b, op.size)?;
+        if n >= 6 && v >> 32 != 0 {
+            return Err(c.exception(Exception::gp(0)));
+        }
         let v = match n {
             0..=3 => v,
-            6 => v | dr6::INIT & !0xf,
-            _ => v | 0x400,
+            // RTM (bit 16) reads 1 too: it is 0 only after a #DB in an RTM
+            // region with RTM debugging on, which this model lacks.
+            6 => (v & dr6::VOLATILE) | dr6::INIT,
+            _ => (v & dr7::VOLATILE) | dr7::FIXED_1,
         };
         c.set_dr(n, v)?;
     } else {
@@ -259,7 +266,7 @@ pub fn lmsw<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 /// checked and translated; there is no cache to flush.
 #[inline(never)]
 pub fn clflush<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
-    let feature = if op.cc == 1 { Feature::Clflushopt } else { Feature::Clflush };
+    let feature = if op.cc == 1 { Feature::Clflushopt } else { Feature::Clfsh };
     if !c.has(feature) {
         return Err(c.exception(Exception::ud()));
     }
@@ -285,4 +292,53 @@ pub fn clts<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     require_cpl0(c)?;
     c.clts()?;
     next(c, op)
+}
+
+/// VMCALL: in VMX non-root operation a VM exit at any CPL; the hypervisor
+/// answers and completes it (SDM Vol. 3C 26.1.2).
+#[inline(never)]
+pub fn vmcall<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    c.vmcall(op)?;
+    next(c, op)
+}
+
+/// RDPID: IA32_TSC_AUX, zero-extended into the 64-bit register.
+#[inline(never)]
+pub fn rdpid<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let v = c.tsc_aux()?;
+    put(c, &op.a, 8, v & 0xffff_ffff)?;
+    next(c, op)
+}
+
+/// INVPCID r64, m128 (CPL 0): the type in the register, the descriptor
+/// (PCID in bits 11:0, bits 63:12 reserved, a linear address in the high
+/// quadword) in memory. #GP(0) for a type above 3, reserved bits set, a
+/// non-canonical address for type 0, or a nonzero PCID for types 0 and 1
+/// while CR4.PCIDE is clear (SDM Vol. 2A "INVPCID").
+#[inline(never)]
+pub fn invpcid<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    require_cpl0(c)?;
+    let kind = get(c, &op.a, 8)?;
+    let m = memory(c, &op.b)?;
+    let at = offset(c, &m);
+    let lo = c.read(m.seg, at, 8)?;
+    let linear = c.read(m.seg, at.wrapping_add(8), 8)?;
+    let pcid = (lo & 0xfff) as u16;
+    let canonical = ((linear as i64) << 16 >> 16) as u64 == linear;
+    let pcide = c.cr(4)? & cr4::PCIDE != 0;
+    if kind > 3 || lo >> 12 != 0 || (kind == 0 && !canonical) || (kind <= 1 && pcid != 0 && !pcide) {
+        return Err(c.exception(Exception::gp(0)));
+    }
+    c.invpcid(op, kind, pcid, linear)?;
+    next(c, op)
+}
+
+/// An instruction of an extension the CPU does not advertise: #UD; x87 is
+/// #NM instead while CR0.EM or CR0.TS asks the OS to emulate it.
+#[inline(never)]
+pub fn absent<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    if op.cc == ABSENT_X87 && c.cr(0)? & (cr0::EM | cr0::TS) != 0 {
+        return Err(c.exception(Exception::nm()));
+    }
+    Err(c.exception(Exception::ud()))
 }

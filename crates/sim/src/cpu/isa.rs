@@ -8,13 +8,13 @@ use super::event::Event;
 use super::mmu::Access;
 use super::{Awaiting, Running, Stop};
 use crate::cost;
-use exitlab_arch::bits::cr0;
+use exitlab_arch::bits::{cr0, rflags};
 use exitlab_arch::{CrAccessQual, DescriptorTable, IoQual, Segment};
 use exitlab_hv::{IoExit, VmExit};
 use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::op::REP_NONE;
 use exitlab_x86::{
-    Cpu, DescriptorTableKind, Exception, Feature, Flags, Mode, Op, Opnd, PortIo, Seg, Size, SystemSegment,
+    Cpu, DescriptorTableKind, Exception, Feature, Flags, Kind, Mode, Op, Opnd, PortIo, Seg, Size, SystemSegment,
 };
 
 /// String instructions run at most this many iterations per step, then
@@ -174,11 +174,11 @@ impl Cpu for Running<'_> {
             return Ok(());
         }
         let user = self.core.cpl() == 3;
-        self.translate(lin, Access::Write, user)?;
+        self.translate(lin, Access::Write, user, 1)?;
         let mut page = lin & !0xfff;
         while page != last & !0xfff {
             page = page.wrapping_add(0x1000);
-            self.translate(page, Access::Write, user)?;
+            self.translate(page, Access::Write, user, 1)?;
         }
         Ok(())
     }
@@ -234,8 +234,9 @@ impl Cpu for Running<'_> {
     }
 
     #[cold]
-    fn software_interrupt(&mut self, vector: u8, len: u8) -> Stop {
-        self.raise(Event::software(vector, len))
+    fn software_interrupt(&mut self, op: &Op, vector: u8) -> Stop {
+        let ev = if op.kind == Kind::Int1 { Event::icebp(op.len) } else { Event::software(vector, op.len) };
+        self.raise(ev)
     }
 
     fn interrupt_shadow(&mut self) {
@@ -295,13 +296,30 @@ impl Cpu for Running<'_> {
     fn flush_line(&mut self, seg: Seg, offset: u64) -> Result<(), Stop> {
         let lin = self.linear(seg, offset, 1, false)?;
         let user = self.core.cpl() == 3;
-        self.translate(lin, Access::Read, user).map(|_| ())
+        self.translate(lin, Access::Read, user, 1).map(|_| ())
+    }
+
+    fn ss_load_shadow(&mut self) {
+        self.core.mov_ss_blocking = true;
+    }
+
+    fn iret_completed(&mut self) {
+        self.core.nmi_blocked = false;
+    }
+
+    fn rep_chunk(&self) -> u64 {
+        if self.core.rflags_rest & rflags::TF != 0 || self.core.bp.armed() {
+            1
+        } else {
+            REP_CHUNK
+        }
     }
 
     /// IN and INS: a port the I/O bitmap does not trap reads as all ones
     /// (no hardware behind it); a trapped one exits, and the answer is
     /// replayed when the instruction runs again.
     fn port_in(&mut self, op: &Op, p: PortIo) -> Result<u64, Stop> {
+        self.watch_port(p.port, p.size);
         if !self.core.controls.io_exits(p.port, p.size) {
             return Ok(u64::MAX);
         }
@@ -317,6 +335,7 @@ impl Cpu for Running<'_> {
     /// OUT completes before its exit (`Stop::ExitAfter`); OUTS exits per
     /// element and replays.
     fn port_out(&mut self, op: &Op, p: PortIo, value: u64) -> Result<(), Stop> {
+        self.watch_port(p.port, p.size);
         if !self.core.controls.io_exits(p.port, p.size) {
             return Ok(());
         }
@@ -330,18 +349,27 @@ impl Cpu for Running<'_> {
         Err(Stop::ExitAfter)
     }
 
-    /// Features the model implements follow what the profile and the
-    /// VMM's CPUID advertise: RTM with the profile's `tsx`; FSGSBASE,
-    /// MOVBE, CLFLUSH, CLFLUSHOPT and CMPXCHG16B are implemented but not
+    /// What the CPU model advertises in CPUID (the profile's features):
+    /// FSGSBASE, MOVBE, CLFLUSH and CLFLUSHOPT are implemented but not
     /// advertised, so they are #UD.
     fn has(&self, feature: Feature) -> bool {
-        match feature {
-            Feature::Rtm => self.core.rtm,
-            // CMPXCHG16B is part of the x86-64-v2 level the VMM's CPUID
-            // advertises (crates/vmm/src/cpuid.rs).
-            Feature::Cx16 => true,
-            Feature::FsGsBase | Feature::Movbe | Feature::Clflush | Feature::Clflushopt => false,
+        self.core.features.has(feature)
+    }
+
+    fn tsc_aux(&mut self) -> Result<u64, Stop> {
+        Ok(self.core.tsc_aux)
+    }
+
+    /// INVPCID: the TLB keeps no PCID tags (every CR3 load flushes it, which
+    /// the architecture allows), so one address drops its page and every
+    /// other type the whole TLB.
+    fn invpcid(&mut self, _op: &Op, kind: u64, _pcid: u16, linear: u64) -> Result<(), Stop> {
+        if kind == 0 {
+            self.core.tlb.flush_page(linear);
+        } else {
+            self.core.tlb.flush();
         }
+        Ok(())
     }
 
     /// CPUID always exits under VMX; the VMM answers (`Vcpu::complete`).
@@ -374,7 +402,7 @@ impl Cpu for Running<'_> {
         if self.core.controls.rdtsc_exiting {
             return Err(self.instruction_exit(op, VmExit::Rdtsc));
         }
-        Ok((self.core.cycles, self.core.tsc_aux as u32))
+        Ok((self.core.tsc(), self.core.tsc_aux as u32))
     }
 
     fn hlt(&mut self, op: &Op) -> Result<(), Stop> {
@@ -455,7 +483,14 @@ impl Cpu for Running<'_> {
             6 => self.core.dr6 = v,
             _ => self.core.dr7 = v,
         }
+        if n != 6 {
+            self.rearm_breakpoints();
+        }
         Ok(())
+    }
+
+    fn general_detect(&mut self) -> Result<(), Stop> {
+        Running::general_detect(self)
     }
 
     fn descriptor_table(&mut self, which: DescriptorTableKind) -> Result<DescriptorTable, Stop> {
@@ -498,6 +533,12 @@ impl Cpu for Running<'_> {
     fn clts(&mut self) -> Result<(), Stop> {
         self.core.cr0 &= !cr0::TS;
         Ok(())
+    }
+
+    /// VMCALL always exits; the VMM answers (KVM's hypercall ABI) and
+    /// skips it.
+    fn vmcall(&mut self, op: &Op) -> Result<(), Stop> {
+        Err(self.instruction_exit(op, VmExit::Vmcall))
     }
 
     fn xbegin(&mut self, fallback: u64) {

@@ -92,9 +92,9 @@ fn pf_code(present: bool, access: Access, user: bool, nx: bool) -> u32 {
 }
 
 impl Running<'_> {
-    /// Translates `lin` for an access at privilege `user`.
+    /// Translates `lin` for an access of `size` bytes at privilege `user`.
     #[inline(always)]
-    pub fn translate(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
+    pub fn translate(&mut self, lin: u64, access: Access, user: bool, size: u8) -> Result<u64, Stop> {
         let vpn = lin >> 12;
         let e = self.core.tlb.e[slot(vpn)];
         if e.tag == vpn + 1
@@ -107,7 +107,18 @@ impl Running<'_> {
         {
             return Ok(e.frame | (lin & 0xfff));
         }
-        self.walk(lin, access, user)
+        self.miss(lin, access, user, size)
+    }
+
+    /// A TLB miss: the walk, then, while a data breakpoint is armed, the
+    /// match (pages it watches never enter the TLB, so every access to
+    /// them comes here).
+    fn miss(&mut self, lin: u64, access: Access, user: bool, size: u8) -> Result<u64, Stop> {
+        let phys = self.walk(lin, access, user)?;
+        if self.core.bp.data() {
+            self.watch(lin, size, access);
+        }
+        Ok(phys)
     }
 
     /// A paging-structure entry of `size` bytes (8, or 4 in 32-bit paging).
@@ -493,13 +504,13 @@ impl Running<'_> {
     #[inline(always)]
     pub fn read_linear(&mut self, lin: u64, size: u8, user: bool) -> Result<u64, Stop> {
         if (lin & 0xfff) + u64::from(size) <= PAGE {
-            let phys = self.translate(lin, Access::Read, user)?;
+            let phys = self.translate(lin, Access::Read, user, size)?;
             return self.read_phys(phys, size);
         }
         let mut v = 0u64;
-        let first = self.translate(lin, Access::Read, user)?;
-        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Read, user)?;
         let split = (PAGE - (lin & 0xfff)) as u8;
+        let first = self.translate(lin, Access::Read, user, split)?;
+        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Read, user, size - split)?;
         for i in 0..size {
             let phys = if i < split { first + u64::from(i) } else { second + u64::from(i - split) };
             v |= self.read_phys(phys, 1)? << (8 * i);
@@ -510,12 +521,12 @@ impl Running<'_> {
     #[inline(always)]
     pub fn write_linear(&mut self, lin: u64, size: u8, v: u64, user: bool) -> Result<(), Stop> {
         if (lin & 0xfff) + u64::from(size) <= PAGE {
-            let phys = self.translate(lin, Access::Write, user)?;
+            let phys = self.translate(lin, Access::Write, user, size)?;
             return self.write_phys(phys, size, v);
         }
-        let first = self.translate(lin, Access::Write, user)?;
-        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Write, user)?;
         let split = (PAGE - (lin & 0xfff)) as u8;
+        let first = self.translate(lin, Access::Write, user, split)?;
+        let second = self.translate((lin | 0xfff).wrapping_add(1), Access::Write, user, size - split)?;
         for i in 0..size {
             let phys = if i < split { first + u64::from(i) } else { second + u64::from(i - split) };
             self.write_phys(phys, 1, v >> (8 * i))?;

@@ -3,10 +3,12 @@
 //! `exitlab_x86::Cpu` implementation through which exitlab-x86's executor
 //! runs every instruction ([`Running`]: one core on its machine).
 
+mod debug;
 mod event;
 mod isa;
 mod mmu;
 pub mod mode;
+mod msrs;
 mod rtm;
 pub mod run;
 
@@ -14,6 +16,7 @@ use crate::apic::Apic;
 use crate::cost::Costs;
 use crate::machine::Machine;
 use exitlab_arch::bits::{dr6, msr, rflags};
+use exitlab_arch::cpuid::FeatureSet;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
 use exitlab_hv::{ExitInfo, Injection, MmioExit, ShadowFlags, VmExit};
@@ -21,6 +24,7 @@ use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::Flags;
 use std::collections::HashMap;
 
+pub use debug::Breakpoints;
 pub use event::{Event, EventKind};
 pub use mmu::Tlb;
 pub use mode::{Paging, View};
@@ -138,6 +142,13 @@ pub struct Core {
     pub sysenter: [u64; 3],
     pub pat: u64,
     pub tsc_aux: u64,
+    /// TSC minus the cycle count (the TSC is the virtual clock, offset by
+    /// what the guest wrote to it): writing the TSC never moves time.
+    pub tsc_offset: u64,
+    /// IA32_TSC_ADJUST: what the guest's TSC writes have added.
+    pub tsc_adjust: u64,
+    /// IA32_MISC_ENABLE.
+    pub misc_enable: u64,
     pub apic_base: u64,
     /// The x87, MMX and SSE registers, MXCSR and XINUSE.
     pub fpu: FpuState,
@@ -151,6 +162,23 @@ pub struct Core {
     pub cycles: u64,
     /// An STI just set IF: the next instruction runs before any interrupt.
     pub sti_shadow: bool,
+    /// Blocking by MOV SS (SDM 6.8.3): the instruction after a load of SS
+    /// runs before any interrupt, NMI or debug trap.
+    pub mov_ss_blocking: bool,
+    /// The breakpoints DR7 arms (decoded when DR7, DR0-DR3 or CR4.DE
+    /// change).
+    pub bp: Breakpoints,
+    /// DR6 B0-B3 of the data and I/O breakpoints the instruction (or event
+    /// delivery) in progress hit; they become pending when it completes.
+    pub bp_hits: u64,
+    /// Pending debug exceptions (DR6 bits of trap-class #DBs: B0-B3, BS)
+    /// recognised but not delivered yet, as VMX's guest-state field of
+    /// that name holds them while MOV SS blocks delivery.
+    pub pending_dbg: u64,
+    /// An NMI is latched, waiting for NMI blocking to end.
+    pub nmi_pending: bool,
+    /// NMIs are blocked: from the delivery of an NMI to the next IRET.
+    pub nmi_blocked: bool,
     /// In the HLT activity state.
     pub halted: bool,
     /// The VMM owes an answer for the instruction at RIP.
@@ -184,8 +212,9 @@ pub struct Core {
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
     pub event: Option<Event>,
-    /// The CPU has RTM (the profile's `tsx`); without it XBEGIN is #UD.
-    pub rtm: bool,
+    /// The CPU model's CPUID features (the profile's): an instruction whose
+    /// feature is missing is #UD; RTM is one (without it XBEGIN is #UD).
+    pub features: FeatureSet,
     /// The open RTM transaction.
     pub tx: Option<Box<rtm::Transaction>>,
     /// The block that ran last, tried before the cache (loops re-enter it).
@@ -225,6 +254,9 @@ impl Core {
             sysenter: [0; 3],
             pat: 0x0007_0406_0007_0406,
             tsc_aux: 0,
+            tsc_offset: 0,
+            tsc_adjust: 0,
+            misc_enable: msrs::MISC_ENABLE_RESET,
             apic_base: exitlab_arch::bits::apic::DEFAULT_BASE | 1 << 11 | u64::from(id == 0) << 8,
             // FNINIT's x87 state and MXCSR 1F80H, as KVM gives a new vCPU.
             fpu: FpuState::default(),
@@ -234,13 +266,19 @@ impl Core {
             tlb: Tlb::default(),
             cycles: 0,
             sti_shadow: false,
+            mov_ss_blocking: false,
+            bp: Breakpoints::default(),
+            bp_hits: 0,
+            pending_dbg: 0,
+            nmi_pending: false,
+            nmi_blocked: false,
             halted: false,
             awaiting: None,
             pending: None,
             replay: Replay::default(),
             stats: Stats::default(),
             last_block: None,
-            rtm: false,
+            features: FeatureSet::EMPTY,
             tx: None,
             exit: None,
             event: None,
@@ -295,10 +333,12 @@ impl Core {
     }
 
     /// An architectural MSR, as RDMSR would read it; `None` if this CPU has
-    /// no such MSR.
+    /// no such MSR (SPEC_CTRL and PRED_CMD without CPUID's bit, the x2APIC
+    /// registers in xAPIC mode, machine-check banks beyond MCG_CAP's zero).
     pub fn read_msr(&self, index: u32) -> Option<u64> {
         Some(match index {
-            msr::IA32_TSC => self.cycles,
+            msr::IA32_TSC => self.tsc(),
+            msr::IA32_TSC_ADJUST => self.tsc_adjust,
             msr::IA32_APIC_BASE => self.apic_base,
             msr::IA32_EFER => self.efer,
             msr::IA32_STAR => self.star,
@@ -311,10 +351,11 @@ impl Core {
             msr::IA32_SYSENTER_CS => self.sysenter[0],
             msr::IA32_SYSENTER_ESP => self.sysenter[1],
             msr::IA32_SYSENTER_EIP => self.sysenter[2],
-            msr::IA32_TSC_DEADLINE => self.apic.tsc_deadline(),
-            0x277 => self.pat,
-            0xc000_0103 => self.tsc_aux,
-            0x1a0 => 1, // IA32_MISC_ENABLE: fast strings
+            msr::IA32_TSC_DEADLINE => self.tsc_deadline(),
+            msr::IA32_PAT => self.pat,
+            msr::IA32_TSC_AUX => self.tsc_aux,
+            msr::IA32_MISC_ENABLE => self.misc_enable,
+            msr::IA32_MCG_CAP | msr::IA32_MCG_STATUS => 0,
             // IA32_XSS: no supervisor state component is supported.
             0xda0 => 0,
             _ => return None,
@@ -325,18 +366,12 @@ impl Core {
     pub fn write_msr(&mut self, index: u32, v: u64) -> bool {
         let canonical = ((v as i64) << 16 >> 16) as u64 == v;
         match index {
-            msr::IA32_TSC => self.cycles = v,
-            msr::IA32_APIC_BASE => {
-                // The base stays at its default and x2APIC (EXTD) is not
-                // advertised; EN toggles (kvm-unit-tests' reset_apic clears
-                // and sets it); BSP is read-only.
-                const EN: u64 = 1 << 11;
-                const BSP: u64 = 1 << 8;
-                if (v ^ self.apic_base) & !(EN | BSP) != 0 {
-                    return false;
-                }
-                self.apic_base = (v & !BSP) | (self.apic_base & BSP);
-            }
+            msr::IA32_TSC => self.write_tsc(v),
+            msr::IA32_TSC_ADJUST => self.write_tsc_adjust(v),
+            msr::IA32_APIC_BASE => return self.write_apic_base(v),
+            msr::IA32_MISC_ENABLE => return self.write_misc_enable(v),
+            msr::IA32_PAT => return self.write_pat(v),
+            msr::IA32_MCG_STATUS => return v == 0,
             msr::IA32_EFER => {
                 // LMA is the processor's (writes of it are ignored); LME
                 // cannot change while paging is on (SDM Vol. 3A 9.8.5).
@@ -361,9 +396,8 @@ impl Core {
             msr::IA32_SYSENTER_CS => self.sysenter[0] = v & 0xffff,
             msr::IA32_SYSENTER_ESP if canonical => self.sysenter[1] = v,
             msr::IA32_SYSENTER_EIP if canonical => self.sysenter[2] = v,
-            msr::IA32_TSC_DEADLINE => self.apic.set_tsc_deadline(v, self.cycles),
-            0x277 => self.pat = v,
-            0xc000_0103 => self.tsc_aux = v & 0xffff_ffff,
+            msr::IA32_TSC_DEADLINE => self.write_tsc_deadline(v),
+            msr::IA32_TSC_AUX if v >> 32 == 0 => self.tsc_aux = v,
             0xda0 if v == 0 => {}
             _ => return false,
         }

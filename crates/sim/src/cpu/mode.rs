@@ -9,6 +9,7 @@
 
 use super::{Core, Running, Stop};
 use exitlab_arch::bits::{cr0, cr4, efer, rflags};
+use exitlab_arch::cpuid::{Feature, FeatureSet};
 use exitlab_arch::Segment;
 use exitlab_x86::segment::check_access;
 use exitlab_x86::{Mode, Seg};
@@ -139,22 +140,26 @@ impl Core {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refused;
 
-/// CR4 bits this core implements; the others are reserved (#GP). LA57,
-/// VMXE, SMXE, PCIDE, FSGSBASE, SMEP, SMAP and PKE name features the
-/// model lacks; OSXSAVE enables the XSAVE family CPUID advertises.
-pub const CR4_KNOWN: u64 = cr4::VME
-    | cr4::PVI
-    | cr4::TSD
-    | cr4::DE
-    | cr4::PSE
-    | cr4::PAE
-    | cr4::MCE
-    | cr4::PGE
-    | cr4::PCE
-    | cr4::OSFXSR
-    | cr4::OSXMMEXCPT
-    | cr4::UMIP
-    | cr4::OSXSAVE;
+/// The CR4 bits the CPU model lets software set (SDM Vol. 3A 2.5): those
+/// of features it advertises; the rest are reserved (#GP), as KVM's
+/// `__cr4_reserved_bits` makes them for a guest without the feature.
+pub fn cr4_allowed(f: FeatureSet) -> u64 {
+    let mut ok = cr4::VME | cr4::PVI | cr4::TSD | cr4::DE | cr4::PSE | cr4::PAE | cr4::MCE | cr4::PCE;
+    for (feature, bits) in [
+        (Feature::Pge, cr4::PGE),
+        (Feature::Fxsr, cr4::OSFXSR),
+        (Feature::Sse, cr4::OSXMMEXCPT),
+        (Feature::Umip, cr4::UMIP),
+        (Feature::Fsgsbase, cr4::FSGSBASE),
+        (Feature::Pcid, cr4::PCIDE),
+        (Feature::Xsave, cr4::OSXSAVE),
+    ] {
+        if f.has(feature) {
+            ok |= bits;
+        }
+    }
+    ok
+}
 
 impl Core {
     /// The checks of a CR0 load and the EFER it leaves: bits 63:32 and PG
@@ -183,10 +188,14 @@ impl Core {
         Ok(efer)
     }
 
-    /// The checks of a CR4 load: reserved bits, and clearing PAE in IA-32e
-    /// mode.
+    /// The checks of a CR4 load: reserved bits (those of features the
+    /// model does not advertise too), setting PCIDE, and clearing PAE in
+    /// IA-32e mode.
     pub fn cr4_check(&self, v: u64) -> Result<(), Refused> {
-        if v & !CR4_KNOWN != 0 || (self.efer & efer::LMA != 0 && v & cr4::PAE == 0) {
+        // CR4.PCIDE turns on only in IA-32e mode with CR3[11:0] clear (SDM
+        // Vol. 3A 4.10.1).
+        let pcid_on = v & !self.cr4 & cr4::PCIDE != 0 && (self.cr3 & 0xfff != 0 || self.efer & efer::LMA == 0);
+        if v & !cr4_allowed(self.features) != 0 || pcid_on || (self.efer & efer::LMA != 0 && v & cr4::PAE == 0) {
             return Err(Refused);
         }
         Ok(())
@@ -228,12 +237,21 @@ impl Running<'_> {
         core.cr4 = v;
         core.tlb.flush();
         core.refresh();
+        // CR4.DE decides what an I/O breakpoint in DR7 means.
+        self.rearm_breakpoints();
         Ok(())
     }
 
     /// MOV to CR3: in PAE paging the four PDPTEs load from the 32-byte
-    /// aligned table it names.
+    /// aligned table it names; with CR4.PCIDE bit 63 is a no-flush hint.
     pub fn set_cr3(&mut self, v: u64) -> Result<(), Refused> {
+        // With CR4.PCIDE, bit 63 asks not to flush (a hint this TLB may
+        // ignore) and is not stored; bits above MAXPHYADDR (48) are
+        // reserved.
+        let v = if self.core.cr4 & cr4::PCIDE != 0 { v & !(1 << 63) } else { v };
+        if v >> 48 != 0 {
+            return Err(Refused);
+        }
         if self.core.view.paging == Paging::Pae {
             self.load_pdptes(v)?;
         }

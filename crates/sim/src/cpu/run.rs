@@ -11,12 +11,14 @@ use crate::blocks::{Block, Step};
 use crate::cost;
 use crate::interrupts::Signal;
 use crate::ram::PAGE;
-use exitlab_arch::bits::rflags;
+use exitlab_arch::bits::{dr6, rflags};
 use exitlab_arch::vector;
 use exitlab_hv::{ExitInfo, HvError, Injection, InjectionKind, VmExit};
-use exitlab_x86::{lower, Op};
+use exitlab_x86::op::{absent, needs, Needs, ABSENT_X87};
+use exitlab_x86::{lower, Kind, Op};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Most instructions in one decoded block.
 const BLOCK_MAX: usize = 32;
@@ -26,6 +28,21 @@ const BLOCK_MAX: usize = 32;
 pub struct Limits {
     pub max_instructions: Option<u64>,
     pub max_cycles: Option<u64>,
+    /// The VMM's host-time deadline: past it, a run call returns
+    /// `Interrupted` even if the guest never exits. The only host-clock
+    /// read in the simulator; it decides nothing about the guest, only
+    /// when the VMM looks at its limits again.
+    pub host_deadline: Option<Instant>,
+}
+
+impl Limits {
+    /// Whether the host deadline has passed, looked at once every 1,024
+    /// block runs (`runs`): a clock read per block would cost the fast
+    /// path.
+    #[inline(always)]
+    fn host_time_up(&self, runs: u64) -> bool {
+        runs & 0x3ff == 0 && self.host_deadline.is_some_and(|d| Instant::now() >= d)
+    }
 }
 
 impl Running<'_> {
@@ -95,18 +112,21 @@ impl Running<'_> {
     }
 
     fn run_to_exit(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
+        // An exit storm in which no instruction retires still spends guest
+        // time (each exit is priced): the limits hold at every entry too.
+        self.check_limits(limits)?;
         if !self.core.replay.log.is_empty() {
             // The instruction whose access the VMM just answered completes
             // before anything else, as KVM completes an MMIO or port access
             // on re-entry before it injects or delivers an event. Delivered
             // first, the handler's instructions would drop the replay and
             // the instruction would access the device again.
-            if let Some(exit) = self.run_block(true, limits)? {
+            if let Some(exit) = self.step()? {
                 return Ok(exit);
             }
         }
         if let Some(inj) = self.core.injection.take() {
-            if let Err(stop) = self.deliver(injected(inj)) {
+            if let Err(stop) = self.deliver_event(injected(inj)) {
                 if let Some(exit) = self.stopped(stop)? {
                     return Ok(exit);
                 }
@@ -130,41 +150,10 @@ impl Running<'_> {
                     return Ok(VmExit::PreemptionTimer);
                 }
             }
-            if let Some(ev) = self.core.pending.take() {
-                if intercepted(ev) && self.core.controls.exception_exits(ev.vector) {
-                    return Ok(self.exception_exit(ev));
-                }
-                if let Err(stop) = self.deliver(ev) {
-                    if let Some(exit) = self.stopped(stop)? {
-                        return Ok(exit);
-                    }
-                }
-                continue;
-            }
-            let can_take = !self.core.sti_shadow && self.core.interrupts_enabled();
-            if self.core.controls.external_interrupt_exiting {
-                // The VMM takes every interrupt and injects it when the
-                // guest can receive it.
-                if let Some(v) = self.core.apic.deliverable() {
-                    self.core.apic.accept(v);
-                    self.core.exit_info = ExitInfo::default();
-                    return Ok(VmExit::ExternalInterrupt { vector: v });
-                }
-            } else if can_take && self.core.apic.any_requested() {
-                if let Some(v) = self.core.apic.deliverable() {
-                    self.core.apic.accept(v);
-                    self.core.halted = false;
-                    if let Err(stop) = self.deliver(Event::external(v)) {
-                        if let Some(exit) = self.stopped(stop)? {
-                            return Ok(exit);
-                        }
-                    }
-                    continue;
-                }
-            }
-            if can_take && self.core.controls.interrupt_window_exiting {
-                self.core.exit_info = ExitInfo::default();
-                return Ok(VmExit::InterruptWindow);
+            match self.events()? {
+                Some(Some(exit)) => return Ok(exit),
+                Some(None) => continue,
+                None => {}
             }
             if self.core.halted {
                 let t = self.horizon();
@@ -177,26 +166,19 @@ impl Running<'_> {
                 self.core.cycles = self.core.costs.halt_until(self.core.cycles, t);
                 continue;
             }
-            if let Some(max) = limits.max_instructions {
-                if self.core.stats.instructions >= max {
-                    return Err(HvError::Limit(format!(
-                        "instruction limit of {max} reached at rip {:#x}",
-                        self.core.rip
-                    )));
-                }
+            self.check_limits(limits)?;
+            if limits.host_time_up(self.core.stats.block_runs) {
+                self.core.exit_info = ExitInfo::default();
+                return Err(HvError::Interrupted);
             }
-            if let Some(max) = limits.max_cycles {
-                if self.core.cycles >= max {
-                    return Err(HvError::Limit(format!(
-                        "time limit of {} ns of guest time reached at rip {:#x}",
-                        self.core.costs.clock.ns(max),
-                        self.core.rip
-                    )));
-                }
-            }
-            let single =
-                self.core.rflags_rest & rflags::TF != 0 || self.core.sti_shadow || self.core.controls.monitor_trap_flag;
-            if let Some(exit) = self.run_block(single, limits)? {
+            let c = &*self.core;
+            let single = c.rflags_rest & (rflags::TF | rflags::RF) != 0
+                || c.sti_shadow
+                || c.mov_ss_blocking
+                || c.controls.monitor_trap_flag
+                || c.bp.armed();
+            let ran = if single { self.step()? } else { self.run_block(limits)? };
+            if let Some(exit) = ran {
                 return Ok(exit);
             }
             if self.core.controls.monitor_trap_flag && self.core.pending.is_none() {
@@ -204,6 +186,110 @@ impl Running<'_> {
                 return Ok(VmExit::MonitorTrap);
             }
         }
+    }
+
+    /// The run limits, as a backend error naming the limit and the RIP.
+    fn check_limits(&self, limits: &Limits) -> Result<(), HvError> {
+        if let Some(max) = limits.max_instructions {
+            if self.core.stats.instructions >= max {
+                return Err(HvError::Limit(format!("instruction limit of {max} reached at rip {:#x}", self.core.rip)));
+            }
+        }
+        if let Some(max) = limits.max_cycles {
+            if self.core.cycles >= max {
+                return Err(HvError::Limit(format!(
+                    "time limit of {} ns of guest time reached at rip {:#x}",
+                    self.core.costs.clock.ns(max),
+                    self.core.rip
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest-priority event due at this instruction boundary (SDM
+    /// table 6-2), delivered or turned into the exit the controls ask for:
+    /// an exception the last instruction raised, then pending debug traps
+    /// (unless MOV SS blocks them), an NMI, a maskable interrupt, and the
+    /// NMI- and interrupt-window exits. `Some(Some(exit))` ends the run
+    /// call, `Some(None)` means something was delivered, `None` that code
+    /// runs next.
+    fn events(&mut self) -> Result<Option<Option<VmExit>>, HvError> {
+        if let Some(ev) = self.core.pending.take() {
+            return self.take_event(ev).map(Some);
+        }
+        if self.core.pending_dbg != 0 && !self.core.mov_ss_blocking {
+            let ev = Event::debug_trap(std::mem::take(&mut self.core.pending_dbg));
+            return self.take_event(ev).map(Some);
+        }
+        if let Some(nmi) = self.nmi()? {
+            return Ok(Some(nmi));
+        }
+        let can_take = !self.core.sti_shadow && !self.core.mov_ss_blocking && self.core.interrupts_enabled();
+        if self.core.controls.external_interrupt_exiting {
+            // The VMM takes every interrupt and injects it when the
+            // guest can receive it.
+            if let Some(v) = self.core.apic.deliverable() {
+                self.core.apic.accept(v);
+                self.core.exit_info = ExitInfo::default();
+                return Ok(Some(Some(VmExit::ExternalInterrupt { vector: v })));
+            }
+        } else if can_take && self.core.apic.any_requested() {
+            if let Some(v) = self.core.apic.deliverable() {
+                self.core.apic.accept(v);
+                return self.take_event(Event::external(v)).map(Some);
+            }
+        }
+        if can_take && self.core.controls.interrupt_window_exiting {
+            self.core.exit_info = ExitInfo::default();
+            return Ok(Some(Some(VmExit::InterruptWindow)));
+        }
+        Ok(None)
+    }
+
+    /// An NMI the local APIC latched: an exit under NMI exiting, else
+    /// delivered unless NMIs are blocked (until IRET) or MOV SS blocks
+    /// events; and the NMI-window exit once the guest can take one (SDM
+    /// 26.7.6).
+    fn nmi(&mut self) -> Result<Option<Option<VmExit>>, HvError> {
+        if self.core.apic.take_nmi() {
+            self.core.nmi_pending = true;
+        }
+        let c = &self.core.controls;
+        let open = !self.core.nmi_blocked && !self.core.mov_ss_blocking;
+        if self.core.nmi_pending && (c.nmi_exiting || open) {
+            self.core.nmi_pending = false;
+            if c.nmi_exiting {
+                self.core.exit_info = ExitInfo::default();
+                return Ok(Some(Some(VmExit::Nmi)));
+            }
+            return self.take_event(Event::nmi()).map(Some);
+        }
+        if open && c.virtual_nmis && c.nmi_window_exiting {
+            self.core.exit_info = ExitInfo::default();
+            return Ok(Some(Some(VmExit::NmiWindow)));
+        }
+        Ok(None)
+    }
+
+    /// Delivers `ev`, or exits if the exception bitmap traps it.
+    fn take_event(&mut self, ev: Event) -> Result<Option<VmExit>, HvError> {
+        if intercepted(ev) && self.core.controls.exception_exits(ev.vector) {
+            return Ok(Some(self.exception_exit(ev)));
+        }
+        match self.deliver_event(ev) {
+            Ok(()) => Ok(None),
+            Err(stop) => self.stopped(stop),
+        }
+    }
+
+    /// Delivery, and the data breakpoints its own accesses hit (a frame
+    /// pushed onto a watched stack), which are pending once it is done.
+    fn deliver_event(&mut self, ev: Event) -> Result<(), Stop> {
+        self.core.bp_hits = 0;
+        self.deliver(ev)?;
+        self.core.pending_dbg |= std::mem::take(&mut self.core.bp_hits);
+        Ok(())
     }
 
     /// An exception the exception bitmap traps: not delivered; the VMM
@@ -215,22 +301,18 @@ impl Running<'_> {
         VmExit::Exception { vector: ev.vector, error_code: ev.error_code, qualification }
     }
 
-    /// Runs one block (or one instruction). Returns an exit, or `None` to
-    /// go around the event loop again.
-    fn run_block(&mut self, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
+    /// Runs one decoded block, going round it again while it loops on
+    /// itself and nothing needs the event loop. Returns an exit, or `None`
+    /// to go around the event loop again.
+    fn run_block(&mut self, limits: &Limits) -> Result<Option<VmExit>, HvError> {
         let block = match self.block_at(self.core.rip) {
             Ok(b) => b,
             Err(stop) => return self.stopped(stop),
         };
-        let tf = self.core.rflags_rest & rflags::TF != 0;
-        if single {
-            self.core.sti_shadow = false;
-        }
         self.machine.blocks.clear_stale();
-        let count = if single { 1 } else { block.steps.len() };
         loop {
             self.core.stats.block_runs += 1;
-            if let Some(exit) = self.run_ops(&block.steps[..count], tf)? {
+            if let Some(exit) = self.run_ops(&block.steps, false)? {
                 return Ok(exit);
             }
             if self.machine.blocks.stale() {
@@ -243,12 +325,46 @@ impl Running<'_> {
             }
             // A loop back to this block's start goes round again here, while
             // nothing needs the event loop's attention.
-            if single || self.core.rip != block.ip || !self.quiet(limits) {
+            if self.core.rip != block.ip || !self.quiet(limits) {
                 break;
             }
         }
         self.core.last_block = Some(block);
         Ok(None)
+    }
+
+    /// One instruction, at a boundary that needs care: single-stepping
+    /// (TF), an interrupt shadow (STI, MOV SS), RF, the monitor trap flag
+    /// or an armed breakpoint. An instruction breakpoint faults first; once
+    /// the instruction retires, the data and I/O breakpoints it hit (and
+    /// TF's BS) are pending debug exceptions, and RF is cleared unless
+    /// IRET just loaded it (SDM 18.3.1.1).
+    fn step(&mut self) -> Result<Option<VmExit>, HvError> {
+        if let Some(stop) = self.instruction_breakpoint() {
+            return self.stopped(stop);
+        }
+        let block = match self.block_at(self.core.rip) {
+            Ok(b) => b,
+            Err(stop) => return self.stopped(stop),
+        };
+        let tf = self.core.rflags_rest & rflags::TF != 0;
+        self.core.sti_shadow = false;
+        self.core.mov_ss_blocking = false;
+        self.core.bp_hits = 0;
+        self.machine.blocks.clear_stale();
+        self.core.stats.block_runs += 1;
+        let retired = self.core.stats.instructions;
+        let ran = self.run_ops(&block.steps[..1], tf)?;
+        if self.core.stats.instructions != retired {
+            self.core.pending_dbg |= std::mem::take(&mut self.core.bp_hits);
+            if block.steps[0].op.kind != Kind::Iret {
+                self.core.rflags_rest &= !rflags::RF;
+            }
+        }
+        if !self.machine.blocks.stale() {
+            self.core.last_block = Some(block);
+        }
+        Ok(ran.flatten())
     }
 
     /// The next cycle at which anything needs the event loop: the vCPU's
@@ -264,10 +380,13 @@ impl Running<'_> {
     fn quiet(&self, limits: &Limits) -> bool {
         self.core.cycles < self.horizon()
             && self.core.pending.is_none()
+            && self.core.pending_dbg == 0
             && !self.core.apic.any_requested()
+            && !self.core.apic.nmi_latched()
             && !self.machine.interrupts.has_msi()
             && limits.max_instructions.is_none_or(|m| self.core.stats.instructions < m)
             && limits.max_cycles.is_none_or(|m| self.core.cycles < m)
+            && !limits.host_time_up(self.core.stats.block_runs)
     }
 
     /// Runs `steps` in order. `Some(exit)` ends the run call; `None` means
@@ -309,14 +428,15 @@ impl Running<'_> {
 
     /// An instruction completed at privilege level `cpl`: its cycles (the
     /// CPI table's `cost`, or the profile's price for the level), the
-    /// count, and the single-step trap TF asks for.
+    /// count, and the single-step trap TF asks for (a pending debug
+    /// exception, which MOV SS blocking may hold for one more instruction).
     #[inline(always)]
     fn retire(&mut self, cost: u16, cpl: u8, tf: bool) {
         self.core.cycles += self.core.costs.instruction(cost, cpl);
         self.core.stats.instructions += 1;
         self.core.replay.log.clear();
         if tf {
-            self.core.pending = Some(Event::single_step());
+            self.core.pending_dbg |= dr6::BS;
         }
     }
 
@@ -375,7 +495,7 @@ impl Running<'_> {
         let user = self.core.cpl() == 3;
         let lin = self.fetch_linear(rip)?;
         let bits = self.core.view.code_bits;
-        let phys = self.translate(lin, Access::Fetch, user)?;
+        let phys = self.translate(lin, Access::Fetch, user, 1)?;
         // Moving the block out of `last_block` (and back after it ran)
         // keeps reference-count atomics off the loop path.
         if let Some(b) = self.core.last_block.take() {
@@ -423,7 +543,7 @@ impl Running<'_> {
                 // both pages' bytes (the second page must be executable).
                 let off = (at - rip) as usize;
                 let mut buf = bytes[off..].to_vec();
-                let next = match self.translate((lin | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
+                let next = match self.translate((lin | (PAGE - 1)).wrapping_add(1), Access::Fetch, user, 1) {
                     Ok(p) => p,
                     Err(e) if steps.is_empty() => return Err(e),
                     Err(_) => break,
@@ -435,9 +555,9 @@ impl Running<'_> {
                 buf.extend_from_slice(&tail);
                 self.machine.ram.mark_code(next);
                 crossed = true;
-                lower(&Decoder::with_ip(bits, &buf, at, DecoderOptions::NONE).decode())
+                self.gated(&Decoder::with_ip(bits, &buf, at, DecoderOptions::NONE).decode())
             } else {
-                lower(&instr)
+                self.gated(&instr)
             };
             steps.push(Step { op, cost: cost::cycles(&op) });
             if op.ends_block() || crossed {
@@ -450,6 +570,21 @@ impl Running<'_> {
         Ok(block)
     }
 
+    /// `i` as this CPU runs it: lowered, and absent (#UD) if it needs a
+    /// CPUID feature the CPU model lacks (CPUID is the contract).
+    fn gated(&self, i: &iced_x86::Instruction) -> Op {
+        let op = lower(i);
+        match needs(i) {
+            Needs::Feature(f) if !self.core.features.has(f) => absent(op, f),
+            // Lowered, but of an extension the model never advertises:
+            // #UD all the same.
+            Needs::Unmodelled { x87 } if op.kind != Kind::Absent => {
+                Op { kind: Kind::Absent, cc: if x87 { ABSENT_X87 } else { 0 }, ..op }
+            }
+            _ => op,
+        }
+    }
+
     /// The instruction at `rip` the simulator does not model: its bytes and
     /// disassembly, for reports.
     pub fn describe(&mut self, rip: u64) -> exitlab_hv::Unmodelled {
@@ -458,7 +593,7 @@ impl Running<'_> {
         let bits = self.core.view.code_bits;
         let lin = self.fetch_linear(rip).unwrap_or(rip);
         for i in 0..15 {
-            match self.translate(lin.wrapping_add(i), Access::Fetch, user) {
+            match self.translate(lin.wrapping_add(i), Access::Fetch, user, 1) {
                 Ok(p) => {
                     let mut b = [0u8];
                     if !self.machine.ram.read(p, &mut b) {
@@ -478,24 +613,28 @@ impl Running<'_> {
     }
 }
 
-/// Exceptions the exception bitmap applies to: hardware exceptions and the
-/// software exceptions INT3 and INTO, not INT n or interrupts.
+/// Exceptions the exception bitmap applies to: hardware exceptions, ICEBP's
+/// #DB and the software exceptions INT3 and INTO, not INT n, interrupts or
+/// NMIs (NMI exiting decides those).
 fn intercepted(ev: Event) -> bool {
     match ev.kind {
-        EventKind::Fault | EventKind::Trap => true,
+        EventKind::Fault | EventKind::Trap | EventKind::Privileged => true,
         EventKind::Software => matches!(ev.vector, vector::BP | vector::OF),
-        EventKind::External => false,
+        EventKind::External | EventKind::Nmi => false,
     }
 }
 
 /// The event an injection delivers. Injected #DB and #BP are traps (RIP
-/// already past the instruction, no RF), other exceptions faults.
+/// already past the instruction, no RF), other exceptions faults; software
+/// interrupts and ICEBP push RIP plus the injection's instruction length.
 fn injected(inj: Injection) -> Event {
     let kind = match inj.kind {
-        InjectionKind::External | InjectionKind::Nmi => EventKind::External,
+        InjectionKind::External => EventKind::External,
+        InjectionKind::Nmi => EventKind::Nmi,
         InjectionKind::SoftwareInterrupt => EventKind::Software,
+        InjectionKind::PrivilegedSoftwareException => EventKind::Privileged,
         InjectionKind::HardwareException if matches!(inj.vector, vector::DB | vector::BP) => EventKind::Trap,
         InjectionKind::HardwareException => EventKind::Fault,
     };
-    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6, len: 0 }
+    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6, len: inj.instruction_len }
 }

@@ -11,7 +11,7 @@ use crate::error::VmmError;
 use crate::report::{Access, GuestError, Outcome};
 use crate::state::Vmm;
 use exitlab_arch::ExitReason;
-use exitlab_hv::{MmioExit, Vcpu, Vm};
+use exitlab_hv::{MmioExit, Vcpu, Vm, VmxVcpu};
 
 /// The region name of the local-APIC page.
 const LOCAL_APIC: &str = "local-apic";
@@ -56,6 +56,14 @@ fn to_device<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit, ctx: &mut 
 pub(super) fn emulate<V: Vm>(vmm: &mut Vmm<'_, V>, exit: ExitReason, h: &mut Handling) -> Result<Flow, VmmError> {
     let vm = &*vmm.vm;
     let vcpu = vmm.vcpu.vmx().ok_or(VmmError::Missing { exit: Some(exit), extension: "VMX" })?;
+    if let Some(ev) = vcpu.exit_info().idt_vectoring {
+        // The CPU's own access while delivering an event (its IDT, GDT,
+        // TSS or stack is MMIO): there is no instruction to emulate. KVM
+        // stops the same way (KVM_INTERNAL_ERROR_DELIVERY_EV).
+        let rip = vcpu.regs()?.rip;
+        let why = format!("delivering vector {:#x} touched MMIO at {:#x}", ev.vector, exit_gpa(vcpu));
+        return Ok(Flow::End(Outcome::GuestError(GuestError::NotEmulated { rip, why })));
+    }
     let emulated = vmm.platform.with(vm, h.now_ns, |_, mmio, ctx| crate::emulate::emulate_mmio(vm, vcpu, mmio, ctx))?;
     match emulated {
         Ok(done) => {
@@ -75,4 +83,9 @@ pub(super) fn emulate<V: Vm>(vmm: &mut Vmm<'_, V>, exit: ExitReason, h: &mut Han
             Ok(Flow::End(Outcome::GuestError(GuestError::NotEmulated { rip, why: e.0 })))
         }
     }
+}
+
+/// The guest-physical address of the last exit, where it has one.
+fn exit_gpa<C: VmxVcpu + ?Sized>(vcpu: &C) -> u64 {
+    vcpu.exit_info().guest_physical.unwrap_or(0)
 }

@@ -6,6 +6,7 @@
 
 mod ept;
 mod events;
+mod hypercall;
 mod mmio;
 mod msr;
 mod paging;
@@ -80,9 +81,13 @@ pub(crate) fn dispatch<V: Vm>(vmm: &mut Vmm<'_, V>, exit: &VmExit, h: &mut Handl
         VmExit::Exception { vector, error_code, .. } => events::exception(vmm, *vector, *error_code),
         VmExit::ExternalInterrupt { vector } => events::external_interrupt(vmm, *vector),
         VmExit::ApicWrite { .. } => events::apic_write(),
+        VmExit::Nmi => events::nmi(vmm),
+        VmExit::Vmcall => hypercall::vmcall(vmm),
         VmExit::Hlt => events::hlt(vmm, h),
         VmExit::Shutdown => Ok(Flow::End(Outcome::GuestError(GuestError::TripleFault))),
-        VmExit::Debug { .. } | VmExit::InterruptWindow | VmExit::PreemptionTimer => Ok(Flow::Resume),
+        VmExit::Debug { .. } | VmExit::InterruptWindow | VmExit::NmiWindow | VmExit::PreemptionTimer => {
+            Ok(Flow::Resume)
+        }
         VmExit::Other { reason, qualification } => Ok(events::unhandled(*reason, *qualification)),
     }
 }

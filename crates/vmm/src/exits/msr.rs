@@ -12,7 +12,7 @@ use exitlab_hv::{Completion, Vcpu, Vm};
 pub(super) fn cpuid<V: Vm>(vmm: &mut Vmm<'_, V>, leaf: u32, subleaf: u32) -> Result<Flow, VmmError> {
     let answer = match vmm.cpuid.iter().find(|(l, _)| *l == leaf) {
         Some((_, regs)) => *regs,
-        None => crate::cpuid::cpuid(leaf, subleaf, vmm.vcpu.id() as u8, vmm.caps.tsx),
+        None => crate::cpuid::cpuid(leaf, subleaf, vmm.vcpu.id() as u8, vmm.caps.cpu_features),
     };
     let vcpu = vmm.vmx_vcpu(ExitReason::Cpuid)?;
     let answer = crate::cpuid::with_os_bits(leaf, answer, vcpu.read_cr(4)?);

@@ -1,7 +1,7 @@
 //! Control registers and paging: trapped MOV to and from CRs, INVLPG, and
 //! the #PF exits of shadow paging (`crate::shadow`).
 
-use super::{events::single_step_trap, Flow, Handling};
+use super::{events, events::single_step_trap, Flow, Handling};
 use crate::error::VmmError;
 use crate::shadow::FaultResolution;
 use crate::state::Vmm;
@@ -60,8 +60,10 @@ pub(super) fn invlpg<V: Vm>(vmm: &mut Vmm<'_, V>, linear: u64) -> Result<Flow, V
 }
 
 /// A #PF under shadow paging: filled from the guest's tables (a hidden
-/// fault) or reflected into the guest. A hidden fault during event
-/// delivery delivers the event again.
+/// fault; an event whose delivery it interrupted is delivered again at the
+/// next entry, see `Vmm::reinject`) or reflected into the guest, merged
+/// with that event as table 6-5 says (a #PF while delivering a #PF is a
+/// #DF, one while delivering a #DF a triple fault).
 pub(super) fn page_fault<V: Vm>(
     vmm: &mut Vmm<'_, V>,
     linear: u64,
@@ -71,9 +73,8 @@ pub(super) fn page_fault<V: Vm>(
     h.work.page_walks = 1;
     let vm = &*vmm.vm;
     let vcpu = vmm.vcpu.vmx().ok_or(VmmError::Missing { exit: Some(ExitReason::ExceptionNmi), extension: "VMX" })?;
-    let fixed = crate::shadow::page_fault(vm, vcpu, linear, error_code)?;
-    if let (FaultResolution::Hidden, Some(ev)) = (fixed, vcpu.exit_info().idt_vectoring) {
-        vcpu.inject(ev)?;
+    match crate::shadow::page_fault(vm, vcpu, linear, error_code)? {
+        FaultResolution::Hidden => Ok(Flow::Resume),
+        FaultResolution::Guest(pf) => events::reflect(vcpu, pf),
     }
-    Ok(Flow::Resume)
 }

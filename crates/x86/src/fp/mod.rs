@@ -30,16 +30,36 @@ pub mod xsave;
 
 use core::ops::{BitOr, BitOrAssign};
 
-/// CPUID feature bits for what these modules model, so the executor
+/// CPUID features for what these modules model, so the CPU model
 /// advertises exactly that (SDM Vol. 2 CPUID, Tables 3-10 and 3-11; leaf
-/// 0DH is [`xsave::cpuid_leaf_d`]). AVX and later stay clear.
+/// 0DH's layout is [`xsave::cpuid_leaf_d`]). AVX and later stay clear.
 pub mod cpuid {
-    /// CPUID.01H:EDX: FPU (bit 0), MMX (23), FXSR (24), SSE (25), SSE2 (26).
-    pub const LEAF1_EDX: u32 = 1 | 1 << 23 | 1 << 24 | 1 << 25 | 1 << 26;
-    /// CPUID.01H:ECX: SSE3 (bit 0), SSSE3 (9), SSE4.1 (19), SSE4.2 (20),
-    /// POPCNT (23), XSAVE (26). OSXSAVE (27) mirrors CR4.OSXSAVE and is
-    /// the executor's to set.
-    pub const LEAF1_ECX: u32 = 1 | 1 << 9 | 1 << 19 | 1 << 20 | 1 << 23 | 1 << 26;
+    use exitlab_arch::cpuid::{Feature, FeatureSet};
+
+    /// x87, MMX, FXSR, SSE to SSE4.2 with POPCNT, the XSAVE family
+    /// (XSAVEOPT, XSAVEC, XGETBV with ECX = 1, XSAVES: leaf 0DH subleaf 1
+    /// EAX), and the x87 pointer behaviour the model copies from the
+    /// Intel part it was measured on (FDP_EXCPTN_ONLY; FCS and FDS
+    /// deprecated). OSXSAVE mirrors CR4.OSXSAVE and is the VMM's to set.
+    pub const FEATURES: FeatureSet = FeatureSet::of(&[
+        Feature::Fpu,
+        Feature::Mmx,
+        Feature::Fxsr,
+        Feature::Sse,
+        Feature::Sse2,
+        Feature::Sse3,
+        Feature::Ssse3,
+        Feature::Sse41,
+        Feature::Sse42,
+        Feature::Popcnt,
+        Feature::Xsave,
+        Feature::Xsaveopt,
+        Feature::Xsavec,
+        Feature::XgetbvEcx1,
+        Feature::Xsaves,
+        Feature::FdpExcptnOnly,
+        Feature::FcsFdsDeprecated,
+    ]);
 }
 
 /// The six floating-point exceptions (SDM Vol. 1 §4.9.1) in the bit
