@@ -177,7 +177,8 @@ fn io_exit_qualifications_decode_to_the_guest_access() {
     }
     let in_post = IoQual { size: 1, is_in: true, string: false, rep: false, immediate: false, port: 0x80 };
     assert_eq!(seen.iter().filter(|q| **q == in_post).count(), 1);
-    let marker = IoQual { size: 4, is_in: false, string: false, rep: false, immediate: false, port: 0x510 };
+    let marker =
+        IoQual { size: 4, is_in: false, string: false, rep: false, immediate: false, port: layout::PORT_MARKER };
     assert_eq!(seen.iter().filter(|q| **q == marker).count(), 3);
 }
 
