@@ -17,7 +17,7 @@ mod vmx;
 pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
-pub use host::{HostVm, MsiSender, VirtualClock};
+pub use host::{HostVm, IrqLineSetter, MsiSender, VirtualClock};
 pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm};
 
 use exitlab_arch::{BootState, ExitReason, Regs};
