@@ -16,8 +16,9 @@ use crate::host_tick::HostTick;
 use crate::interrupts::{Pending, Posting};
 use crate::monitor::Monitor;
 use crate::platform::{FastPath, Platform, ToAssign};
+use crate::sites::ExitSites;
 use crate::state::{Vmm, VmxState};
-use exitlab_guest::machine::{CpuFeature, MonitorKind, Nic};
+use exitlab_guest::machine::{CpuFeature, MonitorKind, Nic, Platform as MachinePlatform};
 use exitlab_guest::{layout, nic, BootImage};
 use exitlab_hv::{Vcpu, Vm, VmxVcpu, VmxVm};
 
@@ -46,7 +47,20 @@ pub struct RunOptions {
     pub cpuid: Vec<(u32, [u32; 4])>,
     /// On KVM: devices' notifications and interrupts without userspace.
     pub fast_path: FastPath,
+    /// Count exits by guest RIP ([`crate::RunReport::sites`]), for exits
+    /// by guest function (a register read per exit on KVM).
+    pub exit_sites: bool,
+    /// A host-time limit for a backend in virtual time (the simulator),
+    /// whose guest time may run far slower than the host's: the VMM asks
+    /// to be woken every [`WALL_CHECK_NS`] of guest time and ends the run
+    /// when the limit has passed. (KVM's is the backend's own kick, set on
+    /// the VM: `KvmVm::set_time_limit`.)
+    pub wall_limit: Option<std::time::Duration>,
 }
+
+/// How often, in guest time, the VMM looks at the host clock for
+/// [`RunOptions::wall_limit`].
+pub const WALL_CHECK_NS: u64 = 10_000_000;
 
 /// The MMIO bus name of isolated memory.
 const ISOLATED: &str = "isolated";
@@ -73,6 +87,9 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
     let machine = &image.machine;
     machine.check(vm.memory_size()).map_err(|(key, message)| VmmError::Machine { key, message })?;
     load(vm, image)?;
+    if machine.platform == MachinePlatform::Pc {
+        crate::pc::write_acpi(vm, &image.chunks)?;
+    }
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot)?;
     let lacks = |needed| VmmError::Lacks { image: image.name.clone(), needed };
@@ -134,7 +151,13 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         blk_assigned,
         accountant: Accountant::new(0, Vec::new()),
         trace: options.trace.then(Vec::new),
+        sites: options.exit_sites.then(ExitSites::default),
+        wall: None,
     };
+    if let (Some(limit), Some(clock)) = (options.wall_limit, vmm.vm.virtual_clock()) {
+        clock.wake_vmm_at(vmm.vcpu.now_ns() + WALL_CHECK_NS)?;
+        vmm.wall = Some((std::time::Instant::now() + limit, limit));
+    }
     vmm.accountant = Accountant::new(vmm.vcpu.now_ns(), vmm.counters()?);
     Ok(vmm)
 }

@@ -11,6 +11,7 @@ use crate::interrupts::{Pending, Posting};
 use crate::monitor::Monitor;
 use crate::platform::Platform;
 use crate::report::TraceEntry;
+use crate::sites::ExitSites;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout;
@@ -57,6 +58,10 @@ pub struct Vmm<'a, V: Vm> {
     pub(crate) accountant: Accountant,
     /// Every exit, when the options ask for a trace.
     pub(crate) trace: Option<Vec<TraceEntry>>,
+    /// Exits by guest RIP, when the options ask for them.
+    pub(crate) sites: Option<ExitSites>,
+    /// The host-time deadline of a run in virtual time, and the limit.
+    pub(crate) wall: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 impl<V: Vm> Vmm<'_, V> {
