@@ -45,7 +45,7 @@ pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageEr
     let n = parse_in("-n", n, 1, 10_000_000)?;
     let rounds = parse_in("--rounds", rounds, 1, 100)?;
     let path = device.unwrap_or_else(exitlab_kvm::device_path);
-    let spec = BackendSpec::Kvm { device: path.clone() };
+    let spec = BackendSpec::Kvm { device: path.clone(), max_time_ns: None };
     let w = exitlab_guest::find_workload("pio-out").expect("pio-out is built in");
     let image = w.build(&w.resolve([format!("n={n}").as_str()])?).map_err(|e| UsageError(e.to_string()))?;
     let image = image.boot_image();

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod image;
 pub mod manifest;
 pub mod measure;
 pub mod output;
@@ -17,6 +18,7 @@ pub mod reading;
 pub mod report;
 pub mod scenario;
 pub mod shard;
+pub mod suite;
 pub mod trace;
 
 pub use measure::{run_points, run_scenario, PointResult, Results};
