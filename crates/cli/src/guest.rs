@@ -73,6 +73,13 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// The host-time limit of a run on the simulator that sets none: the
+    /// default for an image from a file; none for a built-in workload,
+    /// which ends by construction.
+    pub fn wall_limit(&self) -> Option<std::time::Duration> {
+        self.loaded.as_ref().map(|_| exitlab_lab::backend::DEFAULT_TIME_LIMIT)
+    }
+
     /// The guest function `rip` is in: the image's symbol covering it, or
     /// a workload's nearest label at or below it.
     pub fn function(&self, rip: u64) -> Option<String> {

@@ -522,12 +522,13 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
             if m.max_instructions.is_some() {
                 return Err(UsageError("--max-instructions is a simulator option (KVM does not count them)".into()));
             }
-            let max_time_ns = match &m.max_time {
-                Some(t) => Some(parse_duration("--max-time", t)?),
-                None => None,
-            };
-            let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
-            Ok(BackendSpec::Kvm { device, max_time_ns })
+            let spec = BackendSpec::kvm(m.kvm_device.clone());
+            match (&m.max_time, spec) {
+                (Some(t), BackendSpec::Kvm { device, .. }) => {
+                    Ok(BackendSpec::Kvm { device, max_time_ns: Some(parse_duration("--max-time", t)?) })
+                }
+                (_, spec) => Ok(spec),
+            }
         }
     }
 }
@@ -543,6 +544,10 @@ fn run_with(m: &MachineArgs, image: &BootImage, mut options: RunOptions) -> Resu
     }
     if let Some(why) = spec.refuses(image) {
         return Err(UsageError(why));
+    }
+    if let BackendSpec::Sim { limits: exitlab_sim::RunLimits { max_time_ns: Some(t), .. }, .. } = &spec {
+        // Guest time may pass far slower than the host's: bound both.
+        options.wall_limit = Some(std::time::Duration::from_nanos(*t));
     }
     let mut vm = spec.open(image.memory_size)?;
     vm.run(image, &options).map_err(|e| UsageError(format!("run failed: {e}")))
@@ -593,7 +598,8 @@ fn toml_value(v: &str) -> toml::Value {
 
 fn trace(g: &GuestArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
     let guest = guest_of(g)?;
-    let report = run_with(m, &guest.boot, RunOptions { trace: true, ..Default::default() })?;
+    let report =
+        run_with(m, &guest.boot, RunOptions { trace: true, wall_limit: guest.wall_limit(), ..Default::default() })?;
     let doc = exitlab_lab::trace::chrome_trace(&guest.boot.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
     write_atomically(out, &bytes)?;

@@ -31,7 +31,7 @@ pub fn stat(g: &GuestArgs, m: &MachineArgs, f: StatFlags<'_>) -> Result<ExitCode
         f.top.trim().parse().map_err(|_| UsageError(format!("--top: `{}` is not a whole number", f.top)))?;
     let guest = guest_of(g)?;
     let is_image = guest.loaded.is_some();
-    let options = RunOptions { exit_sites: top > 0, ..RunOptions::default() };
+    let options = RunOptions { exit_sites: top > 0, wall_limit: guest.wall_limit(), ..RunOptions::default() };
     let report = run_with(m, &guest.boot, options)?;
     let stats = match phase {
         Some(p) => report.accountant.phase_stats(p).clone(),

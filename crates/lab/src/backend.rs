@@ -16,6 +16,12 @@ use exitlab_vmm::{RunOptions, RunReport, VmmError};
 use std::fmt;
 use std::path::PathBuf;
 
+/// The limit of a run that sets none where the guest's time is the
+/// host's (KVM, and images from files on the simulator): longer than any
+/// run of exitlab's own takes on the development host (the slowest
+/// experiment point takes seconds), so a run that reaches it has hung.
+pub const DEFAULT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The kinds of backend, as users name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -78,9 +84,11 @@ impl BackendSpec {
         BackendSpec::Sim { profile: Box::new(profile), seed, limits: RunLimits::default() }
     }
 
-    /// KVM through `device`, or the default device node.
+    /// KVM through `device`, or the default device node, with the default
+    /// time limit ([`DEFAULT_TIME_LIMIT`]).
     pub fn kvm(device: Option<PathBuf>) -> BackendSpec {
-        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time_ns: None }
+        let max_time_ns = Some(DEFAULT_TIME_LIMIT.as_nanos() as u64);
+        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time_ns }
     }
 
     /// Why this backend cannot start `image` yet, if it cannot: the
