@@ -160,6 +160,10 @@ pub mod msr {
     pub const IA32_TSC: u32 = 0x10;
     /// SYSENTER code segment.
     pub const IA32_SYSENTER_CS: u32 = 0x174;
+    /// SYSENTER's stack pointer.
+    pub const IA32_SYSENTER_ESP: u32 = 0x175;
+    /// SYSENTER's instruction pointer.
+    pub const IA32_SYSENTER_EIP: u32 = 0x176;
     /// TSC-deadline timer target.
     pub const IA32_TSC_DEADLINE: u32 = 0x6e0;
     /// Extended feature enables (see [`super::efer`]).
@@ -168,6 +172,8 @@ pub mod msr {
     pub const IA32_STAR: u32 = 0xc000_0081;
     /// SYSCALL target RIP in 64-bit mode.
     pub const IA32_LSTAR: u32 = 0xc000_0082;
+    /// SYSCALL target RIP from compatibility mode.
+    pub const IA32_CSTAR: u32 = 0xc000_0083;
     /// SYSCALL RFLAGS mask.
     pub const IA32_FMASK: u32 = 0xc000_0084;
     /// FS base.

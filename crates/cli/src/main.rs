@@ -225,11 +225,15 @@ enum Command {
         /// out/report-shard-I-of-N with --shard).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Machines: `sim`, or `sim,kvm` for this host's KVM beside the
+        /// simulator (default: the host too where /dev/kvm is usable).
+        #[arg(long, value_name = "sim|sim,kvm")]
+        backend: Option<String>,
         /// The paper-size runs instead of the quick ones.
         #[arg(long)]
         full: bool,
-        /// Run only shard I of N of every experiment's points and E8
-        /// together, and write it as a part for `exitlab merge`.
+        /// Run only shard I of N of every experiment's points, E8 and the
+        /// host's side together, and write it as a part for `exitlab merge`.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
     },
@@ -576,13 +580,20 @@ fn lab_run(
         s.backends = vec![b.name().to_string()];
         s.sweep.remove("backend");
     }
+    // On KVM, what the host can run: the axes it cannot change dropped.
+    if backend == Some(Backend::Kvm) {
+        s = exitlab_lab::host::scenario(&s).unwrap_or_else(|| Err(exitlab_lab::host::skipped(&s)))?;
+    }
+    let mut notes = Vec::new();
     for a in set {
         let (k, v) = a.split_once('=').ok_or_else(|| UsageError(format!("`{a}` is not of the form key=value")))?;
-        s.params.insert(k.trim().to_string(), toml_value(v));
-        s.full.remove(k.trim());
+        notes.extend(s.set(k.trim(), toml_value(v)));
     }
     // Re-check the edited scenario as a whole.
     s.check(&format!("{name} with --set"), "")?;
+    for n in notes {
+        say!("{n}");
+    }
     sweep::run(&s, full, shard, out)
 }
 
@@ -633,7 +644,9 @@ fn main() -> ExitCode {
         Command::Run { scenario, backend, set, full, out, shard } => {
             lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full, shard } => sweep::report(full, shard.as_deref(), out).map(|_| ExitCode::SUCCESS),
+        Command::Report { out, full, shard, backend } => {
+            sweep::report(full, backend.as_deref(), shard.as_deref(), out).map(|_| ExitCode::SUCCESS)
+        }
         Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
         Command::Trace { g, m, out } => trace(&g, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),

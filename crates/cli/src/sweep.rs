@@ -5,9 +5,10 @@
 //! set is published whole (exitlab_lab::output::publish).
 
 use crate::UsageError;
-use exitlab_lab::manifest::SetKind;
+use exitlab_lab::manifest::{HostSide, SetKind};
 use exitlab_lab::output::{check_target, publish};
-use exitlab_lab::part::{merge as merge_parts, run_whole, Part, Whole};
+use exitlab_lab::part::{merge as merge_parts, run_whole, run_whole_report, Part, Whole};
+use exitlab_lab::report::Machines;
 use exitlab_lab::shard::Shard;
 use exitlab_lab::Scenario;
 use std::path::{Path, PathBuf};
@@ -26,12 +27,26 @@ fn target(out: Option<PathBuf>, name: &str, shard: Option<Shard>) -> PathBuf {
     })
 }
 
-/// Runs shard `shard` of the set and publishes it as a part at `dir`.
-fn run_part(set: SetKind, scenarios: &[Scenario], full: bool, shard: Shard, dir: &Path) -> Result<(), UsageError> {
-    let part = Part::run(set, scenarios, full, shard).map_err(UsageError)?;
+/// Runs shard `shard` of the set (a report's host side as `host` says)
+/// and publishes it as a part at `dir`.
+fn run_part(
+    set: SetKind,
+    scenarios: &[Scenario],
+    full: bool,
+    shard: Shard,
+    host: Option<HostSide>,
+    dir: &Path,
+) -> Result<(), UsageError> {
+    let part = match host {
+        Some(host) => Part::run_report(scenarios, full, shard, host),
+        None => Part::run(set, scenarios, full, shard),
+    }
+    .map_err(UsageError)?;
     publish(dir, |d| part.write(d)).map_err(UsageError)?;
     let m = &part.manifest;
-    let held: usize = m.experiments.iter().map(|e| e.points.len()).sum::<usize>() + usize::from(m.e8);
+    let held: usize = m.experiments.iter().map(|e| e.points.len() + e.host_points.len()).sum::<usize>()
+        + usize::from(m.e8)
+        + usize::from(m.e8_host);
     let (name, what) = match set {
         SetKind::Run => (m.names(), "points"),
         SetKind::Report => ("report".to_string(), "units"),
@@ -70,20 +85,28 @@ pub fn run(s: &Scenario, full: bool, shard: Option<&str>, out: Option<PathBuf>) 
     check_target(&dir).map_err(UsageError)?;
     let scenarios = std::slice::from_ref(s);
     match shard {
-        Some(shard) => run_part(SetKind::Run, scenarios, full, shard, &dir),
+        Some(shard) => run_part(SetKind::Run, scenarios, full, shard, None, &dir),
         None => publish_whole(&run_whole(SetKind::Run, scenarios, full).map_err(UsageError)?, &dir, None),
     }
 }
 
-/// `exitlab report`: every built-in experiment and E8, whole or one shard.
-pub fn report(full: bool, shard: Option<&str>, out: Option<PathBuf>) -> Result<(), UsageError> {
+/// `exitlab report`: every built-in experiment and E8, on the machines
+/// `backend` names (`sim` or `sim,kvm`; default: the host's KVM beside
+/// the simulator where it is usable, said once where not), whole or one
+/// shard.
+pub fn report(full: bool, backend: Option<&str>, shard: Option<&str>, out: Option<PathBuf>) -> Result<(), UsageError> {
+    let machines = backend.map_or(Ok(Machines::Auto), Machines::parse)?;
     let shard = parse_shard(shard)?;
     let dir = target(out, "report", shard);
     check_target(&dir).map_err(UsageError)?;
     let scenarios = exitlab_lab::report::experiments().map_err(UsageError)?;
+    let host = machines.host_side()?;
+    if let (HostSide::Alone(why), Machines::Auto) = (&host, machines) {
+        say!("the simulator alone: {why}");
+    }
     match shard {
-        Some(shard) => run_part(SetKind::Report, &scenarios, full, shard, &dir),
-        None => publish_whole(&run_whole(SetKind::Report, &scenarios, full).map_err(UsageError)?, &dir, None),
+        Some(shard) => run_part(SetKind::Report, &scenarios, full, shard, Some(host), &dir),
+        None => publish_whole(&run_whole_report(&scenarios, full, host).map_err(UsageError)?, &dir, None),
     }
 }
 

@@ -57,6 +57,14 @@ pub enum VmExit {
         /// A write (else a read).
         write: bool,
     },
+    /// APIC_WRITE (trap-like): with APIC virtualization, the guest wrote a
+    /// local-APIC register the CPU does not virtualize (the timer's, an
+    /// LVT); the write is done and RIP is past it. The VMM emulates the
+    /// write's effect (the simulator's APIC already has).
+    ApicWrite {
+        /// Register offset in the APIC page.
+        offset: u16,
+    },
     /// An MMIO access the CPU did not describe: the VMM must fetch, decode
     /// and emulate the instruction at RIP (which has not run), then skip it.
     MmioEmulate {
@@ -157,6 +165,7 @@ impl VmExit {
             VmExit::MsrWrite { .. } => ExitReason::MsrWrite,
             VmExit::CrAccess(_) => ExitReason::CrAccess,
             VmExit::ApicAccess { .. } => ExitReason::ApicAccess,
+            VmExit::ApicWrite { .. } => ExitReason::ApicWrite,
             VmExit::PmlFull => ExitReason::PmlFull,
             VmExit::EptViolation { .. } => ExitReason::EptViolation,
             VmExit::Exception { .. } => ExitReason::ExceptionNmi,
@@ -188,6 +197,8 @@ impl VmExit {
             // SDM table 28-6: offset in bits 11:0, access type in 15:12
             // (0 linear read, 1 linear write).
             VmExit::ApicAccess { offset, write } => u64::from(*offset & 0xfff) | u64::from(*write) << 12,
+            // SDM Vol. 3C 28.2.1: an APIC-write exit gives the page offset in bits 11:0.
+            VmExit::ApicWrite { offset } => u64::from(*offset & 0xfff),
             VmExit::EptViolation { qual, .. } => qual.encode(),
             VmExit::Exception { qualification, .. } => *qualification,
             VmExit::Invlpg { linear } => *linear,

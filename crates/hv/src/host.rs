@@ -57,4 +57,23 @@ pub trait HostVm {
     /// slot is split around it): every access there is then MMIO, which
     /// exits to the VMM. The VMM's own view of the memory stays.
     fn unmap(&mut self, gpa: u64, len: u64) -> Result<()>;
+
+    /// Watches guest writes to RAM `gpa..gpa+len` the way a VMM without
+    /// EPT of its own does on KVM, through a memory slot of its own:
+    /// [`WriteWatch::ReadOnly`] makes every write an MMIO exit the VMM
+    /// completes; [`WriteWatch::DirtyLog`] lets writes through and logs the
+    /// first to each page, which the backend harvests each time it samples
+    /// its counters (`dirty_pages_logged`). Once per VM.
+    fn watch_writes(&mut self, gpa: u64, len: u64, how: WriteWatch) -> Result<()>;
+}
+
+/// How [`HostVm::watch_writes`] watches a range: a read-only memory slot
+/// (KVM_MEM_READONLY) or the dirty-page log (KVM_MEM_LOG_DIRTY_PAGES,
+/// harvested with KVM_GET_DIRTY_LOG).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteWatch {
+    /// Every write exits as MMIO; the VMM completes it.
+    ReadOnly,
+    /// Writes go through; the first to each page is logged.
+    DirtyLog,
 }

@@ -17,8 +17,8 @@ mod vmx;
 pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
-pub use host::{HostVm, IrqLineSetter, MsiSender, VirtualClock};
-pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm};
+pub use host::{HostVm, IrqLineSetter, MsiSender, VirtualClock, WriteWatch};
+pub use vmx::{Assignment, ExitInfo, Injection, InjectionKind, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA};
 
 use exitlab_arch::{BootState, ExitReason, Regs};
 use serde::Serialize;

@@ -130,6 +130,10 @@ pub trait VmxVm: Vm {
     fn take_iommu_faults(&self) -> Vec<iommu::Fault>;
 }
 
+/// Bytes of the x87/SSE XSAVE area [`VmxVcpu::xsave_area`] exchanges: the
+/// legacy region and the header.
+pub const XSAVE_AREA: usize = 576;
+
 /// The vCPU-level VMX hardware: the VMCS's controls and exit information,
 /// the guest state the VMM edits while it emulates, event injection, and
 /// the translation structures (shadow page table, EPT, PML) the VMM
@@ -147,8 +151,26 @@ pub trait VmxVcpu: Vcpu {
     /// A guest control register (CR0, CR2, CR3, CR4, CR8).
     fn read_cr(&mut self, n: u8) -> Result<u64>;
 
+    /// Guest segment register `sreg` (0 = ES, 1 = CS, 2 = SS, 3 = DS, 4 =
+    /// FS, 5 = GS: the Sreg encoding) with its hidden part, from the
+    /// guest-state area (SDM Vol. 3C 25.4.1): what the VMM's emulator
+    /// needs to decode and address in the guest's mode.
+    fn segment(&mut self, sreg: u8) -> Result<exitlab_arch::Segment>;
+
     /// Writes a guest control register (CR0, CR2, CR3, CR4, CR8).
     fn write_cr(&mut self, n: u8, value: u64) -> Result<()>;
+
+    /// The guest's x87, MMX and SSE state as an XSAVE area (SDM Vol. 1
+    /// 13.4): the 512-byte legacy region in the 64-bit (FXSAVE64) layout
+    /// and the 64-byte header, XSTATE_BV holding XINUSE, in the standard
+    /// form (the first 576 bytes of what KVM_GET_XSAVE returns), for the
+    /// VMM emulating an instruction that touches it.
+    fn xsave_area(&mut self) -> Result<[u8; XSAVE_AREA]>;
+
+    /// Loads the guest's x87, MMX and SSE state from an area of
+    /// [`VmxVcpu::xsave_area`]'s form (a component whose XSTATE_BV bit is
+    /// clear is in its initial configuration).
+    fn set_xsave_area(&mut self, area: &[u8; XSAVE_AREA]) -> Result<()>;
 
     /// The guest PML index: the next log entry to fill (511 down to 0; any
     /// larger value means full).

@@ -12,7 +12,7 @@ mod stats;
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
 use exitlab_hv::{
     Capabilities, Completion, Counter, HostVm, HvError, IoExit, IrqLineSetter, MmioExit, Msi, Result, Unmodelled, Vcpu,
-    Vm, VmExit,
+    Vm, VmExit, WriteWatch,
 };
 use kick::Kicker;
 use kvm_bindings::{
@@ -20,7 +20,7 @@ use kvm_bindings::{
     kvm_userspace_memory_region, CpuId, KvmIrqRouting, Msrs, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO,
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_IRQCHIP_IOAPIC,
     KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES,
-    KVM_PIT_SPEAKER_DUMMY,
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 pub use stats::StatsFile;
@@ -28,7 +28,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -122,10 +122,35 @@ pub struct KvmVm {
     /// long ([`KvmVm::set_time_limit`]).
     time_limit: Option<Duration>,
     memory_size: u64,
-    /// RAM taken out of the guest's view ([`HostVm::unmap`]), if any.
+    /// RAM taken out of the guest's view ([`HostVm::unmap`]) or given a
+    /// slot of its own ([`HostVm::watch_writes`]), if any.
     hole: Option<(u64, u64)>,
+    /// The dirty-logged slot, once there is one, shared with the vCPUs
+    /// that harvest it.
+    dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
 }
+
+/// A memory slot KVM logs writes to, and the pages harvested from it.
+struct DirtyLog {
+    vm: Arc<VmFd>,
+    slot: u32,
+    len: u64,
+    pages: std::sync::atomic::AtomicU64,
+}
+
+impl DirtyLog {
+    /// Harvests the log (KVM clears it and protects the pages again) and
+    /// returns every page logged so far.
+    fn harvest(&self) -> Result<u64> {
+        let bitmap = self.vm.get_dirty_log(self.slot, self.len as usize).map_err(backend("KVM_GET_DIRTY_LOG"))?;
+        let new: u64 = bitmap.iter().map(|w| u64::from(w.count_ones())).sum();
+        Ok(self.pages.fetch_add(new, std::sync::atomic::Ordering::Relaxed) + new)
+    }
+}
+
+/// The memory slot [`HostVm::watch_writes`] gives its range.
+const WATCH_SLOT: u32 = 2;
 
 impl KvmVm {
     /// Opens `path`, creates a VM with an in-kernel irqchip (LAPIC, IOAPIC,
@@ -146,6 +171,7 @@ impl KvmVm {
             time_limit: None,
             memory_size,
             hole: None,
+            dirty: Arc::default(),
             epoch: Instant::now(),
         };
         vm.set_slot(0, 0, memory_size)?;
@@ -173,6 +199,28 @@ impl KvmVm {
     /// Maps guest RAM `gpa..gpa+len` into the VM as memory slot `slot`
     /// (`len` 0 deletes the slot).
     fn set_slot(&self, slot: u32, gpa: u64, len: u64) -> Result<()> {
+        self.set_slot_flags(slot, gpa, len, 0)
+    }
+
+    /// Splits slot 0 around the page-aligned range `gpa..gpa+len` (the part
+    /// above it becomes slot 1), once.
+    fn split_around(&mut self, gpa: u64, len: u64) -> Result<()> {
+        let end = gpa.checked_add(len).filter(|&e| e <= self.memory_size && gpa.is_multiple_of(4096));
+        if self.hole.is_some() || end.is_none() || !len.is_multiple_of(4096) || len == 0 {
+            return Err(HvError::Backend(format!(
+                "can set apart one page-aligned range inside guest memory once, not {gpa:#x}+{len:#x}"
+            )));
+        }
+        // A slot cannot shrink: delete it, then map what stays around the range.
+        self.set_slot(0, 0, 0)?;
+        self.set_slot(0, 0, gpa)?;
+        self.set_slot(1, gpa + len, self.memory_size - gpa - len)?;
+        self.hole = Some((gpa, len));
+        Ok(())
+    }
+
+    /// [`KvmVm::set_slot`] with KVM_MEM_* `flags`.
+    fn set_slot_flags(&self, slot: u32, gpa: u64, len: u64, flags: u32) -> Result<()> {
         let host = self
             .memory
             .get_host_address(GuestAddress(gpa))
@@ -182,7 +230,7 @@ impl KvmVm {
         }
         let r = kvm_userspace_memory_region {
             slot,
-            flags: 0,
+            flags,
             guest_phys_addr: gpa,
             memory_size: len,
             userspace_addr: host as u64,
@@ -285,7 +333,7 @@ impl Vm for KvmVm {
             ),
             None => None,
         };
-        Ok(KvmVcpu { id, kicker, fd, stats, epoch: self.epoch })
+        Ok(KvmVcpu { id, kicker, fd, stats, dirty: self.dirty.clone(), epoch: self.epoch })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
@@ -336,17 +384,23 @@ impl HostVm for KvmVm {
     }
 
     fn unmap(&mut self, gpa: u64, len: u64) -> Result<()> {
-        let end = gpa.checked_add(len).filter(|&e| e <= self.memory_size && gpa.is_multiple_of(4096));
-        if self.hole.is_some() || end.is_none() || !len.is_multiple_of(4096) {
-            return Err(HvError::Backend(format!(
-                "can unmap one page-aligned range inside guest memory once, not {gpa:#x}+{len:#x}"
-            )));
+        self.split_around(gpa, len)
+    }
+
+    fn watch_writes(&mut self, gpa: u64, len: u64, how: WriteWatch) -> Result<()> {
+        self.split_around(gpa, len)?;
+        let flags = match how {
+            WriteWatch::ReadOnly => KVM_MEM_READONLY,
+            WriteWatch::DirtyLog => KVM_MEM_LOG_DIRTY_PAGES,
+        };
+        self.set_slot_flags(WATCH_SLOT, gpa, len, flags)?;
+        if how == WriteWatch::DirtyLog {
+            let pages = std::sync::atomic::AtomicU64::new(0);
+            let log = DirtyLog { vm: self.vm.clone(), slot: WATCH_SLOT, len, pages };
+            if self.dirty.set(log).is_err() {
+                return Err(HvError::Backend("the VM already has a dirty-logged slot".into()));
+            }
         }
-        // A slot cannot shrink: delete it, then map what stays around the hole.
-        self.set_slot(0, 0, 0)?;
-        self.set_slot(0, 0, gpa)?;
-        self.set_slot(1, gpa + len, self.memory_size - gpa - len)?;
-        self.hole = Some((gpa, len));
         Ok(())
     }
 
@@ -422,6 +476,8 @@ pub struct KvmVcpu {
     kicker: Option<Kicker>,
     fd: VcpuFd,
     stats: Option<StatsFile>,
+    /// The VM's dirty-logged slot, harvested at each counter sample.
+    dirty: Arc<OnceLock<DirtyLog>>,
     epoch: Instant,
 }
 
@@ -612,10 +668,18 @@ impl Vcpu for KvmVcpu {
     }
 
     fn counters(&mut self) -> Result<Vec<Counter>> {
-        match &mut self.stats {
-            Some(s) => s.sample().map_err(|e| HvError::Backend(format!("reading KVM stats: {e}"))),
-            None => Ok(Vec::new()),
+        let mut out = match &mut self.stats {
+            Some(s) => s.sample().map_err(|e| HvError::Backend(format!("reading KVM stats: {e}")))?,
+            None => Vec::new(),
+        };
+        // The VMM samples counters on the vCPU's own thread.
+        if let Some(ns) = thread_cpu_ns() {
+            out.push(Counter { name: VCPU_THREAD_CPU_NS.into(), value: ns });
         }
+        if let Some(d) = self.dirty.get() {
+            out.push(Counter { name: DIRTY_PAGES_LOGGED.into(), value: d.harvest()? });
+        }
+        Ok(out)
     }
 
     fn tsc_hz(&mut self) -> Result<u64> {
@@ -625,6 +689,24 @@ impl Vcpu for KvmVcpu {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+}
+
+/// The counter of host CPU time the calling (vCPU) thread has used, in
+/// ns: guest execution, KVM's in-kernel exits and halt polling, and the
+/// VMM's handling, everything one VM costs its host core but the device
+/// thread's work.
+pub const VCPU_THREAD_CPU_NS: &str = "vcpu_thread_cpu_ns";
+
+/// The counter of pages the dirty log recorded, harvested at each sample:
+/// a page counts once per harvest however often it was written.
+pub const DIRTY_PAGES_LOGGED: &str = "dirty_pages_logged";
+
+/// The calling thread's time on a CPU (the first field of
+/// /proc/thread-self/schedstat, ns); `None` where the kernel does not
+/// keep it.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 fn io_exit(port: u16, size: u8, is_in: bool, count: u32, data: u32, bulk: Vec<u8>) -> IoExit {

@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod chapter;
+pub mod fleet;
+pub mod host;
 pub mod image;
 pub mod manifest;
 pub mod measure;
@@ -20,6 +23,7 @@ pub mod scenario;
 pub mod shard;
 pub mod suite;
 pub mod trace;
+pub mod words;
 
 pub use measure::{run_points, run_scenario, PointResult, Results};
 pub use scenario::{Scenario, ScenarioError};

@@ -47,13 +47,18 @@ pub struct Entry {
     pub definition: String,
     /// Keys (`shard::point_key`) of the points the set holds, in sweep order.
     pub points: Vec<String>,
+    /// In a report's part: keys of the points of the experiment's host
+    /// side (`host::scenario`) the part holds, in sweep order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_points: Vec<String>,
 }
 
 impl Entry {
     /// The entry of `s` at size `full`, holding the points `keys`.
     pub fn new(s: &Scenario, full: bool, keys: Vec<String>) -> Result<Entry, String> {
         let definition = s.definition().map_err(|e| e.0)?;
-        Ok(Entry { scenario: s.name.clone(), digest: definition_digest(&definition, full), definition, points: keys })
+        let digest = definition_digest(&definition, full);
+        Ok(Entry { scenario: s.name.clone(), digest, definition, points: keys, host_points: Vec::new() })
     }
 }
 
@@ -61,6 +66,18 @@ impl Entry {
 pub fn definition_digest(definition: &str, full: bool) -> String {
     let size = if full { "full" } else { "quick" };
     format!("{:016x}", digest64(format!("{definition}# size: {size}\n").as_bytes()))
+}
+
+/// A report's second machine: this host's KVM beside the simulator, or
+/// why the simulator runs alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostSide {
+    /// Every experiment also runs on this host's KVM, as its `[host]` plan
+    /// says, and E8's cases too.
+    Kvm,
+    /// The simulator alone, for this reason.
+    Alone(String),
 }
 
 /// manifest.json.
@@ -82,6 +99,12 @@ pub struct Manifest {
     /// Whether the set holds E8's results (report sets only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub e8: bool,
+    /// A report's host side (report sets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSide>,
+    /// Whether the set holds E8's results on the host (report parts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e8_host: bool,
 }
 
 impl Manifest {
@@ -97,6 +120,8 @@ impl Manifest {
             digest,
             experiments,
             e8,
+            host: None,
+            e8_host: false,
         }
     }
 

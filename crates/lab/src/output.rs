@@ -6,7 +6,7 @@
 //! mixture (an interrupted run leaves no half set behind).
 
 use crate::manifest::{Entry, Manifest, SetKind, FILE};
-use crate::measure::Results;
+use crate::measure::{PointResult, Results};
 use crate::plot::figure_svg;
 use crate::reading::reading;
 use crate::shard::point_key;
@@ -108,6 +108,30 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// Exit-count families: a reason a point never saw counts 0 there.
+const PER_REASON: [&str; 4] = ["exits", "exits_per_s", "exits_per_kiter", "exits_per_packet"];
+
+/// A metric of a point that ran, as every output shows it: a per-reason
+/// exit count the point never saw is 0; any other metric it lacks has no
+/// value (no exits to average over, no device of that name, no log).
+pub fn value(p: &PointResult, metric: &str) -> Option<f64> {
+    let per_reason = metric.split_once('.').is_some_and(|(family, _)| PER_REASON.contains(&family));
+    p.metrics.get(metric).copied().or(per_reason.then_some(0.0))
+}
+
+/// Why a point that ran has no `metric`, in a few words.
+fn missing(metric: &str) -> &'static str {
+    match metric.split('.').next().unwrap_or(metric) {
+        "work_per_exit" | "avg_exit_ns" => "no exits",
+        "latency_ns" | "packets" => "no round trips logged",
+        "irq_latency_ns" => "no interrupt latencies logged",
+        "device" | "device_per_kiter" => "no such device",
+        "guest" | "guest_per_kiter" => "not kept by this guest",
+        "pages_logged_per_kiter" => "write protection sees writes, not pages",
+        _ => "not measured",
+    }
+}
+
 pub fn csv(r: &Results) -> String {
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
@@ -118,7 +142,8 @@ pub fn csv(r: &Results) -> String {
     let _ = writeln!(out, "{}", header.join(","));
     for p in &r.points {
         let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
-        row.extend(metrics.iter().map(|m| p.metrics.get(m).map_or(String::new(), |v| number(*v))));
+        let ran = p.na.is_none();
+        row.extend(metrics.iter().map(|m| value(p, m).filter(|_| ran).map_or(String::new(), number)));
         row.push(p.na.as_deref().map_or(String::new(), |n| format!("\"n/a ({})\"", n.replace('"', "'"))));
         let _ = writeln!(out, "{}", row.join(","));
     }
@@ -188,15 +213,23 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             .chain(family("guest_per_kiter."))
             .collect()
     };
+    // What a write monitor logged; what a VM costs its host core.
+    for m in ["pages_logged_per_kiter", "vcpu_cpu_share"] {
+        if names.iter().any(|n| n == m) {
+            metrics.push(m.to_string());
+        }
+    }
     // And whatever the figures plot.
     for f in &r.scenario.figures {
         if !f.y.ends_with(".*") && !metrics.contains(&f.y) {
             metrics.push(f.y.clone());
         }
     }
+    let w = &r.scenario.words;
     let axes: Vec<&str> =
         r.points.first().map(|p| p.axes.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
-    let header: Vec<String> = axes.iter().map(|s| s.to_string()).chain(metrics.iter().cloned()).collect();
+    let header: Vec<String> =
+        axes.iter().map(|a| w.axis(a)).chain(metrics.iter().map(|m| w.quantity(m).title())).collect();
     let rows = r
         .points
         .iter()
@@ -204,19 +237,41 @@ pub fn table(r: &Results) -> (Vec<String>, Vec<Vec<String>>) {
             let mut row: Vec<String> = p.axes.iter().map(|(_, v)| v.clone()).collect();
             match &p.na {
                 Some(why) => row.push(format!("n/a ({why})")),
-                None => row.extend(metrics.iter().map(|m| {
-                    let v = p.metrics.get(m).copied().unwrap_or(0.0);
-                    if m == "exit_time_share" {
-                        format!("{:.2}%", v * 100.0)
-                    } else {
-                        crate::plot::short(v)
-                    }
+                None => row.extend(metrics.iter().map(|m| match value(p, m) {
+                    None => format!("n/a ({})", missing(m)),
+                    Some(v) => w.quantity(m).cell(v),
                 })),
             }
             row
         })
         .collect();
     (header, rows)
+}
+
+/// What the table's axis values stand for, one line per axis that has
+/// words ("profile: legacy = first-generation VT-x ..."); the host's words
+/// where its mechanism differs.
+pub fn value_key(r: &Results) -> Vec<String> {
+    let s = &r.scenario;
+    let on_host = crate::host::is_host_run(s);
+    s.sweep
+        .iter()
+        .filter(|(axis, _)| {
+            s.words.values.contains_key(*axis)
+                || (on_host && s.host.as_ref().is_some_and(|h| h.values.contains_key(*axis)))
+        })
+        .map(|(axis, values)| {
+            let said: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let v = crate::scenario::value_text(v);
+                    let w = if on_host { crate::host::value_words(s, axis, &v) } else { s.words.value(axis, &v) };
+                    format!("{v} = {w}")
+                })
+                .collect();
+            format!("{}: {}", s.words.axis(axis), said.join("; "))
+        })
+        .collect()
 }
 
 pub fn markdown_table(r: &Results) -> String {
@@ -226,6 +281,9 @@ pub fn markdown_table(r: &Results) -> String {
     let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
     for row in rows {
         let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    for k in value_key(r) {
+        let _ = writeln!(out, "\n{k}");
     }
     out
 }
@@ -253,7 +311,7 @@ pub fn write_results(r: &Results, dir: &Path) -> Result<(), String> {
     let _ = writeln!(md, "\n## Results\n\n{}", markdown_table(r));
     for f in &r.scenario.figures {
         let name = format!("{}.svg", f.name);
-        files.push((name.clone(), figure_svg(r, f).into_bytes()));
+        files.push((name.clone(), figure_svg(r, f, None).into_bytes()));
         let _ = writeln!(md, "![{}]({name})\n", f.title);
     }
     let _ = writeln!(md, "## Reading\n\n{}", reading(r));

@@ -22,6 +22,15 @@ pub fn run() -> Result<Vec<(String, CaseResult)>, String> {
     Ok(out)
 }
 
+/// Every case on the host's KVM, or why KVM cannot be used here.
+pub fn run_host() -> Result<Vec<CaseResult>, String> {
+    let spec = BackendSpec::kvm(None);
+    if let BackendSpec::Kvm { device, .. } = &spec {
+        exitlab_kvm::probe(device)?;
+    }
+    Ok(CASES.iter().map(|case| run_case(case, |image| spec.run(image, &RunOptions::default()))).collect())
+}
+
 /// The results as CSV: case, profile, verdict, expected, observed.
 pub fn csv(results: &[(String, CaseResult)]) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));

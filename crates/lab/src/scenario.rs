@@ -53,6 +53,12 @@ pub struct Scenario {
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default, rename = "figure")]
     pub figures: Vec<Figure>,
+    /// How the report names this experiment's things (crate::words).
+    #[serde(default)]
+    pub words: crate::words::Words,
+    /// What the host's KVM runs beside the simulator (crate::host).
+    #[serde(default)]
+    pub host: Option<crate::host::HostPlan>,
 }
 
 fn default_backends() -> Vec<String> {
@@ -88,6 +94,12 @@ pub const BUILT_IN: [(&str, &str); 9] = [
 /// workload parameter.
 pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 
+/// Axes that switch one of the VMM's KVM fast paths (true or false): the
+/// device thread's irqfds (off: KVM_SIGNAL_MSI from userspace) and
+/// ioeventfds (off: every notification an MMIO exit to userspace). A
+/// simulator point with one is n/a.
+pub const HOST_AXES: [&str; 2] = ["irqfd", "ioeventfd"];
+
 /// Metrics every point reports: exits in the measure phase, per 1,000
 /// iterations of the measured loop, per second of guest (virtual) time,
 /// their average cost and share of guest time; `exits.<REASON>`,
@@ -101,8 +113,14 @@ pub const RUN_AXES: [&str; 3] = ["backend", "profile", "workload"];
 /// is the VMM handler's work per exit (bytes decoded, page walks, device
 /// operations, bytes copied). `device.<device>.<counter>` and
 /// `device_per_kiter.<device>.<counter>` are the VMM's device models' own
-/// counts (frames, kicks, interrupts, blocked accesses).
-pub const METRICS: [&str; 17] = [
+/// counts (frames, kicks, interrupts, blocked accesses). On KVM,
+/// `vcpu_cpu_share` is the vCPU thread's host CPU time over the phase's
+/// length: what one VM costs its core, idle or not.
+/// `pages_logged_per_kiter` counts the pages a write monitor logged (PML
+/// on the simulator, the dirty log on KVM).
+pub const METRICS: [&str; 19] = [
+    "vcpu_cpu_share",
+    "pages_logged_per_kiter",
     "exits",
     "exits_per_kiter",
     "exits_per_s",
@@ -185,19 +203,20 @@ impl Scenario {
                 }
             }
             for (k, values) in &s.sweep {
-                let feature = Features::NAMES.contains(&k.as_str());
+                let feature = Features::NAMES.contains(&k.as_str()) || HOST_AXES.contains(&k.as_str());
                 if !known(k) && !RUN_AXES.contains(&k.as_str()) && !feature {
                     return Err(err(
                         k,
                         format!(
-                            "[sweep] `{k}`: neither a run axis (backend, profile, workload), a hardware feature ({}), nor a parameter of `{}`",
+                            "[sweep] `{k}`: neither a run axis (backend, profile, workload), a hardware feature ({}), a KVM fast path ({}), nor a parameter of `{}`",
                             Features::NAMES.join(", "),
+                            HOST_AXES.join(", "),
                             w.name
                         ),
                     ));
                 }
                 if feature && values.iter().any(|v| !matches!(v, toml::Value::Boolean(_))) {
-                    return Err(err(k, format!("[sweep] `{k}`: a hardware feature takes true or false")));
+                    return Err(err(k, format!("[sweep] `{k}`: {k} takes true or false")));
                 }
                 if values.is_empty() {
                     return Err(err(k, format!("[sweep] `{k}` has no values")));
@@ -288,6 +307,33 @@ impl Scenario {
         points
     }
 
+    /// Fixes `key` at `value` for every point (`exitlab run --set`). A
+    /// swept axis keeps only that value, and the returned sentence says
+    /// which values it replaced; a machine axis or hardware feature that is
+    /// not swept becomes a one-value axis; anything else is a workload
+    /// parameter (overriding `[full]` too). [`Scenario::check`] then checks
+    /// the value as for any point.
+    pub fn set(&mut self, key: &str, value: toml::Value) -> Option<String> {
+        if let Some(values) = self.sweep.get_mut(key) {
+            let was: Vec<String> = values.iter().map(value_text).collect();
+            let note = format!(
+                "--set {key}={}: {key} is swept over {}; every point now runs {key} = {} instead",
+                value_text(&value),
+                was.join(", "),
+                value_text(&value)
+            );
+            *values = vec![value];
+            return Some(note);
+        }
+        if RUN_AXES.contains(&key) || Features::NAMES.contains(&key) || HOST_AXES.contains(&key) {
+            self.sweep.insert(key.to_string(), vec![value]);
+            return None;
+        }
+        self.full.remove(key);
+        self.params.insert(key.to_string(), value);
+        None
+    }
+
     /// The workload a point runs.
     pub fn workload_of(&self, point: &[(String, String)]) -> Option<&'static Workload> {
         let name = point.iter().find(|(k, _)| k == "workload").map_or(self.workload.as_str(), |(_, v)| v.as_str());
@@ -301,7 +347,8 @@ impl Scenario {
             map.extend(self.full.iter().map(|(k, v)| (k.clone(), value_text(v))));
         }
         for (k, v) in point {
-            if !RUN_AXES.contains(&k.as_str()) && !Features::NAMES.contains(&k.as_str()) {
+            let switch = Features::NAMES.contains(&k.as_str()) || HOST_AXES.contains(&k.as_str());
+            if !RUN_AXES.contains(&k.as_str()) && !switch {
                 map.insert(k.clone(), v.clone());
             }
         }
@@ -370,8 +417,31 @@ mod tests {
         assert!(Scenario::parse("x.toml", &bad_value).unwrap_err().0.contains("out of range"));
         let feature = text.replace("[sweep]\n", "[sweep]\napicv = [0, 1]\n");
         let e = Scenario::parse("x.toml", &feature).unwrap_err().0;
-        assert!(e.ends_with("[sweep] `apicv`: a hardware feature takes true or false"), "{e}");
+        assert!(e.ends_with("[sweep] `apicv`: apicv takes true or false"), "{e}");
         let ok = text.replace("[sweep]\n", "[sweep]\napicv = [false, true]\n");
         assert!(Scenario::parse("x.toml", &ok).is_ok());
+    }
+
+    #[test]
+    fn setting_a_swept_axis_replaces_its_values_and_says_so_and_its_range_is_checked() {
+        let mut s = Scenario::load("e1").unwrap();
+        let note = s.set("p", toml::Value::Float(0.5)).unwrap();
+        assert_eq!(
+            note,
+            "--set p=0.5: p is swept over 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0; every point now runs p = 0.5 instead"
+        );
+        assert_eq!(s.points(false).len(), 2, "one p on each profile");
+        assert!(s.check("e1 with --set", "").is_ok());
+        let mut s = Scenario::load("e1").unwrap();
+        assert!(s.set("p", toml::Value::Integer(2)).is_some());
+        let e = s.check("e1 with --set", "").unwrap_err().0;
+        assert!(e.contains("`p` = 2 is out of range"), "{e}");
+        let mut s = Scenario::load("e1").unwrap();
+        assert_eq!(s.set("n", toml::Value::Integer(300)), None);
+        assert!(s.assignments(&s.points(true)[0], true).contains(&"n=300".to_string()), "overrides [full] too");
+        assert_eq!(
+            s.set("profile", toml::Value::String("legacy".into())).as_deref().map(|n| n.contains("legacy, modern")),
+            Some(true)
+        );
     }
 }

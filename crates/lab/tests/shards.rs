@@ -243,3 +243,69 @@ fn a_set_is_published_whole_and_never_over_a_users_files() {
     assert_eq!(std::fs::read_to_string(theirs.join("thesis.tex")).unwrap(), "years of work");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Report parts run beside the host and parts of the simulator alone are
+/// not one set: merge refuses them, naming the part.
+#[test]
+fn report_parts_beside_the_host_and_alone_do_not_merge() {
+    let d = temp_dir("host-mixed");
+    let s = [small(10)];
+    let p = write_parts(SetKind::Report, &s, 2, &d);
+    assert!(merged(&p).is_ok());
+    let manifest = p[1].join("manifest.json");
+    let alone = format!("\"host\": {{\n    \"alone\": \"{}\"\n  }}", exitlab_lab::part::SIM_ALONE);
+    edit(&manifest, &alone, "\"host\": \"kvm\"");
+    let e = merged(&p).err().expect("refused");
+    assert_eq!(
+        e,
+        format!(
+            "part {} ran the report beside this host's KVM, but part {} ran it on the simulator alone",
+            p[1].display(),
+            p[0].display()
+        )
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Beside the host, a sharded report deals the host's points and E8 on the
+/// host like the simulator's: each is held by exactly one part, and the
+/// merged report has every host point in sweep order, E8's cases on the
+/// host, and the host's files beside the simulator's.
+#[test]
+fn a_sharded_report_beside_the_host_holds_each_host_unit_once() {
+    if let Err(why) = exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    use exitlab_lab::manifest::HostSide;
+    let d = temp_dir("host-shards");
+    let s = [small(10)];
+    let parts: Vec<PathBuf> = (0..2)
+        .map(|index| {
+            let part = Part::run_report(&s, false, Shard { index, count: 2 }, HostSide::Kvm).unwrap();
+            let dir = d.join(format!("part-{index}"));
+            publish(&dir, |t| part.write(t)).unwrap();
+            dir
+        })
+        .collect();
+    let read: Vec<Part> = parts.iter().map(|p| Part::read(p).unwrap()).collect();
+    let host = exitlab_lab::host::scenario(&s[0]).unwrap().unwrap();
+    let held: Vec<usize> = read.iter().map(|p| p.host_points[0].len()).collect();
+    // tick_hz x period_ms on the host (the profile axis dropped).
+    assert_eq!(host.points(false).len(), 6);
+    assert_eq!(held.iter().sum::<usize>(), 6, "{held:?}");
+    assert_eq!(read.iter().filter(|p| p.e8_host.is_some()).count(), 1, "E8 on the host is one unit");
+    let whole = merged(&parts).unwrap();
+    let h = whole.host.as_ref().unwrap().as_ref().unwrap();
+    let r = h.experiments[0].as_ref().unwrap();
+    let axes: Vec<Vec<(String, String)>> = r.points.iter().map(|p| p.axes.clone()).collect();
+    assert_eq!(axes, host.points(false), "in sweep order");
+    assert!(r.points.iter().all(|p| p.na.is_none()), "{:?}", r.points);
+    assert_eq!(h.e8.len(), exitlab_vmm::check::CASES.len());
+    let out = d.join("merged");
+    publish(&out, |t| whole.write(t)).unwrap();
+    assert!(out.join("e4/host/results.csv").exists() && out.join("e8/host.csv").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("### On this host (KVM)") && !md.contains("on the simulator alone"), "{md}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -4,10 +4,11 @@
 //! (the reasoning is beside each); everything a profile carries is sourced
 //! there.
 
-use crate::cpu::op::{Kind, Op, Opnd};
 use crate::profile::{Draw, Figure, Profile};
 use exitlab_arch::ExitReason;
 use exitlab_hv::HandlerWork;
+use exitlab_x86::fp::cost as fp_cost;
+use exitlab_x86::{Kind, Op, Opnd};
 
 /// The local APIC timer counts at 1 GHz, as KVM's emulated APIC does
 /// (APIC_BUS_CYCLE_NS = 1), so the same count means the same time on both
@@ -94,10 +95,17 @@ impl Costs {
 /// Modelled cycles for one execution of `op` (CPI table). Register ALU ops
 /// cost 1, a memory operand adds 1 (an L1 hit), multiplies 3, divides 26
 /// (64-bit 40): the orders of magnitude of Intel's optimization manual
-/// latency tables, not any one part's figures.
+/// latency tables, not any one part's figures. Segment-register loads
+/// cost 12 and far transfers and fast system calls 40 (a descriptor read
+/// and its checks, the order of an IRET's). A string instruction's
+/// implicit operands are in its base price (per element). x87, MMX, SSE
+/// and state-save instructions cost their class's latency from
+/// exitlab-x86's sourced table (`fp::cost`). The simulator prices ops
+/// where it builds decoded blocks.
 pub fn cycles(op: &Op) -> u16 {
     use Kind::*;
-    let mem = [op.a, op.b, op.c].iter().any(|o| matches!(o, Opnd::Mem(_))) as u16;
+    let string = matches!(op.kind, Movs | Stos | Lods | Cmps | Scas | Ins | Outs);
+    let mem = (!string && [op.a, op.b, op.c].iter().any(|o| matches!(o, Opnd::Mem(_)))) as u16;
     let base = match op.kind {
         Imul1 | Imul2 | Imul3 | Mul => 3,
         Div | Idiv => {
@@ -107,13 +115,20 @@ pub fn cycles(op: &Op) -> u16 {
                 26
             }
         }
-        Call | Ret | Push | Pop | Pushf | Popf | Leave => 2,
-        Xchg | Xadd | Cmpxchg if mem == 1 => 18, // locked read-modify-write
+        Call | Ret | Push | Pop | Pushf | Popf | Leave | PushSeg | Enter => 2,
+        Pusha | Popa => 8,
+        Xchg | Xadd | Cmpxchg | Cmpxchg8b if mem == 1 => 18, // locked read-modify-write
+        Crc32 => fp_cost::latency(fp_cost::Class::Crc32).cycles as u16,
+        Sse(v) => fp_cost::latency(v.cost_class()).cycles as u16,
+        X87(x) => fp_cost::latency(x.cost_class()).cycles as u16,
+        FpState(_) => fp_cost::latency(fp_cost::Class::StateSave).cycles as u16,
         Movs | Stos | Lods | Cmps | Scas => 2,
         Cpuid => 100,
         Rdtsc | Rdtscp => 20,
-        Iretq | Int | Int3 => 40,
-        MovToCr | Lidt | Lgdt | Invlpg => 20,
+        Iret | Int | Int3 | Into => 40,
+        JmpFar | CallFar | RetFar | Syscall | Sysret | Sysenter | Sysexit => 40,
+        MovToSeg | PopSeg | LoadFar => 12,
+        MovToCr | Lidt | Lgdt | Invlpg | Ltr | Lldt | Lmsw => 20,
         _ => 1,
     };
     base + mem

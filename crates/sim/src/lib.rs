@@ -9,22 +9,28 @@
 #![forbid(unsafe_code)]
 
 pub mod apic;
+mod blocks;
 pub mod cost;
 pub mod cpu;
+mod host;
+mod interrupts;
 pub mod iommu;
 mod machine;
 pub mod profile;
+mod ram;
 
 use cost::Costs;
-use cpu::{Awaiting, Cpu, Event, Machine};
+use cpu::{Awaiting, Core, Event, Running};
 use exitlab_arch::iommu::Fault;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
 use exitlab_hv::{
     Assignment, Capabilities, Completion, Counter, Device, ExitInfo, HandlerWork, HvError, Injection, Msi, Result,
-    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm,
+    ShadowFlags, Vcpu, VirtualClock, Vm, VmExit, VmxVcpu, VmxVm, XSAVE_AREA,
 };
-use machine::{Shared, Signal};
+use exitlab_x86::fp::xsave::{self, SaveOp};
+use interrupts::Signal;
+use machine::Machine;
 use profile::Profile;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -41,8 +47,8 @@ pub struct RunLimits {
 /// A simulated VM: RAM and vCPUs in virtual time, priced by a hardware
 /// profile.
 pub struct SimVm {
-    shared: Arc<Mutex<Shared>>,
-    /// The same RAM as `shared`'s, for the VMM's devices.
+    machine: Arc<Mutex<Machine>>,
+    /// The same RAM as `machine`'s, for the VMM's devices.
     memory: vm_memory::GuestMemoryMmap,
     memory_size: u64,
     limits: RunLimits,
@@ -50,7 +56,7 @@ pub struct SimVm {
     seed: u64,
 }
 
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+fn lock(m: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
     // A panic while holding the lock is a simulator bug; the state is
     // still memory, so keep going rather than poison every later call.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -67,10 +73,10 @@ impl SimVm {
         let size = usize::try_from(memory_size).ok().filter(|&s| s <= 1 << 36).ok_or_else(|| {
             HvError::Backend(format!("{memory_size} bytes of guest memory is more than the simulator maps"))
         })?;
-        let shared = Shared::new(size)?;
+        let machine = Machine::new(size)?;
         Ok(SimVm {
-            memory: shared.memory.clone(),
-            shared: Arc::new(Mutex::new(shared)),
+            memory: machine.ram.memory().clone(),
+            machine: Arc::new(Mutex::new(machine)),
             memory_size,
             limits: RunLimits::default(),
             profile,
@@ -120,12 +126,12 @@ impl Vm for SimVm {
     }
 
     fn write_memory(&self, gpa: u64, data: &[u8]) -> Result<()> {
-        lock(&self.shared).write(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len: data.len() })
+        lock(&self.machine).write(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len: data.len() })
     }
 
     fn read_memory(&self, gpa: u64, data: &mut [u8]) -> Result<()> {
         let len = data.len();
-        lock(&self.shared).read(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len })
+        lock(&self.machine).ram.read(gpa, data).then_some(()).ok_or(HvError::BadAddress { gpa, len })
     }
 
     fn create_vcpu(&mut self, id: u32, boot: &BootState) -> Result<SimVcpu> {
@@ -136,14 +142,14 @@ impl Vm for SimVm {
             max_instructions: self.limits.max_instructions,
             max_cycles: self.limits.max_time_ns.map(|ns| costs.clock.cycles(ns)),
         };
-        let mut cpu = Cpu::new(apic_id, boot, costs);
-        cpu.rtm = self.profile.features.tsx;
-        Ok(SimVcpu { id, cpu, shared: self.shared.clone(), limits })
+        let mut core = Core::new(apic_id, boot, costs);
+        core.rtm = self.profile.features.tsx;
+        Ok(SimVcpu { id, core, machine: self.machine.clone(), limits })
     }
 
     fn signal_msi(&self, msi: Msi) -> Result<()> {
-        let m = fixed_msi(msi)?;
-        lock(&self.shared).msi.push(m);
+        let (dest, vector) = fixed_msi(msi)?;
+        lock(&self.machine).interrupts.push_msi(dest, vector);
         Ok(())
     }
 
@@ -164,12 +170,12 @@ impl Vm for SimVm {
 /// interrupts, the IOMMU and its assigned devices.
 impl VmxVm for SimVm {
     fn post_interrupt(&self, descriptor: u64, vector: u8, at_ns: Option<u64>) -> Result<()> {
-        let mut sh = lock(&self.shared);
+        let mut m = lock(&self.machine);
         match at_ns {
-            Some(at) => sh.schedule(at, Signal::Post { descriptor, vector }),
+            Some(at) => m.interrupts.schedule(at, Signal::Post { descriptor, vector }),
             None => {
-                if let Some(notification) = sh.post(descriptor, vector)? {
-                    sh.msi.push(notification);
+                if let Some((dest, vector)) = m.host.post(descriptor, vector)? {
+                    m.interrupts.push_msi(dest, vector);
                 }
             }
         }
@@ -177,28 +183,19 @@ impl VmxVm for SimVm {
     }
 
     fn alloc_host_pages(&mut self, pages: usize) -> Result<u64> {
-        let mut sh = lock(&self.shared);
-        let at = sh.host.len();
-        let bytes = pages.checked_mul(machine::PAGE as usize).filter(|&b| at + b <= 1 << 30);
-        let Some(bytes) = bytes else {
-            return Err(HvError::Backend(format!(
-                "{pages} more host pages would pass the simulator's 1 GiB of host memory"
-            )));
-        };
-        sh.host.resize(at + bytes, 0);
-        Ok(machine::HOST_BASE + at as u64)
+        lock(&self.machine).host.alloc(pages)
     }
 
     fn write_host(&self, hpa: u64, data: &[u8]) -> Result<()> {
-        let mut sh = lock(&self.shared);
-        let dst = sh.host_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
+        let mut m = lock(&self.machine);
+        let dst = m.host.slice_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
         dst.copy_from_slice(data);
         Ok(())
     }
 
     fn read_host(&self, hpa: u64, data: &mut [u8]) -> Result<()> {
-        let mut sh = lock(&self.shared);
-        let src = sh.host_mut(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
+        let m = lock(&self.machine);
+        let src = m.host.slice(hpa, data.len()).ok_or(HvError::BadAddress { gpa: hpa, len: data.len() })?;
         data.copy_from_slice(src);
         Ok(())
     }
@@ -207,44 +204,33 @@ impl VmxVm for SimVm {
         if !self.profile.features.iommu {
             return Err(HvError::Unavailable(format!("the {} profile has no IOMMU", self.profile.name)));
         }
-        let mut sh = lock(&self.shared);
-        let faults = sh.iommu.take().map(|i| i.faults).unwrap_or_default();
-        sh.iommu = Some(iommu::Iommu { root: root_table, irt, irt_entries, faults });
+        lock(&self.machine).iommu.program(iommu::Registers { root: root_table, irt, irt_entries });
         Ok(())
     }
 
     fn assign_device(&mut self, device: Box<dyn Device>, a: Assignment) -> Result<u64> {
-        let mut sh = lock(&self.shared);
-        if sh.iommu.is_none() {
+        let mut m = lock(&self.machine);
+        if !m.iommu.programmed() {
             return Err(HvError::Backend("assign a device only behind a programmed IOMMU".into()));
         }
-        let len = a.bar_len.max(1).next_multiple_of(machine::PAGE);
-        let bar = sh.assigned.last().map_or(iommu::DEVICE_BASE, |d| d.bar + d.len);
-        sh.assigned.push(iommu::Assigned {
-            bar,
-            len,
-            device: Some(device),
-            source: a.source,
-            first_irte: a.first_irte,
-        });
-        Ok(bar)
+        Ok(m.iommu.assign(device, a))
     }
 
     fn take_iommu_faults(&self) -> Vec<Fault> {
-        lock(&self.shared).iommu.as_mut().map(|i| std::mem::take(&mut i.faults)).unwrap_or_default()
+        lock(&self.machine).iommu.take_faults()
     }
 }
 
 /// Device deadlines and timed interrupts are events in virtual time.
 impl VirtualClock for SimVm {
     fn wake_vmm_at(&self, at_ns: u64) -> Result<()> {
-        lock(&self.shared).schedule(at_ns, Signal::WakeVmm);
+        lock(&self.machine).interrupts.schedule(at_ns, Signal::WakeVmm);
         Ok(())
     }
 
     fn signal_msi_at(&self, msi: Msi, at_ns: u64) -> Result<()> {
         let (dest, vector) = fixed_msi(msi)?;
-        lock(&self.shared).schedule(at_ns, Signal::Msi { dest, vector });
+        lock(&self.machine).interrupts.schedule(at_ns, Signal::Msi { dest, vector });
         Ok(())
     }
 }
@@ -264,27 +250,27 @@ fn fixed_msi(msi: Msi) -> Result<(u8, u8)> {
 /// A simulated vCPU.
 pub struct SimVcpu {
     id: u32,
-    cpu: Cpu,
-    shared: Arc<Mutex<Shared>>,
+    core: Core,
+    machine: Arc<Mutex<Machine>>,
     limits: Limits,
 }
 
 impl SimVcpu {
-    /// The architectural state, for tests and the VMM's own emulation.
-    pub fn cpu(&self) -> &Cpu {
-        &self.cpu
+    /// The core's state, for tests and the VMM's own emulation.
+    pub fn cpu(&self) -> &Core {
+        &self.core
     }
 
     /// Completes the instruction the VMM answered: RIP past it. A single-
     /// step trap it owes (TF) is the VMM's to inject, as on VMX hardware.
     fn finish_awaited(&mut self, len: u8) {
-        self.cpu.rip = self.cpu.rip.wrapping_add(u64::from(len));
-        self.cpu.awaiting = None;
-        self.cpu.stats.instructions += 1;
+        self.core.rip = self.core.rip.wrapping_add(u64::from(len));
+        self.core.awaiting = None;
+        self.core.stats.instructions += 1;
     }
 
     fn awaited(&self, what: Awaiting) -> Option<u8> {
-        self.cpu.awaiting.filter(|(a, _)| *a == what).map(|(_, len)| len)
+        self.core.awaiting.filter(|(a, _)| *a == what).map(|(_, len)| len)
     }
 }
 
@@ -294,22 +280,22 @@ impl Vcpu for SimVcpu {
     }
 
     fn run(&mut self) -> Result<VmExit> {
-        if let Some((what, _)) = self.cpu.awaiting {
+        if let Some((what, _)) = self.core.awaiting {
             return Err(HvError::Backend(format!("run with the {what:?} exit unanswered")));
         }
-        if !self.cpu.controls.enable_vpid {
+        if !self.core.controls.enable_vpid {
             // Without VPID, VM entry flushes the TLB (nothing tags guest
             // entries apart from the host's).
-            self.cpu.tlb.flush();
+            self.core.tlb.flush();
         }
-        let mut sh = lock(&self.shared);
-        Machine { cpu: &mut self.cpu, sh: &mut sh }.run(&self.limits)
+        let mut machine = lock(&self.machine);
+        Running { core: &mut self.core, machine: &mut machine }.run(&self.limits)
     }
 
     fn complete(&mut self, answer: Completion<'_>) {
         match answer {
             Completion::Read(data) => {
-                if let Some(cpu::Replayed::Read(v)) = self.cpu.replay.log.last_mut() {
+                if let Some(cpu::Replayed::Read(v)) = self.core.replay.log.last_mut() {
                     let mut b = [0u8; 8];
                     let n = data.len().min(8);
                     b[..n].copy_from_slice(&data[..n]);
@@ -319,7 +305,7 @@ impl Vcpu for SimVcpu {
             Completion::Cpuid(r) => {
                 if let Some(len) = self.awaited(Awaiting::Cpuid) {
                     for (i, reg) in [0usize, 3, 1, 2].into_iter().enumerate() {
-                        self.cpu.gpr[reg] = u64::from(r[i]);
+                        self.core.gpr[reg] = u64::from(r[i]);
                     }
                     self.finish_awaited(len);
                 }
@@ -328,13 +314,13 @@ impl Vcpu for SimVcpu {
                 if let Some(len) = self.awaited(Awaiting::Rdmsr) {
                     match v {
                         Some(v) => {
-                            self.cpu.gpr[0] = v & 0xffff_ffff;
-                            self.cpu.gpr[2] = v >> 32;
+                            self.core.gpr[0] = v & 0xffff_ffff;
+                            self.core.gpr[2] = v >> 32;
                             self.finish_awaited(len);
                         }
                         None => {
-                            self.cpu.awaiting = None;
-                            self.cpu.pending = Some(Event::gp(0));
+                            self.core.awaiting = None;
+                            self.core.pending = Some(Event::gp(0));
                         }
                     }
                 }
@@ -344,8 +330,8 @@ impl Vcpu for SimVcpu {
                     if ok {
                         self.finish_awaited(len);
                     } else {
-                        self.cpu.awaiting = None;
-                        self.cpu.pending = Some(Event::gp(0));
+                        self.core.awaiting = None;
+                        self.core.pending = Some(Event::gp(0));
                     }
                 }
             }
@@ -355,48 +341,48 @@ impl Vcpu for SimVcpu {
     fn halt(&mut self) -> Result<Option<u64>> {
         let Some(len) = self.awaited(Awaiting::Hlt) else { return Ok(None) };
         self.finish_awaited(len);
-        self.cpu.halted = true;
-        if !self.cpu.interrupts_enabled() {
+        self.core.halted = true;
+        if !self.core.interrupts_enabled() {
             return Ok(None);
         }
-        let now = self.cpu.cycles;
-        let sh = lock(&self.shared);
-        let device = sh.timed.peek().map(|r| (r.0).0);
-        Ok(if self.cpu.apic.deliverable().is_some() || !sh.msi.is_empty() {
-            Some(self.cpu.costs.clock.ns(now))
+        let now = self.core.cycles;
+        let m = lock(&self.machine);
+        let device = m.interrupts.next_at();
+        Ok(if self.core.apic.deliverable().is_some() || m.interrupts.has_msi() {
+            Some(self.core.costs.clock.ns(now))
         } else {
-            let timer = self.cpu.apic.next_event().map(|c| self.cpu.costs.clock.ns(c));
+            let timer = self.core.apic.next_event().map(|c| self.core.costs.clock.ns(c));
             timer.into_iter().chain(device).min()
         })
     }
 
     fn read_msr(&mut self, msr: u32) -> Result<Option<u64>> {
-        Ok(self.cpu.read_msr(msr))
+        Ok(self.core.read_msr(msr))
     }
 
     fn write_msr(&mut self, msr: u32, value: u64) -> Result<bool> {
-        Ok(self.cpu.write_msr(msr, value))
+        Ok(self.core.write_msr(msr, value))
     }
 
     fn account_exit(&mut self, reason: ExitReason, work: &HandlerWork) {
-        self.cpu.cycles += self.cpu.costs.exit(reason, work);
+        self.core.cycles += self.core.costs.exit(reason, work);
     }
 
     fn regs(&mut self) -> Result<Regs> {
-        Ok(self.cpu.regs())
+        Ok(self.core.regs())
     }
 
     fn set_regs(&mut self, regs: &Regs) -> Result<()> {
-        self.cpu.set_regs(regs);
+        self.core.set_regs(regs);
         Ok(())
     }
 
     fn counters(&mut self) -> Result<Vec<Counter>> {
-        let s = &self.cpu.stats;
+        let s = &self.core.stats;
         let c = |name: &str, value: u64| Counter { name: name.to_string(), value };
         Ok(vec![
             c("instructions", s.instructions),
-            c("cycles", self.cpu.cycles),
+            c("cycles", self.core.cycles),
             c("idle_cycles", s.cycles_idle),
             c("blocks_decoded", s.blocks_decoded),
             c("block_runs", s.block_runs),
@@ -409,12 +395,12 @@ impl Vcpu for SimVcpu {
             c("tx_aborts", s.tx_aborts),
             c("posted_notifications", s.posted_notifications),
             c("exceptions", s.exceptions),
-            c("timer_fires", self.cpu.apic.timer_fires),
+            c("timer_fires", self.core.apic.timer_fires),
         ])
     }
 
     fn now_ns(&self) -> u64 {
-        self.cpu.costs.clock.ns(self.cpu.cycles)
+        self.core.costs.clock.ns(self.core.cycles)
     }
 
     fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {
@@ -426,92 +412,122 @@ impl Vcpu for SimVcpu {
 /// shadow page table and the TLB.
 impl VmxVcpu for SimVcpu {
     fn set_controls(&mut self, controls: &Controls) -> Result<()> {
-        if controls.enable_ept != self.cpu.controls.enable_ept || controls.eptp != self.cpu.controls.eptp {
-            self.cpu.tlb.flush();
+        if controls.enable_ept != self.core.controls.enable_ept || controls.eptp != self.core.controls.eptp {
+            self.core.tlb.flush();
         }
-        self.cpu.controls = controls.clone();
+        self.core.controls = controls.clone();
         Ok(())
     }
 
     fn exit_info(&self) -> ExitInfo {
-        self.cpu.exit_info
+        self.core.exit_info
     }
 
     fn skip_instruction(&mut self) -> Result<()> {
-        let len = self.cpu.exit_info.instruction_len;
+        let len = self.core.exit_info.instruction_len;
         if len == 0 {
             return Err(HvError::Backend("the last exit was not an instruction exit".into()));
         }
-        self.cpu.rip = self.cpu.rip.wrapping_add(u64::from(len));
-        self.cpu.exit_info.instruction_len = 0;
-        self.cpu.stats.instructions += 1;
+        self.core.rip = self.core.rip.wrapping_add(u64::from(len));
+        self.core.exit_info.instruction_len = 0;
+        self.core.stats.instructions += 1;
         Ok(())
     }
 
     fn read_cr(&mut self, n: u8) -> Result<u64> {
-        self.cpu.guest_cr(n).ok_or_else(|| HvError::Backend(format!("there is no CR{n}")))
+        self.core.guest_cr(n).ok_or_else(|| HvError::Backend(format!("there is no CR{n}")))
     }
 
+    fn segment(&mut self, sreg: u8) -> Result<exitlab_arch::Segment> {
+        self.core
+            .seg
+            .get(usize::from(sreg))
+            .copied()
+            .ok_or_else(|| HvError::Backend(format!("no segment register {sreg}")))
+    }
+
+    /// The guest's CR`n` as a VMM completing a trapped MOV to CR sets it:
+    /// with its architectural effects (EFER.LMA with paging, PAE's PDPTEs,
+    /// the TLB), as KVM's `kvm_set_cr0`/`kvm_set_cr4` apply them.
     fn write_cr(&mut self, n: u8, value: u64) -> Result<()> {
-        match n {
-            0 => self.cpu.cr0 = value,
-            2 => self.cpu.cr2 = value,
-            3 => self.cpu.cr3 = value,
-            4 => self.cpu.cr4 = value,
-            8 => self.cpu.apic.set_cr8(value),
+        let mut machine = lock(&self.machine);
+        let mut cpu = Running { core: &mut self.core, machine: &mut machine };
+        let applied = match n {
+            0 => cpu.set_cr0(value),
+            2 => {
+                cpu.core.cr2 = value;
+                Ok(())
+            }
+            3 => cpu.set_cr3(value),
+            4 => cpu.set_cr4(value),
+            8 => {
+                cpu.core.apic.set_cr8(value);
+                Ok(())
+            }
             _ => return Err(HvError::Backend(format!("there is no CR{n}"))),
-        }
-        if n != 2 && n != 8 {
-            self.cpu.tlb.flush();
-        }
+        };
+        applied.map_err(|_| HvError::Backend(format!("CR{n} = {value:#x} is refused")))
+    }
+
+    fn xsave_area(&mut self) -> Result<[u8; XSAVE_AREA]> {
+        let mut area = [0u8; XSAVE_AREA];
+        xsave::xsave(&self.core.fpu, SaveOp::Xsave, true, xsave::XCR0_SUPPORTED, u64::MAX, &mut area);
+        Ok(area)
+    }
+
+    fn set_xsave_area(&mut self, area: &[u8; XSAVE_AREA]) -> Result<()> {
+        let mut fpu = self.core.fpu;
+        xsave::xrstor(&mut fpu, true, xsave::XCR0_SUPPORTED, 0, u64::MAX, false, area)
+            .map_err(|e| HvError::Backend(format!("x87/SSE state refused: {e:?}")))?;
+        self.core.fpu = fpu;
         Ok(())
     }
 
     fn pml_index(&mut self) -> Result<u16> {
-        Ok(self.cpu.pml_index)
+        Ok(self.core.pml_index)
     }
 
     fn set_pml_index(&mut self, index: u16) -> Result<()> {
-        self.cpu.pml_index = index;
+        self.core.pml_index = index;
         Ok(())
     }
 
     fn apic_read(&mut self, offset: u16) -> Result<u32> {
-        Ok(self.cpu.apic.read(u64::from(offset & 0xff0), self.cpu.cycles))
+        Ok(self.core.apic.read(u64::from(offset & 0xff0), self.core.cycles))
     }
 
     fn apic_write(&mut self, offset: u16, value: u32) -> Result<()> {
-        let now = self.cpu.cycles;
-        self.cpu.apic.write(u64::from(offset & 0xff0), value, now);
+        let now = self.core.cycles;
+        self.core.apic.write(u64::from(offset & 0xff0), value, now);
         Ok(())
     }
 
     fn inject(&mut self, event: Injection) -> Result<()> {
-        self.cpu.injection = Some(event);
-        self.cpu.halted = false;
+        self.core.injection = Some(event);
+        self.core.halted = false;
         Ok(())
     }
 
     fn shadow_map(&mut self, linear: u64, physical: u64, flags: ShadowFlags) -> Result<()> {
-        self.cpu.shadow.insert(linear >> 12, (physical & !0xfff, flags));
-        self.cpu.tlb.flush_page(linear);
+        self.core.shadow.insert(linear >> 12, (physical & !0xfff, flags));
+        self.core.tlb.flush_page(linear);
         Ok(())
     }
 
     fn invept(&mut self) -> Result<()> {
-        self.cpu.tlb.flush();
+        self.core.tlb.flush();
         Ok(())
     }
 
     fn shadow_unmap(&mut self, linear: Option<u64>) -> Result<()> {
         match linear {
             Some(l) => {
-                self.cpu.shadow.remove(&(l >> 12));
-                self.cpu.tlb.flush_page(l);
+                self.core.shadow.remove(&(l >> 12));
+                self.core.tlb.flush_page(l);
             }
             None => {
-                self.cpu.shadow.clear();
-                self.cpu.tlb.flush();
+                self.core.shadow.clear();
+                self.core.tlb.flush();
             }
         }
         Ok(())

@@ -131,10 +131,11 @@ fn a_fault_while_delivering_a_double_fault_shuts_down() {
 
 #[test]
 fn unmodelled_instructions_stop_with_rip_bytes_and_disassembly() {
-    let (r, img) = run(Ring::Kernel, |a| a.addps(xmm0, xmm1));
+    // AVX is not modelled.
+    let (r, img) = run(Ring::Kernel, |a| a.vaddps(xmm0, xmm1, xmm2));
     let End::Unsupported(msg) = &r.end else { panic!("{:?}", r.end) };
     assert!(msg.contains(&format!("rip {:#x}", sym(&img, "body"))), "{msg}");
-    assert!(msg.contains("0f 58 c1") && msg.contains("addps"), "{msg}");
+    assert!(msg.contains("c5 f0 58 c2") && msg.contains("vaddps"), "{msg}");
 }
 
 #[test]
@@ -227,4 +228,31 @@ fn ring3_port_io_checks_iopl_then_the_tss_bitmap() {
     assert_eq!((rep.vector, rep.error_code, rep.cs & 3), (vector::GP, 0, 3));
     assert_eq!(rep.rip, img.symbol("body_end").unwrap() - 2);
     assert!(matches!(r.exits.last(), Some(VmExit::Io(io)) if io.qual.port == 0x81));
+}
+
+/// A segment override on a string instruction's source applies that
+/// segment's base, as in any memory operand (in 64-bit mode FS and GS
+/// have one): `fs rep movsb` copies from FS base + RSI.
+#[test]
+fn string_instructions_take_the_source_segment_override() {
+    let (r, _) = run(Ring::Kernel, |a| {
+        a.mov(ecx, 0xc000_0100u32)?; // IA32_FS_BASE
+        a.mov(eax, 0x30_0000)?;
+        a.xor(edx, edx)?;
+        a.wrmsr()?;
+        a.mov(rax, 0x1122_3344_5566_7788u64)?;
+        a.mov(rbx, 0x30_0010u64)?;
+        a.mov(qword_ptr(rbx), rax)?;
+        a.mov(esi, 0x10)?;
+        a.mov(edi, 0x30_0100)?;
+        a.mov(ecx, 8)?;
+        a.db(&[0x64, 0xf3, 0xa4])?; // fs rep movsb
+        a.mov(r8, qword_ptr(0x30_0100u64))?;
+        a.mov(esi, 0x10)?;
+        a.db(&[0x64, 0x48, 0xad]) // fs lodsq
+    });
+    assert_eq!(r.end, End::Done);
+    let cpu = r.vcpu.cpu();
+    assert_eq!((cpu.gpr[8], cpu.gpr[0]), (0x1122_3344_5566_7788, 0x1122_3344_5566_7788));
+    assert_eq!((cpu.gpr[6], cpu.gpr[7], cpu.gpr[1]), (0x18, 0x30_0108, 0));
 }

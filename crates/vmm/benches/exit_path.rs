@@ -25,6 +25,7 @@ fn accounting(c: &mut Criterion) {
                 resume_ns: t + 50 + (t % 17),
                 run_ns: 9_000,
                 work: HandlerWork { device_ops: 1, ..HandlerWork::default() },
+                halted_ns: 0,
             };
             acc.record(black_box(&rec));
         })

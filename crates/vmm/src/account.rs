@@ -1,7 +1,10 @@
 //! Exit accounting: every exit becomes an [`ExitRecord`]; the
 //! [`Accountant`] folds records into per-phase, per-reason counters and HDR
-//! histograms of handling time, per-port and per-MMIO-region counts, and
-//! the backend's own counters (KVM binary stats) as per-phase deltas.
+//! histograms of two times — the VMM's handling (exit to resume) and the
+//! time to the next VM entry, which `perf kvm stat report` calls the
+//! event's time (a HLT's includes the time the vCPU then stays halted) —,
+//! per-port and per-MMIO-region counts, and the backend's own counters (KVM
+//! binary stats) as per-phase deltas.
 
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout::Phase;
@@ -40,16 +43,72 @@ pub struct ExitRecord {
     pub run_ns: u64,
     /// What the VMM's handler did, in the cost model's units.
     pub work: HandlerWork,
+    /// How long the vCPU then stayed halted before its next entry (a HLT
+    /// on a backend that halts in the VMM's view: until the wake-up the
+    /// machine had scheduled, its timer's or a device's); 0 otherwise.
+    pub halted_ns: u64,
 }
 
 impl ExitRecord {
-    /// Time from exit to resume: what `perf kvm stat` calls the event time.
+    /// Time from exit to resume: the VMM's handling of the exit.
     pub fn handle_ns(&self) -> u64 {
         self.resume_ns.saturating_sub(self.exit_ns)
     }
+
+    /// Time from exit to the next VM entry, what `perf kvm stat report`
+    /// calls the event's time (kvm_exit to kvm_entry): the handling plus
+    /// any time the vCPU then stayed halted.
+    pub fn to_entry_ns(&self) -> u64 {
+        self.handle_ns().saturating_add(self.halted_ns)
+    }
 }
 
-/// Samples and handling-time distribution of one exit reason.
+/// A distribution of one kind of time over an exit reason's samples.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub histogram: Histogram<u64>,
+}
+
+impl Timing {
+    fn new() -> Timing {
+        Timing {
+            total_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+            histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
+        }
+    }
+
+    fn add(&mut self, ns: u64) {
+        self.total_ns = self.total_ns.saturating_add(ns);
+        self.min_ns = self.min_ns.min(ns);
+        self.max_ns = self.max_ns.max(ns);
+        self.histogram.saturating_record(ns);
+    }
+
+    fn merge(&mut self, o: &Timing) {
+        self.total_ns = self.total_ns.saturating_add(o.total_ns);
+        self.min_ns = self.min_ns.min(o.min_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+        self.histogram.add(&o.histogram).expect("auto-resizing histograms of the same precision always merge");
+    }
+
+    /// Mean over `samples` (0 with none).
+    pub fn mean_ns(&self, samples: u64) -> f64 {
+        if samples == 0 {
+            0.0
+        } else {
+            self.total_ns as f64 / samples as f64
+        }
+    }
+}
+
+/// Samples and time distributions of one exit reason: `total_ns`,
+/// `min_ns`, `max_ns` and `histogram` are the VMM's handling (exit to
+/// resume); `to_entry` is exit to the next entry, perf kvm stat's time.
 #[derive(Clone, Debug)]
 pub struct ReasonStats {
     pub samples: u64,
@@ -59,6 +118,8 @@ pub struct ReasonStats {
     /// Sum of the run calls that ended in this reason.
     pub run_ns: u64,
     pub histogram: Histogram<u64>,
+    /// Exit to the next VM entry.
+    pub to_entry: Timing,
     /// Handler work summed over the samples.
     pub work: HandlerWork,
 }
@@ -72,6 +133,7 @@ impl ReasonStats {
             max_ns: 0,
             run_ns: 0,
             histogram: Histogram::new(3).expect("3 significant digits is a valid HDR precision"),
+            to_entry: Timing::new(),
             work: HandlerWork::default(),
         }
     }
@@ -84,7 +146,8 @@ impl ReasonStats {
         t.bytes_copied = t.bytes_copied.saturating_add(w.bytes_copied);
     }
 
-    fn add(&mut self, handle_ns: u64, run_ns: u64) {
+    fn add(&mut self, handle_ns: u64, to_entry_ns: u64, run_ns: u64) {
+        self.to_entry.add(to_entry_ns);
         self.samples += 1;
         self.total_ns = self.total_ns.saturating_add(handle_ns);
         self.run_ns = self.run_ns.saturating_add(run_ns);
@@ -127,7 +190,7 @@ impl PhaseStats {
     fn add(&mut self, r: &ExitRecord) {
         let h = r.handle_ns();
         let rs = self.reasons.entry(r.reason).or_insert_with(ReasonStats::new);
-        rs.add(h, r.run_ns);
+        rs.add(h, r.to_entry_ns(), r.run_ns);
         rs.add_work(&r.work);
         *self.per_vcpu.entry(r.vcpu).or_default() += 1;
         let t = match r.target {
@@ -153,6 +216,11 @@ impl PhaseStats {
         self.reasons.values().map(|s| s.total_ns).sum()
     }
 
+    /// Exit to next entry, summed over every reason.
+    pub fn total_to_entry_ns(&self) -> u64 {
+        self.reasons.values().map(|s| s.to_entry.total_ns).sum()
+    }
+
     pub fn total_run_ns(&self) -> u64 {
         self.reasons.values().map(|s| s.run_ns).sum()
     }
@@ -171,6 +239,7 @@ impl PhaseStats {
             m.min_ns = m.min_ns.min(r.min_ns);
             m.max_ns = m.max_ns.max(r.max_ns);
             m.histogram.add(&r.histogram).expect("auto-resizing histograms of the same precision always merge");
+            m.to_entry.merge(&r.to_entry);
             m.add_work(&r.work);
         }
         for (port, t) in &o.ports {
@@ -283,6 +352,7 @@ mod tests {
             resume_ns: exit_ns + handle,
             run_ns: 100,
             work: HandlerWork::default(),
+            halted_ns: 0,
         }
     }
 
@@ -321,5 +391,30 @@ mod tests {
         assert_eq!(a.all().samples(ExitReason::IoInstruction), 6);
         assert_eq!(a.all().ports[&0x510].exits, 2);
         assert_eq!(a.all().counters["exits"], 13);
+    }
+
+    #[test]
+    fn a_halt_carries_its_halted_time_to_the_next_entry_but_not_into_handling() {
+        let mut a = Accountant::new(0, counters(0));
+        a.boundary(&rec(ExitReason::IoInstruction, 0, 1, Target::None), Phase::Measure, counters(0));
+        for i in 0..2 {
+            // 300 ns of handling, then 1 ms halted until the timer.
+            let mut hlt = rec(ExitReason::Hlt, 10 + i * 2_000_000, 300, Target::None);
+            hlt.halted_ns = 1_000_000;
+            a.record(&hlt);
+        }
+        a.record(&rec(ExitReason::IoInstruction, 5_000_000, 700, Target::None));
+        let m = a.phase_stats(Phase::Measure);
+        let hlt = &m.reasons[&ExitReason::Hlt];
+        assert_eq!((hlt.total_ns, hlt.min_ns, hlt.max_ns), (600, 300, 300));
+        assert_eq!(
+            (hlt.to_entry.total_ns, hlt.to_entry.min_ns, hlt.to_entry.max_ns),
+            (2_000_600, 1_000_300, 1_000_300)
+        );
+        assert_eq!(hlt.to_entry.mean_ns(hlt.samples), 1_000_300.0);
+        let io = &m.reasons[&ExitReason::IoInstruction];
+        assert_eq!((io.total_ns, io.to_entry.total_ns), (700, 700));
+        assert_eq!((m.total_handle_ns(), m.total_to_entry_ns()), (1_300, 2_001_300));
+        assert_eq!(a.all().reasons[&ExitReason::Hlt].to_entry.total_ns, 2_000_600);
     }
 }

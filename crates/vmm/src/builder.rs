@@ -97,7 +97,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         return Err(lacks(Needed::Tsx));
     }
     let has_vmx = vm.vmx().is_some() && vcpu.vmx().is_some();
-    let mut controls = crate::policy::controls(&caps);
+    let mut controls = crate::policy::controls(&caps, &image.boot);
     let host_tick = match machine.host_timer_hz {
         Some(hz) if has_vmx && caps.tsc_hz > 0 => Some(HostTick::new(hz.get(), caps.tsc_hz, vcpu.now_ns())),
         _ => None,
@@ -110,7 +110,9 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
     }
     let passthrough = caps.iommu && caps.ept && has_vmx;
     let doorbell = matches!(machine.virtio_net(), Some(Nic::VirtioNet { kick_doorbell: Some(_), .. }));
-    if doorbell && !passthrough {
+    // Without an IOMMU, the VMM's own doorbell, which needs ioeventfds.
+    let own_doorbell = vm.host().is_some() && options.fast_path.ioeventfd;
+    if doorbell && !passthrough && !own_doorbell {
         return Err(lacks(Needed::IommuForDoorbell));
     }
     let (mut platform, to_assign) = Platform::new(vm, machine, passthrough, options.fast_path)?;
@@ -124,6 +126,11 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         for &range in &machine.isolate {
             host.unmap(range.start, range.len).map_err(|source| VmmError::Isolate { range, source })?;
         }
+    }
+    if let (false, Some(m)) = (has_vmx, &machine.monitor) {
+        // No EPT of the VMM's to watch with: a memory slot of its own.
+        let host = vm.host().ok_or(VmmError::Missing { exit: None, extension: "VMX or memory slots" })?;
+        crate::monitor::watch_slot(host, &mut platform.mmio, m)?;
     }
     let vmx = match (has_vmx, vm.vmx_mut(), vcpu.vmx()) {
         (true, Some(vmx_vm), Some(vmx_vcpu)) => {

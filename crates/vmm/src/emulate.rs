@@ -1,20 +1,38 @@
 //! The VMM's instruction emulator for MMIO exits the CPU does not decode
 //! (Intel VT-x never does): fetch the instruction at RIP through a software
-//! walk of the guest's page tables, decode it with iced-x86, and carry it
-//! out against guest registers, guest memory and the device bus, with
-//! exitlab-x86's semantics (the same the simulated CPU uses). Everything it
-//! does is counted as handler work for the cost model: bytes decoded, page
-//! walks, device register operations, bytes copied.
+//! walk of the guest's page tables, decode it with iced-x86, lower it to
+//! exitlab-x86's `Op` and run it through exitlab-x86's executor, the one
+//! the simulated CPU uses, with this module's `exitlab_x86::Cpu`: guest
+//! registers, guest memory through the walk, the device bus and the local
+//! APIC. Everything it does is counted as handler work for the cost model:
+//! bytes decoded, page walks, device register operations, bytes copied.
+//!
+//! It emulates the forms a driver's register access takes: MOV, MOVZX,
+//! MOVSX, the ALU read-modify-writes, XCHG, MOVS/STOS with REP (up to
+//! [`REP_CHUNK`] elements per exit; RIP stays on the instruction until RCX
+//! runs out, so a hostile count cannot hold the VMM), and the SSE and MMX
+//! moves (MOVAPS, MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases),
+//! whose XMM and MMX registers it reads from the vCPU's XSAVE area and
+//! writes back. Anything else is a guest error naming the instruction.
 
 use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::error::VmmError;
-use crate::walk::walk;
+use crate::walk::{walk, GuestPaging};
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
-use exitlab_arch::bits::{efer, msr, rflags};
+use exitlab_arch::bits::{efer, rflags};
 use exitlab_arch::Regs;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
-use exitlab_x86::{alu, mask, sign_extend, Flags};
-use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind, Register};
+use exitlab_x86::fp::xsave::{self as img, FpuState, SaveOp, XCR0_SUPPORTED};
+use exitlab_x86::{lower, mask, Exception, Flags, Kind, Op, Seg, Size};
+use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+
+#[cfg(feature = "test-support")]
+pub mod harness;
+
+/// Elements of a REP MOVS/STOS one exit emulates; the rest wait for the
+/// instruction's next exit. KVM's emulator re-enters the guest every 1,024
+/// iterations too (arch/x86/kvm/emulate.c, `x86_emulate_insn`).
+pub const REP_CHUNK: u64 = 1024;
 
 /// The first device access an emulated instruction made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,39 +56,71 @@ pub struct Emulated {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CannotEmulate(pub String);
 
+/// Whether the emulator takes instructions of `kind`.
+fn emulated(kind: Kind) -> bool {
+    use Kind::*;
+    matches!(
+        kind,
+        Mov | Movzx
+            | Movsx
+            | Add
+            | Adc
+            | Sub
+            | Sbb
+            | And
+            | Or
+            | Xor
+            | Cmp
+            | Test
+            | Inc
+            | Dec
+            | Neg
+            | Not
+            | Xchg
+            | Movs
+            | Stos
+    ) || matches!(kind, Sse(v) if v.is_plain_move())
+}
+
+/// The guest as the executor sees it during one emulation.
 struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     vm: &'a V,
     vcpu: &'a mut C,
     bus: &'a mut Bus,
     ctx: &'a mut DeviceCtx<'c>,
     regs: Regs,
-    cr3: u64,
-    nxe: bool,
+    flags: Flags,
+    paging: GuestPaging,
+    /// The segment bases an offset adds (in 64-bit mode FS's and GS's
+    /// only) and whether linear addresses wrap at 4 GiB (outside 64-bit
+    /// mode). The CPU checked the limits before the access exited.
+    bases: [u64; 6],
+    wrap32: bool,
+    /// The decoder's mode: 16, 32 or 64.
+    bits: u32,
+    /// The instruction, for messages.
+    instruction: Instruction,
+    /// The vCPU's x87/MMX/SSE state, read on first use: (as read, as the
+    /// instruction leaves it).
+    fpu: Option<(FpuState, FpuState)>,
     done: Emulated,
 }
 
-fn gpr(r: Register) -> Option<(usize, u8, bool)> {
-    let high = matches!(r, Register::AH | Register::CH | Register::DH | Register::BH);
-    let full = r.full_register();
-    full.is_gpr64().then(|| ((full as usize) - (Register::RAX as usize), r.size() as u8, high))
-}
-
 impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
-    fn fail<T>(&self, msg: String) -> Result<T, CannotEmulate> {
-        Err(CannotEmulate(msg))
-    }
-
     /// Guest-physical address of `lin`, walking the guest's tables.
     fn translate(&mut self, lin: u64) -> Result<u64, CannotEmulate> {
         self.done.work.page_walks += 1;
-        match walk(self.vm, self.cr3, self.nxe, lin) {
+        match walk(self.vm, &self.paging, lin) {
             Ok(Some(w)) => Ok(w.gpa),
-            _ => self.fail(format!("linear {lin:#x} is not mapped by the guest's page tables")),
+            _ => Err(CannotEmulate(format!("linear {lin:#x} is not mapped by the guest's page tables"))),
         }
     }
 
-    fn device(&self, gpa: u64) -> Option<Hit> {
-        self.bus.find(gpa)
+    /// The instruction in Intel syntax.
+    fn text(&self) -> String {
+        let mut text = String::new();
+        IntelFormatter::new().format(&self.instruction, &mut text);
+        text
     }
 
     /// A register offset if `gpa` is in the local-APIC page.
@@ -78,10 +128,30 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
         (gpa & !0xfff == APIC_BASE).then_some((gpa & 0xfff) as u16)
     }
 
-    fn read_mem(&mut self, lin: u64, size: u8) -> Result<u64, CannotEmulate> {
+    /// The linear address of `offset` in `seg`.
+    fn linear(&mut self, seg: Seg, offset: u64) -> u64 {
+        let lin = offset.wrapping_add(self.bases[seg as usize]);
+        if self.wrap32 {
+            lin & 0xffff_ffff
+        } else {
+            lin
+        }
+    }
+
+    /// The guest-physical pieces of `size` bytes at `lin`: one, or two
+    /// when the access crosses a page (both translated before either is
+    /// touched).
+    fn pieces(&mut self, lin: u64, size: Size) -> Result<[(u64, usize); 2], CannotEmulate> {
+        let first = (4096 - (lin & 0xfff)).min(u64::from(size)) as usize;
         let gpa = self.translate(lin)?;
+        let rest = usize::from(size) - first;
+        let second = if rest > 0 { self.translate((lin | 0xfff).wrapping_add(1))? } else { 0 };
+        Ok([(gpa, first), (second, rest)])
+    }
+
+    fn read_piece(&mut self, gpa: u64, n: usize) -> Result<u64, CannotEmulate> {
+        let size = n as u8;
         let mut b = [0u8; 8];
-        let n = usize::from(size);
         if let Some(offset) = Self::apic(gpa) {
             let v = self.vcpu.apic_read(offset).map_err(|e| CannotEmulate(e.to_string()))?;
             self.note_device(gpa, size, false, u64::from(v), None);
@@ -98,10 +168,9 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
         Ok(u64::from_le_bytes(b) & mask(size))
     }
 
-    fn write_mem(&mut self, lin: u64, size: u8, v: u64) -> Result<(), CannotEmulate> {
-        let gpa = self.translate(lin)?;
+    fn write_piece(&mut self, gpa: u64, n: usize, v: u64) -> Result<(), CannotEmulate> {
+        let size = n as u8;
         let bytes = v.to_le_bytes();
-        let n = usize::from(size);
         if let Some(offset) = Self::apic(gpa) {
             // The xAPIC takes aligned 32-bit writes; others are dropped.
             if offset & 0xf == 0 && size == 4 {
@@ -119,209 +188,146 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
         Ok(())
     }
 
+    fn device(&self, gpa: u64) -> Option<Hit> {
+        self.bus.find(gpa)
+    }
+
     fn note_device(&mut self, gpa: u64, size: u8, is_write: bool, data: u64, slot: Option<usize>) {
         self.done.work.device_ops += 1;
         if self.done.device.is_none() {
             self.done.device = Some(DeviceAccess { gpa, size, is_write, data, slot });
         }
     }
+}
 
-    fn reg(&self, r: Register) -> Result<u64, CannotEmulate> {
-        let (i, size, high) = gpr(r).ok_or_else(|| CannotEmulate(format!("register {r:?}")))?;
-        let v = self.regs.gpr[i];
-        Ok(if high { (v >> 8) & 0xff } else { v & mask(size) })
+impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
+    type Stop = CannotEmulate;
+    const REP_CHUNK: u64 = REP_CHUNK;
+
+    /// CMPXCHG16B is in the x86-64-v2 level the guest was told of
+    /// (crates/vmm/src/cpuid.rs); the rest stays #UD here as in CPUID.
+    fn has(&self, feature: exitlab_x86::Feature) -> bool {
+        feature == exitlab_x86::Feature::Cx16
     }
 
-    fn set_reg(&mut self, r: Register, v: u64) -> Result<(), CannotEmulate> {
-        let (i, size, high) = gpr(r).ok_or_else(|| CannotEmulate(format!("register {r:?}")))?;
-        let old = self.regs.gpr[i];
-        self.regs.gpr[i] = match (size, high) {
-            (1, true) => (old & !0xff00) | ((v & 0xff) << 8),
-            (8, _) => v,
-            (4, _) => v & 0xffff_ffff,
-            _ => (old & !mask(size)) | (v & mask(size)),
-        };
-        Ok(())
+    fn gpr(&self, n: u8) -> u64 {
+        self.regs.gpr[usize::from(n & 15)]
     }
 
-    /// The effective (linear) address of the instruction's memory operand.
-    fn ea(&mut self, i: &Instruction) -> Result<u64, CannotEmulate> {
-        let mut a = i.memory_displacement64();
-        if !i.is_ip_rel_memory_operand() {
-            if i.memory_base() != Register::None {
-                a = a.wrapping_add(self.reg(i.memory_base().full_register())?);
-            }
-            if i.memory_index() != Register::None {
-                a = a.wrapping_add(
-                    self.reg(i.memory_index().full_register())?.wrapping_mul(u64::from(i.memory_index_scale())),
-                );
-            }
-        }
-        let base = match i.segment_prefix() {
-            Register::FS => self.vcpu.read_msr(msr::IA32_FS_BASE).ok().flatten().unwrap_or(0),
-            Register::GS => self.vcpu.read_msr(msr::IA32_GS_BASE).ok().flatten().unwrap_or(0),
-            _ => 0,
-        };
-        Ok(a.wrapping_add(base))
+    fn set_gpr(&mut self, n: u8, v: u64) {
+        self.regs.gpr[usize::from(n & 15)] = v;
     }
 
-    fn operand(&mut self, i: &Instruction, n: u32, size: u8) -> Result<u64, CannotEmulate> {
-        match i.op_kind(n) {
-            OpKind::Register => self.reg(i.op_register(n)),
-            OpKind::Memory => {
-                let ea = self.ea(i)?;
-                self.read_mem(ea, size)
-            }
-            OpKind::Immediate8
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64 => Ok(i.immediate(n) & mask(size)),
-            k => self.fail(format!("operand kind {k:?}")),
-        }
+    fn rip(&self) -> u64 {
+        self.regs.rip
     }
 
-    fn set_operand(&mut self, i: &Instruction, n: u32, size: u8, v: u64) -> Result<(), CannotEmulate> {
-        match i.op_kind(n) {
-            OpKind::Register => self.set_reg(i.op_register(n), v),
-            OpKind::Memory => {
-                let ea = self.ea(i)?;
-                self.write_mem(ea, size, v)
-            }
-            k => self.fail(format!("destination kind {k:?}")),
-        }
-    }
-
-    fn size_of(i: &Instruction, n: u32) -> u8 {
-        match i.op_kind(n) {
-            OpKind::Register => i.op_register(n).size() as u8,
-            _ => i.memory_size().size() as u8,
-        }
+    fn set_rip(&mut self, v: u64) {
+        self.regs.rip = v;
     }
 
     fn flags(&self) -> Flags {
-        Flags::known(self.regs.rflags & rflags::STATUS)
+        self.flags
     }
 
     fn set_flags(&mut self, f: Flags) {
-        self.regs.rflags = (self.regs.rflags & !rflags::STATUS) | f.bits();
+        self.flags = f;
     }
 
-    fn execute(&mut self, i: &Instruction) -> Result<(), CannotEmulate> {
-        let size = Self::size_of(i, 0);
-        match i.mnemonic() {
-            Mnemonic::Mov => {
-                let v = self.operand(i, 1, size)?;
-                self.set_operand(i, 0, size, v)
-            }
-            Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => {
-                let from = Self::size_of(i, 1);
-                let mut v = self.operand(i, 1, from)?;
-                if i.mnemonic() != Mnemonic::Movzx {
-                    v = sign_extend(v, from);
-                }
-                self.set_operand(i, 0, size, v)
-            }
-            m @ (Mnemonic::Add
-            | Mnemonic::Or
-            | Mnemonic::Adc
-            | Mnemonic::Sbb
-            | Mnemonic::And
-            | Mnemonic::Sub
-            | Mnemonic::Xor
-            | Mnemonic::Cmp
-            | Mnemonic::Test) => {
-                let a = self.operand(i, 0, size)?;
-                let b = self.operand(i, 1, size)?;
-                let cf = self.flags().cf();
-                let (r, f) = match m {
-                    Mnemonic::Add => alu::add(size, a, b),
-                    Mnemonic::Adc => alu::adc(size, a, b, cf),
-                    Mnemonic::Sub | Mnemonic::Cmp => alu::sub(size, a, b),
-                    Mnemonic::Sbb => alu::sbb(size, a, b, cf),
-                    Mnemonic::And | Mnemonic::Test => (a & b, alu::logic(size, a & b)),
-                    Mnemonic::Or => (a | b, alu::logic(size, a | b)),
-                    _ => (a ^ b, alu::logic(size, a ^ b)),
-                };
-                if !matches!(m, Mnemonic::Cmp | Mnemonic::Test) {
-                    self.set_operand(i, 0, size, r)?;
-                }
-                self.set_flags(f);
-                Ok(())
-            }
-            m @ (Mnemonic::Inc | Mnemonic::Dec | Mnemonic::Neg | Mnemonic::Not) => {
-                let a = self.operand(i, 0, size)?;
-                let cf = self.flags().cf();
-                let (r, f) = match m {
-                    Mnemonic::Inc => alu::inc(size, a, cf),
-                    Mnemonic::Dec => alu::dec(size, a, cf),
-                    Mnemonic::Neg => alu::neg(size, a),
-                    _ => (!a & mask(size), self.flags()),
-                };
-                self.set_operand(i, 0, size, r)?;
-                self.set_flags(f);
-                Ok(())
-            }
-            Mnemonic::Xchg => {
-                let a = self.operand(i, 0, size)?;
-                let b = self.operand(i, 1, size)?;
-                self.set_operand(i, 0, size, b)?;
-                self.set_operand(i, 1, size, a)
-            }
-            m @ (Mnemonic::Movsb
-            | Mnemonic::Movsw
-            | Mnemonic::Movsd
-            | Mnemonic::Movsq
-            | Mnemonic::Stosb
-            | Mnemonic::Stosw
-            | Mnemonic::Stosd
-            | Mnemonic::Stosq) => self.string(i, m),
-            m => {
-                let mut text = String::new();
-                IntelFormatter::new().format(i, &mut text);
-                self.fail(format!("the VMM's emulator has no {m:?} ({text})"))
-            }
+    fn rflags_rest(&self) -> u64 {
+        self.regs.rflags & !rflags::STATUS
+    }
+
+    fn set_rflags_rest(&mut self, v: u64) {
+        self.regs.rflags = (self.regs.rflags & rflags::STATUS) | (v & !rflags::STATUS);
+    }
+
+    /// Guest memory is reached through the guest's own tables with no
+    /// permission check, so the privilege level does not matter here.
+    fn cpl(&self) -> u8 {
+        0
+    }
+
+    fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, CannotEmulate> {
+        let lin = self.linear(seg, offset);
+        let [(gpa, n), (gpa2, rest)] = self.pieces(lin, size)?;
+        let mut v = self.read_piece(gpa, n)?;
+        if rest > 0 {
+            v |= self.read_piece(gpa2, rest)? << (8 * n);
         }
+        Ok(v)
     }
 
-    /// MOVS and STOS, with REP: every element in this one exit.
-    fn string(&mut self, i: &Instruction, m: Mnemonic) -> Result<(), CannotEmulate> {
-        let size = match m {
-            Mnemonic::Movsb | Mnemonic::Stosb => 1,
-            Mnemonic::Movsw | Mnemonic::Stosw => 2,
-            Mnemonic::Movsd | Mnemonic::Stosd => 4,
-            _ => 8,
-        };
-        let rep = i.has_rep_prefix();
-        let step = if self.regs.rflags & rflags::DF != 0 { (size as u64).wrapping_neg() } else { size as u64 };
-        let moving = matches!(m, Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq);
-        let mut count = if rep { self.regs.gpr[Regs::RCX] } else { 1 };
-        while count > 0 {
-            let v = if moving {
-                self.read_mem(self.regs.gpr[Regs::RSI], size)?
-            } else {
-                self.regs.gpr[Regs::RAX] & mask(size)
-            };
-            self.write_mem(self.regs.gpr[Regs::RDI], size, v)?;
-            self.done.work.bytes_copied += u32::from(size);
-            if moving {
-                self.regs.gpr[Regs::RSI] = self.regs.gpr[Regs::RSI].wrapping_add(step);
-            }
-            self.regs.gpr[Regs::RDI] = self.regs.gpr[Regs::RDI].wrapping_add(step);
-            count -= 1;
-            if rep {
-                self.regs.gpr[Regs::RCX] = count;
-            }
+    fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), CannotEmulate> {
+        let lin = self.linear(seg, offset);
+        let [(gpa, n), (gpa2, rest)] = self.pieces(lin, size)?;
+        self.write_piece(gpa, n, v)?;
+        if rest > 0 {
+            self.write_piece(gpa2, rest, v >> (8 * n))?;
         }
         Ok(())
     }
+
+    fn exception(&mut self, e: Exception) -> CannotEmulate {
+        let name = exitlab_arch::vector::mnemonic(e.vector).unwrap_or("an exception");
+        CannotEmulate(format!("{} raises {name}, which the VMM's emulator does not deliver", self.text()))
+    }
+
+    fn unsupported(&mut self) -> CannotEmulate {
+        CannotEmulate(format!("the VMM's emulator cannot execute {}", self.text()))
+    }
+
+    fn cr(&mut self, n: u8) -> Result<u64, CannotEmulate> {
+        self.vcpu.read_cr(n).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    fn fpu(&mut self) -> Result<&mut FpuState, CannotEmulate> {
+        if self.fpu.is_none() {
+            let area = self.vcpu.xsave_area().map_err(|e| CannotEmulate(e.to_string()))?;
+            let mut s = FpuState::default();
+            img::xrstor(&mut s, true, XCR0_SUPPORTED, 0, u64::MAX, false, &area)
+                .map_err(|e| CannotEmulate(format!("the vCPU's XSAVE area is refused: {e:?}")))?;
+            self.fpu = Some((s, s));
+        }
+        match self.fpu.as_mut() {
+            Some((_, now)) => Ok(now),
+            None => Err(CannotEmulate("no x87/SSE state".into())),
+        }
+    }
+
+    /// Each element a string instruction moves is copied bytes.
+    fn string_element(&mut self, op: &Op) {
+        self.done.work.bytes_copied += u32::from(op.size);
+    }
+}
+
+/// Fetches up to 15 instruction bytes at RIP, across a page boundary if
+/// need be, and decodes them.
+fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<Instruction, CannotEmulate> {
+    let rip = e.regs.rip;
+    let mut bytes = Vec::with_capacity(15);
+    let mut at = e.linear(Seg::Cs, rip);
+    while bytes.len() < 15 {
+        let gpa = e.translate(at)?;
+        let room = (4096 - (at & 0xfff)).min(15 - bytes.len() as u64) as usize;
+        let mut chunk = vec![0u8; room];
+        if e.vm.read_memory(gpa, &mut chunk).is_err() {
+            return Err(CannotEmulate(format!("instruction bytes at {at:#x} are not in RAM")));
+        }
+        bytes.extend_from_slice(&chunk);
+        at = at.wrapping_add(room as u64);
+    }
+    let i = Decoder::with_ip(e.bits, &bytes, rip, DecoderOptions::NONE).decode();
+    if i.is_invalid() {
+        return Err(CannotEmulate(format!("undecodable bytes at {rip:#x}")));
+    }
+    e.done.work.bytes_decoded += i.len() as u32;
+    Ok(i)
 }
 
 /// Emulates the instruction at RIP, whose access to MMIO exited, and moves
-/// RIP past it. `Ok(Err(..))` is an instruction the VMM cannot emulate.
+/// RIP past it (a REP instruction with elements left keeps RIP). `Ok(Err(..))`
+/// is an instruction the VMM cannot emulate.
 pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     vm: &V,
     vcpu: &mut C,
@@ -329,36 +335,61 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     ctx: &mut DeviceCtx<'_>,
 ) -> Result<Result<Emulated, CannotEmulate>, VmmError> {
     let regs = vcpu.regs()?;
-    let cr3 = vcpu.read_cr(3)?;
-    let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
-    let mut e = Emulator { vm, vcpu, bus, ctx, regs, cr3, nxe, done: Emulated::default() };
+    let paging = GuestPaging::of(vcpu)?;
+    let mut segs = [exitlab_arch::Segment::default(); 6];
+    for (n, s) in segs.iter_mut().enumerate() {
+        *s = vcpu.segment(n as u8)?;
+    }
+    let long = paging.efer & efer::LMA != 0 && segs[Seg::Cs as usize].l;
+    let bits = if long {
+        64
+    } else if segs[Seg::Cs as usize].db {
+        32
+    } else {
+        16
+    };
+    let mut bases = segs.map(|s| s.base);
+    if long {
+        bases[..4].fill(0);
+    }
+    let flags = Flags::known(regs.rflags & rflags::STATUS);
+    let instruction = Instruction::default();
+    let mut e = Emulator {
+        vm,
+        vcpu,
+        bus,
+        ctx,
+        regs,
+        flags,
+        paging,
+        bases,
+        wrap32: !long,
+        bits,
+        instruction,
+        fpu: None,
+        done: Emulated::default(),
+    };
     let result = (|| {
-        // Fetch up to 15 bytes, across a page boundary if need be.
-        let rip = e.regs.rip;
-        let mut bytes = Vec::with_capacity(15);
-        let mut at = rip;
-        while bytes.len() < 15 {
-            let gpa = e.translate(at)?;
-            let room = (4096 - (at & 0xfff)).min(15 - bytes.len() as u64) as usize;
-            let mut chunk = vec![0u8; room];
-            if e.vm.read_memory(gpa, &mut chunk).is_err() {
-                return e.fail(format!("instruction bytes at {at:#x} are not in RAM"));
-            }
-            bytes.extend_from_slice(&chunk);
-            at += room as u64;
+        e.instruction = fetch(&mut e)?;
+        let op = lower(&e.instruction);
+        if !emulated(op.kind) {
+            return Err(CannotEmulate(format!(
+                "the VMM's emulator has no {:?} ({})",
+                e.instruction.mnemonic(),
+                e.text()
+            )));
         }
-        let i = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
-        if i.is_invalid() {
-            return e.fail(format!("undecodable bytes at {rip:#x}"));
-        }
-        e.done.work.bytes_decoded += i.len() as u32;
-        e.execute(&i)?;
-        e.regs.rip = i.next_ip();
-        Ok(())
+        exitlab_x86::execute(&mut e, &op)
     })();
     match result {
         Ok(()) => {
+            e.regs.rflags = (e.regs.rflags & !rflags::STATUS) | e.flags.bits();
             e.vcpu.set_regs(&e.regs)?;
+            if let Some((_, now)) = e.fpu.filter(|(read, now)| read != now) {
+                let mut area = [0u8; exitlab_hv::XSAVE_AREA];
+                img::xsave(&now, SaveOp::Xsave, true, XCR0_SUPPORTED, u64::MAX, &mut area);
+                e.vcpu.set_xsave_area(&area)?;
+            }
             Ok(Ok(e.done))
         }
         Err(err) => Ok(Err(err)),

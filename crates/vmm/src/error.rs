@@ -16,7 +16,8 @@ pub enum Needed {
     /// EPT permissions, to isolate memory on a backend whose EPT the VMM
     /// writes.
     EptToIsolate,
-    /// An IOMMU, for a kick doorbell the machine hosts.
+    /// An IOMMU, for a kick doorbell the machine hosts (or, on KVM,
+    /// ioeventfds for the VMM's own).
     IommuForDoorbell,
     /// Page-modification logging, for a PML write monitor.
     Pml,
@@ -52,6 +53,14 @@ pub enum VmmError {
     },
     /// The backend would not take a range out of the guest's view.
     Isolate {
+        /// The range.
+        range: GuestRange,
+        /// Why not.
+        source: HvError,
+    },
+    /// The backend would not watch writes to a range through a memory
+    /// slot of its own.
+    Watch {
         /// The range.
         range: GuestRange,
         /// Why not.
@@ -93,11 +102,12 @@ impl fmt::Display for VmmError {
                     "cannot load image: {image} needs EPT permissions to isolate memory: run it with a profile that has EPT (modern), or on KVM"
                 ),
                 Needed::IommuForDoorbell => f.write_str(
-                    "cannot load image: a coalescing kick doorbell is machine hardware for virtio-net: it needs the simulator's modern profile (an IOMMU)",
+                    "cannot load image: a coalescing kick doorbell is for virtio-net, on the simulator's modern profile (an IOMMU) or on KVM with ioeventfds",
                 ),
                 Needed::Pml => f.write_str("this hardware profile has no PML"),
             },
             VmmError::Isolate { range, source } => write!(f, "cannot load image: cannot isolate {range}: {source}"),
+            VmmError::Watch { range, source } => write!(f, "cannot load image: cannot watch writes to {range}: {source}"),
             VmmError::DeviceThread { what, source } => write!(f, "cannot load image: device thread: {what}: {source}"),
             VmmError::Missing { exit: Some(r), extension } => {
                 write!(f, "{r} exit from a backend without {extension}")
@@ -110,7 +120,7 @@ impl fmt::Display for VmmError {
 impl std::error::Error for VmmError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            VmmError::Backend(e) | VmmError::Isolate { source: e, .. } => Some(e),
+            VmmError::Backend(e) | VmmError::Isolate { source: e, .. } | VmmError::Watch { source: e, .. } => Some(e),
             VmmError::DeviceThread { source, .. } => Some(source),
             _ => None,
         }

@@ -10,6 +10,7 @@
 
 use crate::assign::{Checked, DmaWindow, BLK_SOURCE};
 use crate::bus::{Device, DeviceCtx};
+use crate::devices::KickHandle;
 use crate::error::VmmError;
 use exitlab_arch::iommu::Fault;
 use exitlab_hv::MsiSender;
@@ -69,12 +70,16 @@ enum Due {
 type Queue = Arc<Mutex<BinaryHeap<Reverse<(u64, Due)>>>>;
 
 /// A guest notification KVM signals on an eventfd: what register write it
-/// stands for, on which device.
+/// stands for, on which device. The eventfd adds up the guest's writes
+/// until the thread reads it; `each` replays every one of them (a device
+/// that counts writes, the kick doorbell), otherwise one write stands for
+/// all (a queue notification: the batching eventfds give for free).
 pub struct Notifier {
     pub fd: EventFd,
     pub device: usize,
     pub offset: u64,
     pub value: u32,
+    pub each: bool,
 }
 
 /// The running thread, as the vCPU thread holds it.
@@ -87,7 +92,10 @@ pub struct IoThread {
 
 /// What the thread works with: the devices it serves, the notifications
 /// it takes, how it sends interrupt message k (`senders[k]`), the memory
-/// and DMA window devices reach, and the moment times count from.
+/// and DMA window devices reach, the moment times count from, and the
+/// VMM's kick doorbell with the device its queue kicks go to (E5 on KVM:
+/// at each tick the kicks it batched become that device's queue
+/// notifications).
 pub struct Work {
     pub devices: Vec<SharedDevice>,
     pub notifiers: Vec<Notifier>,
@@ -95,6 +103,7 @@ pub struct Work {
     pub memory: GuestMemoryMmap,
     pub window: DmaWindow,
     pub epoch: Instant,
+    pub kicks: Option<(KickHandle, usize)>,
 }
 
 /// What the thread owns.
@@ -229,20 +238,34 @@ impl Worker {
                     for i in 0..self.work.devices.len() {
                         self.with(i, now, |d, ctx| d.tick(ctx));
                     }
+                    self.hand_kicks(now);
                 }
                 None => return None,
             }
         }
     }
 
+    /// Gives the queue kicks the doorbell batched to their device, as
+    /// writes of the queue index to its notification register.
+    fn hand_kicks(&mut self, now: u64) {
+        let Some((handle, device)) = &self.work.kicks else { return };
+        let (kicked, device) = (handle.take_due(now), *device);
+        for q in (0..32u32).filter(|q| kicked & (1 << q) != 0) {
+            self.with(device, now, |d, ctx| d.write(exitlab_guest::nic::virtio::QUEUE_NOTIFY, &q.to_le_bytes(), ctx));
+        }
+    }
+
     fn notified(&mut self, i: usize) {
         let Some(n) = self.work.notifiers.get(i) else { return };
-        if n.fd.read().is_err() {
-            return;
-        }
+        let Ok(writes) = n.fd.read() else { return };
         let (device, offset, value) = (n.device, n.offset, n.value);
+        let times = if n.each { writes } else { 1 };
         let now = self.now();
-        self.with(device, now, |d, ctx| d.write(offset, &value.to_le_bytes(), ctx));
+        self.with(device, now, |d, ctx| {
+            for _ in 0..times {
+                d.write(offset, &value.to_le_bytes(), ctx);
+            }
+        });
     }
 
     /// Runs `f` on device `i` with the thread's context, then sends or

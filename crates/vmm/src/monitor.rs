@@ -11,13 +11,21 @@
 //!   write to each page and exits only when its 512-entry log is full. The
 //!   VMM harvests the log, clears the dirty flags it reported and resets
 //!   the index: it sees the first write per page per harvest.
+//!
+//! On KVM, whose EPT the VMM does not write, a VMM watches through memory
+//! slots instead ([`watch_slot`]): write protection is a read-only slot
+//! (each write an MMIO exit to userspace, completed by a
+//! [`crate::devices::WriteLog`]), and logging is KVM's dirty-page log (no
+//! exit to userspace; KVM write-protects the pages itself and logs the
+//! first write to each, harvested at each phase boundary).
 
+use crate::bus::Bus;
 use crate::ept::{Ept, RWX};
 use crate::error::VmmError;
 use exitlab_arch::bits::ept;
 use exitlab_arch::vmx::Controls;
-use exitlab_guest::machine::{GuestRange, MonitorKind};
-use exitlab_hv::{VmxVcpu, VmxVm};
+use exitlab_guest::machine::{GuestRange, MonitorKind, WriteMonitor};
+use exitlab_hv::{HostVm, VmxVcpu, VmxVm, WriteWatch};
 
 /// The monitor's state and what it saw.
 #[derive(Clone, Debug)]
@@ -120,4 +128,25 @@ impl Monitor {
         vcpu.invept()?;
         Ok(n)
     }
+}
+
+/// On a backend whose memory slots the VMM arranges (KVM, without VMX
+/// controls of the VMM's): asks it to watch `monitor`'s range through a
+/// memory slot, and puts a [`WriteLog`] over the range on the MMIO bus
+/// when every write will exit.
+///
+/// [`WriteLog`]: crate::devices::WriteLog
+pub(crate) fn watch_slot(host: &mut dyn HostVm, mmio: &mut Bus, monitor: &WriteMonitor) -> Result<(), VmmError> {
+    let how = match monitor.kind {
+        MonitorKind::WriteProtect => WriteWatch::ReadOnly,
+        MonitorKind::Pml => WriteWatch::DirtyLog,
+    };
+    let range = monitor.range;
+    host.watch_writes(range.start, range.len, how).map_err(|source| VmmError::Watch { range, source })?;
+    if how == WriteWatch::ReadOnly {
+        let log = Box::new(crate::devices::WriteLog::new(range.start));
+        mmio.insert("write-log", range.start, range.len, log)
+            .map_err(|e| VmmError::Machine { key: "monitor", message: format!("the watched range {range}: {e}") })?;
+    }
+    Ok(())
 }

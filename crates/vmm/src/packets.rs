@@ -55,13 +55,31 @@ pub fn round_trips<V: Vm>(vm: &V, log: Option<&GuestLog>, tsc_hz: u64) -> Vec<u6
 
 /// Interrupt latencies a device-irq guest logged: for each measured
 /// completion, from the device's completion time to the moment the driver
-/// took it (its TSC, in ns at `tsc_hz`). Only where the TSC and the
-/// device's clock count from the same moment (the simulator: both are its
-/// virtual clock); empty elsewhere.
-pub fn irq_latencies<V: Vm>(vm: &V, log: Option<&GuestLog>, tsc_hz: u64, same_clock: bool) -> Vec<u64> {
-    let Some(log) = log.filter(|_| tsc_hz > 0 && same_clock) else { return Vec::new() };
+/// took it (its TSC at `tsc_hz`). `anchor` ties the two clocks: a guest TSC
+/// value and the device clock's ns at the same moment ((0, 0) on the
+/// simulator, where both are its virtual clock; read at the end of the run
+/// on KVM, see [`tsc_anchor`]); empty without one.
+pub fn irq_latencies<V: Vm>(vm: &V, log: Option<&GuestLog>, tsc_hz: u64, anchor: Option<(u64, u64)>) -> Vec<u64> {
+    let (Some(log), Some((tsc0, ns0))) = (log, anchor.filter(|_| tsc_hz > 0)) else { return Vec::new() };
     let log = measured::<V, 2>(vm, log);
-    log.into_iter().map(|[taken, done_ns]| ns(taken, tsc_hz).saturating_sub(done_ns)).collect()
+    log.into_iter()
+        .map(|[taken, done_ns]| {
+            // The device clock's ns when the driver read `taken`.
+            let before = i128::from(tsc0) - i128::from(taken);
+            let at = i128::from(ns0) - before * 1_000_000_000 / i128::from(tsc_hz);
+            u64::try_from(at - i128::from(done_ns)).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The guest's TSC (IA32_TSC, read through the backend) and the backend's
+/// clock at the same moment: the midpoint of two clock reads around the
+/// MSR read. For a backend whose TSC and clock are not one clock (KVM).
+pub fn tsc_anchor<C: exitlab_hv::Vcpu + ?Sized>(vcpu: &mut C) -> Option<(u64, u64)> {
+    let before = vcpu.now_ns();
+    let tsc = vcpu.read_msr(exitlab_arch::bits::msr::IA32_TSC).ok()??;
+    let after = vcpu.now_ns();
+    Some((tsc, before + (after - before) / 2))
 }
 
 /// The measured entries of a log in guest memory, `WORDS` u64s each.

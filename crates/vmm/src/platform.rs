@@ -40,13 +40,22 @@ impl Default for FastPath {
 /// configuration); message k is the kernel's device vector + k.
 const MESSAGES: u8 = 3;
 
+/// virtio-net's queue notifications as the device thread sees them: the
+/// card's index among the shared devices, and the VMM's own kick doorbell
+/// (its handle and index) when the machine batches kicks.
+struct Queues {
+    virtio: Option<usize>,
+    batched: Option<(KickHandle, Option<usize>)>,
+}
+
 /// Starts the device thread on the shared `devices`: an MSI sender per
 /// message (irqfds, or injection calls without them) and, for virtio-net
-/// (`virtio`, its index) with ioeventfds, its queue notifications.
+/// with ioeventfds, its queue notifications (to the card, or to the VMM's
+/// doorbell, which counts every write).
 fn start_thread<V: Vm>(
     vm: &mut V,
     devices: Vec<SharedDevice>,
-    virtio: Option<usize>,
+    queues: Queues,
     window: DmaWindow,
     epoch: std::time::Instant,
     fast: FastPath,
@@ -57,15 +66,21 @@ fn start_thread<V: Vm>(
     for k in 0..MESSAGES {
         senders.push(host.msi_sender(device_msi(k.into()), fast.irqfd)?);
     }
+    let Queues { virtio, batched } = queues;
     let mut notifiers = Vec::new();
-    if let (Some(device), true) = (virtio, fast.ioeventfd) {
+    if let (Some(card), true) = (virtio, fast.ioeventfd) {
+        let (at, device, offset) = match &batched {
+            Some((_, Some(bell))) => (nic::KICK_DOORBELL, *bell, 0),
+            _ => (nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY, card, nic::virtio::QUEUE_NOTIFY),
+        };
         for q in [nic::virtio::RXQ, nic::virtio::TXQ] {
-            let gpa = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
-            let fd = host.notify_eventfd(gpa, u32::from(q))?;
-            notifiers.push(Notifier { fd, device, offset: nic::virtio::QUEUE_NOTIFY, value: q.into() });
+            let fd = host.notify_eventfd(at, u32::from(q))?;
+            let each = batched.is_some();
+            notifiers.push(Notifier { fd, device, offset, value: q.into(), each });
         }
     }
-    IoThread::start(Work { devices, notifiers, senders, memory, window, epoch })
+    let kicks = batched.and_then(|(h, _)| Some((h, virtio?)));
+    IoThread::start(Work { devices, notifiers, senders, memory, window, epoch, kicks })
 }
 
 pub const SERIAL: &str = "serial";
@@ -100,6 +115,8 @@ pub struct Platform {
     thread: Option<IoThread>,
     /// The machine's kick doorbell, when the image asks for one.
     kicks: Option<KickHandle>,
+    /// The VMM's own doorbell on KVM, whose kicks the device thread takes.
+    batched: Option<KickHandle>,
 }
 
 /// Devices the VMM hands to the machine instead of its own buses.
@@ -148,9 +165,10 @@ impl Platform {
     /// The fixed devices, the PC's when the machine is a PC, the network
     /// cards and the block device `machine` asks for. The block device is
     /// returned instead of plugged in when `assign` says the VMM will give
-    /// it to the guest behind the IOMMU; a kick doorbell is always
-    /// returned, since it only exists behind one (the caller refuses a
-    /// machine that asks for it without one). On a backend in host time
+    /// it to the guest behind the IOMMU; a kick doorbell is returned
+    /// likewise; without an IOMMU it is the VMM's own on the MMIO bus,
+    /// which the device thread reads (the caller refuses a machine that
+    /// asks for it where neither is possible). On a backend in host time
     /// the devices that keep time get a device thread.
     pub fn new<V: Vm>(
         vm: &mut V,
@@ -189,6 +207,26 @@ impl Platform {
                 }
             }
         }
+        // E5's doorbell: the machine's (assigned) where there is an IOMMU;
+        // on a backend in host time with ioeventfds, the VMM's own: KVM
+        // signals an eventfd per guest write and the device thread batches
+        // them (n writes or tau) before telling virtio-net. (The caller
+        // refuses a machine that asks for one where neither is possible.)
+        let mut kicks = None;
+        let mut batched = None;
+        let mut bell = None;
+        if let Some(Nic::VirtioNet { kick_doorbell: Some(k), .. }) = machine.virtio_net() {
+            let n = u32::try_from(k.kicks.get()).unwrap_or(u32::MAX);
+            let (doorbell, handle) = KickDoorbell::new(n, k.delay_us.saturating_mul(1000));
+            if assign {
+                bell = Some(doorbell);
+                kicks = Some(handle);
+            } else {
+                let bell = Box::new(doorbell);
+                let at = sharing.plug(&mut mmio, "kick-doorbell", nic::KICK_DOORBELL, nic::KICK_DOORBELL_SIZE, bell);
+                batched = Some((handle, at));
+            }
+        }
         let mut window = DmaWindow { start: 0, len: vm.memory_size() };
         let mut to_assign = ToAssign::default();
         if let Some(block) = &machine.block {
@@ -202,16 +240,11 @@ impl Platform {
                 sharing.plug(&mut mmio, BLK, layout::BLK_BAR, layout::BLK_BAR_SIZE, Box::new(device));
             }
         }
-        let mut kicks = None;
-        if let Some(Nic::VirtioNet { kick_doorbell: Some(k), .. }) = machine.virtio_net() {
-            let n = u32::try_from(k.kicks.get()).unwrap_or(u32::MAX);
-            let (doorbell, handle) = KickDoorbell::new(n, k.delay_us.saturating_mul(1000));
-            to_assign.doorbell = Some(doorbell);
-            kicks = Some(handle);
-        }
+        to_assign.doorbell = bell;
         let thread = match (epoch, vm.host()) {
             (Some(epoch), Some(_)) if !sharing.devices.is_empty() => {
-                Some(start_thread(vm, sharing.devices, virtio, window, epoch, fast)?)
+                let queues = Queues { virtio, batched: batched.as_ref().map(|(h, at)| (h.clone(), *at)) };
+                Some(start_thread(vm, sharing.devices, queues, window, epoch, fast)?)
             }
             _ => None,
         };
@@ -227,6 +260,7 @@ impl Platform {
             asked: BTreeSet::new(),
             thread,
             kicks,
+            batched: batched.map(|(h, _)| h),
         };
         Ok((platform, to_assign))
     }
@@ -254,7 +288,9 @@ impl Platform {
     /// queue kicks the machine's doorbell gathered to virtio-net.
     pub fn tick<V: Vm>(&mut self, vm: &V, now_ns: u64) {
         self.asked.retain(|&t| t > now_ns);
-        let kicked = self.kicks.as_ref().map_or(0, KickHandle::take);
+        // The hypervisor learns of kicks when the doorbell tells it (n
+        // writes or tau), not whenever another device's timer wakes it.
+        let kicked = self.kicks.as_ref().map_or(0, |k| k.take_due(now_ns));
         self.with(vm, now_ns, |pio, mmio, ctx| {
             let notify = nic::VIRTIO_NET_BAR + nic::virtio::QUEUE_NOTIFY;
             if let Some(hit) = mmio.find(notify) {
@@ -335,6 +371,9 @@ impl Platform {
         let mut all = self.pio.counters();
         all.extend(self.mmio.counters());
         if let Some(k) = &self.kicks {
+            all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
+        }
+        if let Some(k) = &self.batched {
             all.extend(k.counters().into_iter().map(|(n, v)| (format!("kick-doorbell.{n}"), v)));
         }
         all.push(("dma_faults".into(), self.dma_faults.len() as u64));

@@ -1,15 +1,25 @@
 //! Which VMX controls the VMM sets, from what the hardware offers: the
 //! choices KVM makes. With EPT the guest owns its paging outright; without
 //! it, CR3 accesses, INVLPG and #PF exit so the VMM can shadow the guest's
-//! tables (see `shadow`).
+//! tables (see `shadow`), and so do the CR0 and CR4 bits that change the
+//! paging mode.
 
+use exitlab_arch::bits::{cr0, cr4};
 use exitlab_arch::vector;
 use exitlab_arch::vmx::{exception_bit, Controls};
+use exitlab_arch::BootState;
 use exitlab_hv::Capabilities;
 
-/// The controls for hardware with `caps`.
-pub fn controls(caps: &Capabilities) -> Controls {
+/// The CR0 and CR4 bits shadow paging owns: paging on or off, and the
+/// entry formats and global pages (KVM's shadow MMU keeps the same).
+pub const SHADOW_CR0: u64 = cr0::PG;
+pub const SHADOW_CR4: u64 = cr4::PAE | cr4::PSE | cr4::PGE;
+
+/// The controls for hardware with `caps`, for a guest starting in `boot`
+/// (whose CR0 and CR4 the read shadows start with).
+pub fn controls(caps: &Capabilities, boot: &BootState) -> Controls {
     let shadow = !caps.ept;
+    let (cr0_mask, cr4_mask) = if shadow { (SHADOW_CR0, SHADOW_CR4) } else { (0, 0) };
     Controls {
         hlt_exiting: true,
         unconditional_io_exiting: true,
@@ -24,6 +34,10 @@ pub fn controls(caps: &Capabilities) -> Controls {
         cr3_store_exiting: shadow,
         invlpg_exiting: shadow,
         exception_bitmap: if shadow { exception_bit(vector::PF) } else { 0 },
+        cr0_mask,
+        cr0_shadow: boot.cr0 & cr0_mask,
+        cr4_mask,
+        cr4_shadow: boot.cr4 & cr4_mask,
         ..Controls::default()
     }
 }

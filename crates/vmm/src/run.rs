@@ -163,6 +163,7 @@ impl<V: Vm> Vmm<'_, V> {
             resume_ns: exit_ns,
             run_ns: exit_ns - start,
             work: HandlerWork::default(),
+            halted_ns: 0,
         };
         Ok((record, rip))
     }
@@ -187,6 +188,7 @@ impl<V: Vm> Vmm<'_, V> {
         self.vcpu.account_exit(record.reason, &work);
         record.target = h.target;
         record.resume_ns = self.vcpu.now_ns();
+        record.halted_ns = h.wake_ns.map_or(0, |w| w.saturating_sub(record.resume_ns));
         record.work = work;
         self.site(record.reason, rip)?;
         self.accountant.record(record);
@@ -306,11 +308,11 @@ impl<V: Vm> Vmm<'_, V> {
         }
         let regs = self.vcpu.regs()?;
         let tsc_hz = if self.caps.tsc_hz > 0 { self.caps.tsc_hz } else { self.vcpu.tsc_hz()? };
-        let machine = &self.machine;
-        let round_trips_ns = crate::packets::round_trips(&*self.vm, machine.round_trip_log.as_ref(), tsc_hz);
-        let same_clock = self.caps.deterministic_time;
+        let round_trips_ns = crate::packets::round_trips(&*self.vm, self.machine.round_trip_log.as_ref(), tsc_hz);
+        let anchor =
+            if self.caps.deterministic_time { Some((0, 0)) } else { crate::packets::tsc_anchor(&mut self.vcpu) };
         let irq_latencies_ns =
-            crate::packets::irq_latencies(&*self.vm, machine.irq_latency_log.as_ref(), tsc_hz, same_clock);
+            crate::packets::irq_latencies(&*self.vm, self.machine.irq_latency_log.as_ref(), tsc_hz, anchor);
         let monitor = self.vmx.and_then(|v| v.monitor);
         let served_by = self.platform.pc.as_ref().map(|pc| pc.served_by.clone()).unwrap_or_default();
         let crate::platform::Platform { pio, mmio, dma_faults, .. } = self.platform;

@@ -1,6 +1,10 @@
 //! Shadow paging, for hardware without EPT (the `legacy` profile): the MMU
 //! translates through the VMM's shadow page table, filled lazily from the
-//! guest's own tables.
+//! guest's own tables in whatever paging mode the guest is in (identity
+//! without paging, 32-bit, PAE or 4-level; `crate::walk`). Turning paging
+//! on or off and changing CR4.PAE, PSE or PGE change what every entry
+//! means, so those CR0 and CR4 bits are the VMM's (the guest/host masks)
+//! and their writes exit and drop the shadow, as KVM's shadow MMU does.
 //!
 //! Coherence is by re-walk on fault, not by write-protecting guest page
 //! tables: a #PF the shadow cannot satisfy exits (the exception bitmap has
@@ -13,8 +17,8 @@
 //! dirty bits stay exact.
 
 use crate::error::VmmError;
-use crate::walk::walk;
-use exitlab_arch::bits::{cr0, efer, msr, pf_error, pte};
+use crate::walk::{walk, GuestPaging};
+use exitlab_arch::bits::{cr0, pf_error, pte};
 use exitlab_hv::{Injection, ShadowFlags, Vm, VmxVcpu};
 
 /// What the VMM did with a #PF exit.
@@ -36,8 +40,7 @@ pub fn page_fault<V: Vm, C: VmxVcpu + ?Sized>(
     let write = u64::from(error_code) & pf_error::W != 0;
     let user = u64::from(error_code) & pf_error::U != 0;
     let fetch = u64::from(error_code) & pf_error::I != 0;
-    let cr0v = vcpu.read_cr(0)?;
-    let nxe = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::NXE != 0;
+    let paging = GuestPaging::of(vcpu)?;
     let reflect = |vcpu: &mut C, present: bool| -> Result<FaultResolution, VmmError> {
         let mut code = u64::from(error_code) & (pf_error::W | pf_error::U | pf_error::I);
         if present {
@@ -48,25 +51,25 @@ pub fn page_fault<V: Vm, C: VmxVcpu + ?Sized>(
         vcpu.inject(inj)?;
         Ok(FaultResolution::Guest)
     };
-    let Some(w) = walk(vm, vcpu.read_cr(3)?, nxe, linear)? else { return reflect(vcpu, false) };
+    let Some(w) = walk(vm, &paging, linear)? else { return reflect(vcpu, false) };
     let denied =
-        (user && !w.user) || (write && !w.writable && (user || cr0v & cr0::WP != 0)) || (fetch && !w.executable);
+        (user && !w.user) || (write && !w.writable && (user || paging.cr0 & cr0::WP != 0)) || (fetch && !w.executable);
     if denied {
         return reflect(vcpu, true);
     }
     // The hardware would set A on every level and D on a written leaf;
-    // the VMM does it for the guest's tables.
-    let last = w.entries.len() - 1;
+    // the VMM does it for the guest's tables (none without paging).
+    let last = w.entries.len().saturating_sub(1);
     for (i, (addr, e)) in w.entries.iter().enumerate() {
         let mut set = pte::A;
         if i == last && write {
             set |= pte::D;
         }
         if e & set != set {
-            vm.write_memory(*addr, &(e | set).to_le_bytes())?;
+            vm.write_memory(*addr, &(e | set).to_le_bytes()[..w.entry_size])?;
         }
     }
-    let dirty = write || w.entries[last].1 & pte::D != 0;
+    let dirty = write || w.entries.last().is_none_or(|(_, e)| e & pte::D != 0);
     let flags = ShadowFlags { writable: w.writable && dirty, user: w.user, executable: w.executable };
     vcpu.shadow_map(linear & !0xfff, w.gpa & !0xfff, flags)?;
     Ok(FaultResolution::Hidden)

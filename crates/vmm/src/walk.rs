@@ -1,10 +1,33 @@
-//! The VMM's software walk of the guest's 4-level page tables: what the
-//! shadow-paging fault handler and the instruction emulator both need.
-//! Each walk is one unit of `HandlerWork::page_walks`.
+//! The VMM's software walk of the guest's page tables in whatever paging
+//! mode the guest is in (SDM Vol. 3A ch. 4): none, 32-bit (4 MiB pages
+//! with CR4.PSE), PAE, 4-level. The shadow-paging fault handler and the
+//! instruction emulator both need it. Each walk is one unit of
+//! `HandlerWork::page_walks`.
 
 use crate::error::VmmError;
-use exitlab_arch::bits::pte;
-use exitlab_hv::Vm;
+use exitlab_arch::bits::{cr0, cr4, efer, msr, pte};
+use exitlab_hv::{Vm, VmxVcpu};
+
+/// The guest's paging registers, as a walk needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestPaging {
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+}
+
+impl GuestPaging {
+    /// The vCPU's current paging registers.
+    pub fn of<C: VmxVcpu + ?Sized>(vcpu: &mut C) -> Result<GuestPaging, VmmError> {
+        Ok(GuestPaging {
+            cr0: vcpu.read_cr(0)?,
+            cr3: vcpu.read_cr(3)?,
+            cr4: vcpu.read_cr(4)?,
+            efer: vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0),
+        })
+    }
+}
 
 /// A completed translation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,25 +38,56 @@ pub struct Walk {
     pub writable: bool,
     pub user: bool,
     pub executable: bool,
-    /// The entries read, top level first: (guest-physical address, value).
+    /// The entries read, top level first: (guest-physical address, value);
+    /// none without paging. PAE's PDPTEs are not among them (they have no
+    /// accessed bit).
     pub entries: Vec<(u64, u64)>,
-    /// log2 of the page size (12, 21 or 30).
+    /// The size of each entry: 8, or 4 in 32-bit paging.
+    pub entry_size: usize,
+    /// log2 of the page size (12, 21, 22 or 30).
     pub page_shift: u32,
 }
 
-/// Walks `linear` from `cr3`; `Ok(None)` when a level is not present.
-pub fn walk<V: Vm>(vm: &V, cr3: u64, nxe: bool, linear: u64) -> Result<Option<Walk>, VmmError> {
-    let mut table = cr3 & pte::ADDR_MASK;
-    let mut w =
-        Walk { gpa: 0, writable: true, user: true, executable: true, entries: Vec::with_capacity(4), page_shift: 12 };
-    for level in (1..=4u32).rev() {
-        let shift = 12 + 9 * (level - 1);
-        let addr = table + ((linear >> shift) & 511) * 8;
+/// Walks `linear` in `p`'s paging mode; `Ok(None)` when a level is not
+/// present. PAE's PDPTEs are read from memory at CR3 (hardware holds them
+/// in registers loaded with CR3; a guest that edits them without reloading
+/// CR3 sees the difference).
+pub fn walk<V: Vm>(vm: &V, p: &GuestPaging, linear: u64) -> Result<Option<Walk>, VmmError> {
+    let mut w = Walk {
+        gpa: linear,
+        writable: true,
+        user: true,
+        executable: true,
+        entries: Vec::with_capacity(4),
+        entry_size: 8,
+        page_shift: 12,
+    };
+    if p.cr0 & cr0::PG == 0 {
+        return Ok(Some(w));
+    }
+    let read = |addr: u64, size: usize| -> Option<u64> {
         let mut b = [0u8; 8];
-        if vm.read_memory(addr, &mut b).is_err() {
+        vm.read_memory(addr, &mut b[..size]).ok().map(|_| u64::from_le_bytes(b))
+    };
+    let (mut table, levels, wide) = if p.efer & efer::LMA != 0 {
+        (p.cr3 & pte::ADDR_MASK, 4, true)
+    } else if p.cr4 & cr4::PAE != 0 {
+        let Some(e) = read((p.cr3 & 0xffff_ffe0) + ((linear >> 30) & 3) * 8, 8) else { return Ok(None) };
+        if e & pte::P == 0 {
             return Ok(None);
         }
-        let e = u64::from_le_bytes(b);
+        (e & pte::ADDR_MASK, 2, true)
+    } else {
+        (p.cr3 & 0xffff_f000, 2, false)
+    };
+    let nxe = wide && p.efer & efer::NXE != 0;
+    let pse = p.cr4 & cr4::PSE != 0;
+    w.entry_size = if wide { 8 } else { 4 };
+    for level in (1..=levels).rev() {
+        let shift = if wide { 12 + 9 * (level - 1) } else { 12 + 10 * (level - 1) };
+        let index = (linear >> shift) & if wide { 511 } else { 1023 };
+        let addr = table + index * w.entry_size as u64;
+        let Some(e) = read(addr, w.entry_size) else { return Ok(None) };
         if e & pte::P == 0 {
             return Ok(None);
         }
@@ -41,13 +95,19 @@ pub fn walk<V: Vm>(vm: &V, cr3: u64, nxe: bool, linear: u64) -> Result<Option<Wa
         w.user &= e & pte::US != 0;
         w.executable &= !(nxe && e & pte::NX != 0);
         w.entries.push((addr, e));
-        if level == 1 || (level <= 3 && e & pte::PS != 0) {
+        let leaf = level == 1 || (e & pte::PS != 0 && if wide { level <= 3 } else { pse });
+        if leaf {
             let mask = (1u64 << shift) - 1;
-            w.gpa = (e & pte::ADDR_MASK & !mask) | (linear & mask);
+            let frame = if wide || level == 1 {
+                e & pte::ADDR_MASK & !mask
+            } else {
+                (e & 0xffc0_0000) | ((e >> 13) & 0xff) << 32
+            };
+            w.gpa = frame | (linear & mask);
             w.page_shift = shift;
             return Ok(Some(w));
         }
-        table = e & pte::ADDR_MASK;
+        table = if wide { e & pte::ADDR_MASK } else { e & 0xffff_f000 };
     }
     Ok(None)
 }

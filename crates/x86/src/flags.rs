@@ -24,6 +24,11 @@ pub enum FlagsOp {
     Inc,
     /// DEC: as SUB of 1, but CF is kept (in `Flags::aux` bit 0).
     Dec,
+    /// MUL, IMUL: CF = OF = bit 0 of `Flags::aux` (the product did not fit
+    /// the low half); SF and PF from the low half in `Flags::res`, ZF and
+    /// AF clear. The SDM leaves SF, ZF, AF and PF undefined; this is what
+    /// Intel cores produce.
+    Mul,
 }
 
 /// The lazily evaluated status flags.
@@ -80,6 +85,7 @@ impl Flags {
     pub fn zf(&self) -> bool {
         match self.op {
             FlagsOp::Known => self.a & ZF != 0,
+            FlagsOp::Mul => false,
             _ => self.res() == 0,
         }
     }
@@ -103,7 +109,7 @@ impl Flags {
             FlagsOp::Sub => a < b,
             FlagsOp::Sbb => a < b || (self.aux & 1 != 0 && a == b),
             FlagsOp::Logic => false,
-            FlagsOp::Inc | FlagsOp::Dec => self.aux & 1 != 0,
+            FlagsOp::Inc | FlagsOp::Dec | FlagsOp::Mul => self.aux & 1 != 0,
         }
     }
 
@@ -116,6 +122,7 @@ impl Flags {
             FlagsOp::Add | FlagsOp::Adc | FlagsOp::Inc => (a ^ r) & (b ^ r) & s != 0,
             FlagsOp::Sub | FlagsOp::Sbb | FlagsOp::Dec => (a ^ b) & (a ^ r) & s != 0,
             FlagsOp::Logic => false,
+            FlagsOp::Mul => self.aux & 1 != 0,
         }
     }
 
@@ -131,7 +138,7 @@ impl Flags {
     pub fn af(&self) -> bool {
         match self.op {
             FlagsOp::Known => self.a & AF != 0,
-            FlagsOp::Logic => false,
+            FlagsOp::Logic | FlagsOp::Mul => false,
             _ => (self.a ^ self.b ^ self.res) & 0x10 != 0,
         }
     }

@@ -1,23 +1,71 @@
-//! MUL, IMUL and DIV, IDIV. Products and dividends wider than the operand
-//! are passed as (high, low) halves, as the instructions hold them in
-//! rDX:rAX (AH:AL for bytes).
+//! Multiply and divide (SDM Vol. 1 5.1.2; Vol. 2 "MUL", "IMUL", "DIV",
+//! "IDIV"). Products and dividends wider than the operand are passed as
+//! (high, low) halves, as the instructions hold them in rDX:rAX (AH:AL for
+//! bytes).
 
-use crate::flags::{parity, Flags};
-use crate::{mask, sign_bit, sign_extend, Size};
-use exitlab_arch::bits::rflags::{CF, OF, PF, SF, ZF};
+use crate::cpu::{Cpu, Exception};
+use crate::exec::{get, next, put, reg, set_reg};
+use crate::flags::{Flags, FlagsOp};
+use crate::op::{Kind, Op};
+use crate::reg::{RAX, RDX};
+use crate::{mask, sign_extend, Size};
 
-/// Flags after a multiply: CF = OF = the product did not fit the low half.
-/// SF, ZF, PF are undefined in the SDM; Intel cores derive SF and PF from
-/// the low half and clear ZF, which is what this returns.
+/// IMUL r, r/m and IMUL r, r/m, imm: the truncated signed product.
+#[inline(always)]
+pub fn imul_truncating<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let (x, y) = if op.kind == Kind::Imul2 {
+        (get(c, &op.a, size)?, get(c, &op.b, size)?)
+    } else {
+        (get(c, &op.b, size)?, get(c, &op.c, size)?)
+    };
+    let (_, lo, f) = imul(size, x, y);
+    put(c, &op.a, size, lo)?;
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// MUL r/m and IMUL r/m: rDX:rAX (AX for bytes) = rAX * r/m.
+#[inline(never)]
+pub fn mul_rdx_rax<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let src = get(c, &op.a, size)?;
+    let acc = reg(c, RAX, size);
+    let (hi, lo, f) = if op.kind == Kind::Mul { mul(size, acc, src) } else { imul(size, acc, src) };
+    if size == 1 {
+        set_reg(c, RAX, 2, hi << 8 | lo);
+    } else {
+        set_reg(c, RAX, size, lo);
+        set_reg(c, RDX, size, hi);
+    }
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// DIV and IDIV r/m: rAX = quotient, rDX = remainder (AL, AH for bytes);
+/// #DE on a zero divisor or a quotient that does not fit.
+#[inline(never)]
+pub fn div_rdx_rax<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let d = get(c, &op.a, size)?;
+    let (hi, lo) =
+        if size == 1 { (reg(c, RAX, 2) >> 8, reg(c, RAX, 1)) } else { (reg(c, RDX, size), reg(c, RAX, size)) };
+    let res = if op.kind == Kind::Div { div(size, hi, lo, d) } else { idiv(size, hi, lo, d) };
+    let (q, r) = res.map_err(|_| c.exception(Exception::de()))?;
+    if size == 1 {
+        set_reg(c, RAX, 2, r << 8 | q);
+    } else {
+        set_reg(c, RAX, size, q);
+        set_reg(c, RDX, size, r);
+    }
+    next(c, op)
+}
+
+/// Flags after a multiply: CF = OF = the product did not fit the low half
+/// (lazily: see [`FlagsOp::Mul`] for the flags the SDM leaves undefined).
+#[inline(always)]
 fn mul_flags(size: Size, lo: u64, overflow: bool) -> Flags {
-    let mut f = if overflow { CF | OF } else { 0 };
-    if lo & sign_bit(size) != 0 {
-        f |= SF;
-    }
-    if parity(lo) {
-        f |= PF;
-    }
-    Flags::known(f & !ZF)
+    Flags::new(FlagsOp::Mul, size, 0, 0, lo, overflow as u8)
 }
 
 /// Unsigned multiply of the low `size` bytes: (high, low, flags).
@@ -30,6 +78,7 @@ pub fn mul(size: Size, a: u64, b: u64) -> (u64, u64, Flags) {
 }
 
 /// Signed multiply: (high, low, flags).
+#[inline]
 pub fn imul(size: Size, a: u64, b: u64) -> (u64, u64, Flags) {
     if size == 8 {
         let (lo, overflow) = (a as i64).overflowing_mul(b as i64);
@@ -98,6 +147,17 @@ mod tests {
         assert!(f.of());
         let (hi, lo, _) = mul(8, u64::MAX, u64::MAX);
         assert_eq!((hi, lo), (u64::MAX - 1, 1));
+    }
+
+    #[test]
+    fn multiply_flags_are_what_intel_cores_produce() {
+        use exitlab_arch::bits::rflags::{CF, OF, PF, SF};
+        // 0x80 * 2 (8-bit): 0x100 does not fit; low half 0: PF, no ZF.
+        assert_eq!(mul(1, 0x80, 2).2.bits(), CF | OF | PF);
+        // -1 * 1 (32-bit) fits; low half 0xffffffff: SF, PF (0xff has 8 ones).
+        assert_eq!(imul(4, 0xffff_ffff, 1).2.bits(), SF | PF);
+        // 3 * 1 (64-bit): low byte 3 has even parity.
+        assert_eq!(imul(8, 3, 1).2.bits(), PF);
     }
 
     #[test]

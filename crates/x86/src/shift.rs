@@ -1,13 +1,51 @@
-//! Shifts and rotates (SDM Vol. 2, SAL/SAR/SHL/SHR, ROL/ROR/RCL/RCR,
-//! SHLD/SHRD). The count is masked to 5 bits (6 for 64-bit operands); a
-//! masked count of 0 changes no flags. Where the SDM leaves a flag
-//! undefined (OF for counts above 1, AF), these functions produce what
-//! current Intel cores produce for the common cases, and exitlab's
-//! differential tests do not compare those bits.
+//! Shifts and rotates (SDM Vol. 1 5.1.5; Vol. 2 "SAL/SAR/SHL/SHR",
+//! "RCL/RCR/ROL/ROR", "SHLD", "SHRD"). The count is masked to 5 bits (6 for
+//! 64-bit operands); a masked count of 0 changes no flags. Where the SDM
+//! leaves a flag undefined (OF for counts above 1, AF), these functions
+//! produce what current Intel cores produce for the common cases, and
+//! exitlab's differential tests do not compare those bits.
 
+use crate::cpu::Cpu;
+use crate::exec::{get, next, put};
 use crate::flags::{flag, parity, Flags};
+use crate::op::{Kind, Op};
 use crate::{mask, sign_bit, sign_extend, Size};
 use exitlab_arch::bits::rflags::{CF, OF, PF, SF, ZF};
+
+/// SHL, SHR, SAR, ROL, ROR, RCL, RCR r/m by 1, imm8 or CL.
+#[inline(always)]
+pub fn shift<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let a = get(c, &op.a, size)?;
+    let n = get(c, &op.b, 1)?;
+    let old = c.flags();
+    let (r, f) = match op.kind {
+        Kind::Shl => shl(size, a, n, old),
+        Kind::Shr => shr(size, a, n, old),
+        Kind::Sar => sar(size, a, n, old),
+        Kind::Rol => rol(size, a, n, old),
+        Kind::Ror => ror(size, a, n, old),
+        Kind::Rcl => rcl(size, a, n, old),
+        _ => rcr(size, a, n, old),
+    };
+    put(c, &op.a, size, r)?;
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// SHLD and SHRD r/m, r, imm8 or CL.
+#[inline(never)]
+pub fn double<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let a = get(c, &op.a, size)?;
+    let b = get(c, &op.b, size)?;
+    let n = get(c, &op.c, 1)?;
+    let old = c.flags();
+    let (r, f) = if op.kind == Kind::Shld { shld(size, a, b, n, old) } else { shrd(size, a, b, n, old) };
+    put(c, &op.a, size, r)?;
+    c.set_flags(f);
+    next(c, op)
+}
 
 /// The masked shift count for an operand of `size` bytes.
 #[inline(always)]

@@ -1,11 +1,13 @@
-//! Event delivery through the IDT in IA-32e mode (SDM Vol. 3A 6.14):
+//! Events (SDM Vol. 3A ch. 6): what raised one and how it is delivered —
 //! exceptions with and without error codes, external interrupts, software
-//! interrupts, the privilege-level stack switch through the TSS, #DF on a
-//! fault during delivery and shutdown on a fault during #DF; and IRETQ.
+//! interrupts, #DF on a fault during delivery and shutdown on a fault
+//! during #DF. The delivery itself, through the IDT or the real-mode IVT
+//! in whatever mode the core is in, is exitlab-x86's
+//! (`exitlab_x86::interrupt::deliver`).
 
-use super::{Machine, Stop};
+use super::{Running, Stop};
 use crate::cost;
-use exitlab_arch::bits::{dr6, rflags};
+use exitlab_arch::bits::dr6;
 use exitlab_arch::vector;
 use exitlab_hv::{Injection, InjectionKind, VmExit};
 
@@ -31,11 +33,15 @@ pub struct Event {
     pub cr2: Option<u64>,
     /// Bits to set in DR6 for #DB.
     pub dr6: u64,
+    /// A software interrupt's instruction length: RIP is past the
+    /// instruction, and a fault while delivering it is reported at the
+    /// instruction (SDM Vol. 3A 6.5: INT n "faults" when its delivery does).
+    pub len: u8,
 }
 
 impl Event {
     pub fn fault(vector: u8) -> Event {
-        Event { vector, kind: EventKind::Fault, error_code: None, cr2: None, dr6: 0 }
+        Event { vector, kind: EventKind::Fault, error_code: None, cr2: None, dr6: 0, len: 0 }
     }
 
     pub fn with_code(vector: u8, code: u32) -> Event {
@@ -59,8 +65,9 @@ impl Event {
         Event { kind: EventKind::Trap, dr6: dr6::BS, ..Event::fault(vector::DB) }
     }
 
-    pub fn software(vector: u8) -> Event {
-        Event { kind: EventKind::Software, ..Event::fault(vector) }
+    /// INT n, INT3, INTO of `len` bytes, RIP past it.
+    pub fn software(vector: u8, len: u8) -> Event {
+        Event { kind: EventKind::Software, len, ..Event::fault(vector) }
     }
 
     pub fn external(vector: u8) -> Event {
@@ -83,7 +90,7 @@ fn contributory(v: u8) -> bool {
     matches!(v, vector::DE | vector::TS | vector::NP | vector::SS | vector::GP)
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// Delivers `ev`, escalating to #DF and then to shutdown as the SDM's
     /// double-fault table says. RIP must already be what gets pushed.
     pub fn deliver(&mut self, ev: Event) -> Result<(), Stop> {
@@ -93,8 +100,8 @@ impl Machine<'_> {
         match self.deliver_once(ev) {
             Ok(()) => Ok(()),
             Err(Stop::Event) => {
-                let second = self.cpu.event.take().expect("Stop::Event carries an event");
-                if second.kind != EventKind::External && self.cpu.controls.exception_exits(second.vector) {
+                let second = self.core.event.take().expect("Stop::Event carries an event");
+                if second.kind != EventKind::External && self.core.controls.exception_exits(second.vector) {
                     // The VMM traps this exception (a shadow-paging #PF on
                     // the IDT or the stack): exit, and tell it which event
                     // was being delivered so it can deliver it again.
@@ -104,9 +111,12 @@ impl Machine<'_> {
                         error_code: second.error_code,
                         qualification: q,
                     });
-                    self.cpu.exit_info.guest_linear = second.cr2;
-                    self.cpu.exit_info.idt_vectoring = Some(as_injection(ev));
+                    self.core.exit_info.guest_linear = second.cr2;
+                    self.core.exit_info.idt_vectoring = Some(as_injection(ev));
                     return Err(stop);
+                }
+                if ev.kind == EventKind::Software {
+                    self.core.rip = self.core.rip.wrapping_sub(u64::from(ev.len));
                 }
                 let first = ev.vector;
                 if first == vector::DF {
@@ -119,7 +129,7 @@ impl Machine<'_> {
                     Ok(()) => Ok(()),
                     Err(Stop::Event) if double => Err(Stop::Shutdown),
                     Err(Stop::Event) => {
-                        let third = self.cpu.event.take().expect("Stop::Event carries an event");
+                        let third = self.core.event.take().expect("Stop::Event carries an event");
                         self.deliver(third)
                     }
                     Err(other) => Err(other),
@@ -130,7 +140,7 @@ impl Machine<'_> {
     }
 
     fn deliver_once(&mut self, ev: Event) -> Result<(), Stop> {
-        let cpu = &mut *self.cpu;
+        let cpu = &mut *self.core;
         cpu.cycles += cost::EVENT_DELIVERY;
         if ev.kind == EventKind::External {
             cpu.stats.interrupts += 1;
@@ -143,130 +153,24 @@ impl Machine<'_> {
         if ev.vector == vector::DB {
             cpu.dr6 = (cpu.dr6 & !0xf) | ev.dr6 | dr6::INIT;
         }
-        let v = u64::from(ev.vector);
-        let ext = (ev.kind == EventKind::External) as u32;
-        let idt_error = (ev.vector as u32) << 3 | 2 | ext;
-        if v * 16 + 15 > u64::from(cpu.idtr.limit) {
-            return Err(self.raise(Event::gp(idt_error)));
-        }
-        let gate_at = cpu.idtr.base.wrapping_add(v * 16);
-        let lo = self.read(gate_at, 8, false)?;
-        let hi = self.read(gate_at.wrapping_add(8), 8, false)?;
-        let present = lo & (1 << 47) != 0;
-        let gate_type = (lo >> 40) & 0xf;
-        let gate_dpl = ((lo >> 45) & 3) as u8;
-        if !present {
-            return Err(self.raise(Event::with_code(vector::NP, idt_error)));
-        }
-        if gate_type != 0xe && gate_type != 0xf {
-            return Err(self.raise(Event::gp(idt_error)));
-        }
-        if ev.kind == EventKind::Software && gate_dpl < self.cpu.cpl() {
-            return Err(self.raise(Event::gp(idt_error)));
-        }
-        let selector = (lo >> 16) as u16;
-        let target = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) | (hi << 32);
-        let ist = (lo >> 32) & 7;
-        let desc = self.read_descriptor(selector)?;
-        let new_cpl = ((desc >> 45) & 3) as u8;
-
-        let old_cpl = self.cpu.cpl();
-        let old_rsp = self.cpu.gpr[4];
-        let old_ss = self.cpu.ss.selector;
-        let old_rflags = self.cpu.rflags();
-        let old_cs = self.cpu.cs.selector;
-        let mut rsp = if ist != 0 {
-            self.read(self.cpu.tr.base.wrapping_add(0x24 + (ist - 1) * 8), 8, false)?
-        } else if new_cpl < old_cpl {
-            self.read(self.cpu.tr.base.wrapping_add(4 + u64::from(new_cpl) * 8), 8, false)?
-        } else {
-            old_rsp
-        };
-        rsp &= !0xf;
-        // A fault pushes RFLAGS with RF set, so that IRET back to the
-        // faulting instruction does not re-trigger an instruction breakpoint
-        // (SDM Vol. 3A, "RF flag"; KVM on silicon agrees).
-        let pushed_rflags = if ev.kind == EventKind::Fault { old_rflags | rflags::RF } else { old_rflags };
-        let mut frame = vec![u64::from(old_ss), old_rsp, pushed_rflags, u64::from(old_cs), self.cpu.rip];
-        if let Some(code) = ev.error_code {
-            frame.push(u64::from(code));
-        }
-        for v in &frame {
-            rsp = rsp.wrapping_sub(8);
-            self.write(rsp, 8, *v, false)?;
-        }
-        let cpu = &mut *self.cpu;
-        if new_cpl != old_cpl {
-            cpu.ss = exitlab_arch::Segment { selector: u16::from(new_cpl), ..cpu.ss };
-        }
-        cpu.gpr[4] = rsp;
-        cpu.cs.selector = (selector & !3) | u16::from(new_cpl);
-        cpu.cs.dpl = new_cpl;
-        cpu.cs.l = desc & (1 << 53) != 0;
-        let mut rf = old_rflags & !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
-        if gate_type == 0xe {
-            rf &= !rflags::IF;
-        }
-        cpu.set_rflags(rf);
-        cpu.rip = target;
-        cpu.sti_shadow = false;
+        exitlab_x86::interrupt::deliver(self, &delivery(ev))?;
+        self.core.sti_shadow = false;
         Ok(())
     }
+}
 
-    /// The 8-byte GDT descriptor for `selector`.
-    pub fn read_descriptor(&mut self, selector: u16) -> Result<u64, Stop> {
-        let index = u64::from(selector & !7);
-        if selector & 4 != 0 || index + 7 > u64::from(self.cpu.gdtr.limit) || index == 0 {
-            return Err(self.raise(Event::gp(u32::from(selector & !3))));
-        }
-        self.read(self.cpu.gdtr.base.wrapping_add(index), 8, false)
-    }
-
-    /// IRETQ: pops RIP, CS, RFLAGS, RSP and SS.
-    pub fn iretq(&mut self) -> Result<(), Stop> {
-        let rsp = self.cpu.gpr[4];
-        let mut pop = [0u64; 5];
-        for (i, v) in pop.iter_mut().enumerate() {
-            *v = self.load(rsp.wrapping_add(8 * i as u64), 8)?;
-        }
-        let [rip, cs, rf, new_rsp, ss] = pop;
-        let cs = cs as u16;
-        let new_cpl = (cs & 3) as u8;
-        let old_cpl = self.cpu.cpl();
-        if new_cpl < old_cpl {
-            return Err(self.raise(Event::gp(u32::from(cs & !3))));
-        }
-        let desc = self.read_descriptor(cs)?;
-        if desc & (1 << 47) == 0 {
-            return Err(self.raise(Event::with_code(vector::NP, u32::from(cs & !3))));
-        }
-        let cpu = &mut *self.cpu;
-        // IOPL changes only at CPL 0; IF only when CPL <= IOPL.
-        let mut keep = 0;
-        if old_cpl > 0 {
-            keep |= rflags::IOPL;
-        }
-        if old_cpl > cpu.iopl() {
-            keep |= rflags::IF;
-        }
-        let cur = cpu.rflags();
-        let settable = rflags::STATUS
-            | rflags::TF
-            | rflags::IF
-            | rflags::DF
-            | rflags::IOPL
-            | rflags::NT
-            | rflags::RF
-            | rflags::AC
-            | rflags::ID;
-        let new = (cur & keep) | (rf & settable & !keep);
-        cpu.set_rflags(new);
-        cpu.rip = rip;
-        cpu.cs.selector = cs;
-        cpu.cs.dpl = new_cpl;
-        cpu.cs.l = desc & (1 << 53) != 0;
-        cpu.ss.selector = ss as u16;
-        cpu.gpr[4] = new_rsp;
-        Ok(())
+/// How exitlab-x86 delivers `ev` through the IDT (or the real-mode IVT):
+/// software interrupts check the gate's DPL; faults during the delivery of
+/// anything but INT n carry EXT in their error codes (SDM Vol. 3A 6.13);
+/// a fault pushes RFLAGS with RF set, so that IRET back to the faulting
+/// instruction does not re-trigger an instruction breakpoint (SDM Vol. 3A,
+/// "RF flag"; KVM on silicon agrees).
+fn delivery(ev: Event) -> exitlab_x86::interrupt::Delivery {
+    exitlab_x86::interrupt::Delivery {
+        vector: ev.vector,
+        error_code: ev.error_code,
+        software: ev.kind == EventKind::Software,
+        external: ev.kind != EventKind::Software,
+        resume: ev.kind == EventKind::Fault,
     }
 }

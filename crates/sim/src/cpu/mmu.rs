@@ -1,11 +1,12 @@
-//! Linear-to-physical translation (4-level paging, SDM Vol. 3A ch. 4) with
-//! accessed/dirty bits and #PF error codes, a software TLB with the
-//! architecture's staleness (entries live until CR3 writes or INVLPG),
-//! and the physical access paths: RAM, the local APIC page, and MMIO exits.
+//! Linear-to-physical translation (SDM Vol. 3A ch. 4: no paging, 32-bit
+//! paging with 4 MiB pages, PAE paging, 4-level paging) with accessed/
+//! dirty bits and #PF error codes, a software TLB with the architecture's
+//! staleness (entries live until CR3 writes, mode changes or INVLPG), and
+//! the physical access paths: RAM, the local APIC page, and MMIO exits.
 
 use super::event::Event;
-use super::{Machine, Replayed, Stop};
-use crate::machine::PAGE;
+use super::{Paging, Replayed, Running, Stop};
+use crate::ram::PAGE;
 use exitlab_arch::bits::{cr0, efer, ept, pf_error, pte};
 use exitlab_arch::vmx::EPTP_AD;
 use exitlab_arch::{EptViolationQual, ExitReason};
@@ -71,17 +72,36 @@ fn canonical(lin: u64) -> bool {
     ((lin as i64) << 16 >> 16) as u64 == lin
 }
 
-impl Machine<'_> {
+/// A #PF error code (SDM Vol. 3A 4.7): P for a protection violation, W,
+/// U, and I for a fetch where the paging mode has execute-disable.
+fn pf_code(present: bool, access: Access, user: bool, nx: bool) -> u32 {
+    let mut code = 0;
+    if present {
+        code |= pf_error::P;
+    }
+    if access == Access::Write {
+        code |= pf_error::W;
+    }
+    if user {
+        code |= pf_error::U;
+    }
+    if access == Access::Fetch && nx {
+        code |= pf_error::I;
+    }
+    code as u32
+}
+
+impl Running<'_> {
     /// Translates `lin` for an access at privilege `user`.
     #[inline(always)]
     pub fn translate(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         let vpn = lin >> 12;
-        let e = self.cpu.tlb.e[slot(vpn)];
+        let e = self.core.tlb.e[slot(vpn)];
         if e.tag == vpn + 1
             && (!user || e.user)
             && match access {
                 Access::Read => true,
-                Access::Write => e.dirty && (e.writable || (!user && self.cpu.cr0 & cr0::WP == 0)),
+                Access::Write => e.dirty && (e.writable || (!user && self.core.cr0 & cr0::WP == 0)),
                 Access::Fetch => e.exec,
             }
         {
@@ -90,64 +110,85 @@ impl Machine<'_> {
         self.walk(lin, access, user)
     }
 
-    fn read_pte(&self, addr: u64) -> Option<u64> {
+    /// A paging-structure entry of `size` bytes (8, or 4 in 32-bit paging).
+    fn read_pte(&self, addr: u64, size: usize) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.sh.read(addr, &mut b).then(|| u64::from_le_bytes(b))
+        self.machine.ram.read(addr, &mut b[..size]).then(|| u64::from_le_bytes(b))
     }
 
-    fn write_pte(&mut self, addr: u64, v: u64) {
-        self.sh.write(addr, &v.to_le_bytes());
+    fn write_pte(&mut self, addr: u64, v: u64, size: usize) {
+        self.machine.write(addr, &v.to_le_bytes()[..size]);
     }
 
-    /// The page walk, setting A (and D on writes) as it goes; with EPT off,
-    /// a lookup in the VMM's shadow page table instead.
+    /// Without paging, a linear address is guest-physical (SDM Vol. 3A
+    /// 4.1.1); it still goes through the EPT.
+    fn unpaged(&mut self, lin: u64, access: Access) -> Result<u64, Stop> {
+        let (hpa, perms) = self.ept(lin, access, Some(lin), true)?;
+        let frame = hpa & !0xfff;
+        let vpn = lin >> 12;
+        self.core.tlb.e[slot(vpn)] = Entry {
+            tag: vpn + 1,
+            frame,
+            writable: perms & ept::W != 0,
+            user: true,
+            exec: perms & ept::X != 0,
+            dirty: true,
+        };
+        Ok(frame | (lin & 0xfff))
+    }
+
+    /// The page walk of the current paging mode, setting A (and D on
+    /// writes) as it goes; with EPT off, a lookup in the VMM's shadow page
+    /// table instead (the VMM follows the guest's mode when it fills it).
     fn walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         if !canonical(lin) {
             return Err(self.raise(Event::gp(0)));
         }
-        self.cpu.stats.tlb_misses += 1;
-        if !self.cpu.controls.enable_ept {
+        self.core.stats.tlb_misses += 1;
+        if !self.core.controls.enable_ept {
             return self.shadow_walk(lin, access, user);
         }
-        self.cpu.stats.page_walks += 1;
-        let nxe = self.cpu.efer & efer::NXE != 0;
-        let mut table = self.cpu.cr3 & pte::ADDR_MASK;
+        self.core.stats.page_walks += 1;
+        // 32-bit paging has 4-byte entries, 10 index bits per level, no NX
+        // and 4 MiB pages under CR4.PSE; PAE starts from a PDPTE register.
+        let (mut table, mut level, wide) = match self.core.view.paging {
+            Paging::Off => return self.unpaged(lin, access),
+            Paging::Level4 => (self.core.cr3 & pte::ADDR_MASK, 4, true),
+            Paging::Bits32 => (self.core.cr3 & 0xffff_f000, 2, false),
+            Paging::Pae => {
+                let e = self.core.pdpte[((lin >> 30) & 3) as usize];
+                if e & pte::P == 0 {
+                    let nxe = self.core.efer & efer::NXE != 0;
+                    let code = pf_code(false, access, user, nxe);
+                    return Err(self.raise(Event::page_fault(code, lin)));
+                }
+                (e & pte::ADDR_MASK, 2, true)
+            }
+        };
+        let nxe = wide && self.core.efer & efer::NXE != 0;
+        let pse = self.core.cr4 & exitlab_arch::bits::cr4::PSE != 0;
         let (mut writable, mut usr, mut exec) = (true, true, true);
         let write = access == Access::Write;
-        let fault = |present: bool| {
-            let mut code = 0;
-            if present {
-                code |= pf_error::P;
-            }
-            if write {
-                code |= pf_error::W;
-            }
-            if user {
-                code |= pf_error::U;
-            }
-            if access == Access::Fetch && nxe {
-                code |= pf_error::I;
-            }
-            Event::page_fault(code as u32, lin)
-        };
-        let mut level = 4;
+        let fault = |present: bool| Event::page_fault(pf_code(present, access, user, nxe), lin);
+        let entry = if wide { 8 } else { 4 };
         loop {
-            self.cpu.cycles += self.cpu.costs.walk_step;
-            let shift = 12 + 9 * (level - 1);
+            self.core.cycles += self.core.costs.walk_step;
+            let shift = if wide { 12 + 9 * (level - 1) } else { 12 + 10 * (level - 1) };
+            let index = (lin >> shift) & if wide { 511 } else { 1023 };
             // The entry's address is guest-physical: it goes through the
             // EPT too (the second dimension of the walk).
-            let gpa = table + ((lin >> shift) & 511) * 8;
+            let gpa = table + index * entry as u64;
             let (addr, _) = self.ept(gpa, Access::Read, Some(lin), false)?;
-            let Some(mut e) = self.read_pte(addr) else { return Err(self.raise(fault(false))) };
+            let Some(mut e) = self.read_pte(addr, entry) else { return Err(self.raise(fault(false))) };
             if e & pte::P == 0 {
                 return Err(self.raise(fault(false)));
             }
             writable &= e & pte::RW != 0;
             usr &= e & pte::US != 0;
             exec &= !(nxe && e & pte::NX != 0);
-            let leaf = level == 1 || (level <= 3 && e & pte::PS != 0);
+            let leaf = level == 1 || (e & pte::PS != 0 && if wide { level <= 3 } else { pse });
             let denied = (user && !usr)
-                || (write && !writable && (user || self.cpu.cr0 & cr0::WP != 0))
+                || (write && !writable && (user || self.core.cr0 & cr0::WP != 0))
                 || (access == Access::Fetch && !exec);
             if denied {
                 return Err(self.raise(fault(true)));
@@ -158,16 +199,22 @@ impl Machine<'_> {
             }
             if e & set != set {
                 e |= set;
-                self.write_pte(addr, e);
+                self.write_pte(addr, e, entry);
             }
             if leaf {
                 let page_mask = (1u64 << shift) - 1;
-                let gpa = (e & pte::ADDR_MASK & !page_mask) | (lin & page_mask);
+                let frame = if wide || level == 1 {
+                    e & pte::ADDR_MASK & !page_mask
+                } else {
+                    // A 4 MiB page: bits 31:22, and PSE-36's 39:32 from bits 20:13.
+                    (e & 0xffc0_0000) | ((e >> 13) & 0xff) << 32
+                };
+                let gpa = frame | (lin & page_mask);
                 let (hpa, perms) = self.ept(gpa, access, Some(lin), true)?;
                 let frame = hpa & !0xfff;
                 let vpn = lin >> 12;
                 // The TLB keeps what both dimensions allow.
-                self.cpu.tlb.e[slot(vpn)] = Entry {
+                self.core.tlb.e[slot(vpn)] = Entry {
                     tag: vpn + 1,
                     frame,
                     writable: writable && perms & ept::W != 0,
@@ -177,7 +224,7 @@ impl Machine<'_> {
                 };
                 return Ok(frame | (lin & 0xfff));
             }
-            table = e & pte::ADDR_MASK;
+            table = if wide { e & pte::ADDR_MASK } else { e & 0xffff_f000 };
             level -= 1;
         }
     }
@@ -191,20 +238,20 @@ impl Machine<'_> {
     /// entry (writable but not readable) also means MMIO. Anything else the
     /// EPT does not permit is an EPT_VIOLATION with the SDM qualification.
     pub fn ept(&mut self, gpa: u64, access: Access, lin: Option<u64>, translation: bool) -> Result<(u64, u64), Stop> {
-        let eptp = self.cpu.controls.eptp;
-        if !self.cpu.controls.enable_ept || eptp == 0 {
+        let eptp = self.core.controls.eptp;
+        if !self.core.controls.enable_ept || eptp == 0 {
             return Ok((gpa, ept::R | ept::W | ept::X));
         }
         let ad = eptp & EPTP_AD != 0;
         let mut table = eptp & ept::ADDR_MASK;
         let mut perms = ept::R | ept::W | ept::X;
-        let ram = gpa < self.sh.ram_len();
+        let ram = gpa < self.machine.ram.len();
         for level in (1..=4u32).rev() {
-            self.cpu.cycles += self.cpu.costs.walk_step;
-            self.cpu.stats.ept_steps += 1;
+            self.core.cycles += self.core.costs.walk_step;
+            self.core.stats.ept_steps += 1;
             let shift = 12 + 9 * (level - 1);
             let addr = table + ((gpa >> shift) & 511) * 8;
-            let e = self.sh.read_hpa(addr).unwrap_or(0);
+            let e = self.machine.read_hpa(addr).unwrap_or(0);
             let rwx = e & (ept::R | ept::W | ept::X);
             // Host-physical device space is reached through an EPT leaf
             // only, never by a guest-physical address that aliases it.
@@ -226,12 +273,12 @@ impl Machine<'_> {
                 let dirtying = leaf && access == Access::Write && e & ept::D == 0;
                 if dirtying {
                     set |= ept::D;
-                    if self.cpu.controls.enable_pml {
+                    if self.core.controls.enable_pml {
                         self.log_page(gpa)?;
                     }
                 }
                 if e & set != set {
-                    self.sh.write_hpa(addr, e | set);
+                    self.machine.write_hpa(addr, e | set);
                 }
             }
             if leaf {
@@ -254,14 +301,14 @@ impl Machine<'_> {
     /// Page-modification logging: append `gpa`'s page to the log, or exit
     /// PML_FULL (before the write) if the log has no room.
     fn log_page(&mut self, gpa: u64) -> Result<(), Stop> {
-        let index = self.cpu.pml_index;
+        let index = self.core.pml_index;
         if index > 511 {
             return Err(self.exit(VmExit::PmlFull));
         }
-        let at = self.cpu.controls.pml_address + u64::from(index) * 8;
-        self.sh.write_hpa(at, gpa & !0xfff);
-        self.cpu.pml_index = index.wrapping_sub(1);
-        self.cpu.stats.pml_entries += 1;
+        let at = self.core.controls.pml_address + u64::from(index) * 8;
+        self.machine.write_hpa(at, gpa & !0xfff);
+        self.core.pml_index = index.wrapping_sub(1);
+        self.core.stats.pml_entries += 1;
         Ok(())
     }
 
@@ -277,8 +324,8 @@ impl Machine<'_> {
             gla_is_translation: lin.is_some() && translation,
         };
         let stop = self.exit(VmExit::EptViolation { gpa, qual });
-        self.cpu.exit_info.guest_physical = Some(gpa);
-        self.cpu.exit_info.guest_linear = lin;
+        self.core.exit_info.guest_physical = Some(gpa);
+        self.core.exit_info.guest_linear = lin;
         stop
     }
 
@@ -287,13 +334,13 @@ impl Machine<'_> {
     /// fault it fixes, or a guest fault it reflects).
     fn shadow_walk(&mut self, lin: u64, access: Access, user: bool) -> Result<u64, Stop> {
         let vpn = lin >> 12;
-        self.cpu.cycles += self.cpu.costs.walk_step * 4;
-        let entry = self.cpu.shadow.get(&vpn).copied();
+        self.core.cycles += self.core.costs.walk_step * 4;
+        let entry = self.core.shadow.get(&vpn).copied();
         let allowed = entry.is_some_and(|(_, f)| {
             (!user || f.user)
                 && match access {
                     Access::Read => true,
-                    Access::Write => f.writable || (!user && self.cpu.cr0 & cr0::WP == 0),
+                    Access::Write => f.writable || (!user && self.core.cr0 & cr0::WP == 0),
                     Access::Fetch => f.executable,
                 }
         });
@@ -308,12 +355,12 @@ impl Machine<'_> {
             if user {
                 code |= pf_error::U;
             }
-            if access == Access::Fetch && self.cpu.efer & efer::NXE != 0 {
+            if access == Access::Fetch && self.core.efer & efer::NXE != 0 {
                 code |= pf_error::I;
             }
             return Err(self.raise(Event::page_fault(code as u32, lin)));
         };
-        self.cpu.tlb.e[slot(vpn)] =
+        self.core.tlb.e[slot(vpn)] =
             Entry { tag: vpn + 1, frame, writable: f.writable, user: f.user, exec: f.executable, dirty: true };
         Ok(frame | (lin & 0xfff))
     }
@@ -322,24 +369,24 @@ impl Machine<'_> {
     /// MMIO exit (answered through the replay log).
     pub fn read_phys(&mut self, phys: u64, size: u8) -> Result<u64, Stop> {
         let mut v = [0u8; 8];
-        if self.sh.read(phys, &mut v[..usize::from(size)]) {
+        if self.machine.ram.read(phys, &mut v[..usize::from(size)]) {
             return Ok(u64::from_le_bytes(v));
         }
         if let Some(slot) = self.assigned_device(phys) {
             let mut v = [0u8; 8];
-            let now = self.cpu.costs.clock.ns(self.cpu.cycles);
-            self.sh.device_access(slot, phys, &mut v[..usize::from(size)], false, now);
+            let now = self.core.costs.clock.ns(self.core.cycles);
+            self.machine.device_access(slot, phys, &mut v[..usize::from(size)], false, now);
             return Ok(u64::from_le_bytes(v));
         }
-        if self.cpu.apic_page(phys) {
-            if !self.cpu.controls.apic_virtualization {
+        if self.core.apic_page(phys) {
+            if !self.core.controls.apic_virtualization {
                 return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: false }));
             }
-            let v = self.cpu.apic.read(phys & 0xff0, self.cpu.cycles);
+            let v = self.core.apic.read(phys & 0xff0, self.core.cycles);
             return Ok(u64::from(v) >> ((phys & 3) * 8));
         }
         let reason = self.mmio_reason(phys);
-        if !self.cpu.controls.decode_assist {
+        if !self.core.controls.decode_assist {
             return Err(self.exit(VmExit::MmioEmulate { reason, gpa: phys }));
         }
         self.replayed_read(|| mmio(reason, phys, size, false, 0))
@@ -347,33 +394,37 @@ impl Machine<'_> {
 
     pub fn write_phys(&mut self, phys: u64, size: u8, v: u64) -> Result<(), Stop> {
         let n = usize::from(size);
-        if phys.checked_add(n as u64).is_some_and(|e| e <= self.sh.ram_len()) {
-            if self.cpu.tx.is_some() {
+        if phys.checked_add(n as u64).is_some_and(|e| e <= self.machine.ram.len()) {
+            if self.core.tx.is_some() {
                 self.log_write(phys, size)?;
             }
-            self.sh.write(phys, &v.to_le_bytes()[..n]);
+            self.machine.write(phys, &v.to_le_bytes()[..n]);
             return Ok(());
         }
         if let Some(slot) = self.assigned_device(phys) {
-            let now = self.cpu.costs.clock.ns(self.cpu.cycles);
-            self.sh.device_access(slot, phys, &mut v.to_le_bytes()[..n], true, now);
+            let now = self.core.costs.clock.ns(self.core.cycles);
+            self.machine.device_access(slot, phys, &mut v.to_le_bytes()[..n], true, now);
             // The device may have scheduled interrupts: look again.
-            self.cpu.recheck = true;
+            self.core.recheck = true;
             return Ok(());
         }
-        if self.cpu.apic_page(phys) {
-            if !self.cpu.controls.apic_virtualization {
+        if self.core.apic_page(phys) {
+            if !self.core.controls.apic_virtualization {
                 return Err(self.exit(VmExit::ApicAccess { offset: (phys & 0xfff) as u16, write: true }));
             }
             if phys & 0xf == 0 {
-                let now = self.cpu.cycles;
-                self.cpu.apic.write(phys & 0xff0, v as u32, now);
-                self.cpu.recheck = true;
+                let now = self.core.cycles;
+                let offset = phys & 0xff0;
+                self.core.apic.write(offset, v as u32, now);
+                self.core.recheck = true;
+                if !virtualized_apic_write(offset, v as u32) {
+                    self.core.apic_write = Some(offset as u16);
+                }
             }
             return Ok(());
         }
         let reason = self.mmio_reason(phys);
-        if !self.cpu.controls.decode_assist {
+        if !self.core.controls.decode_assist {
             return Err(self.exit(VmExit::MmioEmulate { reason, gpa: phys }));
         }
         self.replayed_write(|| mmio(reason, phys, size, true, v))
@@ -382,10 +433,10 @@ impl Machine<'_> {
     /// The assigned device (passthrough, behind the IOMMU) whose registers
     /// hold host-physical `phys`: reached with no exit.
     fn assigned_device(&self, phys: u64) -> Option<usize> {
-        if phys < crate::iommu::DEVICE_BASE || !self.cpu.controls.enable_ept {
+        if phys < crate::iommu::DEVICE_BASE || !self.core.controls.enable_ept {
             return None;
         }
-        self.sh.assigned_at(phys)
+        self.machine.iommu.device_at(phys)
     }
 
     /// How an MMIO access reaches the VMM: with EPT, the MMIO range is
@@ -393,7 +444,7 @@ impl Machine<'_> {
     /// shadow entry is reserved, so the access is a #PF the VMM traps
     /// (EXCEPTION_NMI), as KVM arranges both.
     fn mmio_reason(&self, gpa: u64) -> ExitReason {
-        let c = &self.cpu.controls;
+        let c = &self.core.controls;
         if !c.enable_ept {
             return ExitReason::ExceptionNmi;
         }
@@ -403,7 +454,7 @@ impl Machine<'_> {
         // Misconfigured somewhere on the walk, or simply not mapped.
         let mut table = c.eptp & ept::ADDR_MASK;
         for level in (1..=4u32).rev() {
-            let e = self.sh.read_hpa(table + ((gpa >> (12 + 9 * (level - 1))) & 511) * 8).unwrap_or(0);
+            let e = self.machine.read_hpa(table + ((gpa >> (12 + 9 * (level - 1))) & 511) * 8).unwrap_or(0);
             if e & ept::W != 0 && e & ept::R == 0 {
                 return ExitReason::EptMisconfig;
             }
@@ -418,7 +469,7 @@ impl Machine<'_> {
     /// A read the VMM answers: from the replay log if this instruction
     /// already exited for it, else a new exit.
     pub fn replayed_read(&mut self, exit: impl FnOnce() -> VmExit) -> Result<u64, Stop> {
-        let r = &mut self.cpu.replay;
+        let r = &mut self.core.replay;
         if let Some(&Replayed::Read(v)) = r.log.get(r.pos) {
             r.pos += 1;
             return Ok(v);
@@ -428,7 +479,7 @@ impl Machine<'_> {
     }
 
     pub fn replayed_write(&mut self, exit: impl FnOnce() -> VmExit) -> Result<(), Stop> {
-        let r = &mut self.cpu.replay;
+        let r = &mut self.core.replay;
         if r.log.get(r.pos) == Some(&Replayed::Write) {
             r.pos += 1;
             return Ok(());
@@ -440,7 +491,7 @@ impl Machine<'_> {
     /// Reads `size` bytes at linear `lin` (a page-crossing access translates
     /// both pages before touching either).
     #[inline(always)]
-    pub fn read(&mut self, lin: u64, size: u8, user: bool) -> Result<u64, Stop> {
+    pub fn read_linear(&mut self, lin: u64, size: u8, user: bool) -> Result<u64, Stop> {
         if (lin & 0xfff) + u64::from(size) <= PAGE {
             let phys = self.translate(lin, Access::Read, user)?;
             return self.read_phys(phys, size);
@@ -457,7 +508,7 @@ impl Machine<'_> {
     }
 
     #[inline(always)]
-    pub fn write(&mut self, lin: u64, size: u8, v: u64, user: bool) -> Result<(), Stop> {
+    pub fn write_linear(&mut self, lin: u64, size: u8, v: u64, user: bool) -> Result<(), Stop> {
         if (lin & 0xfff) + u64::from(size) <= PAGE {
             let phys = self.translate(lin, Access::Write, user)?;
             return self.write_phys(phys, size, v);
@@ -475,17 +526,36 @@ impl Machine<'_> {
     /// A read with the current privilege.
     #[inline(always)]
     pub fn load(&mut self, lin: u64, size: u8) -> Result<u64, Stop> {
-        let user = self.cpu.cpl() == 3;
-        self.read(lin, size, user)
+        let user = self.core.cpl() == 3;
+        self.read_linear(lin, size, user)
     }
 
     #[inline(always)]
     pub fn store(&mut self, lin: u64, size: u8, v: u64) -> Result<(), Stop> {
-        let user = self.cpu.cpl() == 3;
-        self.write(lin, size, v, user)
+        let user = self.core.cpl() == 3;
+        self.write_linear(lin, size, v, user)
     }
 }
 
 fn mmio(reason: ExitReason, gpa: u64, size: u8, is_write: bool, data: u64) -> VmExit {
     VmExit::Mmio { reason, access: MmioExit { gpa, size, is_write, data } }
+}
+
+/// Whether APIC virtualization (APIC-register virtualization with
+/// virtual-interrupt delivery) completes a write to local-APIC register
+/// `offset` without an exit: TPR, EOI, ICR high, and an ICR-low write that
+/// is a fixed self-IPI with vector 16 or above (self-IPI virtualization).
+/// Any other write — the timer's registers, the LVTs, SVR — lands on the
+/// virtual-APIC page and is followed by a trap-like APIC_WRITE exit for
+/// the VMM to emulate its effect (SDM Vol. 3C, "APIC-Write Emulation";
+/// Bochs cpu/vapic.cc does the same).
+fn virtualized_apic_write(offset: u64, value: u32) -> bool {
+    use exitlab_arch::bits::apic;
+    match offset {
+        apic::TPR | apic::EOI | apic::ICR_HIGH => true,
+        // Reserved bits, trigger mode, delivery status and delivery mode 0;
+        // destination shorthand 01b (self).
+        apic::ICR_LOW => value & 0xfff3_b700 == 0 && (value >> 18) & 3 == 1 && value & 0xff >= 16,
+        _ => false,
+    }
 }

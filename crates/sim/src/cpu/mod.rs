@@ -1,39 +1,43 @@
-//! The simulated x86-64 core: architectural state, the MMU with its TLB,
-//! the interpreter over decoded blocks, and event delivery.
-
-pub mod op;
+//! The simulated x86-64 core: architectural state ([`Core`]), the MMU with
+//! its TLB, the run loop over decoded blocks, event delivery, and the
+//! `exitlab_x86::Cpu` implementation through which exitlab-x86's executor
+//! runs every instruction ([`Running`]: one core on its machine).
 
 mod event;
-mod exec;
+mod isa;
 mod mmu;
+pub mod mode;
 mod rtm;
 pub mod run;
 
 use crate::apic::Apic;
 use crate::cost::Costs;
-use crate::machine::Shared;
+use crate::machine::Machine;
 use exitlab_arch::bits::{dr6, msr, rflags};
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
 use exitlab_hv::{ExitInfo, Injection, MmioExit, ShadowFlags, VmExit};
+use exitlab_x86::fp::xsave::FpuState;
 use exitlab_x86::Flags;
 use std::collections::HashMap;
 
 pub use event::{Event, EventKind};
 pub use mmu::Tlb;
+pub use mode::{Paging, View};
 
 /// Why the interpreter stopped executing guest code. The payloads of
-/// `Exit` and `Event` wait in [`Cpu::exit`] and [`Cpu::event`], so that
+/// `Exit` and `Event` wait in [`Core::exit`] and [`Core::event`], so that
 /// every `Result<_, Stop>` on the hot path fits in two registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// Hand the exit in [`Cpu::exit`] to the VMM; the instruction will
+    /// Hand the exit in [`Core::exit`] to the VMM; the instruction will
     /// run again, replaying what the VMM answered.
     Exit,
-    /// The instruction completed (an OUT: nothing follows the write); hand
-    /// the exit in [`Cpu::exit`] to the VMM.
+    /// The instruction completes (an OUT: nothing follows the write; the
+    /// run loop moves RIP past it); hand the exit in [`Core::exit`] to the
+    /// VMM.
     ExitAfter,
-    /// Raise the exception (or software interrupt) in [`Cpu::event`].
+    /// Raise the exception (or software interrupt) in [`Core::event`].
     Event,
     /// A fault while delivering a double fault.
     Shutdown,
@@ -95,9 +99,10 @@ pub struct Stats {
     pub exceptions: u64,
 }
 
-/// Architectural state of one vCPU.
+/// One vCPU's core: architectural state, its TLB and local APIC, the VMX
+/// controls it runs under, and its virtual clock.
 #[derive(Clone, Debug)]
-pub struct Cpu {
+pub struct Core {
     pub gpr: [u64; 16],
     pub rip: u64,
     /// Status flags, lazily evaluated.
@@ -109,13 +114,19 @@ pub struct Cpu {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
-    pub cs: Segment,
-    pub ss: Segment,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    /// ES, CS, SS, DS, FS, GS in Sreg order (`exitlab_x86::Seg`), each
+    /// with its hidden part; FS's and GS's bases are IA32_FS_BASE and
+    /// IA32_GS_BASE.
+    pub seg: [Segment; 6],
+    /// What the mode makes of them (see `mode.rs`).
+    pub view: View,
+    /// PAE paging's page-directory-pointer-table registers, loaded with
+    /// CR3 (SDM Vol. 3A 4.4.1).
+    pub pdpte: [u64; 4],
     pub kernel_gs_base: u64,
     pub gdtr: DescriptorTable,
     pub idtr: DescriptorTable,
+    pub ldtr: Segment,
     pub tr: Segment,
     pub dr: [u64; 4],
     pub dr6: u64,
@@ -128,6 +139,10 @@ pub struct Cpu {
     pub pat: u64,
     pub tsc_aux: u64,
     pub apic_base: u64,
+    /// The x87, MMX and SSE registers, MXCSR and XINUSE.
+    pub fpu: FpuState,
+    /// XCR0: the enabled XSAVE state components (x87 always; SSE).
+    pub xcr0: u64,
     pub apic: Apic,
     pub tlb: Tlb,
     /// The hardware profile's prices.
@@ -161,6 +176,10 @@ pub struct Cpu {
     /// local-APIC write): stop the block so it is recognized at the next
     /// instruction boundary, as the architecture does.
     pub recheck: bool,
+    /// A write to a local-APIC register that APIC-register virtualization
+    /// does not virtualize (the timer's, LVTs, SVR, ...): the write is done,
+    /// and an APIC_WRITE exit follows the instruction (trap-like).
+    pub apic_write: Option<u16>,
     /// The exit a [`Stop::Exit`] stands for.
     pub exit: Option<VmExit>,
     /// The event a [`Stop::Event`] stands for.
@@ -170,14 +189,15 @@ pub struct Cpu {
     /// The open RTM transaction.
     pub tx: Option<Box<rtm::Transaction>>,
     /// The block that ran last, tried before the cache (loops re-enter it).
-    pub last_block: Option<std::sync::Arc<crate::machine::Block>>,
+    pub last_block: Option<std::sync::Arc<crate::blocks::Block>>,
 }
 
-impl Cpu {
-    /// A vCPU in `boot`'s state, with APIC ID `id`.
-    pub fn new(id: u8, boot: &BootState, costs: Costs) -> Cpu {
+impl Core {
+    /// A vCPU in `boot`'s state, with APIC ID `id` (a start in PAE paging
+    /// would need its PDPTEs from memory; no loader produces one).
+    pub fn new(id: u8, boot: &BootState, costs: Costs) -> Core {
         let rf = boot.regs.rflags | rflags::FIXED;
-        Cpu {
+        let mut core = Core {
             gpr: boot.regs.gpr,
             rip: boot.regs.rip,
             flags: Flags::known(rf & rflags::STATUS),
@@ -187,13 +207,13 @@ impl Cpu {
             cr3: boot.cr3,
             cr4: boot.cr4,
             efer: boot.efer,
-            cs: boot.cs,
-            ss: boot.ss,
-            fs_base: boot.fs.base,
-            gs_base: boot.gs.base,
+            seg: [boot.es, boot.cs, boot.ss, boot.ds, boot.fs, boot.gs],
+            view: View::LONG,
+            pdpte: [0; 4],
             kernel_gs_base: 0,
             gdtr: boot.gdt,
             idtr: boot.idt,
+            ldtr: boot.ldt,
             tr: boot.tr,
             dr: [0; 4],
             dr6: dr6::INIT,
@@ -206,6 +226,9 @@ impl Cpu {
             pat: 0x0007_0406_0007_0406,
             tsc_aux: 0,
             apic_base: exitlab_arch::bits::apic::DEFAULT_BASE | 1 << 11 | u64::from(id == 0) << 8,
+            // FNINIT's x87 state and MXCSR 1F80H, as KVM gives a new vCPU.
+            fpu: FpuState::default(),
+            xcr0: 1,
             apic: Apic::new(id, costs.clock.hz),
             costs,
             tlb: Tlb::default(),
@@ -228,11 +251,15 @@ impl Cpu {
             preempt_at: u64::MAX,
             pml_index: 511,
             recheck: false,
-        }
+            apic_write: None,
+        };
+        core.refresh();
+        core
     }
 
+    #[inline(always)]
     pub fn cpl(&self) -> u8 {
-        self.cs.selector as u8 & 3
+        self.view.cpl
     }
 
     pub fn rflags(&self) -> u64 {
@@ -276,18 +303,20 @@ impl Cpu {
             msr::IA32_EFER => self.efer,
             msr::IA32_STAR => self.star,
             msr::IA32_LSTAR => self.lstar,
-            0xc000_0083 => self.cstar,
+            msr::IA32_CSTAR => self.cstar,
             msr::IA32_FMASK => self.fmask,
-            msr::IA32_FS_BASE => self.fs_base,
-            msr::IA32_GS_BASE => self.gs_base,
+            msr::IA32_FS_BASE => self.seg[exitlab_x86::Seg::Fs as usize].base,
+            msr::IA32_GS_BASE => self.seg[exitlab_x86::Seg::Gs as usize].base,
             msr::IA32_KERNEL_GS_BASE => self.kernel_gs_base,
             msr::IA32_SYSENTER_CS => self.sysenter[0],
-            0x175 => self.sysenter[1],
-            0x176 => self.sysenter[2],
+            msr::IA32_SYSENTER_ESP => self.sysenter[1],
+            msr::IA32_SYSENTER_EIP => self.sysenter[2],
             msr::IA32_TSC_DEADLINE => self.apic.tsc_deadline(),
             0x277 => self.pat,
             0xc000_0103 => self.tsc_aux,
             0x1a0 => 1, // IA32_MISC_ENABLE: fast strings
+            // IA32_XSS: no supervisor state component is supported.
+            0xda0 => 0,
             _ => return None,
         })
     }
@@ -298,37 +327,53 @@ impl Cpu {
         match index {
             msr::IA32_TSC => self.cycles = v,
             msr::IA32_APIC_BASE => {
-                // Only the default base, enabled, in xAPIC mode is modelled.
-                if v & !0x100 != self.apic_base & !0x100 {
+                // The base stays at its default and x2APIC (EXTD) is not
+                // advertised; EN toggles (kvm-unit-tests' reset_apic clears
+                // and sets it); BSP is read-only.
+                const EN: u64 = 1 << 11;
+                const BSP: u64 = 1 << 8;
+                if (v ^ self.apic_base) & !(EN | BSP) != 0 {
                     return false;
                 }
+                self.apic_base = (v & !BSP) | (self.apic_base & BSP);
             }
             msr::IA32_EFER => {
+                // LMA is the processor's (writes of it are ignored); LME
+                // cannot change while paging is on (SDM Vol. 3A 9.8.5).
                 use exitlab_arch::bits::efer::*;
-                if v & !(SCE | LME | LMA | NXE) != 0 || (v ^ self.efer) & (LME | LMA) != 0 {
+                let paging = self.cr0 & exitlab_arch::bits::cr0::PG != 0;
+                if v & !(SCE | LME | LMA | NXE) != 0 || (paging && (v ^ self.efer) & LME != 0) {
                     return false;
                 }
                 if (v ^ self.efer) & NXE != 0 {
                     self.tlb.flush();
                 }
-                self.efer = v;
+                self.efer = (v & !LMA) | (self.efer & LMA);
+                self.refresh();
             }
             msr::IA32_STAR => self.star = v,
             msr::IA32_LSTAR if canonical => self.lstar = v,
-            0xc000_0083 if canonical => self.cstar = v,
+            msr::IA32_CSTAR if canonical => self.cstar = v,
             msr::IA32_FMASK => self.fmask = v & 0xffff_ffff,
-            msr::IA32_FS_BASE if canonical => self.fs_base = v,
-            msr::IA32_GS_BASE if canonical => self.gs_base = v,
+            msr::IA32_FS_BASE if canonical => self.set_segment_base(exitlab_x86::Seg::Fs, v),
+            msr::IA32_GS_BASE if canonical => self.set_segment_base(exitlab_x86::Seg::Gs, v),
             msr::IA32_KERNEL_GS_BASE if canonical => self.kernel_gs_base = v,
             msr::IA32_SYSENTER_CS => self.sysenter[0] = v & 0xffff,
-            0x175 if canonical => self.sysenter[1] = v,
-            0x176 if canonical => self.sysenter[2] = v,
+            msr::IA32_SYSENTER_ESP if canonical => self.sysenter[1] = v,
+            msr::IA32_SYSENTER_EIP if canonical => self.sysenter[2] = v,
             msr::IA32_TSC_DEADLINE => self.apic.set_tsc_deadline(v, self.cycles),
             0x277 => self.pat = v,
             0xc000_0103 => self.tsc_aux = v & 0xffff_ffff,
+            0xda0 if v == 0 => {}
             _ => return false,
         }
         true
+    }
+
+    /// Sets FS's or GS's base (IA32_FS_BASE, IA32_GS_BASE, SWAPGS).
+    pub fn set_segment_base(&mut self, seg: exitlab_x86::Seg, v: u64) {
+        let s = self.seg[seg as usize];
+        self.set_segment(seg, Segment { base: v, ..s });
     }
 
     /// The next cycle at which something this vCPU owns needs attention.
@@ -351,30 +396,30 @@ impl Cpu {
     }
 }
 
-/// The core with the memory it runs against, for the length of one run.
-pub struct Machine<'a> {
-    pub cpu: &'a mut Cpu,
-    pub sh: &'a mut Shared,
+/// One core running on its machine, for the length of one run call.
+pub struct Running<'a> {
+    pub core: &'a mut Core,
+    pub machine: &'a mut Machine,
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// Stops the instruction with exception `e`.
     #[cold]
     pub fn raise(&mut self, e: Event) -> Stop {
-        self.cpu.event = Some(e);
+        self.core.event = Some(e);
         Stop::Event
     }
 
     /// Stops the instruction with exit `x` for the VMM.
     #[cold]
     pub fn exit(&mut self, x: VmExit) -> Stop {
-        self.cpu.exit_info = match &x {
+        self.core.exit_info = match &x {
             VmExit::Mmio { access: MmioExit { gpa, .. }, .. } | VmExit::MmioEmulate { gpa, .. } => {
                 ExitInfo { guest_physical: Some(*gpa), ..ExitInfo::default() }
             }
             _ => ExitInfo::default(),
         };
-        self.cpu.exit = Some(x);
+        self.core.exit = Some(x);
         Stop::Exit
     }
 }

@@ -1,5 +1,6 @@
 //! Restricted transactional memory (Intel TSX RTM, SDM vol. 1 ch. 16):
-//! XBEGIN saves the registers and from then on every guest write logs the
+//! XBEGIN saves the registers (the x87, MMX and SSE state with them) and
+//! from then on every guest write logs the
 //! bytes it overwrites; XEND commits by dropping the log; an abort writes
 //! the log back, restores the registers, and resumes at XBEGIN's fallback
 //! with the abort status in EAX. An exit, interrupt or exception inside a
@@ -12,22 +13,11 @@
 //! tracked either.
 
 use super::event::{Event, EventKind};
-use super::{Flags, Machine, Stop};
-use exitlab_arch::bits::rflags;
+use super::{Flags, Running, Stop};
 use exitlab_arch::vector;
+use exitlab_x86::fp::xsave::FpuState;
+use exitlab_x86::tsx::status;
 use std::collections::HashSet;
-
-/// Abort status bits in EAX (SDM vol. 1 table 16-1).
-pub mod status {
-    /// XABORT ran; its immediate is in bits 31:24.
-    pub const XABORT: u32 = 1 << 0;
-    /// The write set outgrew what the cache can track.
-    pub const CAPACITY: u32 = 1 << 3;
-    /// A debug breakpoint (#DB or #BP) was hit.
-    pub const DEBUG: u32 = 1 << 4;
-    /// The abort happened in a nested transaction.
-    pub const NESTED: u32 = 1 << 5;
-}
 
 /// Where the write set lives: the L1 data cache, 32 KiB in 64 sets of 8
 /// 64-byte lines (docs/SOURCES.md section 6, "Write-set capacity": a ninth
@@ -45,6 +35,9 @@ pub struct Transaction {
     gpr: [u64; 16],
     flags: Flags,
     rflags_rest: u64,
+    /// The x87/MMX/SSE registers, MXCSR and XINUSE: an abort restores all
+    /// architectural register state (SDM Vol. 1 16.3.8).
+    fpu: FpuState,
     depth: u8,
     /// (physical address, overwritten bytes, length), in write order.
     undo: Vec<(u64, u64, u8)>,
@@ -53,11 +46,11 @@ pub struct Transaction {
     set_fill: [u8; L1D_SETS],
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// XBEGIN with fallback address `fallback`; a nested XBEGIN only
     /// deepens the transaction it is in.
-    pub(super) fn xbegin(&mut self, fallback: u64) {
-        if let Some(tx) = self.cpu.tx.as_mut() {
+    pub(super) fn begin_transaction(&mut self, fallback: u64) {
+        if let Some(tx) = self.core.tx.as_mut() {
             if tx.depth == MAX_NEST {
                 self.abort(status::NESTED);
             } else {
@@ -65,11 +58,12 @@ impl Machine<'_> {
             }
             return;
         }
-        self.cpu.tx = Some(Box::new(Transaction {
+        self.core.tx = Some(Box::new(Transaction {
             fallback,
-            gpr: self.cpu.gpr,
-            flags: self.cpu.flags,
-            rflags_rest: self.cpu.rflags_rest,
+            gpr: self.core.gpr,
+            flags: self.core.flags,
+            rflags_rest: self.core.rflags_rest,
+            fpu: self.core.fpu,
             depth: 1,
             undo: Vec::new(),
             lines: HashSet::new(),
@@ -78,27 +72,21 @@ impl Machine<'_> {
     }
 
     /// XEND: commits the outermost transaction; #GP outside one.
-    pub(super) fn xend(&mut self) -> Result<(), Stop> {
-        let Some(tx) = self.cpu.tx.as_mut() else { return Err(self.raise(Event::gp(0))) };
+    pub(super) fn end_transaction(&mut self) -> Result<(), Stop> {
+        let Some(tx) = self.core.tx.as_mut() else { return Err(self.raise(Event::gp(0))) };
         tx.depth -= 1;
         if tx.depth == 0 {
-            self.cpu.tx = None;
-            self.cpu.stats.tx_commits += 1;
+            self.core.tx = None;
+            self.core.stats.tx_commits += 1;
         }
         Ok(())
-    }
-
-    /// XTEST: ZF clear inside a transaction, set outside; the other status
-    /// flags clear.
-    pub(super) fn xtest(&mut self) {
-        self.cpu.flags = Flags::known(if self.cpu.tx.is_some() { 0 } else { rflags::ZF });
     }
 
     /// Logs the `n` bytes at `phys` a transactional write is about to
     /// overwrite. A line that does not fit its L1D set aborts instead.
     #[cold]
     pub(super) fn log_write(&mut self, phys: u64, n: u8) -> Result<(), Stop> {
-        let Some(tx) = self.cpu.tx.as_mut() else { return Ok(()) };
+        let Some(tx) = self.core.tx.as_mut() else { return Ok(()) };
         for line in [phys >> 6, (phys + u64::from(n) - 1) >> 6] {
             if tx.lines.insert(line) {
                 let fill = &mut tx.set_fill[line as usize % L1D_SETS];
@@ -110,7 +98,7 @@ impl Machine<'_> {
             }
         }
         let mut old = [0u8; 8];
-        self.sh.read(phys, &mut old[..usize::from(n)]);
+        self.machine.ram.read(phys, &mut old[..usize::from(n)]);
         tx.undo.push((phys, u64::from_le_bytes(old), n));
         Ok(())
     }
@@ -118,34 +106,35 @@ impl Machine<'_> {
     /// Aborts the open transaction, if any: memory and registers back to
     /// XBEGIN, RIP at the fallback, `status` in EAX.
     pub(super) fn abort(&mut self, status: u32) {
-        if self.cpu.tx.is_some() {
+        if self.core.tx.is_some() {
             self.rollback(status);
         }
     }
 
     #[cold]
     fn rollback(&mut self, mut status: u32) {
-        let Some(tx) = self.cpu.tx.take() else { return };
+        let Some(tx) = self.core.tx.take() else { return };
         for &(phys, old, n) in tx.undo.iter().rev() {
-            self.sh.write(phys, &old.to_le_bytes()[..usize::from(n)]);
+            self.machine.write(phys, &old.to_le_bytes()[..usize::from(n)]);
         }
         if tx.depth > 1 {
             status |= status::NESTED;
         }
-        self.cpu.gpr = tx.gpr;
-        self.cpu.gpr[0] = u64::from(status);
-        self.cpu.flags = tx.flags;
-        self.cpu.rflags_rest = tx.rflags_rest;
-        self.cpu.rip = tx.fallback;
-        self.cpu.halted = false;
-        self.cpu.stats.tx_aborts += 1;
+        self.core.gpr = tx.gpr;
+        self.core.gpr[0] = u64::from(status);
+        self.core.flags = tx.flags;
+        self.core.rflags_rest = tx.rflags_rest;
+        self.core.fpu = tx.fpu;
+        self.core.rip = tx.fallback;
+        self.core.halted = false;
+        self.core.stats.tx_aborts += 1;
     }
 
     /// An event arriving inside a transaction aborts it. Exceptions are
     /// then suppressed (false: do not deliver); an interrupt is delivered
     /// at the fallback.
     pub(super) fn abort_for(&mut self, ev: &Event) -> bool {
-        if self.cpu.tx.is_none() {
+        if self.core.tx.is_none() {
             return true;
         }
         let debug = ev.kind != EventKind::External && matches!(ev.vector, vector::DB | vector::BP);

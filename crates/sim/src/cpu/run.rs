@@ -6,12 +6,15 @@
 use super::event::Event;
 use super::event::EventKind;
 use super::mmu::Access;
-use super::op::lower;
-use super::{Machine, Stop};
-use crate::machine::{Block, Signal, PAGE};
+use super::{Running, Stop};
+use crate::blocks::{Block, Step};
+use crate::cost;
+use crate::interrupts::Signal;
+use crate::ram::PAGE;
 use exitlab_arch::bits::rflags;
 use exitlab_arch::vector;
 use exitlab_hv::{ExitInfo, HvError, Injection, InjectionKind, VmExit};
+use exitlab_x86::{lower, Op};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
 use std::sync::Arc;
 
@@ -25,31 +28,20 @@ pub struct Limits {
     pub max_cycles: Option<u64>,
 }
 
-impl Machine<'_> {
+impl Running<'_> {
     /// Takes the interrupts devices have signalled by now into the local
     /// APIC, or through posted-interrupt processing. True when a VMM
     /// deadline is due.
     fn take_signals(&mut self) -> Result<bool, HvError> {
-        let id = self.cpu.apic.id;
-        let mine = |dest: u8| dest == id || dest == 0xff;
-        let mut i = 0;
-        while i < self.sh.msi.len() {
-            if mine(self.sh.msi[i].0) {
-                let (_, v) = self.sh.msi.remove(i);
-                self.take_interrupt(v)?;
-            } else {
-                i += 1;
-            }
+        let id = self.core.apic.id;
+        while let Some(v) = self.machine.interrupts.pop_msi_for(id) {
+            self.take_interrupt(v)?;
         }
-        let now_ns = self.cpu.costs.clock.ns(self.cpu.cycles);
+        let now_ns = self.core.costs.clock.ns(self.core.cycles);
         let mut wake_vmm = false;
-        while let Some(&std::cmp::Reverse((at, _, signal))) = self.sh.timed.peek() {
-            if at > now_ns {
-                break;
-            }
-            self.sh.timed.pop();
+        while let Some(signal) = self.machine.interrupts.pop_due(now_ns) {
             let signal = match signal {
-                Signal::Remapped { source, index } => match self.sh.remap_interrupt(source, index) {
+                Signal::Remapped { source, index } => match self.machine.remap_interrupt(source, index) {
                     Some(s) => s,
                     None => continue,
                 },
@@ -61,16 +53,16 @@ impl Machine<'_> {
             };
             let (dest, vector) = match signal {
                 Signal::Msi { dest, vector } => (dest, vector),
-                Signal::Post { descriptor, vector } => match self.sh.post(descriptor, vector)? {
+                Signal::Post { descriptor, vector } => match self.machine.host.post(descriptor, vector)? {
                     Some(notification) => notification,
                     None => continue,
                 },
                 Signal::Remapped { .. } | Signal::WakeVmm => continue,
             };
-            if mine(dest) {
+            if dest == id || dest == 0xff {
                 self.take_interrupt(vector)?;
             } else {
-                self.sh.msi.push((dest, vector));
+                self.machine.interrupts.push_msi(dest, vector);
             }
         }
         Ok(wake_vmm)
@@ -81,14 +73,14 @@ impl Machine<'_> {
     /// virtual APIC without an exit (SDM 29.6); anything else is requested
     /// in the local APIC.
     fn take_interrupt(&mut self, vector: u8) -> Result<(), HvError> {
-        match self.cpu.controls.posted_interrupts {
+        match self.core.controls.posted_interrupts {
             Some(pi) if pi.notification_vector == vector => {
-                self.cpu.stats.posted_notifications += 1;
-                for v in self.sh.take_posted(pi.descriptor)? {
-                    self.cpu.apic.request(v);
+                self.core.stats.posted_notifications += 1;
+                for v in self.machine.host.take_posted(pi.descriptor)? {
+                    self.core.apic.request(v);
                 }
             }
-            _ => self.cpu.apic.request(vector),
+            _ => self.core.apic.request(vector),
         }
         Ok(())
     }
@@ -103,33 +95,33 @@ impl Machine<'_> {
     }
 
     fn run_to_exit(&mut self, limits: &Limits) -> Result<VmExit, HvError> {
-        if let Some(inj) = self.cpu.injection.take() {
+        if let Some(inj) = self.core.injection.take() {
             if let Err(stop) = self.deliver(injected(inj)) {
                 if let Some(exit) = self.stopped(stop)? {
                     return Ok(exit);
                 }
             }
         }
-        self.cpu.preempt_at = match self.cpu.controls.preemption_timer {
-            Some(n) => self.cpu.cycles.saturating_add(n),
+        self.core.preempt_at = match self.core.controls.preemption_timer {
+            Some(n) => self.core.cycles.saturating_add(n),
             None => u64::MAX,
         };
         loop {
             if self.take_signals()? {
-                self.cpu.exit_info = ExitInfo::default();
+                self.core.exit_info = ExitInfo::default();
                 return Err(HvError::Interrupted);
             }
-            if self.cpu.cycles >= self.cpu.next_event() {
-                let now = self.cpu.cycles;
-                self.cpu.apic.tick(now);
-                if now >= self.cpu.preempt_at {
-                    self.cpu.preempt_at = u64::MAX;
-                    self.cpu.exit_info = ExitInfo::default();
+            if self.core.cycles >= self.core.next_event() {
+                let now = self.core.cycles;
+                self.core.apic.tick(now);
+                if now >= self.core.preempt_at {
+                    self.core.preempt_at = u64::MAX;
+                    self.core.exit_info = ExitInfo::default();
                     return Ok(VmExit::PreemptionTimer);
                 }
             }
-            if let Some(ev) = self.cpu.pending.take() {
-                if intercepted(ev) && self.cpu.controls.exception_exits(ev.vector) {
+            if let Some(ev) = self.core.pending.take() {
+                if intercepted(ev) && self.core.controls.exception_exits(ev.vector) {
                     return Ok(self.exception_exit(ev));
                 }
                 if let Err(stop) = self.deliver(ev) {
@@ -139,19 +131,19 @@ impl Machine<'_> {
                 }
                 continue;
             }
-            let can_take = !self.cpu.sti_shadow && self.cpu.interrupts_enabled();
-            if self.cpu.controls.external_interrupt_exiting {
+            let can_take = !self.core.sti_shadow && self.core.interrupts_enabled();
+            if self.core.controls.external_interrupt_exiting {
                 // The VMM takes every interrupt and injects it when the
                 // guest can receive it.
-                if let Some(v) = self.cpu.apic.deliverable() {
-                    self.cpu.apic.accept(v);
-                    self.cpu.exit_info = ExitInfo::default();
+                if let Some(v) = self.core.apic.deliverable() {
+                    self.core.apic.accept(v);
+                    self.core.exit_info = ExitInfo::default();
                     return Ok(VmExit::ExternalInterrupt { vector: v });
                 }
-            } else if can_take && self.cpu.apic.any_requested() {
-                if let Some(v) = self.cpu.apic.deliverable() {
-                    self.cpu.apic.accept(v);
-                    self.cpu.halted = false;
+            } else if can_take && self.core.apic.any_requested() {
+                if let Some(v) = self.core.apic.deliverable() {
+                    self.core.apic.accept(v);
+                    self.core.halted = false;
                     if let Err(stop) = self.deliver(Event::external(v)) {
                         if let Some(exit) = self.stopped(stop)? {
                             return Ok(exit);
@@ -160,45 +152,45 @@ impl Machine<'_> {
                     continue;
                 }
             }
-            if can_take && self.cpu.controls.interrupt_window_exiting {
-                self.cpu.exit_info = ExitInfo::default();
+            if can_take && self.core.controls.interrupt_window_exiting {
+                self.core.exit_info = ExitInfo::default();
                 return Ok(VmExit::InterruptWindow);
             }
-            if self.cpu.halted {
+            if self.core.halted {
                 let t = self.horizon();
-                let wakes = self.cpu.interrupts_enabled() || self.cpu.controls.external_interrupt_exiting;
-                if t == u64::MAX || (!wakes && t != self.cpu.preempt_at) {
+                let wakes = self.core.interrupts_enabled() || self.core.controls.external_interrupt_exiting;
+                if t == u64::MAX || (!wakes && t != self.core.preempt_at) {
                     return Ok(VmExit::Hlt);
                 }
                 // Idle costs no host time: jump to the next event.
-                self.cpu.stats.cycles_idle += t.saturating_sub(self.cpu.cycles);
-                self.cpu.cycles = self.cpu.cycles.max(t);
+                self.core.stats.cycles_idle += t.saturating_sub(self.core.cycles);
+                self.core.cycles = self.core.cycles.max(t);
                 continue;
             }
             if let Some(max) = limits.max_instructions {
-                if self.cpu.stats.instructions >= max {
+                if self.core.stats.instructions >= max {
                     return Err(HvError::Limit(format!(
                         "instruction limit of {max} reached at rip {:#x}",
-                        self.cpu.rip
+                        self.core.rip
                     )));
                 }
             }
             if let Some(max) = limits.max_cycles {
-                if self.cpu.cycles >= max {
+                if self.core.cycles >= max {
                     return Err(HvError::Limit(format!(
                         "time limit of {} ns of guest time reached at rip {:#x}",
-                        self.cpu.costs.clock.ns(max),
-                        self.cpu.rip
+                        self.core.costs.clock.ns(max),
+                        self.core.rip
                     )));
                 }
             }
             let single =
-                self.cpu.rflags_rest & rflags::TF != 0 || self.cpu.sti_shadow || self.cpu.controls.monitor_trap_flag;
+                self.core.rflags_rest & rflags::TF != 0 || self.core.sti_shadow || self.core.controls.monitor_trap_flag;
             if let Some(exit) = self.run_block(single, limits)? {
                 return Ok(exit);
             }
-            if self.cpu.controls.monitor_trap_flag && self.cpu.pending.is_none() {
-                self.cpu.exit_info = ExitInfo::default();
+            if self.core.controls.monitor_trap_flag && self.core.pending.is_none() {
+                self.core.exit_info = ExitInfo::default();
                 return Ok(VmExit::MonitorTrap);
             }
         }
@@ -208,7 +200,7 @@ impl Machine<'_> {
     /// gets it (for #PF with the linear address as the qualification and
     /// CR2 untouched; for #DB with the DR6 bits).
     fn exception_exit(&mut self, ev: Event) -> VmExit {
-        self.cpu.exit_info = ExitInfo { guest_linear: ev.cr2, ..ExitInfo::default() };
+        self.core.exit_info = ExitInfo { guest_linear: ev.cr2, ..ExitInfo::default() };
         let qualification = ev.cr2.unwrap_or(ev.dr6);
         VmExit::Exception { vector: ev.vector, error_code: ev.error_code, qualification }
     }
@@ -216,168 +208,230 @@ impl Machine<'_> {
     /// Runs one block (or one instruction). Returns an exit, or `None` to
     /// go around the event loop again.
     fn run_block(&mut self, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
-        let block = match self.block_at(self.cpu.rip) {
+        let block = match self.block_at(self.core.rip) {
             Ok(b) => b,
             Err(stop) => return self.stopped(stop),
         };
-        let tf = self.cpu.rflags_rest & rflags::TF != 0;
+        let tf = self.core.rflags_rest & rflags::TF != 0;
         if single {
-            self.cpu.sti_shadow = false;
+            self.core.sti_shadow = false;
         }
-        self.sh.code_written = false;
-        let count = if single { 1 } else { block.ops.len() };
+        self.machine.blocks.clear_stale();
+        let count = if single { 1 } else { block.steps.len() };
         loop {
-            self.cpu.stats.block_runs += 1;
-            if let Some(exit) = self.run_ops(&block.ops[..count], tf)? {
+            self.core.stats.block_runs += 1;
+            if let Some(exit) = self.run_ops(&block.steps[..count], tf)? {
                 return Ok(exit);
             }
-            if self.sh.code_written {
+            if self.machine.blocks.stale() {
                 // This block may be stale: do not keep it.
                 return Ok(None);
             }
-            if self.cpu.recheck {
-                self.cpu.recheck = false;
+            if self.core.recheck {
+                self.core.recheck = false;
                 break;
             }
             // A loop back to this block's start goes round again here, while
             // nothing needs the event loop's attention.
-            if single || self.cpu.rip != block.lin || !self.quiet(limits) {
+            if single || self.core.rip != block.ip || !self.quiet(limits) {
                 break;
             }
         }
-        self.cpu.last_block = Some(block);
+        self.core.last_block = Some(block);
         Ok(None)
     }
 
     /// The next cycle at which anything needs the event loop: the vCPU's
     /// own timers or a device's scheduled MSI.
     fn horizon(&self) -> u64 {
-        let msi = self.sh.timed.peek().map_or(u64::MAX, |r| self.cpu.costs.clock.cycles_ceil((r.0).0));
-        self.cpu.next_event().min(msi)
+        let msi = self.machine.interrupts.next_at().map_or(u64::MAX, |at| self.core.costs.clock.cycles_ceil(at));
+        self.core.next_event().min(msi)
     }
 
     /// Nothing is due: no timer, exception, interrupt request or MSI, and
     /// no limit reached.
     #[inline(always)]
     fn quiet(&self, limits: &Limits) -> bool {
-        self.cpu.cycles < self.horizon()
-            && self.cpu.pending.is_none()
-            && !self.cpu.apic.any_requested()
-            && self.sh.msi.is_empty()
-            && limits.max_instructions.is_none_or(|m| self.cpu.stats.instructions < m)
-            && limits.max_cycles.is_none_or(|m| self.cpu.cycles < m)
+        self.core.cycles < self.horizon()
+            && self.core.pending.is_none()
+            && !self.core.apic.any_requested()
+            && !self.machine.interrupts.has_msi()
+            && limits.max_instructions.is_none_or(|m| self.core.stats.instructions < m)
+            && limits.max_cycles.is_none_or(|m| self.core.cycles < m)
     }
 
-    /// Runs `ops` in order. `Some(exit)` ends the run call; `None` means the
-    /// ops ran (or stopped for an event the loop delivers).
+    /// Runs `steps` in order. `Some(exit)` ends the run call; `None` means
+    /// the ops ran (or stopped for an event the loop delivers).
     #[inline(always)]
-    fn run_ops(&mut self, ops: &[super::op::Op], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
-        for op in ops {
-            self.cpu.replay.pos = 0;
-            let result = self.exec(op);
-            if matches!(result, Ok(()) | Err(Stop::ExitAfter)) {
-                self.cpu.cycles += u64::from(op.cost);
-                self.cpu.stats.instructions += 1;
-                self.cpu.replay.log.clear();
-                if tf {
-                    self.cpu.pending = Some(Event::single_step());
-                }
-            }
-            match result {
-                Ok(()) => {}
-                Err(Stop::Exit | Stop::ExitAfter) if self.cpu.tx.is_some() => {
-                    // Instructions that exit abort a transaction instead.
-                    self.cpu.exit = None;
-                    self.cpu.awaiting = None;
-                    self.cpu.replay.log.clear();
-                    self.abort(0);
-                    return Ok(Some(None));
-                }
-                Err(Stop::ExitAfter) => return Ok(Some(self.cpu.exit.take())),
-                Err(Stop::Exit) => return Ok(Some(self.cpu.exit.take())),
+    fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
+        for step in steps {
+            self.core.replay.pos = 0;
+            match exitlab_x86::execute(self, &step.op) {
+                Ok(()) => self.retire(step.cost, tf),
                 Err(stop) => {
-                    self.cpu.replay.log.clear();
-                    return self.stopped(stop).map(Some);
+                    self.core.apic_write = None;
+                    return self.stopped_in_block(&step.op, step.cost, stop, tf);
                 }
             }
-            if self.sh.code_written || self.cpu.recheck {
+            if self.machine.blocks.stale() || self.core.recheck {
+                // An APIC write sets `recheck` too.
+                if let Some(exit) = self.apic_write() {
+                    return Ok(Some(Some(exit)));
+                }
                 return Ok(None);
             }
         }
         Ok(None)
     }
 
+    /// The trap-like APIC_WRITE exit owed for a completed instruction that
+    /// wrote a register APIC virtualization does not virtualize; none
+    /// inside a transaction.
+    #[cold]
+    fn apic_write(&mut self) -> Option<VmExit> {
+        let offset = self.core.apic_write.take().filter(|_| self.core.tx.is_none())?;
+        self.core.exit_info = exitlab_hv::ExitInfo::default();
+        Some(VmExit::ApicWrite { offset })
+    }
+
+    /// An instruction completed: its cycles, the count, and the single-step
+    /// trap TF asks for.
+    #[inline(always)]
+    fn retire(&mut self, cost: u16, tf: bool) {
+        self.core.cycles += u64::from(cost);
+        self.core.stats.instructions += 1;
+        self.core.replay.log.clear();
+        if tf {
+            self.core.pending = Some(Event::single_step());
+        }
+    }
+
+    /// What an op's stop means inside a block: an exit for the VMM (OUT
+    /// retires first, RIP past it, as VMX handlers and KVM complete it),
+    /// an exception to deliver, or, inside a transaction, an abort instead
+    /// of the exit.
+    #[cold]
+    fn stopped_in_block(
+        &mut self,
+        op: &Op,
+        cost: u16,
+        stop: Stop,
+        tf: bool,
+    ) -> Result<Option<Option<VmExit>>, HvError> {
+        if stop == Stop::ExitAfter {
+            self.core.rip = self.core.rip.wrapping_add(u64::from(op.len));
+            self.retire(cost, tf);
+        }
+        match stop {
+            Stop::Exit | Stop::ExitAfter if self.core.tx.is_some() => {
+                // Instructions that exit abort a transaction instead.
+                self.core.exit = None;
+                self.core.awaiting = None;
+                self.core.replay.log.clear();
+                self.abort(0);
+                Ok(Some(None))
+            }
+            Stop::Exit | Stop::ExitAfter => Ok(Some(self.core.exit.take())),
+            stop => {
+                self.core.replay.log.clear();
+                self.stopped(stop).map(Some)
+            }
+        }
+    }
+
     /// Turns a stop into what the VMM sees: an exception is queued for
     /// delivery on the next loop (no exit), shutdown is TRIPLE_FAULT.
     fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
         match stop {
-            Stop::Exit | Stop::ExitAfter => Ok(self.cpu.exit.take()),
+            Stop::Exit | Stop::ExitAfter => Ok(self.core.exit.take()),
             Stop::Event => {
-                self.cpu.pending = self.cpu.event.take();
+                self.core.pending = self.core.event.take();
                 Ok(None)
             }
             Stop::Shutdown => Ok(Some(VmExit::Shutdown)),
             Stop::Aborted => Ok(None),
-            Stop::Unsupported => Err(HvError::Unsupported(self.describe(self.cpu.rip))),
+            Stop::Unsupported => Err(HvError::Unsupported(self.describe(self.core.rip))),
         }
     }
 
     /// The decoded block at `rip`: the one that just ran (a loop), one from
-    /// the cache, or a freshly decoded one.
+    /// the cache, or a freshly decoded one, in the mode's code size.
     fn block_at(&mut self, rip: u64) -> Result<Arc<Block>, Stop> {
-        let user = self.cpu.cpl() == 3;
-        let phys = self.translate(rip, Access::Fetch, user)?;
+        let user = self.core.cpl() == 3;
+        let lin = self.fetch_linear(rip)?;
+        let bits = self.core.view.code_bits;
+        let phys = self.translate(lin, Access::Fetch, user)?;
         // Moving the block out of `last_block` (and back after it ran)
         // keeps reference-count atomics off the loop path.
-        if let Some(b) = self.cpu.last_block.take() {
-            if b.lin == rip && b.phys == phys {
+        if let Some(b) = self.core.last_block.take() {
+            if b.ip == rip && b.phys == phys && b.lin == lin && b.bits == bits {
                 return Ok(b);
             }
         }
-        if let Some(b) = self.sh.cache.get(phys, rip) {
+        if let Some(b) = self.machine.blocks.get(phys, lin, rip, bits) {
             return Ok(b.clone());
         }
-        self.cpu.stats.blocks_decoded += 1;
+        self.decode_block(rip, lin, phys, bits, user)
+    }
+
+    /// Decodes a block at `rip` (linear `lin`, physical `phys`): up to
+    /// `BLOCK_MAX` instructions, stopping at the page's end (an instruction
+    /// that crosses it is decoded from both pages) and, outside 64-bit
+    /// mode, at CS's limit (an instruction that crosses it is #GP(0)).
+    fn decode_block(&mut self, rip: u64, lin: u64, phys: u64, bits: u32, user: bool) -> Result<Arc<Block>, Stop> {
+        self.core.stats.blocks_decoded += 1;
         let page_end = (phys | (PAGE - 1)) + 1;
         let mut bytes = vec![0u8; (page_end - phys) as usize];
-        if !self.sh.read(phys, &mut bytes) {
+        if !self.machine.ram.read(phys, &mut bytes) {
             return Err(Stop::Unsupported);
         }
-        let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
-        let mut ops = Vec::new();
+        // Bytes past CS's limit may not be fetched.
+        let limit_room =
+            if self.core.view.flat { u64::MAX } else { u64::from(self.core.cs().limit).saturating_sub(rip) + 1 };
+        let limited = limit_room < bytes.len() as u64;
+        if limited {
+            bytes.truncate(limit_room as usize);
+        }
+        let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
+        let mut steps = Vec::new();
         let mut crossed = false;
-        while ops.len() < BLOCK_MAX && decoder.can_decode() {
+        while steps.len() < BLOCK_MAX && decoder.can_decode() {
             let at = decoder.ip();
             let instr = decoder.decode();
-            let op = if decoder.last_error() == DecoderError::NoMoreBytes {
+            let op = if decoder.last_error() == DecoderError::NoMoreBytes && limited {
+                if steps.is_empty() {
+                    return Err(self.raise(Event::gp(0)));
+                }
+                break;
+            } else if decoder.last_error() == DecoderError::NoMoreBytes {
                 // The instruction runs into the next page: decode it from
                 // both pages' bytes (the second page must be executable).
                 let off = (at - rip) as usize;
                 let mut buf = bytes[off..].to_vec();
-                let next = match self.translate((rip | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
+                let next = match self.translate((lin | (PAGE - 1)).wrapping_add(1), Access::Fetch, user) {
                     Ok(p) => p,
-                    Err(e) if ops.is_empty() => return Err(e),
+                    Err(e) if steps.is_empty() => return Err(e),
                     Err(_) => break,
                 };
                 let mut tail = [0u8; 15];
-                if !self.sh.read(next, &mut tail) {
+                if !self.machine.ram.read(next, &mut tail) {
                     return Err(Stop::Unsupported);
                 }
                 buf.extend_from_slice(&tail);
-                self.sh.mark_code(next);
+                self.machine.ram.mark_code(next);
                 crossed = true;
-                lower(&Decoder::with_ip(64, &buf, at, DecoderOptions::NONE).decode())
+                lower(&Decoder::with_ip(bits, &buf, at, DecoderOptions::NONE).decode())
             } else {
                 lower(&instr)
             };
-            ops.push(op);
+            steps.push(Step { op, cost: cost::cycles(&op) });
             if op.ends_block() || crossed {
                 break;
             }
         }
-        self.sh.mark_code(phys);
-        let block = Arc::new(Block { lin: rip, phys, ops });
-        self.sh.cache.insert(block.clone());
+        self.machine.ram.mark_code(phys);
+        let block = Arc::new(Block { lin, ip: rip, bits, phys, steps });
+        self.machine.blocks.insert(block.clone());
         Ok(block)
     }
 
@@ -385,12 +439,14 @@ impl Machine<'_> {
     /// disassembly, for reports.
     pub fn describe(&mut self, rip: u64) -> exitlab_hv::Unmodelled {
         let mut bytes = Vec::new();
+        let user = self.core.cpl() == 3;
+        let bits = self.core.view.code_bits;
+        let lin = self.fetch_linear(rip).unwrap_or(rip);
         for i in 0..15 {
-            let user = self.cpu.cpl() == 3;
-            match self.translate(rip.wrapping_add(i), Access::Fetch, user) {
+            match self.translate(lin.wrapping_add(i), Access::Fetch, user) {
                 Ok(p) => {
                     let mut b = [0u8];
-                    if !self.sh.read(p, &mut b) {
+                    if !self.machine.ram.read(p, &mut b) {
                         break;
                     }
                     bytes.push(b[0]);
@@ -398,7 +454,8 @@ impl Machine<'_> {
                 Err(_) => break,
             }
         }
-        let instr = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE).decode();
+        self.core.event = None;
+        let instr = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE).decode();
         let mut text = String::new();
         IntelFormatter::new().format(&instr, &mut text);
         bytes.truncate(instr.len().max(1));
@@ -425,5 +482,5 @@ fn injected(inj: Injection) -> Event {
         InjectionKind::HardwareException if matches!(inj.vector, vector::DB | vector::BP) => EventKind::Trap,
         InjectionKind::HardwareException => EventKind::Fault,
     };
-    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6 }
+    Event { vector: inj.vector, kind, error_code: inj.error_code, cr2: inj.cr2, dr6: inj.dr6, len: 0 }
 }

@@ -16,6 +16,8 @@ struct Kicks {
     pending: u32,
     /// Writes since the hypervisor was last told.
     since: u32,
+    /// When the first of those came (ns).
+    first_ns: u64,
     writes: u64,
     notifications: u64,
 }
@@ -32,13 +34,19 @@ pub struct KickDoorbell {
 }
 
 /// The hypervisor's side of a doorbell.
-pub struct KickHandle(Arc<Mutex<Kicks>>);
+#[derive(Clone)]
+pub struct KickHandle {
+    kicks: Arc<Mutex<Kicks>>,
+    n: u32,
+    tau_ns: u64,
+}
 
 impl KickDoorbell {
     /// A doorbell that tells the hypervisor after `n` writes or `tau_ns`.
     pub fn new(n: u32, tau_ns: u64) -> (KickDoorbell, KickHandle) {
         let kicks = Arc::new(Mutex::new(Kicks::default()));
-        (KickDoorbell { kicks: kicks.clone(), n: n.max(1), tau_ns }, KickHandle(kicks))
+        let n = n.max(1);
+        (KickDoorbell { kicks: kicks.clone(), n, tau_ns }, KickHandle { kicks, n, tau_ns })
     }
 }
 
@@ -46,7 +54,7 @@ impl KickHandle {
     /// The queues kicked since the last call (bit per queue), counting a
     /// notification when there were any.
     pub fn take(&self) -> u32 {
-        let mut k = lock(&self.0);
+        let mut k = lock(&self.kicks);
         let pending = std::mem::take(&mut k.pending);
         k.since = 0;
         if pending != 0 {
@@ -55,8 +63,23 @@ impl KickHandle {
         pending
     }
 
+    /// As [`KickHandle::take`], but only once the batch is due (`n`
+    /// writes, or `tau` after the first): for a reader that looks at the
+    /// doorbell on every timer (KVM's device thread), not only when told.
+    pub fn take_due(&self, now_ns: u64) -> u32 {
+        let due = {
+            let k = lock(&self.kicks);
+            k.since >= self.n || (k.since > 0 && now_ns >= k.first_ns.saturating_add(self.tau_ns))
+        };
+        if due {
+            self.take()
+        } else {
+            0
+        }
+    }
+
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        let k = lock(&self.0);
+        let k = lock(&self.kicks);
         vec![("writes", k.writes), ("notifications", k.notifications)]
     }
 }
@@ -72,6 +95,9 @@ impl Device for KickDoorbell {
         k.pending |= 1 << queue;
         k.writes += 1;
         k.since += 1;
+        if k.since == 1 {
+            k.first_ns = ctx.now_ns;
+        }
         if k.since >= self.n {
             ctx.wake_at(ctx.now_ns);
         } else if k.since == 1 {
@@ -100,5 +126,16 @@ mod tests {
         assert_eq!(handle.take(), 0b11, "queues 0 and 1");
         assert_eq!(handle.take(), 0, "nothing new");
         assert_eq!(handle.counters(), vec![("writes", 4), ("notifications", 1)]);
+        // Looking early finds nothing due until n writes or tau.
+        m.write_reg(&mut bell, 1_000, 0, 1);
+        assert_eq!(handle.take_due(50_999), 0);
+        assert_eq!(handle.take_due(51_000), 0b10, "tau after the first write");
+        for t in [2_000, 2_001, 2_002] {
+            m.write_reg(&mut bell, t, 0, 0);
+        }
+        assert_eq!(handle.take_due(2_003), 0);
+        m.write_reg(&mut bell, 2_004, 0, 0);
+        assert_eq!(handle.take_due(2_005), 0b1, "the fourth write");
+        assert_eq!(handle.counters(), vec![("writes", 9), ("notifications", 3)]);
     }
 }

@@ -10,9 +10,9 @@ pub mod debug_exit;
 mod doorbell;
 mod e1000;
 pub mod fw_cfg;
-// Test helpers, outside the production API: the `testing` feature turns
+// Test helpers, outside the production API: the `test-support` feature turns
 // them on for the fuzz targets (fuzz/Cargo.toml) and tests elsewhere.
-#[cfg(any(test, feature = "testing"))]
+#[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
 pub mod i8042;
 pub mod ioapic;
@@ -31,10 +31,11 @@ pub mod rtc;
 mod scratch;
 mod serial;
 pub mod testdev;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod virtio_net;
 mod wire;
+mod write_log;
 
 pub use blk::{pattern, BlkStats, BlockDevice};
 pub use doorbell::Doorbell;
@@ -47,3 +48,4 @@ pub use scratch::MmioScratch;
 pub use serial::Serial;
 pub use virtio_net::{Coalescing, VirtioNet, VirtioNetStats};
 pub use wire::Wire;
+pub use write_log::WriteLog;

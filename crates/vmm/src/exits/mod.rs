@@ -42,6 +42,9 @@ pub(crate) struct Handling {
     pub access: Access,
     /// The handler's work, for the cost model.
     pub work: HandlerWork,
+    /// A HLT's wake-up, when the machine halts the vCPU in the VMM's view
+    /// (backend clock, ns): the record's time to the next entry runs to it.
+    pub wake_ns: Option<u64>,
 }
 
 impl Handling {
@@ -51,7 +54,7 @@ impl Handling {
             VmExit::Io(io) => port_io::access(io, io.data),
             _ => Access::None,
         };
-        Handling { now_ns, target: Target::None, access, work: HandlerWork::default() }
+        Handling { now_ns, target: Target::None, access, work: HandlerWork::default(), wake_ns: None }
     }
 }
 
@@ -76,7 +79,8 @@ pub(crate) fn dispatch<V: Vm>(vmm: &mut Vmm<'_, V>, exit: &VmExit, h: &mut Handl
         }
         VmExit::Exception { vector, error_code, .. } => events::exception(vmm, *vector, *error_code),
         VmExit::ExternalInterrupt { vector } => events::external_interrupt(vmm, *vector),
-        VmExit::Hlt => events::hlt(vmm),
+        VmExit::ApicWrite { .. } => events::apic_write(),
+        VmExit::Hlt => events::hlt(vmm, h),
         VmExit::Shutdown => Ok(Flow::End(Outcome::GuestError(GuestError::TripleFault))),
         VmExit::Debug { .. } | VmExit::InterruptWindow | VmExit::PreemptionTimer => Ok(Flow::Resume),
         VmExit::Other { reason, qualification } => Ok(events::unhandled(*reason, *qualification)),

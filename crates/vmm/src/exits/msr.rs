@@ -15,6 +15,7 @@ pub(super) fn cpuid<V: Vm>(vmm: &mut Vmm<'_, V>, leaf: u32, subleaf: u32) -> Res
         None => crate::cpuid::cpuid(leaf, subleaf, vmm.vcpu.id() as u8, vmm.caps.tsx),
     };
     let vcpu = vmm.vmx_vcpu(ExitReason::Cpuid)?;
+    let answer = crate::cpuid::with_os_bits(leaf, answer, vcpu.read_cr(4)?);
     vcpu.complete(Completion::Cpuid(answer));
     single_step_trap(vcpu)?;
     Ok(Flow::Resume)

@@ -5,19 +5,36 @@ use super::{events::single_step_trap, Flow, Handling};
 use crate::error::VmmError;
 use crate::shadow::FaultResolution;
 use crate::state::Vmm;
+use exitlab_arch::bits::{efer, msr};
 use exitlab_arch::{CrAccessQual, CrAccessType, ExitReason};
 use exitlab_hv::{Vcpu, Vm};
 
-/// A trapped MOV to or from a control register, emulated. A CR3 load
-/// under shadow paging switches address spaces: every shadow entry goes.
+/// A trapped MOV to or from a control register, emulated. Under shadow
+/// paging a CR3 load switches address spaces, and a CR0 or CR4 load that
+/// changes a bit the VMM owns (`policy::SHADOW_CR0`, `SHADOW_CR4`)
+/// changes the paging mode: either way every shadow entry goes, and the
+/// read shadows follow the guest's new value.
 pub(super) fn cr_access<V: Vm>(vmm: &mut Vmm<'_, V>, q: &CrAccessQual) -> Result<Flow, VmmError> {
-    let vcpu = vmm.vmx_vcpu(ExitReason::CrAccess)?;
+    let vmx = vmm.vmx_parts(ExitReason::CrAccess)?;
+    let vcpu = vmx.vcpu;
     let mut r = vcpu.regs()?;
     let gpr = usize::from(q.gpr & 15);
     match q.access {
         CrAccessType::MovToCr => {
-            vcpu.write_cr(q.cr, r.gpr[gpr])?;
-            if q.cr == 3 {
+            let long = vcpu.read_msr(msr::IA32_EFER)?.unwrap_or(0) & efer::LMA != 0 && vcpu.segment(1)?.l;
+            // Outside 64-bit mode MOV to CR moves a 32-bit register.
+            let v = if long { r.gpr[gpr] } else { r.gpr[gpr] & 0xffff_ffff };
+            vcpu.write_cr(q.cr, v)?;
+            let c = &mut vmx.state.controls;
+            match q.cr {
+                0 => c.cr0_shadow = v & c.cr0_mask,
+                4 => c.cr4_shadow = v & c.cr4_mask,
+                _ => {}
+            }
+            if matches!(q.cr, 0 | 4) {
+                vcpu.set_controls(c)?;
+            }
+            if matches!(q.cr, 0 | 3 | 4) {
                 vcpu.shadow_unmap(None)?;
             }
         }

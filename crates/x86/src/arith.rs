@@ -1,8 +1,52 @@
-//! Two-operand arithmetic and logic: results masked to the operand size,
-//! status flags as a lazy [`Flags`] record.
+//! Binary arithmetic and logic (SDM Vol. 1 5.1.2, 5.1.4; Vol. 2 "ADD",
+//! "ADC", "SUB", "SBB", "CMP", "INC", "DEC", "NEG", "AND", "OR", "XOR",
+//! "NOT", "TEST"): results masked to the operand size, status flags as a
+//! lazy [`Flags`] record (Vol. 1 3.4.3.1, Appendix A).
 
+use crate::cpu::Cpu;
+use crate::exec::{get, next, put};
 use crate::flags::{Flags, FlagsOp};
+use crate::op::{Kind, Op};
 use crate::{mask, Size};
+
+/// ADD, ADC, SUB, SBB, AND, OR, XOR, CMP, TEST: `a op= b`, flags from the
+/// result (CMP and TEST keep `a`).
+#[inline(always)]
+pub fn binary<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let a = get(c, &op.a, size)?;
+    let b = get(c, &op.b, size)?;
+    let (r, f) = match op.kind {
+        Kind::Add => add(size, a, b),
+        Kind::Adc => adc(size, a, b, c.flags().cf()),
+        Kind::Sub | Kind::Cmp => sub(size, a, b),
+        Kind::Sbb => sbb(size, a, b, c.flags().cf()),
+        Kind::And | Kind::Test => (a & b, logic(size, a & b)),
+        Kind::Or => (a | b, logic(size, a | b)),
+        _ => (a ^ b, logic(size, a ^ b)),
+    };
+    if !matches!(op.kind, Kind::Cmp | Kind::Test) {
+        put(c, &op.a, size, r)?;
+    }
+    c.set_flags(f);
+    next(c, op)
+}
+
+/// INC, DEC, NEG, NOT (NOT changes no flags).
+#[inline(always)]
+pub fn unary<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    let size = op.size;
+    let a = get(c, &op.a, size)?;
+    let (r, f) = match op.kind {
+        Kind::Inc => inc(size, a, c.flags().cf()),
+        Kind::Dec => dec(size, a, c.flags().cf()),
+        Kind::Neg => neg(size, a),
+        _ => (!a & mask(size), c.flags()),
+    };
+    put(c, &op.a, size, r)?;
+    c.set_flags(f);
+    next(c, op)
+}
 
 #[inline(always)]
 pub fn add(size: Size, a: u64, b: u64) -> (u64, Flags) {

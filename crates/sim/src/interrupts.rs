@@ -1,0 +1,77 @@
+//! The interrupt queue: what reaches the vCPUs from outside them. Fixed
+//! MSIs wait for the vCPU they name; signals a device scheduled for a
+//! moment of guest time (MSIs, posts, remappable messages, and the VMM's
+//! own wake-ups, which are not interrupts but keep the same clock) wait
+//! for that moment.
+
+use exitlab_arch::iommu::SourceId;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// How a device interrupt reaches the vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signal {
+    /// A fixed MSI: destination APIC ID, vector.
+    Msi { dest: u8, vector: u8 },
+    /// Interrupt remapping in posted mode: `vector` into the descriptor at
+    /// host-physical `descriptor`.
+    Post { descriptor: u64, vector: u8 },
+    /// A device's message `index` (its interrupt-remapping entry) from
+    /// requester `source`, looked up in the interrupt-remapping table when
+    /// it arrives.
+    Remapped { source: SourceId, index: u16 },
+    /// A deadline the VMM set: the run call returns so its devices can work.
+    WakeVmm,
+}
+
+/// MSIs signalled now, and signals scheduled in guest time.
+#[derive(Debug, Default)]
+pub struct InterruptQueue {
+    /// (destination APIC ID, vector), in arrival order.
+    msi: Vec<(u8, u8)>,
+    /// (virtual ns, order of scheduling, what), earliest first.
+    timed: BinaryHeap<Reverse<(u64, u64, Signal)>>,
+    seq: u64,
+}
+
+impl InterruptQueue {
+    /// A fixed MSI to APIC `dest` (0xff: broadcast), taken at the next
+    /// instruction boundary.
+    pub fn push_msi(&mut self, dest: u8, vector: u8) {
+        self.msi.push((dest, vector));
+    }
+
+    /// The oldest MSI for APIC `id` (or broadcast), removed from the queue.
+    pub fn pop_msi_for(&mut self, id: u8) -> Option<u8> {
+        let i = self.msi.iter().position(|&(dest, _)| dest == id || dest == 0xff)?;
+        Some(self.msi.remove(i).1)
+    }
+
+    /// Whether any MSI waits.
+    #[inline(always)]
+    pub fn has_msi(&self) -> bool {
+        !self.msi.is_empty()
+    }
+
+    /// Queues `signal` for `at_ns` of guest time, after anything already
+    /// queued for the same moment.
+    pub fn schedule(&mut self, at_ns: u64, signal: Signal) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.timed.push(Reverse((at_ns, seq, signal)));
+    }
+
+    /// The earliest scheduled signal due by `now_ns`, removed.
+    pub fn pop_due(&mut self, now_ns: u64) -> Option<Signal> {
+        match self.timed.peek() {
+            Some(Reverse((at, _, _))) if *at <= now_ns => self.timed.pop().map(|Reverse((_, _, s))| s),
+            _ => None,
+        }
+    }
+
+    /// When the earliest scheduled signal is due (virtual ns).
+    #[inline(always)]
+    pub fn next_at(&self) -> Option<u64> {
+        self.timed.peek().map(|r| (r.0).0)
+    }
+}
