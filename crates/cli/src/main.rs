@@ -546,9 +546,6 @@ fn run_with(m: &MachineArgs, image: &BootImage, mut options: RunOptions) -> Resu
             options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd }
         }
     }
-    if let Some(why) = spec.refuses(image) {
-        return Err(UsageError(why));
-    }
     if let BackendSpec::Sim { limits: exitlab_sim::RunLimits { max_time_ns: Some(t), .. }, .. } = &spec {
         // Guest time may pass far slower than the host's: bound both.
         options.wall_limit = Some(std::time::Duration::from_nanos(*t));

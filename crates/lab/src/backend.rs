@@ -91,25 +91,6 @@ impl BackendSpec {
         BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time_ns }
     }
 
-    /// Why this backend cannot start `image` yet, if it cannot: the
-    /// simulator's CPU starts only in 64-bit mode so far (the single x86
-    /// executor of the system-ISA issue adds protected and real mode; this
-    /// check goes with it).
-    pub fn refuses(&self, image: &BootImage) -> Option<String> {
-        let mode = image.boot.mode();
-        match self {
-            BackendSpec::Sim { .. } if mode != exitlab_arch::CpuMode::Long => Some(format!(
-                "the simulator starts only in 64-bit long mode so far; {} enters in {} mode",
-                image.name,
-                match mode {
-                    exitlab_arch::CpuMode::Real => "real-address",
-                    _ => "32-bit protected",
-                }
-            )),
-            _ => None,
-        }
-    }
-
     /// Which kind of backend this is.
     pub fn kind(&self) -> BackendKind {
         match self {
@@ -134,13 +115,8 @@ impl BackendSpec {
         })
     }
 
-    /// Builds the VM `image` describes on a fresh backend and runs it. An
-    /// image the backend cannot start ([`BackendSpec::refuses`]) is an
-    /// error naming why.
+    /// Builds the VM `image` describes on a fresh backend and runs it.
     pub fn run(&self, image: &BootImage, options: &RunOptions) -> Result<RunReport, VmmError> {
-        if let Some(why) = self.refuses(image) {
-            return Err(VmmError::Backend(HvError::Unavailable(why)));
-        }
         self.open(image.memory_size)?.run(image, options)
     }
 }
