@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 /// The runner's time limit when neither `--timeout` nor the entry sets
 /// one (runtime.bash's `${TIMEOUT:-${timeout:-90s}}`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+/// The vendor the simulator's CPUID names (exitlab-vmm's `cpuid` leaf 0).
+const SIM_VENDOR: &str = "GenuineIntel";
 /// The most RAM exitlab's PC has: one range below the PCI hole at 3 GiB.
 const MAX_MEMORY: u64 = 3 << 30;
 
@@ -300,6 +302,15 @@ fn qemu_params(params: &str, backend: BackendKind) -> Result<Option<u64>, String
                 if flags[0] == "host" && backend == BackendKind::Sim {
                     return Err("needs -cpu host: KVM-only paravirtual MSRs".into());
                 }
+                // The simulator's CPUID says GenuineIntel and it follows
+                // Intel where vendors differ (syscall's compatibility-mode
+                // SYSCALL is AMD's).
+                let vendor = flags.iter().find_map(|f| f.strip_prefix("vendor="));
+                if let (Some(v), BackendKind::Sim) = (vendor, backend) {
+                    if v != SIM_VENDOR {
+                        return Err(format!("needs vendor {v} (-cpu {val}); the simulator's CPU is {SIM_VENDOR}"));
+                    }
+                }
             }
             "-device" => return Err(format!("needs QEMU device {}", val.split(',').next().unwrap_or(val))),
             "-M" | "-machine" => {
@@ -493,6 +504,12 @@ pub(crate) mod tests {
             "needs Hyper-V enlightenments (hv_* CPU flags)"
         );
         assert_eq!(na("[a]\nqemu_params = -M q35 -device edu\n", BackendKind::Kvm), "needs the q35 machine");
+        assert_eq!(
+            na("[a]\nqemu_params = -cpu Opteron_G1,vendor=AuthenticAMD\n", BackendKind::Sim),
+            "needs vendor AuthenticAMD (-cpu Opteron_G1,vendor=AuthenticAMD); the simulator's CPU is GenuineIntel"
+        );
+        let intel = entry("[msr]\nqemu_params = -cpu max,vendor=GenuineIntel\n");
+        assert!(plan(&intel, BackendKind::Sim, None).is_ok());
         assert_eq!(
             na("[a]\nqemu_params = -cpu max -m 4g\n", BackendKind::Kvm),
             "asks for 4096 MiB of RAM (exitlab's PC has at most 3 GiB)"
