@@ -416,6 +416,8 @@ fn judge(name: &str, kind: BackendKind, r: &RunReport, host_seconds: f64) -> Tes
         Outcome::GuestError(e @ GuestError::NotEmulated { .. }) => (Verdict::NotApplicable, Some(e.to_string())),
         o => (Verdict::Fail, Some(o.to_string())),
     };
+    let checks = checks(&console);
+    let (verdict, reason) = failed_first(verdict, reason, &checks);
     let all = r.accountant.all();
     let mut top: Vec<(String, u64)> = all.reasons.iter().map(|(k, v)| (k.name().to_string(), v.samples)).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -431,12 +433,26 @@ fn judge(name: &str, kind: BackendKind, r: &RunReport, host_seconds: f64) -> Tes
         name: name.to_string(),
         verdict,
         reason,
-        checks: checks(&console),
+        checks,
         exits: Some(exitlab_vmm::render_json(&view)),
         top_exits: top,
         instructions: all.counters.get("instructions").copied(),
         host_seconds,
         console,
+    }
+}
+
+/// A test that printed FAIL lines before exitlab stopped it on something
+/// it does not model has failed all the same: n/a only when nothing it
+/// checked failed.
+fn failed_first(verdict: Verdict, reason: Option<String>, checks: &[Check]) -> (Verdict, Option<String>) {
+    let failed = checks.iter().filter(|c| c.verdict == "FAIL").count();
+    match (verdict, reason) {
+        (Verdict::NotApplicable, Some(why)) if failed > 0 => {
+            let noun = if failed == 1 { "check" } else { "checks" };
+            (Verdict::Fail, Some(format!("{failed} {noun} failed before it stopped: {why}")))
+        }
+        (v, r) => (v, r),
     }
 }
 
@@ -532,6 +548,18 @@ pub(crate) mod tests {
         assert_eq!(parse_timeout("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_timeout("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_timeout("soon"), None);
+    }
+
+    #[test]
+    fn a_test_that_failed_checks_before_an_unmodelled_stop_fails() {
+        let why = || Some("unsupported: int1".to_string());
+        let c = checks("PASS: a\nFAIL: b\nFAIL: c\n");
+        assert_eq!(
+            failed_first(Verdict::NotApplicable, why(), &c),
+            (Verdict::Fail, Some("2 checks failed before it stopped: unsupported: int1".into()))
+        );
+        assert_eq!(failed_first(Verdict::NotApplicable, why(), &c[..1]), (Verdict::NotApplicable, why()));
+        assert_eq!(failed_first(Verdict::Pass, None, &c[..1]), (Verdict::Pass, None));
     }
 
     #[test]
