@@ -2,11 +2,10 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand, ValueEnum};
-use exitlab_guest::layout::Phase;
-use exitlab_guest::{Image, Workload, WORKLOADS};
+use exitlab_guest::{BootImage, Image, Workload, WORKLOADS};
 use exitlab_lab::backend::{BackendKind, BackendSpec};
 use exitlab_vmm::limits::RunLimits;
-use exitlab_vmm::{render_json, render_table, Outcome, RunOptions, RunReport, StatView};
+use exitlab_vmm::{RunOptions, RunReport};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +43,9 @@ fn stdout_failed(e: std::io::Error) -> ! {
 
 mod bench;
 mod calib;
+mod guest;
+mod stat;
+mod suite;
 mod sweep;
 
 #[derive(Parser)]
@@ -96,9 +98,8 @@ struct MachineArgs {
     /// Stop a runaway guest after this many instructions (sim backend).
     #[arg(long, value_name = "N")]
     max_instructions: Option<String>,
-    /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
-    /// (sim backend: virtual time; kvm backend: wall-clock time of the
-    /// run calls, a guest spinning inside KVM_RUN included).
+    /// Stop a runaway guest after this long, e.g. 10s, 500ms: guest time on
+    /// the simulator, host time on KVM (the vCPU is kicked out of KVM_RUN).
     #[arg(long, value_name = "DURATION")]
     max_time: Option<String>,
     /// Stop after the VMM has handled this many exits, or `off` (both
@@ -132,6 +133,23 @@ struct WorkloadArgs {
     set: Vec<String>,
 }
 
+/// A built-in workload or an image file.
+#[derive(clap::Args)]
+struct GuestArgs {
+    /// Workload name (see `exitlab list`).
+    #[arg(required_unless_present = "image")]
+    workload: Option<String>,
+    /// Iterations in the measure phase (same as --set n=N; packets=N for
+    /// the ping-pongs).
+    #[arg(short = 'n', value_name = "N")]
+    n: Option<String>,
+    /// Set a workload parameter (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(flatten)]
+    image: guest::ImageArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List the built-in workloads and their parameters.
@@ -139,7 +157,7 @@ enum Command {
     /// Run a workload and print its exits as `perf kvm stat report` does.
     Stat {
         #[command(flatten)]
-        w: WorkloadArgs,
+        g: GuestArgs,
         #[command(flatten)]
         m: MachineArgs,
         /// Print JSON instead of the table.
@@ -148,9 +166,42 @@ enum Command {
         /// Only this phase: boot, warmup, measure or done (default: the whole run).
         #[arg(long, value_name = "NAME")]
         phase: Option<String>,
-        /// Also print what the guest wrote to its serial console.
+        /// Also print what the guest wrote to its serial console (always
+        /// printed, on stdout, for --image).
         #[arg(long)]
         console: bool,
+        /// Show the N guest functions with the most exits (0: none; on KVM
+        /// each exit then costs a register read, outside its handling time).
+        #[arg(long, value_name = "N", default_value = "10")]
+        top: String,
+    },
+    /// Run kvm-unit-tests (a directory with unittests.cfg, the file itself,
+    /// or test images) the way QEMU's runner does; one line per test, then
+    /// a summary. Exit status 1 when a test fails or times out.
+    Suite {
+        /// Test directories, unittests.cfg files or images.
+        #[arg(value_name = "DIR|FILE", required = true)]
+        inputs: Vec<PathBuf>,
+        /// Machine to run on.
+        #[arg(long, value_enum, default_value = "sim")]
+        backend: Backend,
+        /// KVM device node (kvm backend).
+        #[arg(long, value_name = "PATH")]
+        kvm_device: Option<PathBuf>,
+        /// Hardware profile (sim backend): legacy, modern, or a TOML file.
+        #[arg(long, value_name = "NAME|FILE", default_value = "modern")]
+        profile: String,
+        /// Every test's time limit, over unittests.cfg's (as the runner's
+        /// TIMEOUT); default: the test's own, else 90s. Host time on both
+        /// backends (and guest time too on the simulator).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Tests run at once.
+        #[arg(short = 'j', value_name = "N", default_value = "1")]
+        jobs: String,
+        /// One JSON object with a `tests` array instead of the lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Run one experiment (a built-in name or a scenario file): every point
     /// of its sweep; writes results.csv, results.json, SVG figures and
@@ -214,7 +265,7 @@ enum Command {
     /// Record every exit of a run as Chrome/Perfetto trace-event JSON.
     Trace {
         #[command(flatten)]
-        w: WorkloadArgs,
+        g: GuestArgs,
         #[command(flatten)]
         m: MachineArgs,
         /// Where to write the trace.
@@ -574,18 +625,23 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
         Backend::Kvm => {
-            let max_time = m.max_time.as_deref().map(|t| parse_duration("--max-time", t)).transpose()?;
-            let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
-            Ok(BackendSpec::Kvm { device, max_time: max_time.map(std::time::Duration::from_nanos) })
+            if m.max_instructions.is_some() {
+                return Err(UsageError("--max-instructions is a simulator option (KVM does not count them)".into()));
+            }
+            let spec = BackendSpec::kvm(m.kvm_device.clone());
+            match (&m.max_time, spec) {
+                (Some(t), BackendSpec::Kvm { device, .. }) => {
+                    let limit = std::time::Duration::from_nanos(parse_duration("--max-time", t)?);
+                    Ok(BackendSpec::Kvm { device, max_time: Some(limit) })
+                }
+                (_, spec) => Ok(spec),
+            }
         }
     }
 }
 
-fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
-    run_with(m, img, RunOptions::default())
-}
-
-fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<RunReport, UsageError> {
+/// Runs `image` on the backend the flags ask for.
+fn run_with(m: &MachineArgs, image: &BootImage, mut options: RunOptions) -> Result<RunReport, UsageError> {
     let spec = backend_spec(m)?;
     options.limits = vmm_limits(m)?;
     match m.backend {
@@ -594,8 +650,25 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<Run
             options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd }
         }
     }
-    let mut vm = spec.open(img.memory_size)?;
-    vm.run(&img.boot_image(), &options).map_err(|e| UsageError(format!("run failed: {e}")))
+    if let BackendSpec::Sim { limits: exitlab_sim::RunLimits { max_time_ns: Some(t), .. }, .. } = &spec {
+        // Guest time may pass far slower than the host's: bound both,
+        // unless --max-host-time says otherwise.
+        if m.max_host_time.is_none() {
+            options.limits.max_host_time = Some(std::time::Duration::from_nanos(*t));
+        }
+    }
+    let mut vm = spec.open(image.memory_size)?;
+    vm.run(image, &options).map_err(|e| UsageError(format!("run failed: {e}")))
+}
+
+/// The guest `g` names: a built-in workload, or an image file.
+fn guest_of(g: &GuestArgs) -> Result<guest::Guest, UsageError> {
+    if let Some(path) = &g.image.image {
+        return guest::load(&g.image, path);
+    }
+    let w = WorkloadArgs { workload: g.workload.clone().unwrap_or_default(), n: g.n.clone(), set: g.set.clone() };
+    let (_, img) = build(&w)?;
+    Ok(guest::Guest { boot: img.boot_image(), loaded: None, labels: Some(img) })
 }
 
 fn lab_run(
@@ -638,125 +711,14 @@ fn toml_value(v: &str) -> toml::Value {
         .unwrap_or_else(|_| toml::Value::String(v.to_string()))
 }
 
-fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
-    let (workload, img) = build(w)?;
-    let report = run_with(m, &img, RunOptions { trace: true, ..Default::default() })?;
-    let doc = exitlab_lab::trace::chrome_trace(workload.name, m.backend.name(), &report.trace);
+fn trace(g: &GuestArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
+    let guest = guest_of(g)?;
+    let report = run_with(m, &guest.boot, RunOptions { trace: true, ..Default::default() })?;
+    let doc = exitlab_lab::trace::chrome_trace(&guest.boot.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
     write_atomically(out, &bytes)?;
     say!("{} exits -> {}", report.trace.len(), out.display());
     Ok(())
-}
-
-fn stat(
-    w: &WorkloadArgs,
-    m: &MachineArgs,
-    json: bool,
-    phase: Option<String>,
-    console: bool,
-) -> Result<ExitCode, UsageError> {
-    let phase = match phase.as_deref() {
-        None | Some("all") => None,
-        Some(name) => Some(Phase::from_name(name).ok_or_else(|| {
-            UsageError(format!("unknown phase `{name}` (try one of: all, boot, warmup, measure, done)"))
-        })?),
-    };
-    let (workload, img) = build(w)?;
-    let report = run_on(m, &img)?;
-    let stats = match phase {
-        Some(p) => report.accountant.phase_stats(p).clone(),
-        None => report.accountant.all(),
-    };
-    let view = StatView {
-        workload: workload.name,
-        backend: m.backend.name(),
-        phase: phase.map_or("all", Phase::name),
-        stats: &stats,
-        virtual_time: m.backend == Backend::Sim,
-    };
-    if console {
-        eprint!("{}", report.console());
-    }
-    let outcome = match &report.outcome {
-        Outcome::Exited { status } => serde_json::json!({ "status": status }),
-        Outcome::GuestError(e) => serde_json::json!({ "guest_error": e.to_string() }),
-    };
-    let monitor = report.monitor.as_ref().map(|m| {
-        let kind = match m.kind {
-            exitlab_guest::machine::MonitorKind::WriteProtect => "write-protect",
-            exitlab_guest::machine::MonitorKind::Pml => "pml",
-        };
-        let in_range = m.log.iter().filter(|g| m.covers(**g)).count();
-        (kind, in_range)
-    });
-    let packets =
-        exitlab_vmm::packets::PacketStats::of(report.accountant.phase_stats(Phase::Measure), &report.round_trips_ns);
-    if json {
-        let mut v = render_json(&view);
-        v["outcome"] = outcome;
-        if let Some(p) = &packets {
-            // Per packet, always over the measure phase (the packets').
-            v["packets"] = p.packets.into();
-            v["exits_per_packet"] = p.exits_per_packet.into();
-            v["exits_per_packet_by_reason"] =
-                serde_json::to_value(&p.exits_per_packet_by_reason).expect("plain numbers serialize");
-            v["handler_ns_per_packet"] = p.handler_ns_per_packet.into();
-            v["interrupts_per_packet"] = p.interrupts_per_packet.into();
-            v["latency_ns"] = serde_json::to_value(p.latency_ns).expect("plain numbers serialize");
-        }
-        if !report.irq_latencies_ns.is_empty() {
-            let s = exitlab_vmm::packets::Summary::of(&report.irq_latencies_ns);
-            v["irq_latency_ns"] = serde_json::to_value(s).expect("plain numbers serialize");
-        }
-        if let Some((kind, logged)) = monitor {
-            v["monitor"] = serde_json::json!({ "kind": kind, "writes_or_pages_logged": logged });
-        }
-        say!("{}", serde_json::to_string_pretty(&v).expect("JSON values always serialize"));
-    } else {
-        say_part!("{}", render_table(&view));
-        if let Some(p) = &packets {
-            let l = p.latency_ns;
-            say!(
-                "\nPackets (measure phase): {}; per packet {:.2} exits, {:.2}us in the VMM, {:.2} interrupts",
-                p.packets,
-                p.exits_per_packet,
-                p.handler_ns_per_packet / 1000.0,
-                p.interrupts_per_packet
-            );
-            say!(
-                "Round trip: mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
-                l.mean / 1000.0,
-                l.stddev / 1000.0,
-                l.p50 as f64 / 1000.0,
-                l.p99 as f64 / 1000.0
-            );
-        }
-        if !report.irq_latencies_ns.is_empty() {
-            let l = exitlab_vmm::packets::Summary::of(&report.irq_latencies_ns);
-            say!(
-                "\nInterrupt latency, completion to driver ({} completions): mean {:.2}us, stddev {:.3}us, p50 {:.2}us, p99 {:.2}us",
-                report.irq_latencies_ns.len(),
-                l.mean / 1000.0,
-                l.stddev / 1000.0,
-                l.p50 as f64 / 1000.0,
-                l.p99 as f64 / 1000.0
-            );
-        }
-        if let Some((kind, logged)) = monitor {
-            say!("\nWrite monitor ({kind}): {logged} entries logged over the whole run in the watched range.");
-        }
-    }
-    Ok(match report.outcome {
-        Outcome::Exited { status: 0 } => ExitCode::SUCCESS,
-        Outcome::Exited { status } => {
-            eprintln!("exitlab: guest exited with status {status}");
-            ExitCode::from(1)
-        }
-        Outcome::GuestError(e) => {
-            eprintln!("exitlab: {e}");
-            ExitCode::from(1)
-        }
-    })
 }
 
 fn main() -> ExitCode {
@@ -766,7 +728,21 @@ fn main() -> ExitCode {
             list();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stat { w, m, json, phase, console } => stat(&w, &m, json, phase, console),
+        Command::Stat { g, m, json, phase, console, top } => {
+            stat::stat(&g, &m, stat::StatFlags { json, phase, console, top: &top })
+        }
+        Command::Suite { inputs, backend, kvm_device, profile, timeout, jobs, json } => {
+            let a = suite::SuiteArgs {
+                inputs: &inputs,
+                backend,
+                kvm_device,
+                profile: &profile,
+                timeout: timeout.as_deref(),
+                jobs: &jobs,
+                json,
+            };
+            suite::suite(&a)
+        }
         Command::Image { w, disasm, output } => image(&w, disasm, output).map(|_| ExitCode::SUCCESS),
         Command::Run { scenario, backend, set, full, out, shard } => {
             lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
@@ -775,7 +751,7 @@ fn main() -> ExitCode {
             sweep::report(full, backend.as_deref(), shard.as_deref(), out, &profile).map(|_| ExitCode::SUCCESS)
         }
         Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
-        Command::Trace { w, m, out } => trace(&w, &m, &out).map(|_| ExitCode::SUCCESS),
+        Command::Trace { g, m, out } => trace(&g, &m, &out).map(|_| ExitCode::SUCCESS),
         Command::Check { backend, profile, kvm_device } => check(backend, profile, kvm_device),
         Command::Profiles { profiles: names } => profiles(&names).map(|_| ExitCode::SUCCESS),
         Command::Calibrate { backend, kvm_device, out, rounds, span, name, compare } => {

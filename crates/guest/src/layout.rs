@@ -44,14 +44,17 @@ pub const TSS_SELECTOR: u16 = 0x28;
 
 /// COM1, a 16550 UART: the guest console.
 pub const SERIAL_COM1: u16 = 0x3f8;
-/// Writing a dword here ends the run with that status (QEMU's
-/// isa-debug-exit convention and port).
+/// Writing a dword here ends the run. On the exitlab machine the dword is
+/// the status itself (0: success); on the PC machine the port is QEMU's
+/// isa-debug-exit, whose status is `(code << 1) | 1`.
 pub const PORT_DEBUG_EXIT: u16 = 0xf4;
-/// Writing a [`Phase`] code here marks a measurement-phase boundary.
-pub const PORT_MARKER: u16 = 0x510;
+/// Writing a [`Phase`] code here marks a measurement-phase boundary. Not
+/// a PC port (fw_cfg has 0x510-0x51b, its DMA interface included), so the
+/// exitlab protocol and the PC platform live side by side.
+pub const PORT_MARKER: u16 = 0x5f0;
 /// Writing here reports the event described in the mailbox (an exception
 /// or an unexpected interrupt); the run ends with a guest error.
-pub const PORT_REPORT: u16 = 0x511;
+pub const PORT_REPORT: u16 = 0x5f1;
 /// The POST diagnostic port: the target of the port-I/O microbenchmarks.
 pub const PORT_POST: u16 = 0x80;
 /// 8259 PIC data ports (the kernel masks every line).

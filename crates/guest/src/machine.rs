@@ -38,6 +38,9 @@ use std::num::NonZeroU64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MachineConfig {
+    /// The platform around the CPU: exitlab's own machine, or the PC
+    /// that images from elsewhere expect.
+    pub platform: Platform,
     /// Network cards, at most one of each model (each has its fixed BAR).
     #[serde(rename = "nic")]
     pub nics: Vec<Nic>,
@@ -73,6 +76,7 @@ pub struct MachineConfig {
 impl Default for MachineConfig {
     fn default() -> Self {
         MachineConfig {
+            platform: Platform::Exitlab,
             nics: Vec::new(),
             block: None,
             monitor: None,
@@ -85,6 +89,21 @@ impl Default for MachineConfig {
             needs: Vec::new(),
         }
     }
+}
+
+/// Which platform the CPU sits in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Platform {
+    /// exitlab's machine: COM1, the debug exit whose dword is the status,
+    /// the phase markers and the microbenchmark devices.
+    #[default]
+    Exitlab,
+    /// QEMU's `pc` machine as kvm-unit-tests and kernels expect it, on top
+    /// of exitlab's: the 8259 pair, IOAPIC, 8254, RTC, isa-debug-exit with
+    /// QEMU's status, fw_cfg, PCI configuration ports, the reset paths,
+    /// pc-testdev, the ACPI PM block and ACPI tables.
+    Pc,
 }
 
 /// `len` bytes of guest-physical memory from `start`.
@@ -350,6 +369,7 @@ mod tests {
     use super::*;
 
     const FULL: &str = r#"
+platform = "pc"
 posted_interrupts = false
 host_timer_hz = 1000
 counters = ["commits", "aborts"]
@@ -383,6 +403,7 @@ count = 1000
     #[test]
     fn the_toml_form_round_trips_every_field() {
         let c = MachineConfig::from_toml("full.toml", FULL).unwrap();
+        assert_eq!(c.platform, Platform::Pc);
         assert!(!c.posted_interrupts);
         assert_eq!(c.host_timer_hz, NonZeroU64::new(1000));
         assert_eq!(c.counters, ["commits", "aborts"]);

@@ -13,6 +13,11 @@ use crate::Msi;
 /// Sends one interrupt; callable from any thread.
 pub type MsiSender = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
+/// Sets the level of an input of the host's interrupt controllers: GSI
+/// (ISA IRQ 0-15, IOAPIC-only pins 16-23) and level; callable from any
+/// thread.
+pub type IrqLineSetter = std::sync::Arc<dyn Fn(u32, bool) -> Result<()> + Send + Sync>;
+
 /// A backend whose clock is virtual: device work happens at moments of it.
 pub trait VirtualClock {
     /// Makes the vCPU's run call return [`crate::HvError::Interrupted`]
@@ -39,6 +44,14 @@ pub trait HostVm {
     /// An ioeventfd: guest writes of `datamatch` (32 bits) to MMIO `gpa`
     /// signal the returned eventfd instead of exiting to userspace.
     fn notify_eventfd(&mut self, gpa: u64, datamatch: u32) -> Result<vmm_sys_util::eventfd::EventFd>;
+
+    /// The PC's interrupt controllers and timer in the host kernel, as a
+    /// VMM on that kernel would have them: the 8254 PIT on ports
+    /// 0x40-0x43 and 0x61 beside the PIC pair and IOAPIC the backend
+    /// already has, GSIs routed as on the PC (ISA IRQ n to PIC input n and
+    /// IOAPIC pin n; IRQ 0 to pin 2, as the MADT's override says), and a
+    /// way for the VMM's own devices to drive those lines.
+    fn in_kernel_pc(&mut self) -> Result<IrqLineSetter>;
 
     /// Takes guest RAM `gpa..gpa+len` out of the guest's view (the memory
     /// slot is split around it): every access there is then MMIO, which

@@ -17,7 +17,7 @@ mod vmx;
 pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
-pub use host::{HostVm, MsiSender, VirtualClock, WriteWatch};
+pub use host::{HostVm, IrqLineSetter, MsiSender, VirtualClock, WriteWatch};
 pub use vmx::{
     Assignment, ExitInfo, Injection, InjectionKind, Interruptibility, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA,
 };

@@ -12,12 +12,15 @@ mod stats;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
 use exitlab_hv::{
-    Capabilities, Completion, Counter, HostVm, HvError, IoExit, MmioExit, Msi, Result, Vcpu, Vm, VmExit, WriteWatch,
+    Capabilities, Completion, Counter, HostVm, HvError, IoExit, IrqLineSetter, MmioExit, Msi, Result, Unmodelled, Vcpu,
+    Vm, VmExit, WriteWatch,
 };
 use kvm_bindings::{
-    kvm_dtable, kvm_fpu, kvm_irq_routing_entry, kvm_msi, kvm_msr_entry, kvm_regs, kvm_segment,
+    kvm_dtable, kvm_fpu, kvm_irq_routing_entry, kvm_msi, kvm_msr_entry, kvm_pit_config, kvm_regs, kvm_segment,
     kvm_userspace_memory_region, CpuId, KvmIrqRouting, Msrs, KVM_EXIT_IO, KVM_EXIT_IO_IN, KVM_EXIT_MMIO,
-    KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_IRQCHIP_IOAPIC,
+    KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES,
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 pub use sched::Realtime;
@@ -69,6 +72,28 @@ fn open_kvm(path: &Path) -> Result<Kvm> {
 /// GSIs below this belong to the in-kernel IOAPIC and PIC pins.
 const FIRST_MSI_GSI: u32 = 24;
 
+/// The PC's routing of GSIs 0-23 to the in-kernel PIC pair and IOAPIC, as
+/// QEMU's `kvm_pc_setup_irq_routing` sets it: ISA IRQ n (0-15, not the
+/// cascade line 2) to PIC input n, and GSI n to IOAPIC pin n except GSI 0,
+/// which goes to pin 2 (the MADT's interrupt source override for the
+/// PIT); GSI 2 has no route.
+fn pc_irqchip_routes() -> Vec<kvm_irq_routing_entry> {
+    let route = |gsi: u32, chip: u32, pin: u32| {
+        let mut e = kvm_irq_routing_entry { gsi, type_: KVM_IRQ_ROUTING_IRQCHIP, ..Default::default() };
+        e.u.irqchip.irqchip = chip;
+        e.u.irqchip.pin = pin;
+        e
+    };
+    let mut routes = Vec::new();
+    for gsi in (0..16).filter(|&g| g != 2) {
+        let chip = if gsi < 8 { KVM_IRQCHIP_PIC_MASTER } else { KVM_IRQCHIP_PIC_SLAVE };
+        routes.push(route(gsi, chip, gsi % 8));
+    }
+    routes.push(route(0, KVM_IRQCHIP_IOAPIC, 2));
+    routes.extend((1..24).filter(|&g| g != 2).map(|g| route(g, KVM_IRQCHIP_IOAPIC, g)));
+    routes
+}
+
 fn kvm_msi_of(msi: Msi) -> kvm_msi {
     kvm_msi {
         address_lo: msi.address as u32,
@@ -90,6 +115,10 @@ pub struct KvmVm {
     memory: GuestMemoryMmap,
     /// MSI routes for irqfds, from GSI [`FIRST_MSI_GSI`] up.
     routes: Vec<kvm_irq_routing_entry>,
+    /// The PC's routes of GSIs 0-23, once the VMM asked for the PC's
+    /// in-kernel devices; KVM's own default routing until then (it is
+    /// replaced by the first KVM_SET_GSI_ROUTING).
+    irqchip_routes: Vec<kvm_irq_routing_entry>,
     memory_size: u64,
     /// RAM taken out of the guest's view ([`HostVm::unmap`]) or given a
     /// slot of its own ([`HostVm::watch_writes`]), if any.
@@ -138,6 +167,7 @@ impl KvmVm {
             vm: Arc::new(vm),
             memory,
             routes: Vec::new(),
+            irqchip_routes: Vec::new(),
             memory_size,
             hole: None,
             dirty: Arc::default(),
@@ -153,6 +183,16 @@ impl KvmVm {
     /// with `HvError::Limit` even while the guest is inside KVM_RUN.
     pub fn set_time_limit(&mut self, limit: Option<Duration>) {
         self.time_limit = limit;
+    }
+
+    /// Loads the GSI routing table: the PC's irqchip routes (if asked
+    /// for) and the MSI routes of the irqfds.
+    fn commit_routes(&self) -> Result<()> {
+        let all: Vec<kvm_irq_routing_entry> = self.irqchip_routes.iter().chain(&self.routes).copied().collect();
+        let mut table =
+            KvmIrqRouting::new(all.len()).map_err(|e| HvError::Backend(format!("irq routing table: {e:?}")))?;
+        table.as_mut_slice().copy_from_slice(&all);
+        self.vm.set_gsi_routing(&table).map_err(backend("KVM_SET_GSI_ROUTING"))
     }
 
     /// Maps guest RAM `gpa..gpa+len` into the VM as memory slot `slot`
@@ -328,13 +368,21 @@ impl HostVm for KvmVm {
         entry.u.msi.address_hi = (msi.address >> 32) as u32;
         entry.u.msi.data = msi.data;
         self.routes.push(entry);
-        let mut table =
-            KvmIrqRouting::new(self.routes.len()).map_err(|e| HvError::Backend(format!("irq routing table: {e:?}")))?;
-        table.as_mut_slice().copy_from_slice(&self.routes);
-        self.vm.set_gsi_routing(&table).map_err(backend("KVM_SET_GSI_ROUTING"))?;
+        self.commit_routes()?;
         let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| HvError::Backend(format!("eventfd: {e}")))?;
         self.vm.register_irqfd(&fd, gsi).map_err(backend("KVM_IRQFD"))?;
         Ok(Arc::new(move || fd.write(1).map_err(|e| HvError::Backend(format!("irqfd write: {e}")))))
+    }
+
+    fn in_kernel_pc(&mut self) -> Result<IrqLineSetter> {
+        // The speaker port 0x61 in the kernel too, beside the PIT whose
+        // counter 2 it gates (Firecracker's choice).
+        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        self.vm.create_pit2(pit).map_err(backend("KVM_CREATE_PIT2"))?;
+        self.irqchip_routes = pc_irqchip_routes();
+        self.commit_routes()?;
+        let vm = self.vm.clone();
+        Ok(Arc::new(move |gsi, level| vm.set_irq_line(gsi, level).map_err(backend("KVM_IRQ_LINE"))))
     }
 
     fn unmap(&mut self, gpa: u64, len: u64) -> Result<()> {
@@ -460,7 +508,7 @@ impl KvmVcpu {
 /// guest was.
 fn limit_reached(fd: &VcpuFd, limit: Duration) -> HvError {
     let rip = fd.get_regs().map_or("unknown".to_string(), |r| format!("{:#x}", r.rip));
-    HvError::Limit(format!("wall-clock limit of {} ms reached at rip {rip}", limit.as_millis()))
+    HvError::Limit(format!("time limit of {} reached (host time) at rip {rip}", show_duration(limit)))
 }
 
 /// The size and repeat count of the port I/O exit KVM just reported.
@@ -470,6 +518,53 @@ fn io_size_count(fd: &mut VcpuFd) -> (u8, u32) {
     // `io` is the active member of the exit union.
     let io = unsafe { run.__bindgen_anon_1.io };
     (io.size, io.count)
+}
+
+impl KvmVcpu {
+    /// KVM_EXIT_INTERNAL_ERROR as the VMM reports it. An emulation
+    /// failure (suberror 1: KVM's instruction emulator could not run the
+    /// instruction at RIP, as happens to ring-0 code on a nested host) is
+    /// [`HvError::Unsupported`] with the instruction's bytes, which KVM
+    /// hands over since Linux 5.14 (`emulation_failure`).
+    fn internal_error(&mut self) -> HvError {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
+        // `emulation_failure` (which shares `internal`'s first fields) is the
+        // active member of the exit union.
+        let e = unsafe { run.__bindgen_anon_1.emulation_failure };
+        if e.suberror != KVM_INTERNAL_ERROR_EMULATION {
+            return HvError::Backend(format!("KVM_EXIT_INTERNAL_ERROR, suberror {}", e.suberror));
+        }
+        let bytes = if e.ndata >= 3 && e.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
+            // SAFETY: the flag says the instruction bytes are filled in.
+            let i = unsafe { e.__bindgen_anon_1.__bindgen_anon_1 };
+            i.insn_bytes[..usize::from(i.insn_size).min(15)].to_vec()
+        } else {
+            Vec::new()
+        };
+        let (rip, bitness) = match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(r), Ok(s)) => (
+                r.rip,
+                if s.cs.l != 0 {
+                    64
+                } else if s.cs.db != 0 {
+                    32
+                } else {
+                    16
+                },
+            ),
+            (Err(e), _) | (_, Err(e)) => return backend("KVM_GET_REGS")(e),
+        };
+        let mut decoder = iced_x86::Decoder::with_ip(bitness, &bytes, rip, iced_x86::DecoderOptions::NONE);
+        let disassembly = if bytes.is_empty() {
+            "KVM gave no instruction bytes".to_string()
+        } else {
+            let mut text = String::new();
+            iced_x86::Formatter::format(&mut iced_x86::IntelFormatter::new(), &decoder.decode(), &mut text);
+            text
+        };
+        HvError::Unsupported(Unmodelled { rip, bytes, disassembly, by: "KVM's instruction emulator" })
+    }
 }
 
 impl Vcpu for KvmVcpu {
@@ -485,13 +580,13 @@ impl Vcpu for KvmVcpu {
         loop {
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
-                Err(e) if e.errno() == libc_eintr() && self.limit_at.is_some_and(|t| Instant::now() >= t) => {
+                Err(e) if e.errno() == libc::EINTR && self.limit_at.is_some_and(|t| Instant::now() >= t) => {
                     return Err(limit_reached(&self.fd, self.time_limit.unwrap_or_default()))
                 }
-                Err(e) if e.errno() == libc_eintr() && self.kicker.as_ref().is_some_and(|k| k.due()) => {
+                Err(e) if e.errno() == libc::EINTR && self.kicker.as_ref().is_some_and(|k| k.due()) => {
                     return Err(HvError::Interrupted)
                 }
-                Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
                 Err(e) => return Err(backend("KVM_RUN")(e)),
             };
             return Ok(match exit {
@@ -529,15 +624,7 @@ impl Vcpu for KvmVcpu {
                         "KVM_EXIT_FAIL_ENTRY on cpu {cpu}: hardware entry failure reason {reason:#x}"
                     )))
                 }
-                VcpuExit::InternalError => {
-                    let run = self.fd.get_kvm_run();
-                    // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
-                    // `internal` is the active member of the exit union.
-                    let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
-                    return Err(HvError::Backend(format!(
-                        "KVM_EXIT_INTERNAL_ERROR, suberror {suberror} (1 = KVM could not emulate an instruction)"
-                    )));
-                }
+                VcpuExit::InternalError => return Err(self.internal_error()),
                 other => return Err(HvError::Backend(format!("unexpected KVM exit {other:?}"))),
             });
         }
@@ -678,12 +765,15 @@ fn io_exit(port: u16, size: u8, is_in: bool, count: u32, data: u32, bulk: Vec<u8
     }
 }
 
-const fn libc_eintr() -> i32 {
-    4
-}
-
-const fn libc_eagain() -> i32 {
-    11
+/// `90s`, `1.5s`, `250ms`: a limit as a user wrote it.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
 }
 
 impl AsRawFd for KvmVcpu {

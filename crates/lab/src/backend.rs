@@ -79,7 +79,9 @@ impl BackendSpec {
         BackendSpec::Sim { profile: Box::new(profile), seed, limits: RunLimits::default() }
     }
 
-    /// KVM through `device`, or the default device node.
+    /// KVM through `device`, or the default device node, without a
+    /// wall-clock limit of its own (the VMM's host-time limit holds:
+    /// `exitlab_vmm::limits`).
     pub fn kvm(device: Option<PathBuf>) -> BackendSpec {
         BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time: None }
     }

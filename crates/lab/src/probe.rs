@@ -124,6 +124,7 @@ pub fn run(spec: &BackendSpec, probe: &Probe, options: &RunOptions) -> Result<Sa
         Outcome::Exited { status: 0 } => {}
         Outcome::Exited { status } => return Err(format!("{}: the guest exited with status {status}", probe.label())),
         Outcome::GuestError(e) => return Err(format!("{}: {e}", probe.label())),
+        other => return Err(format!("{}: the guest ended by {other:?}, not by its exit port", probe.label())),
     }
     let m = r.accountant.phase_stats(Phase::Measure);
     let userspace = [ExitReason::IoInstruction, ExitReason::EptMisconfig, ExitReason::EptViolation];

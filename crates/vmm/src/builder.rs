@@ -17,8 +17,9 @@ use crate::interrupts::{Pending, Posting};
 use crate::limits::RunLimits;
 use crate::monitor::Monitor;
 use crate::platform::{FastPath, Platform, ToAssign};
+use crate::sites::ExitSites;
 use crate::state::{Vmm, VmxState};
-use exitlab_guest::machine::{CpuFeature, MonitorKind, Nic};
+use exitlab_guest::machine::{CpuFeature, MonitorKind, Nic, Platform as MachinePlatform};
 use exitlab_guest::{layout, nic, BootImage};
 use exitlab_hv::{Vcpu, Vm, VmxVcpu, VmxVm};
 
@@ -49,6 +50,9 @@ pub struct RunOptions {
     pub fast_path: FastPath,
     /// Exits and host time before the run stops (on by default).
     pub limits: RunLimits,
+    /// Count exits by guest RIP ([`crate::RunReport::sites`]), for exits
+    /// by guest function (a register read per exit on KVM).
+    pub exit_sites: bool,
 }
 
 /// The MMIO bus name of isolated memory.
@@ -76,6 +80,9 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
     let machine = &image.machine;
     machine.check(vm.memory_size()).map_err(|(key, message)| VmmError::Machine { key, message })?;
     load(vm, image)?;
+    if machine.platform == MachinePlatform::Pc {
+        crate::pc::write_acpi(vm, &image.chunks)?;
+    }
     let caps = vm.capabilities();
     let mut vcpu = vm.create_vcpu(0, &image.boot)?;
     let lacks = |needed| VmmError::Lacks { image: image.name.clone(), needed };
@@ -145,6 +152,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         accountant: Accountant::new(0, Vec::new()),
         trace: options.trace.then(Vec::new),
         limits: options.limits,
+        sites: options.exit_sites.then(ExitSites::default),
     };
     vmm.accountant = Accountant::new(vmm.vcpu.now_ns(), vmm.counters()?);
     Ok(vmm)

@@ -3,9 +3,11 @@
 
 use crate::account::{Accountant, ExitRecord};
 use crate::bus::Bus;
+use crate::devices::power::ResetSource;
 use crate::devices::Serial;
 use crate::monitor::Monitor;
 use crate::platform::SERIAL;
+use crate::sites::ExitSites;
 use exitlab_arch::iommu::Fault;
 use exitlab_arch::{EptViolationQual, Regs};
 use exitlab_guest::MailboxReport;
@@ -85,13 +87,53 @@ impl fmt::Display for GuestError {
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The guest wrote `status` to the debug-exit port.
+    /// The guest wrote `status` to the exitlab machine's debug-exit port
+    /// (0: success).
     Exited {
         /// The dword written.
         status: u32,
     },
+    /// The guest wrote `code` to the PC's isa-debug-exit (0xf4), which
+    /// QEMU turns into the process status `(code << 1) | 1`: 1 passes,
+    /// 3 fails, 77 skipped everything, 127 aborted (kvm-unit-tests).
+    DebugExit {
+        /// The value written (its low 31 bits).
+        code: u32,
+        /// The status QEMU would exit with.
+        status: u32,
+    },
+    /// The guest reset the machine (a VMM without firmware ends the run,
+    /// as QEMU's `-no-reboot` does).
+    Reset {
+        /// Which path.
+        source: ResetSource,
+    },
+    /// The guest powered the machine off (ACPI S5).
+    PowerOff,
     /// The guest ended the run badly.
     GuestError(GuestError),
+}
+
+impl Outcome {
+    /// Whether the guest ended the run saying it succeeded: status 0 on
+    /// the exitlab machine, QEMU status 1 on the PC.
+    pub fn success(&self) -> bool {
+        matches!(self, Outcome::Exited { status: 0 } | Outcome::DebugExit { status: 1, .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited { status } => write!(f, "guest exited with status {status}"),
+            Outcome::DebugExit { code, status } => {
+                write!(f, "guest wrote {code} to isa-debug-exit (QEMU status {status})")
+            }
+            Outcome::Reset { source } => write!(f, "guest reset the machine ({})", crate::pc::reset_name(*source)),
+            Outcome::PowerOff => f.write_str("guest powered the machine off (ACPI S5)"),
+            Outcome::GuestError(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// What an exit carried, for the trace.
@@ -160,6 +202,10 @@ pub struct RunReport {
     /// Completion-to-driver latencies a device-irq guest logged (ns; on
     /// the simulator, whose TSC and device clock agree).
     pub irq_latencies_ns: Vec<u64>,
+    /// Exits by guest RIP, when [`crate::RunOptions::exit_sites`] asked.
+    pub sites: ExitSites,
+    /// On the PC platform, who served each device: (device, model).
+    pub served_by: Vec<(&'static str, &'static str)>,
 }
 
 impl RunReport {

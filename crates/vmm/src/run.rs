@@ -14,6 +14,13 @@ use exitlab_guest::machine::MonitorKind;
 use exitlab_guest::{BootImage, Image};
 use exitlab_hv::{HandlerWork, HvError, Vcpu, Vm, VmExit, VmxVcpu};
 
+/// The local APIC's LVT LINT0 register, its mask bit and the ExtINT
+/// delivery mode (SDM Vol. 3A, 11.5.1), and IA32_APIC_BASE's global enable.
+const LVT_LINT0: u16 = 0x350;
+const LVT_MASKED: u32 = 1 << 16;
+const DELIVERY_EXTINT: u32 = 0b111;
+const APIC_BASE_EN: u64 = 1 << 11;
+
 /// Loads `image` into `vm`, runs vCPU 0 until the guest ends the run, and
 /// returns what happened.
 pub fn run_image<V: Vm>(vm: &mut V, image: &Image) -> Result<RunReport, VmmError> {
@@ -75,7 +82,8 @@ impl<V: Vm> Vmm<'_, V> {
             };
             let (mut record, rip) = self.record(&exit, start)?;
             let mut handling = Handling::new(&exit, record.exit_ns);
-            match exits::dispatch(&mut self, &exit, &mut handling)? {
+            let flow = exits::dispatch(&mut self, &exit, &mut handling)?;
+            match self.power(flow) {
                 Flow::Resume => self.resume(&mut record, handling, rip)?,
                 Flow::Boundary(next) => self.boundary(&mut record, next, handling, rip)?,
                 Flow::End(outcome) => {
@@ -98,6 +106,15 @@ impl<V: Vm> Vmm<'_, V> {
         Ok(Outcome::GuestError(GuestError::Runaway(watch.report(rip))))
     }
 
+    /// A device asked to end the run (the PC's isa-debug-exit, reset paths
+    /// and ACPI soft-off): the exit that asked ends it.
+    fn power(&self, flow: Flow) -> Flow {
+        match (flow, self.platform.pc.as_ref().and_then(crate::pc::Pc::power)) {
+            (Flow::Resume | Flow::Boundary(_), Some(outcome)) => Flow::End(outcome),
+            (flow, _) => flow,
+        }
+    }
+
     /// Arms the host timer's next tick, where the machine has one.
     fn arm_host_tick(&mut self) -> Result<(), VmmError> {
         if let Some(vmx) = &mut self.vmx {
@@ -114,13 +131,25 @@ impl<V: Vm> Vmm<'_, V> {
         let now = self.vcpu.now_ns();
         self.platform.tick(&*self.vm, now);
         let posting = self.vmx.as_ref().and_then(|v| v.posting.as_ref());
-        self.platform.flush(&*self.vm, posting, now)
+        self.platform.flush(&*self.vm, posting, now)?;
+        // An ExtINT a device raised now may be all that wakes a halted
+        // vCPU: inject it without waiting for an exit.
+        if self.pc_interrupts()? {
+            if let (Some(vmx), Some(vcpu)) = (&mut self.vmx, self.vcpu.vmx()) {
+                vmx.pending.service(vcpu, &mut vmx.controls)?;
+            }
+        }
+        Ok(())
     }
 
-    /// The exit as it reached the VMM, and the guest RIP for the trace.
-    fn record(&mut self, exit: &VmExit, start: u64) -> Result<(ExitRecord, u64), VmmError> {
+    /// The exit as it reached the VMM, and the guest RIP where the trace
+    /// wants it, or the exit sites on a backend whose time is virtual (a
+    /// register read there costs the guest nothing; on KVM the sites'
+    /// read waits until the exit's resume time is taken: [`Self::site`]).
+    fn record(&mut self, exit: &VmExit, start: u64) -> Result<(ExitRecord, Option<u64>), VmmError> {
         let exit_ns = self.vcpu.now_ns();
-        let rip = if self.trace.is_some() { self.vcpu.regs()?.rip } else { 0 };
+        let virtual_sites = self.sites.is_some() && self.caps.deterministic_time;
+        let rip = if self.trace.is_some() || virtual_sites { Some(self.vcpu.regs()?.rip) } else { None };
         let record = ExitRecord {
             vcpu: self.vcpu.id(),
             reason: exit.reason(),
@@ -138,10 +167,11 @@ impl<V: Vm> Vmm<'_, V> {
     /// After a handled exit: deliver what devices raised, collect DMA the
     /// IOMMU refused, inject what waits, charge the handler's work, and
     /// account the exit.
-    fn resume(&mut self, record: &mut ExitRecord, h: Handling, rip: u64) -> Result<(), VmmError> {
+    fn resume(&mut self, record: &mut ExitRecord, h: Handling, rip: Option<u64>) -> Result<(), VmmError> {
         let posting = self.vmx.as_ref().and_then(|v| v.posting.as_ref());
         self.platform.flush(&*self.vm, posting, record.exit_ns)?;
         self.take_iommu_faults();
+        self.pc_interrupts()?;
         if let (Some(vmx), Some(vcpu)) = (&mut self.vmx, self.vcpu.vmx()) {
             reinject(vcpu)?;
             let c = &vmx.controls;
@@ -158,25 +188,99 @@ impl<V: Vm> Vmm<'_, V> {
         record.resume_ns = self.vcpu.now_ns();
         record.halted_ns = h.wake_ns.map_or(0, |w| w.saturating_sub(record.resume_ns));
         record.work = work;
+        self.site(record.reason, rip)?;
         self.accountant.record(record);
         if let Some(trace) = &mut self.trace {
-            trace.push(TraceEntry { record: *record, access: h.access, rip });
+            trace.push(TraceEntry { record: *record, access: h.access, rip: rip.unwrap_or(0) });
+        }
+        Ok(())
+    }
+
+    /// Counts the exit at its guest RIP, when the options ask for exit
+    /// sites. Called after the exit's resume time is taken, so a register
+    /// read on KVM is not in its handling time; KVM has not moved RIP
+    /// since the exit (it completes an IN or MMIO read at the next run).
+    fn site(&mut self, reason: exitlab_arch::ExitReason, rip: Option<u64>) -> Result<(), VmmError> {
+        if self.sites.is_some() {
+            let rip = match rip {
+                Some(r) => r,
+                None => self.vcpu.regs()?.rip,
+            };
+            let phase = self.accountant.phase();
+            if let Some(sites) = &mut self.sites {
+                sites.record(phase, rip, reason);
+            }
         }
         Ok(())
     }
 
     /// A phase marker: a boundary in the accounting, counted in the whole
     /// run but in no phase; the counters are sampled at it.
-    fn boundary(&mut self, record: &mut ExitRecord, next: Phase, h: Handling, rip: u64) -> Result<(), VmmError> {
+    fn boundary(
+        &mut self,
+        record: &mut ExitRecord,
+        next: Phase,
+        h: Handling,
+        rip: Option<u64>,
+    ) -> Result<(), VmmError> {
         record.target = h.target;
         let counters = self.counters()?;
         self.vcpu.account_exit(record.reason, &HandlerWork { device_ops: 1, ..Default::default() });
         record.resume_ns = self.vcpu.now_ns();
+        self.site(record.reason, rip)?;
         self.accountant.boundary(record, next, counters);
         if let Some(trace) = &mut self.trace {
-            trace.push(TraceEntry { record: *record, access: h.access, rip });
+            trace.push(TraceEntry { record: *record, access: h.access, rip: rip.unwrap_or(0) });
         }
         Ok(())
+    }
+
+    /// The PC's interrupt chip where the VMM models it and drives VMX
+    /// itself (the simulator). The PIC's INT is taken as an ExtINT when
+    /// the local APIC lets it through (LVT LINT0 unmasked in ExtINT mode,
+    /// or the APIC disabled, as KVM's `kvm_apic_accept_pic_intr` decides):
+    /// the VMM runs the INTA cycle and injects the vector when the guest's
+    /// IF allows, like a request the CPU has latched. While an IOAPIC
+    /// entry waits for EOIs, the local APIC page traps (APIC
+    /// virtualization off), so each EOI exits and reaches the IOAPIC; the
+    /// simulator has no EOI-exit bitmap to trap only those vectors.
+    /// Returns whether an ExtINT was queued for injection.
+    fn pc_interrupts(&mut self) -> Result<bool, VmmError> {
+        let extint = self.platform.take_extint();
+        let (Some(pc), Some(vmx), Some(vcpu)) = (&self.platform.pc, &mut self.vmx, self.vcpu.vmx()) else {
+            return Ok(false);
+        };
+        if pc.handles.chip.is_none() {
+            return Ok(false);
+        }
+        let (mut keep, mut queued) = (false, false);
+        if extint && pc.intr() {
+            let lvt0 = vcpu.apic_read(LVT_LINT0)?;
+            let disabled =
+                vcpu.read_msr(exitlab_arch::bits::msr::IA32_APIC_BASE)?.is_some_and(|b| b & APIC_BASE_EN == 0);
+            if disabled || (lvt0 & LVT_MASKED == 0 && (lvt0 >> 8) & 7 == DELIVERY_EXTINT) {
+                // Each INTA may leave a higher request pending (nesting).
+                for _ in 0..16 {
+                    let Some(vector) = pc.acknowledge() else { break };
+                    vmx.pending.arrive(vector);
+                    queued = true;
+                    if !pc.intr() {
+                        break;
+                    }
+                }
+            } else {
+                keep = true;
+            }
+        }
+        let apicv = self.caps.apicv && !pc.wants_eois();
+        if vmx.controls.apic_virtualization != apicv {
+            vmx.controls.apic_virtualization = apicv;
+            vcpu.set_controls(&vmx.controls)?;
+        }
+        if keep {
+            self.platform.keep_extint();
+        }
+        Ok(queued)
     }
 
     /// DMA faults the IOMMU recorded for the assigned block device.
@@ -208,6 +312,7 @@ impl<V: Vm> Vmm<'_, V> {
         let irq_latencies_ns =
             crate::packets::irq_latencies(&*self.vm, self.machine.irq_latency_log.as_ref(), tsc_hz, anchor);
         let monitor = self.vmx.and_then(|v| v.monitor);
+        let served_by = self.platform.pc.as_ref().map(|pc| pc.served_by.clone()).unwrap_or_default();
         let crate::platform::Platform { pio, mmio, dma_faults, .. } = self.platform;
         Ok(RunReport {
             outcome,
@@ -220,6 +325,8 @@ impl<V: Vm> Vmm<'_, V> {
             dma_faults,
             round_trips_ns,
             irq_latencies_ns,
+            sites: self.sites.unwrap_or_default(),
+            served_by,
         })
     }
 }

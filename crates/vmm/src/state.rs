@@ -11,6 +11,7 @@ use crate::interrupts::{Pending, Posting};
 use crate::monitor::Monitor;
 use crate::platform::Platform;
 use crate::report::TraceEntry;
+use crate::sites::ExitSites;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout;
@@ -59,6 +60,8 @@ pub struct Vmm<'a, V: Vm> {
     pub(crate) trace: Option<Vec<TraceEntry>>,
     /// Exits and host time before the run stops.
     pub(crate) limits: crate::limits::RunLimits,
+    /// Exits by guest RIP, when the options ask for them.
+    pub(crate) sites: Option<ExitSites>,
 }
 
 impl<V: Vm> Vmm<'_, V> {

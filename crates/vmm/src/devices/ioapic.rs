@@ -89,6 +89,12 @@ impl Ioapic {
         self.table.get(pin).copied()
     }
 
+    /// Whether an entry waits for EOIs: unmasked and level-triggered, or
+    /// holding a remote IRR an EOI must clear.
+    pub fn has_level_entries(&self) -> bool {
+        self.table.iter().any(|&e| (e & rte::TRIGGER_LEVEL != 0 && e & rte::MASK == 0) || e & rte::REMOTE_IRR != 0)
+    }
+
     /// How many messages the IOAPIC has sent.
     pub fn delivered(&self) -> u64 {
         self.delivered
@@ -262,6 +268,7 @@ mod tests {
     #[test]
     fn entries_reset_masked_and_keep_only_writable_bits() {
         let (mut io, m) = (Ioapic::default(), TestMemory::new(4096));
+        assert!(!io.has_level_entries());
         assert_eq!(read_reg(&mut io, &m, IOREDTBL + 4), rte::MASK as u32);
         write_reg(&mut io, &m, IOREDTBL + 4, 0xffff_ffff);
         write_reg(&mut io, &m, IOREDTBL + 5, 0xffff_ffff);
@@ -290,6 +297,7 @@ mod tests {
         write_reg(&mut io, &m, IOREDTBL + 2 * 9, 0x0000_8051); // level, vector 0x51
         assert_eq!(set(&mut io, &m, 9, true).len(), 1);
         assert_ne!(io.entry(9).unwrap() & rte::REMOTE_IRR, 0);
+        assert!(io.has_level_entries());
         assert_eq!(set(&mut io, &m, 9, true), [], "remote IRR blocks");
         let msi = io.msi(MESSAGE_BASE + 9).unwrap();
         assert_eq!(msi.data, 0x51 | 1 << 14 | 1 << 15);

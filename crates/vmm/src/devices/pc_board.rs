@@ -14,7 +14,7 @@ use crate::devices::fw_cfg::{FwCfg, FwCfgMachine, FW_CFG_PORT, FW_CFG_SIZE};
 use crate::devices::i8042::{self, I8042Port, I8042};
 use crate::devices::ioapic::{IOAPIC_BASE, IOAPIC_SIZE};
 use crate::devices::irq_chip::{ElcrPorts, IoapicMmio, PicPorts, SharedIrqChip};
-use crate::devices::isa_irq::{IsaIrqLine, LINES};
+use crate::devices::isa_irq::{IrqSink, IsaIrqLine, LINES};
 use crate::devices::pci::{PciHost, PCI_IO_BASE, PCI_IO_SIZE};
 use crate::devices::pic::Chip;
 use crate::devices::pit::{Pit, PitPorts, PortB, SharedPit};
@@ -47,29 +47,80 @@ pub struct PcConfig {
     pub rtc_epoch: u64,
 }
 
+/// Where the PC's interrupt controllers and PIT are.
+pub enum Chips {
+    /// exitlab's models, on the buses (the simulator): the 8259 pair, the
+    /// ELCR, the IOAPIC, the 8254 and port 0x61, every access an exit.
+    Models,
+    /// The host kernel's (KVM's in-kernel irqchip and PIT), outside the
+    /// buses; the lines of the VMM's own devices (the RTC's IRQ 8,
+    /// pc-testdev's 24) go to this sink instead.
+    InKernel(Arc<Mutex<dyn IrqSink>>),
+}
+
 /// What the run loop keeps to act on the models: the interrupt chip (for
-/// INTA and EOIs), the PIT and the power latch.
+/// INTA and EOIs) and the PIT where they are models, and the power latch.
 pub struct PcHandles {
-    pub chip: SharedIrqChip,
-    pub pit: SharedPit,
+    pub chip: Option<SharedIrqChip>,
+    pub pit: Option<SharedPit>,
     pub power: PowerLatch,
 }
 
-/// Puts every PC model on `pio` and `mmio`.
-pub fn install(pio: &mut Bus, mmio: &mut Bus, c: &PcConfig) -> Result<PcHandles, Overlap> {
-    let chip = SharedIrqChip::default();
+/// Who serves each of the PC's devices: "model" (exitlab's, on the
+/// buses) or the host kernel's, as the run's report shows it.
+pub fn served_by(chips: &Chips) -> Vec<(&'static str, &'static str)> {
+    let chip = match chips {
+        Chips::Models => "exitlab model",
+        Chips::InKernel(_) => "KVM in-kernel (KVM_CREATE_IRQCHIP)",
+    };
+    let pit = match chips {
+        Chips::Models => "exitlab model",
+        Chips::InKernel(_) => "KVM in-kernel (KVM_CREATE_PIT2)",
+    };
+    let lines = match chips {
+        Chips::Models => "exitlab model (PIC pair and IOAPIC)",
+        Chips::InKernel(_) => "KVM_IRQ_LINE into the in-kernel irqchip",
+    };
+    vec![
+        ("8259 PIC pair, ELCR 0x4d0", chip),
+        ("IOAPIC 0xfec00000", chip),
+        ("local APIC", if matches!(chips, Chips::Models) { "the simulated CPU" } else { "KVM in-kernel" }),
+        ("8254 PIT, port 0x61", pit),
+        ("ISA IRQ lines (RTC, pc-testdev)", lines),
+        ("MC146818 RTC 0x70", "exitlab model"),
+        ("isa-debug-exit 0xf4", "exitlab model"),
+        ("fw_cfg 0x510", "exitlab model"),
+        ("PCI host 0xcf8, reset 0xcf9", "exitlab model"),
+        ("port 0x92, i8042 0x60/0x64", "exitlab model"),
+        ("ACPI PM 0x600, tables 0xe0000", "exitlab model"),
+        ("pc-testdev 0xe0, 0x2000, 0xff000000", "exitlab model"),
+        ("COM1 16550 0x3f8", "exitlab model (vm-superio)"),
+    ]
+}
+
+/// Puts every PC model `chips` leaves to the VMM on `pio` and `mmio`.
+/// `share` wraps the models that keep their own time (the PIT, the RTC),
+/// so that a device thread can tick them on a host-time backend.
+pub fn install(
+    pio: &mut Bus,
+    mmio: &mut Bus,
+    c: &PcConfig,
+    chips: Chips,
+    share: &mut dyn FnMut(Box<dyn Device>) -> Box<dyn Device>,
+) -> Result<PcHandles, Overlap> {
     let power = PowerLatch::default();
-    let line = |n: u8| IsaIrqLine::new(chip.clone(), n);
-    let pit: SharedPit = Arc::new(Mutex::new(Pit::new(Some(line(PIT_IRQ)))));
+    let (sink, chip): (Arc<Mutex<dyn IrqSink>>, _) = match chips {
+        Chips::Models => {
+            let chip = SharedIrqChip::default();
+            (chip.clone(), Some(chip))
+        }
+        Chips::InKernel(sink) => (sink, None),
+    };
+    let line = |n: u8| IsaIrqLine::new(sink.clone(), n);
     let kbc = Arc::new(Mutex::new(I8042::new(power.clone())));
     let fw = FwCfgMachine { ram_size: c.memory, cpus: c.cpus, max_ram: c.memory };
-    let ports: Vec<(&'static str, u64, u64, Box<dyn Device>)> = vec![
-        ("pic-master", PIC_MASTER, 2, Box::new(PicPorts { chip: chip.clone(), which: Chip::Master })),
-        ("pic-slave", PIC_SLAVE, 2, Box::new(PicPorts { chip: chip.clone(), which: Chip::Slave })),
-        ("elcr", ELCR, 2, Box::new(ElcrPorts(chip.clone()))),
-        ("pit", PIT, 4, Box::new(PitPorts(pit.clone()))),
-        ("port-b", PORT_B, 1, Box::new(PortB(pit.clone()))),
-        ("rtc", RTC, 2, Box::new(Rtc::new(c.rtc_epoch, Some(line(RTC_IRQ))))),
+    let mut ports: Vec<(&'static str, u64, u64, Box<dyn Device>)> = vec![
+        ("rtc", RTC, 2, share(Box::new(Rtc::new(c.rtc_epoch, Some(line(RTC_IRQ)))))),
         (
             "i8042-data",
             i8042::DATA_PORT.into(),
@@ -90,10 +141,27 @@ pub fn install(pio: &mut Bus, mmio: &mut Bus, c: &PcConfig) -> Result<PcHandles,
         ("testdev", TESTDEV_PORT.into(), TESTDEV_PORTS, Box::<TestdevPorts>::default()),
         ("testdev-irq", IRQ_PORT.into(), IRQ_PORTS, Box::new(TestdevIrq::new((0..LINES).map(line).collect()))),
     ];
+    let mut pit = None;
+    if let Some(chip) = &chip {
+        let shared: SharedPit = Arc::new(Mutex::new(Pit::new(Some(line(PIT_IRQ)))));
+        ports.extend([
+            (
+                "pic-master",
+                PIC_MASTER,
+                2,
+                Box::new(PicPorts { chip: chip.clone(), which: Chip::Master }) as Box<dyn Device>,
+            ),
+            ("pic-slave", PIC_SLAVE, 2, Box::new(PicPorts { chip: chip.clone(), which: Chip::Slave })),
+            ("elcr", ELCR, 2, Box::new(ElcrPorts(chip.clone()))),
+            ("pit", PIT, 4, share(Box::new(PitPorts(shared.clone())))),
+            ("port-b", PORT_B, 1, Box::new(PortB(shared.clone()))),
+        ]);
+        mmio.insert("ioapic", IOAPIC_BASE, IOAPIC_SIZE, Box::new(IoapicMmio(chip.clone())))?;
+        pit = Some(shared);
+    }
     for (name, base, len, device) in ports {
         pio.insert(name, base, len, device)?;
     }
-    mmio.insert("ioapic", IOAPIC_BASE, IOAPIC_SIZE, Box::new(IoapicMmio(chip.clone())))?;
     mmio.insert("testdev-iomem", IOMEM_BASE, IOMEM_SIZE as u64, Box::<TestdevMem>::default())?;
     Ok(PcHandles { chip, pit, power })
 }
@@ -109,7 +177,7 @@ pub struct PcBoard {
 impl PcBoard {
     pub fn new(c: &PcConfig) -> PcBoard {
         let (mut pio, mut mmio) = (Bus::new(), Bus::new());
-        let handles = install(&mut pio, &mut mmio, c).expect("the PC's ranges are disjoint");
+        let handles = install(&mut pio, &mut mmio, c, Chips::Models, &mut |d| d).expect("the PC's ranges are disjoint");
         PcBoard { pio, mmio, handles }
     }
 
@@ -185,7 +253,7 @@ mod tests {
         let at = e.wakes[0];
         assert_eq!(m.tick(&mut b, at).interrupts, [(MESSAGE_BASE + 2, at)]);
         assert_eq!(m.write_bytes(&mut b, 9, 0x200e, &[1]).interrupts, [(MESSAGE_BASE + 14, 9)]);
-        let chip = b.handles.chip.lock().unwrap();
+        let chip = b.handles.chip.as_ref().unwrap().lock().unwrap();
         assert_eq!(chip.ioapic.msi(MESSAGE_BASE + 14).unwrap().data, 0x3e);
     }
 

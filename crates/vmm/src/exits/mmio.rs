@@ -50,6 +50,38 @@ fn to_device<C: Vcpu>(bus: &mut Bus, vcpu: &mut C, access: &MmioExit, ctx: &mut 
     (Target::Mmio { region }, u64::from_le_bytes(v))
 }
 
+/// An access to the local-APIC page (no APIC virtualization): emulated
+/// against the vCPU's APIC. An EOI there is also the APIC's EOI message
+/// to the PC's IOAPIC, where the VMM models it: the vector in service
+/// (the highest ISR bit, read before the EOI clears it) goes to the
+/// IOAPIC, whose level entries of that vector may deliver again.
+pub(super) fn apic_access<V: Vm>(
+    vmm: &mut Vmm<'_, V>,
+    offset: u16,
+    write: bool,
+    h: &mut Handling,
+) -> Result<Flow, VmmError> {
+    let modelled = vmm.platform.pc.as_ref().is_some_and(|pc| pc.handles.chip.is_some());
+    let eoi = write && modelled && u64::from(offset & 0xff0) == exitlab_arch::bits::apic::EOI;
+    let vector = if eoi { in_service(vmm.vmx_vcpu(ExitReason::ApicAccess)?)? } else { None };
+    let flow = emulate(vmm, ExitReason::ApicAccess, h)?;
+    if let (Some(v), Flow::Resume) = (vector, &flow) {
+        vmm.platform.eoi(&*vmm.vm, v, h.now_ns);
+    }
+    Ok(flow)
+}
+
+/// The highest vector in the local APIC's in-service register.
+fn in_service(vcpu: &mut dyn exitlab_hv::VmxVcpu) -> Result<Option<u8>, VmmError> {
+    for i in (0..8u16).rev() {
+        let isr = vcpu.apic_read(0x100 + 0x10 * i)?;
+        if isr != 0 {
+            return Ok(Some((i * 32 + 31 - isr.leading_zeros() as u16) as u8));
+        }
+    }
+    Ok(None)
+}
+
 /// Completes the instruction at RIP, whose memory access exited (`exit`),
 /// by emulation against the MMIO bus (the local APIC, a device, the
 /// isolating device); records where it went and the work it took.

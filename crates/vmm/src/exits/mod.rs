@@ -65,7 +65,7 @@ pub(crate) fn dispatch<V: Vm>(vmm: &mut Vmm<'_, V>, exit: &VmExit, h: &mut Handl
         VmExit::Io(io) => port_io::handle(vmm, io, h),
         VmExit::Mmio { access, .. } => mmio::access(vmm, access, h),
         VmExit::MmioEmulate { reason, .. } => mmio::emulate(vmm, *reason, h),
-        VmExit::ApicAccess { .. } => mmio::emulate(vmm, exit.reason(), h),
+        VmExit::ApicAccess { offset, write } => mmio::apic_access(vmm, *offset, *write, h),
         VmExit::EptViolation { gpa, qual } => ept::violation(vmm, *gpa, qual, h),
         VmExit::PmlFull => ept::pml_full(vmm, h),
         VmExit::MonitorTrap => ept::monitor_trap(vmm),

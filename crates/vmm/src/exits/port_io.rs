@@ -17,11 +17,13 @@ pub(super) fn access(io: &IoExit, data: u32) -> Access {
 }
 
 /// A port access: the protocol ports end the run or mark a phase; any
-/// other goes to its device.
+/// other goes to its device. On the PC the debug-exit port is the
+/// isa-debug-exit device's, which ends the run through the power latch.
 pub(super) fn handle<V: Vm>(vmm: &mut Vmm<'_, V>, io: &IoExit, h: &mut Handling) -> Result<Flow, VmmError> {
     let protocol = |device| Target::Port { port: io.qual.port, device };
+    let exitlab_machine = vmm.platform.pc.is_none();
     match (io.qual.port, io.qual.is_in) {
-        (layout::PORT_DEBUG_EXIT, false) => {
+        (layout::PORT_DEBUG_EXIT, false) if exitlab_machine => {
             h.target = protocol("debug-exit");
             Ok(Flow::End(Outcome::Exited { status: io.data }))
         }

@@ -1,0 +1,159 @@
+//! `exitlab stat --image` and `exitlab suite` as a user runs them: broken
+//! images of each kind give one line and exit status 2; a working image
+//! prints its console, its exits, its exits by guest function and who
+//! serves the PC's devices; a suite of the project's own small images gets
+//! one line per test, verdicts with reasons, a summary and JSON.
+
+mod common;
+
+use common::{assert_usage_error, exitlab, stderr, stdout, temp_dir};
+use exitlab_loader::testimage::{self, Elf, Segment};
+use std::path::{Path, PathBuf};
+
+const BASE: u64 = 0x20_0000;
+
+/// Code that prints `text` on COM1 and writes `code` to isa-debug-exit
+/// (the same bytes in 32- and 64-bit mode), then halts.
+fn say_and_exit(text: &str, code: u8) -> Vec<u8> {
+    let mut c = vec![0x66, 0xba, 0xf8, 0x03];
+    for b in text.bytes() {
+        c.extend_from_slice(&[0xb0, b, 0xee]);
+    }
+    c.extend_from_slice(&[0xb0, code, 0xe6, 0xf4, 0xf4]);
+    c
+}
+
+fn elf64(segments: Vec<Segment>, entry: u64) -> Vec<u8> {
+    let symbols = segments.iter().enumerate().map(|(i, s)| (format!("seg{i}"), s.vaddr, s.memsz)).collect();
+    testimage::elf(&Elf { is64: true, entry, segments, symbols })
+}
+
+fn code_at(addr: u64, bytes: Vec<u8>) -> Segment {
+    let memsz = bytes.len() as u64;
+    Segment { vaddr: addr, paddr: addr, bytes, memsz }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn stat_image(path: &Path, more: &[&str]) -> std::process::Output {
+    let mut args = vec!["stat", "--image", path.to_str().unwrap()];
+    args.extend_from_slice(more);
+    exitlab(&args)
+}
+
+#[test]
+fn broken_images_of_each_kind_get_one_line_and_status_2() {
+    let d = temp_dir("broken-images");
+    let good = elf64(vec![code_at(BASE, say_and_exit("", 0))], BASE);
+    let mut cut = good.clone();
+    cut.truncate(70);
+    let cut = write(&d, "cut.elf", &cut);
+    assert_usage_error(&stat_image(&cut, &[]), "truncated image");
+    let overlap = elf64(vec![code_at(BASE, vec![0x90; 0x100]), code_at(BASE + 0x80, vec![0xf4; 0x10])], BASE);
+    assert_usage_error(&stat_image(&write(&d, "overlap.elf", &overlap), &[]), "overlaps");
+    let outside = elf64(vec![code_at(BASE, say_and_exit("", 0))], BASE + 0x1000);
+    assert_usage_error(&stat_image(&write(&d, "entry.elf", &outside), &[]), "entry point 0x201000 is outside");
+    let big = elf64(vec![code_at(200 << 20, say_and_exit("", 0))], 200 << 20);
+    let big = write(&d, "big.elf", &big);
+    assert_usage_error(&stat_image(&big, &[]), "does not fit in guest RAM");
+    assert_eq!(stat_image(&big, &["--memory", "256M"]).status.code(), Some(0), "fits in 256 MiB");
+    let junk = write(&d, "junk.bin", b"\x7fELG not an image at all");
+    assert_usage_error(&stat_image(&junk, &[]), "unknown image format");
+    assert_usage_error(&stat_image(&junk, &["--format", "flat", "--entry", "0x300000"]), "entry point");
+    assert_usage_error(&stat_image(&cut, &["--memory", "lots"]), "--memory");
+    assert_usage_error(&stat_image(&d.join("absent.elf"), &[]), "absent.elf");
+    std::fs::write(d.join("cut.elf.toml"), "platform = \"pc\"\nnics = []\n").unwrap();
+    assert_usage_error(&stat_image(&cut, &[]), "cut.elf.toml:2: `nics`");
+}
+
+#[test]
+fn an_image_prints_its_console_exits_functions_and_platform() {
+    let d = temp_dir("image-stat");
+    let hi = write(&d, "hi.elf", &elf64(vec![code_at(BASE, say_and_exit("hello\n", 0))], BASE));
+    let o = stat_image(&hi, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("hello\n\nAnalyze events"), "{out}");
+    assert!(out.contains("IO_INSTRUCTION                7"), "6 bytes and the exit: {out}");
+    let functions = out.split("Exits by guest function").nth(1).unwrap();
+    let row: Vec<&str> = functions.lines().nth(2).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["seg0", "7", "100.00%", "7", "IO_INSTRUCTION", "7"], "{out}");
+    let pit = out.lines().find(|l| l.starts_with("  8254 PIT, port 0x61 ")).unwrap();
+    assert!(pit.ends_with(" exitlab model"), "{out}");
+    let o = stat_image(&hi, &["--json", "--top", "1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outcome"]["debug_exit"], 0);
+    assert_eq!(v["outcome"]["status"], 1);
+    assert_eq!(v["console"], "hello\n");
+    assert_eq!(v["functions"][0]["function"], "seg0");
+    assert_eq!(v["functions"][0]["reasons"]["IO_INSTRUCTION"], 7);
+    assert_eq!(v["platform"][0]["served_by"], "exitlab model");
+    // A non-zero code is the guest's failure, QEMU's status on stderr.
+    let fail = write(&d, "fail.elf", &elf64(vec![code_at(BASE, say_and_exit("", 1))], BASE));
+    let o = stat_image(&fail, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "exitlab: guest wrote 1 to isa-debug-exit (QEMU status 3)\n");
+}
+
+#[test]
+fn a_spinning_image_stops_at_the_time_limit_on_kvm_and_says_where() {
+    if let Err(why) = exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        eprintln!("skipping KVM case: {why}");
+        return;
+    }
+    let d = temp_dir("image-spin");
+    let spin = write(&d, "spin.elf", &elf64(vec![code_at(BASE, vec![0xeb, 0xfe])], BASE));
+    let o = stat_image(&spin, &["--backend", "kvm", "--max-time", "300ms"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o), "exitlab: stopped: time limit of 300ms reached (host time) at rip 0x200000, in seg0\n");
+}
+
+#[test]
+fn a_suite_of_small_images_gets_a_verdict_per_test_and_json() {
+    let d = temp_dir("suite");
+    let image = |name: &str, code: Vec<u8>| write(&d, name, &elf64(vec![code_at(BASE, code)], BASE));
+    image("pass.elf", say_and_exit("PASS: one\nPASS: two\nSKIP: three\n", 0));
+    image("fail.elf", say_and_exit("PASS: one\nFAIL: two\n", 1));
+    image("skip.elf", say_and_exit("SKIP: all\n", 38));
+    image("spin.elf", vec![0xeb, 0xfe]);
+    let cfg = "[pass]\nfile = pass.elf\n\n[fail]\nfile = fail.elf\n\n[skip]\nfile = skip.elf\n\n\
+               [spin]\nfile = spin.elf\ntimeout = 1\n\n[pair]\nfile = pass.elf\nsmp = 2\n\n\
+               [nested]\nfile = pass.elf\nqemu_params = -cpu max,+vmx\n";
+    std::fs::write(d.join("unittests.cfg"), cfg).unwrap();
+    let o = exitlab(&["suite", d.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "a failure and a time-out: {}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    let verdict = |i: usize| lines[i].split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        [verdict(0), verdict(1), verdict(2), verdict(3), verdict(4), verdict(5)],
+        ["PASS", "FAIL", "SKIP", "TIMEOUT", "n/a", "n/a"]
+    );
+    assert!(lines[0].contains("   2/0/1  exits: IO_INSTRUCTION 33"), "32 bytes and the exit: {}", lines[0]);
+    assert!(lines[1].ends_with("(exit status 3)"), "{}", lines[1]);
+    assert!(lines[3].contains("host time limit of 1 s reached at rip 0x200000"), "{}", lines[3]);
+    assert!(lines[4].ends_with("needs 2 vCPUs (exitlab runs 1)"), "{}", lines[4]);
+    assert!(lines[5].ends_with("nested VMX/SVM"), "{}", lines[5]);
+    assert!(lines[6].starts_with("6 tests: 1 PASS, 1 FAIL, 1 SKIP, 1 TIMEOUT, 2 n/a;"), "{}", lines[6]);
+    let o = exitlab(&["suite", d.join("unittests.cfg").to_str().unwrap(), "--json", "-j", "2"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tests = v["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 6);
+    assert_eq!(tests[0]["name"], "pass");
+    assert_eq!(tests[0]["checks"][2], serde_json::json!({"name": "three", "verdict": "SKIP"}));
+    assert_eq!(tests[0]["exits"]["exits"][0]["reason"], "IO_INSTRUCTION");
+    assert_eq!(tests[1]["verdict"], "FAIL");
+    assert_eq!(tests[4]["reason"], "needs 2 vCPUs (exitlab runs 1)");
+    assert_eq!(v["summary"]["timeout"], 1);
+    // A file named alone is a test named after it.
+    let o = exitlab(&["suite", d.join("pass.elf").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("pass "), "{}", stdout(&o));
+    assert_usage_error(&exitlab(&["suite", d.join("none").to_str().unwrap()]), "no such file or directory");
+    assert_usage_error(&exitlab(&["suite", d.to_str().unwrap(), "-j", "0"]), "-j");
+}

@@ -1,0 +1,159 @@
+//! Images from files, end to end on both backends: the project's own small
+//! images in each format (built in code by exitlab-loader's `testimage`:
+//! an ELF64, an ELF32 multiboot image and a bzImage-shaped file) boot on
+//! the PC platform and end on isa-debug-exit with exact exits; and the
+//! time limits that stop a guest that never exits, on KVM (the vCPU is
+//! kicked out of KVM_RUN) and on the simulator (host time checked at the
+//! VMM's wake-ups). KVM cases skip, with the reason, without a usable KVM.
+
+use exitlab_arch::ExitReason;
+use exitlab_lab::backend::BackendSpec;
+use exitlab_lab::image::{self, ImageRequest};
+use exitlab_loader::testimage::{self, BzImage, Elf, Segment};
+use exitlab_vmm::{GuestError, Outcome, RunOptions, RunReport};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `mov dx, 0x3f8`, "hi\n" byte by byte to COM1, `mov al, 0; out 0xf4,
+/// al; hlt`: the same bytes in 32-bit and 64-bit mode. Four port exits on
+/// every backend: three serial writes and isa-debug-exit.
+const HI: [u8; 18] =
+    [0x66, 0xba, 0xf8, 0x03, 0xb0, b'h', 0xee, 0xb0, b'i', 0xee, 0xb0, b'\n', 0xee, 0xb0, 0x00, 0xe6, 0xf4, 0xf4];
+/// `jmp $`: a guest that never exits.
+const SPIN: [u8; 2] = [0xeb, 0xfe];
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("exitlab-lab-images-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn elf64(code: &[u8]) -> Vec<u8> {
+    let base = 0x20_0000;
+    testimage::elf(&Elf {
+        is64: true,
+        entry: base,
+        segments: vec![Segment { vaddr: base, paddr: base, bytes: code.to_vec(), memsz: code.len() as u64 }],
+        symbols: vec![("hi".into(), base, code.len() as u64)],
+    })
+}
+
+/// kvm-unit-tests' shape: ELF32, multiboot header first, 32-bit entry.
+fn elf32_multiboot(code: &[u8]) -> Vec<u8> {
+    let base = 0x20_0000;
+    let mut bytes = testimage::multiboot_header(0, None);
+    let entry = base + bytes.len() as u64;
+    bytes.extend_from_slice(code);
+    let len = bytes.len() as u64;
+    testimage::elf(&Elf {
+        is64: false,
+        entry,
+        segments: vec![Segment { vaddr: base, paddr: base, bytes, memsz: len }],
+        symbols: vec![("start".into(), entry, code.len() as u64)],
+    })
+}
+
+/// A bzImage whose 64-bit entry (+0x200 into the protected-mode kernel)
+/// runs `code`.
+fn bzimage(code: &[u8]) -> Vec<u8> {
+    let mut b = BzImage::default();
+    b.payload[0x200..0x200 + code.len()].copy_from_slice(code);
+    testimage::bzimage(&b)
+}
+
+fn kvm(max_time: Option<Duration>) -> Option<BackendSpec> {
+    if let Err(why) = exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        eprintln!("skipping KVM case: {why}");
+        return None;
+    }
+    let device = exitlab_kvm::device_path();
+    Some(BackendSpec::Kvm { device, max_time })
+}
+
+fn sim() -> BackendSpec {
+    BackendSpec::sim(exitlab_sim::profile::Profile::load("modern").unwrap(), 0)
+}
+
+fn run(spec: &BackendSpec, file: &str, bytes: &[u8], options: &RunOptions) -> Result<RunReport, String> {
+    let d = temp(file);
+    let path = d.join(file);
+    std::fs::write(&path, bytes).unwrap();
+    let loaded = image::load(&ImageRequest::new(&path)).map_err(|e| e.to_string())?;
+    spec.run(&loaded.boot, options).map_err(|e| e.to_string())
+}
+
+/// What every format's image must do: print "hi", end with code 0 on
+/// isa-debug-exit (QEMU status 1), four port exits in the VMM's view.
+fn says_hi(r: &RunReport) {
+    assert_eq!(r.outcome, Outcome::DebugExit { code: 0, status: 1 });
+    assert_eq!(r.console(), "hi\n");
+    let all = r.accountant.all();
+    assert_eq!(all.samples(ExitReason::IoInstruction), 4);
+    assert_eq!(all.total_exits(), 4);
+    assert_eq!((all.ports[&0x3f8].exits, all.ports[&0xf4].exits), (3, 1));
+    assert_eq!(all.ports[&0xf4].device, "debug-exit");
+}
+
+#[test]
+fn an_elf64_image_says_hi_on_both_backends() {
+    let r = run(&sim(), "hi.elf", &elf64(&HI), &RunOptions::default()).unwrap();
+    says_hi(&r);
+    // The run ends where the guest stopped: past the OUT, at the HLT.
+    assert_eq!(r.regs.rip, 0x20_0000 + HI.len() as u64 - 1);
+    if let Some(k) = kvm(None) {
+        says_hi(&run(&k, "hi.elf", &elf64(&HI), &RunOptions::default()).unwrap());
+    }
+}
+
+#[test]
+fn a_bzimage_enters_at_its_64_bit_entry_and_says_hi() {
+    says_hi(&run(&sim(), "bzImage", &bzimage(&HI), &RunOptions::default()).unwrap());
+    if let Some(k) = kvm(None) {
+        says_hi(&run(&k, "bzImage", &bzimage(&HI), &RunOptions::default()).unwrap());
+    }
+}
+
+#[test]
+fn an_elf32_multiboot_image_enters_in_protected_mode_and_says_hi_on_both_backends() {
+    says_hi(&run(&sim(), "hi.flat", &elf32_multiboot(&HI), &RunOptions::default()).unwrap());
+    if let Some(k) = kvm(None) {
+        says_hi(&run(&k, "hi.flat", &elf32_multiboot(&HI), &RunOptions::default()).unwrap());
+    }
+}
+
+#[test]
+fn exits_by_function_name_the_image_symbol_the_exits_are_in() {
+    let d = temp("sites");
+    let path = d.join("hi.elf");
+    std::fs::write(&path, elf64(&HI)).unwrap();
+    let loaded = image::load(&ImageRequest::new(&path)).unwrap();
+    let options = RunOptions { exit_sites: true, ..RunOptions::default() };
+    let r = sim().run(&loaded.boot, &options).unwrap();
+    let rows = r.sites.by_function(None, &|rip| loaded.function(rip), 10);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].function.as_str(), rows[0].exits, rows[0].sites), ("hi", 4, 4));
+}
+
+#[test]
+fn a_guest_that_never_exits_is_stopped_by_kvms_time_limit_where_it_spins() {
+    let Some(k) = kvm(Some(Duration::from_millis(300))) else { return };
+    let start = Instant::now();
+    let r = run(&k, "spin.elf", &elf64(&SPIN), &RunOptions::default()).unwrap();
+    let took = start.elapsed();
+    let Outcome::GuestError(GuestError::Runaway(why)) = &r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!(why, "time limit of 300ms reached (host time) at rip 0x200000");
+    assert_eq!(r.regs.rip, 0x20_0000);
+    assert!(took >= Duration::from_millis(300), "stopped after {took:?}");
+}
+
+#[test]
+fn a_guest_that_never_exits_is_stopped_on_the_simulator_by_host_time() {
+    let mut options = RunOptions::default();
+    options.limits.max_host_time = Some(Duration::from_millis(200));
+    let start = Instant::now();
+    let r = run(&sim(), "spin.elf", &elf64(&SPIN), &options).unwrap();
+    let Outcome::GuestError(GuestError::Runaway(why)) = &r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!(why, "host time limit of 0.2 s reached at rip 0x200000 after 0 exits: no exit yet");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+}
