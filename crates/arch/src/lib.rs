@@ -10,6 +10,7 @@
 
 pub mod bits;
 pub mod exit_reason;
+pub mod input;
 pub mod iommu;
 pub mod posted;
 pub mod qualification;

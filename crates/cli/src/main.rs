@@ -6,7 +6,6 @@ use exitlab_guest::layout::Phase;
 use exitlab_guest::{Image, Workload, WORKLOADS};
 use exitlab_lab::backend::{BackendKind, BackendSpec};
 use exitlab_vmm::{render_json, render_table, Outcome, RunOptions, RunReport, StatView};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +40,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
     std::process::exit(2)
 }
 
+mod args;
 mod bench;
 mod sweep;
 
@@ -85,18 +85,18 @@ struct MachineArgs {
     #[arg(long, value_name = "NAME|FILE", default_value = "modern")]
     profile: String,
     /// Seed for the profile's cost distributions (sim backend).
-    #[arg(long, value_name = "N", default_value = "0")]
+    #[arg(long, value_name = "N", default_value = "0", allow_hyphen_values = true)]
     seed: String,
     /// Answer CPUID leaf LEAF with these registers instead of the built-in
     /// model (sim backend; repeatable): LEAF=EAX:EBX:ECX:EDX, hex or decimal.
     #[arg(long, value_name = "LEAF=EAX:EBX:ECX:EDX")]
     cpuid: Vec<String>,
     /// Stop a runaway guest after this many instructions (sim backend).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     max_instructions: Option<String>,
     /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
     /// (sim backend).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     max_time: Option<String>,
     /// Let virtio notifications exit to userspace instead of signalling
     /// an ioeventfd (kvm backend).
@@ -114,7 +114,7 @@ struct WorkloadArgs {
     workload: String,
     /// Iterations in the measure phase (same as --set n=N; packets=N for
     /// the ping-pongs).
-    #[arg(short = 'n', value_name = "N")]
+    #[arg(short = 'n', value_name = "N", allow_hyphen_values = true)]
     n: Option<String>,
     /// Set a workload parameter (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -248,17 +248,17 @@ enum BenchCommand {
     /// and the host time of one hour of tickless idle guest time.
     Sim {
         /// Rounds of the compute loop; the median is reported.
-        #[arg(long, default_value = "5")]
+        #[arg(long, default_value = "5", allow_hyphen_values = true)]
         rounds: String,
     },
     /// The VMM's userspace exit round trip beside a bare KVM_RUN loop on
     /// the same host and guest (pio-out), as a ratio.
     Kvm {
         /// pio-out iterations per round.
-        #[arg(short = 'n', value_name = "N", default_value = "20000")]
+        #[arg(short = 'n', value_name = "N", default_value = "20000", allow_hyphen_values = true)]
         n: String,
         /// Rounds of each loop, alternating; the median is reported.
-        #[arg(long, default_value = "5")]
+        #[arg(long, default_value = "5", allow_hyphen_values = true)]
         rounds: String,
         /// KVM device node.
         #[arg(long, value_name = "PATH")]
@@ -306,7 +306,7 @@ fn list() {
 fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), UsageError> {
     let (_, img) = build(w)?;
     if let Some(path) = output {
-        write_atomically(&path, &img.bytes)?;
+        exitlab_lab::output::write_file_atomically(&path, &img.bytes)?;
     }
     if disasm {
         say_part!("{}", img.disassemble());
@@ -390,43 +390,6 @@ fn profiles(one: Option<&str>) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Writes via a temporary file and a rename, so a reader never sees half a
-/// file and an old file survives a failed write.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageError> {
-    let tmp = path.with_extension("tmp-exitlab");
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        UsageError(format!("cannot write {}: {e}", path.display()))
-    })
-}
-
-/// `10s`, `250ms`, `40us`, `7ns` (no unit: seconds) as nanoseconds.
-fn parse_duration(text: &str) -> Result<u64, UsageError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1e9,
-        "ms" => 1e6,
-        "us" => 1e3,
-        "ns" => 1.0,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        _ => {
-            return Err(UsageError(format!(
-                "--max-time: unknown unit `{unit}` in `{text}` (use ns, us, ms, s, min or h)"
-            )))
-        }
-    };
-    match num.parse::<f64>() {
-        Ok(v) if v > 0.0 && (v * scale) < 1.8e19 => Ok((v * scale) as u64),
-        _ => Err(UsageError(format!("--max-time: `{text}` is not a positive duration"))),
-    }
-}
-
 /// `LEAF=EAX:EBX:ECX:EDX`, each number hex (0x...) or decimal.
 fn parse_cpuid(text: &str) -> Result<(u32, [u32; 4]), UsageError> {
     let bad = || UsageError(format!("--cpuid: `{text}` is not LEAF=EAX:EBX:ECX:EDX"));
@@ -449,23 +412,21 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
     match m.backend {
         Backend::Sim => {
             let profile = exitlab_sim::profile::Profile::load(&m.profile)?;
-            let seed = m
-                .seed
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| UsageError(format!("--seed: `{}` is not a whole number", m.seed)))?;
-            let max_instructions = match &m.max_instructions {
-                Some(t) => Some(
-                    t.trim()
-                        .parse::<u64>()
-                        .map_err(|_| UsageError(format!("--max-instructions: `{t}` is not a whole number")))?,
-                ),
-                None => None,
-            };
-            let max_time_ns = match &m.max_time {
-                Some(t) => Some(parse_duration(t)?),
-                None => None,
-            };
+            let seed = args::whole("--seed", &m.seed, 0, u64::MAX)?;
+            let max_instructions =
+                m.max_instructions.as_deref().map(|t| args::whole("--max-instructions", t, 1, u64::MAX)).transpose()?;
+            let max_time_ns = m.max_time.as_deref().map(|t| args::duration_ns("--max-time", t)).transpose()?;
+            // The simulator counts guest time in cycles of the profile's
+            // clock: a limit past its last cycle cannot be kept.
+            if let Some(ns) = max_time_ns {
+                let hz = profile.hz();
+                if u128::from(ns) * u128::from(hz) / 1_000_000_000 > u128::from(u64::MAX) {
+                    let most = u128::from(u64::MAX) * 1_000_000_000 / u128::from(hz.max(1));
+                    return Err(UsageError(format!(
+                        "--max-time: {ns} ns is more guest time than the simulator counts at {hz} Hz (at most {most} ns)"
+                    )));
+                }
+            }
             if m.no_ioeventfd || m.no_irqfd {
                 return Err(UsageError("--no-ioeventfd and --no-irqfd are KVM options (use --backend kvm)".into()));
             }
@@ -537,7 +498,7 @@ fn trace(w: &WorkloadArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(),
     let report = run_with(m, &img, RunOptions { trace: true, ..Default::default() })?;
     let doc = exitlab_lab::trace::chrome_trace(workload.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
-    write_atomically(out, &bytes)?;
+    exitlab_lab::output::write_file_atomically(out, &bytes)?;
     say!("{} exits -> {}", report.trace.len(), out.display());
     Ok(())
 }
@@ -654,7 +615,16 @@ fn stat(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("exitlab: {}", args::clap_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let res = match cli.command {
         Command::List => {
             list();

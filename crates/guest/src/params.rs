@@ -72,10 +72,27 @@ impl ParamSpec {
 /// What is wrong with a parameter a user gave.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamError {
-    Unknown { workload: String, key: String, known: Vec<&'static str> },
-    NotANumber { key: String, value: String },
-    OutOfRange { key: String, value: String, range: String },
+    Unknown {
+        workload: String,
+        key: String,
+        known: Vec<&'static str>,
+    },
+    NotANumber {
+        key: String,
+        value: String,
+    },
+    OutOfRange {
+        key: String,
+        value: String,
+        range: String,
+    },
     Malformed(String),
+    /// Two values each in range that the workload cannot run together.
+    Conflict {
+        key: String,
+        other: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ParamError {
@@ -91,6 +108,9 @@ impl fmt::Display for ParamError {
                 write!(f, "parameter `{key}` = {value} is out of range ({range})")
             }
             ParamError::Malformed(s) => write!(f, "`{s}` is not of the form key=value"),
+            ParamError::Conflict { key, other, why } => {
+                write!(f, "parameter `{key}` cannot be set with `{other}`: {why}")
+            }
         }
     }
 }

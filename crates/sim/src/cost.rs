@@ -21,21 +21,29 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Virtual nanoseconds for `cycles` core cycles.
+    /// Virtual nanoseconds for `cycles` core cycles (saturating at
+    /// u64::MAX: a clock slower than 1 GHz stretches the last cycles past
+    /// what a u64 of nanoseconds holds).
     pub fn ns(&self, cycles: u64) -> u64 {
-        (cycles as u128 * 1_000_000_000 / self.hz as u128) as u64
+        saturate(cycles as u128 * 1_000_000_000 / self.hz.max(1) as u128)
     }
 
-    /// Core cycles for `ns` virtual nanoseconds.
+    /// Core cycles for `ns` virtual nanoseconds (saturating at u64::MAX).
     pub fn cycles(&self, ns: u64) -> u64 {
-        (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
+        saturate(ns as u128 * self.hz as u128 / 1_000_000_000)
     }
 
     /// The first cycle at which at least `ns` virtual nanoseconds have
-    /// passed (so `ns(cycles_ceil(t)) >= t`).
+    /// passed (so `ns(cycles_ceil(t)) >= t`; saturating at u64::MAX).
     pub fn cycles_ceil(&self, ns: u64) -> u64 {
-        (ns as u128 * self.hz as u128).div_ceil(1_000_000_000) as u64
+        saturate((ns as u128 * self.hz as u128).div_ceil(1_000_000_000))
     }
+}
+
+/// A u128 count as a u64, u64::MAX where it does not fit: a moment past
+/// the end of the clock never comes, rather than wrapping to an early one.
+fn saturate(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 /// A profile's prices, ready for the hot paths.

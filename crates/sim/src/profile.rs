@@ -147,6 +147,9 @@ impl fmt::Display for ProfileError {
 
 impl std::error::Error for ProfileError {}
 
+/// The most bytes a profile file may have (the built-ins are under 4 KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// The built-in profiles, by name.
 pub const BUILT_IN: [(&str, &str); 2] = [
     ("modern", include_str!("../../../profiles/modern.toml")),
@@ -195,16 +198,18 @@ impl Profile {
         Ok(p)
     }
 
-    /// A built-in profile by name, or a file by path.
+    /// A built-in profile by name, or a file by path (at most
+    /// [`MAX_FILE_BYTES`]).
     pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
         if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
             return Profile::parse(&format!("profiles/{name}.toml"), text);
         }
-        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
-            ProfileError(format!(
-                "profile `{name_or_path}` is neither built in (legacy, modern) nor a readable file: {e}"
-            ))
-        })?;
+        let text =
+            exitlab_arch::input::read_limited(std::path::Path::new(name_or_path), MAX_FILE_BYTES).map_err(|e| {
+                ProfileError(format!(
+                    "profile `{name_or_path}` is neither built in (legacy, modern) nor a readable file: {e}"
+                ))
+            })?;
         Profile::parse(name_or_path, &text)
     }
 
