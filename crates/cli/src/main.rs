@@ -92,12 +92,21 @@ struct MachineArgs {
     #[arg(long, value_name = "LEAF=EAX:EBX:ECX:EDX")]
     cpuid: Vec<String>,
     /// Stop a runaway guest after this many instructions (sim backend).
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    max_instructions: Option<String>,
-    /// Stop a runaway guest after this much guest time, e.g. 10s, 500ms
-    /// (sim backend).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    max_time: Option<String>,
+    #[arg(long, value_name = "N", default_value = "20000000000", allow_hyphen_values = true)]
+    max_instructions: String,
+    /// Stop a runaway guest after this much guest time: ns, us, ms, s, min
+    /// or h (virtual time on sim, the host clock on kvm).
+    #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true)]
+    max_time: String,
+    /// Stop the run after this much host (wall-clock) time, checked at
+    /// every exit.
+    #[arg(long, value_name = "DURATION", default_value = "10min", allow_hyphen_values = true)]
+    max_host_time: String,
+    /// Stop the run after this many exits in a row with no instruction
+    /// retired between them: an interrupt storm or a livelock (sim backend;
+    /// KVM does not count retired instructions).
+    #[arg(long, value_name = "N", default_value = "1000000", allow_hyphen_values = true)]
+    max_stalled_exits: String,
     /// Let virtio notifications exit to userspace instead of signalling
     /// an ioeventfd (kvm backend).
     #[arg(long)]
@@ -413,24 +422,22 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
         Backend::Sim => {
             let profile = exitlab_sim::profile::Profile::load(&m.profile)?;
             let seed = args::whole("--seed", &m.seed, 0, u64::MAX)?;
-            let max_instructions =
-                m.max_instructions.as_deref().map(|t| args::whole("--max-instructions", t, 1, u64::MAX)).transpose()?;
-            let max_time_ns = m.max_time.as_deref().map(|t| args::duration_ns("--max-time", t)).transpose()?;
+            let max_instructions = args::whole("--max-instructions", &m.max_instructions, 1, u64::MAX)?;
+            let max_time_ns = args::duration_ns("--max-time", &m.max_time)?;
             // The simulator counts guest time in cycles of the profile's
             // clock: a limit past its last cycle cannot be kept.
-            if let Some(ns) = max_time_ns {
-                let hz = profile.hz();
-                if u128::from(ns) * u128::from(hz) / 1_000_000_000 > u128::from(u64::MAX) {
-                    let most = u128::from(u64::MAX) * 1_000_000_000 / u128::from(hz.max(1));
-                    return Err(UsageError(format!(
-                        "--max-time: {ns} ns is more guest time than the simulator counts at {hz} Hz (at most {most} ns)"
-                    )));
-                }
+            let hz = profile.hz();
+            if u128::from(max_time_ns) * u128::from(hz) / 1_000_000_000 > u128::from(u64::MAX) {
+                let most = u128::from(u64::MAX) * 1_000_000_000 / u128::from(hz.max(1));
+                return Err(UsageError(format!(
+                    "--max-time: {max_time_ns} ns is more guest time than the simulator counts at {hz} Hz (at most {most} ns)"
+                )));
             }
             if m.no_ioeventfd || m.no_irqfd {
                 return Err(UsageError("--no-ioeventfd and --no-irqfd are KVM options (use --backend kvm)".into()));
             }
-            let limits = exitlab_sim::RunLimits { max_instructions, max_time_ns };
+            let limits =
+                exitlab_sim::RunLimits { max_instructions: Some(max_instructions), max_time_ns: Some(max_time_ns) };
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
         Backend::Kvm => Ok(BackendSpec::kvm(m.kvm_device.clone())),
@@ -441,8 +448,20 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
     run_with(m, img, RunOptions::default())
 }
 
+/// The VMM's limits the machine flags set (the simulator keeps guest time
+/// itself, from its own limits).
+fn vmm_limits(m: &MachineArgs) -> Result<exitlab_vmm::limits::Limits, UsageError> {
+    let host = args::duration_ns("--max-host-time", &m.max_host_time)?;
+    Ok(exitlab_vmm::limits::Limits {
+        guest_ns: Some(args::duration_ns("--max-time", &m.max_time)?),
+        host: Some(std::time::Duration::from_nanos(host)),
+        stalled_exits: Some(args::whole("--max-stalled-exits", &m.max_stalled_exits, 1, u64::MAX)?),
+    })
+}
+
 fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<RunReport, UsageError> {
     let spec = backend_spec(m)?;
+    options.limits = vmm_limits(m)?;
     match m.backend {
         Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
         Backend::Kvm => {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_usage_error, exitlab, temp_dir};
+use common::{assert_usage_error, exitlab, stderr, stdout, temp_dir};
 use std::path::Path;
 use std::process::Command;
 
@@ -172,4 +172,47 @@ fn inputs_of_any_size_are_refused_by_their_size() {
     std::fs::write(&binary, b"name = \"\xff\"\n").unwrap();
     assert_usage_error(&exitlab(&["run", s(&binary)]), "not UTF-8");
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn kvm_usable() -> bool {
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping the KVM half: {why}");
+            false
+        }
+    }
+}
+
+/// Kind 1: every run has limits by default, stated in --help, and a run
+/// stopped by one ends with one line naming the limit and the RIP.
+#[test]
+fn runs_have_limits_by_default_stated_in_help() {
+    let help = stdout(&exitlab(&["stat", "--help"]));
+    for (flag, default) in [
+        ("--max-instructions", "[default: 20000000000]"),
+        ("--max-time", "[default: 1h]"),
+        ("--max-host-time", "[default: 10min]"),
+        ("--max-stalled-exits", "[default: 1000000]"),
+    ] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} not in --help"));
+        assert!(help[at..].find(default).is_some_and(|d| d < 400), "{flag} {default}:\n{help}");
+    }
+    // An idle guest that asks for 694 days of guest time, without flags.
+    let o = exitlab(&["stat", "idle", "--set", "period_ms=60000", "-n", "1000000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("time limit of 3600000000000 ns of guest time reached at rip 0x"), "{err}");
+    // A guest that exits 10^9 times, stopped by host time.
+    let o = exitlab(&["stat", "pio-out", "-n", "1000000000", "--max-host-time", "300ms"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.starts_with("exitlab: stopped: host-time limit of 0.3 s reached at rip 0x"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    if kvm_usable() {
+        let o = exitlab(&["stat", "pio-out", "--backend", "kvm", "-n", "100000000", "--max-time", "200ms"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("stopped: guest-time limit of 0.2 s reached at rip 0x"), "{}", stderr(&o));
+    }
 }

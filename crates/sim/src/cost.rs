@@ -92,7 +92,7 @@ impl Costs {
             (work.bytes_copied, &self.byte_copied),
         ] {
             if n > 0 {
-                c += u64::from(n) * d.sample(f);
+                c = c.saturating_add(u64::from(n).saturating_mul(d.sample(f)));
             }
         }
         c

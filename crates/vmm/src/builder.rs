@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub cpuid: Vec<(u32, [u32; 4])>,
     /// On KVM: devices' notifications and interrupts without userspace.
     pub fast_path: FastPath,
+    /// Host time, guest time and exits without progress
+    /// ([`crate::limits::Limits::DEFAULT`] unless changed).
+    pub limits: crate::limits::Limits,
 }
 
 /// The MMIO bus name of isolated memory.
@@ -141,6 +144,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         blk_assigned,
         accountant: Accountant::new(0, Vec::new()),
         trace: options.trace.then(Vec::new),
+        limits: options.limits,
     };
     vmm.accountant = Accountant::new(vmm.vcpu.now_ns(), vmm.counters()?);
     Ok(vmm)

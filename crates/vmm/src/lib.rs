@@ -20,6 +20,7 @@ mod exits;
 pub mod host_tick;
 pub mod interrupts;
 pub mod iothread;
+pub mod limits;
 pub mod monitor;
 pub mod packets;
 pub mod platform;

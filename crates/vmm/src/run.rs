@@ -6,6 +6,7 @@ use crate::account::{ExitRecord, Target};
 use crate::builder::{build, RunOptions};
 use crate::error::VmmError;
 use crate::exits::{self, Flow, Handling};
+use crate::limits::{Stop, Watch};
 use crate::report::{GuestError, Outcome, RunReport, TraceEntry};
 use crate::state::Vmm;
 use exitlab_guest::layout::Phase;
@@ -46,16 +47,24 @@ impl<V: Vm> Vmm<'_, V> {
     /// run call.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
         let mut start = self.vcpu.now_ns();
+        // A backend with a virtual clock keeps guest time itself.
+        let mut watch = Watch::new(self.limits, !self.caps.deterministic_time);
         let outcome = loop {
             self.arm_host_tick()?;
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(HvError::Interrupted) => {
+                    if let Some(stop) = watch.wake(self.vcpu.now_ns()) {
+                        break self.limit_reached(&stop)?;
+                    }
                     self.devices_due()?;
                     continue;
                 }
                 Err(e) => break stopped(e)?,
             };
+            if let Some(stop) = watch.exit(exit.reason(), self.vcpu.now_ns(), self.vcpu.instructions_retired()) {
+                break self.limit_reached(&stop)?;
+            }
             let (mut record, rip) = self.record(&exit, start)?;
             let mut handling = Handling::new(&exit, record.exit_ns);
             match exits::dispatch(&mut self, &exit, &mut handling)? {
@@ -70,6 +79,13 @@ impl<V: Vm> Vmm<'_, V> {
             start = record.resume_ns;
         };
         self.finish(outcome)
+    }
+
+    /// A run limit stopped the run: the outcome that says which, where the
+    /// guest was and what it was doing.
+    fn limit_reached(&mut self, stop: &Stop) -> Result<Outcome, VmmError> {
+        let rip = self.vcpu.regs()?.rip;
+        Ok(Outcome::GuestError(GuestError::Runaway(stop.line(rip))))
     }
 
     /// Arms the host timer's next tick, where the machine has one.

@@ -57,6 +57,8 @@ pub struct Vmm<'a, V: Vm> {
     pub(crate) accountant: Accountant,
     /// Every exit, when the options ask for a trace.
     pub(crate) trace: Option<Vec<TraceEntry>>,
+    /// The run's limits.
+    pub(crate) limits: crate::limits::Limits,
 }
 
 impl<V: Vm> Vmm<'_, V> {
