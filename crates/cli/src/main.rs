@@ -464,6 +464,11 @@ fn run_with(m: &MachineArgs, img: &Image, mut options: RunOptions) -> Result<Run
     options.limits = vmm_limits(m)?;
     match m.backend {
         Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
+        Backend::Kvm if !m.cpuid.is_empty() => {
+            return Err(UsageError(
+                "--cpuid is a simulator option (KVM answers CPUID itself; use --backend sim)".into(),
+            ))
+        }
         Backend::Kvm => {
             options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd }
         }

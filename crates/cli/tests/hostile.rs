@@ -44,6 +44,13 @@ fn bad_arguments_are_one_line_naming_the_problem() {
     for (args, what) in cases {
         assert_usage_error(&exitlab(args), what);
     }
+    // Simulator-only options on KVM, and numbers out of a parameter's range.
+    assert_usage_error(
+        &exitlab(&["stat", "pio-out", "--backend", "kvm", "--cpuid", "1=1:2:3:4"]),
+        "--cpuid is a simulator option",
+    );
+    assert_usage_error(&exitlab(&["stat", "pio-out", "--set", "warmup=-1"]), "`warmup` = -1 is out of range");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "-n", "-5"]), "`n` = -5 is out of range");
     // An argument that is not UTF-8.
     use std::os::unix::ffi::OsStrExt;
     let bad = std::ffi::OsStr::from_bytes(b"n=\xff");
