@@ -133,3 +133,35 @@ pub fn cycles(op: &Op) -> u16 {
 /// Cycles to deliver an interrupt or exception through the IDT (modelled:
 /// a few stack writes and a descriptor read, tens of cycles).
 pub const EVENT_DELIVERY: u64 = 60;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Times past the end of a u64 saturate: a wrapped value would be an
+    /// early moment (a limit reached before the first instruction).
+    #[test]
+    fn clock_conversions_saturate_instead_of_wrapping() {
+        let fast = Clock { hz: 100_000_000_000 };
+        assert_eq!(fast.cycles(u64::MAX), u64::MAX);
+        assert_eq!(fast.cycles_ceil(u64::MAX), u64::MAX);
+        assert_eq!(fast.cycles(9_223_372_036_854_775_807), u64::MAX);
+        assert_eq!(fast.cycles(1_000_000_000), 100_000_000_000);
+        let slow = Clock { hz: 1_000_000 };
+        assert_eq!(slow.ns(u64::MAX), u64::MAX);
+        assert_eq!(slow.ns(1_000_000), 1_000_000_000);
+    }
+
+    #[test]
+    fn an_exit_with_the_most_work_costs_at_most_u64_max() {
+        let mut p = Profile::load("modern").unwrap();
+        p.handler.byte_copied = Figure { value: Some(1e6), mean: None, spread: None, source: "t".into() };
+        p.exit.round_trip = Figure { value: Some(1e8), mean: None, spread: None, source: "t".into() };
+        p.exit.reason.clear();
+        let mut c = Costs::new(&p, 0);
+        let most = HandlerWork { bytes_copied: u32::MAX, ..HandlerWork::default() };
+        // The largest figures a profile may state, times the most work an
+        // exit can report, stay exact: far from the end of a u64.
+        assert_eq!(c.exit(ExitReason::IoInstruction, &most), 100_000_000 + 1_000_000 * u64::from(u32::MAX));
+    }
+}
