@@ -95,7 +95,7 @@ struct MachineArgs {
     #[arg(long, value_name = "N", default_value = "20000000000", allow_hyphen_values = true)]
     max_instructions: String,
     /// Stop a runaway guest after this much guest time: ns, us, ms, s, min
-    /// or h (virtual time on sim, the host clock on kvm).
+    /// or h (sim backend).
     #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true)]
     max_time: String,
     /// Stop the run after this much host (wall-clock) time, checked at
@@ -448,12 +448,11 @@ fn run_on(m: &MachineArgs, img: &Image) -> Result<RunReport, UsageError> {
     run_with(m, img, RunOptions::default())
 }
 
-/// The VMM's limits the machine flags set (the simulator keeps guest time
-/// itself, from its own limits).
+/// The VMM's limits the machine flags set (guest time is the backend's:
+/// see `backend_spec`).
 fn vmm_limits(m: &MachineArgs) -> Result<exitlab_vmm::limits::Limits, UsageError> {
     let host = args::duration_ns("--max-host-time", &m.max_host_time)?;
     Ok(exitlab_vmm::limits::Limits {
-        guest_ns: Some(args::duration_ns("--max-time", &m.max_time)?),
         host: Some(std::time::Duration::from_nanos(host)),
         stalled_exits: Some(args::whole("--max-stalled-exits", &m.max_stalled_exits, 1, u64::MAX)?),
     })

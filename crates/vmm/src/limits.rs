@@ -1,13 +1,14 @@
 //! The limits the VMM keeps on every run, on every backend, so that no
 //! guest (a livelocked driver under an interrupt storm, a loop that never
-//! ends) hangs exitlab: host (wall-clock) time, guest time where the
-//! backend does not keep it itself, and exits without progress. A run
-//! stopped by one ends as [`crate::GuestError::Runaway`] with one line
-//! saying which limit, where the guest was and what it was doing.
+//! ends) hangs exitlab: host (wall-clock) time and exits without progress.
+//! A run stopped by one ends as [`crate::GuestError::Runaway`] with one
+//! line saying which limit, where the guest was and what it was doing.
 //!
-//! The simulator keeps its own instruction and guest-time limits inside
-//! its interpreter (exitlab_sim::RunLimits), where a guest that never
-//! exits is still stopped; the VMM sees only exits and device wake-ups.
+//! Guest time is the backends' own: the simulator keeps it (with its
+//! instruction limit) inside its interpreter (exitlab_sim::RunLimits), and
+//! KVM, whose guest time is host time, with a watchdog that kicks the vCPU
+//! out of KVM_RUN; both stop a guest that never exits, which the VMM,
+//! seeing only exits and device wake-ups, cannot.
 
 use exitlab_arch::ExitReason;
 use std::time::{Duration, Instant};
@@ -16,9 +17,6 @@ use std::time::{Duration, Instant};
 /// [`Limits::DEFAULT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Guest time in nanoseconds of the backend's clock, checked at each
-    /// exit on backends in host time (KVM); the simulator keeps it itself.
-    pub guest_ns: Option<u64>,
     /// Host time the run may take, checked at each exit and device
     /// wake-up.
     pub host: Option<Duration>,
@@ -30,17 +28,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The defaults: one hour of guest time (the longest built-in full run
-    /// is E4's 200 idle periods of a second), ten minutes of host time,
-    /// and a million exits without an instruction retired.
-    pub const DEFAULT: Limits = Limits {
-        guest_ns: Some(3_600_000_000_000),
-        host: Some(Duration::from_secs(600)),
-        stalled_exits: Some(1_000_000),
-    };
+    /// The defaults: ten minutes of host time (a built-in full point
+    /// takes seconds) and a million exits without an instruction retired.
+    pub const DEFAULT: Limits = Limits { host: Some(Duration::from_secs(600)), stalled_exits: Some(1_000_000) };
 
     /// No limits at all.
-    pub const NONE: Limits = Limits { guest_ns: None, host: None, stalled_exits: None };
+    pub const NONE: Limits = Limits { host: None, stalled_exits: None };
 }
 
 impl Default for Limits {
@@ -52,8 +45,6 @@ impl Default for Limits {
 /// Which limit stopped a run, and what the guest was doing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stop {
-    /// `limit_ns` of guest time passed.
-    GuestTime { limit_ns: u64 },
     /// `limit` of host time passed, over `exits` exits.
     HostTime { limit: Duration, exits: u64 },
     /// `exits` exits with no instruction retired between them; `reason`
@@ -65,9 +56,6 @@ impl Stop {
     /// The line a stopped run ends with, `rip` where the guest was.
     pub fn line(&self, rip: u64) -> String {
         match self {
-            Stop::GuestTime { limit_ns } => {
-                format!("guest-time limit of {} reached at rip {rip:#x} (--max-time)", seconds(*limit_ns))
-            }
             Stop::HostTime { limit, exits } => format!(
                 "host-time limit of {} reached at rip {rip:#x} after {exits} exits (--max-host-time)",
                 seconds(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX))
@@ -94,8 +82,6 @@ const HOST_CHECK_EVERY: u64 = 1024;
 /// A run's limits as it goes.
 pub(crate) struct Watch {
     limits: Limits,
-    /// Whether the VMM keeps the guest-time limit (the backend does not).
-    guest_time: bool,
     started: Instant,
     exits: u64,
     /// Retired instructions at the last exit.
@@ -106,23 +92,14 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// Starts the clock; `guest_time` when the VMM keeps the guest-time
-    /// limit.
-    pub(crate) fn new(limits: Limits, guest_time: bool) -> Watch {
-        Watch {
-            limits,
-            guest_time,
-            started: Instant::now(),
-            exits: 0,
-            retired: None,
-            stalled: 0,
-            stalled_by_reason: Vec::new(),
-        }
+    /// Starts the clock.
+    pub(crate) fn new(limits: Limits) -> Watch {
+        Watch { limits, started: Instant::now(), exits: 0, retired: None, stalled: 0, stalled_by_reason: Vec::new() }
     }
 
-    /// After an exit of `reason` at backend time `now_ns`, with the
-    /// backend's count of retired instructions: the limit reached, if any.
-    pub(crate) fn exit(&mut self, reason: ExitReason, now_ns: u64, retired: Option<u64>) -> Option<Stop> {
+    /// After an exit of `reason`, with the backend's count of retired
+    /// instructions: the limit reached, if any.
+    pub(crate) fn exit(&mut self, reason: ExitReason, retired: Option<u64>) -> Option<Stop> {
         self.exits += 1;
         if let (Some(max), Some(now)) = (self.limits.stalled_exits, retired) {
             if self.retired == Some(now) {
@@ -142,24 +119,16 @@ impl Watch {
             self.retired = Some(now);
         }
         if self.exits.is_multiple_of(HOST_CHECK_EVERY) {
-            return self.wake(now_ns);
+            return self.wake();
         }
-        self.guest_time_reached(now_ns)
+        None
     }
 
-    /// At a device wake-up (no exit) or every few exits: the time limits.
-    pub(crate) fn wake(&mut self, now_ns: u64) -> Option<Stop> {
-        if let Some(limit) = self.limits.host {
-            if self.started.elapsed() >= limit {
-                return Some(Stop::HostTime { limit, exits: self.exits });
-            }
-        }
-        self.guest_time_reached(now_ns)
-    }
-
-    fn guest_time_reached(&self, now_ns: u64) -> Option<Stop> {
-        match self.limits.guest_ns {
-            Some(limit_ns) if self.guest_time && now_ns >= limit_ns => Some(Stop::GuestTime { limit_ns }),
+    /// At a device wake-up (no exit) or every few exits: the host-time
+    /// limit.
+    pub(crate) fn wake(&mut self) -> Option<Stop> {
+        match self.limits.host {
+            Some(limit) if self.started.elapsed() >= limit => Some(Stop::HostTime { limit, exits: self.exits }),
             _ => None,
         }
     }
@@ -178,15 +147,15 @@ mod tests {
     #[test]
     fn exits_without_a_retired_instruction_stop_the_run_naming_the_dominant_reason() {
         let limits = Limits { stalled_exits: Some(10), ..Limits::NONE };
-        let mut w = Watch::new(limits, false);
+        let mut w = Watch::new(limits);
         // Progress resets the count.
         for i in 0..20 {
-            assert_eq!(w.exit(ExitReason::IoInstruction, 0, Some(i)), None);
+            assert_eq!(w.exit(ExitReason::IoInstruction, Some(i)), None);
         }
         let mut stop = None;
         for i in 0..10 {
             let reason = if i % 5 == 0 { ExitReason::InterruptWindow } else { ExitReason::ExternalInterrupt };
-            stop = w.exit(reason, 0, Some(19));
+            stop = w.exit(reason, Some(19));
         }
         let stop = stop.expect("the tenth exit without progress stops the run");
         assert_eq!(stop, Stop::Stalled { exits: 10, reason: ExitReason::ExternalInterrupt, share: 0.8 });
@@ -195,21 +164,16 @@ mod tests {
             "no progress: 10 exits with no instruction retired between them, 80% of them EXTERNAL_INTERRUPT, at rip 0x1234 (an interrupt storm or a livelock; --max-stalled-exits)"
         );
         // Without a count of retired instructions (KVM), never.
-        let mut w = Watch::new(limits, false);
-        assert!((0..100).all(|_| w.exit(ExitReason::ExternalInterrupt, 0, None).is_none()));
+        let mut w = Watch::new(limits);
+        assert!((0..100).all(|_| w.exit(ExitReason::ExternalInterrupt, None).is_none()));
     }
 
     #[test]
-    fn time_limits_name_themselves() {
-        let mut w = Watch::new(Limits { guest_ns: Some(1_500_000_000), ..Limits::NONE }, true);
-        assert_eq!(w.exit(ExitReason::Hlt, 1_499_999_999, None), None);
-        let stop = w.exit(ExitReason::Hlt, 1_500_000_000, None).unwrap();
-        assert_eq!(stop.line(0x10), "guest-time limit of 1.5 s reached at rip 0x10 (--max-time)");
-        // The simulator keeps guest time itself.
-        let mut w = Watch::new(Limits { guest_ns: Some(1), ..Limits::NONE }, false);
-        assert_eq!(w.exit(ExitReason::Hlt, 5, None), None);
-        let mut w = Watch::new(Limits { host: Some(Duration::ZERO), ..Limits::NONE }, false);
-        let stop = w.wake(0).unwrap();
+    fn the_host_time_limit_names_itself() {
+        let mut w = Watch::new(Limits { host: Some(Duration::from_secs(3600)), ..Limits::NONE });
+        assert_eq!(w.wake(), None);
+        let mut w = Watch::new(Limits { host: Some(Duration::ZERO), ..Limits::NONE });
+        let stop = w.wake().unwrap();
         assert_eq!(stop, Stop::HostTime { limit: Duration::ZERO, exits: 0 });
         assert_eq!(stop.line(0x20), "host-time limit of 0 s reached at rip 0x20 after 0 exits (--max-host-time)");
     }

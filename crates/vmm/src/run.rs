@@ -47,14 +47,13 @@ impl<V: Vm> Vmm<'_, V> {
     /// run call.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
         let mut start = self.vcpu.now_ns();
-        // A backend with a virtual clock keeps guest time itself.
-        let mut watch = Watch::new(self.limits, !self.caps.deterministic_time);
+        let mut watch = Watch::new(self.limits);
         let outcome = loop {
             self.arm_host_tick()?;
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(HvError::Interrupted) => {
-                    if let Some(stop) = watch.wake(self.vcpu.now_ns()) {
+                    if let Some(stop) = watch.wake() {
                         break self.limit_reached(&stop)?;
                     }
                     self.devices_due()?;
@@ -62,7 +61,7 @@ impl<V: Vm> Vmm<'_, V> {
                 }
                 Err(e) => break stopped(e)?,
             };
-            if let Some(stop) = watch.exit(exit.reason(), self.vcpu.now_ns(), self.vcpu.instructions_retired()) {
+            if let Some(stop) = watch.exit(exit.reason(), self.vcpu.instructions_retired()) {
                 break self.limit_reached(&stop)?;
             }
             let (mut record, rip) = self.record(&exit, start)?;
