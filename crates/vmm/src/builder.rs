@@ -47,7 +47,8 @@ pub struct RunOptions {
     pub cpuid: Vec<(u32, [u32; 4])>,
     /// On KVM: devices' notifications and interrupts without userspace.
     pub fast_path: FastPath,
-    /// Exits and host time before the run stops (on by default).
+    /// Exits, exits without progress and host time before the run stops
+    /// (on by default: [`RunLimits::default`]).
     pub limits: RunLimits,
 }
 
