@@ -337,6 +337,7 @@ enum BenchCommand {
 }
 
 /// Bad input: one line on stderr, exit status 2.
+#[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) String);
 
 impl<E: std::fmt::Display> From<E> for UsageError {
@@ -763,5 +764,27 @@ fn main() -> ExitCode {
             eprintln!("exitlab: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults `--help` states are the ones the crates define: the
+    /// flags' text cannot drift from `RunLimits::default` and the
+    /// simulator's `RunLimits::DEFAULT`.
+    #[test]
+    fn the_flags_defaults_are_the_crates_defaults() {
+        let Command::Stat { m, .. } = Cli::try_parse_from(["exitlab", "stat", "idle"]).unwrap().command else {
+            panic!("not stat")
+        };
+        assert_eq!(vmm_limits(&m).unwrap(), RunLimits::default());
+        let BackendSpec::Sim { limits, .. } = backend_spec(&m).unwrap() else { panic!("not the simulator") };
+        assert_eq!(limits, exitlab_sim::RunLimits::DEFAULT);
+        let off =
+            ["exitlab", "stat", "idle", "--max-exits", "off", "--max-stalled-exits", "off", "--max-host-time", "off"];
+        let Command::Stat { m, .. } = Cli::try_parse_from(off).unwrap().command else { panic!("not stat") };
+        assert_eq!(vmm_limits(&m).unwrap(), RunLimits::NONE);
     }
 }
