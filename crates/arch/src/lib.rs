@@ -11,6 +11,7 @@
 pub mod bits;
 pub mod cpuid;
 pub mod exit_reason;
+pub mod input;
 pub mod iommu;
 pub mod posted;
 pub mod qualification;

@@ -26,14 +26,6 @@ impl OnVm for Timed<'_> {
     }
 }
 
-fn parse_in(what: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError> {
-    match text.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        Ok(v) => Err(UsageError(format!("{what} = {v} is out of range ({min}..={max})"))),
-        Err(_) => Err(UsageError(format!("{what}: `{text}` is not a whole number"))),
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -42,8 +34,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Alternates a bare KVM_RUN loop and the full VMM loop over pio-out and
 /// prints the median time per exit of each and their ratio.
 pub fn kvm(n: &str, rounds: &str, device: Option<PathBuf>) -> Result<(), UsageError> {
-    let n = parse_in("-n", n, 1, 10_000_000)?;
-    let rounds = parse_in("--rounds", rounds, 1, 100)?;
+    let n = crate::args::whole("-n", n, 1, 10_000_000)?;
+    let rounds = crate::args::whole("--rounds", rounds, 1, 100)?;
     let path = device.unwrap_or_else(exitlab_kvm::device_path);
     let spec = BackendSpec::kvm(Some(path.clone()));
     let w = exitlab_guest::find_workload("pio-out").expect("pio-out is built in");
@@ -96,7 +88,7 @@ fn sim_run(workload: &str, sets: &[&str]) -> Result<(f64, u64, exitlab_vmm::RunR
 /// instructions per host second, and the host time one hour of tickless
 /// idle guest time takes. Ends with `guest MIPS: <median>`.
 pub fn sim(rounds: &str) -> Result<(), UsageError> {
-    let rounds = parse_in("--rounds", rounds, 1, 100)?;
+    let rounds = crate::args::whole("--rounds", rounds, 1, 100)?;
     let sets = ["n=10000", "warmup=0", "p=0", "work=1000"];
     let mut mips = Vec::new();
     let mut instructions = 0;

@@ -1,21 +1,13 @@
 //! `exitlab calibrate` and `exitlab validate`: measure this host into a
 //! profile, and compare the simulator on a profile with the host.
 
-use crate::{write_atomically, Backend, UsageError};
+use crate::{args, Backend, UsageError};
 use exitlab_lab::calibrate::{agreement, calibrate as run_calibration, Options};
 use exitlab_lab::validate::{validate as run_validation, Validation};
 use exitlab_sim::profile::Profile;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-
-fn parse_in(what: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError> {
-    match text.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        Ok(v) => Err(UsageError(format!("{what} = {v} is out of range ({min}..={max})"))),
-        Err(_) => Err(UsageError(format!("{what}: `{text}` is not a whole number"))),
-    }
-}
 
 fn only_kvm(command: &str, backend: Backend) -> Result<(), UsageError> {
     match backend {
@@ -58,8 +50,8 @@ pub fn calibrate(
     against: Option<PathBuf>,
 ) -> Result<ExitCode, UsageError> {
     only_kvm("calibrate", backend)?;
-    let rounds = parse_in("--rounds", rounds, 2, 50)? as usize;
-    let span = Duration::from_secs(parse_in("--span", span, 0, 3600)?);
+    let rounds = args::whole("--rounds", rounds, 2, 50)? as usize;
+    let span = Duration::from_secs(args::whole("--span", span, 0, 3600)?);
     if name.trim().is_empty() {
         return Err(UsageError("--name: a profile needs a name".into()));
     }
@@ -67,7 +59,7 @@ pub fn calibrate(
     let c = run_calibration(&opts, &mut |line| eprintln!("{line}")).map_err(UsageError)?;
     match &out {
         Some(path) => {
-            write_atomically(path, c.text.as_bytes())?;
+            exitlab_lab::output::write_file_atomically(path, c.text.as_bytes())?;
             say!("{} figures measured ({}) -> {}", c.figures.len(), c.scheduling, path.display());
         }
         None => say_part!("{}", c.text),
@@ -130,7 +122,7 @@ pub fn validate(
 ) -> Result<ExitCode, UsageError> {
     only_kvm("validate", backend)?;
     let p = Profile::load(profile)?;
-    let rounds = parse_in("--rounds", rounds, 1, 50)? as usize;
+    let rounds = args::whole("--rounds", rounds, 1, 50)? as usize;
     let v = run_validation(&p, device, rounds, Duration::from_secs(10), &mut |line| eprintln!("{line}"))
         .map_err(UsageError)?;
     if json {

@@ -6,7 +6,6 @@ use exitlab_guest::{BootImage, Image, Workload, WORKLOADS};
 use exitlab_lab::backend::{BackendKind, BackendSpec};
 use exitlab_vmm::limits::RunLimits;
 use exitlab_vmm::{RunOptions, RunReport};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +40,7 @@ fn stdout_failed(e: std::io::Error) -> ! {
     std::process::exit(2)
 }
 
+mod args;
 mod bench;
 mod calib;
 mod guest;
@@ -89,27 +89,33 @@ struct MachineArgs {
     #[arg(long, value_name = "NAME|FILE", default_value = "modern")]
     profile: String,
     /// Seed for the profile's cost distributions (sim backend).
-    #[arg(long, value_name = "N", default_value = "0")]
+    #[arg(long, value_name = "N", default_value = "0", allow_hyphen_values = true)]
     seed: String,
     /// Answer CPUID leaf LEAF with these registers instead of the built-in
     /// model (sim backend; repeatable): LEAF=EAX:EBX:ECX:EDX, hex or decimal.
     #[arg(long, value_name = "LEAF=EAX:EBX:ECX:EDX")]
     cpuid: Vec<String>,
     /// Stop a runaway guest after this many instructions (sim backend).
-    #[arg(long, value_name = "N")]
-    max_instructions: Option<String>,
-    /// Stop a runaway guest after this long, e.g. 10s, 500ms: guest time on
-    /// the simulator, host time on KVM (the vCPU is kicked out of KVM_RUN).
-    #[arg(long, value_name = "DURATION")]
-    max_time: Option<String>,
-    /// Stop after the VMM has handled this many exits, or `off` (both
-    /// backends; default 1000000000).
-    #[arg(long, value_name = "N|off")]
-    max_exits: Option<String>,
-    /// Stop after this much host time, e.g. 30s, or `off` (both backends;
-    /// default 10min).
-    #[arg(long, value_name = "DURATION|off")]
-    max_host_time: Option<String>,
+    #[arg(long, value_name = "N", default_value = "20000000000", allow_hyphen_values = true)]
+    max_instructions: String,
+    /// Stop a runaway guest after this much guest time: ns, us, ms, s, min
+    /// or h (sim backend: virtual time; kvm backend: wall-clock time of the
+    /// run calls, a guest spinning inside KVM_RUN included).
+    #[arg(long, value_name = "DURATION", default_value = "1h", allow_hyphen_values = true)]
+    max_time: String,
+    /// Stop the run after the VMM has handled this many exits, or `off`
+    /// (both backends).
+    #[arg(long, value_name = "N|off", default_value = "1000000000", allow_hyphen_values = true)]
+    max_exits: String,
+    /// Stop the run after this many exits in a row with no instruction
+    /// retired between them (an interrupt storm or a livelock), or `off`
+    /// (sim backend; KVM does not count retired instructions).
+    #[arg(long, value_name = "N|off", default_value = "1000000", allow_hyphen_values = true)]
+    max_stalled_exits: String,
+    /// Stop the run after this much host (wall-clock) time, or `off` (both
+    /// backends, a guest that never exits included).
+    #[arg(long, value_name = "DURATION|off", default_value = "10min", allow_hyphen_values = true)]
+    max_host_time: String,
     /// Let virtio notifications exit to userspace instead of signalling
     /// an ioeventfd (kvm backend).
     #[arg(long)]
@@ -126,7 +132,7 @@ struct WorkloadArgs {
     workload: String,
     /// Iterations in the measure phase (same as --set n=N; packets=N for
     /// the ping-pongs).
-    #[arg(short = 'n', value_name = "N")]
+    #[arg(short = 'n', value_name = "N", allow_hyphen_values = true)]
     n: Option<String>,
     /// Set a workload parameter (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -141,7 +147,7 @@ struct GuestArgs {
     workload: Option<String>,
     /// Iterations in the measure phase (same as --set n=N; packets=N for
     /// the ping-pongs).
-    #[arg(short = 'n', value_name = "N")]
+    #[arg(short = 'n', value_name = "N", allow_hyphen_values = true)]
     n: Option<String>,
     /// Set a workload parameter (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -364,17 +370,17 @@ enum BenchCommand {
     /// and the host time of one hour of tickless idle guest time.
     Sim {
         /// Rounds of the compute loop; the median is reported.
-        #[arg(long, default_value = "5")]
+        #[arg(long, default_value = "5", allow_hyphen_values = true)]
         rounds: String,
     },
     /// The VMM's userspace exit round trip beside a bare KVM_RUN loop on
     /// the same host and guest (pio-out), as a ratio.
     Kvm {
         /// pio-out iterations per round.
-        #[arg(short = 'n', value_name = "N", default_value = "20000")]
+        #[arg(short = 'n', value_name = "N", default_value = "20000", allow_hyphen_values = true)]
         n: String,
         /// Rounds of each loop, alternating; the median is reported.
-        #[arg(long, default_value = "5")]
+        #[arg(long, default_value = "5", allow_hyphen_values = true)]
         rounds: String,
         /// KVM device node.
         #[arg(long, value_name = "PATH")]
@@ -383,6 +389,7 @@ enum BenchCommand {
 }
 
 /// Bad input: one line on stderr, exit status 2.
+#[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) String);
 
 impl<E: std::fmt::Display> From<E> for UsageError {
@@ -422,7 +429,7 @@ fn list() {
 fn image(w: &WorkloadArgs, disasm: bool, output: Option<PathBuf>) -> Result<(), UsageError> {
     let (_, img) = build(w)?;
     if let Some(path) = output {
-        write_atomically(&path, &img.bytes)?;
+        exitlab_lab::output::write_file_atomically(&path, &img.bytes)?;
     }
     if disasm {
         say_part!("{}", img.disassemble());
@@ -521,64 +528,6 @@ fn profiles(names: &[String]) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Writes via a temporary file and a rename, so a reader never sees half a
-/// file and an old file survives a failed write.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), UsageError> {
-    let tmp = path.with_extension("tmp-exitlab");
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        UsageError(format!("cannot write {}: {e}", path.display()))
-    })
-}
-
-/// The VMM's limits from `--max-exits` and `--max-host-time` (each a
-/// number or duration, or `off`), over the defaults.
-fn vmm_limits(m: &MachineArgs) -> Result<RunLimits, UsageError> {
-    let mut limits = RunLimits::default();
-    if let Some(t) = &m.max_exits {
-        limits.max_exits =
-            match t.trim() {
-                "off" => None,
-                n => Some(n.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    UsageError(format!("--max-exits: `{t}` is not a positive whole number or `off`"))
-                })?),
-            };
-    }
-    if let Some(t) = &m.max_host_time {
-        limits.max_host_time = match t.trim() {
-            "off" => None,
-            d => Some(std::time::Duration::from_nanos(parse_duration("--max-host-time", d)?)),
-        };
-    }
-    Ok(limits)
-}
-
-/// `10s`, `250ms`, `40us`, `7ns` (no unit: seconds) as nanoseconds, for
-/// the flag `flag`.
-fn parse_duration(flag: &str, text: &str) -> Result<u64, UsageError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1e9,
-        "ms" => 1e6,
-        "us" => 1e3,
-        "ns" => 1.0,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        _ => {
-            return Err(UsageError(format!("{flag}: unknown unit `{unit}` in `{text}` (use ns, us, ms, s, min or h)")))
-        }
-    };
-    match num.parse::<f64>() {
-        Ok(v) if v > 0.0 && (v * scale) < 1.8e19 => Ok((v * scale) as u64),
-        _ => Err(UsageError(format!("{flag}: `{text}` is not a positive duration"))),
-    }
-}
-
 /// `LEAF=EAX:EBX:ECX:EDX`, each number hex (0x...) or decimal.
 fn parse_cpuid(text: &str) -> Result<(u32, [u32; 4]), UsageError> {
     let bad = || UsageError(format!("--cpuid: `{text}` is not LEAF=EAX:EBX:ECX:EDX"));
@@ -601,43 +550,42 @@ fn backend_spec(m: &MachineArgs) -> Result<BackendSpec, UsageError> {
     match m.backend {
         Backend::Sim => {
             let profile = exitlab_sim::profile::Profile::load(&m.profile)?;
-            let seed = m
-                .seed
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| UsageError(format!("--seed: `{}` is not a whole number", m.seed)))?;
-            let max_instructions = match &m.max_instructions {
-                Some(t) => Some(
-                    t.trim()
-                        .parse::<u64>()
-                        .map_err(|_| UsageError(format!("--max-instructions: `{t}` is not a whole number")))?,
-                ),
-                None => None,
-            };
-            let max_time_ns = match &m.max_time {
-                Some(t) => Some(parse_duration("--max-time", t)?),
-                None => None,
-            };
+            let seed = args::whole("--seed", &m.seed, 0, u64::MAX)?;
+            let max_instructions = args::whole("--max-instructions", &m.max_instructions, 1, u64::MAX)?;
+            let max_time_ns = args::duration_ns("--max-time", &m.max_time)?;
+            // The simulator counts guest time in cycles of the profile's
+            // clock: a limit past its last cycle cannot be kept.
+            let hz = profile.hz();
+            if u128::from(max_time_ns) * u128::from(hz) / 1_000_000_000 > u128::from(u64::MAX) {
+                let most = u128::from(u64::MAX) * 1_000_000_000 / u128::from(hz.max(1));
+                return Err(UsageError(format!(
+                    "--max-time: {max_time_ns} ns is more guest time than the simulator counts at {hz} Hz (at most {most} ns)"
+                )));
+            }
             if m.no_ioeventfd || m.no_irqfd {
                 return Err(UsageError("--no-ioeventfd and --no-irqfd are KVM options (use --backend kvm)".into()));
             }
-            let limits = exitlab_sim::RunLimits { max_instructions, max_time_ns };
+            let limits =
+                exitlab_sim::RunLimits { max_instructions: Some(max_instructions), max_time_ns: Some(max_time_ns) };
             Ok(BackendSpec::Sim { profile: Box::new(profile), seed, limits })
         }
         Backend::Kvm => {
-            if m.max_instructions.is_some() {
-                return Err(UsageError("--max-instructions is a simulator option (KVM does not count them)".into()));
-            }
-            let spec = BackendSpec::kvm(m.kvm_device.clone());
-            match (&m.max_time, spec) {
-                (Some(t), BackendSpec::Kvm { device, .. }) => {
-                    let limit = std::time::Duration::from_nanos(parse_duration("--max-time", t)?);
-                    Ok(BackendSpec::Kvm { device, max_time: Some(limit) })
-                }
-                (_, spec) => Ok(spec),
-            }
+            let max_time = std::time::Duration::from_nanos(args::duration_ns("--max-time", &m.max_time)?);
+            let device = m.kvm_device.clone().unwrap_or_else(exitlab_kvm::device_path);
+            Ok(BackendSpec::Kvm { device, max_time: Some(max_time) })
         }
     }
+}
+
+/// The VMM's limits the machine flags set (guest time and instructions
+/// are the backend's: see `backend_spec`).
+fn vmm_limits(m: &MachineArgs) -> Result<RunLimits, UsageError> {
+    Ok(RunLimits {
+        max_exits: args::off_or(&m.max_exits, |t| args::whole("--max-exits", t, 1, u64::MAX))?,
+        max_stalled_exits: args::off_or(&m.max_stalled_exits, |t| args::whole("--max-stalled-exits", t, 1, u64::MAX))?,
+        max_host_time: args::off_or(&m.max_host_time, |t| args::duration_ns("--max-host-time", t))?
+            .map(std::time::Duration::from_nanos),
+    })
 }
 
 /// Runs `image` on the backend the flags ask for.
@@ -646,15 +594,13 @@ fn run_with(m: &MachineArgs, image: &BootImage, mut options: RunOptions) -> Resu
     options.limits = vmm_limits(m)?;
     match m.backend {
         Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
+        Backend::Kvm if !m.cpuid.is_empty() => {
+            return Err(UsageError(
+                "--cpuid is a simulator option (KVM answers CPUID itself; use --backend sim)".into(),
+            ))
+        }
         Backend::Kvm => {
             options.fast_path = exitlab_vmm::platform::FastPath { ioeventfd: !m.no_ioeventfd, irqfd: !m.no_irqfd }
-        }
-    }
-    if let BackendSpec::Sim { limits: exitlab_sim::RunLimits { max_time_ns: Some(t), .. }, .. } = &spec {
-        // Guest time may pass far slower than the host's: bound both,
-        // unless --max-host-time says otherwise.
-        if m.max_host_time.is_none() {
-            options.limits.max_host_time = Some(std::time::Duration::from_nanos(*t));
         }
     }
     let mut vm = spec.open(image.memory_size)?;
@@ -716,13 +662,22 @@ fn trace(g: &GuestArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), Us
     let report = run_with(m, &guest.boot, RunOptions { trace: true, ..Default::default() })?;
     let doc = exitlab_lab::trace::chrome_trace(&guest.boot.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
-    write_atomically(out, &bytes)?;
+    exitlab_lab::output::write_file_atomically(out, &bytes)?;
     say!("{} exits -> {}", report.trace.len(), out.display());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("exitlab: {}", args::clap_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let res = match cli.command {
         Command::List => {
             list();
@@ -771,5 +726,27 @@ fn main() -> ExitCode {
             eprintln!("exitlab: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults `--help` states are the ones the crates define: the
+    /// flags' text cannot drift from `RunLimits::default` and the
+    /// simulator's `RunLimits::DEFAULT`.
+    #[test]
+    fn the_flags_defaults_are_the_crates_defaults() {
+        let Command::Stat { m, .. } = Cli::try_parse_from(["exitlab", "stat", "idle"]).unwrap().command else {
+            panic!("not stat")
+        };
+        assert_eq!(vmm_limits(&m).unwrap(), RunLimits::default());
+        let BackendSpec::Sim { limits, .. } = backend_spec(&m).unwrap() else { panic!("not the simulator") };
+        assert_eq!(limits, exitlab_sim::RunLimits::DEFAULT);
+        let off =
+            ["exitlab", "stat", "idle", "--max-exits", "off", "--max-stalled-exits", "off", "--max-host-time", "off"];
+        let Command::Stat { m, .. } = Cli::try_parse_from(off).unwrap().command else { panic!("not stat") };
+        assert_eq!(vmm_limits(&m).unwrap(), RunLimits::NONE);
     }
 }

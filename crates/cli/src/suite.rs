@@ -2,7 +2,7 @@
 //! one line per test as each finishes (in the tests' order), a summary,
 //! or one JSON object.
 
-use crate::{parse_duration, Backend, UsageError};
+use crate::{args, Backend, UsageError};
 use exitlab_lab::backend::BackendSpec;
 use exitlab_lab::suite::{self, SuiteOptions, TestResult, Verdict};
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ pub fn suite(a: &SuiteArgs<'_>) -> Result<ExitCode, UsageError> {
         .filter(|&j| j > 0)
         .ok_or_else(|| UsageError(format!("-j: `{}` is not a positive whole number", a.jobs)))?;
     let timeout = match a.timeout {
-        Some(t) => Some(Duration::from_nanos(parse_duration("--timeout", t)?)),
+        Some(t) => Some(Duration::from_nanos(args::duration_ns("--timeout", t)?)),
         None => None,
     };
     let backend = match a.backend {

@@ -312,7 +312,8 @@ impl MachineConfig {
     /// Reads and parses a TOML file.
     pub fn load(path: &std::path::Path) -> Result<MachineConfig, MachineError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| MachineError {
+        // A machine description is a few lines; 1 MiB is more than any.
+        let text = exitlab_arch::input::read_limited(path, 1 << 20).map_err(|e| MachineError {
             origin: origin.clone(),
             line: None,
             key: None,

@@ -72,10 +72,27 @@ impl ParamSpec {
 /// What is wrong with a parameter a user gave.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamError {
-    Unknown { workload: String, key: String, known: Vec<&'static str> },
-    NotANumber { key: String, value: String },
-    OutOfRange { key: String, value: String, range: String },
+    Unknown {
+        workload: String,
+        key: String,
+        known: Vec<&'static str>,
+    },
+    NotANumber {
+        key: String,
+        value: String,
+    },
+    OutOfRange {
+        key: String,
+        value: String,
+        range: String,
+    },
     Malformed(String),
+    /// Two values each in range that the workload cannot run together.
+    Conflict {
+        key: String,
+        other: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ParamError {
@@ -91,6 +108,9 @@ impl fmt::Display for ParamError {
                 write!(f, "parameter `{key}` = {value} is out of range ({range})")
             }
             ParamError::Malformed(s) => write!(f, "`{s}` is not of the form key=value"),
+            ParamError::Conflict { key, other, why } => {
+                write!(f, "parameter `{key}` cannot be set with `{other}`: {why}")
+            }
         }
     }
 }
@@ -132,7 +152,17 @@ impl Params {
             || ParamError::OutOfRange { key: key.to_string(), value: value.to_string(), range: spec.range_text() };
         let v = match spec.kind {
             ParamKind::Int { min, max, .. } => {
-                let v = parse_int(value).ok_or_else(bad)?;
+                // A whole number past u64 either way (-1, 10^20) is out of
+                // range, not "not a number".
+                let whole = |t: &str| {
+                    let digits = t.trim().strip_prefix('-').unwrap_or(t.trim());
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                };
+                let v = match parse_int(value) {
+                    Some(v) => v,
+                    None if whole(value) => return Err(out_of_range()),
+                    None => return Err(bad()),
+                };
                 if v < min || v > max {
                     return Err(out_of_range());
                 }
@@ -222,5 +252,12 @@ mod tests {
         assert_eq!(e.to_string(), "parameter `p`: `lots` is not a number");
         assert!(matches!(p.apply("w", SPECS, ["n"]), Err(ParamError::Malformed(_))));
         assert!(p.set("w", SPECS, "p", "NaN").is_err());
+        // Whole numbers below 0 or past u64 are out of range, not "not a number".
+        for v in ["-1", "99999999999999999999999"] {
+            let e = p.set("w", SPECS, "n", v).unwrap_err();
+            assert_eq!(e.to_string(), format!("parameter `n` = {v} is out of range (1..=1000)"));
+        }
+        let e = p.set("w", SPECS, "n", "1e3").unwrap_err();
+        assert_eq!(e.to_string(), "parameter `n`: `1e3` is not a number");
     }
 }

@@ -40,6 +40,11 @@ const N: ParamSpec = ParamSpec::int("n", 1, 1_000_000_000, 1000, "iterations in 
 const WARMUP: ParamSpec = ParamSpec::int("warmup", 0, 1_000_000, 10, "iterations in the warm-up phase");
 const RING3: ParamSpec = ParamSpec::int("ring3", 0, 1, 0, "1: run the loops in ring 3 (IOPL 3)");
 
+/// Parameters whose code runs privileged instructions (STI/HLT, MOV to
+/// CR3), which #GP in ring 3 even at IOPL 3 (SDM Vol. 2: HLT, MOV CR):
+/// refused beside `ring3=1` rather than run into a guest fault.
+const RING0_ONLY: [&str; 2] = ["irq", "switch_every"];
+
 impl Workload {
     /// Every parameter the workload takes, common ones first.
     pub fn params(&self) -> Vec<ParamSpec> {
@@ -63,6 +68,15 @@ impl Workload {
         let specs = self.params();
         let mut p = Params::defaults(&specs);
         p.apply(self.name, &specs, assignments)?;
+        if self.own_params.contains(&RING3) && p.int("ring3") == 1 {
+            if let Some(key) = RING0_ONLY.iter().find(|k| specs.iter().any(|s| s.name == **k) && p.int(k) != 0) {
+                return Err(ParamError::Conflict {
+                    key: key.to_string(),
+                    other: "ring3=1".into(),
+                    why: "its code runs privileged instructions, which fault in ring 3",
+                });
+            }
+        }
         Ok(p)
     }
 
@@ -1018,6 +1032,20 @@ mod tests {
         assert!(img.symbol("user_body").is_some());
         let plain = w.build(&w.resolve([]).unwrap()).unwrap();
         assert!(plain.symbol("user_body").is_none());
+    }
+
+    #[test]
+    fn ring0_only_parameters_are_refused_in_ring3_before_anything_runs() {
+        let w = find("io-mix").unwrap();
+        for (set, key) in [(["ring3=1", "irq=1"], "irq"), (["switch_every=4", "ring3=1"], "switch_every")] {
+            let e = w.resolve(set).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("parameter `{key}` cannot be set with `ring3=1`: its code runs privileged instructions, which fault in ring 3")
+            );
+        }
+        assert!(w.resolve(["ring3=1", "irq=0", "switch_every=0"]).is_ok());
+        assert!(w.resolve(["ring3=0", "irq=1", "switch_every=4"]).is_ok());
     }
 
     #[test]

@@ -224,6 +224,13 @@ pub trait Vcpu {
     /// The backend's own counters, cumulative since the vCPU was created.
     fn counters(&mut self) -> Result<Vec<Counter>>;
 
+    /// Guest instructions retired since the vCPU was created, where the
+    /// backend counts them (the simulator); `None` where it does not
+    /// (KVM). The VMM's no-progress limit reads it at every exit.
+    fn instructions_retired(&self) -> Option<u64> {
+        None
+    }
+
     /// Nanoseconds on this backend's clock: host monotonic time on KVM,
     /// virtual time on the simulator.
     fn now_ns(&self) -> u64;

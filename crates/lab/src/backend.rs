@@ -74,9 +74,10 @@ pub enum BackendSpec {
 }
 
 impl BackendSpec {
-    /// The simulator on `profile` with `seed`, no limits.
+    /// The simulator on `profile` with `seed`, with the default limits
+    /// ([`RunLimits::DEFAULT`]).
     pub fn sim(profile: Profile, seed: u64) -> BackendSpec {
-        BackendSpec::Sim { profile: Box::new(profile), seed, limits: RunLimits::default() }
+        BackendSpec::Sim { profile: Box::new(profile), seed, limits: RunLimits::DEFAULT }
     }
 
     /// KVM through `device`, or the default device node, without a

@@ -23,6 +23,37 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Writes `bytes` to the file `path` whole or not at all: into a fresh
+/// file beside it (`.NAME.tmp-PID`), synced, then renamed over it. A
+/// symbolic link is followed, so the file it points to is replaced and
+/// the link stays. An existing path that is not a regular file (a
+/// device such as /dev/full, a FIFO, a socket, a directory, or a link to
+/// one) is refused: renaming over it would replace it.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    let real = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => path.canonicalize().map_err(|e| cannot(&e))?,
+        Ok(_) => return Err(cannot(&"it exists and is not a regular file (exitlab replaces only regular files)")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::symlink_metadata(path) {
+            Ok(_) => return Err(cannot(&"it is a symbolic link to nothing")),
+            Err(_) => path.to_path_buf(),
+        },
+        Err(e) => return Err(cannot(&e)),
+    };
+    let (parent, name) = parent_and_name(&real)?;
+    let tmp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, &real));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        cannot(&e)
+    })
+}
+
 /// `target`'s directory and name; `.` and `..` are resolved first, so a
 /// set always has a name to be renamed to.
 fn parent_and_name(target: &Path) -> Result<(PathBuf, OsString), String> {

@@ -17,12 +17,17 @@ use crate::measure::{run_points, PointResult, Results};
 use crate::output::{write_file, write_results};
 use crate::scenario::Scenario;
 use crate::shard::{deal, point_key, Shard};
+use exitlab_arch::input::read_limited;
 use exitlab_vmm::check::{CaseResult, CASES};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const POINTS: &str = "points.json";
+
+/// The most bytes one file of a part may have: a report's points are a
+/// few MiB; a file far past that is not a part this exitlab wrote.
+const MAX_PART_FILE: u64 = 256 << 20;
 const E8: &str = "e8.json";
 const E8_HOST: &str = "e8-host.json";
 
@@ -196,7 +201,7 @@ impl CaseRecord {
 /// E8's cases in `dir/file`, as a part wrote them.
 fn read_cases(dir: &Path, origin: &str, file: &str) -> Result<E8Results, String> {
     let text =
-        std::fs::read_to_string(dir.join(file)).map_err(|e| format!("part {origin}: cannot read {file}: {e}"))?;
+        read_limited(&dir.join(file), MAX_PART_FILE).map_err(|e| format!("part {origin}: cannot read {file}: {e}"))?;
     let cases: Vec<CaseRecord> = serde_json::from_str(&text).map_err(|e| format!("part {origin}: {file}: {e}"))?;
     cases.into_iter().map(|c| c.result(origin, file)).collect()
 }
@@ -298,7 +303,7 @@ impl Part {
     pub fn read(dir: &Path) -> Result<Part, String> {
         let origin = dir.display().to_string();
         let manifest = read_manifest(dir, &origin)?;
-        let text = std::fs::read_to_string(dir.join(POINTS))
+        let text = read_limited(&dir.join(POINTS), MAX_PART_FILE)
             .map_err(|e| format!("part {origin}: cannot read {POINTS}: {e}"))?;
         let records: Vec<ExperimentRecord> =
             serde_json::from_str(&text).map_err(|e| format!("part {origin}: {POINTS}: {e}"))?;
@@ -350,7 +355,7 @@ impl Part {
 
 /// The manifest of the part in `dir`: this exitlab's, and a part's.
 fn read_manifest(dir: &Path, origin: &str) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(dir.join(FILE))
+    let text = read_limited(&dir.join(FILE), MAX_PART_FILE)
         .map_err(|e| format!("{origin} is not an exitlab part: cannot read its {FILE}: {e}"))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("part {origin}: {FILE}: {e}"))?;
     // The version first: another version's manifest may have other fields.

@@ -140,6 +140,31 @@ pub const METRICS: [&str; 19] = [
     "device_per_kiter",
 ];
 
+/// The most points one scenario's sweep may have: every point is a VM
+/// run, and the built-in experiments have at most a few dozen. A sweep
+/// larger than this is refused by its size before any point is made.
+pub const MAX_POINTS: u64 = 10_000;
+
+/// The most bytes a scenario file may have (the built-ins are under 8 KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Checks that `name` (a scenario's or a figure's, from a file) can name
+/// a file or directory of its own inside an output directory: 1 to 64
+/// ASCII letters, digits, `-`, `_` or `.`, not starting with `.`, so
+/// never a separator, `..`, an absolute path or a hidden file. The error
+/// says why not.
+pub fn file_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        Err("must be 1 to 64 characters long")
+    } else if name.starts_with('.') {
+        Err("must not start with `.`")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        Err("may hold only ASCII letters, digits, `-`, `_` and `.` (it names a file)")
+    } else {
+        Ok(())
+    }
+}
+
 /// The text of a TOML value as a `--set` would write it.
 pub fn value_text(v: &toml::Value) -> String {
     match v {
@@ -181,6 +206,26 @@ impl Scenario {
             Some(line) => ScenarioError(format!("{origin}:{line}: {msg}")),
             None => ScenarioError(format!("{origin}: {msg}")),
         };
+        file_name(&s.name).map_err(|why| err("name", format!("name = `{}` {why}", s.name)))?;
+        let mut figure_names = std::collections::BTreeSet::new();
+        for f in &s.figures {
+            file_name(&f.name).map_err(|why| err("name", format!("figure name = `{}` {why}", f.name)))?;
+            if !figure_names.insert(f.name.as_str()) {
+                return Err(err("name", format!("figure name = `{}` is used twice", f.name)));
+            }
+        }
+        // How many points, before any is made.
+        let count = s.point_count();
+        if count.is_none_or(|n| n > MAX_POINTS) {
+            let shape: Vec<String> = s.sweep.iter().map(|(k, v)| format!("{} {k}", v.len())).collect();
+            return Err(err(
+                "name",
+                format!(
+                    "the sweep has more than {MAX_POINTS} points ({}): split it into smaller scenarios",
+                    shape.join(" x ")
+                ),
+            ));
+        }
         let names: Vec<String> = match s.sweep.get("workload") {
             Some(values) => values.iter().map(value_text).collect(),
             None if s.workload.is_empty() => return Err(err("name", "no `workload`, and it is not swept".into())),
@@ -271,13 +316,14 @@ impl Scenario {
         if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
             return Scenario::parse(&format!("scenarios/{name}.toml"), text);
         }
-        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
-            let names: Vec<_> = BUILT_IN.iter().map(|(n, _)| *n).collect();
-            ScenarioError(format!(
-                "scenario `{name_or_path}` is neither built in ({}) nor a readable file: {e}",
-                names.join(", ")
-            ))
-        })?;
+        let text =
+            exitlab_arch::input::read_limited(std::path::Path::new(name_or_path), MAX_FILE_BYTES).map_err(|e| {
+                let names: Vec<_> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+                ScenarioError(format!(
+                    "scenario `{name_or_path}` is neither built in ({}) nor a readable file: {e}",
+                    names.join(", ")
+                ))
+            })?;
         Scenario::parse(name_or_path, &text)
     }
 
@@ -287,6 +333,12 @@ impl Scenario {
     /// refuses.
     pub fn definition(&self) -> Result<String, ScenarioError> {
         toml::to_string(self).map_err(|e| ScenarioError(format!("scenario `{}` cannot be recorded: {e}", self.name)))
+    }
+
+    /// How many points the sweep has (the product of its axes' lengths);
+    /// `None` past u64 (a scenario [`Scenario::check`] refuses).
+    pub fn point_count(&self) -> Option<u64> {
+        self.sweep.values().try_fold(1u64, |n, v| n.checked_mul(v.len() as u64))
     }
 
     /// Every point of the sweep, in a fixed order: (axis, value text).
@@ -357,11 +409,19 @@ impl Scenario {
 
     /// Checks a point's parameters; the error carries the offending key.
     fn workload_params(&self, point: &[(String, String)], w: &Workload) -> Result<(), (String, String)> {
-        for a in self.assignments(point, false) {
+        let assignments = self.assignments(point, false);
+        for a in &assignments {
             let key = a.split('=').next().unwrap_or_default().to_string();
             w.resolve([a.as_str()]).map_err(|e| (e.to_string(), key))?;
         }
-        Ok(())
+        // Each value in range; then the combination.
+        w.resolve(assignments.iter().map(String::as_str)).map(|_| ()).map_err(|e| {
+            let key = match &e {
+                exitlab_guest::params::ParamError::Conflict { key, .. } => key.clone(),
+                _ => String::new(),
+            };
+            (e.to_string(), key)
+        })
     }
 }
 

@@ -154,6 +154,6 @@ fn a_guest_that_never_exits_is_stopped_on_the_simulator_by_host_time() {
     let start = Instant::now();
     let r = run(&sim(), "spin.elf", &elf64(&SPIN), &options).unwrap();
     let Outcome::GuestError(GuestError::Runaway(why)) = &r.outcome else { panic!("{:?}", r.outcome) };
-    assert_eq!(why, "host time limit of 0.2 s reached at rip 0x200000 after 0 exits: no exit yet");
+    assert_eq!(why, "host time limit of 0.2 s reached at rip 0x200000 after 0 exits: no exit yet (--max-host-time)");
     assert!(start.elapsed() >= Duration::from_millis(200));
 }

@@ -25,21 +25,29 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Virtual nanoseconds for `cycles` core cycles.
+    /// Virtual nanoseconds for `cycles` core cycles (saturating at
+    /// u64::MAX: a clock slower than 1 GHz stretches the last cycles past
+    /// what a u64 of nanoseconds holds).
     pub fn ns(&self, cycles: u64) -> u64 {
-        (cycles as u128 * 1_000_000_000 / self.hz as u128) as u64
+        saturate(cycles as u128 * 1_000_000_000 / self.hz.max(1) as u128)
     }
 
-    /// Core cycles for `ns` virtual nanoseconds.
+    /// Core cycles for `ns` virtual nanoseconds (saturating at u64::MAX).
     pub fn cycles(&self, ns: u64) -> u64 {
-        (ns as u128 * self.hz as u128 / 1_000_000_000) as u64
+        saturate(ns as u128 * self.hz as u128 / 1_000_000_000)
     }
 
     /// The first cycle at which at least `ns` virtual nanoseconds have
-    /// passed (so `ns(cycles_ceil(t)) >= t`).
+    /// passed (so `ns(cycles_ceil(t)) >= t`; saturating at u64::MAX).
     pub fn cycles_ceil(&self, ns: u64) -> u64 {
-        (ns as u128 * self.hz as u128).div_ceil(1_000_000_000) as u64
+        saturate((ns as u128 * self.hz as u128).div_ceil(1_000_000_000))
     }
+}
+
+/// A u128 count as a u64, u64::MAX where it does not fit: a moment past
+/// the end of the clock never comes, rather than wrapping to an early one.
+fn saturate(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 /// A profile's prices, ready for the hot paths.
@@ -125,7 +133,7 @@ impl Costs {
     /// from HLT when it had to wait for it.
     pub fn halt_until(&mut self, now: u64, event: u64) -> u64 {
         match &self.halt_wakeup {
-            Some(f) if event > now => event + self.draw.sample(f),
+            Some(f) if event > now => event.saturating_add(self.draw.sample(f)),
             _ => now.max(event),
         }
     }
@@ -143,7 +151,7 @@ impl Costs {
             (work.bytes_copied, &self.byte_copied),
         ] {
             if n > 0 {
-                c += u64::from(n) * d.sample(f);
+                c = c.saturating_add(u64::from(n).saturating_mul(d.sample(f)));
             }
         }
         c
@@ -227,5 +235,32 @@ mod tests {
         assert_eq!(c.event_delivery(), 900);
         assert_eq!(c.halt_until(100, 500), 540, "a halt that waits pays the wake-up");
         assert_eq!(c.halt_until(500, 100), 500, "an event already due wakes nothing");
+    }
+
+    /// Times past the end of a u64 saturate: a wrapped value would be an
+    /// early moment (a limit reached before the first instruction).
+    #[test]
+    fn clock_conversions_saturate_instead_of_wrapping() {
+        let fast = Clock { hz: 100_000_000_000 };
+        assert_eq!(fast.cycles(u64::MAX), u64::MAX);
+        assert_eq!(fast.cycles_ceil(u64::MAX), u64::MAX);
+        assert_eq!(fast.cycles(9_223_372_036_854_775_807), u64::MAX);
+        assert_eq!(fast.cycles(1_000_000_000), 100_000_000_000);
+        let slow = Clock { hz: 1_000_000 };
+        assert_eq!(slow.ns(u64::MAX), u64::MAX);
+        assert_eq!(slow.ns(1_000_000), 1_000_000_000);
+    }
+
+    #[test]
+    fn an_exit_with_the_most_work_costs_at_most_u64_max() {
+        let mut p = Profile::load("modern").unwrap();
+        p.handler.byte_copied = Figure { value: Some(1e6), mean: None, spread: None, source: "t".into() };
+        p.exit.round_trip = Figure { value: Some(1e8), mean: None, spread: None, source: "t".into() };
+        p.exit.reason.clear();
+        let mut c = Costs::new(&p, 0);
+        let most = HandlerWork { bytes_copied: u32::MAX, ..HandlerWork::default() };
+        // The largest figures a profile may state, times the most work an
+        // exit can report, stay exact: far from the end of a u64.
+        assert_eq!(c.exit(ExitReason::IoInstruction, &most), 100_000_000 + 1_000_000 * u64::from(u32::MAX));
     }
 }

@@ -37,12 +37,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cpu::run::Limits;
 
-/// Run limits that turn a runaway guest into a report.
+/// Run limits that turn a runaway guest into a report, kept inside the
+/// interpreter so that a guest that never exits is stopped too.
+/// `Default` is no limit; [`RunLimits::DEFAULT`] is what exitlab runs with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunLimits {
     pub max_instructions: Option<u64>,
     /// Guest time, in virtual nanoseconds.
     pub max_time_ns: Option<u64>,
+}
+
+impl RunLimits {
+    /// exitlab's defaults: 2 * 10^10 instructions (minutes of host time
+    /// at the simulator's tens of MIPS; the built-in experiments retire
+    /// well under 10^9 per point) and one hour of guest time.
+    pub const DEFAULT: RunLimits =
+        RunLimits { max_instructions: Some(20_000_000_000), max_time_ns: Some(3_600_000_000_000) };
 }
 
 /// A simulated VM: RAM and vCPUs in virtual time, priced by a hardware
@@ -445,6 +455,10 @@ impl Vcpu for SimVcpu {
     fn set_host_deadline(&mut self, at: Option<std::time::Instant>) -> Result<()> {
         self.limits.host_deadline = at;
         Ok(())
+    }
+
+    fn instructions_retired(&self) -> Option<u64> {
+        Some(self.core.stats.instructions)
     }
 
     fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {

@@ -48,7 +48,8 @@ pub struct RunOptions {
     pub cpuid: Vec<(u32, [u32; 4])>,
     /// On KVM: devices' notifications and interrupts without userspace.
     pub fast_path: FastPath,
-    /// Exits and host time before the run stops (on by default).
+    /// Exits, exits without progress and host time before the run stops
+    /// (on by default: [`RunLimits::default`]).
     pub limits: RunLimits,
     /// Count exits by guest RIP ([`crate::RunReport::sites`]), for exits
     /// by guest function (a register read per exit on KVM).

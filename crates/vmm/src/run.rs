@@ -6,7 +6,7 @@ use crate::account::{ExitRecord, Target};
 use crate::builder::{build, RunOptions};
 use crate::error::VmmError;
 use crate::exits::{self, Flow, Handling};
-use crate::limits::Watch;
+use crate::limits::{Stop, Watch};
 use crate::report::{GuestError, Outcome, RunReport, TraceEntry};
 use crate::state::Vmm;
 use exitlab_guest::layout::Phase;
@@ -73,7 +73,7 @@ impl<V: Vm> Vmm<'_, V> {
             self.arm_host_tick()?;
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
-                Err(HvError::Interrupted) if watch.host_time_up() => break self.runaway(&watch)?,
+                Err(HvError::Interrupted) if watch.host_time_up() => break self.runaway(&watch, Stop::HostTime)?,
                 Err(HvError::Interrupted) => {
                     self.devices_due()?;
                     continue;
@@ -92,18 +92,18 @@ impl<V: Vm> Vmm<'_, V> {
                 }
                 Flow::Abandon(outcome) => break outcome,
             }
-            if watch.exit(record.reason, record.qualification) {
-                break self.runaway(&watch)?;
+            if let Some(stop) = watch.exit(record.reason, record.qualification, self.vcpu.instructions_retired()) {
+                break self.runaway(&watch, stop)?;
             }
             start = record.resume_ns;
         };
         self.finish(outcome)
     }
 
-    /// A VMM limit reached: the run ends with the report naming it.
-    fn runaway(&mut self, watch: &Watch) -> Result<Outcome, VmmError> {
+    /// A VMM limit reached: the run ends with the line naming it.
+    fn runaway(&mut self, watch: &Watch, stop: Stop) -> Result<Outcome, VmmError> {
         let rip = self.vcpu.regs()?.rip;
-        Ok(Outcome::GuestError(GuestError::Runaway(watch.report(rip))))
+        Ok(Outcome::GuestError(GuestError::Runaway(watch.report(stop, rip))))
     }
 
     /// A device asked to end the run (the PC's isa-debug-exit, reset paths

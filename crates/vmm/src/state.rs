@@ -58,7 +58,7 @@ pub struct Vmm<'a, V: Vm> {
     pub(crate) accountant: Accountant,
     /// Every exit, when the options ask for a trace.
     pub(crate) trace: Option<Vec<TraceEntry>>,
-    /// Exits and host time before the run stops.
+    /// Exits, exits without progress and host time before the run stops.
     pub(crate) limits: crate::limits::RunLimits,
     /// Exits by guest RIP, when the options ask for them.
     pub(crate) sites: Option<ExitSites>,
