@@ -680,6 +680,13 @@ const COALESCE_US_ITR: ParamSpec = ParamSpec::int(
     0,
     "interrupt throttling: at least this long between interrupts (ITR, us)",
 );
+const DRAIN: ParamSpec = ParamSpec::int(
+    "drain",
+    0,
+    1,
+    0,
+    "1: end setup and each phase only once every frame sent came back and its interrupt was taken (window=1)",
+);
 
 pub static WORKLOADS: &[Workload] = &[
     Workload {
@@ -901,7 +908,7 @@ pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "e1000-pingpong",
         summary: "echoes `packets` frames through an emulated e1000, `window` in flight; logs round trips",
-        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR],
+        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR, DRAIN],
         common_defaults: &[],
         count: "packets",
         setup: crate::pingpong::e1000_setup,
@@ -939,6 +946,16 @@ pub fn find(name: &str) -> Option<&'static Workload> {
 mod tests {
     use super::*;
     use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    #[test]
+    fn e1000_drain_needs_one_frame_in_flight() {
+        let w = find("e1000-pingpong").unwrap();
+        let plain = w.build(&w.resolve([]).unwrap()).unwrap();
+        let drained = w.build(&w.resolve(["drain=1"]).unwrap()).unwrap();
+        assert!(drained.bytes.len() > plain.bytes.len(), "drain=1 adds the wait and the ISR's count");
+        let e = w.build(&w.resolve(["drain=1", "window=2"]).unwrap()).unwrap_err();
+        assert_eq!(e.0, "e1000-pingpong: drain=1 needs window=1 (one interrupt per echo)");
+    }
 
     fn decode_at(img: &Image, addr: u64) -> iced_x86::Instruction {
         let off = (addr - img.load_gpa) as usize;
