@@ -399,8 +399,9 @@ const BLK_DMA: u64 = 16 << 20;
 const BLK_DMA_LEN: u64 = 1 << 20;
 const BLK_RING: u64 = BLK_DMA;
 const BLK_BUFS: u64 = BLK_DMA + 0x1000;
-/// Requests the driver keeps in flight: the whole ring, so the device is
-/// never idle and completes at its own rate.
+/// Entries in the ring, and the requests the driver keeps in flight by
+/// default: the whole ring, so the device is never idle and completes at
+/// its own rate.
 const BLK_DEPTH: u32 = 16;
 /// Per completion taken: the TSC when the driver took it and the device's
 /// completion time (ns), 16 bytes, in order: the VMM turns the pairs into
@@ -423,11 +424,11 @@ fn device_irq_machine(p: &Params) -> MachineConfig {
 }
 
 /// Points the block device at its ring, fills every entry with a one-
-/// sector read into its own buffer, submits them all and enables
+/// sector read into its own buffer, submits `depth` of them and enables
 /// interrupts. r12d: requests submitted; r13d: completions processed;
 /// r11d: the device's HEAD as last read; r10: the interrupt count taken
 /// before that read; rdi: the device's registers.
-fn blk_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+fn blk_setup(asm: &mut Asm, p: &Params) -> Result<()> {
     let a = &mut asm.a;
     a.mov(rsi, MAILBOX)?;
     a.mov(r10, qword_ptr(rsi + crate::kernel::mailbox::TICKS))?;
@@ -444,7 +445,7 @@ fn blk_setup(asm: &mut Asm, _: &Params) -> Result<()> {
         a.mov(rax, BLK_BUFS + i * blk::SECTOR)?;
         a.mov(qword_ptr(rbx + at + blk::REQ_BUF as i32), rax)?;
     }
-    a.mov(r12d, BLK_DEPTH)?;
+    a.mov(r12d, p.int("depth") as u32)?;
     a.xor(r13d, r13d)?;
     a.xor(r11d, r11d)?;
     a.mov(dword_ptr(rdi + blk::TAIL as i32), r12d)?;
@@ -841,6 +842,13 @@ pub static WORKLOADS: &[Workload] = &[
                 1_000_000,
                 100_000,
                 "requests the block device completes per second of guest time",
+            ),
+            ParamSpec::int(
+                "depth",
+                1,
+                BLK_DEPTH as u64,
+                BLK_DEPTH as u64,
+                "requests in flight; 1: every HEAD read finds exactly one completion, whatever the timing",
             ),
             ParamSpec::choice(
                 "posted",
