@@ -8,7 +8,7 @@
 //! Registers while the loops run: rdi the card's registers, r12 frames
 //! sent, r13 frames received (r14/r15 belong to the workload's loop).
 
-use crate::asm::{Asm, Result};
+use crate::asm::{Asm, BuildError, Result};
 use crate::layout::{DEVICE_VECTOR, PORT_DEBUG_EXIT};
 use crate::machine::{Coalescing, GuestLog, KickDoorbell, MachineConfig, Nic};
 use crate::nic::{self, e1000, virtio, ETHERTYPE, GUEST_MAC, PEER_MAC};
@@ -44,6 +44,8 @@ const RX_BUFFERS: u64 = NET_BASE + 0x4_0000;
 /// Round trips in TSC ticks, one u64 per frame received, in order.
 pub const LATENCY_LOG: u64 = NET_BASE + 0x10_0000;
 pub const LATENCY_LOG_ENTRIES: u64 = 0x2_0000;
+/// e1000 with `drain=1`: the receive interrupts the driver has taken (u64).
+const DRAIN_IRQS: u64 = NET_BASE + 0x8000;
 /// Where a frame carries its sequence number and send timestamp.
 const SEQ: i32 = 14;
 const STAMP: i32 = 22;
@@ -219,6 +221,35 @@ fn wait(asm: &mut Asm, ready: impl Fn(&mut Asm) -> Result<()>) -> Result<()> {
 
 // ---- e1000 ----
 
+/// With `drain=1`, sleeps until the driver has taken an interrupt for
+/// every frame sent (r12): nothing is in flight and no interrupt of the
+/// card is pending, so the marker that follows splits the run at the same
+/// point of the guest's progress on every backend, whenever the echo and
+/// its interrupt came. One interrupt per echo needs `window=1` (an echo
+/// is sent only after the last one was taken); with more frames in
+/// flight one interrupt may cover several.
+fn e1000_drain(asm: &mut Asm, p: &Params) -> Result<()> {
+    if p.int("drain") == 0 {
+        return Ok(());
+    }
+    if p.int("window") != 1 {
+        return Err(BuildError("e1000-pingpong: drain=1 needs window=1 (one interrupt per echo)".into()));
+    }
+    let mut top = asm.label();
+    let mut go = asm.label();
+    asm.set(&mut top)?;
+    asm.a.cli()?;
+    asm.a.mov(rax, DRAIN_IRQS)?;
+    asm.a.cmp(qword_ptr(rax), r12)?;
+    asm.a.jae(go)?;
+    asm.a.sti()?;
+    asm.a.hlt()?;
+    asm.a.jmp(top)?;
+    asm.set(&mut go)?;
+    asm.a.sti()?;
+    Ok(())
+}
+
 /// Resets nothing it need not: reads the MAC from the EEPROM into the
 /// receive address, clears the multicast table, sets up both rings with
 /// every receive buffer given to the card, enables receive interrupts (and
@@ -234,6 +265,10 @@ pub(crate) fn e1000_setup(asm: &mut Asm, p: &Params) -> Result<()> {
         isr(asm, DEVICE_VECTOR, |asm| {
             asm.a.mov(rdi, nic::E1000_BAR)?;
             asm.a.mov(eax, reg(ICR))?;
+            if p.int("drain") == 1 {
+                asm.a.mov(rax, DRAIN_IRQS)?;
+                asm.a.inc(qword_ptr(rax))?;
+            }
             Ok(())
         })
     })?;
@@ -298,7 +333,8 @@ pub(crate) fn e1000_setup(asm: &mut Asm, p: &Params) -> Result<()> {
     asm.a.mov(reg(RCTL), RCTL_EN | RCTL_BAM | RCTL_SECRC)?;
     asm.a.mov(reg(IMS), ICR_RXT0)?;
     frame_headers(asm, Card::E1000)?;
-    start(asm, p, send)
+    start(asm, p, send)?;
+    e1000_drain(asm, p)
 }
 
 /// Fills the next transmit descriptor (end of packet, report status) and
@@ -345,7 +381,16 @@ pub(crate) fn e1000_iteration(asm: &mut Asm, p: &Params, phase: &str) -> Result<
     crate::workload::trap(asm, phase)?;
     asm.a.mov(dword_ptr(rdi + RDT as i32), eax)?;
     asm.a.inc(r13)?;
-    e1000_send(asm, p)
+    e1000_send(asm, p)?;
+    if p.int("drain") == 1 {
+        // The phase's last iteration (r15 counts down to 1).
+        let mut more = asm.label();
+        asm.a.cmp(r15, 1)?;
+        asm.a.jne(more)?;
+        e1000_drain(asm, p)?;
+        asm.set(&mut more)?;
+    }
+    Ok(())
 }
 
 // ---- virtio-net ----

@@ -413,8 +413,9 @@ const BLK_DMA: u64 = 16 << 20;
 const BLK_DMA_LEN: u64 = 1 << 20;
 const BLK_RING: u64 = BLK_DMA;
 const BLK_BUFS: u64 = BLK_DMA + 0x1000;
-/// Requests the driver keeps in flight: the whole ring, so the device is
-/// never idle and completes at its own rate.
+/// Entries in the ring, and the requests the driver keeps in flight by
+/// default: the whole ring, so the device is never idle and completes at
+/// its own rate.
 const BLK_DEPTH: u32 = 16;
 /// Per completion taken: the TSC when the driver took it and the device's
 /// completion time (ns), 16 bytes, in order: the VMM turns the pairs into
@@ -437,11 +438,11 @@ fn device_irq_machine(p: &Params) -> MachineConfig {
 }
 
 /// Points the block device at its ring, fills every entry with a one-
-/// sector read into its own buffer, submits them all and enables
+/// sector read into its own buffer, submits `depth` of them and enables
 /// interrupts. r12d: requests submitted; r13d: completions processed;
 /// r11d: the device's HEAD as last read; r10: the interrupt count taken
 /// before that read; rdi: the device's registers.
-fn blk_setup(asm: &mut Asm, _: &Params) -> Result<()> {
+fn blk_setup(asm: &mut Asm, p: &Params) -> Result<()> {
     let a = &mut asm.a;
     a.mov(rsi, MAILBOX)?;
     a.mov(r10, qword_ptr(rsi + crate::kernel::mailbox::TICKS))?;
@@ -458,7 +459,7 @@ fn blk_setup(asm: &mut Asm, _: &Params) -> Result<()> {
         a.mov(rax, BLK_BUFS + i * blk::SECTOR)?;
         a.mov(qword_ptr(rbx + at + blk::REQ_BUF as i32), rax)?;
     }
-    a.mov(r12d, BLK_DEPTH)?;
+    a.mov(r12d, p.int("depth") as u32)?;
     a.xor(r13d, r13d)?;
     a.xor(r11d, r11d)?;
     a.mov(dword_ptr(rdi + blk::TAIL as i32), r12d)?;
@@ -694,6 +695,13 @@ const COALESCE_US_ITR: ParamSpec = ParamSpec::int(
     0,
     "interrupt throttling: at least this long between interrupts (ITR, us)",
 );
+const DRAIN: ParamSpec = ParamSpec::int(
+    "drain",
+    0,
+    1,
+    0,
+    "1: end setup and each phase only once every frame sent came back and its interrupt was taken (window=1)",
+);
 
 pub static WORKLOADS: &[Workload] = &[
     Workload {
@@ -849,6 +857,13 @@ pub static WORKLOADS: &[Workload] = &[
                 100_000,
                 "requests the block device completes per second of guest time",
             ),
+            ParamSpec::int(
+                "depth",
+                1,
+                BLK_DEPTH as u64,
+                BLK_DEPTH as u64,
+                "requests in flight; 1: every HEAD read finds exactly one completion, whatever the timing",
+            ),
             ParamSpec::choice(
                 "posted",
                 BOOLS,
@@ -915,7 +930,7 @@ pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "e1000-pingpong",
         summary: "echoes `packets` frames through an emulated e1000, `window` in flight; logs round trips",
-        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR],
+        own_params: &[PACKETS, SIZE, WINDOW, WIRE_NS, COALESCE_US_ITR, DRAIN],
         common_defaults: &[],
         count: "packets",
         setup: crate::pingpong::e1000_setup,
@@ -953,6 +968,16 @@ pub fn find(name: &str) -> Option<&'static Workload> {
 mod tests {
     use super::*;
     use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    #[test]
+    fn e1000_drain_needs_one_frame_in_flight() {
+        let w = find("e1000-pingpong").unwrap();
+        let plain = w.build(&w.resolve([]).unwrap()).unwrap();
+        let drained = w.build(&w.resolve(["drain=1"]).unwrap()).unwrap();
+        assert!(drained.bytes.len() > plain.bytes.len(), "drain=1 adds the wait and the ISR's count");
+        let e = w.build(&w.resolve(["drain=1", "window=2"]).unwrap()).unwrap_err();
+        assert_eq!(e.0, "e1000-pingpong: drain=1 needs window=1 (one interrupt per echo)");
+    }
 
     fn decode_at(img: &Image, addr: u64) -> iced_x86::Instruction {
         let off = (addr - img.load_gpa) as usize;

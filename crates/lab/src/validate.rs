@@ -27,10 +27,13 @@ struct Case {
     sets: &'static [&'static str],
     /// Notifications exit to userspace on the host (no ioeventfd).
     trapped_notify: bool,
+    /// Why the case runs as it does, where that is not plain: the row's
+    /// note starts with it.
+    why: &'static str,
 }
 
 const fn case(name: &'static str, workload: &'static str, sets: &'static [&'static str]) -> Case {
-    Case { name, workload, sets, trapped_notify: false }
+    Case { name, workload, sets, trapped_notify: false, why: "" }
 }
 
 /// The fixed set, in table order.
@@ -45,17 +48,38 @@ const CASES: &[Case] = &[
     case("io-mix p=0.1", "io-mix", &["p=0.1", "n=2000"]),
     case("io-mix p=0.5", "io-mix", &["p=0.5", "n=2000"]),
     case("io-mix p=1", "io-mix", &["p=1", "n=2000"]),
-    case("e1000-pingpong window=1", "e1000-pingpong", &["window=1", "packets=500"]),
+    // drain=1: setup and each phase end only once every echo's interrupt
+    // was taken, so the interrupt of the frame in flight at a marker (and
+    // its ICR read) cannot land in the warm-up on one side and the
+    // measure phase on the other.
+    Case {
+        why: "drain=1: setup and each phase end once every echo's interrupt was taken",
+        ..case("e1000-pingpong window=1", "e1000-pingpong", &["window=1", "packets=500", "drain=1"])
+    },
     Case {
         name: "virtio-pingpong window=1",
         workload: "virtio-pingpong",
         sets: &["window=1", "packets=500"],
         trapped_notify: true,
+        why: "",
     },
-    // At 10,000 completions/s a driver whose ring 0 runs in an emulator
-    // keeps up with the device; at the default 100,000 its ring drains and
-    // the driver's known race (a fix is on its way) hangs it.
-    case("device-irq rate=10000", "device-irq", &["rate=10000", "n=500"]),
+    // depth=1: one request in flight, so each interrupt's HEAD read finds
+    // exactly one completion whenever it comes. With the ring full (the
+    // default), how many completions one HEAD read covers depends on how
+    // late the driver runs: on a kvm_pvm host KVM's emulator runs up to
+    // pvm_emul_batch (1024 here) ring-0 instructions before it looks for a
+    // pending interrupt, 0.35-0.5 ms, so at 10,000/s the host's driver
+    // took two completions per HEAD read and KVM merged half the
+    // interrupts (IRR still set), and even at 500/s a stall of the shared
+    // host now and then made one read cover two; the simulator, which
+    // recognises an interrupt at the next instruction boundary and has no
+    // figure for the batch, cannot follow either. The batch's wait (0.27
+    // ms mean here) is in the host's time per completion and not the
+    // simulator's: at 200/s it is a few percent of the 5 ms.
+    Case {
+        why: "depth=1: one request in flight, one completion per HEAD read (docs/CALIBRATE.md)",
+        ..case("device-irq rate=200", "device-irq", &["rate=200", "depth=1", "n=100"])
+    },
 ];
 
 /// One row of the comparison.
@@ -235,7 +259,7 @@ fn row(c: &Case, profile: &Profile, host: HostRounds, rounds: usize) -> Result<R
     let HostRounds { mut ok, failed } = host;
     ok.sort_by(|a, b| a.ns_per_iteration().total_cmp(&b.ns_per_iteration()));
     let median = ok.get(ok.len().saturating_sub(1) / 2).cloned();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = (!c.why.is_empty()).then(|| c.why.to_string()).into_iter().collect();
     if !failed.is_empty() {
         notes.push(format!("host: {} of {rounds} rounds failed ({})", failed.len(), failed[0]));
     }
@@ -335,6 +359,64 @@ mod tests {
             all_exits: userspace_exits,
             counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             handled: handled.iter().map(|&(r, n, ns)| (r, (n, ns))).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    /// The e1000 row on the simulator: without drain=1, on the calibrated
+    /// host's prices, the interrupt of the frame in flight at the measure
+    /// marker falls in the measure phase (its ICR read a 1,501st exit for
+    /// 500 packets of RDT, TDT and ICR each); with it, both boundaries sit
+    /// where every echo's interrupt has been taken, and the phase holds
+    /// exactly the measured packets', whatever the profile's timing.
+    #[test]
+    fn a_drained_e1000_phase_holds_its_own_packets_interrupts() {
+        let host = concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles/hosts/dev-xeon-f6m207-kvm_pvm.toml");
+        for profile in ["modern", host] {
+            let spec = sim_spec(&Profile::load(profile).unwrap());
+            let count = |sets: &[&str]| {
+                let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+                let s = run(&spec, &Probe::new("e1000-pingpong", &sets).unwrap(), &RunOptions::default()).unwrap();
+                (s.userspace_exits, s.counters["interrupts"])
+            };
+            assert_eq!(count(&["window=1", "packets=500", "drain=1"]), (1500, 500), "{profile}");
+            // Where the echo comes back within the exits that end a phase
+            // (the calibrated host's prices), the undrained phase takes
+            // the next phase's interrupt; on modern it happens not to.
+            let undrained = if profile == host { (1501, 501) } else { (1500, 500) };
+            assert_eq!(count(&["window=1", "packets=500"]), undrained, "{profile}");
+        }
+    }
+
+    /// device-irq with one request in flight: a HEAD read and a TAIL write
+    /// per completion, one interrupt each, on the simulator at a rate whose
+    /// full ring would have the driver take several per read.
+    #[test]
+    fn one_request_in_flight_is_one_head_read_per_completion() {
+        let host = concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles/hosts/dev-xeon-f6m207-kvm_pvm.toml");
+        let spec = sim_spec(&Profile::load(host).unwrap());
+        let sets = ["rate=100000".to_string(), "depth=1".to_string(), "n=100".to_string()];
+        let s = run(&spec, &Probe::new("device-irq", &sets).unwrap(), &RunOptions::default()).unwrap();
+        assert_eq!((s.userspace_exits, s.counters["interrupts"]), (200, 100));
+    }
+
+    /// On KVM too, for both rows: RDT, TDT and one ICR read per measured
+    /// packet, a HEAD read and a TAIL write per completion, one interrupt
+    /// each, wherever the host's timing puts the echoes and completions.
+    #[test]
+    fn the_counted_rows_on_kvm_hold_their_own_interrupts() {
+        let host = HostRunner::new(None, Duration::from_secs(30));
+        if let Err(why) = host.check() {
+            eprintln!("skipping KVM test: {why}");
+            return;
+        }
+        let sets = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases = [
+            ("e1000-pingpong", sets(&["window=1", "packets=100", "drain=1"]), (300, 100)),
+            ("device-irq", sets(&["rate=10000", "depth=1", "n=100"]), (200, 100)),
+        ];
+        for (workload, sets, expect) in cases {
+            let s = host.run(&Probe::new(workload, &sets).unwrap(), &RunOptions::default()).unwrap();
+            assert_eq!((s.userspace_exits, s.counters["irq_injections"]), expect, "{workload}");
         }
     }
 
