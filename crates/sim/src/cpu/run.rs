@@ -26,6 +26,9 @@ const BLOCK_MAX: usize = 32;
 pub struct Limits {
     pub max_instructions: Option<u64>,
     pub max_cycles: Option<u64>,
+    /// One block per pass of the event loop, never chained: the reference
+    /// the chained path (`cpu::chain`) is tested against.
+    pub unchained: bool,
 }
 
 impl Running<'_> {
@@ -205,45 +208,9 @@ impl Running<'_> {
         VmExit::Exception { vector: ev.vector, error_code: ev.error_code, qualification }
     }
 
-    /// Runs one block (or one instruction). Returns an exit, or `None` to
-    /// go around the event loop again.
-    fn run_block(&mut self, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
-        let block = match self.block_at(self.core.rip) {
-            Ok(b) => b,
-            Err(stop) => return self.stopped(stop),
-        };
-        let tf = self.core.rflags_rest & rflags::TF != 0;
-        if single {
-            self.core.sti_shadow = false;
-        }
-        self.machine.blocks.clear_stale();
-        let count = if single { 1 } else { block.steps.len() };
-        loop {
-            self.core.stats.block_runs += 1;
-            if let Some(exit) = self.run_ops(&block.steps[..count], tf)? {
-                return Ok(exit);
-            }
-            if self.machine.blocks.stale() {
-                // This block may be stale: do not keep it.
-                return Ok(None);
-            }
-            if self.core.recheck {
-                self.core.recheck = false;
-                break;
-            }
-            // A loop back to this block's start goes round again here, while
-            // nothing needs the event loop's attention.
-            if single || self.core.rip != block.ip || !self.quiet(limits) {
-                break;
-            }
-        }
-        self.core.last_block = Some(block);
-        Ok(None)
-    }
-
     /// The next cycle at which anything needs the event loop: the vCPU's
     /// own timers or a device's scheduled MSI.
-    fn horizon(&self) -> u64 {
+    pub(super) fn horizon(&self) -> u64 {
         let msi = self.machine.interrupts.next_at().map_or(u64::MAX, |at| self.core.costs.clock.cycles_ceil(at));
         self.core.next_event().min(msi)
     }
@@ -251,7 +218,7 @@ impl Running<'_> {
     /// Nothing is due: no timer, exception, interrupt request or MSI, and
     /// no limit reached.
     #[inline(always)]
-    fn quiet(&self, limits: &Limits) -> bool {
+    pub(super) fn quiet(&self, limits: &Limits) -> bool {
         self.core.cycles < self.horizon()
             && self.core.pending.is_none()
             && !self.core.apic.any_requested()
@@ -263,7 +230,7 @@ impl Running<'_> {
     /// Runs `steps` in order. `Some(exit)` ends the run call; `None` means
     /// the ops ran (or stopped for an event the loop delivers).
     #[inline(always)]
-    fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
+    pub(super) fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
         for step in steps {
             self.core.replay.pos = 0;
             match exitlab_x86::execute(self, &step.op) {
@@ -341,7 +308,7 @@ impl Running<'_> {
 
     /// Turns a stop into what the VMM sees: an exception is queued for
     /// delivery on the next loop (no exit), shutdown is TRIPLE_FAULT.
-    fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
+    pub(super) fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
         match stop {
             Stop::Exit | Stop::ExitAfter => Ok(self.core.exit.take()),
             Stop::Event => {
@@ -354,31 +321,18 @@ impl Running<'_> {
         }
     }
 
-    /// The decoded block at `rip`: the one that just ran (a loop), one from
-    /// the cache, or a freshly decoded one, in the mode's code size.
-    fn block_at(&mut self, rip: u64) -> Result<Arc<Block>, Stop> {
-        let user = self.core.cpl() == 3;
-        let lin = self.fetch_linear(rip)?;
-        let bits = self.core.view.code_bits;
-        let phys = self.translate(lin, Access::Fetch, user)?;
-        // Moving the block out of `last_block` (and back after it ran)
-        // keeps reference-count atomics off the loop path.
-        if let Some(b) = self.core.last_block.take() {
-            if b.ip == rip && b.phys == phys && b.lin == lin && b.bits == bits {
-                return Ok(b);
-            }
-        }
-        if let Some(b) = self.machine.blocks.get(phys, lin, rip, bits) {
-            return Ok(b.clone());
-        }
-        self.decode_block(rip, lin, phys, bits, user)
-    }
-
     /// Decodes a block at `rip` (linear `lin`, physical `phys`): up to
     /// `BLOCK_MAX` instructions, stopping at the page's end (an instruction
     /// that crosses it is decoded from both pages) and, outside 64-bit
     /// mode, at CS's limit (an instruction that crosses it is #GP(0)).
-    fn decode_block(&mut self, rip: u64, lin: u64, phys: u64, bits: u32, user: bool) -> Result<Arc<Block>, Stop> {
+    pub(super) fn decode_block(
+        &mut self,
+        rip: u64,
+        lin: u64,
+        phys: u64,
+        bits: u32,
+        user: bool,
+    ) -> Result<Arc<Block>, Stop> {
         self.core.stats.blocks_decoded += 1;
         let page_end = (phys | (PAGE - 1)) + 1;
         let mut bytes = vec![0u8; (page_end - phys) as usize];

@@ -1,0 +1,236 @@
+//! Block chaining: decoded blocks run back to back without going round the
+//! event loop while nothing can be due, and each block remembers where its
+//! two exits (taken and not taken, or a return's last target) led, so
+//! the next block is found without the block cache's lookup or a
+//! reference-count update (QEMU's TB chaining, in an interpreter).
+//!
+//! Exactness is by construction: a block runs here only when the event
+//! loop, had it run, would have done nothing but run that same block.
+//! The event loop's work between two blocks depends on the clock against
+//! the horizon (timers, scheduled signals, the preemption timer, the run
+//! limits), on pending events, interrupt requests and MSIs, and on the
+//! interrupt and single-step state. A block that ends in a near branch
+//! (JMP, Jcc, CALL, RET, LOOP, JrCXZ) or at its size or page limit
+//! changes none of the latter (anything that might is an exit, a stop or
+//! `recheck`, which leave the chain), so the horizon is computed once per
+//! chain and each boundary compares two counters. A successor is used
+//! when block lookup would return the same block: the one that just ran
+//! (as the event loop's lookup tries first) or one the cache still holds
+//! under the same physical address, linear address, RIP and code size.
+//! Invalidation therefore needs nothing of its own: a write to decoded
+//! code drops the page's blocks from the cache (and ends the running
+//! block), a paging or mode change shows in the translation or the code
+//! size the lookup computes for every block, chained or not.
+
+use super::mmu::Access;
+use super::run::Limits;
+use super::{Running, Stop};
+use crate::blocks::Block;
+use exitlab_arch::bits::rflags;
+use exitlab_hv::{HvError, VmExit};
+use exitlab_x86::op::Kind;
+use std::sync::Arc;
+
+/// Blocks a core keeps at hand for chaining: enough for the loop nests of
+/// a hot path, small enough that a miss's scan is cheap.
+const CHAIN_BLOCKS: usize = 16;
+
+/// No successor recorded.
+const NONE: u8 = u8::MAX;
+
+/// One block a core holds, with the blocks its exits led to last: the
+/// successor's RIP and its index in [`Chain::entries`] (checked on use,
+/// since entries are replaced).
+#[derive(Clone, Debug)]
+struct Entry {
+    block: Arc<Block>,
+    next: [(u64, u8); 2],
+}
+
+/// A core's recently run blocks and their links.
+#[derive(Clone, Debug, Default)]
+pub struct Chain {
+    entries: Vec<Entry>,
+    /// The block that ran last, if it completed (the event loop's lookup
+    /// tries it first, even when the cache has since dropped it).
+    last: Option<usize>,
+    /// The entry the next new block replaces (round robin).
+    victim: usize,
+}
+
+/// What a block lookup computes from RIP and the mode: the key a block
+/// must match to be the one at RIP.
+#[derive(Clone, Copy)]
+struct Key {
+    ip: u64,
+    lin: u64,
+    phys: u64,
+    bits: u32,
+}
+
+impl Key {
+    fn matches(&self, b: &Block) -> bool {
+        b.ip == self.ip && b.phys == self.phys && b.lin == self.lin && b.bits == self.bits
+    }
+}
+
+impl Chain {
+    /// Remembers that block `from` led to block `to` at `ip`.
+    fn link(&mut self, from: Option<usize>, ip: u64, to: usize) {
+        let Some(e) = from.and_then(|f| self.entries.get_mut(f)) else { return };
+        let slot = usize::from(e.next[0].0 != ip && e.next[0].1 != NONE);
+        e.next[slot] = (ip, to as u8);
+    }
+
+    /// Adds `block`, replacing the oldest entry when full; its index.
+    fn insert(&mut self, block: Arc<Block>) -> usize {
+        let entry = Entry { block, next: [(0, NONE); 2] };
+        if self.entries.len() < CHAIN_BLOCKS {
+            self.entries.push(entry);
+            return self.entries.len() - 1;
+        }
+        let i = self.victim;
+        self.victim = (i + 1) % CHAIN_BLOCKS;
+        self.entries[i] = entry;
+        i
+    }
+}
+
+/// Whether a block's last op leaves interrupt, single-step and paging
+/// state as it found them: near branches and ops that do not end blocks
+/// (the block stopped at its size or page limit).
+fn plain_end(block: &Block) -> bool {
+    block.steps.last().is_some_and(|s| {
+        !s.op.ends_block()
+            || matches!(
+                s.op.kind,
+                Kind::Jmp | Kind::Jcc | Kind::Call | Kind::Ret | Kind::Loop | Kind::Loope | Kind::Loopne | Kind::Jrcxz
+            )
+    })
+}
+
+impl Running<'_> {
+    /// Runs the block at RIP (only its first instruction when `single`),
+    /// then, unless `single` or the run is unchained, the blocks that
+    /// follow while nothing needs the event loop. Returns an exit, or
+    /// `None` to go round the event loop again.
+    pub(super) fn run_block(&mut self, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
+        let mut chain = std::mem::take(&mut self.core.chain);
+        let r = self.run_chain(&mut chain, single, limits);
+        self.core.chain = chain;
+        r
+    }
+
+    fn run_chain(&mut self, chain: &mut Chain, single: bool, limits: &Limits) -> Result<Option<VmExit>, HvError> {
+        let mut cur = match self.chained_block(chain) {
+            Ok(i) => i,
+            Err(stop) => return self.stopped(stop),
+        };
+        let tf = self.core.rflags_rest & rflags::TF != 0;
+        if single {
+            self.core.sti_shadow = false;
+        }
+        self.machine.blocks.clear_stale();
+        // What the event loop would look at, fixed while the chain runs.
+        let deadline = self.horizon().min(limits.max_cycles.unwrap_or(u64::MAX));
+        let max_instructions = limits.max_instructions.unwrap_or(u64::MAX);
+        loop {
+            let block = &chain.entries[cur].block;
+            let count = if single { 1 } else { block.steps.len() };
+            self.core.stats.block_runs += 1;
+            if let Some(exit) = self.run_ops(&block.steps[..count], tf)? {
+                return Ok(exit);
+            }
+            if self.machine.blocks.stale() {
+                // This block may be stale: do not keep it.
+                return Ok(None);
+            }
+            chain.last = Some(cur);
+            if self.core.recheck {
+                self.core.recheck = false;
+                return Ok(None);
+            }
+            if single {
+                return Ok(None);
+            }
+            let plain = plain_end(block);
+            let quiet = || {
+                self.core.cycles < deadline && self.core.stats.instructions < max_instructions && self.nothing_pending()
+            };
+            if self.core.rip == block.ip {
+                // A loop back to this block's start goes round again
+                // without a lookup (nor its translation), as it always
+                // has; after an op that may change what is due, the
+                // horizon is looked at afresh.
+                if (plain && !limits.unchained && quiet()) || ((!plain || limits.unchained) && self.quiet(limits)) {
+                    continue;
+                }
+                return Ok(None);
+            }
+            if limits.unchained || !plain || !quiet() {
+                return Ok(None);
+            }
+            cur = match self.chained_block(chain) {
+                Ok(i) => i,
+                Err(stop) => return self.stopped(stop),
+            };
+        }
+    }
+
+    /// What the event loop checks besides the clock, all false: no pending
+    /// event, interrupt request, MSI or window to open, no single-stepping
+    /// and no HLT state.
+    #[inline(always)]
+    fn nothing_pending(&self) -> bool {
+        let c = &*self.core;
+        c.pending.is_none()
+            && !c.apic.any_requested()
+            && !self.machine.interrupts.has_msi()
+            && !c.halted
+            && !c.sti_shadow
+            && c.rflags_rest & rflags::TF == 0
+            && !c.controls.monitor_trap_flag
+            && !(c.controls.interrupt_window_exiting && c.interrupts_enabled())
+    }
+
+    /// The index in `chain` of the decoded block at RIP, in the mode's
+    /// code size: the block that just ran, a linked or held block the
+    /// cache still has, one from the cache, or a freshly decoded one; the
+    /// same block the cache lookup alone would give.
+    fn chained_block(&mut self, chain: &mut Chain) -> Result<usize, Stop> {
+        let rip = self.core.rip;
+        let user = self.core.cpl() == 3;
+        let lin = self.fetch_linear(rip)?;
+        let bits = self.core.view.code_bits;
+        let phys = self.translate(lin, Access::Fetch, user)?;
+        let key = Key { ip: rip, lin, phys, bits };
+        let from = chain.last.take();
+        if let Some(l) = from {
+            if key.matches(&chain.entries[l].block) {
+                return Ok(l);
+            }
+            for (ip, i) in chain.entries[l].next {
+                if ip == rip && self.held(chain, usize::from(i), &key) {
+                    return Ok(usize::from(i));
+                }
+            }
+        }
+        if let Some(i) = (0..chain.entries.len()).find(|&i| self.held(chain, i, &key)) {
+            chain.link(from, rip, i);
+            return Ok(i);
+        }
+        let block = match self.machine.blocks.get(phys, lin, rip, bits) {
+            Some(b) => b.clone(),
+            None => self.decode_block(rip, lin, phys, bits, user)?,
+        };
+        let i = chain.insert(block);
+        chain.link(from.filter(|&f| f != i), rip, i);
+        Ok(i)
+    }
+
+    /// Whether entry `i` is the block at `key` and the cache still holds it.
+    #[inline(always)]
+    fn held(&self, chain: &Chain, i: usize, key: &Key) -> bool {
+        chain.entries.get(i).is_some_and(|e| key.matches(&e.block) && self.machine.blocks.holds(&e.block))
+    }
+}
