@@ -218,13 +218,22 @@ fn versus(rounds: u64, dir: PathBuf) -> Result<(), UsageError> {
     let mut ours: Vec<Vec<f64>> =
         bodies.iter().map(|&b| sim_rounds(SimLoop::Anchor(b), rounds)).collect::<Result<_, _>>()?;
     say!("running {} (RUNS=1 SKIP_KVM=1; about two minutes)", script.display());
+    // Debian's Bochs 2.7 aborts in its sound mixer thread when ALSA has no
+    // default device (a headless host): run.sh gets a HOME whose .asoundrc
+    // makes the default PCM a null one.
+    let home = std::env::temp_dir().join(format!("exitlab-anchors-{}", std::process::id()));
+    std::fs::create_dir_all(&home)
+        .and_then(|_| std::fs::write(home.join(".asoundrc"), "pcm.!default { type null }\nctl.!default { type hw card 0 }\n"))
+        .map_err(|e| UsageError(format!("{}: {e}", home.display())))?;
     let out = std::process::Command::new("bash")
         .arg(&script)
         .env("RUNS", "1")
         .env("SKIP_KVM", "1")
+        .env("HOME", &home)
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| UsageError(format!("{}: {e}", script.display())))?;
+    let _ = std::fs::remove_dir_all(&home);
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(UsageError(format!("{} failed ({}): {}", script.display(), out.status, table.trim())));
