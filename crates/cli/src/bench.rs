@@ -223,7 +223,9 @@ fn versus(rounds: u64, dir: PathBuf) -> Result<(), UsageError> {
     // makes the default PCM a null one.
     let home = std::env::temp_dir().join(format!("exitlab-anchors-{}", std::process::id()));
     std::fs::create_dir_all(&home)
-        .and_then(|_| std::fs::write(home.join(".asoundrc"), "pcm.!default { type null }\nctl.!default { type hw card 0 }\n"))
+        .and_then(|_| {
+            std::fs::write(home.join(".asoundrc"), "pcm.!default { type null }\nctl.!default { type hw card 0 }\n")
+        })
         .map_err(|e| UsageError(format!("{}: {e}", home.display())))?;
     let out = std::process::Command::new("bash")
         .arg(&script)

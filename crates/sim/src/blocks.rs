@@ -24,6 +24,21 @@ pub struct Block {
     pub bits: u32,
     pub phys: u64,
     pub steps: Vec<Step>,
+    /// The block ends in a near branch (JMP, Jcc, CALL, RET, LOOPcc,
+    /// JrCXZ) or at its size or page limit: running it changes no
+    /// interrupt, single-step, paging or mode state, so the next block may
+    /// follow it without the event loop (`cpu::chain`).
+    pub chainable: bool,
+}
+
+impl Block {
+    pub fn new(lin: u64, ip: u64, bits: u32, phys: u64, steps: Vec<Step>) -> Block {
+        use exitlab_x86::Kind::*;
+        let chainable = steps.last().is_some_and(|s| {
+            !s.op.ends_block() || matches!(s.op.kind, Jmp | Jcc | Call | Ret | Loop | Loope | Loopne | Jrcxz)
+        });
+        Block { lin, ip, bits, phys, steps, chainable }
+    }
 }
 
 /// One instruction of a block: the op and the cycles the cost model gives

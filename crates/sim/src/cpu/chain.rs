@@ -28,7 +28,6 @@ use super::{Running, Stop};
 use crate::blocks::Block;
 use exitlab_arch::bits::rflags;
 use exitlab_hv::{HvError, VmExit};
-use exitlab_x86::op::Kind;
 use std::sync::Arc;
 
 /// Blocks a core keeps at hand for chaining: enough for the loop nests of
@@ -96,19 +95,6 @@ impl Chain {
     }
 }
 
-/// Whether a block's last op leaves interrupt, single-step and paging
-/// state as it found them: near branches and ops that do not end blocks
-/// (the block stopped at its size or page limit).
-fn plain_end(block: &Block) -> bool {
-    block.steps.last().is_some_and(|s| {
-        !s.op.ends_block()
-            || matches!(
-                s.op.kind,
-                Kind::Jmp | Kind::Jcc | Kind::Call | Kind::Ret | Kind::Loop | Kind::Loope | Kind::Loopne | Kind::Jrcxz
-            )
-    })
-}
-
 impl Running<'_> {
     /// Runs the block at RIP (only its first instruction when `single`),
     /// then, unless `single` or the run is unchained, the blocks that
@@ -133,6 +119,8 @@ impl Running<'_> {
         self.machine.blocks.clear_stale();
         // What the event loop would look at, fixed while the chain runs.
         let deadline = self.horizon().min(limits.max_cycles.unwrap_or(u64::MAX));
+        // Invariant while chainable blocks run (see the module's comment).
+        let calm = self.nothing_pending();
         let max_instructions = limits.max_instructions.unwrap_or(u64::MAX);
         loop {
             let block = &chain.entries[cur].block;
@@ -153,10 +141,8 @@ impl Running<'_> {
             if single {
                 return Ok(None);
             }
-            let plain = plain_end(block);
-            let quiet = || {
-                self.core.cycles < deadline && self.core.stats.instructions < max_instructions && self.nothing_pending()
-            };
+            let plain = block.chainable;
+            let quiet = || calm && self.core.cycles < deadline && self.core.stats.instructions < max_instructions;
             if self.core.rip == block.ip {
                 // A loop back to this block's start goes round again
                 // without a lookup (nor its translation), as it always

@@ -384,7 +384,7 @@ impl Running<'_> {
             }
         }
         self.machine.ram.mark_code(phys);
-        let block = Arc::new(Block { lin, ip: rip, bits, phys, steps });
+        let block = Arc::new(Block::new(lin, rip, bits, phys, steps));
         self.machine.blocks.insert(block.clone());
         Ok(block)
     }
