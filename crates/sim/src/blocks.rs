@@ -75,11 +75,12 @@ impl BlockCache {
         self.slots[slot(phys)].as_ref().filter(|b| b.phys == phys && b.lin == lin && b.ip == ip && b.bits == bits)
     }
 
-    /// Whether the cache still holds `block` itself (not a newer decode
-    /// of the same address): what a chained successor is checked against.
+    /// Whether the cache still holds `block` (decoded at `phys`) itself,
+    /// not a newer decode of the same address: what a chained successor
+    /// is checked against.
     #[inline(always)]
-    pub fn holds(&self, block: &Arc<Block>) -> bool {
-        self.slots[slot(block.phys)].as_ref().is_some_and(|b| Arc::ptr_eq(b, block))
+    pub fn holds(&self, phys: u64, block: &Arc<Block>) -> bool {
+        self.slots[slot(phys)].as_ref().is_some_and(|b| Arc::ptr_eq(b, block))
     }
 
     pub fn insert(&mut self, block: Arc<Block>) {

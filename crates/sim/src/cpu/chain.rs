@@ -13,7 +13,8 @@
 //! (JMP, Jcc, CALL, RET, LOOP, JrCXZ) or at its size or page limit
 //! changes none of the latter (anything that might is an exit, a stop or
 //! `recheck`, which leave the chain), so the horizon is computed once per
-//! chain and each boundary compares two counters. A successor is used
+//! chain (again if an assigned device's register read queued an
+//! interrupt) and each boundary compares two counters. A successor is used
 //! when block lookup would return the same block: the one that just ran
 //! (as the event loop's lookup tries first) or one the cache still holds
 //! under the same physical address, linear address, RIP and code size.
@@ -42,6 +43,8 @@ const NONE: u8 = u8::MAX;
 /// since entries are replaced).
 #[derive(Clone, Debug)]
 struct Entry {
+    /// The block's key, beside it so that a check reads no block.
+    key: Key,
     block: Arc<Block>,
     next: [(u64, u8); 2],
 }
@@ -59,7 +62,7 @@ pub struct Chain {
 
 /// What a block lookup computes from RIP and the mode: the key a block
 /// must match to be the one at RIP.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
     ip: u64,
     lin: u64,
@@ -68,8 +71,8 @@ struct Key {
 }
 
 impl Key {
-    fn matches(&self, b: &Block) -> bool {
-        b.ip == self.ip && b.phys == self.phys && b.lin == self.lin && b.bits == self.bits
+    fn of(b: &Block) -> Key {
+        Key { ip: b.ip, lin: b.lin, phys: b.phys, bits: b.bits }
     }
 }
 
@@ -83,7 +86,7 @@ impl Chain {
 
     /// Adds `block`, replacing the oldest entry when full; its index.
     fn insert(&mut self, block: Arc<Block>) -> usize {
-        let entry = Entry { block, next: [(0, NONE); 2] };
+        let entry = Entry { key: Key::of(&block), block, next: [(0, NONE); 2] };
         if self.entries.len() < CHAIN_BLOCKS {
             self.entries.push(entry);
             return self.entries.len() - 1;
@@ -118,9 +121,11 @@ impl Running<'_> {
         }
         self.machine.blocks.clear_stale();
         // What the event loop would look at, fixed while the chain runs.
-        let deadline = self.horizon().min(limits.max_cycles.unwrap_or(u64::MAX));
-        // Invariant while chainable blocks run (see the module's comment).
-        let calm = self.nothing_pending();
+        let mut deadline = self.horizon().min(limits.max_cycles.unwrap_or(u64::MAX));
+        // Invariant while chainable blocks run (see the module's comment),
+        // but for interrupts an assigned device queued during a read.
+        let mut calm = self.nothing_pending();
+        let mut queued = self.machine.interrupts.changes();
         let max_instructions = limits.max_instructions.unwrap_or(u64::MAX);
         loop {
             let block = &chain.entries[cur].block;
@@ -140,6 +145,11 @@ impl Running<'_> {
             }
             if single {
                 return Ok(None);
+            }
+            if self.machine.interrupts.changes() != queued {
+                queued = self.machine.interrupts.changes();
+                deadline = self.horizon().min(limits.max_cycles.unwrap_or(u64::MAX));
+                calm = self.nothing_pending();
             }
             let plain = block.chainable;
             let quiet = || calm && self.core.cycles < deadline && self.core.stats.instructions < max_instructions;
@@ -192,7 +202,7 @@ impl Running<'_> {
         let key = Key { ip: rip, lin, phys, bits };
         let from = chain.last.take();
         if let Some(l) = from {
-            if key.matches(&chain.entries[l].block) {
+            if chain.entries[l].key == key {
                 return Ok(l);
             }
             for (ip, i) in chain.entries[l].next {
@@ -217,6 +227,6 @@ impl Running<'_> {
     /// Whether entry `i` is the block at `key` and the cache still holds it.
     #[inline(always)]
     fn held(&self, chain: &Chain, i: usize, key: &Key) -> bool {
-        chain.entries.get(i).is_some_and(|e| key.matches(&e.block) && self.machine.blocks.holds(&e.block))
+        chain.entries.get(i).is_some_and(|e| e.key == *key && self.machine.blocks.holds(e.key.phys, &e.block))
     }
 }
