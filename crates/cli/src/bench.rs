@@ -183,7 +183,7 @@ pub fn sim(rounds: &str, what: &str, vs: bool, anchors: PathBuf) -> Result<(), U
     Ok(())
 }
 
-const INSTALL: &str = "apt-get install -y qemu-system-x86 bochs bochsbios vgabios";
+const INSTALL: &str = "apt-get install -y qemu-system-x86 bochs bochs-term bochsbios vgabios";
 
 /// Whether `program` is an executable file on PATH.
 fn on_path(program: &str) -> bool {
