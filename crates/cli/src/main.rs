@@ -372,6 +372,17 @@ enum BenchCommand {
         /// Rounds of the compute loop; the median is reported.
         #[arg(long, default_value = "5", allow_hyphen_values = true)]
         rounds: String,
+        /// The loop: `dec` or `alu` (the speed anchors' 64-bit bodies,
+        /// ../shared/bench-anchors) or `io-mix` (exitlab's own).
+        #[arg(long = "loop", value_name = "dec|alu|io-mix", default_value = "io-mix")]
+        body: String,
+        /// Also time the anchors' dec and alu loops under QEMU TCG and
+        /// Bochs (run.sh) in this invocation and print exitlab's ratios.
+        #[arg(long)]
+        vs: bool,
+        /// The bench-anchors folder holding run.sh.
+        #[arg(long, value_name = "DIR", default_value = "../shared/bench-anchors")]
+        anchors: PathBuf,
     },
     /// The VMM's userspace exit round trip beside a bare KVM_RUN loop on
     /// the same host and guest (pio-out), as a ratio.
@@ -715,7 +726,9 @@ fn main() -> ExitCode {
         Command::Validate { profile, backend, kvm_device, rounds, json } => {
             calib::validate(&profile, backend, kvm_device, &rounds, json)
         }
-        Command::Bench { what: BenchCommand::Sim { rounds } } => bench::sim(&rounds).map(|_| ExitCode::SUCCESS),
+        Command::Bench { what: BenchCommand::Sim { rounds, body, vs, anchors } } => {
+            bench::sim(&rounds, &body, vs, anchors).map(|_| ExitCode::SUCCESS)
+        }
         Command::Bench { what: BenchCommand::Kvm { n, rounds, kvm_device } } => {
             bench::kvm(&n, &rounds, kvm_device).map(|_| ExitCode::SUCCESS)
         }

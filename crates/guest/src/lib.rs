@@ -10,6 +10,7 @@
 //! state, symbols, RAM size and machine, the shape every loader produces.
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 mod asm;
 pub mod boot;
 mod image;

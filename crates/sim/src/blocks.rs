@@ -24,6 +24,21 @@ pub struct Block {
     pub bits: u32,
     pub phys: u64,
     pub steps: Vec<Step>,
+    /// The block ends in a near branch (JMP, Jcc, CALL, RET, LOOPcc,
+    /// JrCXZ) or at its size or page limit: running it changes no
+    /// interrupt, single-step, paging or mode state, so the next block may
+    /// follow it without the event loop (`cpu::chain`).
+    pub chainable: bool,
+}
+
+impl Block {
+    pub fn new(lin: u64, ip: u64, bits: u32, phys: u64, steps: Vec<Step>) -> Block {
+        use exitlab_x86::Kind::*;
+        let chainable = steps.last().is_some_and(|s| {
+            !s.op.ends_block() || matches!(s.op.kind, Jmp | Jcc | Call | Ret | Loop | Loope | Loopne | Jrcxz)
+        });
+        Block { lin, ip, bits, phys, steps, chainable }
+    }
 }
 
 /// One instruction of a block: the op and the cycles the cost model gives
@@ -58,6 +73,14 @@ fn slot(phys: u64) -> usize {
 impl BlockCache {
     pub fn get(&self, phys: u64, lin: u64, ip: u64, bits: u32) -> Option<&Arc<Block>> {
         self.slots[slot(phys)].as_ref().filter(|b| b.phys == phys && b.lin == lin && b.ip == ip && b.bits == bits)
+    }
+
+    /// Whether the cache still holds `block` (decoded at `phys`) itself,
+    /// not a newer decode of the same address: what a chained successor
+    /// is checked against.
+    #[inline(always)]
+    pub fn holds(&self, phys: u64, block: &Arc<Block>) -> bool {
+        self.slots[slot(phys)].as_ref().is_some_and(|b| Arc::ptr_eq(b, block))
     }
 
     pub fn insert(&mut self, block: Arc<Block>) {

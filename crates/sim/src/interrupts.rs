@@ -32,6 +32,8 @@ pub struct InterruptQueue {
     /// (virtual ns, order of scheduling, what), earliest first.
     timed: BinaryHeap<Reverse<(u64, u64, Signal)>>,
     seq: u64,
+    /// MSIs pushed and signals scheduled so far.
+    changes: u64,
 }
 
 impl InterruptQueue {
@@ -39,6 +41,7 @@ impl InterruptQueue {
     /// instruction boundary.
     pub fn push_msi(&mut self, dest: u8, vector: u8) {
         self.msi.push((dest, vector));
+        self.changes += 1;
     }
 
     /// The oldest MSI for APIC `id` (or broadcast), removed from the queue.
@@ -58,7 +61,16 @@ impl InterruptQueue {
     pub fn schedule(&mut self, at_ns: u64, signal: Signal) {
         let seq = self.seq;
         self.seq += 1;
+        self.changes += 1;
         self.timed.push(Reverse((at_ns, seq, signal)));
+    }
+
+    /// How many MSIs and signals have been queued: a change means the
+    /// horizon and the MSI check must be looked at again (a device read
+    /// during a chain of blocks may queue one).
+    #[inline(always)]
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The earliest scheduled signal due by `now_ns`, removed.

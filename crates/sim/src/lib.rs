@@ -65,6 +65,8 @@ pub struct SimVm {
     limits: RunLimits,
     profile: Profile,
     seed: u64,
+    /// vCPUs run one block per pass of their event loop (`set_chaining`).
+    unchained: bool,
 }
 
 fn lock(m: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
@@ -97,6 +99,7 @@ impl SimVm {
             limits: RunLimits::default(),
             profile,
             seed,
+            unchained: false,
         })
     }
 
@@ -108,6 +111,14 @@ impl SimVm {
     /// a report at these limits.
     pub fn set_limits(&mut self, limits: RunLimits) {
         self.limits = limits;
+    }
+
+    /// Whether vCPUs created afterwards chain decoded blocks (the default)
+    /// or go round their event loop after every block: the same results
+    /// either way, which the equivalence tests check; off is the slow
+    /// reference.
+    pub fn set_chaining(&mut self, on: bool) {
+        self.unchained = !on;
     }
 }
 
@@ -159,6 +170,7 @@ impl Vm for SimVm {
             max_instructions: self.limits.max_instructions,
             max_cycles: self.limits.max_time_ns.map(|ns| costs.clock.cycles(ns)),
             host_deadline: None,
+            unchained: self.unchained,
         };
         let mut core = Core::new(apic_id, boot, costs);
         core.features = self.profile.features.cpu();

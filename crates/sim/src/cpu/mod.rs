@@ -3,6 +3,7 @@
 //! `exitlab_x86::Cpu` implementation through which exitlab-x86's executor
 //! runs every instruction ([`Running`]: one core on its machine).
 
+mod chain;
 mod debug;
 mod event;
 mod isa;
@@ -217,8 +218,8 @@ pub struct Core {
     pub features: FeatureSet,
     /// The open RTM transaction.
     pub tx: Option<Box<rtm::Transaction>>,
-    /// The block that ran last, tried before the cache (loops re-enter it).
-    pub last_block: Option<std::sync::Arc<crate::blocks::Block>>,
+    /// The blocks that ran last and where they led (`chain`).
+    pub chain: chain::Chain,
 }
 
 impl Core {
@@ -277,7 +278,7 @@ impl Core {
             pending: None,
             replay: Replay::default(),
             stats: Stats::default(),
-            last_block: None,
+            chain: chain::Chain::default(),
             features: FeatureSet::EMPTY,
             tx: None,
             exit: None,

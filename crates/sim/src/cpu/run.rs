@@ -6,7 +6,7 @@
 use super::event::Event;
 use super::event::EventKind;
 use super::mmu::Access;
-use super::{Running, Stop};
+use super::{chain, Running, Stop};
 use crate::blocks::{Block, Step};
 use crate::cost;
 use crate::interrupts::Signal;
@@ -33,6 +33,9 @@ pub struct Limits {
     /// read in the simulator; it decides nothing about the guest, only
     /// when the VMM looks at its limits again.
     pub host_deadline: Option<Instant>,
+    /// One block per pass of the event loop, never chained: the reference
+    /// the chained path (`cpu::chain`) is tested against.
+    pub unchained: bool,
 }
 
 impl Limits {
@@ -40,7 +43,7 @@ impl Limits {
     /// block runs (`runs`): a clock read per block would cost the fast
     /// path.
     #[inline(always)]
-    fn host_time_up(&self, runs: u64) -> bool {
+    pub(super) fn host_time_up(&self, runs: u64) -> bool {
         runs & 0x3ff == 0 && self.host_deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
@@ -301,38 +304,6 @@ impl Running<'_> {
         VmExit::Exception { vector: ev.vector, error_code: ev.error_code, qualification }
     }
 
-    /// Runs one decoded block, going round it again while it loops on
-    /// itself and nothing needs the event loop. Returns an exit, or `None`
-    /// to go around the event loop again.
-    fn run_block(&mut self, limits: &Limits) -> Result<Option<VmExit>, HvError> {
-        let block = match self.block_at(self.core.rip) {
-            Ok(b) => b,
-            Err(stop) => return self.stopped(stop),
-        };
-        self.machine.blocks.clear_stale();
-        loop {
-            self.core.stats.block_runs += 1;
-            if let Some(exit) = self.run_ops(&block.steps, false)? {
-                return Ok(exit);
-            }
-            if self.machine.blocks.stale() {
-                // This block may be stale: do not keep it.
-                return Ok(None);
-            }
-            if self.core.recheck {
-                self.core.recheck = false;
-                break;
-            }
-            // A loop back to this block's start goes round again here, while
-            // nothing needs the event loop's attention.
-            if self.core.rip != block.ip || !self.quiet(limits) {
-                break;
-            }
-        }
-        self.core.last_block = Some(block);
-        Ok(None)
-    }
-
     /// One instruction, at a boundary that needs care: single-stepping
     /// (TF), an interrupt shadow (STI, MOV SS), RF, the monitor trap flag
     /// or an armed breakpoint. An instruction breakpoint faults first; once
@@ -343,10 +314,19 @@ impl Running<'_> {
         if let Some(stop) = self.instruction_breakpoint() {
             return self.stopped(stop);
         }
-        let block = match self.block_at(self.core.rip) {
-            Ok(b) => b,
+        let mut chain = std::mem::take(&mut self.core.chain);
+        let r = self.step_in(&mut chain);
+        self.core.chain = chain;
+        r
+    }
+
+    /// `step`'s instruction, its block looked up through `chain`.
+    fn step_in(&mut self, chain: &mut chain::Chain) -> Result<Option<VmExit>, HvError> {
+        let cur = match self.chained_block(chain) {
+            Ok(i) => i,
             Err(stop) => return self.stopped(stop),
         };
+        let block = chain.block(cur);
         let tf = self.core.rflags_rest & rflags::TF != 0;
         self.core.sti_shadow = false;
         self.core.mov_ss_blocking = false;
@@ -362,14 +342,14 @@ impl Running<'_> {
             }
         }
         if !self.machine.blocks.stale() {
-            self.core.last_block = Some(block);
+            chain.ran(cur);
         }
         Ok(ran.flatten())
     }
 
     /// The next cycle at which anything needs the event loop: the vCPU's
     /// own timers or a device's scheduled MSI.
-    fn horizon(&self) -> u64 {
+    pub(super) fn horizon(&self) -> u64 {
         let msi = self.machine.interrupts.next_at().map_or(u64::MAX, |at| self.core.costs.clock.cycles_ceil(at));
         self.core.next_event().min(msi)
     }
@@ -377,7 +357,7 @@ impl Running<'_> {
     /// Nothing is due: no timer, exception, interrupt request or MSI, and
     /// no limit reached.
     #[inline(always)]
-    fn quiet(&self, limits: &Limits) -> bool {
+    pub(super) fn quiet(&self, limits: &Limits) -> bool {
         self.core.cycles < self.horizon()
             && self.core.pending.is_none()
             && self.core.pending_dbg == 0
@@ -392,7 +372,7 @@ impl Running<'_> {
     /// Runs `steps` in order. `Some(exit)` ends the run call; `None` means
     /// the ops ran (or stopped for an event the loop delivers).
     #[inline(always)]
-    fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
+    pub(super) fn run_ops(&mut self, steps: &[Step], tf: bool) -> Result<Option<Option<VmExit>>, HvError> {
         // Only a block's last op can change CPL: each op is priced at the
         // level it ran at.
         let cpl = self.core.cpl();
@@ -476,7 +456,7 @@ impl Running<'_> {
 
     /// Turns a stop into what the VMM sees: an exception is queued for
     /// delivery on the next loop (no exit), shutdown is TRIPLE_FAULT.
-    fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
+    pub(super) fn stopped(&mut self, stop: Stop) -> Result<Option<VmExit>, HvError> {
         match stop {
             Stop::Exit | Stop::ExitAfter => Ok(self.core.exit.take()),
             Stop::Event => {
@@ -489,31 +469,18 @@ impl Running<'_> {
         }
     }
 
-    /// The decoded block at `rip`: the one that just ran (a loop), one from
-    /// the cache, or a freshly decoded one, in the mode's code size.
-    fn block_at(&mut self, rip: u64) -> Result<Arc<Block>, Stop> {
-        let user = self.core.cpl() == 3;
-        let lin = self.fetch_linear(rip)?;
-        let bits = self.core.view.code_bits;
-        let phys = self.translate(lin, Access::Fetch, user, 1)?;
-        // Moving the block out of `last_block` (and back after it ran)
-        // keeps reference-count atomics off the loop path.
-        if let Some(b) = self.core.last_block.take() {
-            if b.ip == rip && b.phys == phys && b.lin == lin && b.bits == bits {
-                return Ok(b);
-            }
-        }
-        if let Some(b) = self.machine.blocks.get(phys, lin, rip, bits) {
-            return Ok(b.clone());
-        }
-        self.decode_block(rip, lin, phys, bits, user)
-    }
-
     /// Decodes a block at `rip` (linear `lin`, physical `phys`): up to
     /// `BLOCK_MAX` instructions, stopping at the page's end (an instruction
     /// that crosses it is decoded from both pages) and, outside 64-bit
     /// mode, at CS's limit (an instruction that crosses it is #GP(0)).
-    fn decode_block(&mut self, rip: u64, lin: u64, phys: u64, bits: u32, user: bool) -> Result<Arc<Block>, Stop> {
+    pub(super) fn decode_block(
+        &mut self,
+        rip: u64,
+        lin: u64,
+        phys: u64,
+        bits: u32,
+        user: bool,
+    ) -> Result<Arc<Block>, Stop> {
         self.core.stats.blocks_decoded += 1;
         let page_end = (phys | (PAGE - 1)) + 1;
         let mut bytes = vec![0u8; (page_end - phys) as usize];
@@ -565,7 +532,7 @@ impl Running<'_> {
             }
         }
         self.machine.ram.mark_code(phys);
-        let block = Arc::new(Block { lin, ip: rip, bits, phys, steps });
+        let block = Arc::new(Block::new(lin, rip, bits, phys, steps));
         self.machine.blocks.insert(block.clone());
         Ok(block)
     }

@@ -1,0 +1,291 @@
+//! Chained execution (`cpu::chain`) against the reference path (one block
+//! per pass of the event loop, `SimVm::set_chaining(false)`): the same
+//! exits in the same order, the same registers, counters (instructions,
+//! cycles, blocks decoded and run, page walks, TLB misses) and memory, on
+//! the anchors' loops, built-in workloads with timers, interrupts, faults
+//! and CR3 reloads, self-modifying code and code pages remapped with and
+//! without INVLPG. Each case also checks its architectural answer, so
+//! agreeing on a wrong result fails too.
+
+mod support;
+
+use exitlab_arch::{vector, Regs};
+use exitlab_guest::anchor::{self, AnchorLoop};
+use exitlab_guest::layout::{PD, PORT_DEBUG_EXIT};
+use exitlab_guest::program::{program, Ring};
+use exitlab_guest::Image;
+use exitlab_hv::{Counter, HvError, Vcpu, Vm, VmExit};
+use exitlab_sim::{RunLimits, SimVm};
+use iced_x86::code_asm::*;
+use support::*;
+
+/// What one run leaves: its end, exits, registers, counters and RAM.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    end: String,
+    exits: Vec<VmExit>,
+    regs: Regs,
+    counters: Vec<Counter>,
+    ram: Vec<u8>,
+}
+
+fn outcome(img: &Image, chaining: bool) -> Outcome {
+    let mut vm = SimVm::new(img.memory_size).unwrap();
+    vm.set_chaining(chaining);
+    let mut r = run_on(vm, img, 0, None);
+    let mut ram = vec![0u8; img.memory_size as usize];
+    r.vm.read_memory(0, &mut ram).unwrap();
+    Outcome {
+        end: format!("{:?}", r.end),
+        exits: r.exits,
+        regs: r.vcpu.regs().unwrap(),
+        counters: r.vcpu.counters().unwrap(),
+        ram,
+    }
+}
+
+/// Runs `img` chained and unchained; asserts they agree; returns the
+/// chained outcome.
+fn same(img: &Image) -> Outcome {
+    let chained = outcome(img, true);
+    let reference = outcome(img, false);
+    assert_eq!(chained.end, reference.end);
+    assert_eq!(chained.exits, reference.exits);
+    assert_eq!(chained.regs, reference.regs);
+    assert_eq!(chained.counters, reference.counters);
+    assert!(chained.ram == reference.ram, "RAM differs");
+    chained
+}
+
+fn counter(o: &Outcome, name: &str) -> u64 {
+    o.counters.iter().find(|c| c.name == name).unwrap().value
+}
+
+#[test]
+fn anchor_loops_agree_and_retire_the_stated_instructions() {
+    for body in [AnchorLoop::Dec, AnchorLoop::Alu] {
+        let one = same(&anchor::image(body, 1).unwrap());
+        let many = same(&anchor::image(body, 1001).unwrap());
+        assert_eq!(many.end, "Done");
+        assert_eq!(counter(&many, "instructions") - counter(&one, "instructions"), 1000 * body.per_iteration());
+        assert_eq!(many.regs.gpr[1], 0);
+        assert!(counter(&many, "block_runs") >= 1000, "{body:?}");
+    }
+}
+
+#[test]
+fn workloads_with_timers_interrupts_faults_and_cr3_reloads_agree() {
+    for (name, sets) in [
+        ("io-mix", &["n=300", "warmup=5", "p=0.3", "work=20", "fresh_every=7", "switch_every=5"][..]),
+        ("hlt", &["n=5", "warmup=1"][..]),
+        ("idle", &["n=3", "warmup=0", "period_ms=2", "tick_hz=1000"][..]),
+        ("apic-eoi", &["n=20", "warmup=2"][..]),
+        ("fault", &["n=20", "warmup=2"][..]),
+        ("cr3-write", &["n=20", "warmup=2"][..]),
+        ("page-writes", &["n=20", "warmup=2"][..]),
+    ] {
+        let w = exitlab_guest::find_workload(name).unwrap();
+        let img = w.build(&w.resolve(sets.iter().copied()).unwrap()).unwrap();
+        let o = same(&img);
+        assert!(counter(&o, "instructions") > 100, "{name}");
+        // The fault workload ends in the kernel's report of its last #UD.
+        let want = if name == "fault" { "Report(MailboxReport { vector: 6," } else { "Done" };
+        assert!(o.end.starts_with(want), "{name}: {}", o.end);
+    }
+}
+
+/// A loop that patches the immediate of `mov eax, imm32` in another block
+/// (called) and in its own block (the instruction after the store), so
+/// that both a successor and the running block go stale every iteration.
+#[test]
+fn self_modifying_code_agrees_and_runs_the_new_bytes() {
+    let img = program("smc", Ring::Kernel, &start(), |a| {
+        let mut f = a.create_label();
+        let mut top = a.create_label();
+        let mut here = a.create_label();
+        let mut over = a.create_label();
+        a.mov(ecx, 100)?;
+        a.xor(ebx, ebx)?;
+        a.xor(r8d, r8d)?;
+        a.set_label(&mut top)?;
+        a.lea(rdi, ptr(f))?;
+        a.mov(dword_ptr(rdi + 1), ecx)?;
+        a.call(f)?;
+        a.add(rbx, rax)?;
+        a.lea(rsi, ptr(here))?;
+        a.mov(dword_ptr(rsi + 1), ecx)?;
+        a.set_label(&mut here)?;
+        a.mov(edx, 0)?;
+        a.add(r8, rdx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.jmp(over)?;
+        a.set_label(&mut f)?;
+        a.mov(eax, 0)?;
+        a.ret()?;
+        a.set_label(&mut over)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    // Both patched instructions ran their new immediate: 100 + 99 + ... + 1.
+    assert_eq!((o.regs.gpr[3], o.regs.gpr[8]), (5050, 5050));
+}
+
+/// Linear 8 MiB is remapped, by its 2 MiB PDE, between physical 10 MiB and
+/// 12 MiB, each holding `mov eax, k; ret` with its own k; a loop calls it.
+/// With INVLPG (or a CR3 reload) the new code runs at once; without, the
+/// TLB may keep the old translation, which both paths must keep alike.
+#[test]
+fn code_pages_remapped_with_and_without_invlpg_agree() {
+    const LIN: u64 = 0x80_0000;
+    let pde = PD + (LIN >> 21) * 8;
+    let img = program("remap", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        // mov eax, 1; ret at 10 MiB, mov eax, 2; ret at 12 MiB.
+        for (phys, k) in [(0xa0_0000u64, 1u32), (0xc0_0000, 2)] {
+            a.mov(rdi, phys)?;
+            a.mov(byte_ptr(rdi), 0xb8)?;
+            a.mov(dword_ptr(rdi + 1), k)?;
+            a.mov(byte_ptr(rdi + 5), 0xc3)?;
+        }
+        a.mov(r9, pde)?;
+        a.mov(r10, LIN)?;
+        a.mov(ecx, 60)?;
+        a.xor(ebx, ebx)?;
+        a.xor(r12d, r12d)?;
+        a.set_label(&mut top)?;
+        // Map LIN to 10 or 12 MiB by the counter's low bit.
+        a.mov(eax, ecx)?;
+        a.and(eax, 1)?;
+        a.shl(eax, 21)?;
+        a.add(eax, 0xa0_0083)?; // P | RW | PS
+        a.mov(qword_ptr(r9), rax)?;
+        a.invlpg(ptr(r10))?;
+        a.call(r10)?;
+        a.add(rbx, rax)?;
+        // The same edit back, without INVLPG: the stale entry may run.
+        a.xor(qword_ptr(r9), 0x20_0000)?;
+        a.call(r10)?;
+        a.add(r12, rax)?;
+        // And with a CR3 reload.
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.call(r10)?;
+        a.add(r12, rax)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    // With INVLPG: 30 calls of each page.
+    assert_eq!(o.regs.gpr[3], 30 + 30 * 2);
+    // After the CR3 reload the other page runs: 30 of each again, plus
+    // whatever the stale entries ran (one of the two each time).
+    assert!((90 + 60..=90 + 120).contains(&o.regs.gpr[12]), "{}", o.regs.gpr[12]);
+}
+
+/// An instruction limit stops both paths at the same block boundary.
+#[test]
+fn instruction_limits_stop_both_paths_at_the_same_instruction() {
+    let img = anchor::image(AnchorLoop::Alu, 1_000_000).unwrap();
+    let stop = |chaining: bool| {
+        let mut vm = SimVm::new(img.memory_size).unwrap();
+        vm.set_chaining(chaining);
+        vm.set_limits(RunLimits { max_instructions: Some(123_457), max_time_ns: None });
+        for c in img.boot_layout().chunks {
+            vm.write_memory(c.gpa, &c.bytes).unwrap();
+        }
+        vm.write_memory(img.load_gpa, &img.bytes).unwrap();
+        let mut vcpu = vm.create_vcpu(0, &img.boot_layout().state).unwrap();
+        let error = loop {
+            match vcpu.run() {
+                Ok(VmExit::Io(io)) if io.qual.is_in => vcpu.complete_read(&[0x20]),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        (error, vcpu.regs().unwrap(), vcpu.counters().unwrap())
+    };
+    let chained = stop(true);
+    assert_eq!(chained, stop(false));
+    assert!(matches!(&chained.0, HvError::Limit(m) if m.contains("instruction limit of 123457")), "{}", chained.0);
+}
+
+/// Hot loops around the events that make the event loop act between
+/// blocks: a self-NMI through the ICR, single-stepping (TF) over a loop, a
+/// data breakpoint (DR0/DR7) hit inside a loop, and RF and the NMI's IRET
+/// on the way back. The handlers count in memory: the NMI at 0x600000,
+/// #DB at 0x600008.
+#[test]
+fn single_steps_breakpoints_and_nmis_between_hot_loops_agree() {
+    let img = exitlab_guest::program::program_with_handlers("debug", Ring::Kernel, &start(), |a| {
+        let mut over = a.create_label();
+        a.jmp(over)?;
+        let mut nmi = a.create_label();
+        a.set_label(&mut nmi)?;
+        a.inc(qword_ptr(0x60_0000u64))?;
+        a.iretq()?;
+        let mut db = a.create_label();
+        a.set_label(&mut db)?;
+        a.inc(qword_ptr(0x60_0008u64))?;
+        a.iretq()?;
+        a.set_label(&mut over)?;
+        let hot = |a: &mut CodeAssembler, n: u32| -> Result<(), IcedError> {
+            let mut top = a.create_label();
+            a.mov(ecx, n)?;
+            a.set_label(&mut top)?;
+            a.add(rbx, rcx)?;
+            a.xor(rbx, 0x55)?;
+            a.dec(ecx)?;
+            a.jnz(top)
+        };
+        hot(a, 500)?;
+        // A self-NMI (fixed destination: our APIC ID 0), then more loop.
+        a.mov(rdi, 0xfee0_0000u64)?;
+        a.mov(dword_ptr(rdi + 0x310), 0)?;
+        a.mov(dword_ptr(rdi + 0x300), 4 << 8)?;
+        hot(a, 500)?;
+        // Single-step a 10-iteration loop.
+        a.pushfq()?;
+        a.or(qword_ptr(rsp), 0x100)?;
+        a.popfq()?;
+        hot(a, 10)?;
+        a.pushfq()?;
+        a.and(qword_ptr(rsp), !0x100)?;
+        a.popfq()?;
+        a.mov(r12, qword_ptr(0x60_0008u64))?;
+        hot(a, 500)?;
+        // A write breakpoint on 0x600010 (8 bytes) hit 20 times in a loop.
+        a.mov(rax, 0x60_0010u64)?;
+        a.mov(dr0, rax)?;
+        a.mov(rax, 0xd_0001u64)?;
+        a.mov(dr7, rax)?;
+        let mut top = a.create_label();
+        a.mov(ecx, 20)?;
+        a.set_label(&mut top)?;
+        a.mov(qword_ptr(0x60_0010u64), rcx)?;
+        a.add(rbx, rcx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.xor(eax, eax)?;
+        a.mov(dr7, rax)?;
+        hot(a, 500)?;
+        a.mov(r13, qword_ptr(0x60_0000u64))?;
+        a.mov(r14, qword_ptr(0x60_0008u64))?;
+        Ok(exitlab_guest::program::Body { marks: Vec::new(), gates: vec![(vector::NMI, nmi), (vector::DB, db)] })
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    assert_eq!(o.regs.gpr[13], 1, "one NMI");
+    // Stepping (SDM 18.3.1.4): a trap after the MOV ECX, the loop's 40
+    // instructions and the PUSHFQ/AND, and after the POPFQ that clears TF
+    // (it began with TF set); none after the POPFQ that set it: 1 + 40 +
+    // 2 + 1.
+    assert_eq!(o.regs.gpr[12], 44, "single-step traps");
+    assert_eq!(o.regs.gpr[14] - o.regs.gpr[12], 20, "data breakpoint traps");
+}
