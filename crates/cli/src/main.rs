@@ -504,17 +504,8 @@ fn profiles(names: &[String]) -> Result<(), UsageError> {
         let f = p.features;
         say!("{}: {}", p.name, p.summary);
         if let Some(h) = &p.host {
-            for (k, v) in [
-                ("cpu", &h.cpu),
-                ("kernel", &h.kernel),
-                ("kvm", &h.kvm),
-                ("date", &h.date),
-                ("scheduling", &h.scheduling),
-                ("notes", &h.notes),
-            ] {
-                if let Some(v) = v {
-                    say!("  host {k}: {v}");
-                }
+            for (k, v) in h.fields() {
+                say!("  host {k}: {v}");
             }
         }
         say!(

@@ -41,17 +41,8 @@ pub fn render(p: &Profile) -> String {
     let _ = writeln!(o, "summary = {}\n", string(&p.summary));
     if let Some(h) = &p.host {
         let _ = writeln!(o, "[host]");
-        for (k, v) in [
-            ("cpu", &h.cpu),
-            ("kernel", &h.kernel),
-            ("kvm", &h.kvm),
-            ("date", &h.date),
-            ("scheduling", &h.scheduling),
-            ("notes", &h.notes),
-        ] {
-            if let Some(v) = v {
-                let _ = writeln!(o, "{k} = {}", string(v));
-            }
+        for (k, v) in h.fields() {
+            let _ = writeln!(o, "{k} = {}", string(v));
         }
         o.push('\n');
     }

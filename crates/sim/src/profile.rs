@@ -266,6 +266,22 @@ pub struct Host {
     pub notes: Option<String>,
 }
 
+impl Host {
+    /// The fields that are set, by their TOML key, in the file's order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("cpu", &self.cpu),
+            ("kernel", &self.kernel),
+            ("kvm", &self.kvm),
+            ("date", &self.date),
+            ("scheduling", &self.scheduling),
+            ("notes", &self.notes),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
+}
+
 /// A hardware profile.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
