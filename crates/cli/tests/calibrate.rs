@@ -5,25 +5,10 @@
 
 mod common;
 
-use common::{assert_usage_error, exitlab, stderr, stdout, temp_dir};
-use std::process::{Command, Output};
+use common::{assert_usage_error, exitlab, exitlab_env, kvm_usable, stderr, stdout, temp_dir};
 
 /// The example calibrated profile: this project's development host.
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles/hosts/dev-xeon-f6m207-kvm_pvm.toml");
-
-fn exitlab_env(args: &[&str], key: &str, value: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).env(key, value).output().expect("the binary runs")
-}
-
-fn kvm_usable() -> bool {
-    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipping KVM test: {why}");
-            false
-        }
-    }
-}
 
 #[test]
 fn bad_input_to_calibrate_validate_and_report_is_one_line() {

@@ -2,22 +2,7 @@
 
 mod common;
 
-use common::{assert_usage_error, exitlab, stderr, stdout, temp_dir};
-use std::process::{Command, Output};
-
-fn exitlab_env(args: &[&str], key: &str, value: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).env(key, value).output().expect("the binary runs")
-}
-
-fn kvm_usable() -> bool {
-    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipping KVM test: {why}");
-            false
-        }
-    }
-}
+use common::{assert_usage_error, exitlab, exitlab_env, kvm_usable, stderr, stdout, temp_dir};
 
 /// The sample count on the table row of `reason`, if there is one.
 fn samples(table: &str, reason: &str) -> Option<u64> {

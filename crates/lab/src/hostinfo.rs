@@ -4,6 +4,7 @@
 //! exitlab on another part, kernel or KVM flavour measures other numbers.
 //! Read from /proc and /sys (Linux); whatever cannot be read says so.
 
+use exitlab_vmm::devices::rtc::civil_from_days;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,26 +86,13 @@ pub fn describe_kvm(sys_module: &Path) -> String {
     parts.join(", ")
 }
 
-/// The civil date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-pub fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 impl HostInfo {
     /// This machine, now.
     pub fn here() -> HostInfo {
         let cpu = read("/proc/cpuinfo").map_or("unknown CPU (no /proc/cpuinfo)".to_string(), |t| describe_cpu(&t));
         let kernel = read("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown kernel".to_string());
         let days = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
-        let (y, m, d) = civil_date(days);
+        let (y, m, d) = civil_from_days(days);
         HostInfo { cpu, kernel, kvm: describe_kvm(Path::new("/sys/module")), date: format!("{y:04}-{m:02}-{d:02}") }
     }
 
@@ -145,9 +133,9 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_454), (2026, 1, 1));
-        assert_eq!(civil_date(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 }

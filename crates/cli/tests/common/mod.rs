@@ -11,6 +11,22 @@ pub fn exitlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).output().expect("the binary runs")
 }
 
+/// `exitlab args` with `key=value` in its environment.
+pub fn exitlab_env(args: &[&str], key: &str, value: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exitlab")).args(args).env(key, value).output().expect("the binary runs")
+}
+
+/// Whether /dev/kvm can be used here; prints why a KVM test skips when not.
+pub fn kvm_usable() -> bool {
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skipping KVM test: {why}");
+            false
+        }
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

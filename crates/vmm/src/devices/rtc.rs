@@ -79,8 +79,10 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// The civil date (year, month 1-12, day 1-31) of a day count since
+/// 1970-01-01, negative before it (Howard Hinnant's algorithm); also what
+/// exitlab dates a calibration with.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
