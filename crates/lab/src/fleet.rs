@@ -172,12 +172,7 @@ impl Fleet {
                     });
                 }
             }
-            let _ = chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw();
+            crate::plot::legend(&mut chart);
             let _ = root.present();
         }
         svg

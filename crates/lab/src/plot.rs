@@ -234,15 +234,21 @@ fn draw(r: &Results, f: &Figure, title: &str, mut data: Vec<Line>) -> String {
                     }
                 }));
         }
-        let _ = chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw();
+        legend(&mut chart);
         let _ = root.present();
     }
     svg
+}
+
+/// The report's legend, the same on every figure: upper left, over a
+/// white veil, framed.
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>) {
+    let _ = chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw();
 }
 
 fn svg_fallback(f: &Figure) -> String {
