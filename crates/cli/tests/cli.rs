@@ -569,3 +569,21 @@ fn the_hosts_analogues_run_on_kvm() {
     assert!(writes >= 190 && told > 0 && told < writes, "{writes} kicks, {told} notifications");
     assert_eq!(v["exits_per_packet"], 0.0, "no kick reaches userspace");
 }
+
+/// `--seccomp on|off` (on by default) is a KVM switch: stated in --help,
+/// refused on the simulator with one line, and either way a KVM run's
+/// exits are the same.
+#[test]
+fn seccomp_is_a_kvm_switch_on_by_default() {
+    let help = stdout(&exitlab(&["stat", "--help"]));
+    assert!(help.contains("--seccomp <on|off>") && help.contains("[default: on]"), "{help}");
+    assert_usage_error(&exitlab(&["stat", "pio-out", "-n", "10", "--seccomp", "off"]), "--seccomp is a KVM option");
+    if !kvm_usable() {
+        return;
+    }
+    for switch in ["on", "off"] {
+        let args = ["stat", "pio-out", "-n", "50", "--backend", "kvm", "--seccomp", switch, "--phase", "measure"];
+        let v = json_of(&[&args[..], &["--json"]].concat());
+        assert_eq!(v["total_samples"], 50, "--seccomp {switch}: {v}");
+    }
+}

@@ -18,6 +18,11 @@ pub type MsiSender = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
 /// thread.
 pub type IrqLineSetter = std::sync::Arc<dyn Fn(u32, bool) -> Result<()> + Send + Sync>;
 
+/// Applies a thread's system-call filter to the thread that calls it:
+/// made where the VMM may still allocate and open freely, sent to the
+/// thread it is for.
+pub type Confine = Box<dyn FnOnce() -> Result<()> + Send>;
+
 /// A backend whose clock is virtual: device work happens at moments of it.
 pub trait VirtualClock {
     /// Makes the vCPU's run call return [`crate::HvError::Interrupted`]
@@ -65,6 +70,12 @@ pub trait HostVm {
     /// first to each page, which the backend harvests each time it samples
     /// its counters (`dirty_pages_logged`). Once per VM.
     fn watch_writes(&mut self, gpa: u64, len: u64, how: WriteWatch) -> Result<()>;
+
+    /// The filter of the VMM's device thread: the system calls it makes
+    /// once running (a seccomp filter on KVM), for the thread to apply to
+    /// itself before its loop; `None` where the VM runs unfiltered
+    /// (turned off, or a kernel without seccomp).
+    fn device_thread_filter(&self) -> Result<Option<Confine>>;
 }
 
 /// How [`HostVm::watch_writes`] watches a range: a read-only memory slot

@@ -17,7 +17,7 @@ mod vmx;
 pub use device::{Device, DeviceCtx, Dma, DmaError};
 pub use error::{HvError, Result, Unmodelled};
 pub use exit::{IoExit, MmioExit, VmExit};
-pub use host::{HostVm, IrqLineSetter, MsiSender, VirtualClock, WriteWatch};
+pub use host::{Confine, HostVm, IrqLineSetter, MsiSender, VirtualClock, WriteWatch};
 pub use vmx::{
     Assignment, ExitInfo, Injection, InjectionKind, Interruptibility, ShadowFlags, VmxVcpu, VmxVm, XSAVE_AREA,
 };
@@ -126,8 +126,9 @@ pub struct Counter {
     pub value: u64,
 }
 
-/// A virtual machine: guest memory, vCPUs, interrupt delivery.
-pub trait Vm {
+/// A virtual machine: guest memory, vCPUs, interrupt delivery. `Send`:
+/// the VMM runs a VM in host time on a vCPU thread of its own.
+pub trait Vm: Send {
     /// The backend's vCPU.
     type Vcpu: Vcpu;
 
@@ -246,6 +247,16 @@ pub trait Vcpu {
     /// so that a guest that never exits cannot hold the VMM past its
     /// host-time limit; `None` clears it.
     fn set_host_deadline(&mut self, at: Option<std::time::Instant>) -> Result<()>;
+
+    /// Restricts the calling thread, which runs this vCPU from now on, to
+    /// the system calls a vCPU thread makes once its VM is set up (a
+    /// seccomp filter on KVM; nothing on a backend without one). For the
+    /// VMM to call right before its run loop, after
+    /// [`Vcpu::set_host_deadline`]: a filtered thread cannot start the
+    /// watchdog that deadline needs, nor be unfiltered.
+    fn confine_thread(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// The VMX hardware of this vCPU, where the VMM drives it itself.
     fn vmx(&mut self) -> Option<&mut dyn VmxVcpu> {

@@ -8,7 +8,7 @@
 //! the deadline is moved or the vCPU dropped. Firecracker kicks its vCPU
 //! threads the same way.
 
-use exitlab_hv::{HvError, Result};
+use exitlab_hv::{Confine, HvError, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
@@ -41,8 +41,9 @@ pub(crate) struct Kicker {
 }
 
 impl Kicker {
-    /// Arms a watchdog that kicks the calling thread at `deadline`.
-    pub fn arm(deadline: Instant) -> Result<Kicker> {
+    /// Arms a watchdog that kicks the calling thread at `deadline`; the
+    /// watchdog applies `filter` to itself before it starts waiting.
+    pub fn arm(deadline: Instant, filter: Option<Confine>) -> Result<Kicker> {
         static HANDLER: Once = Once::new();
         let mut registered = Ok(());
         HANDLER.call_once(|| registered = register_signal_handler(SIGRTMIN(), on_kick));
@@ -51,10 +52,14 @@ impl Kicker {
         let me = VcpuThread(unsafe { libc::pthread_self() });
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (confined, outcome) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("exitlab-kick".into())
             .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
+                let applied = filter.map_or(Ok(()), |f| f());
+                let ok = applied.is_ok();
+                let _ = confined.send(applied);
+                while ok && !flag.load(Ordering::Acquire) {
                     let now = Instant::now();
                     if now < deadline {
                         std::thread::sleep((deadline - now).min(REPEAT * 20));
@@ -65,7 +70,9 @@ impl Kicker {
                 }
             })
             .map_err(|e| HvError::Backend(format!("starting the vCPU watchdog: {e}")))?;
-        Ok(Kicker { deadline, stop, thread: Some(thread) })
+        let kicker = Kicker { deadline, stop, thread: Some(thread) };
+        outcome.recv().map_err(|_| HvError::Backend("the vCPU watchdog ended at its start".into()))??;
+        Ok(kicker)
     }
 
     /// Whether the deadline has passed.

@@ -8,7 +8,9 @@
 
 mod kick;
 mod sched;
+mod seccomp;
 mod stats;
+mod syscall_names;
 
 use exitlab_arch::{BootState, DescriptorTable, ExitReason, IoQual, Regs, Segment};
 use exitlab_hv::{
@@ -24,6 +26,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 pub use sched::Realtime;
+pub use seccomp::FORBIDDEN_CALL_STATUS;
 pub use stats::StatsFile;
 use std::ffi::CString;
 use std::fs::File;
@@ -129,6 +132,8 @@ pub struct KvmVm {
     epoch: Instant,
     /// The wall-clock limit on each vCPU's run calls, from its first.
     time_limit: Option<Duration>,
+    /// Whether the run's threads are filtered (`seccomp`).
+    jail: seccomp::Jail,
 }
 
 /// A memory slot KVM logs writes to, and the pages harvested from it.
@@ -173,6 +178,7 @@ impl KvmVm {
             dirty: Arc::default(),
             epoch: Instant::now(),
             time_limit: None,
+            jail: seccomp::Jail::default(),
         };
         vm.set_slot(0, 0, memory_size)?;
         Ok(vm)
@@ -183,6 +189,19 @@ impl KvmVm {
     /// with `HvError::Limit` even while the guest is inside KVM_RUN.
     pub fn set_time_limit(&mut self, limit: Option<Duration>) {
         self.time_limit = limit;
+    }
+
+    /// Turns the system-call filters of the run's threads (vCPU, device
+    /// thread, watchdog; `seccomp`) on or off for the vCPUs created
+    /// afterwards and the device thread. On unless turned off.
+    pub fn set_seccomp(&mut self, on: bool) {
+        self.jail.on = on;
+    }
+
+    /// How many threads of this VM's runs have applied their system-call
+    /// filter so far (each vCPU, the device thread, each watchdog).
+    pub fn filtered_threads(&self) -> u32 {
+        self.jail.applied()
     }
 
     /// Loads the GSI routing table: the PC's irqchip routes (if asked
@@ -335,6 +354,8 @@ impl Vm for KvmVm {
             limit_at: None,
             host_deadline: None,
             kicker: None,
+            jail: self.jail.clone(),
+            schedstat: None,
         })
     }
 
@@ -411,6 +432,10 @@ impl HostVm for KvmVm {
         self.vm.register_ioevent(&fd, &IoEventAddress::Mmio(gpa), datamatch).map_err(backend("KVM_IOEVENTFD"))?;
         Ok(fd)
     }
+
+    fn device_thread_filter(&self) -> Result<Option<exitlab_hv::Confine>> {
+        self.jail.filter(seccomp::Role::Device)
+    }
 }
 
 fn segment(s: &Segment) -> kvm_segment {
@@ -486,6 +511,12 @@ pub struct KvmVcpu {
     host_deadline: Option<Instant>,
     /// The watchdog, armed at the earlier of the two.
     kicker: Option<kick::Kicker>,
+    /// Whether this vCPU's threads are filtered.
+    jail: seccomp::Jail,
+    /// /proc/thread-self/schedstat of the thread that first sampled the
+    /// counters (the vCPU's), kept open: a filtered thread cannot open
+    /// files. `Some(None)` where the kernel has none.
+    schedstat: Option<Option<File>>,
 }
 
 impl KvmVcpu {
@@ -498,9 +529,30 @@ impl KvmVcpu {
             (a, b) => a.or(b),
         };
         if let Some(at) = at {
-            self.kicker = Some(kick::Kicker::arm(at)?);
+            self.kicker = Some(kick::Kicker::arm(at, self.jail.filter(seccomp::Role::Watchdog)?)?);
         }
         Ok(())
+    }
+
+    /// Starts the wall-clock limit's count at the first run call (or
+    /// before the thread is filtered, which is as close to it).
+    fn start_limit(&mut self) -> Result<()> {
+        if let (None, Some(limit)) = (self.limit_at, self.time_limit) {
+            self.limit_at = Some(Instant::now() + limit);
+            self.rearm()?;
+        }
+        Ok(())
+    }
+
+    /// The calling thread's time on a CPU (the first field of
+    /// /proc/thread-self/schedstat, ns), read from the file the first call
+    /// opened; `None` where the kernel does not keep it.
+    fn thread_cpu_ns(&mut self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let file = self.schedstat.get_or_insert_with(|| File::open("/proc/thread-self/schedstat").ok()).as_ref()?;
+        let mut buf = [0u8; 128];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().next()?.parse().ok()
     }
 }
 
@@ -573,10 +625,7 @@ impl Vcpu for KvmVcpu {
     }
 
     fn run(&mut self) -> Result<VmExit> {
-        if let (None, Some(limit)) = (self.limit_at, self.time_limit) {
-            self.limit_at = Some(Instant::now() + limit);
-            self.rearm()?;
-        }
+        self.start_limit()?;
         loop {
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
@@ -698,7 +747,7 @@ impl Vcpu for KvmVcpu {
             None => Vec::new(),
         };
         // The VMM samples counters on the vCPU's own thread.
-        if let Some(ns) = thread_cpu_ns() {
+        if let Some(ns) = self.thread_cpu_ns() {
             out.push(Counter { name: VCPU_THREAD_CPU_NS.into(), value: ns });
         }
         if let Some(d) = self.dirty.get() {
@@ -736,6 +785,15 @@ impl Vcpu for KvmVcpu {
         self.host_deadline = at;
         self.rearm()
     }
+
+    /// The watchdog starts (a filtered thread cannot start one), the
+    /// schedstat file opens, then the vCPU filter applies (`seccomp`).
+    fn confine_thread(&mut self) -> Result<()> {
+        let Some(confine) = self.jail.filter(seccomp::Role::Vcpu)? else { return Ok(()) };
+        self.start_limit()?;
+        self.thread_cpu_ns();
+        confine()
+    }
 }
 
 /// The counter of host CPU time the calling (vCPU) thread has used, in
@@ -747,14 +805,6 @@ pub const VCPU_THREAD_CPU_NS: &str = "vcpu_thread_cpu_ns";
 /// The counter of pages the dirty log recorded, harvested at each sample:
 /// a page counts once per harvest however often it was written.
 pub const DIRTY_PAGES_LOGGED: &str = "dirty_pages_logged";
-
-/// The calling thread's time on a CPU (the first field of
-/// /proc/thread-self/schedstat, ns); `None` where the kernel does not
-/// keep it.
-fn thread_cpu_ns() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
 
 fn io_exit(port: u16, size: u8, is_in: bool, count: u32, data: u32, bulk: Vec<u8>) -> IoExit {
     IoExit {

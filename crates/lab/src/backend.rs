@@ -70,6 +70,9 @@ pub enum BackendSpec {
         /// Wall-clock limit on the vCPU's run calls (a guest spinning
         /// inside KVM_RUN included), from the first.
         max_time: Option<Duration>,
+        /// Whether the run's threads are confined to the system calls they
+        /// make (seccomp; on unless turned off for debugging).
+        seccomp: bool,
     },
 }
 
@@ -84,7 +87,7 @@ impl BackendSpec {
     /// wall-clock limit of its own (the VMM's host-time limit holds:
     /// `exitlab_vmm::limits`).
     pub fn kvm(device: Option<PathBuf>) -> BackendSpec {
-        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time: None }
+        BackendSpec::Kvm { device: device.unwrap_or_else(exitlab_kvm::device_path), max_time: None, seccomp: true }
     }
 
     /// Which kind of backend this is.
@@ -103,9 +106,10 @@ impl BackendSpec {
                 vm.set_limits(*limits);
                 Machine::Sim(Box::new(vm))
             }
-            BackendSpec::Kvm { device, max_time } => {
+            BackendSpec::Kvm { device, max_time, seccomp } => {
                 let mut vm = KvmVm::new(device, memory_size)?;
                 vm.set_time_limit(*max_time);
+                vm.set_seccomp(*seccomp);
                 Machine::Kvm(vm)
             }
         })

@@ -163,7 +163,7 @@ impl HostRunner {
     pub fn new(device: Option<PathBuf>, limit: Duration) -> HostRunner {
         let device = device.unwrap_or_else(exitlab_kvm::device_path);
         HostRunner {
-            spec: BackendSpec::Kvm { device, max_time: Some(limit) },
+            spec: BackendSpec::Kvm { device, max_time: Some(limit), seccomp: true },
             priority: PRIORITY,
             refused: std::cell::RefCell::new(None),
         }

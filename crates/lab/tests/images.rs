@@ -68,7 +68,7 @@ fn kvm(max_time: Option<Duration>) -> Option<BackendSpec> {
         return None;
     }
     let device = exitlab_kvm::device_path();
-    Some(BackendSpec::Kvm { device, max_time })
+    Some(BackendSpec::Kvm { device, max_time, seccomp: true })
 }
 
 fn sim() -> BackendSpec {

@@ -13,7 +13,7 @@ use crate::bus::{Device, DeviceCtx};
 use crate::devices::KickHandle;
 use crate::error::VmmError;
 use exitlab_arch::iommu::Fault;
-use exitlab_hv::MsiSender;
+use exitlab_hv::{Confine, MsiSender};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::AsRawFd;
@@ -95,7 +95,8 @@ pub struct IoThread {
 /// and DMA window devices reach, the moment times count from, and the
 /// VMM's kick doorbell with the device its queue kicks go to (E5 on KVM:
 /// at each tick the kicks it batched become that device's queue
-/// notifications).
+/// notifications), and the system-call filter the thread applies to
+/// itself before its loop (`HostVm::device_thread_filter`).
 pub struct Work {
     pub devices: Vec<SharedDevice>,
     pub notifiers: Vec<Notifier>,
@@ -104,6 +105,7 @@ pub struct Work {
     pub window: DmaWindow,
     pub epoch: Instant,
     pub kicks: Option<(KickHandle, usize)>,
+    pub filter: Option<Confine>,
 }
 
 /// What the thread owns.
@@ -122,8 +124,8 @@ fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> VmmError {
 }
 
 impl IoThread {
-    /// Starts the thread on `work`.
-    pub fn start(work: Work) -> Result<IoThread, VmmError> {
+    /// Starts the thread on `work`; returns once it has applied its filter.
+    pub fn start(mut work: Work) -> Result<IoThread, VmmError> {
         let queue: Queue = Arc::default();
         let poke = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
         let stop = EventFd::new(EFD_NONBLOCK).map_err(io_err("eventfd"))?;
@@ -138,14 +140,29 @@ impl IoThread {
         for (i, n) in work.notifiers.iter().enumerate() {
             add(n.fd.as_raw_fd(), i as u64)?;
         }
+        let filter = work.filter.take();
         let worker = Worker { work, queue: queue.clone(), faults: Vec::new() };
         let (poke2, stop2) =
             (poke.try_clone().map_err(io_err("eventfd"))?, stop.try_clone().map_err(io_err("eventfd"))?);
+        let (confined, outcome) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("exitlab-io".into())
-            .spawn(move || worker.run(epoll, timer, poke2, stop2))
+            .spawn(move || {
+                let applied = filter.map_or(Ok(()), |f| f());
+                let ok = applied.is_ok();
+                let _ = confined.send(applied);
+                if ok {
+                    worker.run(epoll, timer, poke2, stop2)
+                } else {
+                    Vec::new()
+                }
+            })
             .map_err(io_err("spawn"))?;
-        Ok(IoThread { queue, poke, stop, handle: Some(handle) })
+        let thread = IoThread { queue, poke, stop, handle: Some(handle) };
+        outcome.recv().map_err(|_| {
+            VmmError::Backend(exitlab_hv::HvError::Backend("the device thread ended at its start".into()))
+        })??;
+        Ok(thread)
     }
 
     fn push(&self, at_ns: u64, due: Due) {

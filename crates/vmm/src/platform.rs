@@ -80,7 +80,8 @@ fn start_thread<V: Vm>(
         }
     }
     let kicks = batched.and_then(|(h, _)| Some((h, virtio?)));
-    IoThread::start(Work { devices, notifiers, senders, memory, window, epoch, kicks })
+    let filter = host.device_thread_filter()?;
+    IoThread::start(Work { devices, notifiers, senders, memory, window, epoch, kicks, filter })
 }
 
 pub const SERIAL: &str = "serial";

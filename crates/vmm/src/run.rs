@@ -33,9 +33,21 @@ pub fn run_image_with<V: Vm>(vm: &mut V, image: &Image, options: &RunOptions) ->
 }
 
 /// Builds the VM `image` describes on `vm` and runs it to the end: the
-/// entry point for images from any loader.
+/// entry point for images from any loader. On a backend in host time
+/// (KVM) the VM is built and run on a thread of its own, the vCPU thread,
+/// which [`Vmm::run`] confines to the system calls it makes: the caller's
+/// thread stays free to write the results.
 pub fn run_boot_image<V: Vm>(vm: &mut V, image: &BootImage, options: &RunOptions) -> Result<RunReport, VmmError> {
-    build(vm, image, options)?.run()
+    if vm.host().is_none() {
+        return build(vm, image, options)?.run();
+    }
+    std::thread::scope(|scope| {
+        let vcpu = std::thread::Builder::new()
+            .name("exitlab-vcpu".into())
+            .spawn_scoped(scope, || build(vm, image, options)?.run())
+            .map_err(|e| HvError::Backend(format!("starting the vCPU thread: {e}")))?;
+        vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// An exit that interrupted the delivery of an event (its IDT-vectoring
@@ -64,11 +76,14 @@ fn stopped(e: HvError) -> Result<Outcome, VmmError> {
 impl<V: Vm> Vmm<'_, V> {
     /// Runs vCPU 0 until the guest ends the run. One clock read at each
     /// exit and one at each resume; a resume is also the start of the next
-    /// run call.
+    /// run call. The calling thread is confined to a vCPU thread's system
+    /// calls for good before the loop starts, where the backend filters
+    /// them (KVM): [`run_boot_image`] gives the run a thread of its own.
     pub fn run(mut self) -> Result<RunReport, VmmError> {
-        let mut start = self.vcpu.now_ns();
         let mut watch = Watch::start(self.limits);
         self.vcpu.set_host_deadline(watch.deadline())?;
+        self.vcpu.confine_thread()?;
+        let mut start = self.vcpu.now_ns();
         let outcome = loop {
             self.arm_host_tick()?;
             let exit = match self.vcpu.run() {

@@ -67,6 +67,31 @@ fn pio_out_exits_once_per_iteration_with_the_sdm_qualification() {
     assert_eq!(all.ports[&layout::PORT_DEBUG_EXIT].exits, 1);
 }
 
+/// seccomp is on for KVM runs: every thread of the run applied its filter
+/// (the vCPU thread, the watchdog of the host-time limit and, with
+/// `set_time_limit`, the one the wall-clock limit re-arms, the device
+/// thread), and the run's exits are those of an unfiltered one. Off, no
+/// thread is filtered.
+#[test]
+fn kvm_runs_confine_every_thread_to_its_system_calls() {
+    let Some((r, vm, _)) = run("pio-out", &["n=100"]) else { return };
+    assert_eq!(r.accountant.phase_stats(Phase::Measure).total_exits(), 100);
+    assert_eq!(vm.filtered_threads(), 2, "vCPU, watchdog");
+    let img = image("device-irq", &["n=10"]);
+    let Some(mut vm) = vm_for(&img) else { return };
+    vm.set_time_limit(Some(std::time::Duration::from_secs(20)));
+    let r = run_image(&mut vm, &img).unwrap();
+    assert_eq!(r.outcome, Outcome::Exited { status: 0 });
+    assert_eq!(r.accountant.phase_stats(Phase::Measure).counters.get("guest.blk_completions"), Some(&10));
+    assert_eq!(vm.filtered_threads(), 4, "device thread, vCPU, two watchdogs");
+    let img = image("pio-out", &["n=100"]);
+    let Some(mut vm) = vm_for(&img) else { return };
+    vm.set_seccomp(false);
+    let r = run_image(&mut vm, &img).unwrap();
+    assert_eq!(r.accountant.phase_stats(Phase::Measure).total_exits(), 100);
+    assert_eq!(vm.filtered_threads(), 0);
+}
+
 #[test]
 fn pio_in_reads_the_post_latch() {
     let Some((r, _, _)) = run("pio-in", &["n=500", "warmup=0"]) else { return };

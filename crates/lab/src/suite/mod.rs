@@ -379,7 +379,9 @@ pub fn run(t: &Test, o: &SuiteOptions) -> TestResult {
             let limits = exitlab_sim::RunLimits { max_time_ns: Some(limit), ..*limits };
             BackendSpec::Sim { profile: profile.clone(), seed: *seed, limits }
         }
-        BackendSpec::Kvm { device, .. } => BackendSpec::Kvm { device: device.clone(), max_time: Some(plan.timeout) },
+        BackendSpec::Kvm { device, seccomp, .. } => {
+            BackendSpec::Kvm { device: device.clone(), max_time: Some(plan.timeout), seccomp: *seccomp }
+        }
     };
     let start = Instant::now();
     let report = spec.run(&loaded.boot, &options);
