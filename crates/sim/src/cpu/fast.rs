@@ -148,9 +148,9 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
     let mut rip = core.rip;
     let mut i = from;
     let mut stale = false;
-    while let Some(&uop) = uops.get(i) {
+    while let Some(uop) = uops.get(i) {
         let g = &mut core.gpr;
-        match uop {
+        match *uop {
             Uop::Binary { kind, size, len, dst, src } => {
                 let (r, f) = binary_result(kind, size, get(g, dst, size), value(g, src, size), &core.flags);
                 if writes_result(kind) {
@@ -170,7 +170,7 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                 put(g, dst, size, v);
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Lea { size, len, dst, mem } => {
+            Uop::Lea { size, len, dst, ref mem } => {
                 let a = mem.offset(|n| get(g, n, 8));
                 put(g, dst, size, a);
                 rip = rip.wrapping_add(u64::from(len));
@@ -192,14 +192,14 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                 core.flags = f;
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Load { size, len, dst, mem } => {
-                let Some(v) = load(core, machine, &mem, size, user) else { break };
+            Uop::Load { size, len, dst, ref mem } => {
+                let Some(v) = load(core, machine, mem, size, user) else { break };
                 put(&mut core.gpr, dst, size, v);
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Store { size, len, mem, src } => {
+            Uop::Store { size, len, ref mem, src } => {
                 let v = value(g, src, size);
-                if !store(core, machine, &mem, size, v, user) {
+                if !store(core, machine, mem, size, v, user) {
                     break;
                 }
                 rip = rip.wrapping_add(u64::from(len));
