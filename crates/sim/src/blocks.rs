@@ -5,6 +5,7 @@
 //! slice (two parallel arrays measured 10% slower).
 
 use crate::ram::PAGE;
+use crate::uop::Uop;
 use exitlab_x86::Op;
 use std::sync::Arc;
 
@@ -24,6 +25,11 @@ pub struct Block {
     pub bits: u32,
     pub phys: u64,
     pub steps: Vec<Step>,
+    /// The steps' ops lowered for the fast path (`cpu::fast`), one each.
+    pub uops: Vec<Uop>,
+    /// `prefix[i]`: the CPI-table cycles of `steps[..i]` (the fast path
+    /// charges a run of ops at once).
+    pub prefix: Vec<u64>,
     /// The block ends in a near branch (JMP, Jcc, CALL, RET, LOOPcc,
     /// JrCXZ) or at its size or page limit: running it changes no
     /// interrupt, single-step, paging or mode state, so the next block may
@@ -37,7 +43,14 @@ impl Block {
         let chainable = steps.last().is_some_and(|s| {
             !s.op.ends_block() || matches!(s.op.kind, Jmp | Jcc | Call | Ret | Loop | Loope | Loopne | Jrcxz)
         });
-        Block { lin, ip, bits, phys, steps, chainable }
+        let uops = steps.iter().map(|s| Uop::lower(&s.op, bits)).collect();
+        let prefix = std::iter::once(0)
+            .chain(steps.iter().scan(0, |sum, s| {
+                *sum += u64::from(s.cost);
+                Some(*sum)
+            }))
+            .collect();
+        Block { lin, ip, bits, phys, steps, uops, prefix, chainable }
     }
 }
 

@@ -119,6 +119,22 @@ impl Costs {
         }
     }
 
+    /// Cycles for `n` instructions retired in a row at level `cpl` whose
+    /// CPI-table costs add up to `modelled`: exactly what `n` calls of
+    /// [`Costs::instruction`] charge together (the fixed-point carry
+    /// telescopes), so a block can be charged once at its end.
+    #[inline(always)]
+    pub fn instructions(&mut self, modelled: u64, n: u64, cpl: u8) -> u64 {
+        match self.per_cpl[usize::from(cpl & 3)] {
+            None => modelled,
+            Some(price) => {
+                let t = self.carry + n * price;
+                self.carry = t & 0xffff;
+                t >> 16
+            }
+        }
+    }
+
     /// Cycles to deliver one interrupt or exception through the IDT: the
     /// profile's figure, drawn, or the modelled [`EVENT_DELIVERY`].
     pub fn event_delivery(&mut self) -> u64 {
@@ -235,6 +251,23 @@ mod tests {
         assert_eq!(c.event_delivery(), 900);
         assert_eq!(c.halt_until(100, 500), 540, "a halt that waits pays the wake-up");
         assert_eq!(c.halt_until(500, 100), 500, "an event already due wakes nothing");
+    }
+
+    /// A block charged once at its end pays what its instructions charged
+    /// one by one would, carry included, at every level.
+    #[test]
+    fn a_block_charged_at_once_pays_what_its_instructions_do() {
+        let mut p = Profile::load("modern").unwrap();
+        p.instruction.ring0 = fixed(1.37);
+        p.instruction.ring3 = fixed(0.3);
+        let (mut one, mut all) = (Costs::new(&p, 0), Costs::new(&p, 0));
+        for (n, cpl) in [(3u64, 3u8), (7, 0), (1, 3), (32, 3), (5, 1), (2, 0)] {
+            let costs: Vec<u16> = (0..n).map(|i| (i % 4 + 1) as u16).collect();
+            let each: u64 = costs.iter().map(|&k| one.instruction(k, cpl)).sum();
+            let sum = costs.iter().map(|&k| u64::from(k)).sum();
+            assert_eq!(all.instructions(sum, n, cpl), each, "{n} at CPL {cpl}");
+        }
+        assert_eq!(one.carry, all.carry);
     }
 
     /// Times past the end of a u64 saturate: a wrapped value would be an

@@ -19,6 +19,7 @@ pub mod iommu;
 mod machine;
 pub mod profile;
 mod ram;
+mod uop;
 
 use cost::Costs;
 use cpu::{Awaiting, Core, Event, Running};

@@ -289,3 +289,194 @@ fn single_steps_breakpoints_and_nmis_between_hot_loops_agree() {
     assert_eq!(o.regs.gpr[12], 44, "single-step traps");
     assert_eq!(o.regs.gpr[14] - o.regs.gpr[12], 20, "data breakpoint traps");
 }
+
+/// Every form the fast path lowers (`uop.rs`: ALU reg/imm, INC/DEC/NEG/NOT,
+/// MOV, LEA, IMUL, SHL/SHR/SAR by immediates including counts that mask to
+/// 0, loads and stores) at every operand size, each flag producer read
+/// back through PUSHFQ (a slow op in the middle of the block) and every
+/// Jcc condition after it: registers, RFLAGS, memory and counters agree
+/// with the executor's reference path.
+#[test]
+fn every_lowered_form_and_flag_producer_agrees_with_the_executor() {
+    let img = program("uops", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        a.mov(rdi, 0x60_0000u64)?;
+        a.mov(ecx, 40)?;
+        a.mov(rax, 0x8000_0000_7fff_fff0u64)?;
+        a.mov(rbx, 0x0123_4567_89ab_cdefu64)?;
+        a.mov(rdx, 0xffff_ffff_ffff_ff81u64)?;
+        a.xor(r15d, r15d)?;
+        a.set_label(&mut top)?;
+        // A flag producer, then its flags into r15 (the slow PUSHFQ) and
+        // one condition taken or not into r14.
+        let read_flags = |a: &mut CodeAssembler, cc: u32| -> Result<(), IcedError> {
+            let mut skip = a.create_label();
+            a.pushfq()?;
+            a.pop(r8)?;
+            a.add(r15, r8)?;
+            a.rol(r15, 7)?;
+            match cc % 16 {
+                0 => a.jo(skip)?,
+                1 => a.jno(skip)?,
+                2 => a.jb(skip)?,
+                3 => a.jae(skip)?,
+                4 => a.je(skip)?,
+                5 => a.jne(skip)?,
+                6 => a.jbe(skip)?,
+                7 => a.ja(skip)?,
+                8 => a.js(skip)?,
+                9 => a.jns(skip)?,
+                10 => a.jp(skip)?,
+                11 => a.jnp(skip)?,
+                12 => a.jl(skip)?,
+                13 => a.jge(skip)?,
+                14 => a.jle(skip)?,
+                _ => a.jg(skip)?,
+            }
+            a.add(r14, rcx)?;
+            a.set_label(&mut skip)
+        };
+        let mut cc = 0;
+        let mut next = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+            cc += 1;
+            read_flags(a, cc)
+        };
+        a.add(rax, rbx)?;
+        next(a)?;
+        a.adc(ebx, edx)?;
+        next(a)?;
+        a.sub(dx, ax)?;
+        next(a)?;
+        a.sbb(al, bl)?;
+        next(a)?;
+        a.and(rbx, 0x7fff_f0f0)?;
+        next(a)?;
+        a.or(cx, 0)?;
+        next(a)?;
+        a.xor(dl, 0x80)?;
+        next(a)?;
+        a.cmp(eax, -1)?;
+        next(a)?;
+        a.test(rbx, rax)?;
+        next(a)?;
+        a.inc(al)?;
+        next(a)?;
+        a.dec(dx)?;
+        next(a)?;
+        a.neg(rbx)?;
+        next(a)?;
+        a.not(edx)?;
+        next(a)?;
+        a.imul_2(rax, rbx)?;
+        next(a)?;
+        a.imul_3(dx, bx, -3)?;
+        next(a)?;
+        a.imul_3(ebx, eax, 0x12345)?;
+        next(a)?;
+        a.shl(rdx, 63)?;
+        next(a)?;
+        a.shr(ebx, 1)?;
+        next(a)?;
+        a.sar(ax, 15)?;
+        next(a)?;
+        a.shl(al, 32)?; // masks to 0: flags kept
+        next(a)?;
+        a.sar(rbx, 64)?; // masks to 0 in 64 bits
+        next(a)?;
+        // Moves, LEA, loads and stores at every size.
+        a.mov(r9, rax)?;
+        a.mov(r10d, 0xdead_beefu32)?;
+        a.mov(r11w, bx)?;
+        a.mov(r12b, 0x5a)?;
+        a.lea(r13, qword_ptr(rax + rbx * 4 + 0x10))?;
+        a.lea(r9d, dword_ptr(rdx + rcx * 8 - 3))?;
+        a.mov(qword_ptr(rdi + rcx * 8), rax)?;
+        a.mov(dword_ptr(rdi + 0x400), r10d)?;
+        a.mov(word_ptr(rdi + 0x402), 0x1234)?;
+        a.mov(byte_ptr(rdi + 0x401), dl)?;
+        a.mov(rsi, qword_ptr(rdi + 0x400))?;
+        a.mov(r11d, dword_ptr(rdi + rcx * 8))?;
+        a.mov(r12w, word_ptr(rdi + 0x401))?;
+        a.mov(r13b, byte_ptr(rdi + 0x403))?;
+        a.add(r15, rsi)?;
+        a.xor(r15, r11)?;
+        a.add(r15, r12)?;
+        a.add(r15, r13)?;
+        a.add(r15, r9)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    assert_eq!(o.regs.gpr[1], 0);
+    // The qword read back at 0x600400: the dword 0xdeadbeef, the word
+    // 0x1234 over its high half and DL over its second byte.
+    assert_eq!(o.regs.gpr[6], 0x1234_00ef | (o.regs.gpr[2] & 0xff) << 8, "{:#x}", o.regs.gpr[6]);
+}
+
+/// Loads and stores at the end of a page (the fast path takes those within
+/// it, the reference path those that cross), and a data page remapped by
+/// its PDE with INVLPG, without it (the stale TLB entry must serve both
+/// paths alike) and with a CR3 reload.
+#[test]
+fn data_accesses_at_page_ends_and_after_remaps_agree() {
+    const LIN: u64 = 0x80_0000;
+    let pde = PD + (LIN >> 21) * 8;
+    let img = program("remap-data", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        a.mov(qword_ptr(0xa0_0000u64), 1)?;
+        a.mov(qword_ptr(0xc0_0000u64), 2)?;
+        a.mov(r9, pde)?;
+        a.mov(r10, LIN)?;
+        a.mov(rdi, 0x60_0ff8u64)?;
+        a.mov(ecx, 60)?;
+        a.xor(ebx, ebx)?;
+        a.xor(r12d, r12d)?;
+        a.xor(r13d, r13d)?;
+        a.set_label(&mut top)?;
+        // Page ends: 8 bytes at 0xff8 (inside), 8 at 0xffc (crossing),
+        // 2 at 0xfff (crossing), then read back.
+        a.mov(qword_ptr(rdi), rcx)?;
+        a.mov(qword_ptr(rdi + 4), rbx)?;
+        a.mov(word_ptr(rdi + 7), cx)?;
+        a.add(r13, qword_ptr(rdi))?;
+        a.mov(rax, qword_ptr(rdi + 4))?;
+        a.add(r13, rax)?;
+        a.movzx(eax, word_ptr(rdi + 7))?;
+        a.add(r13, rax)?;
+        // Map LIN's data to 10 or 12 MiB by the counter's low bit.
+        a.mov(eax, ecx)?;
+        a.and(eax, 1)?;
+        a.shl(eax, 21)?;
+        a.add(eax, 0xa0_0083)?; // P | RW | PS
+        a.mov(qword_ptr(r9), rax)?;
+        a.invlpg(ptr(r10))?;
+        a.mov(rax, qword_ptr(r10))?;
+        a.add(rbx, rax)?;
+        // The same edit back, without INVLPG: the stale entry may serve.
+        a.xor(qword_ptr(r9), 0x20_0000)?;
+        a.mov(rax, qword_ptr(r10))?;
+        a.add(r12, rax)?;
+        a.add(qword_ptr(r10 + 8), rcx)?;
+        // And with a CR3 reload.
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.mov(rax, qword_ptr(r10))?;
+        a.add(r12, rax)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    // With INVLPG: 30 reads of each page.
+    assert_eq!(o.regs.gpr[3], 30 + 30 * 2);
+    // The XOR flips bit 21, mapping 8 or 14 MiB (zero at offset 0): the
+    // read without INVLPG still sees the stale entry (1 or 2); the store
+    // after it walks (the PDE's D bit is clear), and after the CR3 reload
+    // the new mapping reads 0.
+    assert_eq!(o.regs.gpr[12], 30 + 30 * 2);
+}

@@ -16,20 +16,33 @@ pub fn binary<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let size = op.size;
     let a = get(c, &op.a, size)?;
     let b = get(c, &op.b, size)?;
-    let (r, f) = match op.kind {
-        Kind::Add => add(size, a, b),
-        Kind::Adc => adc(size, a, b, c.flags().cf()),
-        Kind::Sub | Kind::Cmp => sub(size, a, b),
-        Kind::Sbb => sbb(size, a, b, c.flags().cf()),
-        Kind::And | Kind::Test => (a & b, logic(size, a & b)),
-        Kind::Or => (a | b, logic(size, a | b)),
-        _ => (a ^ b, logic(size, a ^ b)),
-    };
-    if !matches!(op.kind, Kind::Cmp | Kind::Test) {
+    let (r, f) = binary_result(op.kind, size, a, b, &c.flags());
+    if writes_result(op.kind) {
         put(c, &op.a, size, r)?;
     }
     c.set_flags(f);
     next(c, op)
+}
+
+/// The result and flags of binary op `kind` on `a` and `b` (`old`: the
+/// flags before, for ADC's and SBB's carry-in).
+#[inline(always)]
+pub fn binary_result(kind: Kind, size: Size, a: u64, b: u64, old: &Flags) -> (u64, Flags) {
+    match kind {
+        Kind::Add => add(size, a, b),
+        Kind::Adc => adc(size, a, b, old.cf()),
+        Kind::Sub | Kind::Cmp => sub(size, a, b),
+        Kind::Sbb => sbb(size, a, b, old.cf()),
+        Kind::And | Kind::Test => (a & b, logic(size, a & b)),
+        Kind::Or => (a | b, logic(size, a | b)),
+        _ => (a ^ b, logic(size, a ^ b)),
+    }
+}
+
+/// Whether binary op `kind` writes its destination (CMP and TEST do not).
+#[inline(always)]
+pub fn writes_result(kind: Kind) -> bool {
+    !matches!(kind, Kind::Cmp | Kind::Test)
 }
 
 /// INC, DEC, NEG, NOT (NOT changes no flags).
@@ -37,15 +50,22 @@ pub fn binary<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 pub fn unary<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let size = op.size;
     let a = get(c, &op.a, size)?;
-    let (r, f) = match op.kind {
-        Kind::Inc => inc(size, a, c.flags().cf()),
-        Kind::Dec => dec(size, a, c.flags().cf()),
-        Kind::Neg => neg(size, a),
-        _ => (!a & mask(size), c.flags()),
-    };
+    let (r, f) = unary_result(op.kind, size, a, c.flags());
     put(c, &op.a, size, r)?;
     c.set_flags(f);
     next(c, op)
+}
+
+/// The result and flags of unary op `kind` on `a` (`old`: the flags
+/// before, which INC and DEC keep CF of and NOT keeps whole).
+#[inline(always)]
+pub fn unary_result(kind: Kind, size: Size, a: u64, old: Flags) -> (u64, Flags) {
+    match kind {
+        Kind::Inc => inc(size, a, old.cf()),
+        Kind::Dec => dec(size, a, old.cf()),
+        Kind::Neg => neg(size, a),
+        _ => (!a & mask(size), old),
+    }
 }
 
 #[inline(always)]

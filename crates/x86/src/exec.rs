@@ -145,14 +145,8 @@ pub fn reg<C: Cpu>(c: &C, n: u8, size: Size) -> u64 {
 /// 16-bit writes merge.
 #[inline(always)]
 pub fn set_reg<C: Cpu>(c: &mut C, n: u8, size: Size, v: u64) {
-    match size {
-        8 => c.set_gpr(n, v),
-        4 => c.set_gpr(n, v & 0xffff_ffff),
-        _ => {
-            let old = c.gpr(n);
-            c.set_gpr(n, (old & !mask(size)) | (v & mask(size)));
-        }
-    }
+    let v = crate::merge(c.gpr(n), size, v);
+    c.set_gpr(n, v);
 }
 
 /// base + index * scale + displacement, truncated to the address size:
@@ -160,17 +154,7 @@ pub fn set_reg<C: Cpu>(c: &mut C, n: u8, size: Size, v: u64) {
 /// segment.
 #[inline(always)]
 pub fn offset<C: Cpu>(c: &C, m: &Mem) -> u64 {
-    let mut a = m.disp;
-    if m.base != Mem::NONE {
-        a = a.wrapping_add(c.gpr(m.base));
-    }
-    if m.index != Mem::NONE {
-        a = a.wrapping_add(c.gpr(m.index).wrapping_mul(u64::from(m.scale)));
-    }
-    if m.asize != 8 {
-        a &= mask(m.asize);
-    }
-    a
+    m.offset(|n| c.gpr(n))
 }
 
 /// Reads operand `o` at `size` bytes.

@@ -85,6 +85,18 @@ pub const fn mask(size: Size) -> u64 {
 }
 
 /// The sign bit of a `size`-byte operand.
+/// General register `old` after a write of `v` at `size` bytes, the way
+/// x86 writes registers (SDM Vol. 1 3.4.1.1): 64-bit writes replace,
+/// 32-bit writes zero-extend, 8- and 16-bit writes merge.
+#[inline(always)]
+pub const fn merge(old: u64, size: Size, v: u64) -> u64 {
+    match size {
+        8 => v,
+        4 => v & 0xffff_ffff,
+        _ => (old & !mask(size)) | (v & mask(size)),
+    }
+}
+
 #[inline(always)]
 pub const fn sign_bit(size: Size) -> u64 {
     (mask(size) >> 1) + 1

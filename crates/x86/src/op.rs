@@ -262,6 +262,23 @@ pub struct Mem {
 
 impl Mem {
     pub const NONE: u8 = 0xff;
+
+    /// base + index * scale + displacement, truncated to the address
+    /// size, with general register `n` read as `gpr(n)`.
+    #[inline(always)]
+    pub fn offset(&self, gpr: impl Fn(u8) -> u64) -> u64 {
+        let mut a = self.disp;
+        if self.base != Mem::NONE {
+            a = a.wrapping_add(gpr(self.base));
+        }
+        if self.index != Mem::NONE {
+            a = a.wrapping_add(gpr(self.index).wrapping_mul(u64::from(self.scale)));
+        }
+        if self.asize != 8 {
+            a &= crate::mask(self.asize);
+        }
+        a
+    }
 }
 
 /// An operand.

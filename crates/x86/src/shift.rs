@@ -53,6 +53,7 @@ pub fn count(size: Size, c: u64) -> u32 {
     (c & if size == 8 { 63 } else { 31 }) as u32
 }
 
+#[inline(always)]
 fn szp(size: Size, r: u64) -> u64 {
     let mut f = 0;
     if r & mask(size) == 0 {
@@ -73,6 +74,7 @@ fn with_cf_of(old: &Flags, cf: bool, of: bool) -> Flags {
 }
 
 /// SHL/SAL. Returns the result and the new flags (the old ones if c = 0).
+#[inline]
 pub fn shl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     let c = count(size, c);
     if c == 0 {
@@ -87,6 +89,7 @@ pub fn shl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
 }
 
 /// SHR.
+#[inline]
 pub fn shr(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     let c = count(size, c);
     if c == 0 {
@@ -100,6 +103,7 @@ pub fn shr(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
 }
 
 /// SAR.
+#[inline]
 pub fn sar(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     let c = count(size, c);
     if c == 0 {

@@ -24,6 +24,7 @@
 //! block), a paging or mode change shows in the translation or the code
 //! size the lookup computes for every block, chained or not.
 
+use super::fast::{Bounds, Hot};
 use super::mmu::Access;
 use super::run::Limits;
 use super::{Running, Stop};
@@ -39,15 +40,30 @@ const CHAIN_BLOCKS: usize = 16;
 /// No successor recorded.
 const NONE: u8 = u8::MAX;
 
-/// One block a core holds, with the blocks its exits led to last: the
-/// successor's RIP and its index in [`Chain::entries`] (checked on use,
-/// since entries are replaced).
+/// One block a core holds, with the blocks its exits led to last.
 #[derive(Clone, Debug)]
 struct Entry {
     /// The block's key, beside it so that a check reads no block.
     key: Key,
     block: Arc<Block>,
-    next: [(u64, u8); 2],
+    next: [Link; 2],
+}
+
+/// Where a block's exit led: the successor's key and its index in
+/// [`Chain::entries`] (checked on use, since entries are replaced), and
+/// the TLB generation and privilege the key's translation was made at.
+/// While the TLB is unchanged, the same fetch at the same privilege
+/// translates the same, so a link taken then needs no translation.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    key: Key,
+    to: u8,
+    generation: u64,
+    user: bool,
+}
+
+impl Link {
+    const NONE: Link = Link { key: Key { ip: 0, lin: 0, phys: 0, bits: 0 }, to: NONE, generation: 0, user: false };
 }
 
 /// A core's recently run blocks and their links.
@@ -56,7 +72,7 @@ pub struct Chain {
     entries: Vec<Entry>,
     /// The block that ran last, if it completed (the event loop's lookup
     /// tries it first, even when the cache has since dropped it).
-    last: Option<usize>,
+    pub(super) last: Option<usize>,
     /// The entry the next new block replaces (round robin).
     victim: usize,
 }
@@ -78,16 +94,17 @@ impl Key {
 }
 
 impl Chain {
-    /// Remembers that block `from` led to block `to` at `ip`.
-    fn link(&mut self, from: Option<usize>, ip: u64, to: usize) {
+    /// Remembers that block `from` led to block `to` (at `key`, its fetch
+    /// translated at TLB generation `generation` for a `user` access).
+    fn link(&mut self, from: Option<usize>, to: usize, key: Key, generation: u64, user: bool) {
         let Some(e) = from.and_then(|f| self.entries.get_mut(f)) else { return };
-        let slot = usize::from(e.next[0].0 != ip && e.next[0].1 != NONE);
-        e.next[slot] = (ip, to as u8);
+        let slot = usize::from(e.next[0].key.ip != key.ip && e.next[0].to != NONE);
+        e.next[slot] = Link { key, to: to as u8, generation, user };
     }
 
     /// Adds `block`, replacing the oldest entry when full; its index.
     fn insert(&mut self, block: Arc<Block>) -> usize {
-        let entry = Entry { key: Key::of(&block), block, next: [(0, NONE); 2] };
+        let entry = Entry { key: Key::of(&block), block, next: [Link::NONE; 2] };
         if self.entries.len() < CHAIN_BLOCKS {
             self.entries.push(entry);
             return self.entries.len() - 1;
@@ -137,11 +154,34 @@ impl Running<'_> {
         let mut queued = self.machine.interrupts.changes();
         let max_instructions = limits.max_instructions.unwrap_or(u64::MAX);
         loop {
+            // Where in block `cur` to go on, once `hot` has counted it.
+            let mut from = None;
+            if calm && !limits.unchained && !self.core.recheck {
+                let bounds = Bounds { deadline, max_instructions };
+                match self.hot(chain, &mut cur, bounds, limits) {
+                    Hot::Leave | Hot::Stale => return Ok(None),
+                    Hot::Lookup => {
+                        cur = match self.chained_block(chain) {
+                            Ok(i) => i,
+                            Err(stop) => return self.stopped(stop),
+                        };
+                        continue;
+                    }
+                    Hot::Within { at } => from = Some(at),
+                }
+            }
             let block = &chain.entries[cur].block;
-            self.core.stats.block_runs += 1;
+            if from.is_none() {
+                self.core.stats.block_runs += 1;
+            }
             // The event loop steps one instruction at a time whenever TF
             // is set, so a block never runs with it.
-            if let Some(exit) = self.run_ops(&block.steps, false)? {
+            let ran = if limits.unchained {
+                self.run_ops(&block.steps, false)?
+            } else {
+                self.run_fast(block, from.unwrap_or(0))?
+            };
+            if let Some(exit) = ran {
                 return Ok(exit);
             }
             if self.machine.blocks.stale() {
@@ -216,23 +256,28 @@ impl Running<'_> {
     pub(super) fn chained_block(&mut self, chain: &mut Chain) -> Result<usize, Stop> {
         let rip = self.core.rip;
         let user = self.core.cpl() == 3;
+        let from = chain.last.take();
+        if let Some(i) = from.and_then(|l| self.linked(chain, l, rip, user)) {
+            return Ok(i);
+        }
         let lin = self.fetch_linear(rip)?;
         let bits = self.core.view.code_bits;
         let phys = self.translate(lin, Access::Fetch, user, 1)?;
         let key = Key { ip: rip, lin, phys, bits };
-        let from = chain.last.take();
+        let generation = self.core.tlb.generation();
         if let Some(l) = from {
             if chain.entries[l].key == key {
                 return Ok(l);
             }
-            for (ip, i) in chain.entries[l].next {
-                if ip == rip && self.held(chain, usize::from(i), &key) {
-                    return Ok(usize::from(i));
+            for link in chain.entries[l].next {
+                if link.key.ip == rip && self.held(chain, usize::from(link.to), &key) {
+                    chain.link(from, usize::from(link.to), key, generation, user);
+                    return Ok(usize::from(link.to));
                 }
             }
         }
         if let Some(i) = (0..chain.entries.len()).find(|&i| self.held(chain, i, &key)) {
-            chain.link(from, rip, i);
+            chain.link(from, i, key, generation, user);
             return Ok(i);
         }
         let block = match self.machine.blocks.get(phys, lin, rip, bits) {
@@ -240,8 +285,31 @@ impl Running<'_> {
             None => self.decode_block(rip, lin, phys, bits, user)?,
         };
         let i = chain.insert(block);
-        chain.link(from.filter(|&f| f != i), rip, i);
+        chain.link(from.filter(|&f| f != i), i, key, generation, user);
         Ok(i)
+    }
+
+    /// The successor block `from` is linked to at `rip` when its fetch
+    /// needs no translation: in 64-bit mode (the linear address is RIP),
+    /// at the privilege and TLB generation the link was made at (the TLB
+    /// would answer as it did then, with no side effect), with the code
+    /// size unchanged, and the cache still holding that block.
+    #[inline(always)]
+    pub(super) fn linked(&self, chain: &Chain, from: usize, rip: u64, user: bool) -> Option<usize> {
+        let v = &self.core.view;
+        if !v.flat {
+            return None;
+        }
+        let generation = self.core.tlb.generation();
+        let link = chain.entries[from].next.into_iter().find(|l| {
+            l.key.ip == rip
+                && l.key.lin == rip
+                && l.generation == generation
+                && l.user == user
+                && l.key.bits == v.code_bits
+        })?;
+        let i = usize::from(link.to);
+        self.held(chain, i, &link.key).then_some(i)
     }
 
     /// Whether entry `i` is the block at `key` and the cache still holds it.

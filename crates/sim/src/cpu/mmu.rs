@@ -5,7 +5,7 @@
 //! the physical access paths: RAM, the local APIC page, and MMIO exits.
 
 use super::event::Event;
-use super::{Paging, Replayed, Running, Stop};
+use super::{Core, Paging, Replayed, Running, Stop};
 use crate::ram::PAGE;
 use exitlab_arch::bits::{cr0, efer, ept, pf_error, pte};
 use exitlab_arch::vmx::EPTP_AD;
@@ -46,17 +46,22 @@ fn slot(vpn: u64) -> usize {
 #[derive(Clone, Debug)]
 pub struct Tlb {
     e: Box<[Entry; TLB_ENTRIES]>,
+    /// Changes whenever an entry is filled or flushed: while it stays the
+    /// same, every lookup answers as it did (what lets a chained block
+    /// skip its successor's fetch translation, `cpu::chain`).
+    generation: u64,
 }
 
 impl Default for Tlb {
     fn default() -> Self {
-        Tlb { e: Box::new([Entry::default(); TLB_ENTRIES]) }
+        Tlb { e: Box::new([Entry::default(); TLB_ENTRIES]), generation: 0 }
     }
 }
 
 impl Tlb {
     pub fn flush(&mut self) {
         self.e.fill(Entry::default());
+        self.generation += 1;
     }
 
     pub fn flush_page(&mut self, lin: u64) {
@@ -65,6 +70,19 @@ impl Tlb {
         if e.tag == vpn + 1 {
             *e = Entry::default();
         }
+        self.generation += 1;
+    }
+
+    /// The translation of virtual page `vpn`, replacing its slot's entry.
+    fn fill(&mut self, vpn: u64, e: Entry) {
+        self.e[slot(vpn)] = e;
+        self.generation += 1;
+    }
+
+    /// See [`Tlb::generation`].
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -91,23 +109,33 @@ fn pf_code(present: bool, access: Access, user: bool, nx: bool) -> u32 {
     code as u32
 }
 
+impl Core {
+    /// `lin`'s physical address if the TLB holds a translation that allows
+    /// the access (a write also needs the leaf's dirty bit already set);
+    /// `None` where [`Running::translate`] would walk. Changes nothing.
+    #[inline(always)]
+    pub fn tlb_hit(&self, lin: u64, access: Access, user: bool) -> Option<u64> {
+        let vpn = lin >> 12;
+        let e = &self.tlb.e[slot(vpn)];
+        let allowed = e.tag == vpn + 1
+            && (!user || e.user)
+            && match access {
+                Access::Read => true,
+                Access::Write => e.dirty && (e.writable || (!user && self.cr0 & cr0::WP == 0)),
+                Access::Fetch => e.exec,
+            };
+        allowed.then_some(e.frame | (lin & 0xfff))
+    }
+}
+
 impl Running<'_> {
     /// Translates `lin` for an access of `size` bytes at privilege `user`.
     #[inline(always)]
     pub fn translate(&mut self, lin: u64, access: Access, user: bool, size: u8) -> Result<u64, Stop> {
-        let vpn = lin >> 12;
-        let e = self.core.tlb.e[slot(vpn)];
-        if e.tag == vpn + 1
-            && (!user || e.user)
-            && match access {
-                Access::Read => true,
-                Access::Write => e.dirty && (e.writable || (!user && self.core.cr0 & cr0::WP == 0)),
-                Access::Fetch => e.exec,
-            }
-        {
-            return Ok(e.frame | (lin & 0xfff));
+        match self.core.tlb_hit(lin, access, user) {
+            Some(phys) => Ok(phys),
+            None => self.miss(lin, access, user, size),
         }
-        self.miss(lin, access, user, size)
     }
 
     /// A TLB miss: the walk, then, while a data breakpoint is armed, the
@@ -137,14 +165,17 @@ impl Running<'_> {
         let (hpa, perms) = self.ept(lin, access, Some(lin), true)?;
         let frame = hpa & !0xfff;
         let vpn = lin >> 12;
-        self.core.tlb.e[slot(vpn)] = Entry {
-            tag: vpn + 1,
-            frame,
-            writable: perms & ept::W != 0,
-            user: true,
-            exec: perms & ept::X != 0,
-            dirty: true,
-        };
+        self.core.tlb.fill(
+            vpn,
+            Entry {
+                tag: vpn + 1,
+                frame,
+                writable: perms & ept::W != 0,
+                user: true,
+                exec: perms & ept::X != 0,
+                dirty: true,
+            },
+        );
         Ok(frame | (lin & 0xfff))
     }
 
@@ -225,14 +256,17 @@ impl Running<'_> {
                 let frame = hpa & !0xfff;
                 let vpn = lin >> 12;
                 // The TLB keeps what both dimensions allow.
-                self.core.tlb.e[slot(vpn)] = Entry {
-                    tag: vpn + 1,
-                    frame,
-                    writable: writable && perms & ept::W != 0,
-                    user: usr,
-                    exec: exec && perms & ept::X != 0,
-                    dirty: e & pte::D != 0,
-                };
+                self.core.tlb.fill(
+                    vpn,
+                    Entry {
+                        tag: vpn + 1,
+                        frame,
+                        writable: writable && perms & ept::W != 0,
+                        user: usr,
+                        exec: exec && perms & ept::X != 0,
+                        dirty: e & pte::D != 0,
+                    },
+                );
                 return Ok(frame | (lin & 0xfff));
             }
             table = if wide { e & pte::ADDR_MASK } else { e & 0xffff_f000 };
@@ -371,8 +405,10 @@ impl Running<'_> {
             }
             return Err(self.raise(Event::page_fault(code as u32, lin)));
         };
-        self.core.tlb.e[slot(vpn)] =
-            Entry { tag: vpn + 1, frame, writable: f.writable, user: f.user, exec: f.executable, dirty: true };
+        self.core.tlb.fill(
+            vpn,
+            Entry { tag: vpn + 1, frame, writable: f.writable, user: f.user, exec: f.executable, dirty: true },
+        );
         Ok(frame | (lin & 0xfff))
     }
 

@@ -6,6 +6,7 @@
 mod chain;
 mod debug;
 mod event;
+mod fast;
 mod isa;
 mod mmu;
 pub mod mode;

@@ -17,6 +17,7 @@ use exitlab_hv::{ExitInfo, HvError, Injection, InjectionKind, VmExit};
 use exitlab_x86::op::{absent, needs, Needs, ABSENT_X87};
 use exitlab_x86::{lower, Kind, Op};
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Formatter, IntelFormatter};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -377,23 +378,39 @@ impl Running<'_> {
         // level it ran at.
         let cpl = self.core.cpl();
         for step in steps {
-            self.core.replay.pos = 0;
-            match exitlab_x86::execute(self, &step.op) {
-                Ok(()) => self.retire(step.cost, cpl, tf),
-                Err(stop) => {
-                    self.core.apic_write = None;
-                    return self.stopped_in_block(&step.op, (step.cost, cpl), stop, tf);
-                }
-            }
-            if self.machine.blocks.stale() || self.core.recheck {
-                // An APIC write sets `recheck` too.
-                if let Some(exit) = self.apic_write() {
-                    return Ok(Some(Some(exit)));
-                }
-                return Ok(None);
+            if let ControlFlow::Break(r) = self.run_op(step, cpl, tf)? {
+                return Ok(r);
             }
         }
         Ok(None)
+    }
+
+    /// One op of a block, retired at `cpl`: `Break` with what
+    /// [`Running::run_ops`] returns when the block ends at it (a stop, or
+    /// decoded code or interrupt state changed), else `Continue`.
+    #[inline(never)]
+    pub(super) fn run_op(
+        &mut self,
+        step: &Step,
+        cpl: u8,
+        tf: bool,
+    ) -> Result<ControlFlow<Option<Option<VmExit>>>, HvError> {
+        self.core.replay.pos = 0;
+        match exitlab_x86::execute(self, &step.op) {
+            Ok(()) => self.retire(step.cost, cpl, tf),
+            Err(stop) => {
+                self.core.apic_write = None;
+                return self.stopped_in_block(&step.op, (step.cost, cpl), stop, tf).map(ControlFlow::Break);
+            }
+        }
+        if self.machine.blocks.stale() || self.core.recheck {
+            // An APIC write sets `recheck` too.
+            if let Some(exit) = self.apic_write() {
+                return Ok(ControlFlow::Break(Some(Some(exit))));
+            }
+            return Ok(ControlFlow::Break(None));
+        }
+        Ok(ControlFlow::Continue(()))
     }
 
     /// The trap-like APIC_WRITE exit owed for a completed instruction that

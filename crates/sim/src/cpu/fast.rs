@@ -1,0 +1,277 @@
+//! The fast path of a chained block: its lowered micro-ops (`crate::uop`)
+//! run with no dispatch through the executor, and the block's cycles and
+//! instruction count are charged once per run of such ops instead of per
+//! op.
+//!
+//! Exactness is by construction. A micro-op computes with exitlab-x86's
+//! own functions, so registers and lazy flags are the executor's; it
+//! touches nothing else but RIP, and guest memory only where the TLB
+//! already holds the translation and the address is RAM (a lookup that
+//! changes nothing). Anything else (a TLB miss, MMIO, the APIC page, an
+//! open transaction, a page-crossing access, a `Slow` op) first charges
+//! the ops before it, then runs that op through the reference path
+//! (`Running::run_op`), which sees the clock, the counters and the replay
+//! log exactly as the reference would. The charge itself is exact:
+//! [`crate::cost::Costs::instructions`] is what the ops' one-by-one
+//! charges add up to, and nothing a micro-op does reads the clock or the
+//! counters in between.
+
+use super::chain::Chain;
+use super::mmu::Access;
+use super::run::Limits;
+use super::{Core, Running};
+use crate::blocks::Block;
+use crate::machine::Machine;
+use crate::uop::{Src, Uop};
+use exitlab_hv::{HvError, VmExit};
+use exitlab_x86::arith::{binary_result, unary_result, writes_result};
+use exitlab_x86::{mask, merge, muldiv, shift, Cond, Kind, Mem, Size};
+use std::ops::ControlFlow;
+
+impl Running<'_> {
+    /// Runs `block` (never with TF: the event loop steps those): what
+    /// `run_ops` returns for the same steps.
+    #[inline(always)]
+    pub(super) fn run_fast(&mut self, block: &Block, from: usize) -> Result<Option<Option<VmExit>>, HvError> {
+        if self.core.recheck {
+            // Left set by an op that stopped after an APIC write: the
+            // reference ends the block after its first op.
+            return self.run_ops(&block.steps[from..], false);
+        }
+        let cpl = self.core.cpl();
+        let mut from = from;
+        loop {
+            let (to, stale) = run_uops(self.core, self.machine, &block.uops, from, cpl == 3);
+            self.charge(block, from, to, cpl);
+            // A store that dropped decoded code ends the block after it,
+            // as in the reference.
+            if stale || to == block.uops.len() {
+                return Ok(None);
+            }
+            if let ControlFlow::Break(r) = self.run_op(&block.steps[to], cpl, false)? {
+                return Ok(r);
+            }
+            from = to + 1;
+        }
+    }
+
+    /// Runs blocks from `chain`'s entry `cur` on, back to back, while each
+    /// runs clean (every op through the fast path, no store to decoded
+    /// code), nothing is due (`calm`, the clock below `deadline`, fewer
+    /// than `max_instructions` retired, the host deadline not looked at)
+    /// and the next block is the same one or a link needing no
+    /// translation (`Running::linked`): what the chain loop would do for
+    /// those blocks, with its checks that such blocks cannot change left
+    /// out. `cur` ends as the block the chain loop goes on with, and
+    /// `chain.last` as the chain loop would have left it.
+    pub(super) fn hot(&mut self, chain: &mut Chain, cur: &mut usize, bounds: Bounds, limits: &Limits) -> Hot {
+        let cpl = self.core.cpl();
+        let user = cpl == 3;
+        let mut last = chain.last;
+        let hot = loop {
+            let block = chain.block(*cur);
+            self.core.stats.block_runs += 1;
+            let (to, stale) = run_uops(self.core, self.machine, &block.uops, 0, user);
+            self.charge(block, 0, to, cpl);
+            if stale {
+                break Hot::Stale;
+            }
+            if to < block.uops.len() {
+                // The chain loop's lookup of this block took `last`.
+                break Hot::Within { at: to };
+            }
+            last = Some(*cur);
+            if limits.host_time_up(self.core.stats.block_runs)
+                || self.core.cycles >= bounds.deadline
+                || self.core.stats.instructions >= bounds.max_instructions
+            {
+                break Hot::Leave;
+            }
+            if self.core.rip == block.ip {
+                continue;
+            }
+            match self.linked(chain, *cur, self.core.rip, user) {
+                Some(i) => {
+                    *cur = i;
+                    last = None;
+                }
+                None => break Hot::Lookup,
+            }
+        };
+        chain.last = last;
+        hot
+    }
+
+    /// Charges ops `from..to` of `block`, retired at `cpl`, as their
+    /// one-by-one retirement would.
+    #[inline(always)]
+    fn charge(&mut self, block: &Block, from: usize, to: usize, cpl: u8) {
+        if to > from {
+            let n = (to - from) as u64;
+            let modelled = block.prefix[to] - block.prefix[from];
+            self.core.cycles += self.core.costs.instructions(modelled, n, cpl);
+            self.core.stats.instructions += n;
+        }
+    }
+}
+
+/// What stopped [`Running::hot`] after the chain loop's checks.
+pub(super) enum Hot {
+    /// Block `cur` ran clean and nothing is due; its successor needs the
+    /// full lookup.
+    Lookup,
+    /// Block `cur` ran clean; the event loop must look (something is due,
+    /// or the host deadline is looked at).
+    Leave,
+    /// Block `cur` (counted) ran up to op `at`, which the fast path does
+    /// not take: the chain loop runs the rest.
+    Within { at: usize },
+    /// Block `cur` ran to a store that dropped decoded code.
+    Stale,
+}
+
+/// What the chain loop fixed for its run: the clock's horizon and the
+/// instruction limit.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Bounds {
+    pub deadline: u64,
+    pub max_instructions: u64,
+}
+
+/// Runs `uops` from index `from` until one the fast path does not take
+/// (or the end): that index, and whether the last op was a store that
+/// dropped decoded code (the run then ends after it). Core and machine
+/// are separate borrows here so that the compiler keeps RIP and the
+/// operands in host registers.
+#[inline(always)]
+fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, user: bool) -> (usize, bool) {
+    let mut rip = core.rip;
+    let mut i = from;
+    let mut stale = false;
+    while let Some(uop) = uops.get(i) {
+        let g = &mut core.gpr;
+        match *uop {
+            Uop::Binary { kind, size, len, dst, src } => {
+                let (r, f) = binary_result(kind, size, get(g, dst, size), value(g, src, size), &core.flags);
+                if writes_result(kind) {
+                    put(g, dst, size, r);
+                }
+                core.flags = f;
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Unary { kind, size, len, reg } => {
+                let (r, f) = unary_result(kind, size, get(g, reg, size), core.flags);
+                put(g, reg, size, r);
+                core.flags = f;
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Mov { size, len, dst, src } => {
+                let v = value(g, src, size);
+                put(g, dst, size, v);
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Lea { size, len, dst, ref mem } => {
+                let a = mem.offset(|n| get(g, n, 8));
+                put(g, dst, size, a);
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Imul { size, len, dst, x, y } => {
+                let (_, lo, f) = muldiv::imul(size, value(g, x, size), value(g, y, size));
+                put(g, dst, size, lo);
+                core.flags = f;
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Shift { kind, size, len, reg, count } => {
+                let (a, c, old) = (get(g, reg, size), u64::from(count), core.flags);
+                let (r, f) = match kind {
+                    Kind::Shl => shift::shl(size, a, c, old),
+                    Kind::Shr => shift::shr(size, a, c, old),
+                    _ => shift::sar(size, a, c, old),
+                };
+                put(g, reg, size, r);
+                core.flags = f;
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Load { size, len, dst, ref mem } => {
+                let Some(v) = load(core, machine, mem, size, user) else { break };
+                put(&mut core.gpr, dst, size, v);
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::Store { size, len, ref mem, src } => {
+                let v = value(g, src, size);
+                if !store(core, machine, mem, size, v, user) {
+                    break;
+                }
+                rip = rip.wrapping_add(u64::from(len));
+                if machine.blocks.stale() {
+                    stale = true;
+                    i += 1;
+                    break;
+                }
+            }
+            Uop::Jcc { cc, len, target } => {
+                rip = if core.flags.cond(Cond(cc)) { target } else { rip.wrapping_add(u64::from(len)) };
+            }
+            Uop::Jmp { target } => rip = target,
+            Uop::Slow => break,
+        }
+        i += 1;
+    }
+    core.rip = rip;
+    (i, stale)
+}
+
+/// The low `size` bytes of general register `n` (`exec::reg`).
+#[inline(always)]
+fn get(g: &[u64; 16], n: u8, size: Size) -> u64 {
+    g[usize::from(n & 15)] & mask(size)
+}
+
+/// Writes general register `n` at `size` bytes (`exec::set_reg`).
+#[inline(always)]
+fn put(g: &mut [u64; 16], n: u8, size: Size, v: u64) {
+    let r = &mut g[usize::from(n & 15)];
+    *r = merge(*r, size, v);
+}
+
+#[inline(always)]
+fn value(g: &[u64; 16], s: Src, size: Size) -> u64 {
+    match s {
+        Src::Reg(n) => get(g, n, size),
+        Src::Imm(v) => v,
+    }
+}
+
+/// The linear address of `mem` in 64-bit mode, if the access stays in one
+/// page: what `Running::linear` gives there.
+#[inline(always)]
+fn flat_linear(core: &Core, mem: &Mem, size: Size) -> Option<u64> {
+    if !core.view.flat {
+        return None;
+    }
+    let lin = mem.offset(|n| get(&core.gpr, n, 8)).wrapping_add(core.view.base[mem.seg as usize]);
+    ((lin & 0xfff) + u64::from(size) <= 0x1000).then_some(lin)
+}
+
+/// A read of RAM through a TLB hit; `None` (nothing done) where the
+/// reference path must take it.
+#[inline(always)]
+fn load(core: &Core, machine: &Machine, mem: &Mem, size: Size, user: bool) -> Option<u64> {
+    let phys = core.tlb_hit(flat_linear(core, mem, size)?, Access::Read, user)?;
+    let mut v = [0u8; 8];
+    machine.ram.read(phys, &mut v[..usize::from(size)]).then(|| u64::from_le_bytes(v))
+}
+
+/// A write of RAM through a TLB hit, outside a transaction; false
+/// (nothing done) where the reference path must take it.
+#[inline(always)]
+fn store(core: &Core, machine: &mut Machine, mem: &Mem, size: Size, v: u64, user: bool) -> bool {
+    let Some(phys) = flat_linear(core, mem, size).and_then(|lin| core.tlb_hit(lin, Access::Write, user)) else {
+        return false;
+    };
+    let n = usize::from(size);
+    if core.tx.is_some() || phys.checked_add(n as u64).is_none_or(|e| e > machine.ram.len()) {
+        return false;
+    }
+    machine.write(phys, &v.to_le_bytes()[..n])
+}
