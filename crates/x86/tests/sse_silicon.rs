@@ -177,6 +177,41 @@ fn dot_product_nan_order_matches_silicon() {
     assert_eq!(sf::dp(&mut mx, true, 0x33, a, b), Ok(a));
 }
 
+/// DPPD's two steps fault separately (SDM Vol. 2 DPPS/DPPD: "exceptions
+/// are determined separately for each add and multiply"). Measured with
+/// `_mm_dp_pd` in C on this host's Xeon (the CPU of silicon/sse.txt),
+/// MXCSR as saved by the SIGFPE handler; the 100,000-sequence run of
+/// crates/vmm/tests/differential/fp.rs found the first three shapes.
+/// (imm8, MXCSR in, a, b, MXCSR flags out, faulted.)
+#[test]
+fn dot_product_steps_signal_separately_as_silicon_does() {
+    let (tiny, big, nbig) = (0x0100_0000_0000_0000u64, 0x7fe0_0000_0000_0000u64, 0xffe0_0000_0000_0000u64);
+    let pd = |lo: u64, hi: u64| lo as u128 | (hi as u128) << 64;
+    let silicon: [(u8, u32, Xmm, Xmm, u32, bool); 9] = [
+        // big*big and -big*big overflow (OE, PE masked), inf + -inf is an
+        // unmasked IE: the products' OE and PE stay.
+        (0x33, 0x1f00, pd(big, nbig), pd(big, big), 0x29, true),
+        (0x33, 0x1f80, pd(big, nbig), pd(big, big), 0x29, false),
+        // tiny*tiny rounded up to the smallest denormal (UE, PE masked),
+        // then the addition's unmasked DE: UE and PE stay.
+        (0x13, 0x5e80, pd(tiny, 0), pd(tiny, 0), 0x32, true),
+        (0x13, 0x5f80, pd(tiny, 0), pd(tiny, 0), 0x32, false),
+        // PE unmasked in the products: no addition; DE of the denormal
+        // product only when DE is unmasked too.
+        (0x13, 0x4f80, pd(tiny, 0), pd(tiny, 0), 0x30, true),
+        (0x13, 0x5a00, pd(tiny, 0), pd(tiny, 0), 0x32, true),
+        (0x13, 0x5780, pd(tiny, 0), pd(tiny, 0), 0x10, true),
+        // An unmasked OE in the products: no addition.
+        (0x33, 0x0f80, pd(big, nbig), pd(big, big), 0x28, true),
+        (0x33, 0x0f00, pd(big, nbig), pd(big, big), 0x28, true),
+    ];
+    for (imm, mxcsr, a, b, flags, fault) in silicon {
+        let mut mx = Mxcsr::load(mxcsr).unwrap();
+        let r = sf::dp(&mut mx, true, imm, a, b);
+        assert_eq!((mx.0 & 0x3f, r.is_err()), (flags, fault), "dppd {imm:#x} mxcsr {mxcsr:#x}");
+    }
+}
+
 /// RCPSS over every 11-bit fraction prefix and RSQRTSS over every 10-bit
 /// prefix of both exponent parities, at the smallest, middle and largest
 /// exponents (tests/silicon/rcp.txt, `gen_sse tables` on the CPU it names).
