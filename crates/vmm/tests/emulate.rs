@@ -8,7 +8,7 @@ use exitlab_guest::layout::MMIO_BENCH;
 use exitlab_guest::program::{program, Ring, Start};
 use exitlab_sim::SimVm;
 use exitlab_vmm::devices::MmioScratch;
-use exitlab_vmm::{run_image, Outcome, RunReport};
+use exitlab_vmm::{run_image, GuestError, Outcome, RunReport};
 use iced_x86::code_asm::*;
 
 fn run(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> RunReport {
@@ -80,9 +80,64 @@ fn work_is_counted_per_exit() {
 
 #[test]
 fn an_instruction_the_emulator_lacks_is_a_guest_error_not_a_crash() {
-    let r = run(|a| a.bts(dword_ptr(rdi), 3));
+    let r = run(|a| a.fld(dword_ptr(rdi)));
     let Outcome::GuestError(e) = r.outcome else { panic!("{:?}", r.outcome) };
-    assert!(e.to_string().contains("the VMM's emulator has no Bts"), "{e}");
+    assert!(e.to_string().contains("the VMM's emulator has no Fld"), "{e}");
+}
+
+/// REPE CMPSB (SDM Vol. 2 "CMPS", "REP/REPE/REPNE"): [RSI] - [RDI] per
+/// byte, stopping after the first unequal one; kvm-unit-tests' emulator
+/// compares RAM against MMIO this way. RAM "aaab" against a device that
+/// reads 'a' everywhere: four elements in one exit, then ZF = 0 and CF = 0
+/// ('b' - 'a'), RCX = 10 - 4, RSI and RDI 4 on.
+#[test]
+fn repe_cmpsb_against_mmio_stops_at_the_first_difference() {
+    let r = run(|a| {
+        a.mov(rsi, 0x30_0000u64)?;
+        a.mov(dword_ptr(rsi), 0x6261_6161)?;
+        a.mov(byte_ptr(rdi), 0x61)?;
+        a.mov(ecx, 10)?;
+        a.repe().cmpsb()?;
+        a.setz(r11b)?;
+        a.setc(r12b)
+    });
+    assert_eq!(r.outcome, Outcome::Exited { status: 0 });
+    let all = r.accountant.all();
+    let mmio = &all.reasons[&ExitReason::EptMisconfig];
+    assert_eq!((mmio.samples, mmio.work.device_ops), (2, 5), "the MOV's exit, then CMPSB's four reads in one");
+    assert_eq!((r.regs.gpr[1], r.regs.gpr[6], r.regs.gpr[7]), (6, 0x30_0004, MMIO_BENCH + 4));
+    assert_eq!((r.regs.gpr[11], r.regs.gpr[12]), (0, 0));
+}
+
+/// BTS (SDM Vol. 2 "BTS": CF = the old bit) and XADD ("XADD": the sum to
+/// the destination, the old value to the source) read-modify-write MMIO.
+#[test]
+fn bit_test_and_exchange_add_on_mmio() {
+    let r = run(|a| {
+        a.mov(qword_ptr(rdi), 1)?;
+        a.bts(dword_ptr(rdi), 3)?; // 1 -> 9, CF = 0
+        a.setc(r11b)?;
+        a.mov(r8, 0x10u64)?;
+        a.xadd(qword_ptr(rdi), r8) // [rdi] = 0x19, r8 = 9
+    });
+    assert_eq!(r.outcome, Outcome::Exited { status: 0 });
+    assert_eq!((scratch(&r).value(), r.regs.gpr[8], r.regs.gpr[11]), (0x19, 9, 0));
+}
+
+/// A fault of an emulated instruction is the guest's: DIV by an MMIO
+/// zero raises #DE (SDM Vol. 2 "DIV") at the DIV, which the VMM injects
+/// as KVM's emulator does, and the guest kernel's handler reports.
+#[test]
+fn a_fault_in_an_emulated_instruction_reaches_the_guest() {
+    let r = run(|a| {
+        a.mov(qword_ptr(rdi), 0)?;
+        a.mov(eax, 1)?;
+        a.xor(edx, edx)?;
+        a.div(dword_ptr(rdi))
+    });
+    let Outcome::GuestError(GuestError::Exception(m)) = r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!((m.vector, m.error_code), (exitlab_arch::vector::DE, 0));
+    assert_eq!(r.accountant.all().reasons[&ExitReason::EptMisconfig].samples, 2);
 }
 
 mod hostile {
@@ -143,6 +198,18 @@ mod hostile {
         &[0x0f, 0xab],
         &[0x0f, 0xc1],
         &[0xd1],
+        &[0xf3, 0xa6],
+        &[0xf2, 0xae],
+        &[0x0f, 0xa3],
+        &[0x0f, 0xc1],
+        &[0x0f, 0x44],
+        &[0x0f, 0xa5],
+        &[0xf7, 0x30],
+        &[0x8f],
+        &[0xc3],
+        &[0x0f, 0x01, 0x20],
+        &[0x0f, 0x00, 0x18],
+        &[0x8e, 0x10],
     ];
 
     fn input() -> impl Strategy<Value = Vec<u8>> {

@@ -3,8 +3,9 @@
 //! the low 4 GiB 1:1, and checks what must hold whatever the bytes: the
 //! call returns (no panic, bounded work), a refused instruction changes no
 //! register, and an emulated one decodes exactly its own bytes, moves RIP
-//! past itself (or keeps it for a REP with elements left) and leaves
-//! RFLAGS' control bits alone. The cargo-fuzz target
+//! past itself (or to a branch's target, or keeps it for a REP with
+//! elements left or at a fault it hands the guest) and leaves RFLAGS'
+//! control bits alone. The cargo-fuzz target
 //! (fuzz/fuzz_targets/emulate.rs) and the proptest in
 //! crates/vmm/tests/emulate.rs both run it. Behind the `test-support`
 //! feature: not part of the VMM's production API.
@@ -176,8 +177,17 @@ impl Outcome {
             return Err(format!("{len} bytes decoded"));
         }
         let rip = case.rip();
+        if done.fault.is_some() {
+            // A fault leaves RIP at the instruction, for the guest's handler.
+            return match self.after.rip == rip {
+                true => Ok(()),
+                false => Err(format!("RIP {:#x} after a fault at {rip:#x}", self.after.rip)),
+            };
+        }
+        let decoded = iced_x86::Decoder::with_ip(64, &case.code, rip, iced_x86::DecoderOptions::NONE).decode();
+        let branch = decoded.flow_control() != iced_x86::FlowControl::Next;
         let rep_left = self.after.rip == rip && self.after.gpr[Regs::RCX] != 0;
-        if self.after.rip != rip.wrapping_add(len) && !rep_left {
+        if self.after.rip != rip.wrapping_add(len) && !rep_left && !branch {
             return Err(format!("RIP {:#x} after a {len}-byte instruction at {rip:#x}", self.after.rip));
         }
         let control = !rflags::STATUS;

@@ -100,6 +100,9 @@ pub(super) fn emulate<V: Vm>(vmm: &mut Vmm<'_, V>, exit: ExitReason, h: &mut Han
     match emulated {
         Ok(done) => {
             h.work = done.work;
+            if let Some(ex) = done.fault {
+                return super::events::reflect(vcpu, exitlab_hv::Injection::exception(ex.vector, ex.error_code));
+            }
             if let Some(d) = done.device {
                 let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
                 let mmio = &vmm.platform.mmio;
