@@ -5,7 +5,7 @@
 
 use exitlab_arch::ExitReason;
 use exitlab_guest::layout::MMIO_BENCH;
-use exitlab_guest::program::{program, Ring, Start};
+use exitlab_guest::program::{program, program_marked, Ring, Start};
 use exitlab_sim::SimVm;
 use exitlab_vmm::devices::MmioScratch;
 use exitlab_vmm::{run_image, GuestError, Outcome, RunReport};
@@ -19,6 +19,20 @@ fn run(body: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> RunRep
     .unwrap();
     let mut vm = SimVm::new(img.memory_size).unwrap();
     run_image(&mut vm, &img).unwrap()
+}
+
+/// As [`run`], with the label `at` the body places, for the RIP of a
+/// fault.
+fn run_at(body: impl FnOnce(&mut CodeAssembler, &mut CodeLabel) -> Result<(), IcedError>) -> (RunReport, u64) {
+    let img = program_marked("emulate", Ring::Kernel, &Start { gpr: [0; 16], rflags: 0 }, |a| {
+        let mut at = a.create_label();
+        a.mov(rdi, MMIO_BENCH)?;
+        body(a, &mut at)?;
+        Ok(vec![("at", at)])
+    })
+    .unwrap();
+    let mut vm = SimVm::new(img.memory_size).unwrap();
+    (run_image(&mut vm, &img).unwrap(), img.symbol("at").unwrap())
 }
 
 fn scratch(r: &RunReport) -> &MmioScratch {
@@ -307,3 +321,68 @@ fn sse_and_mmx_moves_through_mmio_reach_the_device_and_the_registers() {
     assert_eq!((mmio.samples, mmio.work.device_ops), (5, 2 + 2 + 1 + 1 + 1));
     assert_eq!((scratch(&r).writes(), scratch(&r).reads()), (3, 4));
 }
+
+/// JMP through MMIO to a non-canonical target (SDM Vol. 2 "JMP", 64-bit
+/// mode exceptions: #GP(0) "if the target offset is non-canonical"): the
+/// JMP itself faults, RIP on it, as kvm-unit-tests' emulator64
+/// `test_jmp_noncanonical` expects (QEMU 7.2 TCG reports it at the target,
+/// ../shared/kvm-unit-tests/NOTES.md).
+#[test]
+fn a_jmp_through_mmio_to_a_non_canonical_target_faults_at_the_jmp() {
+    let (r, at) = run_at(|a, at| {
+        a.mov(rax, 0xaaaa_aaaa_aaaa_aaaau64)?;
+        a.mov(qword_ptr(rdi), rax)?;
+        a.set_label(at)?;
+        a.jmp(qword_ptr(rdi))
+    });
+    let Outcome::GuestError(GuestError::Exception(m)) = r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!((m.vector, m.error_code, m.rip), (exitlab_arch::vector::GP, 0, at));
+    assert_eq!(r.accountant.all().reasons[&ExitReason::EptMisconfig].samples, 2);
+}
+
+/// RET to a non-canonical return address faults at the RET with RSP as
+/// it was (the pop does not commit), and CALL pushes nothing (SDM Vol. 2
+/// "RET", "CALL"); the simulated CPU runs both (no MMIO).
+#[test]
+fn near_branches_to_non_canonical_targets_fault_without_committing() {
+    let (r, at) = run_at(|a, at| {
+        a.mov(rax, 0x8000_0000_0000_0000u64)?;
+        a.push(rax)?;
+        a.mov(rbx, rsp)?;
+        a.set_label(at)?;
+        a.ret()
+    });
+    let Outcome::GuestError(GuestError::Exception(m)) = r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!((m.vector, m.rip, m.rsp), (exitlab_arch::vector::GP, at, r.regs.gpr[3]));
+    let (r, at) = run_at(|a, at| {
+        a.mov(rax, 0x8000_0000_0000_0000u64)?;
+        a.mov(rbx, rsp)?;
+        a.set_label(at)?;
+        a.call(rax)
+    });
+    let Outcome::GuestError(GuestError::Exception(m)) = r.outcome else { panic!("{:?}", r.outcome) };
+    assert_eq!((m.vector, m.rip, m.rsp), (exitlab_arch::vector::GP, at, r.regs.gpr[3]));
+}
+
+/// A non-canonical address through SS (an RSP- or RBP-based operand) is
+/// #SS(0), through any other segment #GP(0) (SDM Vol. 2, 64-bit mode
+/// exceptions; kvm-unit-tests' emulator64 `test_reg_noncanonical`, which
+/// QEMU 7.2 TCG fails with #GP).
+#[test]
+fn a_non_canonical_stack_access_is_a_stack_fault() {
+    for (base_is_rbp, vector) in [(true, exitlab_arch::vector::SS), (false, exitlab_arch::vector::GP)] {
+        let (r, at) = run_at(|a, at| {
+            a.mov(rax, 0x8000_0000_0000_0000u64)?;
+            a.mov(rbp, rsp)?;
+            a.set_label(at)?;
+            if base_is_rbp {
+                a.or(qword_ptr(rbp + rax), 0)
+            } else {
+                a.or(qword_ptr(rax), 0)
+            }
+        });
+        let Outcome::GuestError(GuestError::Exception(m)) = r.outcome else { panic!("{:?}", r.outcome) };
+        assert_eq!((m.vector, m.error_code, m.rip), (vector, 0, at));
+    }
+}
+
