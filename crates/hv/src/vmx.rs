@@ -243,6 +243,15 @@ pub trait VmxVcpu: Vcpu {
     /// What holds events off at the next instruction boundary.
     fn interruptibility(&mut self) -> Result<Interruptibility>;
 
+    /// Sets the guest interruptibility state (SDM 25.4.2), as an
+    /// instruction the VMM emulated leaves it (MOV SS: blocking by MOV SS).
+    fn set_interruptibility(&mut self, state: Interruptibility) -> Result<()>;
+
+    /// Sets the pending debug exceptions field (SDM 25.4.2; DR6's layout:
+    /// BS for a single step that blocking by MOV SS holds for one more
+    /// instruction).
+    fn set_pending_debug(&mut self, dr6: u64) -> Result<()>;
+
     /// The guest's CS (its DPL is the CPL; L says 64-bit code).
     fn code_segment(&mut self) -> Result<exitlab_arch::Segment>;
 

@@ -613,6 +613,17 @@ impl VmxVcpu for SimVcpu {
         Ok(Interruptibility { sti: c.sti_shadow, mov_ss: c.mov_ss_blocking, nmi: c.nmi_blocked })
     }
 
+    fn set_interruptibility(&mut self, state: Interruptibility) -> Result<()> {
+        let c = &mut self.core;
+        (c.sti_shadow, c.mov_ss_blocking, c.nmi_blocked) = (state.sti, state.mov_ss, state.nmi);
+        Ok(())
+    }
+
+    fn set_pending_debug(&mut self, dr6: u64) -> Result<()> {
+        self.core.pending_dbg = dr6;
+        Ok(())
+    }
+
     fn code_segment(&mut self) -> Result<exitlab_arch::Segment> {
         Ok(*self.core.cs())
     }

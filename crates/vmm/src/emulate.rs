@@ -12,7 +12,8 @@
 //! divide, the stack and near branches, the string instructions with REP
 //! (up to [`REP_CHUNK`] elements per exit; RIP stays on the instruction
 //! until RCX runs out, so a hostile count cannot hold the VMM), segment
-//! loads through the guest-state area, and the SSE and MMX moves (MOVAPS,
+//! loads through the guest-state area, INS and OUTS (their ports through
+//! the port bus), and the SSE and MMX moves (MOVAPS,
 //! MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases), whose XMM and
 //! MMX registers it reads from the vCPU's XSAVE area and writes back. An
 //! exception the instruction raises goes back in [`Emulated::fault`] for
@@ -25,9 +26,12 @@ use crate::walk::{walk, GuestPaging};
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
 use exitlab_arch::bits::{cr0, efer, rflags};
 use exitlab_arch::Regs;
+use exitlab_guest::layout;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
 use exitlab_x86::fp::xsave::{self as img, FpuState, SaveOp, XCR0_SUPPORTED};
-use exitlab_x86::{lower, mask, DescriptorTableKind, Exception, Flags, Kind, Mode, Op, Seg, Size, SystemSegment};
+use exitlab_x86::{
+    lower, mask, DescriptorTableKind, Exception, Flags, Kind, Mode, Op, PortIo, Seg, Size, SystemSegment,
+};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 
 #[cfg(feature = "test-support")]
@@ -60,6 +64,9 @@ pub struct Emulated {
     /// still at the instruction; what it committed before the fault (a
     /// REP string's earlier elements) stays.
     pub fault: Option<Exception>,
+    /// The instruction loaded SS (MOV SS, POP SS): events wait one more
+    /// instruction (blocking by MOV SS).
+    pub mov_ss: bool,
 }
 
 /// Why the VMM could not emulate the instruction (a guest error).
@@ -131,6 +138,8 @@ fn emulated(kind: Kind) -> bool {
             | Ltr
             | Lldt
             | MovToSeg
+            | MovFromSeg
+            | PushSeg
             | PopSeg
             | LoadFar
             | JmpFar
@@ -141,6 +150,8 @@ fn emulated(kind: Kind) -> bool {
             | Lods
             | Cmps
             | Scas
+            | Ins
+            | Outs
     ) || matches!(kind, Sse(v) if v.is_plain_move())
 }
 
@@ -189,7 +200,9 @@ impl View {
 struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     vm: &'a V,
     vcpu: &'a mut C,
+    /// The MMIO bus, and the port bus INS and OUTS reach.
     bus: &'a mut Bus,
+    ports: &'a mut Bus,
     ctx: &'a mut DeviceCtx<'c>,
     regs: Regs,
     flags: Flags,
@@ -291,6 +304,19 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
 
     fn device(&self, gpa: u64) -> Option<Hit> {
         self.bus.find(gpa)
+    }
+
+    /// The device on `port` for INS/OUTS. A port with none reads all ones
+    /// and drops writes, as at an IO_INSTRUCTION exit; the VMM's own
+    /// protocol ports (debug exit, report, marker) end a run there, which
+    /// an emulated string instruction cannot, so it is refused.
+    fn port_device(&mut self, port: u16) -> Result<Option<Hit>, CannotEmulate> {
+        self.done.work.device_ops += 1;
+        let hit = self.ports.find(u64::from(port));
+        if hit.is_none() && [layout::PORT_DEBUG_EXIT, layout::PORT_REPORT, layout::PORT_MARKER].contains(&port) {
+            return Err(CannotEmulate(format!("{} reaches the VMM's protocol port {port:#x}", self.text())));
+        }
+        Ok(hit)
     }
 
     fn note_device(&mut self, gpa: u64, size: u8, is_write: bool, data: u64, slot: Option<usize>) {
@@ -454,6 +480,32 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
         }
     }
 
+    /// INS's element from the port bus (the CPU's exit for the port came
+    /// first; this reads the port once more, as the instruction runs again
+    /// here whole).
+    fn port_in(&mut self, _op: &Op, io: PortIo) -> Result<u64, CannotEmulate> {
+        let n = usize::from(io.size).clamp(1, 4);
+        let mut b = [0xffu8; 8];
+        if let Some(hit) = self.port_device(io.port)? {
+            self.ports.read(hit, &mut b[..n], self.ctx);
+        }
+        Ok(u64::from_le_bytes(b) & mask(io.size))
+    }
+
+    /// OUTS's element to the port bus.
+    fn port_out(&mut self, _op: &Op, io: PortIo, v: u64) -> Result<(), CannotEmulate> {
+        let n = usize::from(io.size).clamp(1, 4);
+        if let Some(hit) = self.port_device(io.port)? {
+            self.ports.write(hit, &v.to_le_bytes()[..n], self.ctx);
+        }
+        Ok(())
+    }
+
+    /// MOV SS or POP SS completed: the VMM sets blocking by MOV SS.
+    fn ss_load_shadow(&mut self) {
+        self.done.mov_ss = true;
+    }
+
     /// Each element a string instruction moves is copied bytes.
     fn string_element(&mut self, op: &Op) {
         self.done.work.bytes_copied += u32::from(op.size);
@@ -490,6 +542,7 @@ fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<I
 pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     vm: &V,
     vcpu: &mut C,
+    ports: &mut Bus,
     bus: &mut Bus,
     ctx: &mut DeviceCtx<'_>,
 ) -> Result<Result<Emulated, CannotEmulate>, VmmError> {
@@ -506,6 +559,7 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         vm,
         vcpu,
         bus,
+        ports,
         ctx,
         regs,
         flags,

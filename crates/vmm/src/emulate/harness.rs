@@ -36,6 +36,9 @@ pub const DATA_LEN: usize = 0x2000;
 pub const ANSWERING: u64 = 0xd000_0000;
 /// A real device model (the MMIO scratch register) next to it.
 pub const SCRATCH: u64 = 0xd000_1000;
+/// The ports where an answering device serves INS and OUTS (a register
+/// of class 2 lands on them).
+pub const ANSWERING_PORTS: u16 = 0xe0;
 
 /// One input: what the guest's state and the devices' answers are.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -227,19 +230,22 @@ impl Harness {
         let answering = Answering { answers: case.answers.clone(), next: 0, written: Vec::new() };
         bus.insert("answering", ANSWERING, 0x1000, Box::new(answering)).expect("free range");
         bus.insert("mmio-scratch", SCRATCH, 0x1000, Box::new(MmioScratch::default())).expect("free range");
+        let mut ports = Bus::new();
+        let answering = Answering { answers: case.answers.clone(), next: 0, written: Vec::new() };
+        ports.insert("answering", u64::from(ANSWERING_PORTS), 4, Box::new(answering)).expect("free range");
         let before = vcpu.regs().expect("registers");
-        let result = self.emulate(&mut vcpu, &mut bus);
+        let result = self.emulate(&mut vcpu, &mut ports, &mut bus);
         let after = vcpu.regs().expect("registers");
         Outcome { before, after, result }
     }
 
-    fn emulate(&mut self, vcpu: &mut SimVcpu, bus: &mut Bus) -> Result<Emulated, CannotEmulate> {
+    fn emulate(&mut self, vcpu: &mut SimVcpu, ports: &mut Bus, bus: &mut Bus) -> Result<Emulated, CannotEmulate> {
         let mut faults = Vec::new();
         let memory = self.vm.guest_memory();
         let window = DmaWindow { start: 0, len: 0 };
         let mut dma = Checked { memory, window, source: SourceId(0), faults: &mut faults };
         let mut ctx = DeviceCtx::new(0, &mut dma);
-        match emulate_mmio(&self.vm, vcpu, bus, &mut ctx) {
+        match emulate_mmio(&self.vm, vcpu, ports, bus, &mut ctx) {
             Ok(r) => r,
             Err(e) => Err(CannotEmulate(format!("backend: {e}"))),
         }
