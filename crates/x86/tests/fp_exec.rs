@@ -672,3 +672,63 @@ fn x87_stack_underflow_and_overflow() {
     run(&mut c, |a| a.fldpi()).unwrap();
     assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (indefinite, 0x3a41));
 }
+
+/// FSCALE: ST(0) * 2^trunc(ST(1)), with its extremes: overflow to +inf
+/// (OE, PE, C1 for the rounding up), underflow to +0 (UE, PE), a zero
+/// keeps its sign, -inf scales a finite value to a zero of its sign, and
+/// 0 * 2^+inf is invalid (the indefinite). Reports: FEX-Emu PR #4085
+/// (FSCALE of zero must stay zero, with its sign), FEX-Emu PR #5447
+/// (FSCALE(0, +inf) raises IE and gives a QNaN), FEX-Emu issue #1584.
+#[test]
+fn fscale_extremes() {
+    let (inf, ninf) = (0x7ff0_0000_0000_0000u64, 0xfff0_0000_0000_0000u64);
+    let silicon: [(u64, u64, F80, u16); 7] = [
+        (0x3ff0_0000_0000_0000, 0x40f8_6a00_0000_0000, f80(0x7fff, 1 << 63), 0x3228),
+        (0x3ff0_0000_0000_0000, 0xc0f8_6a00_0000_0000, f80(0, 0), 0x3030),
+        (0x8000_0000_0000_0000, 0x4014_0000_0000_0000, f80(0x8000, 0), 0x3000),
+        (0, ninf, f80(0, 0), 0x3000),
+        (0xc000_0000_0000_0000, ninf, f80(0x8000, 0), 0x3000),
+        (0, inf, f80(0xffff, 0xc000_0000_0000_0000), 0x3001),
+        (0x4008_0000_0000_0000, 0x4007_3333_3333_3333, f80(0x4002, 0xc000_0000_0000_0000), 0x3000),
+    ];
+    for (x, s, want, sw) in silicon {
+        let mut c = flat();
+        c.gpr[3] = DATA;
+        c.write(Seg::Ds, DATA, 8, s).unwrap();
+        c.write(Seg::Ds, DATA + 8, 8, x).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx))).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx + 8))).unwrap();
+        run(&mut c, |a| a.fscale()).unwrap();
+        assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (want, sw), "{x:#x} scaled by {s:#x}");
+    }
+}
+
+/// PCMPISTRI/PCMPESTRI (equal ordered, unsigned bytes, imm8 0x0c): the
+/// index goes to ECX zero-extended into RCX; explicit lengths saturate at
+/// 16 in magnitude. The needle "ReflectiveLoader" is found at 1 in
+/// "_ReflectiveLoader@4" (CF). Reports: Unicorn issue #1874 / Qiling
+/// issue #1374 (that search gave 16), FEX-Emu PR #2750 (RCX's upper half
+/// kept).
+#[test]
+fn pcmpxstri_index_and_lengths() {
+    let mut c = flat();
+    c.gpr[1] = u64::MAX;
+    c.gpr[3] = DATA;
+    c.fpu.xmm[0] = 0x7265_6461_6f4c_6576_6974_6365_6c66_6552;
+    for (i, b) in b"_ReflectiveLoader@4\0".iter().enumerate() {
+        c.write(Seg::Ds, DATA + i as u64, 1, u64::from(*b)).unwrap();
+    }
+    run(&mut c, |a| a.pcmpistri(xmm0, xmmword_ptr(rbx), 0x0c)).unwrap();
+    assert_eq!((c.gpr[1], c.flags.bits() & 0x8d5), (1, 0x001));
+    // "abc" in "xyabcz": EAX = 3 and EDX = 100 (saturates), then EAX = -3
+    // and EDX = 6 (ZF: the haystack is shorter than 16).
+    c.fpu.xmm[0] = 0x63_6261;
+    c.fpu.xmm[1] = 0x7a63_6261_7978;
+    for (len_a, len_b, flags) in [(3u64, 100u64, 0x081), ((-3i64) as u64, 6, 0x0c1)] {
+        c.gpr[0] = len_a;
+        c.gpr[2] = len_b;
+        c.gpr[1] = u64::MAX;
+        run(&mut c, |a| a.pcmpestri(xmm0, xmm1, 0x0c)).unwrap();
+        assert_eq!((c.gpr[1], c.flags.bits() & 0x8d5), (2, flags), "EAX {len_a:#x} EDX {len_b:#x}");
+    }
+}
