@@ -187,6 +187,22 @@ pub trait VmxVcpu: Vcpu {
     /// needs to decode and address in the guest's mode.
     fn segment(&mut self, sreg: u8) -> Result<exitlab_arch::Segment>;
 
+    /// Loads guest segment register `sreg` (selector and hidden part, which
+    /// the VMM's emulator has checked against its descriptor) into the
+    /// guest-state area: a far JMP through MMIO, MOV SS from MMIO.
+    fn set_segment(&mut self, sreg: u8, s: exitlab_arch::Segment) -> Result<()>;
+
+    /// The guest's TR (`tr`) or LDTR with its hidden part (SDM Vol. 3C
+    /// 25.4.1), for the emulator's LTR and LLDT.
+    fn system_segment(&mut self, tr: bool) -> Result<exitlab_arch::Segment>;
+
+    /// Loads TR (`tr`) or LDTR.
+    fn set_system_segment(&mut self, tr: bool, s: exitlab_arch::Segment) -> Result<()>;
+
+    /// The guest's GDTR, or IDTR with `idt` (SDM Vol. 3C 25.4.3): where the
+    /// emulator reads the descriptors a segment load names.
+    fn descriptor_table(&mut self, idt: bool) -> Result<exitlab_arch::DescriptorTable>;
+
     /// Writes a guest control register (CR0, CR2, CR3, CR4, CR8).
     fn write_cr(&mut self, n: u8, value: u64) -> Result<()>;
 
@@ -226,6 +242,15 @@ pub trait VmxVcpu: Vcpu {
 
     /// What holds events off at the next instruction boundary.
     fn interruptibility(&mut self) -> Result<Interruptibility>;
+
+    /// Sets the guest interruptibility state (SDM 25.4.2), as an
+    /// instruction the VMM emulated leaves it (MOV SS: blocking by MOV SS).
+    fn set_interruptibility(&mut self, state: Interruptibility) -> Result<()>;
+
+    /// Sets the pending debug exceptions field (SDM 25.4.2; DR6's layout:
+    /// BS for a single step that blocking by MOV SS holds for one more
+    /// instruction).
+    fn set_pending_debug(&mut self, dr6: u64) -> Result<()>;
 
     /// The guest's CS (its DPL is the CPL; L says 64-bit code).
     fn code_segment(&mut self) -> Result<exitlab_arch::Segment>;

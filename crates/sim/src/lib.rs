@@ -518,6 +518,31 @@ impl VmxVcpu for SimVcpu {
             .ok_or_else(|| HvError::Backend(format!("no segment register {sreg}")))
     }
 
+    fn set_segment(&mut self, sreg: u8, s: exitlab_arch::Segment) -> Result<()> {
+        if sreg > 5 {
+            return Err(HvError::Backend(format!("no segment register {sreg}")));
+        }
+        self.core.set_segment(exitlab_x86::Seg::from_number(sreg), s);
+        Ok(())
+    }
+
+    fn system_segment(&mut self, tr: bool) -> Result<exitlab_arch::Segment> {
+        Ok(if tr { self.core.tr } else { self.core.ldtr })
+    }
+
+    fn set_system_segment(&mut self, tr: bool, s: exitlab_arch::Segment) -> Result<()> {
+        if tr {
+            self.core.tr = s;
+        } else {
+            self.core.ldtr = s;
+        }
+        Ok(())
+    }
+
+    fn descriptor_table(&mut self, idt: bool) -> Result<exitlab_arch::DescriptorTable> {
+        Ok(if idt { self.core.idtr } else { self.core.gdtr })
+    }
+
     /// The guest's CR`n` as a VMM completing a trapped MOV to CR sets it:
     /// with its architectural effects (EFER.LMA with paging, PAE's PDPTEs,
     /// the TLB), as KVM's `kvm_set_cr0`/`kvm_set_cr4` apply them.
@@ -587,6 +612,17 @@ impl VmxVcpu for SimVcpu {
     fn interruptibility(&mut self) -> Result<Interruptibility> {
         let c = &self.core;
         Ok(Interruptibility { sti: c.sti_shadow, mov_ss: c.mov_ss_blocking, nmi: c.nmi_blocked })
+    }
+
+    fn set_interruptibility(&mut self, state: Interruptibility) -> Result<()> {
+        let c = &mut self.core;
+        (c.sti_shadow, c.mov_ss_blocking, c.nmi_blocked) = (state.sti, state.mov_ss, state.nmi);
+        Ok(())
+    }
+
+    fn set_pending_debug(&mut self, dr6: u64) -> Result<()> {
+        self.core.pending_dbg = dr6;
+        Ok(())
     }
 
     fn code_segment(&mut self) -> Result<exitlab_arch::Segment> {

@@ -7,23 +7,31 @@
 //! APIC. Everything it does is counted as handler work for the cost model:
 //! bytes decoded, page walks, device register operations, bytes copied.
 //!
-//! It emulates the forms a driver's register access takes: MOV, MOVZX,
-//! MOVSX, the ALU read-modify-writes, XCHG, MOVS/STOS with REP (up to
-//! [`REP_CHUNK`] elements per exit; RIP stays on the instruction until RCX
-//! runs out, so a hostile count cannot hold the VMM), and the SSE and MMX
-//! moves (MOVAPS, MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases),
-//! whose XMM and MMX registers it reads from the vCPU's XSAVE area and
-//! writes back. Anything else is a guest error naming the instruction.
+//! It emulates the forms whose memory operand or stack can be MMIO (see
+//! `emulated`): the moves, ALU and bit read-modify-writes, multiply and
+//! divide, the stack and near branches, the string instructions with REP
+//! (up to [`REP_CHUNK`] elements per exit; RIP stays on the instruction
+//! until RCX runs out, so a hostile count cannot hold the VMM), segment
+//! loads through the guest-state area, INS and OUTS (their ports through
+//! the port bus), and the SSE and MMX moves (MOVAPS,
+//! MOVUPS, MOVDQA, MOVDQU, MOVD, MOVQ and their aliases), whose XMM and
+//! MMX registers it reads from the vCPU's XSAVE area and writes back. An
+//! exception the instruction raises goes back in [`Emulated::fault`] for
+//! the VMM to inject. Anything else is a guest error naming the
+//! instruction.
 
 use crate::bus::{Bus, DeviceCtx, Hit};
 use crate::error::VmmError;
 use crate::walk::{walk, GuestPaging};
 use exitlab_arch::bits::apic::DEFAULT_BASE as APIC_BASE;
-use exitlab_arch::bits::{efer, rflags};
+use exitlab_arch::bits::{cr0, efer, rflags};
 use exitlab_arch::Regs;
+use exitlab_guest::layout;
 use exitlab_hv::{HandlerWork, Vm, VmxVcpu};
 use exitlab_x86::fp::xsave::{self as img, FpuState, SaveOp, XCR0_SUPPORTED};
-use exitlab_x86::{lower, mask, Exception, Flags, Kind, Op, Seg, Size};
+use exitlab_x86::{
+    lower, mask, DescriptorTableKind, Exception, Flags, Kind, Mode, Op, PortIo, Seg, Size, SystemSegment,
+};
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 
 #[cfg(feature = "test-support")]
@@ -50,19 +58,33 @@ pub struct DeviceAccess {
 pub struct Emulated {
     pub work: HandlerWork,
     pub device: Option<DeviceAccess>,
+    /// The exception the instruction raised, for the VMM to deliver to
+    /// the guest, as KVM's emulator injects the faults it finds (a #DE of
+    /// a DIV whose divisor is MMIO, a #GP of a misaligned MOVAPS). RIP is
+    /// still at the instruction; what it committed before the fault (a
+    /// REP string's earlier elements) stays.
+    pub fault: Option<Exception>,
+    /// The instruction loaded SS (MOV SS, POP SS): events wait one more
+    /// instruction (blocking by MOV SS).
+    pub mov_ss: bool,
 }
 
 /// Why the VMM could not emulate the instruction (a guest error).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CannotEmulate(pub String);
 
-/// Whether the emulator takes instructions of `kind`.
+/// Whether the emulator takes instructions of `kind`: the ones whose
+/// memory operand (or stack) can be MMIO and whose semantics need only
+/// registers, memory, CR0 and the x87/SSE state. kvm-unit-tests'
+/// emulator test runs each of them against MMIO (x86/emulator.c,
+/// emulator64.c).
 fn emulated(kind: Kind) -> bool {
     use Kind::*;
     matches!(
         kind,
         Mov | Movzx
             | Movsx
+            | Movbe
             | Add
             | Adc
             | Sub
@@ -77,20 +99,66 @@ fn emulated(kind: Kind) -> bool {
             | Neg
             | Not
             | Xchg
+            | Xadd
+            | Cmpxchg
+            | Cmov
+            | Setcc
+            | Shl
+            | Shr
+            | Sar
+            | Rol
+            | Ror
+            | Rcl
+            | Rcr
+            | Shld
+            | Shrd
+            | Imul2
+            | Imul3
+            | Mul
+            | Imul1
+            | Div
+            | Idiv
+            | Bt
+            | Bts
+            | Btr
+            | Btc
+            | Bsf
+            | Bsr
+            | Popcnt
+            | Tzcnt
+            | Lzcnt
+            | Push
+            | Pop
+            | Leave
+            | Enter
+            | Call
+            | Ret
+            | Jmp
+            | Smsw
+            | Ltr
+            | Lldt
+            | MovToSeg
+            | MovFromSeg
+            | PushSeg
+            | PopSeg
+            | LoadFar
+            | JmpFar
+            | CallFar
+            | RetFar
             | Movs
             | Stos
+            | Lods
+            | Cmps
+            | Scas
+            | Ins
+            | Outs
     ) || matches!(kind, Sse(v) if v.is_plain_move())
 }
 
-/// The guest as the executor sees it during one emulation.
-struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
-    vm: &'a V,
-    vcpu: &'a mut C,
-    bus: &'a mut Bus,
-    ctx: &'a mut DeviceCtx<'c>,
-    regs: Regs,
-    flags: Flags,
-    paging: GuestPaging,
+/// What the segment registers (with CR0, EFER and RFLAGS.VM) make of the
+/// guest's mode (SDM Vol. 3A 2.2).
+#[derive(Clone, Copy)]
+struct View {
     /// The segment bases an offset adds (in 64-bit mode FS's and GS's
     /// only) and whether linear addresses wrap at 4 GiB (outside 64-bit
     /// mode). The CPU checked the limits before the access exited.
@@ -98,6 +166,50 @@ struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
     wrap32: bool,
     /// The decoder's mode: 16, 32 or 64.
     bits: u32,
+    mode: Mode,
+    /// CS.RPL, and the stack's address size (SS.B outside 64-bit mode).
+    cpl: u8,
+    stack_size: Size,
+}
+
+impl View {
+    fn of(segs: &[exitlab_arch::Segment; 6], paging: &GuestPaging, rf: u64) -> View {
+        let (cs, ss) = (segs[Seg::Cs as usize], segs[Seg::Ss as usize]);
+        let lma = paging.efer & efer::LMA != 0;
+        let long = lma && cs.l;
+        let mode = match () {
+            _ if long => Mode::Long,
+            _ if lma => Mode::Compatibility,
+            _ if paging.cr0 & cr0::PE == 0 => Mode::Real,
+            _ if rf & rflags::VM != 0 => Mode::Virtual8086,
+            _ => Mode::Protected,
+        };
+        let mut bases = segs.map(|s| s.base);
+        if long {
+            bases[..4].fill(0);
+        }
+        let (bits, stack_size) = match (long, cs.db, ss.db) {
+            (true, _, _) => (64, 8),
+            (false, d, b) => (if d { 32 } else { 16 }, if b { 4 } else { 2 }),
+        };
+        View { bases, wrap32: !long, bits, mode, cpl: (cs.selector & 3) as u8, stack_size }
+    }
+}
+
+/// The guest as the executor sees it during one emulation.
+struct Emulator<'a, 'c, V: Vm, C: VmxVcpu + ?Sized> {
+    vm: &'a V,
+    vcpu: &'a mut C,
+    /// The MMIO bus, and the port bus INS and OUTS reach.
+    bus: &'a mut Bus,
+    ports: &'a mut Bus,
+    ctx: &'a mut DeviceCtx<'c>,
+    regs: Regs,
+    flags: Flags,
+    paging: GuestPaging,
+    /// The segment registers, and what they make of the mode.
+    segs: [exitlab_arch::Segment; 6],
+    view: View,
     /// The instruction, for messages.
     instruction: Instruction,
     /// The vCPU's x87/MMX/SSE state, read on first use: (as read, as the
@@ -132,8 +244,8 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
 
     /// The linear address of `offset` in `seg`.
     fn linear(&mut self, seg: Seg, offset: u64) -> u64 {
-        let lin = offset.wrapping_add(self.bases[seg as usize]);
-        if self.wrap32 {
+        let lin = offset.wrapping_add(self.view.bases[seg as usize]);
+        if self.view.wrap32 {
             lin & 0xffff_ffff
         } else {
             lin
@@ -194,6 +306,19 @@ impl<V: Vm, C: VmxVcpu + ?Sized> Emulator<'_, '_, V, C> {
         self.bus.find(gpa)
     }
 
+    /// The device on `port` for INS/OUTS. A port with none reads all ones
+    /// and drops writes, as at an IO_INSTRUCTION exit; the VMM's own
+    /// protocol ports (debug exit, report, marker) end a run there, which
+    /// an emulated string instruction cannot, so it is refused.
+    fn port_device(&mut self, port: u16) -> Result<Option<Hit>, CannotEmulate> {
+        self.done.work.device_ops += 1;
+        let hit = self.ports.find(u64::from(port));
+        if hit.is_none() && [layout::PORT_DEBUG_EXIT, layout::PORT_REPORT, layout::PORT_MARKER].contains(&port) {
+            return Err(CannotEmulate(format!("{} reaches the VMM's protocol port {port:#x}", self.text())));
+        }
+        Ok(hit)
+    }
+
     fn note_device(&mut self, gpa: u64, size: u8, is_write: bool, data: u64, slot: Option<usize>) {
         self.done.work.device_ops += 1;
         if self.done.device.is_none() {
@@ -246,13 +371,33 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
     }
 
     /// Guest memory is reached through the guest's own tables with no
-    /// permission check, so the privilege level does not matter here.
+    /// permission check (the CPU checked the access before it exited);
+    /// the privilege level is for the executor's own checks (UMIP).
     fn cpl(&self) -> u8 {
-        0
+        self.view.cpl
+    }
+
+    fn mode(&self) -> Mode {
+        self.view.mode
+    }
+
+    fn stack_address_size(&self) -> Size {
+        self.view.stack_size
     }
 
     fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, CannotEmulate> {
         let lin = self.linear(seg, offset);
+        self.read_linear(lin, size, false)
+    }
+
+    fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), CannotEmulate> {
+        let lin = self.linear(seg, offset);
+        self.write_linear(lin, size, v, false)
+    }
+
+    /// Through the guest's tables like every access here: the CPU checked
+    /// the privilege of the access that exited.
+    fn read_linear(&mut self, lin: u64, size: Size, _user: bool) -> Result<u64, CannotEmulate> {
         let [(gpa, n), (gpa2, rest)] = self.pieces(lin, size)?;
         let mut v = self.read_piece(gpa, n)?;
         if rest > 0 {
@@ -261,8 +406,7 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
         Ok(v)
     }
 
-    fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), CannotEmulate> {
-        let lin = self.linear(seg, offset);
+    fn write_linear(&mut self, lin: u64, size: Size, v: u64, _user: bool) -> Result<(), CannotEmulate> {
         let [(gpa, n), (gpa2, rest)] = self.pieces(lin, size)?;
         self.write_piece(gpa, n, v)?;
         if rest > 0 {
@@ -271,9 +415,38 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
         Ok(())
     }
 
+    fn segment(&mut self, s: Seg) -> Result<exitlab_arch::Segment, CannotEmulate> {
+        Ok(self.segs[s as usize])
+    }
+
+    /// Straight into the guest-state area (the executor has checked the
+    /// descriptor); a CS or SS load changes the mode the rest of the
+    /// instruction sees.
+    fn set_segment(&mut self, s: Seg, v: exitlab_arch::Segment) -> Result<(), CannotEmulate> {
+        self.vcpu.set_segment(s as u8, v).map_err(|e| CannotEmulate(e.to_string()))?;
+        self.segs[s as usize] = v;
+        self.view = View::of(&self.segs, &self.paging, self.regs.rflags);
+        Ok(())
+    }
+
+    fn system_segment(&mut self, s: SystemSegment) -> Result<exitlab_arch::Segment, CannotEmulate> {
+        self.vcpu.system_segment(s == SystemSegment::Tr).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    fn set_system_segment(&mut self, s: SystemSegment, v: exitlab_arch::Segment) -> Result<(), CannotEmulate> {
+        self.vcpu.set_system_segment(s == SystemSegment::Tr, v).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    fn descriptor_table(&mut self, which: DescriptorTableKind) -> Result<exitlab_arch::DescriptorTable, CannotEmulate> {
+        self.vcpu.descriptor_table(which == DescriptorTableKind::Idt).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    /// The exception is the guest's: `emulate_mmio` returns it in
+    /// [`Emulated::fault`] for the VMM to inject.
     fn exception(&mut self, e: Exception) -> CannotEmulate {
+        self.done.fault = Some(e);
         let name = exitlab_arch::vector::mnemonic(e.vector).unwrap_or("an exception");
-        CannotEmulate(format!("{} raises {name}, which the VMM's emulator does not deliver", self.text()))
+        CannotEmulate(format!("{} raises {name}", self.text()))
     }
 
     fn unsupported(&mut self) -> CannotEmulate {
@@ -282,6 +455,15 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
 
     fn cr(&mut self, n: u8) -> Result<u64, CannotEmulate> {
         self.vcpu.read_cr(n).map_err(|e| CannotEmulate(e.to_string()))
+    }
+
+    /// SMSW's CR0 (the only CR read the emulator takes; MOV from CR
+    /// never touches memory).
+    fn mov_from_cr(&mut self, _op: &Op, n: u8) -> Result<u64, CannotEmulate> {
+        if n != 0 {
+            return Err(self.unsupported());
+        }
+        self.cr(0)
     }
 
     fn fpu(&mut self) -> Result<&mut FpuState, CannotEmulate> {
@@ -296,6 +478,32 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
             Some((_, now)) => Ok(now),
             None => Err(CannotEmulate("no x87/SSE state".into())),
         }
+    }
+
+    /// INS's element from the port bus (the CPU's exit for the port came
+    /// first; this reads the port once more, as the instruction runs again
+    /// here whole).
+    fn port_in(&mut self, _op: &Op, io: PortIo) -> Result<u64, CannotEmulate> {
+        let n = usize::from(io.size).clamp(1, 4);
+        let mut b = [0xffu8; 8];
+        if let Some(hit) = self.port_device(io.port)? {
+            self.ports.read(hit, &mut b[..n], self.ctx);
+        }
+        Ok(u64::from_le_bytes(b) & mask(io.size))
+    }
+
+    /// OUTS's element to the port bus.
+    fn port_out(&mut self, _op: &Op, io: PortIo, v: u64) -> Result<(), CannotEmulate> {
+        let n = usize::from(io.size).clamp(1, 4);
+        if let Some(hit) = self.port_device(io.port)? {
+            self.ports.write(hit, &v.to_le_bytes()[..n], self.ctx);
+        }
+        Ok(())
+    }
+
+    /// MOV SS or POP SS completed: the VMM sets blocking by MOV SS.
+    fn ss_load_shadow(&mut self) {
+        self.done.mov_ss = true;
     }
 
     /// Each element a string instruction moves is copied bytes.
@@ -320,7 +528,7 @@ fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<I
         bytes.extend_from_slice(&chunk);
         at = at.wrapping_add(room as u64);
     }
-    let i = Decoder::with_ip(e.bits, &bytes, rip, DecoderOptions::NONE).decode();
+    let i = Decoder::with_ip(e.view.bits, &bytes, rip, DecoderOptions::NONE).decode();
     if i.is_invalid() {
         return Err(CannotEmulate(format!("undecodable bytes at {rip:#x}")));
     }
@@ -334,6 +542,7 @@ fn fetch<V: Vm, C: VmxVcpu + ?Sized>(e: &mut Emulator<'_, '_, V, C>) -> Result<I
 pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     vm: &V,
     vcpu: &mut C,
+    ports: &mut Bus,
     bus: &mut Bus,
     ctx: &mut DeviceCtx<'_>,
 ) -> Result<Result<Emulated, CannotEmulate>, VmmError> {
@@ -343,31 +552,20 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
     for (n, s) in segs.iter_mut().enumerate() {
         *s = vcpu.segment(n as u8)?;
     }
-    let long = paging.efer & efer::LMA != 0 && segs[Seg::Cs as usize].l;
-    let bits = if long {
-        64
-    } else if segs[Seg::Cs as usize].db {
-        32
-    } else {
-        16
-    };
-    let mut bases = segs.map(|s| s.base);
-    if long {
-        bases[..4].fill(0);
-    }
+    let view = View::of(&segs, &paging, regs.rflags);
     let flags = Flags::known(regs.rflags & rflags::STATUS);
     let instruction = Instruction::default();
     let mut e = Emulator {
         vm,
         vcpu,
         bus,
+        ports,
         ctx,
         regs,
         flags,
         paging,
-        bases,
-        wrap32: !long,
-        bits,
+        segs,
+        view,
         instruction,
         fpu: None,
         features: vm.capabilities().cpu_features,
@@ -386,6 +584,13 @@ pub fn emulate_mmio<V: Vm, C: VmxVcpu + ?Sized>(
         exitlab_x86::execute(&mut e, &op)
     })();
     match result {
+        Err(_) if e.done.fault.is_some() => {
+            // Registers as the fault left them (RIP at the instruction);
+            // the x87/SSE state is written only after the last access.
+            e.regs.rflags = (e.regs.rflags & !rflags::STATUS) | e.flags.bits();
+            e.vcpu.set_regs(&e.regs)?;
+            Ok(Ok(e.done))
+        }
         Ok(()) => {
             e.regs.rflags = (e.regs.rflags & !rflags::STATUS) | e.flags.bits();
             e.vcpu.set_regs(&e.regs)?;

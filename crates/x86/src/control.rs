@@ -14,10 +14,34 @@ use crate::reg::RCX;
 use crate::stack::{pop_value, push_value, set_stack_pointer, stack_pointer};
 use exitlab_arch::vector;
 
-/// CALL rel/r/m: pushes the return address.
+/// Whether a near branch at operand size `size` may go to `target`: a
+/// 64-bit target must be canonical, or the branch itself raises #GP(0)
+/// with RIP still on it (SDM Vol. 2 "JMP", "Jcc", "CALL", "RET", "LOOP",
+/// "JCXZ": 64-bit mode exceptions). Smaller sizes were masked, and only
+/// 64-bit mode has 8-byte near branches.
+#[inline(always)]
+fn reachable(size: u8, target: u64) -> bool {
+    size != 8 || ((target as i64) << 16 >> 16) as u64 == target
+}
+
+/// RIP = `target` for a near branch, or #GP(0) (see [`reachable`]).
+#[inline(always)]
+fn branch<C: Cpu>(c: &mut C, size: u8, target: u64) -> Result<(), C::Stop> {
+    if !reachable(size, target) {
+        return Err(c.exception(Exception::gp(0)));
+    }
+    c.set_rip(target);
+    Ok(())
+}
+
+/// CALL rel/r/m: pushes the return address (after the target's check,
+/// so a refused target pushes nothing).
 #[inline(always)]
 pub fn call<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let target = get(c, &op.a, op.size)?;
+    if !reachable(op.size, target) {
+        return Err(c.exception(Exception::gp(0)));
+    }
     let ret = c.rip().wrapping_add(u64::from(op.len)) & mask(op.size);
     push_value(c, ret, op.size)?;
     c.set_rip(target);
@@ -29,7 +53,13 @@ pub fn call<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 #[inline(always)]
 pub fn ret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let Opnd::Imm(extra) = op.a else { return Err(c.unsupported()) };
+    let before = stack_pointer(c);
     let target = pop_value(c, op.size)?;
+    if !reachable(op.size, target) {
+        // The fault leaves RSP as it was.
+        set_stack_pointer(c, before);
+        return Err(c.exception(Exception::gp(0)));
+    }
     let sp = stack_pointer(c).wrapping_add(extra);
     set_stack_pointer(c, sp);
     c.set_rip(target);
@@ -40,8 +70,7 @@ pub fn ret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 #[inline(always)]
 pub fn jmp<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let target = get(c, &op.a, op.size)?;
-    c.set_rip(target);
-    Ok(())
+    branch(c, op.size, target)
 }
 
 /// Jcc rel.
@@ -49,8 +78,7 @@ pub fn jmp<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 pub fn jcc<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     if c.flags().cond(Cond(op.cc)) {
         let target = get(c, &op.a, op.size)?;
-        c.set_rip(target);
-        Ok(())
+        branch(c, op.size, target)
     } else {
         next(c, op)
     }
@@ -63,8 +91,7 @@ pub fn jcc<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 pub fn jrcxz<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     if c.gpr(RCX) & mask(op.size2) == 0 {
         let target = get(c, &op.a, op.size)?;
-        c.set_rip(target);
-        Ok(())
+        branch(c, op.size, target)
     } else {
         next(c, op)
     }
@@ -75,7 +102,6 @@ pub fn jrcxz<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
 #[inline(never)]
 pub fn loop_<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let count = (c.gpr(RCX) & mask(op.size2)).wrapping_sub(1) & mask(op.size2);
-    set_reg(c, RCX, op.size2, count);
     let zf = c.flags().zf();
     let taken = count != 0
         && match op.kind {
@@ -84,10 +110,16 @@ pub fn loop_<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
             _ => true,
         };
     if taken {
+        // A refused target faults with the count as it was.
         let target = get(c, &op.a, op.size)?;
+        if !reachable(op.size, target) {
+            return Err(c.exception(Exception::gp(0)));
+        }
+        set_reg(c, RCX, op.size2, count);
         c.set_rip(target);
         Ok(())
     } else {
+        set_reg(c, RCX, op.size2, count);
         next(c, op)
     }
 }

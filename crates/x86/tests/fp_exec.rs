@@ -479,3 +479,256 @@ fn sse_forms_with_an_mmx_operand_enter_mmx_mode() {
     run(&mut c, |a| a.cvtpd2pi(mm3, xmm10)).unwrap();
     assert_eq!((c.fpu.x87.top, c.fpu.x87.valid, c.fpu.x87.mm(3)), (0, 0xff, 7 << 32 | 2));
 }
+
+// ---- Held-back cases: published emulator bug reports about SSE and x87
+// corners (issue 13). Each expected value was measured on this host's CPU
+// with a small C program (inline assembly, the result, MXCSR and the x87
+// status word read back), and each test names the report it comes from.
+
+fn put80(c: &mut Flat, at: u64, v: F80) {
+    c.write(Seg::Ds, at, 8, v.sig).unwrap();
+    c.write(Seg::Ds, at + 8, 2, u64::from(v.se)).unwrap();
+}
+
+fn f80(se: u16, sig: u64) -> F80 {
+    F80 { se, sig }
+}
+
+/// One instruction, to assemble where the test runs it.
+type Insn = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+
+/// CVTTSD2SI/CVTTSS2SI/CVTSS2SI out of range: the integer indefinite with
+/// IE (masked), and a 32-bit destination clears RAX's upper half. Reports:
+/// Boxedwine PR #1 and SIMDe PR #693 (the overflow must give 0x80000000,
+/// not a truncation), Ghidra issue #8004 (the upper 32 bits are cleared).
+#[test]
+fn float_to_integer_overflow_is_the_integer_indefinite() {
+    let cases: [(u128, Insn, u64); 3] = [
+        // 2^31 as a double; RAX held 0x1111_1111_1111_1111.
+        (0x41e0_0000_0000_0000, |a| a.cvttsd2si(eax, xmm0), 0x8000_0000),
+        // -2147483904.0f, just below i32::MIN.
+        (0xcf00_0001, |a| a.cvttss2si(eax, xmm0), 0x8000_0000),
+        // 1e19f, above i64::MAX.
+        (0x5f0a_c723, |a| a.cvtss2si(rax, xmm0), 0x8000_0000_0000_0000),
+    ];
+    for (src, insn, want) in cases {
+        let mut c = flat();
+        c.gpr[0] = 0x1111_1111_1111_1111;
+        c.fpu.xmm[0] = src;
+        run(&mut c, insn).unwrap();
+        assert_eq!((c.gpr[0], c.fpu.mxcsr.0), (want, 0x1f81), "{src:#x}");
+    }
+}
+
+/// MAXSS/MINSS return the second operand when either is a NaN (a QNaN
+/// too raises IE: they are signalling comparisons) and when both are
+/// zeros of either sign; an SNaN second operand comes back unquieted.
+/// Report: box64 PR #3486 (`_mm_max_ss(1.0f, NAN)` must give the NaN).
+#[test]
+fn maxss_minss_return_the_second_operand_on_nan_and_zeros() {
+    let (max, min): (Insn, Insn) = (|a| a.maxss(xmm0, xmm1), |a| a.minss(xmm0, xmm1));
+    let silicon: [(Insn, u32, u32, u32, u32); 7] = [
+        (max, 0x3f80_0000, 0x7fc0_0001, 0x7fc0_0001, 0x1f81),
+        (max, 0x7fc0_0001, 0x3f80_0000, 0x3f80_0000, 0x1f81),
+        (min, 0x0000_0000, 0x8000_0000, 0x8000_0000, 0x1f80),
+        (min, 0x8000_0000, 0x0000_0000, 0x0000_0000, 0x1f80),
+        (max, 0x8000_0000, 0x0000_0000, 0x0000_0000, 0x1f80),
+        (min, 0x7f80_0001, 0x3f80_0000, 0x3f80_0000, 0x1f81),
+        (max, 0x3f80_0000, 0x7f80_0001, 0x7f80_0001, 0x1f81),
+    ];
+    for (insn, a, b, want, mxcsr) in silicon {
+        let mut c = flat();
+        c.fpu.xmm[0] = u128::from(a) | 0xdead_beef << 64;
+        c.fpu.xmm[1] = u128::from(b);
+        run(&mut c, insn).unwrap();
+        assert_eq!(c.fpu.xmm[0], u128::from(want) | 0xdead_beef << 64, "{a:#x}, {b:#x}");
+        assert_eq!(c.fpu.mxcsr.0, mxcsr, "{a:#x}, {b:#x}");
+    }
+}
+
+/// PSHUFB: an index byte with bit 7 set gives 0; otherwise bits 3:0 pick
+/// the byte (XMM) or bits 2:0 (MMX). Report: remill issue #441 (one
+/// template for both widths).
+#[test]
+fn pshufb_zeroes_on_the_high_bit_and_masks_the_index_by_width() {
+    let mut c = flat();
+    c.fpu.xmm[1] = 0x1f1e_1d1c_1b1a_1918_1716_1514_1312_1110;
+    c.fpu.xmm[2] = 0x3e00_0000_0000_0000_8f42_01ff_7f1f_0f80;
+    run(&mut c, |a| a.pshufb(xmm1, xmm2)).unwrap();
+    assert_eq!(c.fpu.xmm[1], 0x1e10_1010_1010_1010_0012_1100_1f1f_1f00);
+    c.gpr[3] = DATA;
+    c.write(Seg::Ds, DATA, 8, 0x2726_2524_2322_2120).unwrap();
+    c.write(Seg::Ds, DATA + 8, 8, 0x000f_807f_091f_0887).unwrap();
+    run(&mut c, |a| a.movq(mm0, qword_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.pshufb(mm0, qword_ptr(rbx + 8))).unwrap();
+    run(&mut c, |a| a.movq(qword_ptr(rbx + 16), mm0)).unwrap();
+    assert_eq!(c.read(Seg::Ds, DATA + 16, 8).unwrap(), 0x2027_0027_2127_2000);
+}
+
+/// FXTRACT of -0.0: ST(0) = -0, ST(1) = -inf, ZE (SDM Vol. 2 FXTRACT);
+/// of the smallest denormal: exponent -16445, significand 1.0, DE.
+/// Report: FEX-Emu PR #4093 (FXTRACT of +-0.0).
+#[test]
+fn fxtract_of_zero_and_denormal() {
+    let mut c = flat();
+    c.gpr[3] = DATA;
+    c.write(Seg::Ds, DATA, 8, 0x8000_0000_0000_0000).unwrap();
+    run(&mut c, |a| a.fld(qword_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.fxtract()).unwrap();
+    let x = &c.fpu.x87;
+    assert_eq!((x.st(0), x.st(1), x.status_word()), (f80(0x8000, 0), f80(0xffff, 1 << 63), 0x3004));
+    let mut c = flat();
+    c.gpr[3] = DATA;
+    put80(&mut c, DATA, f80(0, 1));
+    run(&mut c, |a| a.fld(tword_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.fxtract()).unwrap();
+    let x = &c.fpu.x87;
+    let want = (f80(0x3fff, 1 << 63), f80(0xc00d, 0x807a_0000_0000_0000), 0x3002);
+    assert_eq!((x.st(0), x.st(1), x.status_word()), want);
+}
+
+/// FPREM truncates the quotient, FPREM1 rounds it to nearest; both put
+/// its low bits in C0 = Q2, C3 = Q1, C1 = Q0. 11 rem 7: FPREM 4 (q 1),
+/// FPREM1 -3 (q 2); 23 rem 3: FPREM 2 (q 7: all three set). Reports:
+/// retdec issue #887 (FPREM1 11 mod 7 is -3), FEX-Emu issue #5908
+/// (C0/C1/C3 never computed).
+#[test]
+fn fprem_and_fprem1_quotient_bits() {
+    let silicon: [(u64, u64, Insn, F80, u16); 3] = [
+        (0x4026_0000_0000_0000, 0x401c_0000_0000_0000, |a| a.fprem(), f80(0x4001, 1 << 63), 0x3200),
+        (0x4026_0000_0000_0000, 0x401c_0000_0000_0000, |a| a.fprem1(), f80(0xc000, 0xc000_0000_0000_0000), 0x7000),
+        (0x4037_0000_0000_0000, 0x4008_0000_0000_0000, |a| a.fprem(), f80(0x4000, 1 << 63), 0x7300),
+    ];
+    for (x, y, insn, want, sw) in silicon {
+        let mut c = flat();
+        c.gpr[3] = DATA;
+        c.write(Seg::Ds, DATA, 8, y).unwrap();
+        c.write(Seg::Ds, DATA + 8, 8, x).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx))).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx + 8))).unwrap();
+        run(&mut c, insn).unwrap();
+        assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (want, sw), "{x:#x} rem {y:#x}");
+    }
+}
+
+/// FISTP m16 of 32769.0 (out of range, IE masked) stores the integer
+/// indefinite 0x8000 and sets IE. Report: FEX-Emu issue #5868.
+#[test]
+fn fistp_overflow_stores_the_integer_indefinite() {
+    let mut c = flat();
+    c.gpr[3] = DATA;
+    c.write(Seg::Ds, DATA, 8, 0x40e0_0020_0000_0000).unwrap();
+    c.write(Seg::Ds, DATA + 8, 2, 0x1234).unwrap();
+    run(&mut c, |a| a.fld(qword_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.fistp(word_ptr(rbx + 8))).unwrap();
+    assert_eq!((c.read(Seg::Ds, DATA + 8, 2).unwrap(), c.fpu.x87.status_word()), (0x8000, 0x0001));
+}
+
+/// FLD m64 is exact whatever the precision control says (PC rounds
+/// arithmetic results only): 1234.56789 loads whole with PC = single.
+/// Report: Zephyr sdk-ng issue #461, QEMU issue #984 (FLD rounded to the
+/// precision control).
+#[test]
+fn fld_m64_ignores_the_precision_control() {
+    let mut c = flat();
+    c.gpr[3] = DATA;
+    c.write(Seg::Ds, DATA, 2, 0x007f).unwrap();
+    c.write(Seg::Ds, DATA + 8, 8, 0x4093_4a45_84f4_c6e7).unwrap();
+    run(&mut c, |a| a.fldcw(word_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.fld(qword_ptr(rbx + 8))).unwrap();
+    let want = (f80(0x4009, 0x9a52_2c27_a637_3800), 0x3800);
+    assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), want);
+}
+
+/// FRNDINT of the pseudo-denormal 0000_8000000000000000 (exponent 0,
+/// integer bit set): +0 with DE and PE. Report: Bochs issue #802.
+#[test]
+fn frndint_of_a_pseudo_denormal() {
+    let mut c = flat();
+    c.gpr[3] = DATA;
+    put80(&mut c, DATA, f80(0, 1 << 63));
+    run(&mut c, |a| a.fld(tword_ptr(rbx))).unwrap();
+    run(&mut c, |a| a.frndint()).unwrap();
+    assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (f80(0, 0), 0x3822));
+}
+
+/// x87 stack faults (masked): reading an empty ST(1) is an underflow, IE
+/// and SF with C1 = 0 and the QNaN indefinite as the result; a ninth push
+/// is an overflow, IE and SF with C1 = 1, the indefinite pushed. Reports:
+/// felix86 PR #650 (SF/IE/C1 on stack overflow and underflow), FEX-Emu
+/// issue #5920 (an empty register read gives the indefinite), box64
+/// issue #75 (C1 on overflow).
+#[test]
+fn x87_stack_underflow_and_overflow() {
+    let indefinite = f80(0xffff, 0xc000_0000_0000_0000);
+    let mut c = flat();
+    run(&mut c, |a| a.fld1()).unwrap();
+    run(&mut c, |a| a.fadd_2(st0, st1)).unwrap();
+    assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (indefinite, 0x3841));
+    let mut c = flat();
+    for _ in 0..8 {
+        run(&mut c, |a| a.fld1()).unwrap();
+    }
+    run(&mut c, |a| a.fldpi()).unwrap();
+    assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (indefinite, 0x3a41));
+}
+
+/// FSCALE: ST(0) * 2^trunc(ST(1)), with its extremes: overflow to +inf
+/// (OE, PE, C1 for the rounding up), underflow to +0 (UE, PE), a zero
+/// keeps its sign, -inf scales a finite value to a zero of its sign, and
+/// 0 * 2^+inf is invalid (the indefinite). Reports: FEX-Emu PR #4085
+/// (FSCALE of zero must stay zero, with its sign), FEX-Emu PR #5447
+/// (FSCALE(0, +inf) raises IE and gives a QNaN), FEX-Emu issue #1584.
+#[test]
+fn fscale_extremes() {
+    let (inf, ninf) = (0x7ff0_0000_0000_0000u64, 0xfff0_0000_0000_0000u64);
+    let silicon: [(u64, u64, F80, u16); 7] = [
+        (0x3ff0_0000_0000_0000, 0x40f8_6a00_0000_0000, f80(0x7fff, 1 << 63), 0x3228),
+        (0x3ff0_0000_0000_0000, 0xc0f8_6a00_0000_0000, f80(0, 0), 0x3030),
+        (0x8000_0000_0000_0000, 0x4014_0000_0000_0000, f80(0x8000, 0), 0x3000),
+        (0, ninf, f80(0, 0), 0x3000),
+        (0xc000_0000_0000_0000, ninf, f80(0x8000, 0), 0x3000),
+        (0, inf, f80(0xffff, 0xc000_0000_0000_0000), 0x3001),
+        (0x4008_0000_0000_0000, 0x4007_3333_3333_3333, f80(0x4002, 0xc000_0000_0000_0000), 0x3000),
+    ];
+    for (x, s, want, sw) in silicon {
+        let mut c = flat();
+        c.gpr[3] = DATA;
+        c.write(Seg::Ds, DATA, 8, s).unwrap();
+        c.write(Seg::Ds, DATA + 8, 8, x).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx))).unwrap();
+        run(&mut c, |a| a.fld(qword_ptr(rbx + 8))).unwrap();
+        run(&mut c, |a| a.fscale()).unwrap();
+        assert_eq!((c.fpu.x87.st(0), c.fpu.x87.status_word()), (want, sw), "{x:#x} scaled by {s:#x}");
+    }
+}
+
+/// PCMPISTRI/PCMPESTRI (equal ordered, unsigned bytes, imm8 0x0c): the
+/// index goes to ECX zero-extended into RCX; explicit lengths saturate at
+/// 16 in magnitude. The needle "ReflectiveLoader" is found at 1 in
+/// "_ReflectiveLoader@4" (CF). Reports: Unicorn issue #1874 / Qiling
+/// issue #1374 (that search gave 16), FEX-Emu PR #2750 (RCX's upper half
+/// kept).
+#[test]
+fn pcmpxstri_index_and_lengths() {
+    let mut c = flat();
+    c.gpr[1] = u64::MAX;
+    c.gpr[3] = DATA;
+    c.fpu.xmm[0] = 0x7265_6461_6f4c_6576_6974_6365_6c66_6552;
+    for (i, b) in b"_ReflectiveLoader@4\0".iter().enumerate() {
+        c.write(Seg::Ds, DATA + i as u64, 1, u64::from(*b)).unwrap();
+    }
+    run(&mut c, |a| a.pcmpistri(xmm0, xmmword_ptr(rbx), 0x0c)).unwrap();
+    assert_eq!((c.gpr[1], c.flags.bits() & 0x8d5), (1, 0x001));
+    // "abc" in "xyabcz": EAX = 3 and EDX = 100 (saturates), then EAX = -3
+    // and EDX = 6 (ZF: the haystack is shorter than 16).
+    c.fpu.xmm[0] = 0x63_6261;
+    c.fpu.xmm[1] = 0x7a63_6261_7978;
+    for (len_a, len_b, flags) in [(3u64, 100u64, 0x081), ((-3i64) as u64, 6, 0x0c1)] {
+        c.gpr[0] = len_a;
+        c.gpr[2] = len_b;
+        c.gpr[1] = u64::MAX;
+        run(&mut c, |a| a.pcmpestri(xmm0, xmm1, 0x0c)).unwrap();
+        assert_eq!((c.gpr[1], c.flags.bits() & 0x8d5), (2, flags), "EAX {len_a:#x} EDX {len_b:#x}");
+    }
+}

@@ -177,6 +177,86 @@ fn dot_product_nan_order_matches_silicon() {
     assert_eq!(sf::dp(&mut mx, true, 0x33, a, b), Ok(a));
 }
 
+/// DPPD's two steps fault separately (SDM Vol. 2 DPPS/DPPD: "exceptions
+/// are determined separately for each add and multiply"). Measured with
+/// `_mm_dp_pd` in C on this host's Xeon (the CPU of silicon/sse.txt),
+/// MXCSR as saved by the SIGFPE handler; the 100,000-sequence run of
+/// crates/vmm/tests/differential/fp.rs found the first three shapes.
+/// (imm8, MXCSR in, a, b, MXCSR flags out, faulted.)
+#[test]
+fn dot_product_steps_signal_separately_as_silicon_does() {
+    let (tiny, big, nbig) = (0x0100_0000_0000_0000u64, 0x7fe0_0000_0000_0000u64, 0xffe0_0000_0000_0000u64);
+    let inf = 0x7ff0_0000_0000_0000u64;
+    let pd = |lo: u64, hi: u64| lo as u128 | (hi as u128) << 64;
+    let silicon: [(u8, u32, Xmm, Xmm, u32, bool); 14] = [
+        // big*big and -big*big overflow (OE, PE masked), inf + -inf is an
+        // unmasked IE: the products' OE and PE stay.
+        (0x33, 0x1f00, pd(big, nbig), pd(big, big), 0x29, true),
+        (0x33, 0x1f80, pd(big, nbig), pd(big, big), 0x29, false),
+        // tiny*tiny rounded up to the smallest denormal (UE, PE masked),
+        // then the addition's unmasked DE: UE and PE stay.
+        (0x13, 0x5e80, pd(tiny, 0), pd(tiny, 0), 0x32, true),
+        (0x13, 0x5f80, pd(tiny, 0), pd(tiny, 0), 0x32, false),
+        (0x13, 0x5a00, pd(tiny, 0), pd(tiny, 0), 0x32, true),
+        // An unmasked PE or UE in the products: no addition, and no DE of
+        // the denormal product even with DE unmasked (0x4e80, 0x5480).
+        (0x13, 0x4f80, pd(tiny, 0), pd(tiny, 0), 0x30, true),
+        (0x13, 0x4e80, pd(tiny, 0), pd(tiny, 0), 0x30, true),
+        (0x13, 0x5780, pd(tiny, 0), pd(tiny, 0), 0x10, true),
+        (0x13, 0x5480, pd(tiny, 0), pd(tiny, 0), 0x10, true),
+        // An unmasked OE in the products: no addition; a denormal product
+        // beside it adds UE and PE, no DE.
+        (0x33, 0x0f80, pd(big, nbig), pd(big, big), 0x28, true),
+        (0x33, 0x0f00, pd(big, nbig), pd(big, big), 0x28, true),
+        (0x33, 0x5a80, pd(tiny, big), pd(tiny, big), 0x38, true),
+        // An unmasked IE (0 * inf) in the products reports IE alone.
+        (0x33, 0x5e00, pd(tiny, 0), pd(tiny, inf), 0x01, true),
+        // The same masks with OE masked: inf + the denormal product is the
+        // addition's DE.
+        (0x33, 0x5e80, pd(tiny, big), pd(tiny, big), 0x3a, true),
+    ];
+    for (imm, mxcsr, a, b, flags, fault) in silicon {
+        let mut mx = Mxcsr::load(mxcsr).unwrap();
+        let r = sf::dp(&mut mx, true, imm, a, b);
+        assert_eq!((mx.0 & 0x3f, r.is_err()), (flags, fault), "dppd {imm:#x} mxcsr {mxcsr:#x}");
+    }
+}
+
+/// The two sequences of the 100,000-sequence differential run
+/// (crates/vmm/tests/differential/fp.rs, seed batches 23552 and 95232)
+/// that a rule "a denormal product raises an unmasked DE when the products
+/// fault" got wrong: one lane's product underflows with UE unmasked and
+/// DE unmasked, and silicon reports UE and PE only. Values from this host
+/// (`_mm_dp_ps`/`_mm_dp_pd` in C, MXCSR from the SIGFPE handler; the
+/// differential run's KVM side agrees). (double, imm8, MXCSR in, a, b,
+/// MXCSR out.) Both fault, leaving the destination as it was.
+#[test]
+fn dot_product_underflow_with_de_unmasked_matches_silicon() {
+    let silicon: [(bool, u8, u32, Xmm, Xmm, u32); 2] = [
+        (
+            false,
+            0xb3,
+            0x1681,
+            0x8369_7a76_e162_de3a_f264_6374_8153_2ae0,
+            0x3fec_0000_0000_0000_43f6_1157_b2b3_9d8f,
+            0x16b1,
+        ),
+        (
+            true,
+            0xd2,
+            0xd09f,
+            0xcd2b_3fb8_8f54_0624_3ba9_29a9_4031_4730,
+            0xffd7_1cb9_9052_3104_81ff_7779_7fe0_17ea,
+            0xd0bf,
+        ),
+    ];
+    for (double, imm, mxcsr, a, b, out) in silicon {
+        let mut mx = Mxcsr::load(mxcsr).unwrap();
+        let r = sf::dp(&mut mx, double, imm, a, b);
+        assert_eq!((mx.0, r.is_err()), (out, true), "dp double={double} {imm:#x} mxcsr {mxcsr:#x}");
+    }
+}
+
 /// RCPSS over every 11-bit fraction prefix and RSQRTSS over every 10-bit
 /// prefix of both exponent parities, at the smallest, middle and largest
 /// exponents (tests/silicon/rcp.txt, `gen_sse tables` on the CPU it names).

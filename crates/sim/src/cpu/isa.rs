@@ -42,6 +42,21 @@ fn operand_segment(o: &Opnd) -> Seg {
 }
 
 impl Running<'_> {
+    /// An access through SS to a non-canonical address raises #SS(0), not
+    /// the #GP(0) the page walk raised (SDM Vol. 3A 3.3.7.1, and Vol. 2's
+    /// 64-bit mode exceptions: "#SS(0) If a memory address referencing the
+    /// SS segment is in a non-canonical form"; kvm-unit-tests' emulator
+    /// checks it for RSP- and RBP-based operands). Off the fast path: it
+    /// looks only at a stopped access.
+    #[cold]
+    fn stack_fault(&mut self, seg: Seg, lin: u64, stop: Stop) -> Stop {
+        let noncanonical = ((lin as i64) << 16 >> 16) as u64 != lin;
+        if seg == Seg::Ss && noncanonical && self.core.event == Some(Event::gp(0)) {
+            self.core.event = Some(Event::with_code(exitlab_arch::vector::SS, 0));
+        }
+        stop
+    }
+
     /// The linear address of `offset` in `seg`: in 64-bit mode only FS and
     /// GS have a base and nothing is checked; elsewhere the segment's
     /// limit and type are.
@@ -153,13 +168,19 @@ impl Cpu for Running<'_> {
     #[inline(always)]
     fn read(&mut self, seg: Seg, offset: u64, size: Size) -> Result<u64, Stop> {
         let lin = self.linear(seg, offset, size, false)?;
-        self.load(lin, size)
+        match self.load(lin, size) {
+            Ok(v) => Ok(v),
+            Err(stop) => Err(self.stack_fault(seg, lin, stop)),
+        }
     }
 
     #[inline(always)]
     fn write(&mut self, seg: Seg, offset: u64, size: Size, v: u64) -> Result<(), Stop> {
         let lin = self.linear(seg, offset, size, true)?;
-        self.store(lin, size, v)
+        match self.store(lin, size, v) {
+            Ok(()) => Ok(()),
+            Err(stop) => Err(self.stack_fault(seg, lin, stop)),
+        }
     }
 
     /// Translates every page of a store that crosses pages, so a fault in
@@ -174,7 +195,9 @@ impl Cpu for Running<'_> {
             return Ok(());
         }
         let user = self.core.cpl() == 3;
-        self.translate(lin, Access::Write, user, 1)?;
+        if let Err(stop) = self.translate(lin, Access::Write, user, 1) {
+            return Err(self.stack_fault(seg, lin, stop));
+        }
         let mut page = lin & !0xfff;
         while page != last & !0xfff {
             page = page.wrapping_add(0x1000);

@@ -3,8 +3,9 @@
 //! the low 4 GiB 1:1, and checks what must hold whatever the bytes: the
 //! call returns (no panic, bounded work), a refused instruction changes no
 //! register, and an emulated one decodes exactly its own bytes, moves RIP
-//! past itself (or keeps it for a REP with elements left) and leaves
-//! RFLAGS' control bits alone. The cargo-fuzz target
+//! past itself (or to a branch's target, or keeps it for a REP with
+//! elements left or at a fault it hands the guest) and leaves RFLAGS'
+//! control bits alone. The cargo-fuzz target
 //! (fuzz/fuzz_targets/emulate.rs) and the proptest in
 //! crates/vmm/tests/emulate.rs both run it. Behind the `test-support`
 //! feature: not part of the VMM's production API.
@@ -35,6 +36,9 @@ pub const DATA_LEN: usize = 0x2000;
 pub const ANSWERING: u64 = 0xd000_0000;
 /// A real device model (the MMIO scratch register) next to it.
 pub const SCRATCH: u64 = 0xd000_1000;
+/// The ports where an answering device serves INS and OUTS (a register
+/// of class 2 lands on them).
+pub const ANSWERING_PORTS: u16 = 0xe0;
 
 /// One input: what the guest's state and the devices' answers are.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,8 +180,17 @@ impl Outcome {
             return Err(format!("{len} bytes decoded"));
         }
         let rip = case.rip();
+        if done.fault.is_some() {
+            // A fault leaves RIP at the instruction, for the guest's handler.
+            return match self.after.rip == rip {
+                true => Ok(()),
+                false => Err(format!("RIP {:#x} after a fault at {rip:#x}", self.after.rip)),
+            };
+        }
+        let decoded = iced_x86::Decoder::with_ip(64, &case.code, rip, iced_x86::DecoderOptions::NONE).decode();
+        let branch = decoded.flow_control() != iced_x86::FlowControl::Next;
         let rep_left = self.after.rip == rip && self.after.gpr[Regs::RCX] != 0;
-        if self.after.rip != rip.wrapping_add(len) && !rep_left {
+        if self.after.rip != rip.wrapping_add(len) && !rep_left && !branch {
             return Err(format!("RIP {:#x} after a {len}-byte instruction at {rip:#x}", self.after.rip));
         }
         let control = !rflags::STATUS;
@@ -217,19 +230,22 @@ impl Harness {
         let answering = Answering { answers: case.answers.clone(), next: 0, written: Vec::new() };
         bus.insert("answering", ANSWERING, 0x1000, Box::new(answering)).expect("free range");
         bus.insert("mmio-scratch", SCRATCH, 0x1000, Box::new(MmioScratch::default())).expect("free range");
+        let mut ports = Bus::new();
+        let answering = Answering { answers: case.answers.clone(), next: 0, written: Vec::new() };
+        ports.insert("answering", u64::from(ANSWERING_PORTS), 4, Box::new(answering)).expect("free range");
         let before = vcpu.regs().expect("registers");
-        let result = self.emulate(&mut vcpu, &mut bus);
+        let result = self.emulate(&mut vcpu, &mut ports, &mut bus);
         let after = vcpu.regs().expect("registers");
         Outcome { before, after, result }
     }
 
-    fn emulate(&mut self, vcpu: &mut SimVcpu, bus: &mut Bus) -> Result<Emulated, CannotEmulate> {
+    fn emulate(&mut self, vcpu: &mut SimVcpu, ports: &mut Bus, bus: &mut Bus) -> Result<Emulated, CannotEmulate> {
         let mut faults = Vec::new();
         let memory = self.vm.guest_memory();
         let window = DmaWindow { start: 0, len: 0 };
         let mut dma = Checked { memory, window, source: SourceId(0), faults: &mut faults };
         let mut ctx = DeviceCtx::new(0, &mut dma);
-        match emulate_mmio(&self.vm, vcpu, bus, &mut ctx) {
+        match emulate_mmio(&self.vm, vcpu, ports, bus, &mut ctx) {
             Ok(r) => r,
             Err(e) => Err(CannotEmulate(format!("backend: {e}"))),
         }

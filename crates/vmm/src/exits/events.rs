@@ -112,3 +112,18 @@ pub(super) fn single_step_trap<C: VmxVcpu + ?Sized>(vcpu: &mut C) -> Result<bool
     }
     Ok(tf)
 }
+
+/// After the VMM emulated MOV SS or POP SS: blocking by MOV SS holds
+/// interrupts, NMIs and debug traps off for one more instruction (SDM Vol.
+/// 3A 6.8.3), so a single step's #DB waits past it as a pending debug
+/// exception instead of being injected now, as the CPU does with a MOV SS
+/// of its own.
+pub(super) fn mov_ss_blocking<C: VmxVcpu + ?Sized>(vcpu: &mut C) -> Result<(), VmmError> {
+    let mut state = vcpu.interruptibility()?;
+    state.mov_ss = true;
+    vcpu.set_interruptibility(state)?;
+    if vcpu.regs()?.rflags & rflags::TF != 0 {
+        vcpu.set_pending_debug(dr6::BS)?;
+    }
+    Ok(())
+}

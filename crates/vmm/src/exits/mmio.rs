@@ -96,10 +96,14 @@ pub(super) fn emulate<V: Vm>(vmm: &mut Vmm<'_, V>, exit: ExitReason, h: &mut Han
         let why = format!("delivering vector {:#x} touched MMIO at {:#x}", ev.vector, exit_gpa(vcpu));
         return Ok(Flow::End(Outcome::GuestError(GuestError::NotEmulated { rip, why })));
     }
-    let emulated = vmm.platform.with(vm, h.now_ns, |_, mmio, ctx| crate::emulate::emulate_mmio(vm, vcpu, mmio, ctx))?;
+    let emulated =
+        vmm.platform.with(vm, h.now_ns, |pio, mmio, ctx| crate::emulate::emulate_mmio(vm, vcpu, pio, mmio, ctx))?;
     match emulated {
         Ok(done) => {
             h.work = done.work;
+            if let Some(ex) = done.fault {
+                return super::events::reflect(vcpu, exitlab_hv::Injection::exception(ex.vector, ex.error_code));
+            }
             if let Some(d) = done.device {
                 let apic = d.gpa & !0xfff == exitlab_arch::bits::apic::DEFAULT_BASE;
                 let mmio = &vmm.platform.mmio;
@@ -107,7 +111,11 @@ pub(super) fn emulate<V: Vm>(vmm: &mut Vmm<'_, V>, exit: ExitReason, h: &mut Han
                 h.target = Target::Mmio { region };
                 h.access = Access::Mmio { gpa: d.gpa, size: d.size, is_write: d.is_write, data: d.data };
             }
-            super::events::single_step_trap(vcpu)?;
+            if done.mov_ss {
+                super::events::mov_ss_blocking(vcpu)?;
+            } else {
+                super::events::single_step_trap(vcpu)?;
+            }
             Ok(Flow::Resume)
         }
         Err(e) => {

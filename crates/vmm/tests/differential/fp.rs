@@ -1309,7 +1309,8 @@ fn listing(img: &Image, k: usize) -> String {
 fn detail(b: &Batch, k: usize, kvm: &[u8], sim: &[u8]) -> String {
     let hex = |x: &[u8]| x.iter().rev().map(|b| format!("{b:02x}")).collect::<String>();
     let input = &b.plans[k].input;
-    let mut t = listing(&b.img, k);
+    let code = listing(&b.img, k);
+    let mut t = code.clone();
     let fields: [(&str, usize, usize); 9] = [
         ("FCW", 0, 2),
         ("FSW", 2, 4),
@@ -1331,7 +1332,8 @@ fn detail(b: &Batch, k: usize, kvm: &[u8], sim: &[u8]) -> String {
     }
     for r in 0..16 {
         let (lo, hi) = (160 + 16 * r, 176 + 16 * r);
-        if kvm[lo..hi] != sim[lo..hi] || input[lo..hi] != kvm[lo..hi] {
+        let named = code.contains(&format!("xmm{r},")) || code.contains(&format!("xmm{r}\n"));
+        if kvm[lo..hi] != sim[lo..hi] || input[lo..hi] != kvm[lo..hi] || named {
             t += &format!(
                 "    XMM{r:<2} in {} kvm {} sim {}\n",
                 hex(&input[lo..hi]),
