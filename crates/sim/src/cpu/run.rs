@@ -327,7 +327,9 @@ impl Running<'_> {
             Err(stop) => return self.stopped(stop),
         };
         let block = chain.block(cur);
-        let tf = self.core.rflags_rest & rflags::TF != 0;
+        // SYSCALL and SYSRET trap by TF at their end (Cpu::single_step_trap).
+        let tf_at_end = matches!(block.steps[0].op.kind, Kind::Syscall | Kind::Sysret);
+        let tf = self.core.rflags_rest & rflags::TF != 0 && !tf_at_end;
         self.core.sti_shadow = false;
         self.core.mov_ss_blocking = false;
         self.core.bp_hits = 0;
