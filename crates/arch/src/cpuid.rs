@@ -1,8 +1,10 @@
 //! CPUID feature flags (Intel SDM Vol. 2A "CPUID", tables 3-10, 3-11 and
 //! the leaf 07H and 80000001H tables; AMD APM Vol. 3 appendix E): where
 //! each flag lives, and a set of them. A CPU model is one [`FeatureSet`]:
-//! the VMM answers CPUID from it and the simulated CPU raises #UD for an
-//! instruction whose feature it lacks, so the two cannot disagree.
+//! its vendor and its flags. The VMM answers CPUID from it and the
+//! simulated CPU raises #UD for an instruction whose feature it lacks, and
+//! follows its vendor where Intel and AMD differ, so the two cannot
+//! disagree.
 
 /// A CPUID output register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,9 +146,42 @@ features! {
     Rdpru = (0x8000_0008, 0, Ebx, 4),
 }
 
-/// A set of features: a CPU model.
+/// Whose architecture a CPU model follows where the SDM and the AMD APM
+/// differ (CPUID leaf 0's vendor string).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+pub enum Vendor {
+    /// "GenuineIntel": the Intel SDM.
+    #[default]
+    #[serde(rename = "GenuineIntel")]
+    Intel,
+    /// "AuthenticAMD": the AMD APM.
+    #[serde(rename = "AuthenticAMD")]
+    Amd,
+}
+
+impl Vendor {
+    /// CPUID leaf 0's 12 bytes (EBX, EDX, ECX in that order).
+    pub const fn signature(self) -> &'static [u8; 12] {
+        match self {
+            Vendor::Intel => b"GenuineIntel",
+            Vendor::Amd => b"AuthenticAMD",
+        }
+    }
+
+    /// The vendor whose signature is `text`, as QEMU's `-cpu ...,vendor=`
+    /// spells it.
+    pub fn from_signature(text: &str) -> Option<Vendor> {
+        [Vendor::Intel, Vendor::Amd].into_iter().find(|v| v.signature() == text.as_bytes())
+    }
+}
+
+/// A set of features and the vendor: a CPU model. Bit n is [`Feature`] n;
+/// bit 63, never a feature's, says AMD.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FeatureSet(u64);
+
+/// The bit of [`FeatureSet`] that holds [`Vendor::Amd`].
+const AMD_BIT: u64 = 1 << 63;
 
 impl FeatureSet {
     /// No features.
@@ -178,6 +213,24 @@ impl FeatureSet {
         FeatureSet(self.0 & !(1 << f as u8))
     }
 
+    /// This model with `vendor`'s architecture.
+    pub const fn with_vendor(self, vendor: Vendor) -> FeatureSet {
+        match vendor {
+            Vendor::Intel => FeatureSet(self.0 & !AMD_BIT),
+            Vendor::Amd => FeatureSet(self.0 | AMD_BIT),
+        }
+    }
+
+    /// The model's vendor.
+    #[inline(always)]
+    pub const fn vendor(self) -> Vendor {
+        if self.0 & AMD_BIT != 0 {
+            Vendor::Amd
+        } else {
+            Vendor::Intel
+        }
+    }
+
     /// Whether `f` is in the set.
     #[inline(always)]
     pub const fn has(self, f: Feature) -> bool {
@@ -201,8 +254,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_vendor_rides_beside_the_features() {
+        let s = FeatureSet::of(&[Feature::Tsc, Feature::Lm]);
+        assert_eq!(s.vendor(), Vendor::Intel);
+        let amd = s.with_vendor(Vendor::Amd);
+        assert_eq!((amd.vendor(), amd.has(Feature::Lm), amd.has(Feature::Rdpru)), (Vendor::Amd, true, false));
+        assert_eq!(amd.register(0x8000_0001, 0, Reg::Edx), 1 << 29);
+        assert_eq!(amd.with_vendor(Vendor::Intel), s);
+        assert_eq!(Vendor::from_signature("AuthenticAMD"), Some(Vendor::Amd));
+        assert_eq!(Vendor::from_signature("GenuineIntel"), Some(Vendor::Intel));
+        assert_eq!(Vendor::from_signature("HygonGenuine"), None);
+    }
+
+    #[test]
     fn features_land_on_their_sdm_bits() {
-        assert!(Feature::ALL.len() <= 64);
+        assert!(Feature::ALL.len() < 63, "bit 63 is the vendor's");
         let s = FeatureSet::of(&[Feature::Tsc, Feature::Pcid, Feature::Rtm, Feature::Rdtscp, Feature::Invpcid]);
         assert_eq!(s.register(1, 0, Reg::Edx), 1 << 4);
         assert_eq!(s.register(1, 0, Reg::Ecx), 1 << 17);

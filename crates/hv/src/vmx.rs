@@ -232,6 +232,16 @@ pub trait VmxVcpu: Vcpu {
     /// Writes a register of the vCPU's local APIC.
     fn apic_write(&mut self, offset: u16, value: u32) -> Result<()>;
 
+    /// The vector the vCPU's local APIC presents to the core now: the
+    /// highest requested (IRR) whose priority class is above the
+    /// processor priority (SDM Vol. 3A 11.8.3.1), if any.
+    fn apic_interrupt(&mut self) -> Result<Option<u8>>;
+
+    /// The interrupt acknowledge for `vector` (IRR to ISR, SDM Vol. 3A
+    /// 11.8.4), for a VMM that injects the APIC's interrupts itself when
+    /// the guest can take them, as KVM's `kvm_cpu_get_interrupt` does.
+    fn apic_acknowledge(&mut self, vector: u8) -> Result<()>;
+
     /// Queues an event for delivery at the next entry, in place of any
     /// queued before.
     fn inject(&mut self, event: Injection) -> Result<()>;

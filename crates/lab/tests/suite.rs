@@ -69,3 +69,26 @@ fn on_the_simulator_every_test_ends_with_a_verdict_or_a_reason() {
     let setjmp = r.iter().find(|t| t.name == "setjmp").unwrap();
     assert_eq!((setjmp.verdict, setjmp.counts()), (Verdict::Pass, (10, 0, 0)), "{}", setjmp.console);
 }
+
+/// Tests that lean on the PC's firmware and on the CPU's vendor pass on
+/// both simulator profiles with QEMU's check counts (NOTES.md's TCG table:
+/// realmode 127 PASS lines): realmode's STI;HLT is woken by the BIOS's
+/// 18.2 Hz PIT tick through the IVT (exitlab_vmm::firmware), and syscall's
+/// entry asks for `vendor=AuthenticAMD`, whose compatibility-mode SYSCALL
+/// the simulator then takes (AMD APM Vol. 3 "SYSCALL").
+#[test]
+fn realmode_and_syscall_pass_on_both_profiles() {
+    let Some(dir) = shared_x86() else { return };
+    for profile in ["modern", "legacy"] {
+        let spec = BackendSpec::sim(exitlab_sim::profile::Profile::load(profile).unwrap(), 0);
+        let o = SuiteOptions { backend: spec, timeout: Some(std::time::Duration::from_secs(60)) };
+        let r = suite::run_all(&tests(&dir, &["realmode", "syscall"]), &o, 1, |_| {});
+        let got: Vec<_> = r.iter().map(|t| (t.name.as_str(), t.verdict, t.counts())).collect();
+        assert_eq!(
+            got,
+            [("realmode", Verdict::Pass, (127, 0, 0)), ("syscall", Verdict::Pass, (2, 0, 0))],
+            "{profile}: {:?}",
+            r.iter().map(|t| (&t.reason, &t.console)).collect::<Vec<_>>()
+        );
+    }
+}

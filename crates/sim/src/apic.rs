@@ -48,6 +48,8 @@ pub struct Apic {
     nmi: bool,
     /// IA32_APIC_BASE.EN is clear: the APIC accepts no interrupts.
     hw_disabled: bool,
+    /// The vector [`Apic::newly_deliverable`] last saw presented.
+    presented: Option<u8>,
 }
 
 const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
@@ -75,6 +77,7 @@ impl Apic {
             late: 0,
             nmi: false,
             hw_disabled: false,
+            presented: None,
         }
     }
 
@@ -149,11 +152,27 @@ impl Apic {
         (u32::from(v) & 0xf0 > self.ppr() & 0xf0).then_some(v)
     }
 
+    /// The vector the APIC presents now, when it is not the one it
+    /// presented at the last call (each newly presented interrupt once):
+    /// under external-interrupt exiting the core exits once per interrupt
+    /// and leaves it requested until the VMM acknowledges it.
+    pub fn newly_deliverable(&mut self) -> Option<u8> {
+        let v = self.deliverable();
+        if v == self.presented {
+            return None;
+        }
+        self.presented = v;
+        v
+    }
+
     /// The core accepted `vector`: IRR to ISR.
     pub fn accept(&mut self, vector: u8) {
         let (i, b) = (usize::from(vector >> 5), 1u32 << (vector & 31));
         self.irr[i] &= !b;
         self.isr[i] |= b;
+        if self.presented == Some(vector) {
+            self.presented = None;
+        }
     }
 
     fn eoi(&mut self) {

@@ -599,6 +599,15 @@ impl VmxVcpu for SimVcpu {
         Ok(())
     }
 
+    fn apic_interrupt(&mut self) -> Result<Option<u8>> {
+        Ok(self.core.apic.deliverable())
+    }
+
+    fn apic_acknowledge(&mut self, vector: u8) -> Result<()> {
+        self.core.apic.accept(vector);
+        Ok(())
+    }
+
     fn inject(&mut self, event: Injection) -> Result<()> {
         self.core.injection = Some(event);
         self.core.halted = false;

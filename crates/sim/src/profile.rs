@@ -81,6 +81,11 @@ pub struct Features {
     /// The CPU has INVPCID (CPUID.(EAX=07H,ECX=0):EBX.INVPCID).
     #[serde(default)]
     pub invpcid: bool,
+    /// Whose architecture the CPU follows where Intel's and AMD's differ
+    /// (`vendor = "AuthenticAMD"`; default "GenuineIntel", the VT-x parts
+    /// the built-in profiles describe). QEMU's `-cpu ...,vendor=` sets it.
+    #[serde(default)]
+    pub vendor: exitlab_arch::cpuid::Vendor,
 }
 
 /// What every simulated CPU advertises in CPUID, since the simulator
@@ -129,7 +134,7 @@ impl Features {
     /// for an instruction whose feature is not in it: one place decides
     /// both.
     pub fn cpu(&self) -> FeatureSet {
-        let mut set = BASELINE;
+        let mut set = BASELINE.with_vendor(self.vendor);
         for (on, f) in [(self.tsx, Feature::Rtm), (self.pcid, Feature::Pcid), (self.invpcid, Feature::Invpcid)] {
             if on {
                 set = set.with(f);

@@ -81,11 +81,15 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
     let machine = &image.machine;
     machine.check(vm.memory_size()).map_err(|(key, message)| VmmError::Machine { key, message })?;
     load(vm, image)?;
+    let mut boot = std::borrow::Cow::Borrowed(&image.boot);
     if machine.platform == MachinePlatform::Pc {
         crate::pc::write_acpi(vm, &image.chunks)?;
+        if crate::firmware::applies(&image.boot) {
+            boot = std::borrow::Cow::Owned(crate::firmware::post(vm, &image.chunks, &image.boot)?);
+        }
     }
     let caps = vm.capabilities();
-    let mut vcpu = vm.create_vcpu(0, &image.boot)?;
+    let mut vcpu = vm.create_vcpu(0, &boot)?;
     let lacks = |needed| VmmError::Lacks { image: image.name.clone(), needed };
     if machine.needs(CpuFeature::Tsx) && !caps.tsx {
         return Err(lacks(Needed::Tsx));

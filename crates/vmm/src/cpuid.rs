@@ -1,14 +1,14 @@
 //! The CPUID the VMM presents on a backend where CPUID exits reach it (the
 //! simulator). A small, Intel-flavoured model: the feature flags are the
-//! backend's CPU model (`Capabilities::cpu_features`), the same set the
+//! backend's CPU model (`Capabilities::cpu_features`, with its vendor), the same set the
 //! simulated CPU checks before it runs an instruction, so CPUID never
 //! advertises what the CPU would refuse, nor hides what it runs; the rest
-//! (vendor, signature, address sizes, the XSAVE layout, the hypervisor
+//! (signature, address sizes, the XSAVE layout, the hypervisor
 //! leaf) is fixed here, and OSXSAVE mirrors the guest's CR4.
 
 use exitlab_arch::bits;
 use exitlab_arch::bits::cr4;
-use exitlab_arch::cpuid::{Feature, FeatureSet, Reg};
+use exitlab_arch::cpuid::{Feature, FeatureSet, Reg, Vendor};
 use exitlab_x86::fp;
 
 fn text(s: &[u8; 12]) -> [u32; 3] {
@@ -44,7 +44,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u8, features: FeatureSet) -> [u32
     let [a, b, c, d] = flags(features, leaf, subleaf);
     match leaf {
         0 => {
-            let [b, d, c] = text(b"GenuineIntel");
+            let [b, d, c] = text(features.vendor().signature());
             [MAX_BASIC_LEAF, b, c, d]
         }
         // Family 6, model 0x55, stepping 4 (a Skylake-SP signature); EBX:
@@ -59,7 +59,15 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u8, features: FeatureSet) -> [u32
             let [b, c, d] = text(b"exitlab-sim ");
             [0x4000_0000, b, c, d]
         }
-        0x8000_0000 => [0x8000_0008, 0, 0, 0],
+        // AMD repeats the vendor string here (APM Vol. 3 appendix E.4.1);
+        // Intel's EBX-EDX are reserved, zero.
+        0x8000_0000 => match features.vendor() {
+            Vendor::Amd => {
+                let [b, d, c] = text(Vendor::Amd.signature());
+                [0x8000_0008, b, c, d]
+            }
+            Vendor::Intel => [0x8000_0008, 0, 0, 0],
+        },
         0x8000_0001 => [0, 0, c, d],
         // 48 physical and 48 linear address bits.
         0x8000_0008 => [0x3030, b, 0, 0],
@@ -86,6 +94,14 @@ mod tests {
             v.extend_from_slice(&r.to_le_bytes());
         }
         assert_eq!(v, b"GenuineIntel");
+        assert_eq!(cpuid(0x8000_0000, 0, 0, f), [0x8000_0008, 0, 0, 0]);
+        let amd = f.with_vendor(Vendor::Amd);
+        for leaf in [0, 0x8000_0000] {
+            let [_, b, c, d] = cpuid(leaf, 0, 0, amd);
+            let v: Vec<u8> = [b, d, c].iter().flat_map(|r| r.to_le_bytes()).collect();
+            assert_eq!(v, b"AuthenticAMD", "leaf {leaf:#x}");
+        }
+        assert_eq!(cpuid(1, 0, 3, amd), cpuid(1, 0, 3, f), "the same features");
         assert_eq!(cpuid(1, 0, 3, f)[1] >> 24, 3);
         assert_eq!(cpuid(1, 0, 3, f)[3], 1 << 4, "TSC, and nothing the set lacks (no FPU, no SSE)");
         assert_ne!(cpuid(0x8000_0001, 0, 0, f)[3] & 1 << 29, 0, "long mode");

@@ -338,6 +338,10 @@ impl<V: Vm, C: VmxVcpu + ?Sized> exitlab_x86::Cpu for Emulator<'_, '_, V, C> {
         self.features.has(feature)
     }
 
+    fn vendor(&self) -> exitlab_x86::Vendor {
+        self.features.vendor()
+    }
+
     fn gpr(&self, n: u8) -> u64 {
         self.regs.gpr[usize::from(n & 15)]
     }

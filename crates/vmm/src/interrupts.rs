@@ -64,7 +64,11 @@ pub fn deliver<V: Vm>(
 /// Interrupts and the NMI the VMM holds for the guest.
 #[derive(Debug, Default)]
 pub struct Pending {
+    /// Vectors the PIC's INTA cycle gave (ExtINT), in order.
     queue: VecDeque<u8>,
+    /// The local APIC presented an interrupt (an EXTERNAL_INTERRUPT
+    /// exit); it stays requested there until the VMM injects it.
+    apic: bool,
     /// An NMI waits (one is latched, as the CPU latches one).
     nmi: bool,
 }
@@ -72,12 +76,17 @@ pub struct Pending {
 impl Pending {
     /// Whether none wait.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && !self.nmi
+        self.queue.is_empty() && !self.apic && !self.nmi
     }
 
-    /// An interrupt arrived (an EXTERNAL_INTERRUPT exit).
+    /// The PIC's INTA gave `vector` (an ExtINT the VMM acknowledged).
     pub fn arrive(&mut self, vector: u8) {
         self.queue.push_back(vector);
+    }
+
+    /// The local APIC presented an interrupt (an EXTERNAL_INTERRUPT exit).
+    pub fn apic(&mut self) {
+        self.apic = true;
     }
 
     /// An NMI arrived (an EXCEPTION_NMI exit under NMI exiting).
@@ -97,18 +106,42 @@ impl Pending {
             if self.nmi && !blocked.nmi && !blocked.mov_ss {
                 self.nmi = false;
                 vcpu.inject(Injection::nmi())?;
-            } else if !self.queue.is_empty() && !blocked.sti && !blocked.mov_ss && vcpu.regs()?.rflags & rflags::IF != 0
-            {
-                let vector = self.queue.pop_front().expect("not empty");
-                vcpu.inject(Injection::external(vector))?;
+            } else if !self.is_empty() && !blocked.sti && !blocked.mov_ss && vcpu.regs()?.rflags & rflags::IF != 0 {
+                if let Some(vector) = self.next_interrupt(vcpu)? {
+                    vcpu.inject(Injection::external(vector))?;
+                }
             }
         }
-        let (want_nmi, want_irq) = (self.nmi, !self.queue.is_empty());
+        // Nothing the APIC could present now (the processor priority holds
+        // it): its next interrupt, or this one after an EOI, exits again.
+        if self.apic && vcpu.apic_interrupt()?.is_none() {
+            self.apic = false;
+        }
+        let (want_nmi, want_irq) = (self.nmi, self.apic || !self.queue.is_empty());
         if controls.nmi_window_exiting != want_nmi || controls.interrupt_window_exiting != want_irq {
             controls.nmi_window_exiting = want_nmi;
             controls.interrupt_window_exiting = want_irq;
             vcpu.set_controls(controls)?;
         }
         Ok(())
+    }
+
+    /// The interrupt to inject: an ExtINT first (the PIC's INTR passes the
+    /// APIC's priority, as KVM's `kvm_cpu_get_interrupt` asks the PIC
+    /// first), else the vector the local APIC presents, acknowledged now
+    /// (not at the exit), so that of two requested while IF was clear the
+    /// higher goes first, as on bare metal.
+    fn next_interrupt<C: VmxVcpu + ?Sized>(&mut self, vcpu: &mut C) -> Result<Option<u8>> {
+        if let Some(vector) = self.queue.pop_front() {
+            return Ok(Some(vector));
+        }
+        if !self.apic {
+            return Ok(None);
+        }
+        let vector = vcpu.apic_interrupt()?;
+        if let Some(v) = vector {
+            vcpu.apic_acknowledge(v)?;
+        }
+        Ok(vector)
     }
 }

@@ -17,6 +17,7 @@ pub mod emulate;
 pub mod ept;
 mod error;
 mod exits;
+pub mod firmware;
 pub mod host_tick;
 pub mod interrupts;
 pub mod iothread;

@@ -255,13 +255,18 @@ impl<V: Vm> Vmm<'_, V> {
     /// the local APIC lets it through (LVT LINT0 unmasked in ExtINT mode,
     /// or the APIC disabled, as KVM's `kvm_apic_accept_pic_intr` decides):
     /// the VMM runs the INTA cycle and injects the vector when the guest's
-    /// IF allows, like a request the CPU has latched. While an IOAPIC
+    /// IF allows; with IF clear the request waits in the PIC (kept for the
+    /// next exit or device event). While an IOAPIC
     /// entry waits for EOIs, the local APIC page traps (APIC
     /// virtualization off), so each EOI exits and reaches the IOAPIC; the
     /// simulator has no EOI-exit bitmap to trap only those vectors.
     /// Returns whether an ExtINT was queued for injection.
     fn pc_interrupts(&mut self) -> Result<bool, VmmError> {
         let extint = self.platform.take_extint();
+        // The CPU runs the INTA cycle only when it takes the interrupt
+        // (SDM Vol. 3A 6.8.1: RFLAGS.IF set): a request that a guest with
+        // IF clear masks at the PIC before its STI never arrives.
+        let takes = extint && self.vcpu.regs()?.rflags & exitlab_arch::bits::rflags::IF != 0;
         let (Some(pc), Some(vmx), Some(vcpu)) = (&self.platform.pc, &mut self.vmx, self.vcpu.vmx()) else {
             return Ok(false);
         };
@@ -273,7 +278,7 @@ impl<V: Vm> Vmm<'_, V> {
             let lvt0 = vcpu.apic_read(LVT_LINT0)?;
             let disabled =
                 vcpu.read_msr(exitlab_arch::bits::msr::IA32_APIC_BASE)?.is_some_and(|b| b & APIC_BASE_EN == 0);
-            if disabled || (lvt0 & LVT_MASKED == 0 && (lvt0 >> 8) & 7 == DELIVERY_EXTINT) {
+            if takes && (disabled || (lvt0 & LVT_MASKED == 0 && (lvt0 >> 8) & 7 == DELIVERY_EXTINT)) {
                 // Each INTA may leave a higher request pending (nesting).
                 for _ in 0..16 {
                     let Some(vector) = pc.acknowledge() else { break };

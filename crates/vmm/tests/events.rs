@@ -33,6 +33,9 @@ const KVM_FINDINGS: &[&str] = &[
     "de-gp-df", // INT3 in ring 0: KVM_EXIT_INTERNAL_ERROR.
     "bp-gp",    // The emulator delivers through a not-present code segment (no #NP).
     "ud-np",
+    // The emulator runs STI; NOP; CLI through without opening an
+    // interrupt window: neither self-IPI is taken (0 of 2).
+    "ipi-32-33",
 ];
 
 /// Compares `img`'s run on this host's KVM (where it has one) by `what`
@@ -333,4 +336,64 @@ fn a_self_nmi_arrives_and_nmis_are_blocked_until_iret() {
         Outcome::Exited { .. } => Ok((r.regs.gpr[0], r.regs.gpr[3])),
         ref other => Err(format!("{other:?}")),
     });
+}
+
+/// Where [`irq_handler`]s log their vectors, in the order they ran.
+const LOG: u64 = 0x0060_0010;
+
+/// A fixed-interrupt handler that logs `vector` at LOG[COUNT], counts, and
+/// writes the EOI.
+fn irq_handler(a: &mut CodeAssembler, vector: u8) -> Result<CodeLabel, IcedError> {
+    let mut handler = a.create_label();
+    a.set_label(&mut handler)?;
+    a.push(rax)?;
+    a.push(rdi)?;
+    a.mov(rax, qword_ptr(COUNT))?;
+    a.mov(qword_ptr(rax * 8 + LOG), i32::from(vector))?;
+    a.inc(qword_ptr(COUNT))?;
+    a.mov(rdi, 0xfee0_0000u64)?;
+    a.mov(dword_ptr(rdi + 0xb0), 0)?;
+    a.pop(rdi)?;
+    a.pop(rax)?;
+    a.iretq()?;
+    Ok(handler)
+}
+
+/// kvm-unit-tests eventinj's "vec 32/33": two fixed self-IPIs sent with IF
+/// clear, then STI; NOP; CLI. The higher vector is taken after the NOP,
+/// its handler's IRET sets IF (no shadow), so the lower one is taken
+/// before the CLI: both, 33 first (SDM Vol. 3A 11.8.3). The legacy
+/// profile's VMM used to acknowledge 32 at its EXTERNAL_INTERRUPT exit,
+/// which left 33 behind 32's in-service bit until after the CLI.
+#[test]
+fn two_self_ipis_sent_with_if_clear_arrive_higher_first_in_one_sti_window() {
+    let img = exitlab_guest::program::program_with_handlers("ipi-32-33", Ring::Kernel, &start(), |a| {
+        let mut over = a.create_label();
+        a.jmp(over)?;
+        let h32 = irq_handler(a, 32)?;
+        let h33 = irq_handler(a, 33)?;
+        a.set_label(&mut over)?;
+        a.mov(rdi, 0xfee0_0000u64)?;
+        a.mov(dword_ptr(rdi + 0xf0), 0x1ff)?; // SVR: software-enabled
+        for v in [32i32, 33] {
+            a.mov(dword_ptr(rdi + 0x300), 1 << 18 | 1 << 14 | v)?; // self, fixed
+        }
+        a.out(0x80, al)?;
+        a.sti()?;
+        a.nop()?;
+        a.cli()?;
+        a.mov(rax, qword_ptr(COUNT))?;
+        a.mov(rbx, qword_ptr(LOG))?;
+        a.mov(rcx, qword_ptr(LOG + 8))?;
+        Ok(exitlab_guest::program::Body { marks: Vec::new(), gates: vec![(32, h32), (33, h33)] })
+    })
+    .unwrap();
+    let got = |r: &RunReport| match r.outcome {
+        Outcome::Exited { .. } => Ok((r.regs.gpr[0], r.regs.gpr[3], r.regs.gpr[1])),
+        ref other => Err(format!("{other:?}")),
+    };
+    for profile in PROFILES {
+        assert_eq!(got(&run(&img, profile, &RunOptions::default())), Ok((2, 33, 32)), "{profile}");
+    }
+    compare_on_kvm(&img, Ok((2, 33, 32)), got);
 }

@@ -22,7 +22,7 @@
 use crate::fp::xsave::FpuState;
 use crate::op::{Op, Seg};
 use crate::{Flags, Size};
-pub use exitlab_arch::cpuid::Feature;
+pub use exitlab_arch::cpuid::{Feature, Vendor};
 use exitlab_arch::{DescriptorTable, Segment};
 
 /// An exception the instruction raises, as a fault (RIP at the instruction).
@@ -348,6 +348,12 @@ pub trait Cpu {
         false
     }
 
+    /// Whose architecture the CPU follows where Intel's and AMD's differ
+    /// (SYSCALL outside 64-bit mode: [`crate::fastcall::syscall`]).
+    fn vendor(&self) -> Vendor {
+        Vendor::Intel
+    }
+
     /// CPUID for `leaf`, `subleaf`: EAX, EBX, ECX, EDX.
     fn cpuid(&mut self, _op: &Op, _leaf: u32, _subleaf: u32) -> Result<[u32; 4], Self::Stop> {
         Err(self.unsupported())
@@ -367,6 +373,12 @@ pub trait Cpu {
     fn rdtsc(&mut self, _op: &Op) -> Result<(u64, u32), Self::Stop> {
         Err(self.unsupported())
     }
+
+    /// The single-step trap of an instruction that decides it by TF at its
+    /// end rather than its start (SYSCALL, SYSRET: [`crate::fastcall`]):
+    /// DR6.BS pending after it retires. The caller of such an instruction
+    /// takes no TF-at-start trap for it.
+    fn single_step_trap(&mut self) {}
 
     /// RDPID: IA32_TSC_AUX.
     fn tsc_aux(&mut self) -> Result<u64, Self::Stop> {

@@ -1,15 +1,22 @@
 //! Fast system calls (SDM Vol. 2B "SYSCALL", "SYSRET", "SYSENTER",
 //! "SYSEXIT", "SWAPGS", "RDFSBASE/RDGSBASE", "WRFSBASE/WRGSBASE"; Vol. 3A
 //! 5.8.7, 5.8.8): flat segments loaded from the MSRs without reading any
-//! descriptor. Intel's rules: SYSCALL and SYSRET only in 64-bit mode (a
-//! compatibility-mode SYSCALL is AMD's), SYSENTER and SYSEXIT in any
-//! protected mode.
+//! descriptor. SYSCALL and SYSRET in 64-bit mode, and on an AMD model
+//! SYSCALL also from compatibility mode (to CSTAR) and legacy protected
+//! mode (to STAR[31:0]), as the AMD APM Vol. 3 "SYSCALL" describes (Intel:
+//! #UD outside 64-bit mode); SYSENTER and SYSEXIT in any protected mode.
+//! SYSCALL and SYSRET single-step by TF at their end, not their start: a
+//! SYSCALL whose FMASK clears TF does not trap in the kernel, a SYSRET
+//! whose R11 sets TF traps at once in user mode (kvm-unit-tests
+//! x86/syscall.c `test_syscall_tf`, after KVM's emulator fix for it,
+//! Linux commit c8401dda2f0a "KVM: x86: fix singlestepping over
+//! syscall").
 
-use crate::cpu::{Cpu, Exception, Feature, Mode};
+use crate::cpu::{Cpu, Exception, Feature, Mode, Vendor};
 use crate::exec::{get, next, put, require_cpl0, rflags, set_rflags};
 use crate::op::{Op, Seg};
 use crate::reg::{RCX, RDX, RSP};
-use exitlab_arch::bits::rflags::{FIXED, IF, RF, VM};
+use exitlab_arch::bits::rflags::{FIXED, IF, RF, TF, VM};
 use exitlab_arch::bits::{cr4, efer, msr};
 use exitlab_arch::Segment;
 
@@ -30,26 +37,51 @@ fn canonical(v: u64) -> bool {
 }
 
 /// SYSCALL: RCX = the next RIP, R11 = RFLAGS; CS and SS from
-/// STAR[47:32]; RIP = LSTAR; RFLAGS masked by FMASK, RF clear.
+/// STAR[47:32]; RIP = LSTAR; RFLAGS masked by FMASK, RF clear. Intel
+/// raises #UD outside 64-bit mode; AMD goes on in IA-32e compatibility
+/// mode with RIP = CSTAR, and in legacy protected mode to a 32-bit CS
+/// with EIP = STAR[31:0], ECX = the next EIP and VM, IF and RF clear
+/// (R11 and FMASK unused).
 #[inline(never)]
 pub fn syscall<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let e = c.msr(msr::IA32_EFER)?;
-    if c.mode() != Mode::Long || e & efer::SCE == 0 {
+    let mode = c.mode();
+    let amd = c.vendor() == Vendor::Amd;
+    let allowed = mode == Mode::Long || (amd && matches!(mode, Mode::Compatibility | Mode::Protected));
+    if !allowed || e & efer::SCE == 0 {
         return Err(c.exception(Exception::ud()));
     }
     let star = c.msr(msr::IA32_STAR)?;
-    let target = c.msr(msr::IA32_LSTAR)?;
-    let fmask = c.msr(msr::IA32_FMASK)?;
     let sel = (star >> 32) as u16 & !3;
     let next_rip = c.rip().wrapping_add(u64::from(op.len));
     let flags = rflags(c);
+    if mode == Mode::Protected {
+        c.set_gpr(RCX, next_rip & 0xffff_ffff);
+        c.set_segment(Seg::Ss, flat_stack(sel.wrapping_add(8), 0))?;
+        c.set_segment(Seg::Cs, flat_code(sel, 0, false))?;
+        set_rflags(c, (flags & !(VM | IF | RF)) | FIXED);
+        c.set_rip(star & 0xffff_ffff);
+        trap_if_tf(c);
+        return Ok(());
+    }
+    let target = c.msr(if mode == Mode::Long { msr::IA32_LSTAR } else { msr::IA32_CSTAR })?;
+    let fmask = c.msr(msr::IA32_FMASK)?;
     c.set_gpr(RCX, next_rip);
     c.set_gpr(11, flags & !RF);
     c.set_segment(Seg::Ss, flat_stack(sel.wrapping_add(8), 0))?;
     c.set_segment(Seg::Cs, flat_code(sel, 0, true))?;
     set_rflags(c, (flags & !fmask & !RF) | FIXED);
     c.set_rip(target);
+    trap_if_tf(c);
     Ok(())
+}
+
+/// The single-step trap SYSCALL and SYSRET take when TF is set at their
+/// end.
+fn trap_if_tf<C: Cpu>(c: &mut C) {
+    if rflags(c) & TF != 0 {
+        c.single_step_trap();
+    }
 }
 
 /// SYSRET (CPL 0, 64-bit mode): RIP = RCX (ECX to compatibility mode),
@@ -75,6 +107,7 @@ pub fn sysret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     c.set_segment(Seg::Ss, flat_stack(base.wrapping_add(8) | 3, 3))?;
     set_rflags(c, flags);
     c.set_rip(target);
+    trap_if_tf(c);
     Ok(())
 }
 

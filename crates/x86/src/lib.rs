@@ -47,7 +47,7 @@ pub mod xsave;
 mod lower_fp;
 pub mod wide;
 
-pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, Mode, PortIo, SystemSegment};
+pub use cpu::{Cpu, DescriptorTableKind, Exception, Feature, Mode, PortIo, SystemSegment, Vendor};
 pub use exec::execute;
 pub use flags::{Cond, Flags, FlagsOp};
 pub use op::{lower, Kind, Mem, Op, Opnd, Seg};

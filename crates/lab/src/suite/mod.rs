@@ -19,6 +19,7 @@ pub mod cfg;
 use crate::backend::{BackendKind, BackendSpec};
 use crate::image::{self, ImageRequest};
 use cfg::TestEntry;
+use exitlab_arch::cpuid::Vendor;
 use exitlab_loader::Module;
 use exitlab_vmm::{GuestError, Outcome, RunOptions, RunReport};
 use serde_json::{json, Value};
@@ -28,8 +29,6 @@ use std::time::{Duration, Instant};
 /// The runner's time limit when neither `--timeout` nor the entry sets
 /// one (runtime.bash's `${TIMEOUT:-${timeout:-90s}}`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
-/// The vendor the simulator's CPUID names (exitlab-vmm's `cpuid` leaf 0).
-const SIM_VENDOR: &str = "GenuineIntel";
 /// The most RAM exitlab's PC has: one range below the PCI hole at 3 GiB.
 const MAX_MEMORY: u64 = 3 << 30;
 
@@ -201,6 +200,17 @@ pub struct Plan {
     pub memory: u64,
     pub cmdline: String,
     pub timeout: Duration,
+    /// The CPU vendor `-cpu ...,vendor=` asks of the simulator.
+    pub vendor: Option<Vendor>,
+}
+
+/// What QEMU's options ask of the machine exitlab can give.
+#[derive(Default)]
+struct Asks {
+    /// `-m`: the RAM size.
+    memory: Option<u64>,
+    /// `-cpu ...,vendor=` on the simulator.
+    vendor: Option<Vendor>,
 }
 
 /// `90s`, `180`, `2m`, `1h`, `0.5s`: coreutils timeout's durations.
@@ -250,7 +260,8 @@ pub fn plan(t: &Test, backend: BackendKind, timeout: Option<Duration>) -> Result
     if e.smp > 1 {
         return Err(format!("needs {} vCPUs (exitlab runs 1)", e.smp));
     }
-    let memory = qemu_params(&e.qemu_params, backend)?.unwrap_or(image::DEFAULT_MEMORY);
+    let asks = qemu_params(&e.qemu_params, backend)?;
+    let memory = asks.memory.unwrap_or(image::DEFAULT_MEMORY);
     for c in &e.check {
         let (path, want) = c.split_once('=').unwrap_or((c, ""));
         let have = std::fs::read_to_string(path).map(|s| s.trim().to_string());
@@ -269,14 +280,14 @@ pub fn plan(t: &Test, backend: BackendKind, timeout: Option<Duration>) -> Result
         (None, t) => parse_timeout(t).ok_or_else(|| format!("timeout = `{t}` is not a duration"))?,
     };
     let cmdline = format!("{} {}", e.name, e.args).trim_end().to_string();
-    Ok(Plan { memory, cmdline, timeout })
+    Ok(Plan { memory, cmdline, timeout, vendor: asks.vendor })
 }
 
-/// What QEMU's options ask of the machine: the RAM size (`-m`), or why
-/// exitlab cannot give the rest.
-fn qemu_params(params: &str, backend: BackendKind) -> Result<Option<u64>, String> {
+/// What QEMU's options ask of the machine (the RAM size, the simulator's
+/// CPU vendor), or why exitlab cannot give the rest.
+fn qemu_params(params: &str, backend: BackendKind) -> Result<Asks, String> {
     let words: Vec<&str> = params.split_whitespace().collect();
-    let mut memory = None;
+    let mut asks = Asks::default();
     let mut i = 0;
     while i < words.len() {
         let (opt, val) = (words[i], words.get(i + 1).copied().unwrap_or(""));
@@ -288,7 +299,7 @@ fn qemu_params(params: &str, backend: BackendKind) -> Result<Option<u64>, String
                 if m > MAX_MEMORY {
                     return Err(format!("asks for {} MiB of RAM (exitlab's PC has at most 3 GiB)", m >> 20));
                 }
-                memory = Some(m);
+                asks.memory = Some(m);
             }
             "-cpu" => {
                 i += 1;
@@ -302,14 +313,14 @@ fn qemu_params(params: &str, backend: BackendKind) -> Result<Option<u64>, String
                 if flags[0] == "host" && backend == BackendKind::Sim {
                     return Err("needs -cpu host: KVM-only paravirtual MSRs".into());
                 }
-                // The simulator's CPUID says GenuineIntel and it follows
-                // Intel where vendors differ (syscall's compatibility-mode
-                // SYSCALL is AMD's).
+                // The simulator's CPU takes the vendor asked for (its
+                // CPUID and where Intel and AMD differ, as syscall's
+                // compatibility-mode SYSCALL); KVM's is the host's.
                 let vendor = flags.iter().find_map(|f| f.strip_prefix("vendor="));
                 if let (Some(v), BackendKind::Sim) = (vendor, backend) {
-                    if v != SIM_VENDOR {
-                        return Err(format!("needs vendor {v} (-cpu {val}); the simulator's CPU is {SIM_VENDOR}"));
-                    }
+                    asks.vendor = Some(Vendor::from_signature(v).ok_or_else(|| {
+                        format!("needs vendor {v} (-cpu {val}); the simulator models GenuineIntel and AuthenticAMD")
+                    })?);
                 }
             }
             "-device" => return Err(format!("needs QEMU device {}", val.split(',').next().unwrap_or(val))),
@@ -327,7 +338,7 @@ fn qemu_params(params: &str, backend: BackendKind) -> Result<Option<u64>, String
             _ => {}
         }
     }
-    Ok(memory)
+    Ok(asks)
 }
 
 /// The environment module QEMU's runner passes as `-initrd`: what the
@@ -377,7 +388,11 @@ pub fn run(t: &Test, o: &SuiteOptions) -> TestResult {
         BackendSpec::Sim { profile, seed, limits } => {
             options.limits.max_host_time = Some(plan.timeout);
             let limits = exitlab_sim::RunLimits { max_time_ns: Some(limit), ..*limits };
-            BackendSpec::Sim { profile: profile.clone(), seed: *seed, limits }
+            let mut profile = profile.clone();
+            if let Some(v) = plan.vendor {
+                profile.features.vendor = v;
+            }
+            BackendSpec::Sim { profile, seed: *seed, limits }
         }
         BackendSpec::Kvm { device, seccomp, .. } => {
             BackendSpec::Kvm { device: device.clone(), max_time: Some(plan.timeout), seccomp: *seccomp }
@@ -523,11 +538,18 @@ pub(crate) mod tests {
         );
         assert_eq!(na("[a]\nqemu_params = -M q35 -device edu\n", BackendKind::Kvm), "needs the q35 machine");
         assert_eq!(
-            na("[a]\nqemu_params = -cpu Opteron_G1,vendor=AuthenticAMD\n", BackendKind::Sim),
-            "needs vendor AuthenticAMD (-cpu Opteron_G1,vendor=AuthenticAMD); the simulator's CPU is GenuineIntel"
+            na("[a]\nqemu_params = -cpu max,vendor=HygonGenuine\n", BackendKind::Sim),
+            "needs vendor HygonGenuine (-cpu max,vendor=HygonGenuine); the simulator models GenuineIntel and AuthenticAMD"
         );
-        let intel = entry("[msr]\nqemu_params = -cpu max,vendor=GenuineIntel\n");
-        assert!(plan(&intel, BackendKind::Sim, None).is_ok());
+        let vendor = |text: &str, b| plan(&entry(text), b, None).unwrap().vendor;
+        assert_eq!(
+            vendor("[msr]\nqemu_params = -cpu max,vendor=GenuineIntel\n", BackendKind::Sim),
+            Some(Vendor::Intel)
+        );
+        let amd = "[syscall]\nqemu_params = -cpu Opteron_G1,vendor=AuthenticAMD\n";
+        assert_eq!(vendor(amd, BackendKind::Sim), Some(Vendor::Amd));
+        assert_eq!(vendor(amd, BackendKind::Kvm), None, "KVM's CPU is the host's");
+        assert_eq!(vendor("[a]\nqemu_params = -cpu max\n", BackendKind::Sim), None);
         assert_eq!(
             na("[a]\nqemu_params = -cpu max -m 4g\n", BackendKind::Kvm),
             "asks for 4096 MiB of RAM (exitlab's PC has at most 3 GiB)"
@@ -540,7 +562,10 @@ pub(crate) mod tests {
     #[test]
     fn a_runnable_test_gets_its_memory_command_line_and_limit() {
         let p = plan(&entry("[vmexit_cpuid]\ntest_args = 'cpuid'\n"), BackendKind::Kvm, None).unwrap();
-        assert_eq!(p, Plan { memory: 128 << 20, cmdline: "vmexit_cpuid cpuid".into(), timeout: DEFAULT_TIMEOUT });
+        assert_eq!(
+            p,
+            Plan { memory: 128 << 20, cmdline: "vmexit_cpuid cpuid".into(), timeout: DEFAULT_TIMEOUT, vendor: None }
+        );
         let sieve = entry("[s]\ntimeout = 180\nqemu_params = -cpu max -m 2048\n");
         let p = plan(&sieve, BackendKind::Sim, None).unwrap();
         assert_eq!((p.memory, p.timeout, p.cmdline.as_str()), (2048 << 20, Duration::from_secs(180), "s"));

@@ -379,6 +379,17 @@ impl Cpu for Running<'_> {
         self.core.features.has(feature)
     }
 
+    /// DR6.BS pending, delivered at the next boundary (crates/sim/src/cpu/
+    /// run.rs leaves these instructions out of its TF-at-start trap).
+    fn single_step_trap(&mut self) {
+        self.core.pending_dbg |= exitlab_arch::bits::dr6::BS;
+    }
+
+    /// The profile's vendor (`Features::vendor`).
+    fn vendor(&self) -> exitlab_x86::Vendor {
+        self.core.features.vendor()
+    }
+
     fn tsc_aux(&mut self) -> Result<u64, Stop> {
         Ok(self.core.tsc_aux)
     }

@@ -360,6 +360,7 @@ impl Core {
             msr::IA32_MCG_CAP | msr::IA32_MCG_STATUS => 0,
             // IA32_XSS: no supervisor state component is supported.
             0xda0 => 0,
+            i if self.amd_legacy_perf(i) => 0,
             _ => return None,
         })
     }
@@ -401,6 +402,7 @@ impl Core {
             msr::IA32_TSC_DEADLINE => self.write_tsc_deadline(v),
             msr::IA32_TSC_AUX if v >> 32 == 0 => self.tsc_aux = v,
             0xda0 if v == 0 => {}
+            i if self.amd_legacy_perf(i) => {}
             _ => return false,
         }
         true

@@ -2,8 +2,8 @@
 //! IA32_TSC_ADJUST (SDM Vol. 3B 18.17), the TSC deadline in TSC units,
 //! IA32_APIC_BASE's enable and x2APIC bits (SDM 11.4.4, 11.12.5),
 //! IA32_MISC_ENABLE's writable and read-only bits (SDM Vol. 4 table 2-2)
-//! and the PAT's memory types (SDM 12.12.2). The plain ones are in
-//! `Core::read_msr`/`write_msr`.
+//! the PAT's memory types (SDM 12.12.2), and an AMD model's legacy
+//! performance counters. The plain ones are in `Core::read_msr`/`write_msr`.
 
 use super::Core;
 use crate::apic::Apic;
@@ -26,7 +26,20 @@ pub const MISC_ENABLE_RESET: u64 = 1 | 1 << 11 | 1 << 12;
 const MISC_ENABLE_WRITABLE: u64 = 1 | 1 << 3 | 1 << 16 | 1 << 18 | 1 << 22 | 1 << 23 | 1 << 34;
 const MISC_ENABLE_READ_ONLY: u64 = 1 << 7 | 1 << 11 | 1 << 12;
 
+/// PerfEvtSel0-3 and PerfCtr0-3 (MSRC001_0000-0007), which every AMD64
+/// processor has without a CPUID bit (AMD APM Vol. 2 13.2.1).
+const AMD_LEGACY_PERF: std::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
+
 impl Core {
+    /// Whether `index` is an AMD model's legacy performance MSR. The
+    /// simulated CPU has no PMU, so they read 0 and drop writes, as KVM
+    /// answers them without a virtual PMU (arch/x86/kvm/x86.c
+    /// `kvm_get_msr_common`/`kvm_set_msr_common`, MSR_K7_EVNTSEL0-3 and
+    /// MSR_K7_PERFCTR0-3); an Intel model has no such MSRs (#GP).
+    pub(super) fn amd_legacy_perf(&self, index: u32) -> bool {
+        self.features.vendor() == exitlab_arch::cpuid::Vendor::Amd && AMD_LEGACY_PERF.contains(&index)
+    }
+
     /// The time-stamp counter: the cycle count plus the guest's offset.
     pub fn tsc(&self) -> u64 {
         self.cycles.wrapping_add(self.tsc_offset)

@@ -231,10 +231,11 @@ impl Running<'_> {
         }
         let can_take = !self.core.sti_shadow && !self.core.mov_ss_blocking && self.core.interrupts_enabled();
         if self.core.controls.external_interrupt_exiting {
-            // The VMM takes every interrupt and injects it when the
-            // guest can receive it.
-            if let Some(v) = self.core.apic.deliverable() {
-                self.core.apic.accept(v);
+            // The VMM hears of every interrupt and acknowledges the one
+            // the APIC presents when the guest can receive it
+            // (VmxVcpu::apic_acknowledge), so a higher vector that
+            // arrives meanwhile goes first.
+            if let Some(v) = self.core.apic.newly_deliverable() {
                 self.core.exit_info = ExitInfo::default();
                 return Ok(Some(Some(VmExit::ExternalInterrupt { vector: v })));
             }
@@ -328,7 +329,9 @@ impl Running<'_> {
             Err(stop) => return self.stopped(stop),
         };
         let block = chain.block(cur);
-        let tf = self.core.rflags_rest & rflags::TF != 0;
+        // SYSCALL and SYSRET trap by TF at their end (Cpu::single_step_trap).
+        let tf_at_end = matches!(block.steps[0].op.kind, Kind::Syscall | Kind::Sysret);
+        let tf = self.core.rflags_rest & rflags::TF != 0 && !tf_at_end;
         self.core.sti_shadow = false;
         self.core.mov_ss_blocking = false;
         self.core.bp_hits = 0;

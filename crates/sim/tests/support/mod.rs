@@ -94,6 +94,7 @@ pub fn run_on(mut vm: SimVm, img: &Image, read_value: u64, controls: Option<&Con
                 vcpu.inject(Injection::exception(*vector, *error_code)).unwrap();
             }
             VmExit::ExternalInterrupt { vector } => {
+                vcpu.apic_acknowledge(*vector).unwrap();
                 vcpu.inject(Injection { kind: InjectionKind::External, ..Injection::exception(*vector, None) })
                     .unwrap();
             }

@@ -84,11 +84,12 @@ pub(super) fn nmi<V: Vm>(vmm: &mut Vmm<'_, V>) -> Result<Flow, VmmError> {
     Ok(Flow::Resume)
 }
 
-/// An interrupt for the guest under external-interrupt exiting: held until
-/// the guest can take it.
-pub(super) fn external_interrupt<V: Vm>(vmm: &mut Vmm<'_, V>, vector: u8) -> Result<Flow, VmmError> {
+/// An interrupt for the guest under external-interrupt exiting: held
+/// until the guest can take it, when the VMM injects the vector the
+/// local APIC presents then (this one, or a higher one that came since).
+pub(super) fn external_interrupt<V: Vm>(vmm: &mut Vmm<'_, V>) -> Result<Flow, VmmError> {
     let missing = VmmError::Missing { exit: Some(ExitReason::ExternalInterrupt), extension: "VMX" };
-    vmm.vmx.as_mut().ok_or(missing)?.pending.arrive(vector);
+    vmm.vmx.as_mut().ok_or(missing)?.pending.apic();
     Ok(Flow::Resume)
 }
 

@@ -79,7 +79,7 @@ pub(crate) fn dispatch<V: Vm>(vmm: &mut Vmm<'_, V>, exit: &VmExit, h: &mut Handl
             paging::page_fault(vmm, *qualification, error_code.unwrap_or(0), h)
         }
         VmExit::Exception { vector, error_code, .. } => events::exception(vmm, *vector, *error_code),
-        VmExit::ExternalInterrupt { vector } => events::external_interrupt(vmm, *vector),
+        VmExit::ExternalInterrupt { .. } => events::external_interrupt(vmm),
         VmExit::ApicWrite { .. } => events::apic_write(),
         VmExit::Nmi => events::nmi(vmm),
         VmExit::Vmcall => hypercall::vmcall(vmm),
