@@ -6,8 +6,10 @@
 //! hand-made state and checks registers, memory and the mode exactly.
 
 use exitlab_arch::bits::{cr0, efer};
+use exitlab_arch::cpuid::Vendor;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
 use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit};
+use exitlab_sim::profile::Profile;
 use exitlab_sim::{SimVcpu, SimVm};
 use exitlab_x86::Mode;
 use iced_x86::code_asm::*;
@@ -57,7 +59,14 @@ const RDI: usize = 7;
 /// minimal VMM: MSRs from the CPU's own file, CPUID zeros, the run ends at
 /// an OUT to 0xf4.
 fn boot(state: BootState, chunks: &[(u64, Vec<u8>)]) -> Run {
-    let mut vm = SimVm::new(16 << 20).unwrap();
+    boot_on(Vendor::Intel, state, chunks)
+}
+
+/// As [`boot`], on the default profile with `vendor`'s CPU.
+fn boot_on(vendor: Vendor, state: BootState, chunks: &[(u64, Vec<u8>)]) -> Run {
+    let mut profile = Profile::default_profile();
+    profile.features.vendor = vendor;
+    let mut vm = SimVm::with_profile(16 << 20, profile, 0).unwrap();
     for (gpa, bytes) in chunks {
         vm.write_memory(*gpa, bytes).unwrap();
     }
@@ -910,4 +919,240 @@ fn a_task_switch_stops_the_run_with_rip_bytes_and_disassembly() {
     let End::Unsupported(msg) = &r.end else { panic!("{:?}", r.end) };
     assert!(msg.contains(&format!("rip {:#x}", at[0])), "{msg}");
     assert!(msg.contains("cf") && msg.contains("iret"), "{msg}");
+}
+
+/// A 64-bit handler that ends the run with its frame in registers: RBX =
+/// the error code (`code`; else u64::MAX), RDX = RIP, RBP = CS, RSI =
+/// RFLAGS, RDI = RSP, R8 = SS, R9 = the handler's RSP after the error code.
+fn report64(ip: u64, code: bool) -> (u64, Vec<u8>) {
+    self::code(64, ip, |a| {
+        if code {
+            a.pop(rbx)?;
+        } else {
+            a.mov(rbx, -1i64)?;
+        }
+        a.mov(rdx, qword_ptr(rsp))?;
+        a.mov(rbp, qword_ptr(rsp + 8))?;
+        a.mov(rsi, qword_ptr(rsp + 16))?;
+        a.mov(rdi, qword_ptr(rsp + 24))?;
+        a.mov(r8, qword_ptr(rsp + 32))?;
+        a.mov(r9, rsp)?;
+        a.out(0xf4, al)
+    })
+}
+
+/// The frame [`report64`] left: (error code, RIP, CS, RFLAGS, RSP, SS,
+/// handler RSP).
+fn frame64(r: &Run) -> (u64, u64, u64, u64, u64, u64, u64) {
+    (r.gpr(RBX), r.gpr(RDX), r.gpr(RBP), r.gpr(RSI), r.gpr(RDI), r.gpr(8), r.gpr(9))
+}
+
+/// STAR for the GDT above: SYSCALL to KERNEL_CS/KERNEL_DS, SYSRET to
+/// USER32_CS (SYSRETL) or USER_CS (SYSRETQ) with USER_DS.
+const STAR: u64 = (((USER32_CS & !3) as u64) << 48) | ((KERNEL_CS as u64) << 32);
+
+/// SYSRETQ with a non-canonical RCX (0x8000_0000_0000). Intel checks RCX
+/// before leaving ring 0 (SDM Vol. 2B "SYSRET": "IF RCX is not canonical
+/// THEN #GP(0)"), which is why a kernel that returns to a user-chosen RIP
+/// that way runs its #GP handler on the user's RSP (CVE-2012-0217, Xen
+/// XSA-7, FreeBSD-SA-12:04). AMD has no such check (APM Vol. 3 "SYSRET":
+/// the return target is not checked; the #GP comes with the fetch after
+/// the switch to CPL 3), so its #GP frame is a ring-3 one on RSP0.
+#[test]
+fn sysret_to_a_non_canonical_rip_faults_in_ring_0_on_intel_and_ring_3_on_amd() {
+    let (kernel, at) = marked(64, 0x9000, |a| {
+        wrmsr(a, 0xc000_0081, STAR)?;
+        wrmsr(a, 0xc000_0080, efer::LME | efer::LMA | efer::SCE)?;
+        a.mov(rsp, 0x7000u64)?;
+        a.mov(rcx, 0x8000_0000_0000u64)?;
+        a.mov(r11, 0x202u64)?;
+        let l = here(a)?;
+        a.sysretq()?;
+        Ok(vec![l])
+    });
+    let gp = (0x1000 + 13 * 16, gate64(KERNEL_CS, 0x9800, 0, 0));
+    let chunks = long_mode_chunks(vec![kernel, gp, report64(0x9800, true)]);
+    let (kcs, kds, user_cs, user_ss) = (KERNEL_CS as u64, KERNEL_DS as u64, USER_CS as u64, USER_DS as u64);
+    let r = boot_on(Vendor::Intel, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    // Ring 0 on the kernel's own stack; RF set in the image of a fault.
+    assert_eq!(frame64(&r), (0, at[0], kcs, 0x1_0002, 0x7000, kds, 0x7000 - 40));
+    assert_eq!((r.gpr(RCX), r.gpr(11)), (0x8000_0000_0000, 0x202), "RCX and R11 as they were");
+    let r = boot_on(Vendor::Amd, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    // SYSRET completed: the fault is at the non-canonical RIP in ring 3,
+    // RFLAGS from R11, the user's RSP, on the TSS's RSP0.
+    assert_eq!(frame64(&r), (0, 0x8000_0000_0000, user_cs, 0x1_0202, 0x7000, user_ss, 0x6000 - 40));
+}
+
+/// SYSCALL from ring-3 compatibility-mode code (entered by SYSRETL): on
+/// AMD it enters CSTAR in 64-bit mode with RCX = the next RIP, R11 =
+/// RFLAGS, CS and SS from STAR[47:32], RFLAGS masked by FMASK and no
+/// stack switch (AMD APM Vol. 3 "SYSCALL": "IF (Long Mode) ... IF
+/// (Compatibility Mode) temp_RIP = MSR_CSTAR"); on Intel it is #UD (SDM
+/// "SYSCALL": #UD "If not in 64-Bit Mode"). kvm-unit-tests' syscall test
+/// skips its compatibility-mode case on Intel for that reason.
+#[test]
+fn compatibility_mode_syscall_goes_to_cstar_on_amd_and_is_ud_on_intel() {
+    let kernel = code(64, 0x9000, |a| {
+        wrmsr(a, 0xc000_0081, STAR)?;
+        wrmsr(a, 0xc000_0082, 0x9400)?; // LSTAR
+        wrmsr(a, 0xc000_0083, 0x9600)?; // CSTAR
+        wrmsr(a, 0xc000_0084, 0x0100)?; // FMASK: TF
+        wrmsr(a, 0xc000_0080, efer::LME | efer::LMA | efer::SCE)?;
+        a.mov(rsp, 0x7000u64)?;
+        a.mov(rcx, 0xa000u64)?;
+        a.mov(r11, 0x3202u64)?; // IF, IOPL 3
+        a.db(&[0x0f, 0x07]) // SYSRETL
+    });
+    let (user32, at) = marked(32, 0xa000, |a| {
+        a.mov(esp, 0x5000)?;
+        let l = here(a)?;
+        a.syscall()?;
+        let next = here(a)?;
+        a.hlt()?;
+        Ok(vec![l, next])
+    });
+    let lstar = code(64, 0x9400, |a| a.hlt());
+    let (cstar, end) = marked(64, 0x9600, |a| {
+        a.mov(r13, rcx)?;
+        a.mov(r14, r11)?;
+        a.mov(r15, cs)?;
+        a.mov(r12, rsp)?;
+        a.mov(ebp, ss)?;
+        a.pushfq()?;
+        a.pop(rsi)?;
+        let l = here(a)?;
+        a.out(0xf4, al)?;
+        Ok(vec![l])
+    });
+    let ud = (0x1000 + 6 * 16, gate64(KERNEL_CS, 0x9800, 0, 0));
+    let chunks = long_mode_chunks(vec![kernel, user32, lstar, cstar, ud, report64(0x9800, false)]);
+    let r = boot_on(Vendor::Intel, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    let (u32cs, uds) = (USER32_CS as u64, USER_DS as u64);
+    assert_eq!(frame64(&r), (u64::MAX, at[0], u32cs, 0x1_3202, 0x5000, uds, 0x6000 - 40), "#UD in ring 3");
+    let r = boot_on(Vendor::Amd, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    let g = |n| r.gpr(n);
+    assert_eq!((g(13), g(14), g(15), g(RBP), g(12)), (at[1], 0x3202, KERNEL_CS as u64, KERNEL_DS as u64, 0x5000));
+    assert_eq!(g(RSI), 0x3202, "FMASK cleared nothing set; RF clear");
+    let core = r.vcpu.cpu();
+    assert_eq!((r.mode(), core.view.cpl, core.rip), (Mode::Long, 0, end[0] + 2), "past the OUT");
+}
+
+/// A ring-3 16-bit data segment (base 0, limit 0xffff, B clear) in the
+/// GDT's spare slot, selector GATE | 3.
+const USER_SS16: u16 = GATE | 3;
+const SS16_DESCRIPTOR: u64 = 0x0000_f300_0000_ffff;
+
+/// IRET to ring 3 on a 16-bit stack segment loads only SP: RSP[63:16]
+/// (ESP[31:16] on a 32-bit kernel) keep the kernel's stack pointer of the
+/// IRET, which leaks it to user space. Linux commit 3891a04aafd6
+/// ("x86-64, espfix: Don't leak bits 31:16 of %esp returning to 16-bit
+/// stack"): "The IRET instruction, when returning to a 16-bit segment,
+/// only restores the bottom 16 bits of the user space stack pointer";
+/// the 32-bit kernel's espfix is older, and CVE-2014-8133 bypassed it.
+/// Bochs' iret (`SP = new_rsp` for a 16-bit SS) agrees.
+#[test]
+fn iret_to_a_16_bit_stack_keeps_the_kernels_upper_stack_pointer_bits() {
+    let user = code(32, 0xa000, |a| {
+        a.mov(ebx, esp)?;
+        a.mov(ecx, ss)?;
+        a.out(0xf4, al)
+    });
+    let frame64 = code(64, 0x9000, |a| {
+        a.mov(rsp, 0x3f_8000u64)?;
+        a.push(i32::from(USER_SS16))?;
+        a.mov(rax, 0x1111_2222_3333_5ff0u64)?;
+        a.push(rax)?;
+        a.push(0x3002)?; // IOPL 3 for the OUT
+        a.push(i32::from(USER32_CS))?;
+        a.push(0xa000)?;
+        a.iretq()
+    });
+    let mut chunks = long_mode_chunks(vec![frame64, user.clone()]);
+    chunks.push(gdt_with(SS16_DESCRIPTOR));
+    let r = boot(long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    // The IRETQ ran with RSP = 0x3f_8000 - 40: bits 63:16 are 0x3f.
+    assert_eq!((r.gpr(RSP), r.gpr(RBX), r.gpr(RCX)), (0x3f_5ff0, 0x3f_5ff0, u64::from(USER_SS16)));
+    let core = r.vcpu.cpu();
+    assert_eq!((r.mode(), core.view.cpl, core.cs().selector), (Mode::Compatibility, 3, USER32_CS));
+    // The same on a 32-bit kernel: IRETD keeps ESP[31:16].
+    let frame32 = code(32, 0x9000, |a| {
+        a.mov(esp, 0x3f_8000)?;
+        a.push(u32::from(USER_SS16))?;
+        a.push(0x1234_5ff0)?;
+        a.push(0x3002)?;
+        a.push(u32::from(USER32_CS))?;
+        a.push(0xa000)?;
+        a.iretd()
+    });
+    let r = boot(protected_mode(0x9000), &[gdt_with(SS16_DESCRIPTOR), frame32, user]);
+    assert_eq!(r.end, End::Done);
+    assert_eq!((r.gpr(RSP), r.gpr(RBX)), (0x3f_5ff0, 0x3f_5ff0));
+    assert_eq!((r.mode(), r.vcpu.cpu().view.cpl), (Mode::Protected, 3));
+}
+
+/// SYSENTER from ring-3 compatibility-mode code: Intel enters the 64-bit
+/// kernel at SYSENTER_EIP on SYSENTER_ESP with CS = SYSENTER_CS and SS =
+/// CS + 8; AMD recognizes SYSENTER only in legacy mode, #UD in long mode
+/// (APM Vol. 3 "SYSENTER"; KVM's em_sysenter: "Intel's architecture allows
+/// SYSENTER in compatibility mode, but AMD does not"; QEMU's translator
+/// makes it #UD in 64-bit code unless the vendor is Intel).
+#[test]
+fn compatibility_mode_sysenter_enters_the_kernel_on_intel_and_is_ud_on_amd() {
+    let kernel = code(64, 0x9000, |a| {
+        wrmsr(a, 0x174, u64::from(KERNEL_CS))?;
+        wrmsr(a, 0x175, 0x6800)?;
+        wrmsr(a, 0x176, 0x9400)?;
+        a.push(i32::from(USER_DS))?;
+        a.push(0x5000)?;
+        a.push(0x3002)?;
+        a.push(i32::from(USER32_CS))?;
+        a.push(0xa000)?;
+        a.iretq()
+    });
+    let (user, at) = marked(32, 0xa000, |a| {
+        let l = here(a)?;
+        a.sysenter()?;
+        a.hlt()?;
+        Ok(vec![l])
+    });
+    let entry = code(64, 0x9400, |a| {
+        a.mov(r15, cs)?;
+        a.mov(ebp, ss)?;
+        a.mov(r12, rsp)?;
+        a.out(0xf4, al)
+    });
+    let ud = (0x1000 + 6 * 16, gate64(KERNEL_CS, 0x9800, 0, 0));
+    let chunks = long_mode_chunks(vec![kernel, user, entry, ud, report64(0x9800, false)]);
+    let r = boot_on(Vendor::Intel, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    assert_eq!((r.gpr(15), r.gpr(RBP), r.gpr(12)), (KERNEL_CS as u64, KERNEL_DS as u64, 0x6800));
+    assert_eq!((r.mode(), r.vcpu.cpu().view.cpl), (Mode::Long, 0));
+    let r = boot_on(Vendor::Amd, long_mode(0x9000), &chunks);
+    assert_eq!(r.end, End::Done);
+    let (u32cs, uds) = (USER32_CS as u64, USER_DS as u64);
+    assert_eq!(frame64(&r), (u64::MAX, at[0], u32cs, 0x1_3002, 0x5000, uds, 0x6000 - 40));
+}
+
+/// SYSENTER with IA32_SYSENTER_CS null (its reset value) is #GP(0) at the
+/// SYSENTER (SDM Vol. 2B "SYSENTER"; KVM's em_sysenter checks
+/// `(msr_data & 0xfffc) == 0`, a fix for guests that probed it).
+#[test]
+fn sysenter_with_a_null_sysenter_cs_is_gp0() {
+    let (kernel, at) = marked(32, 0x9000, |a| {
+        a.mov(esp, 0x7000)?;
+        let l = here(a)?;
+        a.sysenter()?;
+        a.hlt()?;
+        Ok(vec![l])
+    });
+    let gate = (0x1000 + 13 * 8, gate32(KERNEL_CS32, 0x9800, 0, false).to_le_bytes().to_vec());
+    let r = boot(protected_mode(0x9000), &[gdt(), kernel, gate, report_fault32(0x9800)]);
+    assert_eq!(r.end, End::Done);
+    assert_eq!((r.gpr(RBX), r.gpr(RDX), r.gpr(RDI)), (0, at[0], u64::from(KERNEL_CS32)));
+    assert_eq!(r.gpr(RSP), 0x7000 - 12, "EIP, CS, EFLAGS left after the error code");
 }

@@ -87,7 +87,9 @@ fn trap_if_tf<C: Cpu>(c: &mut C) {
 /// SYSRET (CPL 0, 64-bit mode): RIP = RCX (ECX to compatibility mode),
 /// RFLAGS from R11; CS from STAR[63:48] (+16 for a 64-bit return) and SS
 /// from STAR[63:48] + 8, both at RPL 3. A non-canonical RCX is #GP(0) in
-/// ring 0, as Intel processors check it before the switch.
+/// ring 0 on Intel, which checks it before the switch (SDM "SYSRET";
+/// CVE-2012-0217); AMD has no such check (APM Vol. 3 "SYSRET"): it
+/// returns to ring 3 and the fetch there takes the #GP.
 #[inline(never)]
 pub fn sysret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     let e = c.msr(msr::IA32_EFER)?;
@@ -97,7 +99,7 @@ pub fn sysret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     require_cpl0(c)?;
     let long = op.size == 8;
     let target = if long { c.gpr(RCX) } else { c.gpr(RCX) & 0xffff_ffff };
-    if !canonical(target) {
+    if !canonical(target) && c.vendor() == Vendor::Intel {
         return Err(c.exception(Exception::gp(0)));
     }
     let base = (c.msr(msr::IA32_STAR)? >> 48) as u16;
@@ -111,11 +113,23 @@ pub fn sysret<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     Ok(())
 }
 
+/// SYSENTER and SYSEXIT are #UD in IA-32e mode (64-bit and compatibility
+/// mode) on AMD, which recognizes them only in legacy mode (APM Vol. 3
+/// "SYSENTER", "SYSEXIT"; QEMU's translator and KVM's `em_sysenter` check
+/// the vendor so).
+fn sysenter_recognized<C: Cpu>(c: &mut C) -> Result<(), C::Stop> {
+    if c.vendor() == Vendor::Amd && c.mode().ia32e() {
+        return Err(c.exception(Exception::ud()));
+    }
+    Ok(())
+}
+
 /// SYSENTER (protected mode, IA32_SYSENTER_CS not null): CS from
 /// SYSENTER_CS, SS = CS + 8, RIP and RSP from SYSENTER_EIP and _ESP (32
 /// bits outside IA-32e mode); VM, IF and RF clear.
 #[inline(never)]
 pub fn sysenter<C: Cpu>(c: &mut C, _op: &Op) -> Result<(), C::Stop> {
+    sysenter_recognized(c)?;
     let cs = c.msr(msr::IA32_SYSENTER_CS)? as u16 & !3;
     if !c.mode().protected() || crate::segment::is_null(cs) {
         return Err(c.exception(Exception::gp(0)));
@@ -138,6 +152,7 @@ pub fn sysenter<C: Cpu>(c: &mut C, _op: &Op) -> Result<(), C::Stop> {
 /// RIP = RDX and RSP = RCX (EDX and ECX for the 32-bit form).
 #[inline(never)]
 pub fn sysexit<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
+    sysenter_recognized(c)?;
     let base = c.msr(msr::IA32_SYSENTER_CS)? as u16;
     if !c.mode().protected() || crate::segment::is_null(base & !3) {
         return Err(c.exception(Exception::gp(0)));

@@ -375,8 +375,15 @@ fn iret_ia32e<C: Cpu>(c: &mut C, op: &Op) -> Result<(), C::Stop> {
     set_rflags(c, new_flags);
     match stack {
         Some((ss, sp)) => {
+            // Back to a 16-bit stack only SP is loaded: RSP[63:16] stay
+            // the kernel's at the IRET (the leak Linux's espfix64 hides,
+            // commit 3891a04aafd6; Bochs' long_iret does the same).
+            let sp = match size {
+                _ if !to_64 && !ss.db => crate::merge(c.gpr(crate::reg::RSP), 2, sp),
+                8 => sp,
+                _ => sp & mask(size),
+            };
             c.set_segment(Seg::Ss, ss)?;
-            let sp = if size == 8 { sp } else { sp & mask(size) };
             c.set_gpr(crate::reg::RSP, sp);
         }
         None => f.commit(c),
