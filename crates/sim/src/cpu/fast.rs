@@ -257,11 +257,16 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
 /// CF from `below` where given (SUB and CMP: the unsigned `a < b`).
 #[inline(always)]
 fn taken(f: &Flags, r: u64, below: Option<bool>, cc: u8) -> bool {
-    let v = match (cc >> 1, below) {
-        (1, Some(b)) => b,
-        (2, _) => r == 0,
-        (4, _) => r & sign_bit(f.size) != 0,
-        _ => return f.cond(Cond(cc)),
+    // Tests in turn rather than a table: each site sees one condition.
+    let class = cc >> 1;
+    let v = if class == 2 {
+        r == 0
+    } else if let (1, Some(b)) = (class, below) {
+        b
+    } else if class == 4 {
+        r & sign_bit(f.size) != 0
+    } else {
+        return f.cond(Cond(cc));
     };
     v != (cc & 1 != 0)
 }
