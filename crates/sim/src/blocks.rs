@@ -43,7 +43,7 @@ impl Block {
         let chainable = steps.last().is_some_and(|s| {
             !s.op.ends_block() || matches!(s.op.kind, Jmp | Jcc | Call | Ret | Loop | Loope | Loopne | Jrcxz)
         });
-        let uops = steps.iter().map(|s| Uop::lower(&s.op, bits)).collect();
+        let uops = Uop::lower_block(steps.iter().map(|s| &s.op), bits);
         let prefix = std::iter::once(0)
             .chain(steps.iter().scan(0, |sum, s| {
                 *sum += u64::from(s.cost);

@@ -480,3 +480,126 @@ fn data_accesses_at_page_ends_and_after_remaps_agree() {
     // the new mapping reads 0.
     assert_eq!(o.regs.gpr[12], 30 + 30 * 2);
 }
+
+/// The fast path's fused pairs (`uop.rs`: a flag producer and the Jcc
+/// after it as one micro-op) and its dropped flag records (a producer
+/// whose flags the next register-only op overwrites unread): every
+/// producer at every size with Jcc conditions taken and not, the flags
+/// read in the next block (PUSHFQ at the target and after the
+/// fall-through, LAHF, SETcc, ADC reading the CF that DEC keeps),
+/// producers overwritten unread before a PUSHFQ, and a page fault after
+/// a dropped record, whose exception frame holds the RFLAGS pushed.
+#[test]
+fn fused_jcc_pairs_and_dropped_flag_records_agree() {
+    let img = program("fused", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 70)?;
+        a.mov(rbx, 0x8000_0000_0000_0001u64)?;
+        a.xor(r14d, r14d)?;
+        a.xor(r15d, r15d)?;
+        a.set_label(&mut top)?;
+        a.imul_3(rax, rcx, 0x3779_b97f)?;
+        a.ror(rax, 29)?;
+        a.mov(rdx, rax)?;
+        a.xor(rdx, rbx)?;
+        a.rol(rbx, 3)?;
+        // A producer, a Jcc on it, then the flags read in the next block
+        // (the fall-through adds to r14 first).
+        let mut cc = 0u32;
+        let mut pair = |a: &mut CodeAssembler, produce: &dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>| {
+            let mut skip = a.create_label();
+            produce(a)?;
+            cc += 5;
+            jcc(a, cc % 16, skip)?;
+            a.add(r14, rcx)?;
+            a.set_label(&mut skip)?;
+            a.pushfq()?;
+            a.pop(r8)?;
+            a.add(r15, r8)?;
+            a.rol(r15, 7)
+        };
+        pair(a, &|a| a.add(rax, rdx))?;
+        pair(a, &|a| a.adc(edx, eax))?;
+        pair(a, &|a| a.sub(ax, dx))?;
+        pair(a, &|a| a.sbb(dl, al))?;
+        pair(a, &|a| a.and(rdx, 0x7fff_f0f0))?;
+        pair(a, &|a| a.or(eax, edx))?;
+        pair(a, &|a| a.xor(dx, 0x8000u32 as i32))?;
+        pair(a, &|a| a.cmp(al, dl))?;
+        pair(a, &|a| a.cmp(rax, rdx))?;
+        pair(a, &|a| a.cmp(edx, eax))?;
+        pair(a, &|a| a.test(rdx, rax))?;
+        pair(a, &|a| a.inc(al))?;
+        pair(a, &|a| a.dec(edx))?;
+        pair(a, &|a| a.neg(rax))?;
+        pair(a, &|a| a.sub(rdx, rax))?;
+        pair(a, &|a| a.cmp(dx, ax))?;
+        // LAHF, SETcc and ADC after fused pairs.
+        let (mut l1, mut l2, mut l3) = (a.create_label(), a.create_label(), a.create_label());
+        a.sub(eax, edx)?;
+        a.jz(l1)?;
+        a.set_label(&mut l1)?;
+        a.lahf()?;
+        a.add(r15, rax)?;
+        a.cmp(rax, rdx)?;
+        a.jl(l2)?;
+        a.set_label(&mut l2)?;
+        a.setg(r9b)?;
+        a.seta(r10b)?;
+        a.add(r15b, r9b)?;
+        a.add(r15b, r10b)?;
+        a.stc()?;
+        a.dec(rdx)?;
+        a.jnz(l3)?;
+        a.set_label(&mut l3)?;
+        a.adc(r15, 0)?;
+        // Records overwritten unread (ADD by XOR, XOR by IMUL, IMUL by
+        // SHL, NOT by NEG), then read back.
+        a.add(rax, rcx)?;
+        a.xor(rdx, rax)?;
+        a.imul_3(rdx, rdx, 9)?;
+        a.shl(rdx, 3)?;
+        a.not(rax)?;
+        a.neg(rax)?;
+        a.pushfq()?;
+        a.pop(r8)?;
+        a.xor(r15, r8)?;
+        a.add(r15, rax)?;
+        a.add(r15, rdx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        // A fault after a dropped record: ADD's flags are overwritten by
+        // SUB's, which the #PF's frame holds.
+        a.mov(rdi, 0x40_0000_0000u64)?;
+        a.add(rax, rbx)?;
+        a.sub(rdx, rax)?;
+        a.mov(r9, qword_ptr(rdi))?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert!(o.end.starts_with("Report(MailboxReport { vector: 14,"), "{}", o.end);
+    assert_eq!(o.regs.gpr[1], 0);
+    assert_ne!(o.regs.gpr[14], 0, "some fall-throughs ran");
+}
+
+fn jcc(a: &mut CodeAssembler, cc: u32, to: CodeLabel) -> Result<(), IcedError> {
+    match cc {
+        0 => a.jo(to),
+        1 => a.jno(to),
+        2 => a.jb(to),
+        3 => a.jae(to),
+        4 => a.je(to),
+        5 => a.jne(to),
+        6 => a.jbe(to),
+        7 => a.ja(to),
+        8 => a.js(to),
+        9 => a.jns(to),
+        10 => a.jp(to),
+        11 => a.jnp(to),
+        12 => a.jl(to),
+        13 => a.jge(to),
+        14 => a.jle(to),
+        _ => a.jg(to),
+    }
+}

@@ -25,7 +25,7 @@ use crate::machine::Machine;
 use crate::uop::{Src, Uop};
 use exitlab_hv::{HvError, VmExit};
 use exitlab_x86::arith::{binary_result, unary_result, writes_result};
-use exitlab_x86::{mask, merge, muldiv, shift, Cond, Kind, Mem, Size};
+use exitlab_x86::{mask, merge, muldiv, shift, sign_bit, Cond, Flags, Kind, Mem, Size};
 use std::ops::ControlFlow;
 
 impl Running<'_> {
@@ -63,7 +63,10 @@ impl Running<'_> {
     /// translation (`Running::linked`): what the chain loop would do for
     /// those blocks, with its checks that such blocks cannot change left
     /// out. `cur` ends as the block the chain loop goes on with, and
-    /// `chain.last` as the chain loop would have left it.
+    /// `chain.last` as the chain loop would have left it. Not inlined into
+    /// the chain loop: on its own its loop keeps its state in host
+    /// registers instead of the chain loop's stack slots.
+    #[inline(never)]
     pub(super) fn hot(&mut self, chain: &mut Chain, cur: &mut usize, bounds: Bounds, limits: &Limits) -> Hot {
         let cpl = self.core.cpl();
         let user = cpl == 3;
@@ -151,19 +154,42 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
     while let Some(uop) = uops.get(i) {
         let g = &mut core.gpr;
         match *uop {
-            Uop::Binary { kind, size, len, dst, src } => {
+            Uop::Binary { kind, size, len, dst, src, flags } => {
                 let (r, f) = binary_result(kind, size, get(g, dst, size), value(g, src, size), &core.flags);
                 if writes_result(kind) {
                     put(g, dst, size, r);
                 }
-                core.flags = f;
+                if flags {
+                    core.flags = f;
+                }
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Unary { kind, size, len, reg } => {
+            Uop::Unary { kind, size, len, reg, flags } => {
+                let (r, f) = unary_result(kind, size, get(g, reg, size), core.flags);
+                put(g, reg, size, r);
+                if flags {
+                    core.flags = f;
+                }
+                rip = rip.wrapping_add(u64::from(len));
+            }
+            Uop::BinaryJcc { kind, size, len, dst, src, cc, target } => {
+                let (a, b) = (get(g, dst, size), value(g, src, size));
+                let (r, f) = binary_result(kind, size, a, b, &core.flags);
+                if writes_result(kind) {
+                    put(g, dst, size, r);
+                }
+                core.flags = f;
+                let below = matches!(kind, Kind::Sub | Kind::Cmp).then_some(a < b);
+                rip = if taken(&f, r, below, cc) { target } else { rip.wrapping_add(u64::from(len)) };
+                // The Jcc's own micro-op is part of this one.
+                i += 1;
+            }
+            Uop::UnaryJcc { kind, size, len, reg, cc, target } => {
                 let (r, f) = unary_result(kind, size, get(g, reg, size), core.flags);
                 put(g, reg, size, r);
                 core.flags = f;
-                rip = rip.wrapping_add(u64::from(len));
+                rip = if taken(&f, r, None, cc) { target } else { rip.wrapping_add(u64::from(len)) };
+                i += 1;
             }
             Uop::Mov { size, len, dst, src } => {
                 let v = value(g, src, size);
@@ -175,13 +201,15 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                 put(g, dst, size, a);
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Imul { size, len, dst, x, y } => {
+            Uop::Imul { size, len, dst, x, y, flags } => {
                 let (_, lo, f) = muldiv::imul(size, value(g, x, size), value(g, y, size));
                 put(g, dst, size, lo);
-                core.flags = f;
+                if flags {
+                    core.flags = f;
+                }
                 rip = rip.wrapping_add(u64::from(len));
             }
-            Uop::Shift { kind, size, len, reg, count } => {
+            Uop::Shift { kind, size, len, reg, count, flags } => {
                 let (a, c, old) = (get(g, reg, size), u64::from(count), core.flags);
                 let (r, f) = match kind {
                     Kind::Shl => shift::shl(size, a, c, old),
@@ -189,7 +217,9 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                     _ => shift::sar(size, a, c, old),
                 };
                 put(g, reg, size, r);
-                core.flags = f;
+                if flags {
+                    core.flags = f;
+                }
                 rip = rip.wrapping_add(u64::from(len));
             }
             Uop::Load { size, len, dst, ref mem } => {
@@ -219,6 +249,26 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
     }
     core.rip = rip;
     (i, stale)
+}
+
+/// Whether Jcc `cc` jumps after a flag producer (not NOT) that left
+/// result `r` and record `f`: what `f.cond` gives, with ZF and SF taken
+/// straight from `r` (every such producer sets them from its result) and
+/// CF from `below` where given (SUB and CMP: the unsigned `a < b`).
+#[inline(always)]
+fn taken(f: &Flags, r: u64, below: Option<bool>, cc: u8) -> bool {
+    // Tests in turn rather than a table: each site sees one condition.
+    let class = cc >> 1;
+    let v = if class == 2 {
+        r == 0
+    } else if let (1, Some(b)) = (class, below) {
+        b
+    } else if class == 4 {
+        r & sign_bit(f.size) != 0
+    } else {
+        return f.cond(Cond(cc));
+    };
+    v != (cc & 1 != 0)
 }
 
 /// The low `size` bytes of general register `n` (`exec::reg`).
