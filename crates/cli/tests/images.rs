@@ -68,6 +68,7 @@ fn broken_images_of_each_kind_get_one_line_and_status_2() {
     assert_usage_error(&stat_image(&d.join("absent.elf"), &[]), "absent.elf");
     std::fs::write(d.join("cut.elf.toml"), "platform = \"pc\"\nnics = []\n").unwrap();
     assert_usage_error(&stat_image(&cut, &[]), "cut.elf.toml:2: `nics`");
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -97,6 +98,7 @@ fn an_image_prints_its_console_exits_functions_and_platform() {
     let o = stat_image(&fail, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "exitlab: guest wrote 1 to isa-debug-exit (QEMU status 3)\n");
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -110,6 +112,7 @@ fn a_spinning_image_stops_at_the_time_limit_on_kvm_and_says_where() {
     let o = stat_image(&spin, &["--backend", "kvm", "--max-time", "300ms"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o), "exitlab: stopped: time limit of 300ms reached (host time) at rip 0x200000, in seg0\n");
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -156,4 +159,5 @@ fn a_suite_of_small_images_gets_a_verdict_per_test_and_json() {
     assert!(stdout(&o).starts_with("pass "), "{}", stdout(&o));
     assert_usage_error(&exitlab(&["suite", d.join("none").to_str().unwrap()]), "no such file or directory");
     assert_usage_error(&exitlab(&["suite", d.to_str().unwrap(), "-j", "0"]), "-j");
+    std::fs::remove_dir_all(&d).unwrap();
 }
