@@ -22,7 +22,9 @@
 //! Invalidation therefore needs nothing of its own: a write to decoded
 //! code drops the page's blocks from the cache (and ends the running
 //! block), a paging or mode change shows in the translation or the code
-//! size the lookup computes for every block, chained or not.
+//! size the lookup computes for every block, chained or not. A link
+//! skips the cache's check only while the cache's and the chain's
+//! generations are those it was made at (nothing dropped or replaced).
 
 use super::fast::{Bounds, Hot};
 use super::mmu::Access;
