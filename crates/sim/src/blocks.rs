@@ -71,11 +71,16 @@ pub struct BlockCache {
     /// A write dropped blocks since [`BlockCache::clear_stale`]: the block
     /// running may be one of them.
     stale: bool,
+    /// Bumped whenever a block may leave the cache (a slot is replaced or
+    /// a page's blocks are dropped): while it is unchanged, a block the
+    /// cache held still is held (the chain's links check this one counter
+    /// instead of the slot).
+    generation: u64,
 }
 
 impl Default for BlockCache {
     fn default() -> Self {
-        BlockCache { slots: vec![None; CACHE_SLOTS], stale: false }
+        BlockCache { slots: vec![None; CACHE_SLOTS], stale: false, generation: 0 }
     }
 }
 
@@ -99,6 +104,13 @@ impl BlockCache {
     pub fn insert(&mut self, block: Arc<Block>) {
         let i = slot(block.phys);
         self.slots[i] = Some(block);
+        self.generation += 1;
+    }
+
+    /// The count of changes that may have dropped a block (see the field).
+    #[inline(always)]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Drops every block decoded from physical page number `page`.
@@ -109,6 +121,7 @@ impl BlockCache {
             }
         }
         self.stale = true;
+        self.generation += 1;
     }
 
     /// Whether blocks were dropped since the last [`BlockCache::clear_stale`].

@@ -188,6 +188,58 @@ fn code_pages_remapped_with_and_without_invlpg_agree() {
     assert!((90 + 60..=90 + 120).contains(&o.regs.gpr[12]), "{}", o.regs.gpr[12]);
 }
 
+/// Links to blocks that left the block cache or the chain. Two routines
+/// at physical 0xa0_0000 and 0xa0_2001 share a slot of the direct-mapped
+/// block cache (`(p ^ p >> 13) & 0x1fff` is 0x500 for both), so each call
+/// drops the other's block while the chain still holds it and a link
+/// leads there. With `jumps` = 20 each pass also runs 20 more blocks than
+/// the chain's 16 entries, so entries that links point to are replaced
+/// round robin. The links' generations must send both to the full lookup.
+fn evicting(jumps: usize) -> Image {
+    const F: [(u64, u32); 2] = [(0xa0_0000, 1), (0xa0_2001, 2)];
+    program("evict", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        // mov eax, k; ret at each address.
+        for (phys, k) in F {
+            a.mov(rdi, phys)?;
+            a.mov(byte_ptr(rdi), 0xb8)?;
+            a.mov(dword_ptr(rdi + 1), k)?;
+            a.mov(byte_ptr(rdi + 5), 0xc3)?;
+        }
+        a.mov(r9, F[0].0)?;
+        a.mov(r10, F[1].0)?;
+        a.mov(ecx, 50)?;
+        a.xor(ebx, ebx)?;
+        a.xor(r12d, r12d)?;
+        a.set_label(&mut top)?;
+        a.call(r9)?;
+        a.add(rbx, rax)?;
+        a.call(r10)?;
+        a.add(rbx, rax)?;
+        for _ in 0..jumps {
+            let mut next = a.create_label();
+            a.inc(r12)?;
+            a.jmp(next)?;
+            a.set_label(&mut next)?;
+        }
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap()
+}
+
+#[test]
+fn links_to_blocks_dropped_from_the_cache_or_the_chain_agree() {
+    for jumps in [0, 20] {
+        let o = same(&evicting(jumps));
+        assert_eq!(o.end, "Done");
+        assert_eq!((o.regs.gpr[3], o.regs.gpr[12]), (50 * 3, 50 * jumps as u64));
+        // Each pass decodes both routines afresh: they evict each other.
+        assert!(counter(&o, "blocks_decoded") >= 100, "{}", counter(&o, "blocks_decoded"));
+    }
+}
+
 /// An instruction limit stops both paths at the same block boundary.
 #[test]
 fn instruction_limits_stop_both_paths_at_the_same_instruction() {

@@ -22,7 +22,9 @@
 //! Invalidation therefore needs nothing of its own: a write to decoded
 //! code drops the page's blocks from the cache (and ends the running
 //! block), a paging or mode change shows in the translation or the code
-//! size the lookup computes for every block, chained or not.
+//! size the lookup computes for every block, chained or not. A link
+//! skips the cache's check only while the cache's and the chain's
+//! generations are those it was made at (nothing dropped or replaced).
 
 use super::fast::{Bounds, Hot};
 use super::mmu::Access;
@@ -54,16 +56,26 @@ struct Entry {
 /// the TLB generation and privilege the key's translation was made at.
 /// While the TLB is unchanged, the same fetch at the same privilege
 /// translates the same, so a link taken then needs no translation.
+/// `held` is the block cache's and the chain's generations when the link
+/// was made, the successor then in the cache and at `to`: while both are
+/// unchanged it still is, with no look at the cache's slot.
 #[derive(Clone, Copy, Debug)]
 struct Link {
     key: Key,
     to: u8,
     generation: u64,
     user: bool,
+    held: (u64, u64),
 }
 
 impl Link {
-    const NONE: Link = Link { key: Key { ip: 0, lin: 0, phys: 0, bits: 0 }, to: NONE, generation: 0, user: false };
+    const NONE: Link = Link {
+        key: Key { ip: 0, lin: 0, phys: 0, bits: 0 },
+        to: NONE,
+        generation: 0,
+        user: false,
+        held: (u64::MAX, u64::MAX),
+    };
 }
 
 /// A core's recently run blocks and their links.
@@ -75,6 +87,8 @@ pub struct Chain {
     pub(super) last: Option<usize>,
     /// The entry the next new block replaces (round robin).
     victim: usize,
+    /// Bumped whenever an entry is replaced (links to it go stale).
+    replaced: u64,
 }
 
 /// What a block lookup computes from RIP and the mode: the key a block
@@ -95,11 +109,13 @@ impl Key {
 
 impl Chain {
     /// Remembers that block `from` led to block `to` (at `key`, its fetch
-    /// translated at TLB generation `generation` for a `user` access).
-    fn link(&mut self, from: Option<usize>, to: usize, key: Key, generation: u64, user: bool) {
+    /// translated at TLB generation `generation` for a `user` access; the
+    /// block cache, at generation `cache`, holds it).
+    fn link(&mut self, from: Option<usize>, to: usize, key: Key, generation: u64, user: bool, cache: u64) {
+        let replaced = self.replaced;
         let Some(e) = from.and_then(|f| self.entries.get_mut(f)) else { return };
         let slot = usize::from(e.next[0].key.ip != key.ip && e.next[0].to != NONE);
-        e.next[slot] = Link { key, to: to as u8, generation, user };
+        e.next[slot] = Link { key, to: to as u8, generation, user, held: (cache, replaced) };
     }
 
     /// Adds `block`, replacing the oldest entry when full; its index.
@@ -112,6 +128,7 @@ impl Chain {
         let i = self.victim;
         self.victim = (i + 1) % CHAIN_BLOCKS;
         self.entries[i] = entry;
+        self.replaced += 1;
         i
     }
 }
@@ -271,13 +288,14 @@ impl Running<'_> {
             }
             for link in chain.entries[l].next {
                 if link.key.ip == rip && self.held(chain, usize::from(link.to), &key) {
-                    chain.link(from, usize::from(link.to), key, generation, user);
+                    let cache = self.machine.blocks.generation();
+                    chain.link(from, usize::from(link.to), key, generation, user, cache);
                     return Ok(usize::from(link.to));
                 }
             }
         }
         if let Some(i) = (0..chain.entries.len()).find(|&i| self.held(chain, i, &key)) {
-            chain.link(from, i, key, generation, user);
+            chain.link(from, i, key, generation, user, self.machine.blocks.generation());
             return Ok(i);
         }
         let block = match self.machine.blocks.get(phys, lin, rip, bits) {
@@ -285,7 +303,7 @@ impl Running<'_> {
             None => self.decode_block(rip, lin, phys, bits, user)?,
         };
         let i = chain.insert(block);
-        chain.link(from.filter(|&f| f != i), i, key, generation, user);
+        chain.link(from.filter(|&f| f != i), i, key, generation, user, self.machine.blocks.generation());
         Ok(i)
     }
 
@@ -293,7 +311,9 @@ impl Running<'_> {
     /// needs no translation: in 64-bit mode (the linear address is RIP),
     /// at the privilege and TLB generation the link was made at (the TLB
     /// would answer as it did then, with no side effect), with the code
-    /// size unchanged, and the cache still holding that block.
+    /// size unchanged, and the cache still holding that block (known
+    /// without a look while neither the cache nor the chain has changed
+    /// since the link was made).
     #[inline(always)]
     pub(super) fn linked(&self, chain: &Chain, from: usize, rip: u64, user: bool) -> Option<usize> {
         let v = &self.core.view;
@@ -309,7 +329,8 @@ impl Running<'_> {
                 && l.key.bits == v.code_bits
         })?;
         let i = usize::from(link.to);
-        self.held(chain, i, &link.key).then_some(i)
+        let unchanged = link.held == (self.machine.blocks.generation(), chain.replaced);
+        (unchanged || self.held(chain, i, &link.key)).then_some(i)
     }
 
     /// Whether entry `i` is the block at `key` and the cache still holds it.

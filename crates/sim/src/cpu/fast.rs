@@ -24,8 +24,8 @@ use crate::blocks::Block;
 use crate::machine::Machine;
 use crate::uop::{Src, Uop};
 use exitlab_hv::{HvError, VmExit};
-use exitlab_x86::arith::{binary_result, unary_result, writes_result};
-use exitlab_x86::{mask, merge, muldiv, shift, sign_bit, Cond, Flags, Kind, Mem, Size};
+use exitlab_x86::arith::{self, binary_result, unary_result, writes_result};
+use exitlab_x86::{mask, merge, muldiv, shift, sign_bit, Cond, Flags, FlagsOp, Kind, Mem, Size};
 use std::ops::ControlFlow;
 
 impl Running<'_> {
@@ -71,27 +71,32 @@ impl Running<'_> {
         let cpl = self.core.cpl();
         let user = cpl == 3;
         let mut last = chain.last;
-        let hot = loop {
+        let hot = 'blocks: loop {
             let block = chain.block(*cur);
-            self.core.stats.block_runs += 1;
-            let (to, stale) = run_uops(self.core, self.machine, &block.uops, 0, user);
-            self.charge(block, 0, to, cpl);
-            if stale {
-                break Hot::Stale;
-            }
-            if to < block.uops.len() {
-                // The chain loop's lookup of this block took `last`.
-                break Hot::Within { at: to };
-            }
-            last = Some(*cur);
-            if limits.host_time_up(self.core.stats.block_runs)
-                || self.core.cycles >= bounds.deadline
-                || self.core.stats.instructions >= bounds.max_instructions
-            {
-                break Hot::Leave;
-            }
-            if self.core.rip == block.ip {
-                continue;
+            let (uops, full) = (&block.uops[..], block.uops.len());
+            // A block that loops to itself goes round here, its slice and
+            // length at hand.
+            loop {
+                self.core.stats.block_runs += 1;
+                let (to, stale) = run_uops(self.core, self.machine, uops, 0, user);
+                self.charge(block, 0, to, cpl);
+                if stale {
+                    break 'blocks Hot::Stale;
+                }
+                if to < full {
+                    // The chain loop's lookup of this block took `last`.
+                    break 'blocks Hot::Within { at: to };
+                }
+                last = Some(*cur);
+                if limits.host_time_up(self.core.stats.block_runs)
+                    || self.core.cycles >= bounds.deadline
+                    || self.core.stats.instructions >= bounds.max_instructions
+                {
+                    break 'blocks Hot::Leave;
+                }
+                if self.core.rip != block.ip {
+                    break;
+                }
             }
             match self.linked(chain, *cur, self.core.rip, user) {
                 Some(i) => {
@@ -165,7 +170,7 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                 rip = rip.wrapping_add(u64::from(len));
             }
             Uop::Unary { kind, size, len, reg, flags } => {
-                let (r, f) = unary_result(kind, size, get(g, reg, size), core.flags);
+                let (r, f) = unary(kind, size, get(g, reg, size), &core.flags);
                 put(g, reg, size, r);
                 if flags {
                     core.flags = f;
@@ -185,7 +190,7 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
                 i += 1;
             }
             Uop::UnaryJcc { kind, size, len, reg, cc, target } => {
-                let (r, f) = unary_result(kind, size, get(g, reg, size), core.flags);
+                let (r, f) = unary(kind, size, get(g, reg, size), &core.flags);
                 put(g, reg, size, r);
                 core.flags = f;
                 rip = if taken(&f, r, None, cc) { target } else { rip.wrapping_add(u64::from(len)) };
@@ -249,6 +254,20 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
     }
     core.rip = rip;
     (i, stale)
+}
+
+/// What `unary_result` gives, with the CF that INC and DEC keep read
+/// straight from the old record when its producer was INC or DEC (which
+/// carry it), not evaluated through the record's match: `dec rcx; jnz`
+/// after `dec rcx; jnz`.
+#[inline(always)]
+fn unary(kind: Kind, size: Size, a: u64, old: &Flags) -> (u64, Flags) {
+    let cf = || if matches!(old.op, FlagsOp::Inc | FlagsOp::Dec) { old.aux & 1 != 0 } else { old.cf() };
+    match kind {
+        Kind::Inc => arith::inc(size, a, cf()),
+        Kind::Dec => arith::dec(size, a, cf()),
+        _ => unary_result(kind, size, a, *old),
+    }
 }
 
 /// Whether Jcc `cc` jumps after a flag producer (not NOT) that left
