@@ -71,12 +71,22 @@ pub struct Pending {
     apic: bool,
     /// An NMI waits (one is latched, as the CPU latches one).
     nmi: bool,
+    /// The PIC's INT waits for the guest to set IF: the INTA cycle runs
+    /// only when the CPU takes the interrupt, so the VMM asks for an
+    /// interrupt window, as KVM does for a userspace PIC
+    /// (`kvm_run.request_interrupt_window`).
+    pic: bool,
 }
 
 impl Pending {
     /// Whether none wait.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && !self.apic && !self.nmi
+        self.queue.is_empty() && !self.apic && !self.nmi && !self.pic
+    }
+
+    /// Whether the PIC's INT waits for IF (see [`Pending::service`]).
+    pub fn set_pic(&mut self, waits: bool) {
+        self.pic = waits;
     }
 
     /// The PIC's INTA gave `vector` (an ExtINT the VMM acknowledged).
@@ -117,7 +127,7 @@ impl Pending {
         if self.apic && vcpu.apic_interrupt()?.is_none() {
             self.apic = false;
         }
-        let (want_nmi, want_irq) = (self.nmi, self.apic || !self.queue.is_empty());
+        let (want_nmi, want_irq) = (self.nmi, self.apic || self.pic || !self.queue.is_empty());
         if controls.nmi_window_exiting != want_nmi || controls.interrupt_window_exiting != want_irq {
             controls.nmi_window_exiting = want_nmi;
             controls.interrupt_window_exiting = want_irq;

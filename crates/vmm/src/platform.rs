@@ -179,7 +179,6 @@ impl Platform {
     ) -> Result<(Platform, ToAssign), VmmError> {
         let mut pio = Bus::new();
         let mut mmio = Bus::new();
-        pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::<Serial>::default()).expect(FIXED);
         pio.insert("post", u64::from(layout::PORT_POST), 1, Box::<PostPort>::default()).expect(FIXED);
         pio.insert("doorbell", u64::from(layout::PORT_DOORBELL), 1, Box::<Doorbell>::default()).expect(FIXED);
         mmio.insert("mmio-scratch", layout::MMIO_BENCH, layout::MMIO_BENCH_SIZE, Box::<MmioScratch>::default())
@@ -194,6 +193,8 @@ impl Platform {
                 None
             }
         };
+        let com1_irq = pc.as_ref().map(|pc| pc.handles.com1_irq.clone());
+        pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::new(Serial::new(com1_irq))).expect(FIXED);
         let mut virtio = None;
         for nic in &machine.nics {
             match *nic {

@@ -149,8 +149,10 @@ impl<V: Vm> Vmm<'_, V> {
         self.platform.flush(&*self.vm, posting, now)?;
         // An ExtINT a device raised now may be all that wakes a halted
         // vCPU: inject it without waiting for an exit.
-        if self.pc_interrupts()? {
-            if let (Some(vmx), Some(vcpu)) = (&mut self.vmx, self.vcpu.vmx()) {
+        let queued = self.pc_interrupts()?;
+        if let (Some(vmx), Some(vcpu)) = (&mut self.vmx, self.vcpu.vmx()) {
+            let window_stale = vmx.pending.is_empty() == vmx.controls.interrupt_window_exiting;
+            if queued || window_stale {
                 vmx.pending.service(vcpu, &mut vmx.controls)?;
             }
         }
@@ -255,8 +257,8 @@ impl<V: Vm> Vmm<'_, V> {
     /// the local APIC lets it through (LVT LINT0 unmasked in ExtINT mode,
     /// or the APIC disabled, as KVM's `kvm_apic_accept_pic_intr` decides):
     /// the VMM runs the INTA cycle and injects the vector when the guest's
-    /// IF allows; with IF clear the request waits in the PIC (kept for the
-    /// next exit or device event). While an IOAPIC
+    /// IF allows; with IF clear the request waits in the PIC and the VMM
+    /// asks for an interrupt window. While an IOAPIC
     /// entry waits for EOIs, the local APIC page traps (APIC
     /// virtualization off), so each EOI exits and reaches the IOAPIC; the
     /// simulator has no EOI-exit bitmap to trap only those vectors.
@@ -273,12 +275,17 @@ impl<V: Vm> Vmm<'_, V> {
         if pc.handles.chip.is_none() {
             return Ok(false);
         }
-        let (mut keep, mut queued) = (false, false);
+        let (mut keep, mut queued, mut waits) = (false, false, false);
         if extint && pc.intr() {
             let lvt0 = vcpu.apic_read(LVT_LINT0)?;
             let disabled =
                 vcpu.read_msr(exitlab_arch::bits::msr::IA32_APIC_BASE)?.is_some_and(|b| b & APIC_BASE_EN == 0);
-            if takes && (disabled || (lvt0 & LVT_MASKED == 0 && (lvt0 >> 8) & 7 == DELIVERY_EXTINT)) {
+            let accepts = disabled || (lvt0 & LVT_MASKED == 0 && (lvt0 >> 8) & 7 == DELIVERY_EXTINT);
+            // Accepted but IF clear: an interrupt window brings the VMM
+            // back when the guest sets IF (a masked LINT0 waits for the
+            // APIC write that unmasks it, which exits on its own).
+            waits = accepts && !takes;
+            if takes && accepts {
                 // Each INTA may leave a higher request pending (nesting).
                 for _ in 0..16 {
                     let Some(vector) = pc.acknowledge() else { break };
@@ -300,6 +307,7 @@ impl<V: Vm> Vmm<'_, V> {
         if keep {
             self.platform.keep_extint();
         }
+        vmx.pending.set_pic(waits);
         Ok(queued)
     }
 

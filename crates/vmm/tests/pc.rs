@@ -98,6 +98,50 @@ fn pit_through_pic() -> Image {
     .unwrap())
 }
 
+/// Linux's PIT tick in one-shot mode (mode 4, one count per event) through
+/// the 8259 as ExtINTs: the first count runs out while the guest spins
+/// with IF clear, and it then spins with IF set and no exit, so only an
+/// interrupt window brings the waiting ExtINT in; the second count wakes
+/// a `sti; hlt`. The exit code is the tick count seen after each wait.
+fn pit_one_shot_while_if_clear() -> Image {
+    pc(program("pit-one-shot", Ring::Kernel, &Start { gpr: [0; 16], rflags: 0 }, |a| {
+        for (port, v) in [(0x20, 0x11), (0x21, 0x40), (0x21, 0x04), (0x21, 0x03), (0x21, 0xfe)] {
+            out(a, port, v)?;
+        }
+        a.mov(rdi, LAPIC_LVT0)?;
+        a.mov(dword_ptr(rdi), 0x700)?;
+        out(a, 0x43, 0x38)?; // counter 0, LSB then MSB, mode 4
+        out(a, 0x40, 0xa9)?;
+        out(a, 0x40, 0x04)?; // 1193 clocks: 1 ms
+        let (mut spin, mut poll, mut seen) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(ecx, 20_000_000u32)?; // far past 1 ms, IF clear
+        a.set_label(&mut spin)?;
+        a.dec(ecx)?;
+        a.jnz(spin)?;
+        a.sti()?;
+        a.mov(ecx, 20_000_000u32)?;
+        a.mov(rsi, TICKS)?;
+        a.set_label(&mut poll)?;
+        a.cmp(qword_ptr(rsi), 1)?;
+        a.jae(seen)?;
+        a.dec(ecx)?;
+        a.jnz(poll)?;
+        a.set_label(&mut seen)?;
+        a.cli()?;
+        a.mov(rbx, qword_ptr(rsi))?;
+        out(a, 0x40, 0xa9)?;
+        out(a, 0x40, 0x04)?; // a second count
+        a.sti()?;
+        a.hlt()?;
+        a.cli()?;
+        out(a, 0x21, 0xff)?;
+        a.mov(rax, qword_ptr(rsi))?;
+        a.shl(rax, 4)?;
+        a.or(rax, rbx)
+    })
+    .unwrap())
+}
+
 /// pc-testdev's line 10, level-triggered on IOAPIC pin 10 (vector 0x50),
 /// raised three times; the guest's own handler (an IDT of its own at
 /// 0x30000) lowers the line, counts in r15 and EOIs. The exit code is the
@@ -252,4 +296,16 @@ fn a_level_line_is_delivered_again_only_after_the_eoi_reaches_the_ioapic() {
     let Some((r, _)) = on_kvm(&img) else { return };
     assert_eq!(r.outcome, Outcome::DebugExit { code: 3, status: 7 });
     assert_eq!(r.accountant.all().ports[&0x200a].exits, 6);
+}
+
+#[test]
+fn a_one_shot_pit_tick_raised_while_if_is_clear_arrives_when_the_guest_sets_if() {
+    let img = pit_one_shot_while_if_clear();
+    for profile in ["modern", "legacy"] {
+        let (r, vm) = on_sim(&img, profile);
+        // One tick seen by the IF-set spin, two after the HLT.
+        assert_eq!(r.outcome, Outcome::DebugExit { code: 0x21, status: 0x43 }, "{profile}");
+        assert_eq!(ticks(&vm), 2, "{profile}");
+        assert_eq!(body_exits(&r, ExitReason::InterruptWindow), 1, "{profile}: the window for the first tick");
+    }
 }

@@ -62,6 +62,8 @@ pub enum Chips {
 /// INTA and EOIs) and the PIT where they are models, and the power latch.
 pub struct PcHandles {
     pub chip: Option<SharedIrqChip>,
+    /// ISA IRQ 4, for COM1 (which the platform installs on every machine).
+    pub com1_irq: IsaIrqLine,
     pub pit: Option<SharedPit>,
     pub power: PowerLatch,
 }
@@ -117,7 +119,7 @@ pub fn install(
         Chips::InKernel(sink) => (sink, None),
     };
     let line = |n: u8| IsaIrqLine::new(sink.clone(), n);
-    let kbc = Arc::new(Mutex::new(I8042::new(power.clone())));
+    let kbc = Arc::new(Mutex::new(I8042::new(power.clone(), Some([line(i8042::KBD_IRQ), line(i8042::AUX_IRQ)]))));
     let fw = FwCfgMachine { ram_size: c.memory, cpus: c.cpus, max_ram: c.memory };
     let mut ports: Vec<(&'static str, u64, u64, Box<dyn Device>)> = vec![
         ("rtc", RTC, 2, share(Box::new(Rtc::new(c.rtc_epoch, Some(line(RTC_IRQ)))))),
@@ -163,7 +165,7 @@ pub fn install(
         pio.insert(name, base, len, device)?;
     }
     mmio.insert("testdev-iomem", IOMEM_BASE, IOMEM_SIZE as u64, Box::<TestdevMem>::default())?;
-    Ok(PcHandles { chip, pit, power })
+    Ok(PcHandles { chip, pit, power, com1_irq: line(crate::devices::serial::COM1_IRQ) })
 }
 
 /// Every model as one device: offsets below 0x10000 are ports, the rest

@@ -95,6 +95,8 @@ struct Counter {
     gate: bool,
     /// Modes 1 and 5 count only after a GATE trigger.
     triggered: bool,
+    /// Modes 4 and 5: this count's one-clock strobe has reached IRQ 0.
+    strobed: bool,
     /// LSB/MSB sequencing of writes and of unlatched reads.
     write_msb: bool,
     read_msb: bool,
@@ -160,6 +162,16 @@ impl Counter {
         }
     }
 
+    /// Modes 4 and 5: the one-clock low strobe at terminal count is over
+    /// and not yet delivered. Sampled OUT is high again by then, so the
+    /// caller must pulse the line itself; each count strobes once.
+    fn take_strobe(&mut self, now: u64) -> bool {
+        let due = matches!(self.mode, 4 | 5) && !self.strobed && self.paused.is_none();
+        let over = due && self.elapsed(now).is_some_and(|d| d > self.period());
+        self.strobed |= over;
+        over
+    }
+
     /// When OUT next rises after `now`, ns.
     fn next_rising_edge(&self, now: u64) -> Option<u64> {
         let n = self.period();
@@ -209,6 +221,7 @@ impl Counter {
         self.count = count;
         self.loaded = true;
         self.start = now;
+        self.strobed = false;
         self.paused = (!self.gate && matches!(self.mode, 0 | 4)).then_some(now);
     }
 
@@ -265,6 +278,7 @@ impl Counter {
                     // Modes 1, 2, 3, 5: a rising GATE (re)starts the count.
                     self.start = now;
                     self.triggered = true;
+                    self.strobed = false;
                 }
             }
             (true, false) if self.loaded && matches!(self.mode, 0 | 4) => self.paused = Some(now),
@@ -344,10 +358,12 @@ impl Pit {
 
     fn tick_irq(&mut self, ctx: &mut DeviceCtx<'_>) {
         let Some(line) = self.irq0.clone() else { return };
-        let c = &self.counters[0];
+        let c = &mut self.counters[0];
         let periodic = matches!(c.mode, 2 | 3) && c.elapsed(ctx.now_ns).is_some_and(|d| d >= c.period());
-        if periodic && self.irq_level && c.out(ctx.now_ns) {
-            // A whole period passed: OUT fell and rose in between.
+        let strobe = c.take_strobe(ctx.now_ns);
+        if (periodic || strobe) && self.irq_level && c.out(ctx.now_ns) {
+            // A whole period (or a mode 4/5 strobe) passed: OUT fell and
+            // rose in between.
             line.set(false, ctx);
             self.irq_level = false;
         }
@@ -586,5 +602,29 @@ mod tests {
         assert_eq!(Recorder::take(&rec), [(0, true, t(50))]);
         assert_eq!(m.tick(&mut p, t(500)).wakes, Vec::<u64>::new());
         assert_eq!(Recorder::take(&rec), []);
+    }
+
+    /// Linux's PIT clockevent in one-shot mode (drivers/clocksource/i8253.c,
+    /// `pit_set_oneshot` then `pit_next_event`): mode 4, a new count per
+    /// event. Each count's strobe is a rising edge on IRQ 0, though OUT is
+    /// already high again whenever the VMM looks.
+    #[test]
+    fn mode4_strobes_irq0_once_per_count_written() {
+        let (rec, line) = Recorder::line(0);
+        let pit = Arc::new(Mutex::new(Pit::new(Some(line))));
+        let (m, mut p) = (TestMemory::new(4096), PitPorts(pit));
+        m.write_bytes(&mut p, 0, CONTROL, &[word(0, control::RW_WORD, 4, false)]);
+        let e = out(&m, &mut p, 0, COUNTER0, &[100, 0]);
+        assert_eq!(e.wakes, [t(101)]);
+        assert_eq!(Recorder::take(&rec), [(0, true, 0)]);
+        assert_eq!(m.tick(&mut p, t(101)).wakes, Vec::<u64>::new());
+        assert_eq!(Recorder::take(&rec), [(0, false, t(101)), (0, true, t(101))]);
+        let e = out(&m, &mut p, t(200), COUNTER0, &[50, 0]);
+        assert_eq!(e.wakes, [t(200) + t(51)]);
+        m.tick(&mut p, t(200) + t(51));
+        assert_eq!(Recorder::take(&rec), [(0, false, t(200) + t(51)), (0, true, t(200) + t(51))]);
+        m.tick(&mut p, t(1000));
+        assert_eq!(Recorder::take(&rec), [], "one strobe per count");
+        assert_eq!(p.counters(), [("irq0_edges", 3)]);
     }
 }

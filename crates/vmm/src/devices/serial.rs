@@ -1,51 +1,137 @@
 //! COM1: vm-superio's 16550 model, with everything the guest transmits kept
-//! as console output. The exitlab kernel polls the line-status register, so
-//! the interrupt line is not wired.
+//! as console output. On the PC its interrupt output reaches ISA IRQ 4
+//! (through the MCR's OUT2 gate, as the PC/AT wires it): Linux's 8250
+//! driver sends user-space output by THR-empty interrupts. vm-superio
+//! signals an interrupt as an event (it is made for KVM's irqfd), so each
+//! one is a pulse on the line, as an irqfd into KVM's PIC is; the exitlab
+//! kernel polls the line-status register and never enables one.
 
 use crate::bus::{Device, DeviceCtx};
+use crate::devices::isa_irq::IsaIrqLine;
+use std::sync::atomic::{AtomicBool, Ordering};
 use vm_superio::Trigger;
 
-/// The UART's interrupt output, left unconnected.
-pub struct Unwired;
+/// The COM1 IRQ on the PC (IBM PC/AT Technical Reference).
+pub const COM1_IRQ: u8 = 4;
+/// Modem control register offset and its OUT2 bit (16550 datasheet).
+const MCR: u64 = 4;
+/// The interrupt identification register: reading it acknowledges THRE.
+const IIR: u64 = 2;
+const MCR_OUT2: u8 = 1 << 3;
 
-impl Trigger for Unwired {
+/// The UART's interrupt output: latched until the device model pulses the
+/// line after the register access that raised it.
+#[derive(Default)]
+pub struct Raised(AtomicBool);
+
+impl Trigger for Raised {
     type E = std::convert::Infallible;
     fn trigger(&self) -> Result<(), Self::E> {
+        self.0.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
 
 pub struct Serial {
-    uart: vm_superio::Serial<Unwired, vm_superio::serial::NoEvents, Vec<u8>>,
-}
-
-impl Default for Serial {
-    fn default() -> Self {
-        Serial { uart: vm_superio::Serial::new(Unwired, Vec::new()) }
-    }
+    uart: vm_superio::Serial<Raised, vm_superio::serial::NoEvents, Vec<u8>>,
+    irq: Option<IsaIrqLine>,
+    /// OUT2 as the guest last wrote it: the PC gates the IRQ with it.
+    out2: bool,
+    /// An interrupt raised while OUT2 was off, not yet acknowledged (by an
+    /// IIR read): OUT2's rising edge passes it on.
+    held: bool,
+    interrupts: u64,
 }
 
 impl Serial {
+    /// A UART whose interrupt drives `irq` (none: unconnected).
+    pub fn new(irq: Option<IsaIrqLine>) -> Serial {
+        Serial {
+            uart: vm_superio::Serial::new(Raised::default(), Vec::new()),
+            irq,
+            out2: false,
+            held: false,
+            interrupts: 0,
+        }
+    }
+
     /// Everything the guest has written to the transmit register.
     pub fn output(&self) -> &[u8] {
         self.uart.writer()
     }
+
+    /// Pulses the line for an interrupt the last access raised, or one
+    /// held back until OUT2 came on.
+    fn deliver(&mut self, ctx: &mut DeviceCtx<'_>) {
+        let raised = self.uart.interrupt_evt().0.swap(false, Ordering::Relaxed) || self.held;
+        self.held = raised && !self.out2;
+        if let (true, true, Some(line)) = (raised, self.out2, &self.irq) {
+            line.set(true, ctx);
+            line.set(false, ctx);
+            self.interrupts += 1;
+        }
+    }
 }
 
 impl Device for Serial {
-    fn read(&mut self, offset: u64, data: &mut [u8], _: &mut DeviceCtx<'_>) {
+    fn read(&mut self, offset: u64, data: &mut [u8], ctx: &mut DeviceCtx<'_>) {
         let v = u8::try_from(offset).map(|o| self.uart.read(o)).unwrap_or(0xff);
         data.fill(v);
+        if offset == IIR {
+            self.held = false;
+        }
+        self.deliver(ctx);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8], _: &mut DeviceCtx<'_>) {
+    fn write(&mut self, offset: u64, data: &[u8], ctx: &mut DeviceCtx<'_>) {
         if let (Ok(o), Some(&b)) = (u8::try_from(offset), data.first()) {
-            // Writing to an unwired UART cannot fail; a full FIFO drops.
+            if offset == MCR {
+                self.out2 = b & MCR_OUT2 != 0;
+            }
+            // Writing to the in-memory console cannot fail; a full FIFO
+            // drops.
             let _ = self.uart.write(o, b);
+        }
+        self.deliver(ctx);
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        if self.irq.is_some() {
+            vec![("irq4_pulses", self.interrupts)]
+        } else {
+            Vec::new()
         }
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::isa_irq::Recorder;
+    use crate::devices::testing::TestMemory;
+
+    /// THRI enabled, then OUT2 on, then bytes: each THR-empty interrupt is
+    /// one pulse on IRQ 4; one raised while OUT2 is off waits for OUT2;
+    /// none before IIR is read (vm-superio raises THRE once until it is
+    /// acknowledged).
+    #[test]
+    fn thr_empty_interrupts_pulse_irq4_through_out2() {
+        let (rec, line) = Recorder::line(COM1_IRQ);
+        let (m, mut s) = (TestMemory::new(4096), Serial::new(Some(line)));
+        m.write_bytes(&mut s, 10, 1, &[0x02]); // IER THRI, OUT2 off
+        assert_eq!(Recorder::take(&rec), []);
+        m.write_bytes(&mut s, 40, MCR, &[MCR_OUT2]);
+        assert_eq!(Recorder::take(&rec), [(COM1_IRQ, true, 40), (COM1_IRQ, false, 40)]);
+        m.write_bytes(&mut s, 50, 0, b"x");
+        assert_eq!(Recorder::take(&rec), [], "THRE still pending: no new edge");
+        m.read_bytes(&mut s, 60, IIR, 1);
+        m.write_bytes(&mut s, 70, 0, b"y");
+        assert_eq!(Recorder::take(&rec), [(COM1_IRQ, true, 70), (COM1_IRQ, false, 70)]);
+        assert_eq!(s.output(), b"xy");
+        assert_eq!(s.counters(), [("irq4_pulses", 2)]);
     }
 }
