@@ -162,11 +162,18 @@ fn a_suite_of_small_images_gets_a_verdict_per_test_and_json() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// A vmlinux-shaped ELF64 whose PVH note enters `say_and_exit` at BASE
-/// (in 32-bit mode) while its e_entry points one byte past it.
+/// A vmlinux-shaped ELF64 whose PVH note enters at BASE (in 32-bit mode)
+/// while its e_entry points one byte past it. The code checks that EBX
+/// points at hvm_start_info's magic, then says `text` and exits with
+/// `code`; else it says so and exits with 1.
 fn pvh_image(text: &str, code: u8) -> Vec<u8> {
-    let e =
-        Elf { is64: true, entry: BASE + 1, segments: vec![code_at(BASE, say_and_exit(text, code))], symbols: vec![] };
+    let ok = say_and_exit(text, code);
+    let mut c = vec![0x81, 0x3b]; // cmp dword [ebx], XEN_HVM_START_MAGIC_VALUE
+    c.extend_from_slice(&0x336e_c578u32.to_le_bytes());
+    c.extend_from_slice(&[0x75, ok.len() as u8]); // jne past `ok`
+    c.extend_from_slice(&ok);
+    c.extend_from_slice(&say_and_exit("EBX is not the start_info\n", 1));
+    let e = Elf { is64: true, entry: BASE + 1, segments: vec![code_at(BASE, c)], symbols: vec![] };
     let note = testimage::Note { name: "Xen".into(), ty: 18, desc: (BASE as u32).to_le_bytes().to_vec() };
     testimage::elf_with_notes(&e, &note.bytes())
 }
@@ -183,6 +190,14 @@ fn a_vmlinux_and_a_bzimage_boot_through_their_pvh_entry() {
     let o = stat_image(&bz, &["--format", "pvh"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("pvh\n"), "{}", stdout(&o));
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Err(why) => eprintln!("skipping KVM case: {why}"),
+        Ok(_) => {
+            let o = stat_image(&bz, &["--format", "pvh", "--backend", "kvm", "--max-time", "60s"]);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            assert!(stdout(&o).contains("pvh\n"), "{}", stdout(&o));
+        }
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
 
