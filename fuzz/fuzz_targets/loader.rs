@@ -1,29 +1,44 @@
 //! Images through every loader: each input is loaded as detected, flat,
-//! ELF, multiboot and bzImage. An input whose first byte is below 8 edits
-//! one of the project's own images instead (`testimage`: ELF64, ELF32
-//! multiboot, a.out kludge, bzImage): then 3-byte steps of (offset, value)
-//! overwrite its bytes, so the search starts past the magic numbers. A
-//! load either fails with an error or returns chunks that fit in memory
-//! without overlapping.
+//! ELF, multiboot, bzImage and PVH. An input whose first byte is below 12
+//! edits one of the project's own images instead (`testimage`: ELF64,
+//! ELF32 multiboot, a.out kludge, bzImage, a PVH vmlinux, a bzImage with
+//! that vmlinux XZ-compressed): then 3-byte steps of (offset, value)
+//! overwrite its bytes, so the search starts past the magic numbers (and
+//! reaches the PVH notes and the XZ decoder). A load either fails with an
+//! error or returns chunks that fit in memory without overlapping.
 #![no_main]
 
 use exitlab_loader::{load, testimage, CpuMode, FlatOptions, Format, Module, Options};
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 
 const MEMORY: u64 = 16 << 20;
 
+/// The project's images, built once (the last one costs a compression).
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        vec![
+            testimage::elf(&testimage::Elf::hello(0x20_0000)),
+            testimage::elf32_multiboot(0x20_0000),
+            testimage::multiboot_kludge(0x10_0000),
+            testimage::bzimage(&testimage::BzImage::default()),
+            testimage::pvh_elf(0x20_0000),
+            testimage::bzimage_with_vmlinux(&testimage::pvh_elf(0x20_0000)),
+        ]
+    })
+}
+
 fn image(input: &[u8]) -> Vec<u8> {
     let Some((&first, rest)) = input.split_first() else { return Vec::new() };
-    let mut image = match first {
-        0 | 4 => testimage::elf(&testimage::Elf::hello(0x20_0000)),
-        1 | 5 => testimage::elf32_multiboot(0x20_0000),
-        2 | 6 => testimage::multiboot_kludge(0x10_0000),
-        3 | 7 => testimage::bzimage(&testimage::BzImage::default()),
-        _ => return input.to_vec(),
+    let n = seeds().len();
+    let Some(seed) = seeds().get(usize::from(first) % n).filter(|_| usize::from(first) < 2 * n) else {
+        return input.to_vec();
     };
+    let mut image = seed.clone();
     for step in rest.chunks_exact(3) {
         let (at, len) = (usize::from(u16::from_le_bytes([step[0], step[1]])), image.len().max(1));
-        if first >= 4 && at >= len {
+        if usize::from(first) >= n && at >= len {
             // Past the end: cut the image there instead.
             image.truncate(at % len);
         } else if let Some(b) = image.get_mut(at % len) {
@@ -35,7 +50,9 @@ fn image(input: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|input: &[u8]| {
     let image = image(input);
-    for format in [None, Some(Format::Flat), Some(Format::Elf), Some(Format::Multiboot), Some(Format::BzImage)] {
+    let formats =
+        [None, Some(Format::Flat), Some(Format::Elf), Some(Format::Multiboot), Some(Format::BzImage), Some(Format::Pvh)];
+    for format in formats {
         let mut o = Options::new(MEMORY);
         o.format = format;
         o.cmdline = "fuzz".into();

@@ -10,14 +10,18 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
-    /// Detect it: ELF (multiboot when it has the header), bzImage, or a raw
-    /// multiboot binary.
+    /// Detect it: ELF (multiboot when it has the header, PVH when it has
+    /// the PVH entry note), bzImage, or a raw multiboot binary.
     Auto,
     /// Raw bytes (--load, --entry, --mode say where and how they start).
     Flat,
     Elf,
     Multiboot,
+    /// A Linux bzImage through its decompressor and 64-bit entry.
     Bzimage,
+    /// The PVH entry of a vmlinux, or of the vmlinux a bzImage compresses
+    /// (decompressed by the loader, skipping the kernel's decompressor).
+    Pvh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -36,13 +40,13 @@ pub struct ImageArgs {
     /// The image's format.
     #[arg(long, value_enum, default_value = "auto", requires = "image")]
     pub format: FormatArg,
-    /// The kernel command line (multiboot, bzImage).
+    /// The kernel command line (multiboot, bzImage, PVH).
     #[arg(long, value_name = "TEXT", default_value = "", requires = "image")]
     pub cmdline: String,
     /// A multiboot module (repeatable; in order).
     #[arg(long = "module", value_name = "FILE", requires = "image")]
     pub modules: Vec<PathBuf>,
-    /// A Linux initial RAM disk.
+    /// A Linux initial RAM disk (bzImage; PVH module 0).
     #[arg(long, value_name = "FILE", requires = "image")]
     pub initrd: Option<PathBuf>,
     /// Guest RAM, e.g. 128M, 1G (at most 3G).
@@ -107,6 +111,7 @@ pub fn load(a: &ImageArgs, path: &Path) -> Result<Guest, UsageError> {
         FormatArg::Elf => Some(Format::Elf),
         FormatArg::Multiboot => Some(Format::Multiboot),
         FormatArg::Bzimage => Some(Format::BzImage),
+        FormatArg::Pvh => Some(Format::Pvh),
     };
     let load = address("--load", &a.load)?;
     let entry = match &a.entry {

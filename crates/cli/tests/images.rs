@@ -161,3 +161,67 @@ fn a_suite_of_small_images_gets_a_verdict_per_test_and_json() {
     assert_usage_error(&exitlab(&["suite", d.to_str().unwrap(), "-j", "0"]), "-j");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A vmlinux-shaped ELF64 whose PVH note enters at BASE (in 32-bit mode)
+/// while its e_entry points one byte past it. The code checks that EBX
+/// points at hvm_start_info's magic, then says `text` and exits with
+/// `code`; else it says so and exits with 1.
+fn pvh_image(text: &str, code: u8) -> Vec<u8> {
+    let ok = say_and_exit(text, code);
+    let mut c = vec![0x81, 0x3b]; // cmp dword [ebx], XEN_HVM_START_MAGIC_VALUE
+    c.extend_from_slice(&0x336e_c578u32.to_le_bytes());
+    c.extend_from_slice(&[0x75, ok.len() as u8]); // jne past `ok`
+    c.extend_from_slice(&ok);
+    c.extend_from_slice(&say_and_exit("EBX is not the start_info\n", 1));
+    let e = Elf { is64: true, entry: BASE + 1, segments: vec![code_at(BASE, c)], symbols: vec![] };
+    let note = testimage::Note { name: "Xen".into(), ty: 18, desc: (BASE as u32).to_le_bytes().to_vec() };
+    testimage::elf_with_notes(&e, &note.bytes())
+}
+
+#[test]
+fn a_vmlinux_and_a_bzimage_boot_through_their_pvh_entry() {
+    let d = temp_dir("pvh");
+    let vmlinux = pvh_image("pvh\n", 0);
+    let elf = write(&d, "vmlinux", &vmlinux);
+    let o = stat_image(&elf, &["--cmdline", "console=ttyS0"]);
+    assert_eq!(o.status.code(), Some(0), "auto picks PVH for an ELF with the note: {}", stderr(&o));
+    assert!(stdout(&o).contains("pvh\n"), "{}", stdout(&o));
+    let bz = write(&d, "bzImage", &testimage::bzimage_with_vmlinux(&vmlinux));
+    let o = stat_image(&bz, &["--format", "pvh"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("pvh\n"), "{}", stdout(&o));
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Err(why) => eprintln!("skipping KVM case: {why}"),
+        Ok(_) => {
+            let o = stat_image(&bz, &["--format", "pvh", "--backend", "kvm", "--max-time", "60s"]);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            assert!(stdout(&o).contains("pvh\n"), "{}", stdout(&o));
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn broken_pvh_images_get_one_line_and_status_2() {
+    let d = temp_dir("broken-pvh");
+    let vmlinux = pvh_image("", 0);
+    // The note cut off by the end of the file after its name, before its
+    // 4-byte descriptor (the symbol table after it goes too).
+    let desc_at = vmlinux.windows(4).position(|w| w == b"Xen\0").unwrap() + 4;
+    let cut = write(&d, "cut-note", &vmlinux[..desc_at]);
+    assert_usage_error(&stat_image(&cut, &["--format", "pvh"]), "ELF note segment");
+    let bz = testimage::bzimage_with_vmlinux(&vmlinux);
+    let mut long = bz.clone();
+    let length = u32::from_le_bytes(long[0x24c..0x250].try_into().unwrap());
+    long[0x24c..0x250].copy_from_slice(&(length + 1).to_le_bytes());
+    let long = write(&d, "long-payload", &long);
+    assert_usage_error(&stat_image(&long, &["--format", "pvh"]), "compressed kernel (payload_offset, payload_length)");
+    let mut corrupt = bz.clone();
+    let at = corrupt.len() - length as usize / 2;
+    corrupt[at] ^= 0x55;
+    let corrupt = write(&d, "corrupt-xz", &corrupt);
+    assert_usage_error(&stat_image(&corrupt, &["--format", "pvh"]), "does not decompress");
+    let plain = write(&d, "plain.elf", &elf64(vec![code_at(BASE, say_and_exit("", 0))], BASE));
+    assert_usage_error(&stat_image(&plain, &["--format", "pvh"]), "no XEN_ELFNOTE_PHYS32_ENTRY note");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -139,6 +139,9 @@ pub fn load(r: &ImageRequest) -> Result<LoadedImage, ImageError> {
         modules: r.modules.clone(),
         initrd: r.initrd.clone(),
         flat: r.flat,
+        // The PC's ACPI tables start with the RSDP (a PVH kernel is told
+        // where; the other formats' guests scan for it).
+        rsdp: (machine.platform == Platform::Pc).then_some(exitlab_vmm::devices::acpi::ACPI_BASE),
     };
     let g =
         exitlab_loader::load(&bytes, &options).map_err(|source| ImageError::Load { path: r.path.clone(), source })?;

@@ -51,8 +51,9 @@ fn unsupported(what: String) -> LoadError {
 }
 
 /// The setup header as the file has it (its length is 0x202 + the byte
-/// at 0x201), checked for what a 64-bit boot needs.
-fn read_header(image: &[u8]) -> Result<setup_header, LoadError> {
+/// at 0x201), after its signatures; fields the file's protocol version
+/// predates stay zero.
+pub(crate) fn setup_header(image: &[u8]) -> Result<setup_header, LoadError> {
     if !is_bzimage(image) {
         return Err(bad("boot_flag/header", 0, "no 0xAA55 at 0x1fe and \"HdrS\" at 0x202"));
     }
@@ -69,6 +70,19 @@ fn read_header(image: &[u8]) -> Result<setup_header, LoadError> {
     let mut hdr = setup_header::default();
     let n = (end - HEADER).min(hdr.as_slice().len());
     hdr.as_mut_slice()[..n].copy_from_slice(&image[HEADER..HEADER + n]);
+    Ok(hdr)
+}
+
+/// The file offset of the protected-mode kernel: the boot sector and
+/// `setup_sects` setup sectors (0 means 4) before it.
+pub(crate) fn setup_len(hdr: &setup_header) -> u64 {
+    let sects = if hdr.setup_sects == 0 { 4 } else { u64::from(hdr.setup_sects) };
+    (sects + 1) * 512
+}
+
+/// The setup header, checked for what a 64-bit boot needs.
+fn read_header(image: &[u8]) -> Result<setup_header, LoadError> {
+    let hdr = setup_header(image)?;
     let version = hdr.version;
     if version < MIN_VERSION {
         let v = format!("boot protocol {}.{:02} predates the 64-bit entry (2.12)", version >> 8, version & 0xff);
@@ -86,8 +100,7 @@ fn read_header(image: &[u8]) -> Result<setup_header, LoadError> {
 /// Loads a bzImage with `options`' memory, command line and initrd.
 pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
     let mut hdr = read_header(image)?;
-    let sects = if hdr.setup_sects == 0 { 4 } else { u64::from(hdr.setup_sects) };
-    let setup = (sects + 1) * 512;
+    let setup = setup_len(&hdr);
     let file_len = image.len() as u64;
     if setup >= file_len {
         return Err(LoadError::Truncated { what: "setup sectors and kernel", offset: 0, len: setup + 1, file_len });
@@ -157,7 +170,7 @@ fn reserve_working_memory(place: &mut Placer, hdr: &setup_header, load: u64, loa
 
 /// Places the initrd page-aligned as high as memory and
 /// `initrd_addr_max` allow, as boot loaders do; returns its address.
-fn place_initrd(place: &mut Placer, initrd: &[u8], initrd_addr_max: u32) -> Result<u64, LoadError> {
+pub(crate) fn place_initrd(place: &mut Placer, initrd: &[u8], initrd_addr_max: u32) -> Result<u64, LoadError> {
     let top = place.memory().min(u64::from(initrd_addr_max) + 1);
     let len = initrd.len() as u64;
     let at = top.checked_sub(len).map(|a| a & !0xfff).ok_or_else(|| LoadError::OutsideMemory {

@@ -19,6 +19,7 @@ const ET_EXEC: u16 = 2;
 const EM_386: u16 = 3;
 const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 /// e_phnum's escape to extended numbering (gABI "Extended numbering").
 const PN_XNUM: u16 = 0xffff;
 const SHT_SYMTAB: u32 = 2;
@@ -93,12 +94,23 @@ pub struct LoadSegment {
     pub memsz: u64,
 }
 
+/// A PT_NOTE segment: its notes' bytes in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoteSegment {
+    pub index: usize,
+    pub offset: u64,
+    pub filesz: u64,
+    /// `p_align`: 4, or 8 for notes padded to 8 bytes.
+    pub align: u64,
+}
+
 /// What a parsed executable holds.
 #[derive(Debug)]
 pub struct Parsed {
     pub is64: bool,
     pub entry: u64,
     pub segments: Vec<LoadSegment>,
+    pub notes: Vec<NoteSegment>,
     pub symbols: Symbols,
 }
 
@@ -131,12 +143,14 @@ pub fn parse(image: &[u8], format: Format) -> Result<Parsed, LoadError> {
         return Err(r.bad("e_machine", machine.into(), "not x86 (EM_386 for ELF32, EM_X86_64 for ELF64)"));
     }
     let entry = word(h, 24, 24, class.is64);
-    let segments = program_headers(&r, class, h)?;
+    let (segments, notes) = program_headers(&r, class, h)?;
     let symbols = symbol_table(&r, class, h)?;
-    Ok(Parsed { is64: class.is64, entry, segments, symbols })
+    Ok(Parsed { is64: class.is64, entry, segments, notes, symbols })
 }
 
-fn program_headers(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<Vec<LoadSegment>, LoadError> {
+type ProgramHeaders = (Vec<LoadSegment>, Vec<NoteSegment>);
+
+fn program_headers(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<ProgramHeaders, LoadError> {
     let phoff = word(h, 28, 32, class.is64);
     let (phentsize, phnum) = if class.is64 { (u16_at(h, 54), u16_at(h, 56)) } else { (u16_at(h, 42), u16_at(h, 44)) };
     if phnum == PN_XNUM {
@@ -150,7 +164,14 @@ fn program_headers(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<Vec<LoadSe
     }
     let table = r.slice("ELF program header table", phoff, u64::from(phnum) * class.phentsize)?;
     let mut segments = Vec::new();
+    let mut notes = Vec::new();
     for (index, p) in table.chunks_exact(class.phentsize as usize).enumerate() {
+        if u32_at(p, 0) == PT_NOTE {
+            let (offset, filesz) = (word(p, 4, 8, class.is64), word(p, 16, 32, class.is64));
+            r.slice("ELF note segment", offset, filesz)?;
+            notes.push(NoteSegment { index, offset, filesz, align: word(p, 28, 48, class.is64) });
+            continue;
+        }
         if u32_at(p, 0) != PT_LOAD {
             continue;
         }
@@ -171,7 +192,7 @@ fn program_headers(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<Vec<LoadSe
     if segments.is_empty() {
         return Err(r.bad("e_phnum", phnum.into(), "no PT_LOAD segment among the program headers"));
     }
-    Ok(segments)
+    Ok((segments, notes))
 }
 
 /// The symbols of the first SHT_SYMTAB section, named from the string
@@ -221,15 +242,20 @@ fn symbol_table(r: &Reader<'_>, class: &Class, h: &[u8]) -> Result<Symbols, Load
     Ok(Symbols::new(symbols))
 }
 
-/// Places every PT_LOAD segment at its physical address and returns the
-/// physical entry point (the virtual entry translated through the segment
-/// that holds it, or taken as physical when no segment's virtual range
-/// does).
-pub fn place_segments(parsed: &Parsed, image: &[u8], place: &mut Placer) -> Result<u64, LoadError> {
+/// Places every PT_LOAD segment at its physical address.
+pub fn place_segments(parsed: &Parsed, image: &[u8], place: &mut Placer) -> Result<(), LoadError> {
     for s in &parsed.segments {
         let bytes = &image[s.offset as usize..(s.offset + s.filesz) as usize];
         place.image(format!("ELF segment {}", s.index), s.paddr, bytes, s.memsz - s.filesz)?;
     }
+    Ok(())
+}
+
+/// Places the segments and returns the physical entry point (the virtual
+/// entry translated through the segment that holds it, or taken as
+/// physical when no segment's virtual range does), checked to be loaded.
+pub fn place_with_entry(parsed: &Parsed, image: &[u8], place: &mut Placer) -> Result<u64, LoadError> {
+    place_segments(parsed, image, place)?;
     let entry = parsed
         .segments
         .iter()
@@ -244,7 +270,7 @@ pub fn place_segments(parsed: &Parsed, image: &[u8], place: &mut Placer) -> Resu
 pub fn load(image: &[u8], memory: u64) -> Result<LoadedGuest, LoadError> {
     let parsed = parse(image, Format::Elf)?;
     let mut place = Placer::new(memory);
-    let entry = place_segments(&parsed, image, &mut place)?;
+    let entry = place_with_entry(&parsed, image, &mut place)?;
     let boot =
         if parsed.is64 { entry::long_mode(&mut place, entry)? } else { entry::protected_mode(&mut place, entry)? };
     Ok(place.finish(Format::Elf, boot, parsed.symbols))

@@ -50,6 +50,9 @@ pub enum LoadError {
     CmdlineTooLong { len: u64, max: u64 },
     /// The guest memory size is one the loader cannot describe.
     BadMemorySize { memory: u64, why: &'static str },
+    /// A bzImage's compressed kernel (at file `offset`) does not decode:
+    /// the decoder's or the checks' complaint.
+    Decompress { offset: u64, why: String },
 }
 
 impl fmt::Display for LoadError {
@@ -82,6 +85,9 @@ impl fmt::Display for LoadError {
                 write!(f, "command line of {len} bytes is longer than the image accepts ({max} bytes)")
             }
             LoadError::BadMemorySize { memory, why } => write!(f, "guest memory of {memory:#x} bytes: {why}"),
+            LoadError::Decompress { offset, why } => {
+                write!(f, "the bzImage's compressed kernel at offset {offset:#x} does not decompress: {why}")
+            }
         }
     }
 }
@@ -108,6 +114,7 @@ mod tests {
             LoadError::EntryOutside { entry: 0xdead },
             LoadError::CmdlineTooLong { len: 300, max: 255 },
             LoadError::BadMemorySize { memory: 0, why: "zero" },
+            LoadError::Decompress { offset: 0x4f2c, why: "corrupt LZMA2 data".into() },
         ];
         for e in &errors {
             let s = e.to_string();

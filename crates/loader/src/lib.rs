@@ -1,5 +1,6 @@
-//! Guest image loaders: a flat binary, ELF64 and ELF32, multiboot v1 and
-//! the Linux x86 boot protocol (bzImage). A loader reads the image's bytes
+//! Guest image loaders: a flat binary, ELF64 and ELF32, multiboot v1, the
+//! Linux x86 boot protocol (bzImage) and the PVH boot ABI (a vmlinux, or
+//! the one a bzImage compresses). A loader reads the image's bytes
 //! and returns a [`LoadedGuest`]: the memory to write into guest RAM, the
 //! vCPU's entry state, the image's symbols and the RAM it needs. Nothing
 //! here touches guest memory or a backend, so the same result boots on the
@@ -16,7 +17,9 @@ mod entry;
 mod error;
 pub mod layout;
 mod multiboot;
+mod payload;
 mod place;
+pub mod pvh;
 mod symbols;
 pub mod testimage;
 
@@ -39,6 +42,9 @@ pub enum Format {
     Multiboot,
     /// Linux bzImage, through the 64-bit boot protocol.
     BzImage,
+    /// An ELF with a XEN_ELFNOTE_PHYS32_ENTRY note (a Linux vmlinux), or
+    /// the vmlinux a bzImage compresses, through the PVH boot ABI.
+    Pvh,
 }
 
 impl fmt::Display for Format {
@@ -48,6 +54,7 @@ impl fmt::Display for Format {
             Format::Elf => "ELF",
             Format::Multiboot => "multiboot",
             Format::BzImage => "bzImage",
+            Format::Pvh => "PVH",
         })
     }
 }
@@ -81,20 +88,31 @@ pub struct Options {
     /// The format, or `None` to detect it (a flat binary is never
     /// detected).
     pub format: Option<Format>,
-    /// The kernel command line (multiboot, bzImage).
+    /// The kernel command line (multiboot, bzImage, PVH).
     pub cmdline: String,
     /// Multiboot modules.
     pub modules: Vec<Module>,
-    /// The Linux initial RAM disk.
+    /// The Linux initial RAM disk (bzImage; PVH module 0).
     pub initrd: Option<Vec<u8>>,
     /// Required for [`Format::Flat`].
     pub flat: Option<FlatOptions>,
+    /// Where the platform's ACPI RSDP is, for PVH's `rsdp_paddr` (`None`:
+    /// no ACPI tables, or leave the guest to scan for them).
+    pub rsdp: Option<u64>,
 }
 
 impl Options {
     /// Options for `memory` bytes of RAM and nothing else.
     pub fn new(memory: u64) -> Options {
-        Options { memory, format: None, cmdline: String::new(), modules: Vec::new(), initrd: None, flat: None }
+        Options {
+            memory,
+            format: None,
+            cmdline: String::new(),
+            modules: Vec::new(),
+            initrd: None,
+            flat: None,
+            rsdp: None,
+        }
     }
 }
 
@@ -144,12 +162,19 @@ pub struct LoadedGuest {
 }
 
 /// The format `image` is in: ELF (multiboot when it carries a multiboot
-/// header), bzImage, or a raw multiboot binary. Flat binaries have no
-/// signature.
+/// header, else PVH when it has the PVH entry note), bzImage (through its
+/// decompressor: PVH is asked for), or a raw multiboot binary. Flat
+/// binaries have no signature.
 pub fn detect(image: &[u8]) -> Result<Format, LoadError> {
     let has_multiboot = multiboot::find_header(image).is_some();
     if image.starts_with(elf::MAGIC) {
-        Ok(if has_multiboot { Format::Multiboot } else { Format::Elf })
+        Ok(if has_multiboot {
+            Format::Multiboot
+        } else if pvh::has_entry_note(image) {
+            Format::Pvh
+        } else {
+            Format::Elf
+        })
     } else if bzimage::is_bzimage(image) {
         Ok(Format::BzImage)
     } else if has_multiboot {
@@ -157,6 +182,14 @@ pub fn detect(image: &[u8]) -> Result<Format, LoadError> {
     } else {
         Err(LoadError::UnknownFormat { first_bytes: image.iter().take(8).copied().collect() })
     }
+}
+
+/// The uncompressed kernel (an ELF vmlinux) inside bzImage `image`, at
+/// most `limit` bytes: the XZ payload the setup header's `payload_offset`
+/// and `payload_length` name, decompressed (or an uncompressed ELF
+/// payload as it is).
+pub fn extract_vmlinux(image: &[u8], limit: u64) -> Result<Vec<u8>, LoadError> {
+    payload::extract(image, limit)
 }
 
 /// Loads `image` with `options`.
@@ -174,6 +207,8 @@ pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
         Format::Elf => elf::load(image, options.memory),
         Format::Multiboot => multiboot::load(image, options),
         Format::BzImage => bzimage::load(image, options),
+        Format::Pvh if bzimage::is_bzimage(image) => pvh::load(&extract_vmlinux(image, options.memory)?, options),
+        Format::Pvh => pvh::load(image, options),
     }
 }
 
@@ -204,6 +239,9 @@ mod tests {
         assert_eq!(detect(&testimage::elf32_multiboot(0x20_0000)), Ok(Format::Multiboot));
         assert_eq!(detect(&testimage::bzimage(&testimage::BzImage::default())), Ok(Format::BzImage));
         assert_eq!(detect(&testimage::multiboot_kludge(0x10_0000)), Ok(Format::Multiboot));
+        assert_eq!(detect(&testimage::pvh_elf(0x20_0000)), Ok(Format::Pvh));
+        let bz = testimage::bzimage_with_vmlinux(&testimage::pvh_elf(0x20_0000));
+        assert_eq!(detect(&bz), Ok(Format::BzImage), "the decompressor path stays the default");
         let e = detect(b"\x90\x90\xf4").unwrap_err();
         assert_eq!(e, LoadError::UnknownFormat { first_bytes: vec![0x90, 0x90, 0xf4] });
         assert_eq!(detect(&[]).unwrap_err(), LoadError::UnknownFormat { first_bytes: vec![] });

@@ -75,7 +75,7 @@ pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
         (place_kludge(image, at, &mut place)?, Symbols::default())
     } else if image.starts_with(elf::MAGIC) {
         let parsed = elf::parse(image, Format::Multiboot)?;
-        (elf::place_segments(&parsed, image, &mut place)?, parsed.symbols)
+        (elf::place_with_entry(&parsed, image, &mut place)?, parsed.symbols)
     } else {
         return Err(bad("flags", flags.into(), "not ELF, so the a.out-kludge addresses (bit 16) are needed"));
     };

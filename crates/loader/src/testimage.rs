@@ -1,6 +1,7 @@
 //! Small images of each format, built in code so tests and fuzz seeds need
-//! no external toolchain: an ELF32/ELF64 writer, a multiboot header, a
-//! multiboot a.out-kludge binary and a bzImage-shaped file. The bytes
+//! no external toolchain: an ELF32/ELF64 writer (with notes: a PVH
+//! vmlinux), a multiboot header, a multiboot a.out-kludge binary and a
+//! bzImage-shaped file, with an XZ-compressed vmlinux as Linux builds it. The bytes
 //! follow the same specifications the loaders read (gABI, multiboot 0.6.96,
 //! Documentation/arch/x86/boot.rst), written independently of the parsers.
 
@@ -43,6 +44,47 @@ impl Elf {
     }
 }
 
+/// An ELF note (gABI "Note Section"): owner name, type, descriptor.
+#[derive(Clone, Debug)]
+pub struct Note {
+    /// Without the terminating NUL, which the writer adds.
+    pub name: String,
+    pub ty: u32,
+    pub desc: Vec<u8>,
+}
+
+impl Note {
+    /// The note's bytes: namesz, descsz, type, then the name and the
+    /// descriptor, each padded to 4 bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        let name = [self.name.as_bytes(), b"\0"].concat();
+        let mut b = Vec::new();
+        for v in [name.len() as u32, self.desc.len() as u32, self.ty] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&name);
+        b.resize(b.len().next_multiple_of(4), 0);
+        b.extend_from_slice(&self.desc);
+        b.resize(b.len().next_multiple_of(4), 0);
+        b
+    }
+}
+
+/// The PVH test vmlinux: `Elf::hello(base)` entered at `base + 1` in
+/// 64-bit mode, with a PT_NOTE segment holding a Xen guest-OS note
+/// ("linux"), then XEN_ELFNOTE_PHYS32_ENTRY with the 8-byte address
+/// `base` (as Linux 6.1 writes it with _ASM_PTR), then a GNU note.
+pub fn pvh_elf(base: u64) -> Vec<u8> {
+    let mut e = Elf::hello(base);
+    e.entry = base + 1;
+    let notes = [
+        Note { name: "Xen".into(), ty: 6, desc: b"linux\0".to_vec() },
+        Note { name: "Xen".into(), ty: 18, desc: base.to_le_bytes().to_vec() },
+        Note { name: "GNU".into(), ty: 3, desc: vec![0xab; 20] },
+    ];
+    elf_with_notes(&e, &notes.iter().flat_map(Note::bytes).collect::<Vec<u8>>())
+}
+
 /// Little-endian words of the class's size.
 struct Out {
     bytes: Vec<u8>,
@@ -75,16 +117,25 @@ impl Out {
 /// header, program headers, segment bytes, then .symtab, .strtab and the
 /// section header table (null, .text, .symtab, .strtab).
 pub fn elf(elf: &Elf) -> Vec<u8> {
+    elf_with_notes(elf, &[])
+}
+
+/// [`elf`] with `notes` (note bytes, see [`Note::bytes`]) in a PT_NOTE
+/// segment after the PT_LOAD segments, unless `notes` is empty.
+pub fn elf_with_notes(elf: &Elf, notes: &[u8]) -> Vec<u8> {
     let is64 = elf.is64;
     let (ehsize, phentsize, shentsize, symsize) = if is64 { (64, 56, 64, 24) } else { (52, 32, 40, 16) };
     let phoff = ehsize;
+    let phnum = elf.segments.len() + usize::from(!notes.is_empty());
     // Segment data after the program headers, each at a 16-byte boundary.
     let mut offsets = Vec::new();
-    let mut at = (phoff + phentsize * elf.segments.len()).next_multiple_of(16);
+    let mut at = (phoff + phentsize * phnum).next_multiple_of(16);
     for s in &elf.segments {
         offsets.push(at);
         at = (at + s.bytes.len()).next_multiple_of(16);
     }
+    let notes_at = at;
+    at = (at + notes.len()).next_multiple_of(16);
     let mut strtab = vec![0u8];
     let mut symtab = Out { bytes: vec![0; symsize], is64 };
     for (name, addr, size) in &elf.symbols {
@@ -125,7 +176,7 @@ pub fn elf(elf: &Elf) -> Vec<u8> {
     o.u32(0); // e_flags
     o.u16(ehsize as u16);
     o.u16(phentsize as u16);
-    o.u16(elf.segments.len() as u16);
+    o.u16(phnum as u16);
     o.u16(shentsize as u16);
     o.u16(4); // e_shnum
     o.u16(0); // e_shstrndx: no section names
@@ -144,10 +195,25 @@ pub fn elf(elf: &Elf) -> Vec<u8> {
         }
         o.word(0x10);
     }
+    if !notes.is_empty() {
+        o.u32(4); // PT_NOTE
+        if is64 {
+            o.u32(4); // PF_R
+        }
+        for v in [notes_at as u64, 0, 0, notes.len() as u64, notes.len() as u64] {
+            o.word(v); // offset, vaddr, paddr, filesz, memsz
+        }
+        if !is64 {
+            o.u32(4);
+        }
+        o.word(4); // p_align
+    }
     for (s, &off) in elf.segments.iter().zip(&offsets) {
         o.bytes.resize(off, 0);
         o.bytes.extend_from_slice(&s.bytes);
     }
+    o.bytes.resize(notes_at, 0);
+    o.bytes.extend_from_slice(notes);
     o.bytes.resize(symtab_at, 0);
     o.bytes.extend_from_slice(&symtab.bytes);
     o.bytes.extend_from_slice(&strtab);
@@ -236,6 +302,9 @@ pub struct BzImage {
     pub cmdline_size: u32,
     pub pref_address: u64,
     pub init_size: u32,
+    /// Where the compressed kernel lies in `payload`, and its length.
+    pub payload_offset: u32,
+    pub payload_length: u32,
     /// The protected-mode kernel: the bytes after the setup sectors.
     pub payload: Vec<u8>,
 }
@@ -259,6 +328,8 @@ impl Default for BzImage {
             cmdline_size: 0x7ff,
             pref_address: 0x20_0000,
             init_size: 0x10_0000,
+            payload_offset: 0,
+            payload_length: 0,
             payload,
         }
     }
@@ -283,8 +354,35 @@ pub fn bzimage(b: &BzImage) -> Vec<u8> {
     put(0x234, &[u8::from(b.relocatable)]);
     put(0x236, &b.xloadflags.to_le_bytes());
     put(0x238, &b.cmdline_size.to_le_bytes());
+    put(0x248, &b.payload_offset.to_le_bytes());
+    put(0x24c, &b.payload_length.to_le_bytes());
     put(0x258, &b.pref_address.to_le_bytes());
     put(0x260, &b.init_size.to_le_bytes());
     f.extend_from_slice(&b.payload);
     f
+}
+
+/// The default bzImage with `vmlinux` as its compressed kernel, as Linux
+/// builds one with CONFIG_KERNEL_XZ: XZ with the x86 BCJ filter before
+/// LZMA2 and a CRC32 check (scripts/xz_wrap.sh), the uncompressed size
+/// appended as 4 little-endian bytes (`size_append`), the whole placed
+/// after the default payload's 4 KiB and named by `payload_offset` and
+/// `payload_length`. The dictionary is 64 KiB (the kernel's is 32 MiB), so
+/// fuzzing and property tests decode quickly.
+pub fn bzimage_with_vmlinux(vmlinux: &[u8]) -> Vec<u8> {
+    use lzma_rust2::{CheckType, FilterType, XzOptions, XzWriter};
+    use std::io::Write;
+    let mut options = XzOptions::with_preset(1);
+    options.lzma_options.dict_size = 64 << 10;
+    options.set_check_sum_type(CheckType::Crc32);
+    options.prepend_pre_filter(FilterType::BcjX86, 0);
+    let mut w = XzWriter::new(Vec::new(), options).expect("an in-memory XZ writer");
+    w.write_all(vmlinux).expect("writes to a Vec");
+    let mut xz = w.finish().expect("writes to a Vec");
+    xz.extend_from_slice(&(vmlinux.len() as u32).to_le_bytes());
+    let mut b = BzImage::default();
+    b.payload_offset = b.payload.len() as u32;
+    b.payload_length = xz.len() as u32;
+    b.payload.extend_from_slice(&xz);
+    bzimage(&b)
 }

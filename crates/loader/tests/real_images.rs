@@ -157,3 +157,58 @@ fn debian_bzimage_loads_with_the_busybox_initrd() {
     let small = load(&kernel, &Options::new(64 << 20)).unwrap_err();
     assert!(small.to_string().contains("kernel working memory (init_size)"), "{small}");
 }
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn debian_vmlinux_extracts_and_boots_through_pvh() {
+    let (Some(kernel), Some(initrd)) = (shared("linux/vmlinuz-6.1.0-57-amd64"), shared("linux/initrd-busybox.gz"))
+    else {
+        return;
+    };
+    let vmlinux = exitlab_loader::extract_vmlinux(&kernel, 256 << 20).unwrap();
+    // The payload's appended size, and `readelf -h` on the file Python's
+    // lzma module decompresses from the same payload: ELF64, little-endian,
+    // ET_EXEC, EM_X86_64, entry 0x1000000 (startup_64), program headers at
+    // 64, five of them.
+    assert_eq!(vmlinux.len(), 65_906_612);
+    assert_eq!(&vmlinux[..7], b"\x7fELF\x02\x01\x01");
+    assert_eq!((u16_at(&vmlinux, 16), u16_at(&vmlinux, 18)), (2, 62));
+    assert_eq!((u64_at(&vmlinux, 24), u64_at(&vmlinux, 32), u16_at(&vmlinux, 56)), (0x100_0000, 64, 5));
+    let mut o = Options::new(256 << 20);
+    o.format = Some(Format::Pvh);
+    o.cmdline = "console=ttyS0 nokaslr".into();
+    o.initrd = Some(initrd.clone());
+    let g = load(&kernel, &o).unwrap();
+    println!("{}", describe(&g));
+    assert_eq!(g.format, Format::Pvh);
+    // `readelf -n`: the Xen note of type 18 (PHYS32_ENTRY) holds
+    // 0x1000850, pvh_start_xen's physical address.
+    assert_eq!((g.boot.regs.rip, g.boot.regs.gpr[Regs::RBX]), (0x100_0850, 0x6000));
+    assert_eq!(g.boot.mode(), CpuMode::Protected);
+    // `readelf -l`: four PT_LOADs at their physical addresses.
+    let loads: Vec<_> =
+        g.chunks.iter().filter(|c| c.what.starts_with("ELF segment")).map(|c| (c.gpa, c.bytes.len())).collect();
+    assert_eq!(
+        loads,
+        [(0x100_0000, 0x18e_acdc), (0x2a0_0000, 0x64_4000), (0x304_4000, 0x3_5000), (0x307_9000, 0x198_7000)]
+    );
+    assert_eq!(chunk(&g, "ELF segment 0").bytes[..], vmlinux[0x20_0000..0x20_0000 + 0x18e_acdc]);
+    let rd = chunk(&g, "initrd");
+    assert_eq!((rd.gpa, rd.bytes.len()), (((256 << 20) - initrd.len() as u64) & !0xfff, initrd.len()));
+    // The module list names it as module 0.
+    let modlist = chunk(&g, "PVH module list");
+    assert_eq!((u64_at(&modlist.bytes, 0), u64_at(&modlist.bytes, 8)), (rd.gpa, initrd.len() as u64));
+    // Loading the vmlinux itself gives the same guest.
+    let mut direct = o.clone();
+    direct.format = None;
+    assert_eq!(load(&vmlinux, &direct).unwrap(), g);
+    // The bzImage is still booted through its decompressor unless told.
+    assert_eq!(load(&kernel, &direct).unwrap().format, Format::BzImage);
+}
