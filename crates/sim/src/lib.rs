@@ -22,7 +22,7 @@ mod ram;
 mod uop;
 
 use cost::Costs;
-use cpu::{Awaiting, Core, Event, Running};
+use cpu::{Awaiting, Core, Running};
 use exitlab_arch::iommu::Fault;
 use exitlab_arch::vmx::Controls;
 use exitlab_arch::{BootState, ExitReason, Regs};
@@ -310,6 +310,16 @@ impl SimVcpu {
 
     /// Completes the instruction the VMM answered: RIP past it. A single-
     /// step trap it owes (TF) is the VMM's to inject, as on VMX hardware.
+    /// The VMM refused an RDMSR or WRMSR: #GP(0) at the instruction, as
+    /// an injection (SDM Vol. 3C 26.6 "Event Injection"; KVM's
+    /// `kvm_inject_gp`), so that an interrupt the VMM has waiting is not
+    /// injected over it and the #GP is not raised at the handler's first
+    /// instruction instead.
+    fn refuse_msr(&mut self) {
+        self.core.awaiting = None;
+        self.core.injection = Some(Injection::exception(exitlab_arch::vector::GP, Some(0)));
+    }
+
     fn finish_awaited(&mut self, len: u8) {
         self.core.rip = self.core.rip.wrapping_add(u64::from(len));
         self.core.awaiting = None;
@@ -375,10 +385,7 @@ impl Vcpu for SimVcpu {
                             self.core.gpr[2] = v >> 32;
                             self.finish_awaited(len);
                         }
-                        None => {
-                            self.core.awaiting = None;
-                            self.core.pending = Some(Event::gp(0));
-                        }
+                        None => self.refuse_msr(),
                     }
                 }
             }
@@ -387,8 +394,7 @@ impl Vcpu for SimVcpu {
                     if ok {
                         self.finish_awaited(len);
                     } else {
-                        self.core.awaiting = None;
-                        self.core.pending = Some(Event::gp(0));
+                        self.refuse_msr();
                     }
                 }
             }

@@ -8,7 +8,7 @@
 use exitlab_arch::bits::{cr0, efer};
 use exitlab_arch::cpuid::Vendor;
 use exitlab_arch::{BootState, DescriptorTable, Regs, Segment};
-use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit};
+use exitlab_hv::{Completion, HvError, Vcpu, Vm, VmExit, VmxVcpu};
 use exitlab_sim::profile::Profile;
 use exitlab_sim::{SimVcpu, SimVm};
 use exitlab_x86::Mode;
@@ -1155,4 +1155,31 @@ fn sysenter_with_a_null_sysenter_cs_is_gp0() {
     assert_eq!(r.end, End::Done);
     assert_eq!((r.gpr(RBX), r.gpr(RDX), r.gpr(RDI)), (0, at[0], u64::from(KERNEL_CS32)));
     assert_eq!(r.gpr(RSP), 0x7000 - 12, "EIP, CS, EFLAGS left after the error code");
+}
+
+/// A WRMSR the VMM refuses is #GP(0) as an injection the VMM can see, as
+/// KVM's `kvm_inject_gp` queues it: a VMM that injects an interrupt only
+/// when nothing is queued then waits, and the #GP is delivered at the
+/// WRMSR, not at an interrupt handler's first instruction (Debian's kernel
+/// on the legacy profile met a PIT tick at `early_init_intel`'s WRMSR to
+/// 0x8b, which no model has, and oopsed in the IRQ stub).
+#[test]
+fn a_refused_wrmsr_is_a_gp_injection_at_the_instruction() {
+    let ((at, bytes), labels) = marked(64, 0x9000, |a| {
+        let w = here(a)?;
+        wrmsr(a, 0x8b, 0)?;
+        Ok(vec![w])
+    });
+    let mut vm = SimVm::with_profile(16 << 20, Profile::default_profile(), 0).unwrap();
+    for (gpa, b) in long_mode_chunks(vec![(at, bytes)]) {
+        vm.write_memory(gpa, &b).unwrap();
+    }
+    let mut vcpu = vm.create_vcpu(0, &long_mode(at)).unwrap();
+    let VmExit::MsrWrite { msr: 0x8b, value: 0 } = vcpu.run().unwrap() else { panic!("no WRMSR exit") };
+    assert!(!vcpu.write_msr(0x8b, 0).unwrap(), "no model has MSR 0x8b's write");
+    vcpu.complete(Completion::MsrWrite(false));
+    let gp = exitlab_hv::Injection::exception(exitlab_arch::vector::GP, Some(0));
+    assert_eq!(vcpu.injection(), Some(gp));
+    // The WRMSR is the third instruction (two MOVs set ECX and EAX/EDX).
+    assert_eq!(vcpu.cpu().rip, labels[0] + 5 + 5 + 5);
 }
