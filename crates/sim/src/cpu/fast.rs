@@ -17,7 +17,7 @@
 //! counters in between.
 
 use super::chain::Chain;
-use super::micro::{Flow, Micro};
+use super::micro::{run_from, Flow, Micro};
 use super::mmu::Access;
 use super::run::Limits;
 use super::{Core, Running};
@@ -152,14 +152,7 @@ pub(super) struct Bounds {
 /// where the run stops (a branch sets it itself).
 #[inline(always)]
 fn run_micros(core: &mut Core, machine: &mut Machine, code: &[Micro], from: usize, user: bool) -> (usize, bool) {
-    let mut i = from;
-    let flow = loop {
-        let Some(m) = code.get(i) else { break Flow::Next };
-        match (m.run)(core, machine, m, user) {
-            Flow::Next => i += 1,
-            f => break f,
-        }
-    };
+    let (i, flow) = run_from(core, machine, code, from, user);
     let (to, stale) = match flow {
         // Branches end blocks (a fused producer's Jcc is the last op).
         Flow::Branch => return (code.len(), false),

@@ -3,10 +3,8 @@
 //! monomorphised for the micro-op's form, operation and operand size (ADD
 //! at 8 bytes is a host add and a register store: no match on the
 //! operation, no size mask or merge), chosen once when the block is built,
-//! so the run loop (`fast::run_micros`) only calls through a pointer per
-//! op: the pre-resolved handlers the interpreter literature calls
-//! call-threaded code (Bochs's handler chains do the same per
-//! instruction). A handler computes with exitlab-x86's own functions, as
+//! and each handler calls the next one's pointer from its own tail
+//! (threaded code; Bochs's handler chains do the same per instruction). A handler computes with exitlab-x86's own functions, as
 //! the `Uop` says, so registers and lazy flags are the executor's.
 //!
 //! Handlers do not move RIP: each micro-op knows the address after it
@@ -20,14 +18,16 @@ use crate::uop::{Src, Uop};
 use exitlab_x86::arith::{binary_result, writes_result};
 use exitlab_x86::{mask, merge, muldiv, shift, Cond, Kind, Mem, Seg, Size};
 
-/// A handler: runs micro-op `m` on the core and machine (`user`: the code
-/// runs at CPL 3).
-pub type Handler = fn(&mut Core, &mut Machine, &Micro, bool) -> Flow;
+/// A handler: runs micro-op `code[i]` on the core and machine (`user`:
+/// the code runs at CPL 3), then the ones after it ([`run_from`]): where
+/// the run stopped (the index of the branch, the declined op or the
+/// store that dropped code; `code.len()` at the end) and why.
+pub type Handler = fn(&mut Core, &mut Machine, &[Micro], usize, bool) -> (usize, Flow);
 
 /// What a handler did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// Ran; the next micro-op follows.
+    /// Ran to the end of the micro-ops.
     Next,
     /// Ran a branch (RIP set): the block's run is over.
     Branch,
@@ -217,17 +217,31 @@ fn src<const S: Size, const IMM: bool>(g: &[u64; 16], reg: u8, m: &Micro) -> u64
     }
 }
 
-fn slow(_: &mut Core, _: &mut Machine, _: &Micro, _: bool) -> Flow {
-    Flow::Decline
+/// Runs micro-ops `code[i..]`, each handler calling the next from its
+/// own tail (its own indirect jump, so the host's predictor learns each
+/// op's successor, where one shared call site would have to learn the
+/// whole block), until a branch, a decline or the end: where the run
+/// stopped and why (`Flow::Next`: ran to the end).
+#[inline(always)]
+pub fn run_from(core: &mut Core, machine: &mut Machine, code: &[Micro], i: usize, user: bool) -> (usize, Flow) {
+    match code.get(i) {
+        Some(m) => (m.run)(core, machine, code, i, user),
+        None => (i, Flow::Next),
+    }
+}
+
+fn slow(_: &mut Core, _: &mut Machine, _: &[Micro], i: usize, _: bool) -> (usize, Flow) {
+    (i, Flow::Decline)
 }
 
 fn binary<const K: usize, const S: Size, const IMM: bool, const F: bool>(
     core: &mut Core,
-    _: &mut Machine,
-    m: &Micro,
-    _: bool,
-) -> Flow {
-    let kind = BINARY[K];
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let (m, kind) = (&code[i], BINARY[K]);
     let g = &mut core.gpr;
     let (r, f) = binary_result(kind, S, get::<S>(g, m.a), src::<S, IMM>(g, m.b, m), &core.flags);
     if writes_result(kind) {
@@ -236,16 +250,17 @@ fn binary<const K: usize, const S: Size, const IMM: bool, const F: bool>(
     if F {
         core.flags = f;
     }
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
 fn binary_jcc<const K: usize, const S: Size, const IMM: bool>(
     core: &mut Core,
     _: &mut Machine,
-    m: &Micro,
+    code: &[Micro],
+    i: usize,
     _: bool,
-) -> Flow {
-    let kind = BINARY[K];
+) -> (usize, Flow) {
+    let (m, kind) = (&code[i], BINARY[K]);
     let g = &mut core.gpr;
     let (a, b) = (get::<S>(g, m.a), src::<S, IMM>(g, m.b, m));
     let (r, f) = binary_result(kind, S, a, b, &core.flags);
@@ -255,59 +270,85 @@ fn binary_jcc<const K: usize, const S: Size, const IMM: bool>(
     core.flags = f;
     let below = matches!(kind, Kind::Sub | Kind::Cmp).then_some(a < b);
     core.rip = if taken(&f, r, below, m.cc) { m.target } else { m.next };
-    Flow::Branch
+    (i, Flow::Branch)
 }
 
 fn unary_op<const K: usize, const S: Size, const F: bool>(
     core: &mut Core,
-    _: &mut Machine,
-    m: &Micro,
-    _: bool,
-) -> Flow {
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let (r, f) = unary(UNARY[K], S, get::<S>(&core.gpr, m.a), &core.flags);
     put::<S>(&mut core.gpr, m.a, r);
     if F {
         core.flags = f;
     }
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
-fn unary_jcc<const K: usize, const S: Size>(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
+fn unary_jcc<const K: usize, const S: Size>(
+    core: &mut Core,
+    _: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    _: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let (r, f) = unary(UNARY[K], S, get::<S>(&core.gpr, m.a), &core.flags);
     put::<S>(&mut core.gpr, m.a, r);
     core.flags = f;
     core.rip = if taken(&f, r, None, m.cc) { m.target } else { m.next };
-    Flow::Branch
+    (i, Flow::Branch)
 }
 
-fn mov<const S: Size, const IMM: bool>(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
+fn mov<const S: Size, const IMM: bool>(
+    core: &mut Core,
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let v = src::<S, IMM>(&core.gpr, m.b, m);
     put::<S>(&mut core.gpr, m.a, v);
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
-fn lea<const S: Size>(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
+fn lea<const S: Size>(core: &mut Core, machine: &mut Machine, code: &[Micro], i: usize, user: bool) -> (usize, Flow) {
+    let m = &code[i];
     let a = m.mem.offset(|n| get::<8>(&core.gpr, n));
     put::<S>(&mut core.gpr, m.a, a);
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
-fn imul<const S: Size, const IMM: bool, const F: bool>(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
+fn imul<const S: Size, const IMM: bool, const F: bool>(
+    core: &mut Core,
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let g = &mut core.gpr;
     let (_, lo, f) = muldiv::imul(S, get::<S>(g, m.b), src::<S, IMM>(g, m.c, m));
     put::<S>(g, m.a, lo);
     if F {
         core.flags = f;
     }
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
 fn shift_op<const K: usize, const S: Size, const F: bool>(
     core: &mut Core,
-    _: &mut Machine,
-    m: &Micro,
-    _: bool,
-) -> Flow {
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let (a, old) = (get::<S>(&core.gpr, m.a), core.flags);
     let (r, f) = match SHIFT[K] {
         Kind::Shl => shift::shl(S, a, m.imm, old),
@@ -318,36 +359,47 @@ fn shift_op<const K: usize, const S: Size, const F: bool>(
     if F {
         core.flags = f;
     }
-    Flow::Next
+    run_from(core, machine, code, i + 1, user)
 }
 
-fn load_op<const S: Size>(core: &mut Core, machine: &mut Machine, m: &Micro, user: bool) -> Flow {
-    match load(core, machine, &m.mem, S, user) {
-        Some(v) => {
-            put::<S>(&mut core.gpr, m.a, v);
-            Flow::Next
-        }
-        None => Flow::Decline,
-    }
+fn load_op<const S: Size>(
+    core: &mut Core,
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
+    let Some(v) = load(core, machine, &m.mem, S, user) else { return (i, Flow::Decline) };
+    put::<S>(&mut core.gpr, m.a, v);
+    run_from(core, machine, code, i + 1, user)
 }
 
-fn store_op<const S: Size, const IMM: bool>(core: &mut Core, machine: &mut Machine, m: &Micro, user: bool) -> Flow {
+fn store_op<const S: Size, const IMM: bool>(
+    core: &mut Core,
+    machine: &mut Machine,
+    code: &[Micro],
+    i: usize,
+    user: bool,
+) -> (usize, Flow) {
+    let m = &code[i];
     let v = src::<S, IMM>(&core.gpr, m.b, m);
     if !store(core, machine, &m.mem, S, v, user) {
-        Flow::Decline
+        (i, Flow::Decline)
     } else if machine.blocks.stale() {
-        Flow::Stale
+        (i, Flow::Stale)
     } else {
-        Flow::Next
+        run_from(core, machine, code, i + 1, user)
     }
 }
 
-fn jcc(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
+fn jcc(core: &mut Core, _: &mut Machine, code: &[Micro], i: usize, _: bool) -> (usize, Flow) {
+    let m = &code[i];
     core.rip = if core.flags.cond(Cond(m.cc)) { m.target } else { m.next };
-    Flow::Branch
+    (i, Flow::Branch)
 }
 
-fn jmp(core: &mut Core, _: &mut Machine, m: &Micro, _: bool) -> Flow {
-    core.rip = m.target;
-    Flow::Branch
+fn jmp(core: &mut Core, _: &mut Machine, code: &[Micro], i: usize, _: bool) -> (usize, Flow) {
+    core.rip = code[i].target;
+    (i, Flow::Branch)
 }
