@@ -240,6 +240,49 @@ fn links_to_blocks_dropped_from_the_cache_or_the_chain_agree() {
     }
 }
 
+/// A routine at physical 0xa0_0000 whose page is written before each
+/// call (a byte beside the routine, not its code): the write drops the
+/// routine's block from the block cache without a decode, so no chain
+/// entry is replaced and the chain's generation stays put; only the
+/// cache's generation tells the call's link that its successor is gone.
+fn rewritten(passes: u32) -> Image {
+    const R: u64 = 0xa0_0000;
+    program("rewritten", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        // mov eax, 7; ret
+        a.mov(rdi, R)?;
+        a.mov(byte_ptr(rdi), 0xb8)?;
+        a.mov(dword_ptr(rdi + 1), 7)?;
+        a.mov(byte_ptr(rdi + 5), 0xc3)?;
+        a.mov(ecx, passes)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        a.mov(byte_ptr(rdi + 0x100), cl)?;
+        a.call(rdi)?;
+        a.add(rbx, rax)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap()
+}
+
+/// Both paths take links through `Running::linked`, so agreeing is not
+/// enough here: every pass must decode the routine afresh (a link that
+/// ignored the cache's generation would run the dropped block again and
+/// decode nothing).
+#[test]
+fn links_to_a_block_dropped_by_a_write_to_its_page_are_not_taken() {
+    let decoded = |passes: u32| {
+        let o = same(&rewritten(passes));
+        assert_eq!(o.end, "Done");
+        assert_eq!(o.regs.gpr[3], 7 * u64::from(passes));
+        counter(&o, "blocks_decoded")
+    };
+    assert_eq!(decoded(4) - decoded(3), 1);
+    assert_eq!(decoded(12) - decoded(4), 8);
+}
+
 /// An instruction limit stops both paths at the same block boundary.
 #[test]
 fn instruction_limits_stop_both_paths_at_the_same_instruction() {
