@@ -511,6 +511,200 @@ fn every_lowered_form_and_flag_producer_agrees_with_the_executor() {
     assert_eq!(o.regs.gpr[6], 0x1234_00ef | (o.regs.gpr[2] & 0xff) << 8, "{:#x}", o.regs.gpr[6]);
 }
 
+/// Reads the flags a producer left (PUSHFQ: a slow op, so the record is
+/// stored) into r15.
+fn flags_read(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.pushfq()?;
+    a.pop(r8)?;
+    a.add(r15, r8)?;
+    a.rol(r15, 7)
+}
+
+/// Overwrites every status flag unread (the producer before stores no
+/// record), then reads the new ones.
+fn flags_dropped(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.add(r13, r12)?;
+    flags_read(a)
+}
+
+/// Jcc with condition `cc` right after a producer (the fused pair),
+/// counting taken branches in r14, then the flags read in the next block.
+fn fused_jcc(a: &mut CodeAssembler, cc: u32) -> Result<(), IcedError> {
+    let mut skip = a.create_label();
+    match cc % 16 {
+        0 => a.jo(skip)?,
+        1 => a.jno(skip)?,
+        2 => a.jb(skip)?,
+        3 => a.jae(skip)?,
+        4 => a.je(skip)?,
+        5 => a.jne(skip)?,
+        6 => a.jbe(skip)?,
+        7 => a.ja(skip)?,
+        8 => a.js(skip)?,
+        9 => a.jns(skip)?,
+        10 => a.jp(skip)?,
+        11 => a.jnp(skip)?,
+        12 => a.jl(skip)?,
+        13 => a.jge(skip)?,
+        14 => a.jle(skip)?,
+        _ => a.jg(skip)?,
+    }
+    a.add(r14, rcx)?;
+    a.set_label(&mut skip)?;
+    flags_read(a)
+}
+
+/// `$body` with `$d`, `$s` a destination and source register, `$p` a
+/// memory operand constructor and `$i` an immediate (the type MOV takes)
+/// of each operand size in turn (8, 4, 2, 1).
+macro_rules! at_every_size {
+    (|$d:ident, $s:ident, $p:ident, $i:ident| $body:block) => {{
+        {
+            let ($d, $s, $p, $i) = (rax, rbx, qword_ptr::<AsmMemoryOperand>, -0x1234_5678_9abc_i64);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (eax, ebx, dword_ptr::<AsmMemoryOperand>, 0x1234_5678);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (ax, bx, word_ptr::<AsmMemoryOperand>, 0x9876);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (al, bl, byte_ptr::<AsmMemoryOperand>, 0xa5);
+            $body
+        }
+    }};
+}
+
+/// Every handler a micro-op compiles to (`cpu::micro`: one per form,
+/// operation, operand size, register or immediate source, and flag record
+/// stored or dropped): each binary op, INC, DEC, NEG, NOT and shift at
+/// every size with its flags read back, dropped (the next op overwrites
+/// them) and fused with a Jcc (each condition in turn, the flags read in
+/// the next block), IMUL, MOV, LEA, loads and stores at each size they
+/// have. Registers, RFLAGS, memory and counters agree with the reference.
+#[test]
+fn every_handler_at_every_size_agrees_with_the_executor() {
+    let img = program("handlers", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        a.mov(rbp, 0x60_0000u64)?;
+        a.mov(ecx, 9)?;
+        a.mov(rax, 0x8000_0000_7fff_fff0u64)?;
+        a.mov(rbx, 0x0123_4567_89ab_cdefu64)?;
+        a.mov(r12, 0x7fff_ffff_ffff_ff00u64)?;
+        a.xor(r15d, r15d)?;
+        a.set_label(&mut top)?;
+        let mut cc = 0;
+        macro_rules! binary {
+            ($op:ident) => {
+                at_every_size!(|d, s, _p, _i| {
+                    a.$op(d, s)?;
+                    flags_read(a)?;
+                    a.$op(d, -0x66)?;
+                    flags_read(a)?;
+                    a.$op(d, s)?;
+                    flags_dropped(a)?;
+                    a.$op(d, 0x55)?;
+                    flags_dropped(a)?;
+                    a.$op(d, s)?;
+                    cc += 1;
+                    fused_jcc(a, cc)?;
+                    a.$op(d, 0x7f)?;
+                    cc += 1;
+                    fused_jcc(a, cc)?;
+                    // Keep the values moving.
+                    a.add(rbx, rcx)?;
+                    a.rol(rax, 13)?;
+                })
+            };
+        }
+        binary!(add);
+        binary!(adc);
+        binary!(sub);
+        binary!(sbb);
+        binary!(and);
+        binary!(or);
+        binary!(xor);
+        binary!(cmp);
+        binary!(test);
+        macro_rules! unary {
+            ($op:ident, $fuse:expr) => {
+                at_every_size!(|d, _s, _p, _i| {
+                    a.$op(d)?;
+                    flags_read(a)?;
+                    a.$op(d)?;
+                    flags_dropped(a)?;
+                    if $fuse {
+                        a.$op(d)?;
+                        cc += 1;
+                        fused_jcc(a, cc)?;
+                    }
+                    a.add(rax, rcx)?;
+                })
+            };
+        }
+        unary!(inc, true);
+        unary!(dec, true);
+        unary!(neg, true);
+        unary!(not, false);
+        macro_rules! shift {
+            ($op:ident) => {
+                at_every_size!(|d, _s, _p, _i| {
+                    a.$op(d, 3)?;
+                    flags_read(a)?;
+                    a.$op(d, 1)?;
+                    flags_dropped(a)?;
+                    a.rol(rax, 5)?;
+                })
+            };
+        }
+        shift!(shl);
+        shift!(shr);
+        shift!(sar);
+        at_every_size!(|d, s, p, i| {
+            a.mov(d, s)?;
+            a.add(r15, rax)?;
+            a.mov(p(rbp + rcx * 8), d)?;
+            a.mov(p(rbp + 0x100), 0x5a)?;
+            a.mov(d, p(rbp + 0xff))?;
+            a.add(r15, rax)?;
+            a.mov(d, i)?;
+            a.add(r15, rax)?;
+            a.rol(rbx, 3)?;
+        });
+        // IMUL and LEA have no 8-bit form.
+        macro_rules! wide {
+            ($d:ident, $s:ident) => {
+                a.imul_2($d, $s)?;
+                flags_read(a)?;
+                a.imul_2($d, $s)?;
+                flags_dropped(a)?;
+                a.imul_3($d, $s, -9)?;
+                flags_read(a)?;
+                a.imul_3($d, $s, 0x3)?;
+                flags_dropped(a)?;
+                a.lea($d, ptr(rbx + rcx * 4 - 0x10))?;
+                a.add(r15, rax)?;
+                a.add(rbx, rcx)?;
+            };
+        }
+        wide!(rax, rbx);
+        wide!(eax, ebx);
+        wide!(ax, bx);
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    assert_eq!(o.regs.gpr[1], 0);
+    // The last pass stored 0x5a as a byte at 0x600100 last.
+    assert_eq!(o.ram[0x60_0100], 0x5a);
+}
+
 /// Loads and stores at the end of a page (the fast path takes those within
 /// it, the reference path those that cross), and a data page remapped by
 /// its PDE with INVLPG, without it (the stale TLB entry must serve both
