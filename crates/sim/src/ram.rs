@@ -3,10 +3,13 @@
 //! RAM is one anonymous mapping made by vm-memory, so the VMM's devices
 //! (virtio queues through the virtio-queue crate) reach the same memory
 //! through [`crate::SimVm`]'s `GuestMemoryMmap`, as on KVM. The CPU reads
-//! and writes it through the region's safe `Bytes` API.
+//! and writes it through the region's safe `Bytes` API, but for aligned
+//! quadwords, which go through a view of the mapping as atomics
+//! (`Ram::quads`, the crate's one `unsafe` block: a call into
+//! vm-memory per access was a tenth of the fast path's time).
 
 use exitlab_hv::HvError;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MemoryRegionAddress};
 
@@ -20,6 +23,8 @@ pub struct Ram {
     memory: GuestMemoryMmap,
     /// Its one region, for the CPU's accesses.
     region: Arc<GuestRegionMmap>,
+    /// The region's host address (see [`Ram::quads`]).
+    host: usize,
     len: u64,
     code_pages: Vec<u64>,
 }
@@ -31,7 +36,8 @@ impl Ram {
         let region = Arc::new(GuestRegionMmap::from_range(GuestAddress(0), size, None).map_err(|e| failed(&e))?);
         let memory = GuestMemoryMmap::from_arc_regions(vec![region.clone()]).map_err(|e| failed(&e))?;
         let pages = size.div_ceil(PAGE as usize);
-        Ok(Ram { memory, region, len: size as u64, code_pages: vec![0; pages.div_ceil(64)] })
+        let host = region.as_ptr() as usize;
+        Ok(Ram { memory, region, host, len: size as u64, code_pages: vec![0; pages.div_ceil(64)] })
     }
 
     /// The same RAM as a vm-memory `GuestMemoryMmap` (for devices).
@@ -45,14 +51,36 @@ impl Ram {
         self.len
     }
 
+    /// RAM as aligned quadwords, for single accesses with no call: a
+    /// relaxed atomic load or store is a plain move on x86, and atomic as
+    /// vm-memory's own `load` and `store` (which devices' threads may use
+    /// at the same time) are.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn quads(&self) -> &[AtomicU64] {
+        // SAFETY: `host` is the start of the region's mapping, `len` bytes
+        // long, page-aligned (so aligned for AtomicU64), mapped read-write
+        // for as long as `self.region` (an Arc this struct holds) lives,
+        // which outlives the borrow of `self`; AtomicU64 has the size and
+        // alignment of u64 and every access through it is atomic.
+        unsafe { std::slice::from_raw_parts(self.host as *const AtomicU64, (self.len / 8) as usize) }
+    }
+
+    /// The aligned quadword at `gpa`, if `gpa` is 8-aligned and in RAM.
+    #[inline(always)]
+    fn quad(&self, gpa: u64) -> Option<&AtomicU64> {
+        if gpa & 7 != 0 {
+            return None;
+        }
+        self.quads().get(usize::try_from(gpa / 8).ok()?)
+    }
+
     /// Copies RAM out; `false` if the range leaves RAM.
     #[inline(always)]
     pub fn read(&self, gpa: u64, out: &mut [u8]) -> bool {
-        // An aligned quadword in one access (vm-memory's atomic load, a
-        // plain move on x86): `read_slice` copies through a call.
         if let Ok(q) = <&mut [u8; 8]>::try_from(&mut *out) {
-            if let Ok(v) = self.region.load::<u64>(MemoryRegionAddress(gpa), Ordering::Relaxed) {
-                *q = v.to_ne_bytes();
+            if let Some(v) = self.quad(gpa) {
+                *q = v.load(Ordering::Relaxed).to_ne_bytes();
                 return true;
             }
         }
@@ -63,13 +91,14 @@ impl Ram {
     /// written that held decoded code is unmarked and passed to `stale`.
     #[inline(always)]
     pub fn write(&mut self, gpa: u64, data: &[u8], mut stale: impl FnMut(u64)) -> bool {
-        let quad = <[u8; 8]>::try_from(data).ok().filter(|_| gpa & 7 == 0);
-        let done = match quad {
-            Some(q) => self.region.store(u64::from_ne_bytes(q), MemoryRegionAddress(gpa), Ordering::Relaxed),
-            None => self.region.write_slice(data, MemoryRegionAddress(gpa)),
-        };
-        if done.is_err() {
-            return false;
+        let quad = <[u8; 8]>::try_from(data).ok().and_then(|q| Some((q, self.quad(gpa)?)));
+        match quad {
+            Some((q, to)) => to.store(u64::from_ne_bytes(q), Ordering::Relaxed),
+            None => {
+                if self.region.write_slice(data, MemoryRegionAddress(gpa)).is_err() {
+                    return false;
+                }
+            }
         }
         let end = gpa + data.len() as u64;
         let mut p = gpa & !(PAGE - 1);
