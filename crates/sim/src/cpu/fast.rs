@@ -215,8 +215,7 @@ fn flat_linear(core: &Core, mem: &Mem, size: Size) -> Option<u64> {
 #[inline(always)]
 pub(super) fn load(core: &Core, machine: &Machine, mem: &Mem, size: Size, user: bool) -> Option<u64> {
     let phys = core.tlb_hit(flat_linear(core, mem, size)?, Access::Read, user)?;
-    let mut v = [0u8; 8];
-    machine.ram.read(phys, &mut v[..usize::from(size)]).then(|| u64::from_le_bytes(v))
+    machine.ram.read_value(phys, usize::from(size))
 }
 
 /// A write of RAM through a TLB hit, outside a transaction; false
@@ -230,5 +229,5 @@ pub(super) fn store(core: &Core, machine: &mut Machine, mem: &Mem, size: Size, v
     if core.tx.is_some() || phys.checked_add(n as u64).is_none_or(|e| e > machine.ram.len()) {
         return false;
     }
-    machine.write(phys, &v.to_le_bytes()[..n])
+    machine.write_value(phys, n, v)
 }

@@ -4,8 +4,9 @@
 //! at 8 bytes is a host add and a register store: no match on the
 //! operation, no size mask or merge), chosen once when the block is built,
 //! and each handler calls the next one's pointer from its own tail
-//! (threaded code; Bochs's handler chains do the same per instruction). A handler computes with exitlab-x86's own functions, as
-//! the `Uop` says, so registers and lazy flags are the executor's.
+//! (threaded code; Bochs's handler chains do the same per instruction).
+//! A handler computes with exitlab-x86's own functions, as the `Uop`
+//! says, so registers and lazy flags are the executor's.
 //!
 //! Handlers do not move RIP: each micro-op knows the address after it
 //! (`next`), and the run loop sets RIP once where the run stops; a branch
