@@ -672,6 +672,16 @@ fn every_handler_at_every_size_agrees_with_the_executor() {
             a.add(r15, rax)?;
             a.mov(d, i)?;
             a.add(r15, rax)?;
+            // At the page's end: the last quadword, and parts of it.
+            a.mov(p(rbp + 0xff8), d)?;
+            a.mov(d, p(rbp + 0xff8))?;
+            a.add(r15, rax)?;
+            a.mov(r9b, byte_ptr(rbp + 0xfff))?;
+            a.add(r15, r9)?;
+            a.mov(r9w, word_ptr(rbp + 0xffe))?;
+            a.add(r15, r9)?;
+            a.mov(r9d, dword_ptr(rbp + 0xffc))?;
+            a.add(r15, r9)?;
             a.rol(rbx, 3)?;
         });
         // IMUL and LEA have no 8-bit form.
