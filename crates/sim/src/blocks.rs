@@ -4,6 +4,7 @@
 //! Op and price sit side by side in one array: the run loop walks one
 //! slice (two parallel arrays measured 10% slower).
 
+use crate::cpu::micro::Micro;
 use crate::ram::PAGE;
 use crate::uop::Uop;
 use exitlab_x86::Op;
@@ -25,8 +26,9 @@ pub struct Block {
     pub bits: u32,
     pub phys: u64,
     pub steps: Vec<Step>,
-    /// The steps' ops lowered for the fast path (`cpu::fast`), one each.
-    pub uops: Vec<Uop>,
+    /// The steps' ops lowered for the fast path (`crate::uop`) and
+    /// compiled to handlers (`cpu::micro`), one each.
+    pub micros: Vec<Micro>,
     /// `prefix[i]`: the CPI-table cycles of `steps[..i]` (the fast path
     /// charges a run of ops at once).
     pub prefix: Vec<u64>,
@@ -44,13 +46,14 @@ impl Block {
             !s.op.ends_block() || matches!(s.op.kind, Jmp | Jcc | Call | Ret | Loop | Loope | Loopne | Jrcxz)
         });
         let uops = Uop::lower_block(steps.iter().map(|s| &s.op), bits);
+        let micros = Micro::compile(&uops, steps.iter().map(|s| s.op.len), ip);
         let prefix = std::iter::once(0)
             .chain(steps.iter().scan(0, |sum, s| {
                 *sum += u64::from(s.cost);
                 Some(*sum)
             }))
             .collect();
-        Block { lin, ip, bits, phys, steps, uops, prefix, chainable }
+        Block { lin, ip, bits, phys, steps, micros, prefix, chainable }
     }
 }
 

@@ -67,6 +67,13 @@ impl Machine {
         self.ram.write(gpa, data, |page| blocks.invalidate_page(page))
     }
 
+    /// Writes the low `size` bytes of `v` into RAM, as [`Machine::write`].
+    #[inline(always)]
+    pub fn write_value(&mut self, gpa: u64, size: usize, v: u64) -> bool {
+        let blocks = &mut self.blocks;
+        self.ram.write_value(gpa, size, v, |page| blocks.invalidate_page(page))
+    }
+
     pub fn phys(&self) -> Phys<'_> {
         Phys { ram: &self.ram, host: &self.host }
     }

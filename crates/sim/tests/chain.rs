@@ -240,6 +240,49 @@ fn links_to_blocks_dropped_from_the_cache_or_the_chain_agree() {
     }
 }
 
+/// A routine at physical 0xa0_0000 whose page is written before each
+/// call (a byte beside the routine, not its code): the write drops the
+/// routine's block from the block cache without a decode, so no chain
+/// entry is replaced and the chain's generation stays put; only the
+/// cache's generation tells the call's link that its successor is gone.
+fn rewritten(passes: u32) -> Image {
+    const R: u64 = 0xa0_0000;
+    program("rewritten", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        // mov eax, 7; ret
+        a.mov(rdi, R)?;
+        a.mov(byte_ptr(rdi), 0xb8)?;
+        a.mov(dword_ptr(rdi + 1), 7)?;
+        a.mov(byte_ptr(rdi + 5), 0xc3)?;
+        a.mov(ecx, passes)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        a.mov(byte_ptr(rdi + 0x100), cl)?;
+        a.call(rdi)?;
+        a.add(rbx, rax)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap()
+}
+
+/// Both paths take links through `Running::linked`, so agreeing is not
+/// enough here: every pass must decode the routine afresh (a link that
+/// ignored the cache's generation would run the dropped block again and
+/// decode nothing).
+#[test]
+fn links_to_a_block_dropped_by_a_write_to_its_page_are_not_taken() {
+    let decoded = |passes: u32| {
+        let o = same(&rewritten(passes));
+        assert_eq!(o.end, "Done");
+        assert_eq!(o.regs.gpr[3], 7 * u64::from(passes));
+        counter(&o, "blocks_decoded")
+    };
+    assert_eq!(decoded(4) - decoded(3), 1);
+    assert_eq!(decoded(12) - decoded(4), 8);
+}
+
 /// An instruction limit stops both paths at the same block boundary.
 #[test]
 fn instruction_limits_stop_both_paths_at_the_same_instruction() {
@@ -466,6 +509,210 @@ fn every_lowered_form_and_flag_producer_agrees_with_the_executor() {
     // The qword read back at 0x600400: the dword 0xdeadbeef, the word
     // 0x1234 over its high half and DL over its second byte.
     assert_eq!(o.regs.gpr[6], 0x1234_00ef | (o.regs.gpr[2] & 0xff) << 8, "{:#x}", o.regs.gpr[6]);
+}
+
+/// Reads the flags a producer left (PUSHFQ: a slow op, so the record is
+/// stored) into r15.
+fn flags_read(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.pushfq()?;
+    a.pop(r8)?;
+    a.add(r15, r8)?;
+    a.rol(r15, 7)
+}
+
+/// Overwrites every status flag unread (the producer before stores no
+/// record), then reads the new ones.
+fn flags_dropped(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.add(r13, r12)?;
+    flags_read(a)
+}
+
+/// Jcc with condition `cc` right after a producer (the fused pair),
+/// counting taken branches in r14, then the flags read in the next block.
+fn fused_jcc(a: &mut CodeAssembler, cc: u32) -> Result<(), IcedError> {
+    let mut skip = a.create_label();
+    match cc % 16 {
+        0 => a.jo(skip)?,
+        1 => a.jno(skip)?,
+        2 => a.jb(skip)?,
+        3 => a.jae(skip)?,
+        4 => a.je(skip)?,
+        5 => a.jne(skip)?,
+        6 => a.jbe(skip)?,
+        7 => a.ja(skip)?,
+        8 => a.js(skip)?,
+        9 => a.jns(skip)?,
+        10 => a.jp(skip)?,
+        11 => a.jnp(skip)?,
+        12 => a.jl(skip)?,
+        13 => a.jge(skip)?,
+        14 => a.jle(skip)?,
+        _ => a.jg(skip)?,
+    }
+    a.add(r14, rcx)?;
+    a.set_label(&mut skip)?;
+    flags_read(a)
+}
+
+/// `$body` with `$d`, `$s` a destination and source register, `$p` a
+/// memory operand constructor and `$i` an immediate (the type MOV takes)
+/// of each operand size in turn (8, 4, 2, 1).
+macro_rules! at_every_size {
+    (|$d:ident, $s:ident, $p:ident, $i:ident| $body:block) => {{
+        {
+            let ($d, $s, $p, $i) = (rax, rbx, qword_ptr::<AsmMemoryOperand>, -0x1234_5678_9abc_i64);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (eax, ebx, dword_ptr::<AsmMemoryOperand>, 0x1234_5678);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (ax, bx, word_ptr::<AsmMemoryOperand>, 0x9876);
+            $body
+        }
+        {
+            let ($d, $s, $p, $i) = (al, bl, byte_ptr::<AsmMemoryOperand>, 0xa5);
+            $body
+        }
+    }};
+}
+
+/// Every handler a micro-op compiles to (`cpu::micro`: one per form,
+/// operation, operand size, register or immediate source, and flag record
+/// stored or dropped): each binary op, INC, DEC, NEG, NOT and shift at
+/// every size with its flags read back, dropped (the next op overwrites
+/// them) and fused with a Jcc (each condition in turn, the flags read in
+/// the next block), IMUL, MOV, LEA, loads and stores at each size they
+/// have. Registers, RFLAGS, memory and counters agree with the reference.
+#[test]
+fn every_handler_at_every_size_agrees_with_the_executor() {
+    let img = program("handlers", Ring::Kernel, &start(), |a| {
+        let mut top = a.create_label();
+        a.mov(rbp, 0x60_0000u64)?;
+        a.mov(ecx, 9)?;
+        a.mov(rax, 0x8000_0000_7fff_fff0u64)?;
+        a.mov(rbx, 0x0123_4567_89ab_cdefu64)?;
+        a.mov(r12, 0x7fff_ffff_ffff_ff00u64)?;
+        a.xor(r15d, r15d)?;
+        a.set_label(&mut top)?;
+        let mut cc = 0;
+        macro_rules! binary {
+            ($op:ident) => {
+                at_every_size!(|d, s, _p, _i| {
+                    a.$op(d, s)?;
+                    flags_read(a)?;
+                    a.$op(d, -0x66)?;
+                    flags_read(a)?;
+                    a.$op(d, s)?;
+                    flags_dropped(a)?;
+                    a.$op(d, 0x55)?;
+                    flags_dropped(a)?;
+                    a.$op(d, s)?;
+                    cc += 1;
+                    fused_jcc(a, cc)?;
+                    a.$op(d, 0x7f)?;
+                    cc += 1;
+                    fused_jcc(a, cc)?;
+                    // Keep the values moving.
+                    a.add(rbx, rcx)?;
+                    a.rol(rax, 13)?;
+                })
+            };
+        }
+        binary!(add);
+        binary!(adc);
+        binary!(sub);
+        binary!(sbb);
+        binary!(and);
+        binary!(or);
+        binary!(xor);
+        binary!(cmp);
+        binary!(test);
+        macro_rules! unary {
+            ($op:ident, $fuse:expr) => {
+                at_every_size!(|d, _s, _p, _i| {
+                    a.$op(d)?;
+                    flags_read(a)?;
+                    a.$op(d)?;
+                    flags_dropped(a)?;
+                    if $fuse {
+                        a.$op(d)?;
+                        cc += 1;
+                        fused_jcc(a, cc)?;
+                    }
+                    a.add(rax, rcx)?;
+                })
+            };
+        }
+        unary!(inc, true);
+        unary!(dec, true);
+        unary!(neg, true);
+        unary!(not, false);
+        macro_rules! shift {
+            ($op:ident) => {
+                at_every_size!(|d, _s, _p, _i| {
+                    a.$op(d, 3)?;
+                    flags_read(a)?;
+                    a.$op(d, 1)?;
+                    flags_dropped(a)?;
+                    a.rol(rax, 5)?;
+                })
+            };
+        }
+        shift!(shl);
+        shift!(shr);
+        shift!(sar);
+        at_every_size!(|d, s, p, i| {
+            a.mov(d, s)?;
+            a.add(r15, rax)?;
+            a.mov(p(rbp + rcx * 8), d)?;
+            a.mov(p(rbp + 0x100), 0x5a)?;
+            a.mov(d, p(rbp + 0xff))?;
+            a.add(r15, rax)?;
+            a.mov(d, i)?;
+            a.add(r15, rax)?;
+            // At the page's end: the last quadword, and parts of it.
+            a.mov(p(rbp + 0xff8), d)?;
+            a.mov(d, p(rbp + 0xff8))?;
+            a.add(r15, rax)?;
+            a.mov(r9b, byte_ptr(rbp + 0xfff))?;
+            a.add(r15, r9)?;
+            a.mov(r9w, word_ptr(rbp + 0xffe))?;
+            a.add(r15, r9)?;
+            a.mov(r9d, dword_ptr(rbp + 0xffc))?;
+            a.add(r15, r9)?;
+            a.rol(rbx, 3)?;
+        });
+        // IMUL and LEA have no 8-bit form.
+        macro_rules! wide {
+            ($d:ident, $s:ident) => {
+                a.imul_2($d, $s)?;
+                flags_read(a)?;
+                a.imul_2($d, $s)?;
+                flags_dropped(a)?;
+                a.imul_3($d, $s, -9)?;
+                flags_read(a)?;
+                a.imul_3($d, $s, 0x3)?;
+                flags_dropped(a)?;
+                a.lea($d, ptr(rbx + rcx * 4 - 0x10))?;
+                a.add(r15, rax)?;
+                a.add(rbx, rcx)?;
+            };
+        }
+        wide!(rax, rbx);
+        wide!(eax, ebx);
+        wide!(ax, bx);
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.out(PORT_DEBUG_EXIT as u32, al)
+    })
+    .unwrap();
+    let o = same(&img);
+    assert_eq!(o.end, "Done");
+    assert_eq!(o.regs.gpr[1], 0);
+    // The last pass stored 0x5a as a byte at 0x600100 last.
+    assert_eq!(o.ram[0x60_0100], 0x5a);
 }
 
 /// Loads and stores at the end of a page (the fast path takes those within

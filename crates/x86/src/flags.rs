@@ -29,6 +29,12 @@ pub enum FlagsOp {
     /// AF clear. The SDM leaves SF, ZF, AF and PF undefined; this is what
     /// Intel cores produce.
     Mul,
+    /// SHL by a masked count of 1 or more: CF (the last bit shifted out)
+    /// in bit 0 of `Flags::aux`, OF = CF XOR the result's sign, AF clear
+    /// (undefined in the SDM; what `Known` records had), SF, ZF and PF
+    /// from `Flags::res`. Lazy like the others: most shifts' flags are
+    /// overwritten unread.
+    Shl,
 }
 
 /// The lazily evaluated status flags.
@@ -109,7 +115,7 @@ impl Flags {
             FlagsOp::Sub => a < b,
             FlagsOp::Sbb => a < b || (self.aux & 1 != 0 && a == b),
             FlagsOp::Logic => false,
-            FlagsOp::Inc | FlagsOp::Dec | FlagsOp::Mul => self.aux & 1 != 0,
+            FlagsOp::Inc | FlagsOp::Dec | FlagsOp::Mul | FlagsOp::Shl => self.aux & 1 != 0,
         }
     }
 
@@ -123,6 +129,7 @@ impl Flags {
             FlagsOp::Sub | FlagsOp::Sbb | FlagsOp::Dec => (a ^ b) & (a ^ r) & s != 0,
             FlagsOp::Logic => false,
             FlagsOp::Mul => self.aux & 1 != 0,
+            FlagsOp::Shl => (r & s != 0) != (self.aux & 1 != 0),
         }
     }
 
@@ -138,7 +145,7 @@ impl Flags {
     pub fn af(&self) -> bool {
         match self.op {
             FlagsOp::Known => self.a & AF != 0,
-            FlagsOp::Logic | FlagsOp::Mul => false,
+            FlagsOp::Logic | FlagsOp::Mul | FlagsOp::Shl => false,
             _ => (self.a ^ self.b ^ self.res) & 0x10 != 0,
         }
     }

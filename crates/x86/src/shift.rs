@@ -7,7 +7,7 @@
 
 use crate::cpu::Cpu;
 use crate::exec::{get, next, put};
-use crate::flags::{flag, parity, Flags};
+use crate::flags::{flag, parity, Flags, FlagsOp};
 use crate::op::{Kind, Op};
 use crate::{mask, sign_bit, sign_extend, Size};
 use exitlab_arch::bits::rflags::{CF, OF, PF, SF, ZF};
@@ -84,8 +84,7 @@ pub fn shl(size: Size, a: u64, c: u64, old: Flags) -> (u64, Flags) {
     let wide = (a as u128 & mask(size) as u128) << c;
     let r = wide as u64 & mask(size);
     let cf = (wide >> bits) & 1 != 0;
-    let of = (r & sign_bit(size) != 0) != cf;
-    (r, Flags::known(szp(size, r) | flag(cf, CF) | flag(of, OF)))
+    (r, Flags::new(FlagsOp::Shl, size, a, u64::from(c), r, cf as u8))
 }
 
 /// SHR.
@@ -239,6 +238,25 @@ mod tests {
         assert_eq!(shl(4, 5, 32, marked), (5, marked));
         assert_eq!(shl(8, 1, 64, marked).1, marked);
         assert_eq!(shl(8, 1, 63, f0).0, 1 << 63);
+    }
+
+    /// SHL's lazy record gives the bits the eager computation gave (the
+    /// result's SF, ZF, PF, the last bit out as CF, OF = CF ^ SF, AF
+    /// clear) for every size and count.
+    #[test]
+    fn shl_records_evaluate_as_the_eager_flags() {
+        for size in [1u8, 2, 4, 8] {
+            for a in [0u64, 1, 0x81, 0x4000_0000_8000_4081, u64::MAX, 0x5a5a_5a5a_5a5a_5a5a] {
+                for c in 1..=count(size, 63) {
+                    let (r, f) = shl(size, a, u64::from(c), Flags::known(0));
+                    let bits = u32::from(size) * 8;
+                    let wide = (a as u128 & mask(size) as u128) << c;
+                    let cf = (wide >> bits) & 1 != 0;
+                    let of = (r & sign_bit(size) != 0) != cf;
+                    assert_eq!(f.bits(), szp(size, r) | flag(cf, CF) | flag(of, OF), "{size} {a:#x} {c}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -321,7 +321,7 @@ impl Running<'_> {
             return None;
         }
         let generation = self.core.tlb.generation();
-        let link = chain.entries[from].next.into_iter().find(|l| {
+        let link = chain.entries[from].next.iter().find(|l| {
             l.key.ip == rip
                 && l.key.lin == rip
                 && l.generation == generation

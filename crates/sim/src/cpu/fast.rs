@@ -17,15 +17,15 @@
 //! counters in between.
 
 use super::chain::Chain;
+use super::micro::{run_from, Flow, Micro};
 use super::mmu::Access;
 use super::run::Limits;
 use super::{Core, Running};
 use crate::blocks::Block;
 use crate::machine::Machine;
-use crate::uop::{Src, Uop};
 use exitlab_hv::{HvError, VmExit};
-use exitlab_x86::arith::{self, binary_result, unary_result, writes_result};
-use exitlab_x86::{mask, merge, muldiv, shift, sign_bit, Cond, Flags, FlagsOp, Kind, Mem, Size};
+use exitlab_x86::arith::{self, unary_result};
+use exitlab_x86::{sign_bit, Cond, Flags, FlagsOp, Kind, Mem, Size};
 use std::ops::ControlFlow;
 
 impl Running<'_> {
@@ -41,11 +41,11 @@ impl Running<'_> {
         let cpl = self.core.cpl();
         let mut from = from;
         loop {
-            let (to, stale) = run_uops(self.core, self.machine, &block.uops, from, cpl == 3);
+            let (to, stale) = run_micros(self.core, self.machine, &block.micros, from, cpl == 3);
             self.charge(block, from, to, cpl);
             // A store that dropped decoded code ends the block after it,
             // as in the reference.
-            if stale || to == block.uops.len() {
+            if stale || to == block.micros.len() {
                 return Ok(None);
             }
             if let ControlFlow::Break(r) = self.run_op(&block.steps[to], cpl, false)? {
@@ -73,12 +73,12 @@ impl Running<'_> {
         let mut last = chain.last;
         let hot = 'blocks: loop {
             let block = chain.block(*cur);
-            let (uops, full) = (&block.uops[..], block.uops.len());
+            let (code, full) = (&block.micros[..], block.micros.len());
             // A block that loops to itself goes round here, its slice and
             // length at hand.
             loop {
                 self.core.stats.block_runs += 1;
-                let (to, stale) = run_uops(self.core, self.machine, uops, 0, user);
+                let (to, stale) = run_micros(self.core, self.machine, code, 0, user);
                 self.charge(block, 0, to, cpl);
                 if stale {
                     break 'blocks Hot::Stale;
@@ -146,114 +146,23 @@ pub(super) struct Bounds {
     pub max_instructions: u64,
 }
 
-/// Runs `uops` from index `from` until one the fast path does not take
-/// (or the end): that index, and whether the last op was a store that
-/// dropped decoded code (the run then ends after it). Core and machine
-/// are separate borrows here so that the compiler keeps RIP and the
-/// operands in host registers.
+/// Runs `code` from index `from` until a micro-op the fast path does not
+/// take (or the end): that index, and whether the last op was a store that
+/// dropped decoded code (the run then ends after it). RIP is set once,
+/// where the run stops (a branch sets it itself).
 #[inline(always)]
-fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, user: bool) -> (usize, bool) {
-    let mut rip = core.rip;
-    let mut i = from;
-    let mut stale = false;
-    while let Some(uop) = uops.get(i) {
-        let g = &mut core.gpr;
-        match *uop {
-            Uop::Binary { kind, size, len, dst, src, flags } => {
-                let (r, f) = binary_result(kind, size, get(g, dst, size), value(g, src, size), &core.flags);
-                if writes_result(kind) {
-                    put(g, dst, size, r);
-                }
-                if flags {
-                    core.flags = f;
-                }
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Unary { kind, size, len, reg, flags } => {
-                let (r, f) = unary(kind, size, get(g, reg, size), &core.flags);
-                put(g, reg, size, r);
-                if flags {
-                    core.flags = f;
-                }
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::BinaryJcc { kind, size, len, dst, src, cc, target } => {
-                let (a, b) = (get(g, dst, size), value(g, src, size));
-                let (r, f) = binary_result(kind, size, a, b, &core.flags);
-                if writes_result(kind) {
-                    put(g, dst, size, r);
-                }
-                core.flags = f;
-                let below = matches!(kind, Kind::Sub | Kind::Cmp).then_some(a < b);
-                rip = if taken(&f, r, below, cc) { target } else { rip.wrapping_add(u64::from(len)) };
-                // The Jcc's own micro-op is part of this one.
-                i += 1;
-            }
-            Uop::UnaryJcc { kind, size, len, reg, cc, target } => {
-                let (r, f) = unary(kind, size, get(g, reg, size), &core.flags);
-                put(g, reg, size, r);
-                core.flags = f;
-                rip = if taken(&f, r, None, cc) { target } else { rip.wrapping_add(u64::from(len)) };
-                i += 1;
-            }
-            Uop::Mov { size, len, dst, src } => {
-                let v = value(g, src, size);
-                put(g, dst, size, v);
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Lea { size, len, dst, ref mem } => {
-                let a = mem.offset(|n| get(g, n, 8));
-                put(g, dst, size, a);
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Imul { size, len, dst, x, y, flags } => {
-                let (_, lo, f) = muldiv::imul(size, value(g, x, size), value(g, y, size));
-                put(g, dst, size, lo);
-                if flags {
-                    core.flags = f;
-                }
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Shift { kind, size, len, reg, count, flags } => {
-                let (a, c, old) = (get(g, reg, size), u64::from(count), core.flags);
-                let (r, f) = match kind {
-                    Kind::Shl => shift::shl(size, a, c, old),
-                    Kind::Shr => shift::shr(size, a, c, old),
-                    _ => shift::sar(size, a, c, old),
-                };
-                put(g, reg, size, r);
-                if flags {
-                    core.flags = f;
-                }
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Load { size, len, dst, ref mem } => {
-                let Some(v) = load(core, machine, mem, size, user) else { break };
-                put(&mut core.gpr, dst, size, v);
-                rip = rip.wrapping_add(u64::from(len));
-            }
-            Uop::Store { size, len, ref mem, src } => {
-                let v = value(g, src, size);
-                if !store(core, machine, mem, size, v, user) {
-                    break;
-                }
-                rip = rip.wrapping_add(u64::from(len));
-                if machine.blocks.stale() {
-                    stale = true;
-                    i += 1;
-                    break;
-                }
-            }
-            Uop::Jcc { cc, len, target } => {
-                rip = if core.flags.cond(Cond(cc)) { target } else { rip.wrapping_add(u64::from(len)) };
-            }
-            Uop::Jmp { target } => rip = target,
-            Uop::Slow => break,
-        }
-        i += 1;
+fn run_micros(core: &mut Core, machine: &mut Machine, code: &[Micro], from: usize, user: bool) -> (usize, bool) {
+    let (i, flow) = run_from(core, machine, code, from, user);
+    let (to, stale) = match flow {
+        // Branches end blocks (a fused producer's Jcc is the last op).
+        Flow::Branch => return (code.len(), false),
+        Flow::Stale => (i + 1, true),
+        Flow::Next | Flow::Decline => (i, false),
+    };
+    if to > from {
+        core.rip = code[to - 1].next;
     }
-    core.rip = rip;
-    (i, stale)
+    (to, stale)
 }
 
 /// What `unary_result` gives, with the CF that INC and DEC keep read
@@ -261,7 +170,7 @@ fn run_uops(core: &mut Core, machine: &mut Machine, uops: &[Uop], from: usize, u
 /// carry it), not evaluated through the record's match: `dec rcx; jnz`
 /// after `dec rcx; jnz`.
 #[inline(always)]
-fn unary(kind: Kind, size: Size, a: u64, old: &Flags) -> (u64, Flags) {
+pub(super) fn unary(kind: Kind, size: Size, a: u64, old: &Flags) -> (u64, Flags) {
     let cf = || if matches!(old.op, FlagsOp::Inc | FlagsOp::Dec) { old.aux & 1 != 0 } else { old.cf() };
     match kind {
         Kind::Inc => arith::inc(size, a, cf()),
@@ -275,7 +184,7 @@ fn unary(kind: Kind, size: Size, a: u64, old: &Flags) -> (u64, Flags) {
 /// straight from `r` (every such producer sets them from its result) and
 /// CF from `below` where given (SUB and CMP: the unsigned `a < b`).
 #[inline(always)]
-fn taken(f: &Flags, r: u64, below: Option<bool>, cc: u8) -> bool {
+pub(super) fn taken(f: &Flags, r: u64, below: Option<bool>, cc: u8) -> bool {
     // Tests in turn rather than a table: each site sees one condition.
     let class = cc >> 1;
     let v = if class == 2 {
@@ -290,27 +199,6 @@ fn taken(f: &Flags, r: u64, below: Option<bool>, cc: u8) -> bool {
     v != (cc & 1 != 0)
 }
 
-/// The low `size` bytes of general register `n` (`exec::reg`).
-#[inline(always)]
-fn get(g: &[u64; 16], n: u8, size: Size) -> u64 {
-    g[usize::from(n & 15)] & mask(size)
-}
-
-/// Writes general register `n` at `size` bytes (`exec::set_reg`).
-#[inline(always)]
-fn put(g: &mut [u64; 16], n: u8, size: Size, v: u64) {
-    let r = &mut g[usize::from(n & 15)];
-    *r = merge(*r, size, v);
-}
-
-#[inline(always)]
-fn value(g: &[u64; 16], s: Src, size: Size) -> u64 {
-    match s {
-        Src::Reg(n) => get(g, n, size),
-        Src::Imm(v) => v,
-    }
-}
-
 /// The linear address of `mem` in 64-bit mode, if the access stays in one
 /// page: what `Running::linear` gives there.
 #[inline(always)]
@@ -318,23 +206,22 @@ fn flat_linear(core: &Core, mem: &Mem, size: Size) -> Option<u64> {
     if !core.view.flat {
         return None;
     }
-    let lin = mem.offset(|n| get(&core.gpr, n, 8)).wrapping_add(core.view.base[mem.seg as usize]);
+    let lin = mem.offset(|n| core.gpr[usize::from(n & 15)]).wrapping_add(core.view.base[mem.seg as usize]);
     ((lin & 0xfff) + u64::from(size) <= 0x1000).then_some(lin)
 }
 
 /// A read of RAM through a TLB hit; `None` (nothing done) where the
 /// reference path must take it.
 #[inline(always)]
-fn load(core: &Core, machine: &Machine, mem: &Mem, size: Size, user: bool) -> Option<u64> {
+pub(super) fn load(core: &Core, machine: &Machine, mem: &Mem, size: Size, user: bool) -> Option<u64> {
     let phys = core.tlb_hit(flat_linear(core, mem, size)?, Access::Read, user)?;
-    let mut v = [0u8; 8];
-    machine.ram.read(phys, &mut v[..usize::from(size)]).then(|| u64::from_le_bytes(v))
+    machine.ram.read_value(phys, usize::from(size))
 }
 
 /// A write of RAM through a TLB hit, outside a transaction; false
 /// (nothing done) where the reference path must take it.
 #[inline(always)]
-fn store(core: &Core, machine: &mut Machine, mem: &Mem, size: Size, v: u64, user: bool) -> bool {
+pub(super) fn store(core: &Core, machine: &mut Machine, mem: &Mem, size: Size, v: u64, user: bool) -> bool {
     let Some(phys) = flat_linear(core, mem, size).and_then(|lin| core.tlb_hit(lin, Access::Write, user)) else {
         return false;
     };
@@ -342,5 +229,5 @@ fn store(core: &Core, machine: &mut Machine, mem: &Mem, size: Size, v: u64, user
     if core.tx.is_some() || phys.checked_add(n as u64).is_none_or(|e| e > machine.ram.len()) {
         return false;
     }
-    machine.write(phys, &v.to_le_bytes()[..n])
+    machine.write_value(phys, n, v)
 }

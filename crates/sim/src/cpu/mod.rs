@@ -8,6 +8,7 @@ mod debug;
 mod event;
 mod fast;
 mod isa;
+pub(crate) mod micro;
 mod mmu;
 pub mod mode;
 mod msrs;
