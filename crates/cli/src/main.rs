@@ -620,7 +620,7 @@ fn console_stops(m: &MachineArgs, guest: &guest::Guest) -> Result<Vec<StopRule>,
     let linux = guest.loaded.as_ref().is_some_and(|l| matches!(l.format, Format::BzImage | Format::Pvh));
     let mut rules: Vec<StopRule> = linux.then(StopRule::linux_panic).into_iter().collect();
     for text in &m.stop_on_console {
-        StopRule::check_text(text).map_err(|why| UsageError(format!("--stop-on-console: `{text}` {why}")))?;
+        StopRule::check_text(text).map_err(|why| UsageError(format!("--stop-on-console: {text:?} {why}")))?;
         rules.push(StopRule::line(text));
     }
     Ok(rules)

@@ -146,4 +146,29 @@ mod tests {
         assert_eq!(s.output(), b"xy");
         assert_eq!(s.counters(), [("irq4_pulses", 2)]);
     }
+
+    /// The watch sees what reaches the console, nothing else: bytes
+    /// written to offset 0 while DLAB is set are the divisor latch, and in
+    /// loopback mode the transmitter's bytes come back to the receiver.
+    #[test]
+    fn the_console_watch_sees_only_transmitted_bytes() {
+        use crate::console::{ConsoleWatch, StopRule};
+        use crate::report::Outcome;
+        let (watch, latch) = ConsoleWatch::new(&[StopRule::line("ok")]).unwrap();
+        let (m, mut s) = (TestMemory::new(4096), Serial::new(None, Some(watch)));
+        let lcr = 3;
+        m.write_bytes(&mut s, 1, lcr, &[0x80]); // DLAB
+        m.write_bytes(&mut s, 2, 0, b"o");
+        m.write_bytes(&mut s, 3, 0, b"k");
+        m.write_bytes(&mut s, 4, 0, b"\n");
+        m.write_bytes(&mut s, 5, lcr, &[0x03]);
+        m.write_bytes(&mut s, 6, MCR, &[0x10]); // loopback
+        m.write_bytes(&mut s, 7, 0, b"\n");
+        assert_eq!((s.output(), latch.get()), (&b""[..], None));
+        m.write_bytes(&mut s, 8, MCR, &[0]);
+        for &b in b"ok\n" {
+            m.write_bytes(&mut s, 9, 0, &[b]);
+        }
+        assert_eq!(latch.get(), Some(Outcome::ConsoleStop { line: "ok".into() }));
+    }
 }
