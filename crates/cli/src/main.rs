@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand, ValueEnum};
-use exitlab_guest::{BootImage, Image, Workload, WORKLOADS};
+use exitlab_guest::{Image, Workload, WORKLOADS};
 use exitlab_lab::backend::{BackendKind, BackendSpec};
+use exitlab_loader::Format;
+use exitlab_vmm::console::StopRule;
 use exitlab_vmm::limits::RunLimits;
 use exitlab_vmm::{RunOptions, RunReport};
 use std::path::PathBuf;
@@ -131,6 +133,11 @@ struct MachineArgs {
     /// lack.
     #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
     seccomp: Switch,
+    /// End the run at the first console (COM1) line containing TEXT
+    /// (repeatable; both backends): status 0, the line on stderr. A Linux
+    /// image (bzImage, PVH) always stops at its kernel's panic report.
+    #[arg(long, value_name = "TEXT")]
+    stop_on_console: Vec<String>,
 }
 
 /// A switch a flag turns on or off.
@@ -607,10 +614,24 @@ fn vmm_limits(m: &MachineArgs) -> Result<RunLimits, UsageError> {
     })
 }
 
-/// Runs `image` on the backend the flags ask for.
-fn run_with(m: &MachineArgs, image: &BootImage, mut options: RunOptions) -> Result<RunReport, UsageError> {
+/// The console lines that end the run: a Linux kernel's panic report
+/// (a kernel that panics spins until a limit otherwise), then the user's.
+fn console_stops(m: &MachineArgs, guest: &guest::Guest) -> Result<Vec<StopRule>, UsageError> {
+    let linux = guest.loaded.as_ref().is_some_and(|l| matches!(l.format, Format::BzImage | Format::Pvh));
+    let mut rules: Vec<StopRule> = linux.then(StopRule::linux_panic).into_iter().collect();
+    for text in &m.stop_on_console {
+        StopRule::check_text(text).map_err(|why| UsageError(format!("--stop-on-console: {text:?} {why}")))?;
+        rules.push(StopRule::line(text));
+    }
+    Ok(rules)
+}
+
+/// Runs `guest` on the backend the flags ask for.
+fn run_with(m: &MachineArgs, guest: &guest::Guest, mut options: RunOptions) -> Result<RunReport, UsageError> {
     let spec = backend_spec(m)?;
+    let image = &guest.boot;
     options.limits = vmm_limits(m)?;
+    options.console_stops = console_stops(m, guest)?;
     match m.backend {
         Backend::Sim => options.cpuid = m.cpuid.iter().map(|t| parse_cpuid(t)).collect::<Result<_, _>>()?,
         Backend::Kvm if !m.cpuid.is_empty() => {
@@ -678,7 +699,7 @@ fn toml_value(v: &str) -> toml::Value {
 
 fn trace(g: &GuestArgs, m: &MachineArgs, out: &std::path::Path) -> Result<(), UsageError> {
     let guest = guest_of(g)?;
-    let report = run_with(m, &guest.boot, RunOptions { trace: true, ..Default::default() })?;
+    let report = run_with(m, &guest, RunOptions { trace: true, ..Default::default() })?;
     let doc = exitlab_lab::trace::chrome_trace(&guest.boot.name, m.backend.name(), &report.trace);
     let bytes = serde_json::to_vec(&doc).expect("trace serializes");
     exitlab_lab::output::write_file_atomically(out, &bytes)?;

@@ -32,7 +32,7 @@ pub fn stat(g: &GuestArgs, m: &MachineArgs, f: StatFlags<'_>) -> Result<ExitCode
     let guest = guest_of(g)?;
     let is_image = guest.loaded.is_some();
     let options = RunOptions { exit_sites: top > 0, ..RunOptions::default() };
-    let report = run_with(m, &guest.boot, options)?;
+    let report = run_with(m, &guest, options)?;
     let stats = match phase {
         Some(p) => report.accountant.phase_stats(p).clone(),
         None => report.accountant.all(),
@@ -52,6 +52,10 @@ pub fn stat(g: &GuestArgs, m: &MachineArgs, f: StatFlags<'_>) -> Result<ExitCode
         Outcome::Exited { status } => serde_json::json!({ "status": status }),
         Outcome::DebugExit { code, status } => serde_json::json!({ "debug_exit": code, "status": status }),
         o @ (Outcome::Reset { .. } | Outcome::PowerOff) => serde_json::json!({ "power": o.to_string() }),
+        Outcome::ConsoleStop { line } => serde_json::json!({ "console_stop": line }),
+        Outcome::GuestError(GuestError::KernelPanic { message }) => {
+            serde_json::json!({ "guest_error": report.outcome.to_string(), "kernel_panic": message })
+        }
         Outcome::GuestError(e) => serde_json::json!({ "guest_error": e.to_string() }),
     };
     if f.json {
@@ -91,13 +95,18 @@ pub fn stat(g: &GuestArgs, m: &MachineArgs, f: StatFlags<'_>) -> Result<ExitCode
 }
 
 /// The process status for how the run ended: 0 when the guest says it
-/// succeeded, else 1 with the outcome on stderr (a run stopped by a limit
+/// succeeded or stopped at a console line the user asked for (named on
+/// stderr), else 1 with the outcome on stderr (a run stopped by a limit
 /// says where the guest was).
 fn status(report: &RunReport, guest: &crate::guest::Guest) -> ExitCode {
     if report.outcome.success() {
         return ExitCode::SUCCESS;
     }
     match &report.outcome {
+        o @ Outcome::ConsoleStop { .. } => {
+            eprintln!("exitlab: {o}");
+            return ExitCode::SUCCESS;
+        }
         Outcome::GuestError(GuestError::Runaway(why)) => {
             let rip = report.regs.rip;
             match guest.function(rip) {

@@ -12,14 +12,29 @@ use std::path::{Path, PathBuf};
 
 const BASE: u64 = 0x20_0000;
 
-/// Code that prints `text` on COM1 and writes `code` to isa-debug-exit
-/// (the same bytes in 32- and 64-bit mode), then halts.
-fn say_and_exit(text: &str, code: u8) -> Vec<u8> {
+/// Code that prints `text` on COM1 (the same bytes in 32- and 64-bit
+/// mode).
+fn say(text: &str) -> Vec<u8> {
     let mut c = vec![0x66, 0xba, 0xf8, 0x03];
     for b in text.bytes() {
         c.extend_from_slice(&[0xb0, b, 0xee]);
     }
+    c
+}
+
+/// Code that prints `text` on COM1 and writes `code` to isa-debug-exit,
+/// then halts.
+fn say_and_exit(text: &str, code: u8) -> Vec<u8> {
+    let mut c = say(text);
     c.extend_from_slice(&[0xb0, code, 0xe6, 0xf4, 0xf4]);
+    c
+}
+
+/// Code that prints `text` on COM1 and then spins for ever (`jmp $`), as
+/// Linux does after a panic without `panic=N`.
+fn say_and_spin(text: &str) -> Vec<u8> {
+    let mut c = say(text);
+    c.extend_from_slice(&[0xeb, 0xfe]);
     c
 }
 
@@ -167,7 +182,11 @@ fn a_suite_of_small_images_gets_a_verdict_per_test_and_json() {
 /// points at hvm_start_info's magic, then says `text` and exits with
 /// `code`; else it says so and exits with 1.
 fn pvh_image(text: &str, code: u8) -> Vec<u8> {
-    let ok = say_and_exit(text, code);
+    pvh_running(say_and_exit(text, code))
+}
+
+/// [`pvh_image`] running `ok` once it has checked EBX.
+fn pvh_running(ok: Vec<u8>) -> Vec<u8> {
     let mut c = vec![0x81, 0x3b]; // cmp dword [ebx], XEN_HVM_START_MAGIC_VALUE
     c.extend_from_slice(&0x336e_c578u32.to_le_bytes());
     c.extend_from_slice(&[0x75, ok.len() as u8]); // jne past `ok`
@@ -223,5 +242,70 @@ fn broken_pvh_images_get_one_line_and_status_2() {
     assert_usage_error(&stat_image(&corrupt, &["--format", "pvh"]), "does not decompress");
     let plain = write(&d, "plain.elf", &elf64(vec![code_at(BASE, say_and_exit("", 0))], BASE));
     assert_usage_error(&stat_image(&plain, &["--format", "pvh"]), "no XEN_ELFNOTE_PHYS32_ENTRY note");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Linux's panic report as its 8250 console prints it (CRLF, printk
+/// timestamps), then a line the guest prints after it.
+const PANIC_REPORT: &str = "[    0.99] Kernel panic - not syncing: No working init found.\r\n\
+     [    0.99] Call Trace:\r\n\
+     [    0.99] ---[ end Kernel panic - not syncing: No working init found. ]---\r\n\
+     after the report\r\n";
+
+/// A Linux image (PVH) that prints a panic report and spins, as Linux
+/// does without `panic=N`: the run ends at the report's end line with the
+/// banner as the outcome (one line, status 1), the whole report on the
+/// console and nothing after it, on the simulator (twice, the same exits)
+/// and on KVM (the console watch is the VMM's serial model on both). A
+/// plain ELF is not Linux: the same bytes only stop at a limit.
+#[test]
+fn a_linux_panic_report_ends_the_run_with_its_banner_on_both_backends() {
+    let d = temp_dir("panic");
+    let vmlinux = write(&d, "vmlinux", &pvh_running(say_and_spin(PANIC_REPORT)));
+    let banner = "exitlab: guest kernel panic: Kernel panic - not syncing: No working init found.\n";
+    let report = &PANIC_REPORT[..PANIC_REPORT.find("after").unwrap()];
+    let sim = stat_image(&vmlinux, &["--top", "0"]);
+    assert_eq!((sim.status.code(), stderr(&sim).as_str()), (Some(1), banner));
+    assert!(stdout(&sim).starts_with(&format!("{report}\n")), "{}", stdout(&sim));
+    assert_eq!(stdout(&stat_image(&vmlinux, &["--top", "0"])), stdout(&sim), "deterministic");
+    let json = stat_image(&vmlinux, &["--json", "--top", "0"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["outcome"]["kernel_panic"], "Kernel panic - not syncing: No working init found.");
+    assert_eq!(v["console"], report);
+    let plain = elf64(vec![code_at(BASE, say_and_spin(PANIC_REPORT))], BASE);
+    let o = stat_image(&write(&d, "plain.elf", &plain), &["--max-instructions", "100000", "--top", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("instruction limit of 100000"), "{}", stderr(&o));
+    match exitlab_kvm::probe(&exitlab_kvm::device_path()) {
+        Err(why) => eprintln!("skipping KVM case: {why}"),
+        Ok(_) => {
+            let o = stat_image(&vmlinux, &["--backend", "kvm", "--max-time", "60s", "--top", "0"]);
+            assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(1), banner));
+            assert!(stdout(&o).starts_with(&format!("{report}\n")), "{}", stdout(&o));
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `--stop-on-console TEXT` (repeatable) ends any run at the first line
+/// containing one of them: status 0, the line on stderr, the console up to
+/// it; a text no line can hold is one line and status 2.
+#[test]
+fn stop_on_console_ends_the_run_at_the_first_line_holding_a_text() {
+    let d = temp_dir("stop-on-console");
+    let elf = write(&d, "lines.elf", &elf64(vec![code_at(BASE, say_and_spin("one\ntwo three\nfour\n"))], BASE));
+    let o = stat_image(&elf, &["--stop-on-console", "four", "--stop-on-console", "o th", "--top", "0"]);
+    assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(0), "exitlab: stopped at the console line: two three\n"));
+    assert!(stdout(&o).starts_with("one\ntwo three\n\n"), "{}", stdout(&o));
+    let json = stat_image(&elf, &["--stop-on-console", "four", "--json", "--top", "0"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["outcome"]["console_stop"], "four");
+    let w = exitlab(&["stat", "cpuid", "-n", "1", "--stop-on-console", "x"]);
+    assert_eq!(w.status.code(), Some(0), "a workload that never prints it ends as before: {}", stderr(&w));
+    assert_usage_error(&stat_image(&elf, &["--stop-on-console", ""]), "--stop-on-console: \"\" is empty");
+    assert_usage_error(
+        &stat_image(&elf, &["--stop-on-console", "a\nb"]),
+        "--stop-on-console: \"a\\nb\" holds a line break",
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

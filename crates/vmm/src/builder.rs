@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// Count exits by guest RIP ([`crate::RunReport::sites`]), for exits
     /// by guest function (a register read per exit on KVM).
     pub exit_sites: bool,
+    /// Console lines that end the run ([`crate::console`]; none: the
+    /// console is not watched).
+    pub console_stops: Vec<crate::console::StopRule>,
 }
 
 /// The MMIO bus name of isolated memory.
@@ -113,7 +116,8 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
     if doorbell && !passthrough && !own_doorbell {
         return Err(lacks(Needed::IommuForDoorbell));
     }
-    let (mut platform, to_assign) = Platform::new(vm, machine, passthrough, options.fast_path)?;
+    let (watch, console) = crate::console::ConsoleWatch::new(&options.console_stops).unzip();
+    let (mut platform, to_assign) = Platform::new(vm, machine, passthrough, options.fast_path, watch)?;
     let blk_assigned = to_assign.blk.is_some();
     if !machine.isolate.is_empty() && has_vmx && !caps.ept {
         return Err(lacks(Needed::EptToIsolate));
@@ -158,6 +162,7 @@ pub fn build<'a, V: Vm>(vm: &'a mut V, image: &BootImage, options: &RunOptions) 
         trace: options.trace.then(Vec::new),
         limits: options.limits,
         sites: options.exit_sites.then(ExitSites::default),
+        console,
     };
     vmm.accountant = Accountant::new(vmm.vcpu.now_ns(), vmm.counters()?);
     Ok(vmm)

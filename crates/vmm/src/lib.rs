@@ -11,6 +11,7 @@ pub mod bench;
 mod builder;
 pub mod bus;
 pub mod check;
+pub mod console;
 pub mod cpuid;
 pub mod devices;
 pub mod emulate;

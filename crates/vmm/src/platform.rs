@@ -176,6 +176,7 @@ impl Platform {
         machine: &MachineConfig,
         assign: bool,
         fast: FastPath,
+        console: Option<crate::console::ConsoleWatch>,
     ) -> Result<(Platform, ToAssign), VmmError> {
         let mut pio = Bus::new();
         let mut mmio = Bus::new();
@@ -194,7 +195,7 @@ impl Platform {
             }
         };
         let com1_irq = pc.as_ref().map(|pc| pc.handles.com1_irq.clone());
-        pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::new(Serial::new(com1_irq))).expect(FIXED);
+        pio.insert(SERIAL, u64::from(layout::SERIAL_COM1), 8, Box::new(Serial::new(com1_irq, console))).expect(FIXED);
         let mut virtio = None;
         for nic in &machine.nics {
             match *nic {

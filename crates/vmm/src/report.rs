@@ -49,6 +49,14 @@ pub enum GuestError {
         /// The exit qualification.
         qual: EptViolationQual,
     },
+    /// The guest kernel panicked: its console printed the panic banner
+    /// (and, for Linux, the report's end line); the kernel would spin from
+    /// here ([`crate::console`]).
+    KernelPanic {
+        /// The banner line from the banner on (Linux: `Kernel panic - not
+        /// syncing: <why>`).
+        message: String,
+    },
 }
 
 impl fmt::Display for GuestError {
@@ -62,6 +70,7 @@ impl fmt::Display for GuestError {
             GuestError::Unmodelled(u) => write!(f, "unsupported: {u}"),
             GuestError::NotEmulated { rip, why } => write!(f, "unsupported: {why} (rip {rip:#x})"),
             GuestError::Runaway(s) => write!(f, "stopped: {s}"),
+            GuestError::KernelPanic { message } => write!(f, "guest kernel panic: {message}"),
             GuestError::EptViolation { gpa, linear, qual } => {
                 let access = if qual.fetch {
                     "fetch"
@@ -110,6 +119,12 @@ pub enum Outcome {
     },
     /// The guest powered the machine off (ACPI S5).
     PowerOff,
+    /// The guest printed a console line the run was asked to stop at
+    /// ([`crate::console::StopRule::line`]).
+    ConsoleStop {
+        /// The line, without its line break.
+        line: String,
+    },
     /// The guest ended the run badly.
     GuestError(GuestError),
 }
@@ -131,6 +146,7 @@ impl fmt::Display for Outcome {
             }
             Outcome::Reset { source } => write!(f, "guest reset the machine ({})", crate::pc::reset_name(*source)),
             Outcome::PowerOff => f.write_str("guest powered the machine off (ACPI S5)"),
+            Outcome::ConsoleStop { line } => write!(f, "stopped at the console line: {line}"),
             Outcome::GuestError(e) => write!(f, "{e}"),
         }
     }

@@ -122,11 +122,16 @@ impl<V: Vm> Vmm<'_, V> {
     }
 
     /// A device asked to end the run (the PC's isa-debug-exit, reset paths
-    /// and ACPI soft-off): the exit that asked ends it.
+    /// and ACPI soft-off), or the console watch saw a line that ends it:
+    /// the exit that asked (that wrote the line's newline) ends it.
     fn power(&self, flow: Flow) -> Flow {
-        match (flow, self.platform.pc.as_ref().and_then(crate::pc::Pc::power)) {
-            (Flow::Resume | Flow::Boundary(_), Some(outcome)) => Flow::End(outcome),
-            (flow, _) => flow,
+        if !matches!(flow, Flow::Resume | Flow::Boundary(_)) {
+            return flow;
+        }
+        let asked = self.platform.pc.as_ref().and_then(crate::pc::Pc::power);
+        match asked.or_else(|| self.console.as_ref().and_then(crate::console::ConsoleLatch::get)) {
+            Some(outcome) => Flow::End(outcome),
+            None => flow,
         }
     }
 

@@ -62,6 +62,8 @@ pub struct Vmm<'a, V: Vm> {
     pub(crate) limits: crate::limits::RunLimits,
     /// Exits by guest RIP, when the options ask for them.
     pub(crate) sites: Option<ExitSites>,
+    /// Where the console watch reports a line that ends the run.
+    pub(crate) console: Option<crate::console::ConsoleLatch>,
 }
 
 impl<V: Vm> Vmm<'_, V> {

@@ -4,9 +4,12 @@
 //! driver sends user-space output by THR-empty interrupts. vm-superio
 //! signals an interrupt as an event (it is made for KVM's irqfd), so each
 //! one is a pulse on the line, as an irqfd into KVM's PIC is; the exitlab
-//! kernel polls the line-status register and never enables one.
+//! kernel polls the line-status register and never enables one. A
+//! [`ConsoleWatch`], when the run has one, sees each byte that reaches
+//! the console.
 
 use crate::bus::{Device, DeviceCtx};
+use crate::console::ConsoleWatch;
 use crate::devices::isa_irq::IsaIrqLine;
 use std::sync::atomic::{AtomicBool, Ordering};
 use vm_superio::Trigger;
@@ -41,17 +44,21 @@ pub struct Serial {
     /// IIR read): OUT2's rising edge passes it on.
     held: bool,
     interrupts: u64,
+    /// Lines that end the run, when the run watches for any.
+    watch: Option<ConsoleWatch>,
 }
 
 impl Serial {
-    /// A UART whose interrupt drives `irq` (none: unconnected).
-    pub fn new(irq: Option<IsaIrqLine>) -> Serial {
+    /// A UART whose interrupt drives `irq` (none: unconnected), its
+    /// console output watched by `watch`.
+    pub fn new(irq: Option<IsaIrqLine>, watch: Option<ConsoleWatch>) -> Serial {
         Serial {
             uart: vm_superio::Serial::new(Raised::default(), Vec::new()),
             irq,
             out2: false,
             held: false,
             interrupts: 0,
+            watch,
         }
     }
 
@@ -88,9 +95,14 @@ impl Device for Serial {
             if offset == MCR {
                 self.out2 = b & MCR_OUT2 != 0;
             }
+            let before = self.uart.writer().len();
             // Writing to the in-memory console cannot fail; a full FIFO
             // drops.
             let _ = self.uart.write(o, b);
+            let output = self.uart.writer();
+            if let (Some(watch), true) = (&mut self.watch, output.len() > before) {
+                watch.wrote(output, output.len() - before);
+            }
         }
         self.deliver(ctx);
     }
@@ -121,7 +133,7 @@ mod tests {
     #[test]
     fn thr_empty_interrupts_pulse_irq4_through_out2() {
         let (rec, line) = Recorder::line(COM1_IRQ);
-        let (m, mut s) = (TestMemory::new(4096), Serial::new(Some(line)));
+        let (m, mut s) = (TestMemory::new(4096), Serial::new(Some(line), None));
         m.write_bytes(&mut s, 10, 1, &[0x02]); // IER THRI, OUT2 off
         assert_eq!(Recorder::take(&rec), []);
         m.write_bytes(&mut s, 40, MCR, &[MCR_OUT2]);
@@ -133,5 +145,30 @@ mod tests {
         assert_eq!(Recorder::take(&rec), [(COM1_IRQ, true, 70), (COM1_IRQ, false, 70)]);
         assert_eq!(s.output(), b"xy");
         assert_eq!(s.counters(), [("irq4_pulses", 2)]);
+    }
+
+    /// The watch sees what reaches the console, nothing else: bytes
+    /// written to offset 0 while DLAB is set are the divisor latch, and in
+    /// loopback mode the transmitter's bytes come back to the receiver.
+    #[test]
+    fn the_console_watch_sees_only_transmitted_bytes() {
+        use crate::console::{ConsoleWatch, StopRule};
+        use crate::report::Outcome;
+        let (watch, latch) = ConsoleWatch::new(&[StopRule::line("ok")]).unwrap();
+        let (m, mut s) = (TestMemory::new(4096), Serial::new(None, Some(watch)));
+        let lcr = 3;
+        m.write_bytes(&mut s, 1, lcr, &[0x80]); // DLAB
+        m.write_bytes(&mut s, 2, 0, b"o");
+        m.write_bytes(&mut s, 3, 0, b"k");
+        m.write_bytes(&mut s, 4, 0, b"\n");
+        m.write_bytes(&mut s, 5, lcr, &[0x03]);
+        m.write_bytes(&mut s, 6, MCR, &[0x10]); // loopback
+        m.write_bytes(&mut s, 7, 0, b"\n");
+        assert_eq!((s.output(), latch.get()), (&b""[..], None));
+        m.write_bytes(&mut s, 8, MCR, &[0]);
+        for &b in b"ok\n" {
+            m.write_bytes(&mut s, 9, 0, &[b]);
+        }
+        assert_eq!(latch.get(), Some(Outcome::ConsoleStop { line: "ok".into() }));
     }
 }
