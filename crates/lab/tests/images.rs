@@ -10,7 +10,8 @@ use exitlab_arch::ExitReason;
 use exitlab_lab::backend::BackendSpec;
 use exitlab_lab::image::{self, ImageRequest};
 use exitlab_loader::testimage::{self, BzImage, Elf, Segment};
-use exitlab_vmm::{GuestError, Outcome, RunOptions, RunReport};
+use exitlab_loader::Format;
+use exitlab_vmm::{Access, GuestError, Outcome, RunOptions, RunReport};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -175,4 +176,114 @@ fn a_guest_that_never_exits_is_stopped_on_the_simulator_by_host_time() {
     let Outcome::GuestError(GuestError::Runaway(why)) = &r.outcome else { panic!("{:?}", r.outcome) };
     assert_eq!(why, "host time limit of 0.2 s reached at rip 0x200000 after 0 exits: no exit yet (--max-host-time)");
     assert!(start.elapsed() >= Duration::from_millis(200));
+}
+
+/// ../shared/linux (EXITLAB_SHARED names another ../shared), or `None`
+/// with the reason printed.
+fn shared_linux() -> Option<PathBuf> {
+    let dir = std::env::var_os("EXITLAB_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("linux");
+    if dir.join("vmlinuz-6.1.0-57-amd64").is_file() && dir.join("initrd-busybox.gz").is_file() {
+        Some(dir)
+    } else {
+        println!(
+            "skipped: {} has no vmlinuz-6.1.0-57-amd64 and initrd; ../shared is beside the repository in CI",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Port accesses in `r`'s trace: (port, IN, data) in order.
+fn port_accesses(r: &RunReport) -> Vec<(u16, bool, u32)> {
+    r.trace
+        .iter()
+        .filter_map(|e| match e.access {
+            Access::Port { port, is_in, data, .. } => Some((port, is_in, data)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// IOAPIC redirection-table writes in `r`'s trace, per pin: writes to
+/// IOWIN (0xfec00010) while IOREGSEL (0xfec00000) selects 0x10 + 2n or
+/// 0x11 + 2n.
+fn ioapic_redirection_writes(r: &RunReport) -> [u32; 24] {
+    let (mut select, mut pins) = (0u64, [0u32; 24]);
+    for e in &r.trace {
+        match e.access {
+            Access::Mmio { gpa: 0xfec0_0000, is_write: true, data, .. } => select = data & 0xff,
+            Access::Mmio { gpa: 0xfec0_0010, is_write: true, .. } if (0x10..0x40).contains(&select) => {
+                pins[((select - 0x10) / 2) as usize] += 1
+            }
+            _ => {}
+        }
+    }
+    pins
+}
+
+/// Debian's kernel with ACPI on (the README's command line less acpi=off,
+/// noapic and nosmp: on x86 `nosmp` also turns the IOAPIC off,
+/// arch_disable_smp_support()) through its PVH entry, on the modern
+/// profile: it reads the MADT, routes the ISA IRQs through the IOAPIC
+/// (the PIT's IRQ 0 on pin 2 by the MADT's override, the SCI on pin 9
+/// level-triggered), ticks on the local APIC's TSC-deadline timer, and
+/// busybox's `poweroff -f` ends the run through PM1a_CNT's SLP_EN with
+/// sleep type 0 (the DSDT's \_S5). Counts are this kernel's on the
+/// simulator, which repeats them exactly.
+#[test]
+fn debians_kernel_boots_with_acpi_through_the_ioapic_and_powers_off_through_s5() {
+    let Some(dir) = shared_linux() else { return };
+    let mut request = ImageRequest::new(dir.join("vmlinuz-6.1.0-57-amd64"));
+    request.format = Some(Format::Pvh);
+    request.cmdline =
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr pci=off tsc=reliable lpj=9781756 reboot=t".into();
+    request.initrd = Some(std::fs::read(dir.join("initrd-busybox.gz")).unwrap());
+    let loaded = image::load(&request).unwrap();
+    let r = sim().run(&loaded.boot, &RunOptions { trace: true, ..Default::default() }).unwrap();
+    let console = r.console();
+    assert_eq!(r.outcome, Outcome::PowerOff, "{console}");
+    for line in [
+        "ACPI: PM-Timer IO Port: 0x608",
+        "IOAPIC[0]: apic_id 0, version 32, address 0xfec00000, GSI 0-23",
+        "ACPI: Using IOAPIC for interrupt routing",
+        "ACPI: PM: (supports S0 S5)",
+        "clocksource: acpi_pm: mask: 0xffffff",
+        "EXITLAB-MARKER: powering off",
+        "ACPI: PM: Preparing to enter system sleep state S5",
+    ] {
+        assert!(console.contains(line), "{line:?} missing from:\n{console}");
+    }
+    // /proc/interrupts: every ISA IRQ on the IOAPIC; the SCI, idle, never
+    // fired; no ACPI error (a PM1_EN bit that did not stick).
+    for line in ["  0:         19   IO-APIC   2-edge      timer", "  9:          0   IO-APIC   9-fasteoi   acpi"] {
+        assert!(console.contains(line), "{line:?} missing from:\n{console}");
+    }
+    assert!(!console.contains("XT-PIC") && !console.contains("ACPI Error"), "{console}");
+    let ports = port_accesses(&r);
+    // ACPICA's sleep (acpi_hw_legacy_sleep): PM1a_CNT written with
+    // SLP_TYP first, then with SLP_EN (bit 13) too; SCI_EN stays set.
+    let pm1_cnt: Vec<u32> = ports.iter().filter(|p| p.0 == 0x604 && !p.1).map(|p| p.2).collect();
+    assert_eq!(pm1_cnt, [0x0001, 0x2001]);
+    // The PM timer, read by the acpi_pm clocksource's checks.
+    assert_eq!(ports.iter().filter(|p| p.0 == 0x608 && p.1).count(), 26);
+    // Each entry cleared (high and low dword) at setup and at shutdown;
+    // the pins in use (1, 2, 4, 8, 9, 12) programmed and masked on top.
+    let pins = ioapic_redirection_writes(&r);
+    for (pin, &n) in pins.iter().enumerate() {
+        if ![1, 2, 4, 8, 9, 12].contains(&pin) {
+            assert_eq!(n, 4, "pin {pin}");
+        }
+    }
+    assert_eq!(pins.iter().sum::<u32>(), 145);
+    // The tick: 305 local APIC timer interrupts and one write to the
+    // timer's initial count (TMICT, 0x380: lapic_timer_shutdown's 0) in the
+    // whole boot; the deadlines went to IA32_TSC_DEADLINE instead.
+    assert!(console.contains("LOC:        305   Local timer interrupts"), "{console}");
+    let apic_write = |offset| {
+        r.trace.iter().filter(|e| e.record.reason == ExitReason::ApicWrite && e.record.qualification == offset).count()
+    };
+    assert_eq!(apic_write(0x380), 1);
 }

@@ -4,7 +4,11 @@
 //! bindings of arch/x86/include/uapi/asm/bootparam.h) with an e820 map,
 //! the command line and the initrd; the protected-mode kernel goes to
 //! `code32_start` and the vCPU starts at its load address + 0x200 in
-//! 64-bit mode with RSI = the zero page.
+//! 64-bit mode with RSI = the zero page. Where the platform has ACPI
+//! tables, the zero page's `acpi_rsdp_addr` (offset 0x070,
+//! Documentation/arch/x86/zero-page.rst) says where the RSDP is, as PVH's
+//! `rsdp_paddr` does; the decompressor and the kernel take it before
+//! scanning the EBDA and 0xe0000-0xfffff for one.
 //!
 //! linux-loader's own `BzImage::load` is not used: it writes into guest
 //! memory instead of returning chunks, and its errors carry no fields;
@@ -133,6 +137,7 @@ pub fn load(image: &[u8], options: &Options) -> Result<LoadedGuest, LoadError> {
         *slot = boot_e820_entry { addr, size, r#type: ty as u32 };
     }
     zero_page.e820_entries = map.len() as u8;
+    zero_page.acpi_rsdp_addr = options.rsdp.unwrap_or(0);
     place.data("zero page".into(), ZERO_PAGE, zero_page.as_slice().to_vec())?;
 
     let mut boot = entry::long_mode(&mut place, entry)?;
@@ -216,8 +221,18 @@ mod tests {
         assert_eq!(e820, [(0, 0x9_fc00, 1), (0x9_fc00, 0x6_0400, 2), (0x10_0000, (63 << 20), 1)]);
         let cmdline = g.chunks.iter().find(|c| c.gpa == 0x2_0000).unwrap();
         assert_eq!(cmdline.bytes, b"console=ttyS0\0");
+        assert_eq!({ p.acpi_rsdp_addr }, 0, "no ACPI tables: the guest scans");
         // Relocatable, aligned to 2 MiB from 1 MiB: runs at 2 MiB for 1 MiB.
         assert_eq!(g.memory_needed, (64 << 20) - 0x800, "the initrd ends at the top page");
+    }
+
+    #[test]
+    fn the_zero_page_says_where_the_rsdp_is() {
+        let mut o = Options::new(64 << 20);
+        o.rsdp = Some(0xe_0000);
+        let g = load(&testimage::bzimage(&BzImage::default()), &o).unwrap();
+        let c = g.chunks.iter().find(|c| c.what == "zero page").unwrap();
+        assert_eq!(c.bytes[0x70..0x78], 0xe_0000u64.to_le_bytes(), "boot_params.acpi_rsdp_addr at 0x070");
     }
 
     #[test]

@@ -96,8 +96,9 @@ pub struct Options {
     pub initrd: Option<Vec<u8>>,
     /// Required for [`Format::Flat`].
     pub flat: Option<FlatOptions>,
-    /// Where the platform's ACPI RSDP is, for PVH's `rsdp_paddr` (`None`:
-    /// no ACPI tables, or leave the guest to scan for them).
+    /// Where the platform's ACPI RSDP is, for PVH's `rsdp_paddr` and a
+    /// bzImage's `boot_params.acpi_rsdp_addr` (`None`: no ACPI tables, or
+    /// leave the guest to scan for them).
     pub rsdp: Option<u64>,
 }
 

@@ -52,6 +52,17 @@ pub struct Apic {
     presented: Option<u8>,
 }
 
+/// Where a fixed interrupt message goes (SDM Vol. 3A 11.6.2; an MSI's
+/// address bit 2 picks the mode, 11.11.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Destination {
+    /// Physical mode: the APIC with this ID; 0xff: every APIC.
+    Physical(u8),
+    /// Logical mode: a message destination address that each APIC
+    /// matches against its LDR under its DFR's model; 0xff: every APIC.
+    Logical(u8),
+}
+
 const LVT_OFFSETS: [u64; 6] = [LVT_TIMER, 0x330, 0x340, 0x350, 0x360, 0x370];
 
 impl Apic {
@@ -124,6 +135,25 @@ impl Apic {
             return;
         }
         self.irr[usize::from(vector >> 5)] |= 1 << (vector & 31);
+    }
+
+    /// Whether this APIC takes a message sent to `d` (SDM Vol. 3A
+    /// 11.6.2.1-11.6.2.2): physical, its ID; logical flat model (DFR bits
+    /// 31:28 = 1111b), a bit shared with LDR bits 31:24; cluster model
+    /// (0000b), the same cluster (bits 7:4) and a shared bit in 3:0.
+    pub fn accepts(&self, d: Destination) -> bool {
+        match d {
+            Destination::Physical(id) => id == self.id || id == 0xff,
+            Destination::Logical(0xff) => true,
+            Destination::Logical(mda) => {
+                let ldr = (self.ldr >> 24) as u8;
+                match self.dfr >> 28 {
+                    0xf => ldr & mda != 0,
+                    0x0 => ldr >> 4 == mda >> 4 && ldr & mda & 0xf != 0,
+                    _ => false,
+                }
+            }
+        }
     }
 
     fn highest(bits: &[u32; 8]) -> Option<u8> {
@@ -441,6 +471,25 @@ mod tests {
         a.accept(0x42);
         a.write(ICR_LOW, 1 << 18 | 0x80, 0); // self IPI, vector 0x80
         assert_eq!(a.deliverable(), Some(0x80));
+    }
+
+    #[test]
+    fn logical_destinations_match_the_ldr_in_flat_and_cluster_models() {
+        let mut a = enabled();
+        assert!(a.accepts(Destination::Physical(0)) && a.accepts(Destination::Physical(0xff)));
+        assert!(!a.accepts(Destination::Physical(1)));
+        // LDR 0 (reset): only the logical broadcast reaches it.
+        assert!(!a.accepts(Destination::Logical(1)) && a.accepts(Destination::Logical(0xff)));
+        // Linux's flat model on CPU 0: DFR all ones, LDR bit 24.
+        a.write(0xe0, 0xffff_ffff, 0);
+        a.write(0xd0, 0x0100_0000, 0);
+        assert!(a.accepts(Destination::Logical(0x01)) && a.accepts(Destination::Logical(0x03)));
+        assert!(!a.accepts(Destination::Logical(0x02)));
+        // Cluster model: cluster 2, member bit 1.
+        a.write(0xe0, 0x0fff_ffff, 0);
+        a.write(0xd0, 0x2200_0000, 0);
+        assert!(a.accepts(Destination::Logical(0x23)));
+        assert!(!a.accepts(Destination::Logical(0x13)) && !a.accepts(Destination::Logical(0x21)));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! own wake-ups, which are not interrupts but keep the same clock) wait
 //! for that moment.
 
+use crate::apic::Destination;
 use exitlab_arch::iommu::SourceId;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,8 +12,8 @@ use std::collections::BinaryHeap;
 /// How a device interrupt reaches the vCPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Signal {
-    /// A fixed MSI: destination APIC ID, vector.
-    Msi { dest: u8, vector: u8 },
+    /// A fixed MSI: its destination, vector.
+    Msi { dest: Destination, vector: u8 },
     /// Interrupt remapping in posted mode: `vector` into the descriptor at
     /// host-physical `descriptor`.
     Post { descriptor: u64, vector: u8 },
@@ -27,8 +28,8 @@ pub enum Signal {
 /// MSIs signalled now, and signals scheduled in guest time.
 #[derive(Debug, Default)]
 pub struct InterruptQueue {
-    /// (destination APIC ID, vector), in arrival order.
-    msi: Vec<(u8, u8)>,
+    /// (destination, vector), in arrival order.
+    msi: Vec<(Destination, u8)>,
     /// (virtual ns, order of scheduling, what), earliest first.
     timed: BinaryHeap<Reverse<(u64, u64, Signal)>>,
     seq: u64,
@@ -37,16 +38,16 @@ pub struct InterruptQueue {
 }
 
 impl InterruptQueue {
-    /// A fixed MSI to APIC `dest` (0xff: broadcast), taken at the next
-    /// instruction boundary.
-    pub fn push_msi(&mut self, dest: u8, vector: u8) {
+    /// A fixed MSI to `dest`, taken at the next instruction boundary.
+    pub fn push_msi(&mut self, dest: Destination, vector: u8) {
         self.msi.push((dest, vector));
         self.changes += 1;
     }
 
-    /// The oldest MSI for APIC `id` (or broadcast), removed from the queue.
-    pub fn pop_msi_for(&mut self, id: u8) -> Option<u8> {
-        let i = self.msi.iter().position(|&(dest, _)| dest == id || dest == 0xff)?;
+    /// The oldest MSI whose destination `accepts` takes (an APIC's
+    /// [`crate::apic::Apic::accepts`]), removed from the queue.
+    pub fn pop_msi_for(&mut self, accepts: impl Fn(Destination) -> bool) -> Option<u8> {
+        let i = self.msi.iter().position(|&(dest, _)| accepts(dest))?;
         Some(self.msi.remove(i).1)
     }
 

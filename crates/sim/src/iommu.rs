@@ -10,6 +10,7 @@
 //! [`DEVICE_BASE`] and up; the VMM maps them into the guest through its
 //! EPT, so the guest's accesses reach the device with no exit.
 
+use crate::apic::Destination;
 use crate::blocks::BlockCache;
 use crate::host::HostMemory;
 use crate::interrupts::Signal;
@@ -154,7 +155,9 @@ impl Iommu {
         }
         let at = io.irt + u64::from(index) * iommu::ENTRY as u64;
         match Irte::from_bytes(&entry(phys, at)) {
-            Some(Irte::Remapped { vector, destination }) => Some(Signal::Msi { dest: destination, vector }),
+            Some(Irte::Remapped { vector, destination }) => {
+                Some(Signal::Msi { dest: Destination::Physical(destination), vector })
+            }
             Some(Irte::Posted { vector, descriptor }) => Some(Signal::Post { descriptor, vector }),
             None => {
                 self.record(fault(FaultReason::IrteNotPresent));
@@ -289,7 +292,7 @@ mod tests {
     #[test]
     fn interrupts_are_remapped_posted_or_refused_by_their_entry() {
         let mut sh = machine();
-        assert_eq!(sh.remap_interrupt(SOURCE, 0), Some(Signal::Msi { dest: 0, vector: 0x41 }));
+        assert_eq!(sh.remap_interrupt(SOURCE, 0), Some(Signal::Msi { dest: Destination::Physical(0), vector: 0x41 }));
         let descriptor = HOST_BASE + 7 * 4096;
         assert_eq!(sh.remap_interrupt(SOURCE, 1), Some(Signal::Post { descriptor, vector: 0x42 }));
         assert_eq!(sh.remap_interrupt(SOURCE, 2), None);

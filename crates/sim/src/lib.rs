@@ -23,6 +23,7 @@ pub mod profile;
 mod ram;
 mod uop;
 
+use apic::Destination;
 use cost::Costs;
 use cpu::{Awaiting, Core, Running};
 use exitlab_arch::iommu::Fault;
@@ -220,7 +221,7 @@ impl VmxVm for SimVm {
             Some(at) => m.interrupts.schedule(at, Signal::Post { descriptor, vector }),
             None => {
                 if let Some((dest, vector)) = m.host.post(descriptor, vector)? {
-                    m.interrupts.push_msi(dest, vector);
+                    m.interrupts.push_msi(Destination::Physical(dest), vector);
                 }
             }
         }
@@ -284,16 +285,19 @@ impl VirtualClock for SimVm {
     }
 }
 
-/// (destination APIC ID, vector) of a fixed-delivery xAPIC MSI: data bits
-/// 10:8 must be 0.
-fn fixed_msi(msi: Msi) -> Result<(u8, u8)> {
+/// (destination, vector) of a fixed-delivery xAPIC MSI: data bits 10:8
+/// must be 0; address bits 19:12 are the destination, bit 2 (DM) says
+/// logical (SDM Vol. 3A 11.11.1).
+fn fixed_msi(msi: Msi) -> Result<(Destination, u8)> {
     if msi.address >> 20 != 0xfee || (msi.data >> 8) & 7 != 0 {
         return Err(HvError::Backend(format!(
             "MSI {:#x}/{:#x} is not a fixed-delivery xAPIC message",
             msi.address, msi.data
         )));
     }
-    Ok(((msi.address >> 12) as u8, msi.data as u8))
+    let id = (msi.address >> 12) as u8;
+    let dest = if msi.address & 4 != 0 { Destination::Logical(id) } else { Destination::Physical(id) };
+    Ok((dest, msi.data as u8))
 }
 
 /// A simulated vCPU.

@@ -7,6 +7,7 @@ use super::event::Event;
 use super::event::EventKind;
 use super::mmu::Access;
 use super::{chain, Running, Stop};
+use crate::apic::Destination;
 use crate::blocks::{Block, Step};
 use crate::cost;
 use crate::interrupts::Signal;
@@ -54,8 +55,9 @@ impl Running<'_> {
     /// APIC, or through posted-interrupt processing. True when a VMM
     /// deadline is due.
     fn take_signals(&mut self) -> Result<bool, HvError> {
-        let id = self.core.apic.id;
-        while let Some(v) = self.machine.interrupts.pop_msi_for(id) {
+        loop {
+            let apic = &self.core.apic;
+            let Some(v) = self.machine.interrupts.pop_msi_for(|d| apic.accepts(d)) else { break };
             self.take_interrupt(v)?;
         }
         let now_ns = self.core.costs.clock.ns(self.core.cycles);
@@ -75,12 +77,12 @@ impl Running<'_> {
             let (dest, vector) = match signal {
                 Signal::Msi { dest, vector } => (dest, vector),
                 Signal::Post { descriptor, vector } => match self.machine.host.post(descriptor, vector)? {
-                    Some(notification) => notification,
+                    Some((id, nv)) => (Destination::Physical(id), nv),
                     None => continue,
                 },
                 Signal::Remapped { .. } | Signal::WakeVmm => continue,
             };
-            if dest == id || dest == 0xff {
+            if self.core.apic.accepts(dest) {
                 self.take_interrupt(vector)?;
             } else {
                 self.machine.interrupts.push_msi(dest, vector);

@@ -4,8 +4,10 @@
 //! MADT; the FADT points at a FACS, a DSDT and the fixed PM registers of
 //! [`crate::devices::acpi_pm`] (PM timer at 0x608) and the reset register
 //! (0xcf9, value 6); the MADT lists the local APICs, the IOAPIC at
-//! 0xfec00000 with GSI base 0, the interrupt source override of ISA IRQ 0
-//! to GSI 2 and LINT1 as NMI; the DSDT holds `\_S5` (sleep type 0, which
+//! 0xfec00000 with GSI base 0, the interrupt source overrides of ISA IRQ 0
+//! to GSI 2 and of the SCI (IRQ 9: level-triggered, active high, as
+//! QEMU's MADT says; without it Linux takes the SCI as active low, ACPI's
+//! default, and an idle line interrupts forever) and LINT1 as NMI; the DSDT holds `\_S5` (sleep type 0, which
 //! `AcpiPm` takes as power off).
 //!
 //! rust-vmm's acpi_tables crate builds the FADT, FACS, XSDT and the
@@ -35,6 +37,9 @@ const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
 const IAPC_8042: u16 = 1 << 1;
 /// MADT flags: PCAT_COMPAT (a dual 8259 is present).
 const MADT_PCAT_COMPAT: u32 = 1;
+/// MPS INTI flags (ACPI 6.5, Table 5.26): polarity active high (01b),
+/// trigger mode level (11b << 2).
+const INTI_ACTIVE_HIGH_LEVEL: u16 = 0x1 | 0x3 << 2;
 
 /// What the tables describe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +154,10 @@ fn madt(m: &AcpiMachine) -> Vec<u8> {
     // Interrupt Source Override: type 2, length 10, bus 0 (ISA), IRQ 0,
     // GSI 2, flags 0 (conforming polarity and trigger).
     t.append_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+    // The SCI: ISA IRQ 9 to GSI 9, level, active high.
+    let sci = SCI_IRQ as u8;
+    let [f0, f1] = INTI_ACTIVE_HIGH_LEVEL.to_le_bytes();
+    t.append_slice(&[2, 10, 0, sci, sci, 0, 0, 0, f0, f1]);
     // Local APIC NMI: type 4, length 6, all processors (0xff), flags 0,
     // LINT1.
     t.append_slice(&[4, 6, 0xff, 0, 0, 1]);
@@ -274,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn madt_lists_local_apics_the_ioapic_and_the_irq0_override() {
+    fn madt_lists_local_apics_the_ioapic_and_the_irq0_and_sci_overrides() {
         let t = build(&AcpiMachine { cpus: 2, ..AcpiMachine::default() });
         let m = t.table(b"APIC").unwrap();
         assert_eq!((u32_at(m, 36), u32_at(m, 40)), (0xfee0_0000, 1));
@@ -288,7 +297,8 @@ mod tests {
         assert_eq!(entries[1], [0, 8, 1, 1, 1, 0, 0, 0]);
         assert_eq!(entries[2], [1, 12, 0, 0, 0x00, 0x00, 0xc0, 0xfe, 0, 0, 0, 0]);
         assert_eq!(entries[3], [2, 10, 0, 0, 2, 0, 0, 0, 0, 0], "IRQ 0 -> GSI 2");
-        assert_eq!(entries[4], [4, 6, 0xff, 0, 0, 1]);
+        assert_eq!(entries[4], [2, 10, 0, 9, 9, 0, 0, 0, 0x0d, 0], "SCI: IRQ 9 -> GSI 9, level, active high");
+        assert_eq!(entries[5], [4, 6, 0xff, 0, 0, 1]);
         assert_eq!(at, m.len());
     }
 }

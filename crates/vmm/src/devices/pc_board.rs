@@ -8,6 +8,7 @@
 //! at its addresses) for hostile-driver tests and fuzzing.
 
 use crate::bus::{Bus, Device, DeviceCtx, Overlap};
+use crate::devices::acpi;
 use crate::devices::acpi_pm::{AcpiPm, PM_BASE, PM_SIZE};
 use crate::devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
 use crate::devices::fw_cfg::{FwCfg, FwCfgMachine, FW_CFG_PORT, FW_CFG_SIZE};
@@ -139,7 +140,7 @@ pub fn install(
         ("debug-exit", DEBUG_EXIT_PORT.into(), DEBUG_EXIT_SIZE, Box::new(DebugExit::new(power.clone()))),
         ("fw-cfg", FW_CFG_PORT.into(), FW_CFG_SIZE, Box::new(FwCfg::new(fw))),
         ("pci", PCI_IO_BASE.into(), PCI_IO_SIZE, Box::new(PciHost::new(ResetControl::new(power.clone())))),
-        ("acpi-pm", PM_BASE.into(), PM_SIZE, Box::new(AcpiPm::new(power.clone()))),
+        ("acpi-pm", PM_BASE.into(), PM_SIZE, Box::new(AcpiPm::new(power.clone(), Some(line(acpi::SCI_IRQ as u8))))),
         ("testdev", TESTDEV_PORT.into(), TESTDEV_PORTS, Box::<TestdevPorts>::default()),
         ("testdev-irq", IRQ_PORT.into(), IRQ_PORTS, Box::new(TestdevIrq::new((0..LINES).map(line).collect()))),
     ];
