@@ -278,6 +278,11 @@ enum Command {
         /// sweeps profiles (repeatable).
         #[arg(long, value_name = "NAME|FILE")]
         profile: Vec<String>,
+        /// Where Debian's kernel and the busybox initramfs of the Linux
+        /// section are (default: $EXITLAB_SHARED/linux, else
+        /// ../shared/linux).
+        #[arg(long, value_name = "DIR")]
+        linux: Option<PathBuf>,
     },
     /// Merge the parts that `run --shard` or `report --shard` wrote into
     /// the complete set, as one run without --shard would have written it.
@@ -742,8 +747,9 @@ fn main() -> ExitCode {
         Command::Run { scenario, backend, set, full, out, shard } => {
             lab_run(&scenario, backend, &set, full, out, shard.as_deref()).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report { out, full, shard, backend, profile } => {
-            sweep::report(full, backend.as_deref(), shard.as_deref(), out, &profile).map(|_| ExitCode::SUCCESS)
+        Command::Report { out, full, shard, backend, profile, linux } => {
+            let linux = linux.unwrap_or_else(exitlab_lab::linux::default_dir);
+            sweep::report(full, backend.as_deref(), shard.as_deref(), out, &profile, &linux).map(|_| ExitCode::SUCCESS)
         }
         Command::Merge { parts, out } => sweep::merge(&parts, out).map(|_| ExitCode::SUCCESS),
         Command::Trace { g, m, out } => trace(&g, &m, &out).map(|_| ExitCode::SUCCESS),

@@ -5,6 +5,7 @@
 //! set is published whole (exitlab_lab::output::publish).
 
 use crate::UsageError;
+use exitlab_lab::linux::Request;
 use exitlab_lab::manifest::{HostSide, SetKind};
 use exitlab_lab::output::{check_target, publish};
 use exitlab_lab::part::{merge as merge_parts, run_whole, run_whole_report, Part, Whole};
@@ -27,18 +28,19 @@ fn target(out: Option<PathBuf>, name: &str, shard: Option<Shard>) -> PathBuf {
     })
 }
 
-/// Runs shard `shard` of the set (a report's host side as `host` says)
-/// and publishes it as a part at `dir`.
+/// Runs shard `shard` of the set (a report's host side as `host` says,
+/// its Linux section as `linux` asks in shard 0) and publishes it as a
+/// part at `dir`.
 fn run_part(
     set: SetKind,
     scenarios: &[Scenario],
     full: bool,
     shard: Shard,
-    host: Option<HostSide>,
+    host: Option<(HostSide, &Request)>,
     dir: &Path,
 ) -> Result<(), UsageError> {
     let part = match host {
-        Some(host) => Part::run_report(scenarios, full, shard, host),
+        Some((host, linux)) => Part::run_report(scenarios, full, shard, host, Some(linux)),
         None => Part::run(set, scenarios, full, shard),
     }
     .map_err(UsageError)?;
@@ -46,7 +48,8 @@ fn run_part(
     let m = &part.manifest;
     let held: usize = m.experiments.iter().map(|e| e.points.len() + e.host_points.len()).sum::<usize>()
         + usize::from(m.e8)
-        + usize::from(m.e8_host);
+        + usize::from(m.e8_host)
+        + usize::from(m.linux);
     let (name, what) = match set {
         SetKind::Run => (m.names(), "points"),
         SetKind::Report => ("report".to_string(), "units"),
@@ -72,6 +75,9 @@ fn publish_whole(whole: &Whole, dir: &Path, parts: Option<usize>) -> Result<(), 
             for r in &whole.experiments {
                 say!("{}: {}", r.scenario.name, exitlab_lab::reading::reading(r));
             }
+            if let Some(linux) = &whole.linux {
+                say!("linux: {}", exitlab_lab::linux::summary(linux));
+            }
         }
     }
     Ok(())
@@ -94,13 +100,15 @@ pub fn run(s: &Scenario, full: bool, shard: Option<&str>, out: Option<PathBuf>) 
 /// `backend` names (`sim` or `sim,kvm`; default: the host's KVM beside
 /// the simulator where it is usable, said once where not), whole or one
 /// shard; `profiles` join the built-in ones wherever an experiment sweeps
-/// them.
+/// them and the Linux section's boots (the kernel in `linux`; shard 0 of
+/// a sharded report runs that section).
 pub fn report(
     full: bool,
     backend: Option<&str>,
     shard: Option<&str>,
     out: Option<PathBuf>,
     profiles: &[String],
+    linux: &Path,
 ) -> Result<(), UsageError> {
     let machines = backend.map_or(Ok(Machines::Auto), Machines::parse)?;
     let shard = parse_shard(shard)?;
@@ -115,9 +123,10 @@ pub fn report(
     if let (HostSide::Alone(why), Machines::Auto) = (&host, machines) {
         say!("the simulator alone: {why}");
     }
+    let linux = Request { dir: linux.to_path_buf(), profiles: profiles.to_vec() };
     match shard {
-        Some(shard) => run_part(SetKind::Report, &scenarios, full, shard, Some(host), &dir),
-        None => publish_whole(&run_whole_report(&scenarios, full, host).map_err(UsageError)?, &dir, None),
+        Some(shard) => run_part(SetKind::Report, &scenarios, full, shard, Some((host, &linux)), &dir),
+        None => publish_whole(&run_whole_report(&scenarios, full, host, Some(&linux)).map_err(UsageError)?, &dir, None),
     }
 }
 

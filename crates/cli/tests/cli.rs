@@ -247,7 +247,8 @@ fn run_is_deterministic_and_scenario_mistakes_name_file_line_and_key() {
 #[test]
 fn report_writes_markdown_and_self_contained_html() {
     let d = temp_dir("report");
-    let o = exitlab(&["report", "--out", d.to_str().unwrap()]);
+    // Without the kernel: the Linux section is one line saying where to get it.
+    let o = exitlab(&["report", "--out", d.to_str().unwrap(), "--linux", "/nonexistent/linux"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     let md = std::fs::read_to_string(d.join("report.md")).unwrap();
@@ -262,6 +263,12 @@ fn report_writes_markdown_and_self_contained_html() {
         assert!(html.contains(&format!(" id=\"{id}\"")), "section {id}");
     }
     assert_eq!(md.matches("| the chapter says | the simulator shows | this host shows | agrees? |").count(), 10);
+    assert!(html.contains("<a href=\"#linux\">") && html.contains(" id=\"linux\""), "the Linux section");
+    assert!(
+        md.contains("n/a (not run: /nonexistent/linux has no vmlinuz-6.1.0-57-amd64 or initrd-busybox.gz (the kernel is Debian 12's linux-image-6.1.0-57-amd64"),
+        "{md}"
+    );
+    assert!(!d.join("linux").exists());
     assert!(md.contains("| N = 1 |") || md.contains("N = 1 |"), "fleet table");
     assert!(md.contains("N = 1,000,000 |"));
     // Axes in words and units, not metric names.
@@ -276,7 +283,11 @@ fn report_writes_markdown_and_self_contained_html() {
 #[test]
 fn report_without_kvm_says_so_once_and_runs_the_simulator() {
     let d = temp_dir("report-nokvm");
-    let o = exitlab_env(&["report", "--out", d.to_str().unwrap()], "EXITLAB_KVM_DEVICE", "/nonexistent/kvm");
+    let o = exitlab_env(
+        &["report", "--out", d.to_str().unwrap(), "--linux", "/nonexistent/linux"],
+        "EXITLAB_KVM_DEVICE",
+        "/nonexistent/kvm",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.matches("no usable KVM here").count(), 1, "{out}");

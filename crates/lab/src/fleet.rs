@@ -189,7 +189,7 @@ pub fn cores_text(v: f64) -> String {
 }
 
 /// A number of cores alone: "513", "0.51", "5.1e-4".
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if v >= 100.0 {
         crate::plot::short(v)
     } else if v >= 0.01 {

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod host;
 pub mod hostinfo;
 pub mod image;
+pub mod linux;
 pub mod manifest;
 pub mod measure;
 pub mod output;

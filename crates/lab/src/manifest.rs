@@ -105,6 +105,10 @@ pub struct Manifest {
     /// Whether the set holds E8's results on the host (report parts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub e8_host: bool,
+    /// Whether the part holds the report's Linux section (shard 0 of a
+    /// report; a complete set does not say).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linux: bool,
 }
 
 impl Manifest {
@@ -122,6 +126,7 @@ impl Manifest {
             e8,
             host: None,
             e8_host: false,
+            linux: false,
         }
     }
 

@@ -10,7 +10,9 @@
 //! of one set and that every unit is held exactly once, and puts the
 //! complete set together. A run without `--shard` is the same path with
 //! one shard of one (`run_whole`), so a merged set and an unsharded one
-//! are written by the same code from the same values.
+//! are written by the same code from the same values. A report's Linux
+//! section (crates/lab/src/linux) is not dealt: it is one heavy unit that
+//! shard 0 runs after its other units and holds as linux.json.
 
 use crate::manifest::{definition_digest, Entry, HostSide, Manifest, SetKind, FILE};
 use crate::measure::{run_points, PointResult, Results};
@@ -30,6 +32,7 @@ const POINTS: &str = "points.json";
 const MAX_PART_FILE: u64 = 256 << 20;
 const E8: &str = "e8.json";
 const E8_HOST: &str = "e8-host.json";
+const LINUX: &str = "linux.json";
 
 /// Why a report run with [`Part::run`] has no host side.
 pub const SIM_ALONE: &str = "the report was asked for the simulator alone";
@@ -51,6 +54,8 @@ pub struct Part {
     pub e8: Option<E8Results>,
     /// E8's results on the host, when the part holds them.
     pub e8_host: Option<Vec<CaseResult>>,
+    /// The report's Linux section, in shard 0's part of a report.
+    pub linux: Option<crate::linux::Section>,
 }
 
 /// A complete set, ready to be written.
@@ -64,6 +69,8 @@ pub struct Whole {
     /// The report's host side, or why the simulator ran alone (`None` for
     /// one experiment's set).
     pub host: Option<Result<HostResults, String>>,
+    /// The report's Linux section (`None` for one experiment's set).
+    pub linux: Option<crate::linux::Section>,
 }
 
 /// What a report ran on this host's KVM.
@@ -219,13 +226,20 @@ impl Part {
     /// each runs alone, as there.
     pub fn run(set: SetKind, scenarios: &[Scenario], full: bool, shard: Shard) -> Result<Part, String> {
         let host = (set == SetKind::Report).then(|| HostSide::Alone(SIM_ALONE.to_string()));
-        Part::run_units(set, scenarios, full, shard, host)
+        Part::run_units(set, scenarios, full, shard, host, None)
     }
 
     /// Runs the units of the report over `scenarios` that `shard` holds,
-    /// with the host's side when `host` says so.
-    pub fn run_report(scenarios: &[Scenario], full: bool, shard: Shard, host: HostSide) -> Result<Part, String> {
-        Part::run_units(SetKind::Report, scenarios, full, shard, Some(host))
+    /// with the host's side when `host` says so, and in shard 0 the Linux
+    /// section `linux` asks for.
+    pub fn run_report(
+        scenarios: &[Scenario],
+        full: bool,
+        shard: Shard,
+        host: HostSide,
+        linux: Option<&crate::linux::Request>,
+    ) -> Result<Part, String> {
+        Part::run_units(SetKind::Report, scenarios, full, shard, Some(host), linux)
     }
 
     fn run_units(
@@ -234,6 +248,7 @@ impl Part {
         full: bool,
         shard: Shard,
         host: Option<HostSide>,
+        linux: Option<&crate::linux::Request>,
     ) -> Result<Part, String> {
         let hosts = match host {
             Some(HostSide::Kvm) => Some(host_scenarios(scenarios)?),
@@ -269,10 +284,13 @@ impl Part {
         }
         let e8 = if e8 { Some(crate::precise::run()?) } else { None };
         let e8_host = if e8_host { Some(crate::precise::run_host()?) } else { None };
+        // Last, so that its boots do not share the cores with the host's timed runs.
+        let linux = (set == SetKind::Report && shard.index == 0).then(|| crate::linux::section(linux));
         let mut manifest = Manifest::new(set, Some(shard), full, entries, e8.is_some());
         manifest.host = host;
         manifest.e8_host = e8_host.is_some();
-        Ok(Part { origin: "this run".to_string(), manifest, points, host_points, e8, e8_host })
+        manifest.linux = linux.is_some();
+        Ok(Part { origin: "this run".to_string(), manifest, points, host_points, e8, e8_host, linux })
     }
 
     /// Writes the part into `dir`, a directory of a set being published.
@@ -293,6 +311,9 @@ impl Part {
         if let Some(e8) = &self.e8_host {
             let cases: Vec<CaseRecord> = e8.iter().map(|r| CaseRecord::of("kvm", r)).collect();
             write_file(dir, E8_HOST, &to_json(&cases))?;
+        }
+        if let Some(linux) = &self.linux {
+            write_file(dir, LINUX, &to_json(linux))?;
         }
         write_file(dir, FILE, self.manifest.to_json().as_bytes())
     }
@@ -327,7 +348,15 @@ impl Part {
         let e8 = manifest.e8.then(|| read_cases(dir, &origin, E8)).transpose()?;
         let e8_host = manifest.e8_host.then(|| read_cases(dir, &origin, E8_HOST)).transpose()?;
         let e8_host = e8_host.map(|cases| cases.into_iter().map(|(_, r)| r).collect());
-        Ok(Part { origin, manifest, points, host_points, e8, e8_host })
+        let linux = manifest
+            .linux
+            .then(|| {
+                let text = read_limited(&dir.join(LINUX), MAX_PART_FILE)
+                    .map_err(|e| format!("part {origin}: cannot read {LINUX}: {e}"))?;
+                serde_json::from_str(&text).map_err(|e| format!("part {origin}: {LINUX}: {e}"))
+            })
+            .transpose()?;
+        Ok(Part { origin, manifest, points, host_points, e8, e8_host, linux })
     }
 
     fn shard(&self) -> Result<Shard, String> {
@@ -470,9 +499,14 @@ pub fn merge(parts: Vec<Part>) -> Result<Whole, String> {
         if let Some(k) = dealt.difference(&held).next() {
             return Err(format!("part {} lacks {k}, a unit of shard {shard}", p.origin));
         }
+        let linux_here = set == SetKind::Report && index == 0;
+        if p.manifest.linux != linux_here {
+            let (does, should) = if linux_here { ("lacks", "holds") } else { ("holds", "lacks") };
+            return Err(format!("part {} {does} the report's Linux section, which shard {shard} {should}", p.origin));
+        }
     }
     let mut found: Vec<[BTreeMap<String, PointResult>; 2]> = vec![Default::default(); scenarios.len()];
-    let (mut e8, mut e8_host) = (None, None);
+    let (mut e8, mut e8_host, mut linux) = (None, None, None);
     for p in parts {
         for (i, (points, host)) in p.points.into_iter().zip(p.host_points).enumerate() {
             found[i][0].extend(points.into_iter().map(|r| (point_key(&r.axes), r)));
@@ -480,6 +514,7 @@ pub fn merge(parts: Vec<Part>) -> Result<Whole, String> {
         }
         e8 = e8.or(p.e8);
         e8_host = e8_host.or(p.e8_host);
+        linux = linux.or(p.linux);
     }
     let mut experiments = Vec::new();
     let mut host_experiments = Vec::new();
@@ -497,7 +532,7 @@ pub fn merge(parts: Vec<Part>) -> Result<Whole, String> {
         (None, Some(why)) => Some(Err(why)),
         (None, None) => None,
     };
-    Ok(Whole { set, full, experiments, e8, host })
+    Ok(Whole { set, full, experiments, e8, host, linux })
 }
 
 /// `s`'s results from the points `found` (by key), in sweep order.
@@ -516,18 +551,26 @@ pub fn run_whole(set: SetKind, scenarios: &[Scenario], full: bool) -> Result<Who
 }
 
 /// Runs the whole report over `scenarios`, with the host's side when
-/// `host` says so: one shard of one, merged.
-pub fn run_whole_report(scenarios: &[Scenario], full: bool, host: HostSide) -> Result<Whole, String> {
-    merge(vec![Part::run_report(scenarios, full, Shard::WHOLE, host)?])
+/// `host` says so and the Linux section `linux` asks for: one shard of
+/// one, merged.
+pub fn run_whole_report(
+    scenarios: &[Scenario],
+    full: bool,
+    host: HostSide,
+    linux: Option<&crate::linux::Request>,
+) -> Result<Whole, String> {
+    merge(vec![Part::run_report(scenarios, full, Shard::WHOLE, host, linux)?])
 }
 
 impl Whole {
     /// Writes the complete set into `dir`, a directory of a set being
     /// published: one experiment's files, or the report.
     pub fn write(&self, dir: &Path) -> Result<(), String> {
-        match (self.set, self.experiments.as_slice(), &self.e8, &self.host) {
-            (SetKind::Run, [r], _, _) => write_results(r, dir),
-            (SetKind::Report, all, Some(e8), Some(host)) => crate::report::write(all, e8, host, self.full, dir),
+        match (self.set, self.experiments.as_slice(), &self.e8, &self.host, &self.linux) {
+            (SetKind::Run, [r], _, _, _) => write_results(r, dir),
+            (SetKind::Report, all, Some(e8), Some(host), Some(linux)) => {
+                crate::report::write(all, e8, host, self.full, linux, dir)
+            }
             _ => Err(format!("a {} set without its results cannot be written", self.set.name())),
         }
     }

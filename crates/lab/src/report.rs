@@ -108,19 +108,19 @@ fn escape(s: &str) -> String {
 
 /// The report as Markdown and HTML at once.
 #[derive(Default)]
-struct Doc {
-    md: String,
-    html: String,
+pub(crate) struct Doc {
+    pub(crate) md: String,
+    pub(crate) html: String,
 }
 
 impl Doc {
-    fn heading(&mut self, level: usize, id: &str, text: &str) {
+    pub(crate) fn heading(&mut self, level: usize, id: &str, text: &str) {
         let _ = writeln!(self.md, "{} {text}\n", "#".repeat(level));
         let _ = writeln!(self.html, "<h{level} id=\"{id}\">{}</h{level}>", escape(text));
     }
 
     /// A paragraph with a bold lead-in (empty for none).
-    fn para(&mut self, lead: &str, text: &str) {
+    pub(crate) fn para(&mut self, lead: &str, text: &str) {
         match lead {
             "" => {
                 let _ = writeln!(self.md, "{text}\n");
@@ -133,7 +133,7 @@ impl Doc {
         }
     }
 
-    fn list(&mut self, items: &[String]) {
+    pub(crate) fn list(&mut self, items: &[String]) {
         let _ = writeln!(self.html, "<ul>");
         for i in items {
             let _ = writeln!(self.md, "- {i}");
@@ -143,7 +143,7 @@ impl Doc {
         let _ = writeln!(self.html, "</ul>");
     }
 
-    fn table(&mut self, header: &[String], rows: &[Vec<String>]) {
+    pub(crate) fn table(&mut self, header: &[String], rows: &[Vec<String>]) {
         let cell = |c: &str| c.replace('|', "\\|");
         let _ = writeln!(self.md, "| {} |", header.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(self.md, "|{}", "---|".repeat(header.len()));
@@ -181,7 +181,7 @@ impl Doc {
     }
 
     /// A figure: a file beside report.md, inline in the HTML.
-    fn figure(&mut self, title: &str, file: &str, svg: &str) {
+    pub(crate) fn figure(&mut self, title: &str, file: &str, svg: &str) {
         let _ = writeln!(self.md, "![{title}]({file})\n");
         let _ = writeln!(self.html, "<figure>{svg}</figure>");
     }
@@ -196,15 +196,17 @@ table.chapter td,table.chapter th{text-align:left;max-width:22em}\
 nav{background:#f6f6f6;border:1px solid #ddd;padding:0.3em 1.2em}nav h2{border:0;margin-top:0.4em;padding-top:0}figure{margin:1em 0}figure svg{max-width:100%;height:auto}";
 
 /// Writes the report of `all` (the built-in experiments' results, in
-/// report order), E8's `e8` and the host's side `host` (or why the
-/// simulator ran alone) into `dir`, a directory of a set being published:
-/// `<experiment>/` for each (its host side in `<experiment>/host/`),
-/// `e8/`, report.md, report.html and manifest.json.
+/// report order), E8's `e8`, the host's side `host` (or why the
+/// simulator ran alone) and the Linux section `linux` into `dir`, a directory of a set being
+/// published: `<experiment>/` for each (its host side in
+/// `<experiment>/host/`), `e8/`, `linux/`, report.md, report.html and
+/// manifest.json.
 pub fn write(
     all: &[Results],
     e8: &[(String, CaseResult)],
     host: &Result<HostResults, String>,
     full: bool,
+    linux: &crate::linux::Section,
     dir: &Path,
 ) -> Result<(), String> {
     let no_host = host.as_ref().err().cloned();
@@ -233,6 +235,8 @@ pub fn write(
             section(&mut doc, dir, r, h)?;
         }
     }
+    let e4 = all.iter().find(|r| r.scenario.name == "e4");
+    crate::linux::section::write(&mut doc, dir, linux, e4)?;
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>exitlab report</title><style>{STYLE}</style></head><body>\n{}</body></html>\n",
         doc.html
@@ -275,6 +279,7 @@ fn intro(doc: &mut Doc, full: bool, no_host: &Option<String>, runs: &[(Results, 
     let mut toc: Vec<(String, String)> =
         runs.iter().map(|(r, _)| (r.scenario.name.clone(), r.scenario.title.clone())).collect();
     toc.insert(e8_slot(runs), ("e8".into(), E8_TITLE.into()));
+    toc.push((crate::linux::section::ID.into(), crate::linux::section::TITLE.into()));
     let _ = writeln!(doc.md, "## Contents\n");
     let _ = writeln!(doc.html, "<nav><h2 id=\"contents\">Contents</h2><ol>");
     for (id, title) in &toc {

@@ -40,6 +40,9 @@ pub fn chrome_trace(workload: &str, backend: &str, entries: &[TraceEntry]) -> Va
             Access::Mmio { gpa, size, is_write, data } => {
                 args["access"] = json!({ "gpa": format!("{gpa:#x}"), "size": size, "write": is_write, "data": data });
             }
+            Access::Msr { index, write } => {
+                args["access"] = json!({ "msr": format!("{index:#x}"), "write": write });
+            }
             Access::None => {}
         }
         events.push(json!({

@@ -83,6 +83,12 @@ fn the_report_in_3_shards_merges_to_the_unsharded_report() {
     let m = merged(&parts).unwrap();
     publish(&out, |t| m.write(t)).unwrap();
     assert_same_tree(&out, &whole);
+    // The Linux section is shard 0's (here the line saying it was not
+    // asked for), and only shard 0's.
+    assert!(parts[0].join("linux.json").exists() && !parts[1].join("linux.json").exists());
+    edit(&parts[0].join("manifest.json"), "\"linux\": true", "\"linux\": false");
+    let e = merged(&parts).err().expect("refused");
+    assert!(e.ends_with("lacks the report's Linux section, which shard 0/3 holds"), "{e}");
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -282,7 +288,7 @@ fn a_sharded_report_beside_the_host_holds_each_host_unit_once() {
     let s = [small(10)];
     let parts: Vec<PathBuf> = (0..2)
         .map(|index| {
-            let part = Part::run_report(&s, false, Shard { index, count: 2 }, HostSide::Kvm).unwrap();
+            let part = Part::run_report(&s, false, Shard { index, count: 2 }, HostSide::Kvm, None).unwrap();
             let dir = d.join(format!("part-{index}"));
             publish(&dir, |t| part.write(t)).unwrap();
             dir

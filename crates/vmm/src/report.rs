@@ -177,6 +177,14 @@ pub enum Access {
         /// The value moved.
         data: u64,
     },
+    /// An RDMSR or WRMSR (SDM Vol. 3C 26.1.3: exits 31 and 32 carry no
+    /// qualification; the index is ECX).
+    Msr {
+        /// The MSR's index (ECX).
+        index: u32,
+        /// WRMSR (else RDMSR).
+        write: bool,
+    },
     /// Nothing was accessed.
     None,
 }

@@ -10,7 +10,7 @@ use exitlab_guest::program::{program, Ring, Start};
 use exitlab_guest::Image;
 use exitlab_sim::profile::Profile;
 use exitlab_sim::SimVm;
-use exitlab_vmm::{run_image_with, GuestError, Outcome, RunOptions, RunReport};
+use exitlab_vmm::{run_image_with, Access, GuestError, Outcome, RunOptions, RunReport};
 use iced_x86::code_asm::*;
 
 type Body = fn(&mut CodeAssembler) -> Result<(), IcedError>;
@@ -166,6 +166,37 @@ fn pat_tsc_aux_and_base_msrs_check_their_values() {
         assert_eq!(r.map(|r| edx_eax(&r)), Ok(0x0707_0707), "{profile}");
         assert_eq!(on(profile, |a| wrmsr(a, msr::IA32_TSC_AUX, 1 << 32)), GP, "{profile}");
         assert_eq!(on(profile, |a| wrmsr(a, msr::IA32_FS_BASE, 1 << 47)), GP, "{profile}: non-canonical");
+    }
+}
+
+/// The trace names each RDMSR's and WRMSR's MSR (ECX): SDM Vol. 3C
+/// 26.1.3 gives these exits no qualification, so the index is the access.
+#[test]
+fn msr_exits_carry_their_index_in_the_trace() {
+    for profile in ["modern", "legacy"] {
+        let r = run(
+            &image(Ring::Kernel, |a| {
+                wrmsr(a, msr::IA32_TSC_AUX, 5)?;
+                rdmsr(a, msr::IA32_TSC_AUX)?;
+                rdmsr(a, msr::IA32_PAT)
+            }),
+            profile,
+        );
+        let msrs: Vec<(ExitReason, Access)> = r
+            .trace
+            .iter()
+            .filter(|e| matches!(e.record.reason, ExitReason::MsrRead | ExitReason::MsrWrite))
+            .map(|e| (e.record.reason, e.access))
+            .collect();
+        assert_eq!(
+            msrs,
+            [
+                (ExitReason::MsrWrite, Access::Msr { index: msr::IA32_TSC_AUX, write: true }),
+                (ExitReason::MsrRead, Access::Msr { index: msr::IA32_TSC_AUX, write: false }),
+                (ExitReason::MsrRead, Access::Msr { index: msr::IA32_PAT, write: false }),
+            ],
+            "{profile}"
+        );
     }
 }
 

@@ -53,6 +53,8 @@ impl Handling {
     pub fn new(exit: &VmExit, now_ns: u64) -> Handling {
         let access = match exit {
             VmExit::Io(io) => port_io::access(io, io.data),
+            VmExit::MsrRead { msr } => Access::Msr { index: *msr, write: false },
+            VmExit::MsrWrite { msr, .. } => Access::Msr { index: *msr, write: true },
             _ => Access::None,
         };
         Handling { now_ns, target: Target::None, access, work: HandlerWork::default(), wake_ns: None }
