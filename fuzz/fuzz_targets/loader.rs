@@ -10,29 +10,14 @@
 
 use exitlab_loader::{load, testimage, CpuMode, FlatOptions, Format, Module, Options};
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 const MEMORY: u64 = 16 << 20;
 
-/// The project's images, built once (the last one costs a compression).
-fn seeds() -> &'static [Vec<u8>] {
-    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    SEEDS.get_or_init(|| {
-        vec![
-            testimage::elf(&testimage::Elf::hello(0x20_0000)),
-            testimage::elf32_multiboot(0x20_0000),
-            testimage::multiboot_kludge(0x10_0000),
-            testimage::bzimage(&testimage::BzImage::default()),
-            testimage::pvh_elf(0x20_0000),
-            testimage::bzimage_with_vmlinux(&testimage::pvh_elf(0x20_0000)),
-        ]
-    })
-}
 
 fn image(input: &[u8]) -> Vec<u8> {
     let Some((&first, rest)) = input.split_first() else { return Vec::new() };
-    let n = seeds().len();
-    let Some(seed) = seeds().get(usize::from(first) % n).filter(|_| usize::from(first) < 2 * n) else {
+    let n = testimage::seeds().len();
+    let Some(seed) = testimage::seeds().get(usize::from(first) % n).filter(|_| usize::from(first) < 2 * n) else {
         return input.to_vec();
     };
     let mut image = seed.clone();

@@ -386,3 +386,20 @@ pub fn bzimage_with_vmlinux(vmlinux: &[u8]) -> Vec<u8> {
     b.payload.extend_from_slice(&xz);
     bzimage(&b)
 }
+
+/// One image of each format the loaders take, built once (the XZ one
+/// costs a compression): the seeds of the loader's property tests and its
+/// fuzz target.
+pub fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        vec![
+            elf(&Elf::hello(0x20_0000)),
+            elf32_multiboot(0x20_0000),
+            multiboot_kludge(0x10_0000),
+            bzimage(&BzImage::default()),
+            pvh_elf(0x20_0000),
+            bzimage_with_vmlinux(&pvh_elf(0x20_0000)),
+        ]
+    })
+}

@@ -31,21 +31,6 @@ fn check(g: &LoadedGuest) {
     assert!(g.memory_needed >= end);
 }
 
-/// The project's images, built once: the XZ one costs a compression.
-fn seeds() -> &'static [Vec<u8>] {
-    static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
-    SEEDS.get_or_init(|| {
-        vec![
-            testimage::elf(&testimage::Elf::hello(0x20_0000)),
-            testimage::elf32_multiboot(0x20_0000),
-            testimage::multiboot_kludge(0x10_0000),
-            testimage::bzimage(&testimage::BzImage::default()),
-            testimage::pvh_elf(0x20_0000),
-            testimage::bzimage_with_vmlinux(&testimage::pvh_elf(0x20_0000)),
-        ]
-    })
-}
-
 const FORMATS: [Option<Format>; 6] =
     [None, Some(Format::Flat), Some(Format::Elf), Some(Format::Multiboot), Some(Format::BzImage), Some(Format::Pvh)];
 
@@ -59,7 +44,7 @@ proptest! {
         cut in any::<u16>(),
         format in 0usize..6,
     ) {
-        let mut image = seeds()[seed].clone();
+        let mut image = testimage::seeds()[seed].clone();
         let len = image.len();
         for (at, v) in edits {
             image[usize::from(at) % len] = v;
@@ -83,7 +68,7 @@ proptest! {
     fn absurd_offsets_and_sizes(seed in 0usize..6, at in 0usize..0x280, value in prop_oneof![
         Just(0u64), Just(u64::MAX), Just(0xffff_ffff), Just(0x8000_0000), Just(0x1000), any::<u64>()
     ]) {
-        let mut image = seeds()[seed].clone();
+        let mut image = testimage::seeds()[seed].clone();
         let at = (at & !3).min(image.len() - 8);
         image[at..at + 8].copy_from_slice(&value.to_le_bytes());
         for format in [None, Some(Format::Pvh)] {

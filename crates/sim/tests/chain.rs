@@ -410,24 +410,7 @@ fn every_lowered_form_and_flag_producer_agrees_with_the_executor() {
             a.pop(r8)?;
             a.add(r15, r8)?;
             a.rol(r15, 7)?;
-            match cc % 16 {
-                0 => a.jo(skip)?,
-                1 => a.jno(skip)?,
-                2 => a.jb(skip)?,
-                3 => a.jae(skip)?,
-                4 => a.je(skip)?,
-                5 => a.jne(skip)?,
-                6 => a.jbe(skip)?,
-                7 => a.ja(skip)?,
-                8 => a.js(skip)?,
-                9 => a.jns(skip)?,
-                10 => a.jp(skip)?,
-                11 => a.jnp(skip)?,
-                12 => a.jl(skip)?,
-                13 => a.jge(skip)?,
-                14 => a.jle(skip)?,
-                _ => a.jg(skip)?,
-            }
+            jcc(a, cc % 16, skip)?;
             a.add(r14, rcx)?;
             a.set_label(&mut skip)
         };
@@ -531,24 +514,7 @@ fn flags_dropped(a: &mut CodeAssembler) -> Result<(), IcedError> {
 /// counting taken branches in r14, then the flags read in the next block.
 fn fused_jcc(a: &mut CodeAssembler, cc: u32) -> Result<(), IcedError> {
     let mut skip = a.create_label();
-    match cc % 16 {
-        0 => a.jo(skip)?,
-        1 => a.jno(skip)?,
-        2 => a.jb(skip)?,
-        3 => a.jae(skip)?,
-        4 => a.je(skip)?,
-        5 => a.jne(skip)?,
-        6 => a.jbe(skip)?,
-        7 => a.ja(skip)?,
-        8 => a.js(skip)?,
-        9 => a.jns(skip)?,
-        10 => a.jp(skip)?,
-        11 => a.jnp(skip)?,
-        12 => a.jl(skip)?,
-        13 => a.jge(skip)?,
-        14 => a.jle(skip)?,
-        _ => a.jg(skip)?,
-    }
+    jcc(a, cc % 16, skip)?;
     a.add(r14, rcx)?;
     a.set_label(&mut skip)?;
     flags_read(a)
